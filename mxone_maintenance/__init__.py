@@ -1,0 +1,1 @@
+"""MX-ONE server redundancy: the maintenance tool (domain model, rules, orchestration)."""

@@ -1,0 +1,4 @@
+from mxone_maintenance.cli import main
+import sys
+
+sys.exit(main())

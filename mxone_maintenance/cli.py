@@ -1,0 +1,161 @@
+"""`mxone_maintenance`: the operator's command.
+
+Exit codes: 0 success; 1 the checked input is invalid (broken rules, bad file); 2 the
+command could not do its work (usage, unreadable file, internal error); 130 interrupted.
+No traceback ever reaches the operator: an unexpected error prints one line and the
+traceback goes to a log file named in that line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import tomllib
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from mxone_maintenance import configfile, rules, store
+from mxone_maintenance.errors import ConfigFileError, MxoneError
+from mxone_maintenance.model import NodeFacts
+
+PROG = "mxone_maintenance"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="MX-ONE server redundancy maintenance: servers, standby servers and clusters.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    v = sub.add_parser(
+        "validate",
+        help="check a system config file against every prerequisite rule",
+        description="Check a system config file: syntax, known keys, and every prerequisite "
+        "rule of server redundancy. Prints every problem found, each with its line.",
+    )
+    v.add_argument("file", help="the system config file (TOML)")
+    v.add_argument(
+        "--facts",
+        metavar="FILE",
+        help="the nodes' disk reports (TOML: [SERVER] free_data_bytes = N, backup_bytes = N); "
+        "without it the standby-disk rule is not checked",
+    )
+    v.add_argument("--json", action="store_true", help="print the result as JSON")
+    r = sub.add_parser("rules", help="list every prerequisite rule")
+    r.add_argument("--json", action="store_true", help="print the rules as JSON")
+    return p
+
+
+def _load_facts(path: str) -> dict[str, NodeFacts]:
+    text = store.read_text(Path(path))
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(path, [configfile._syntax_message(path, str(exc))]) from None
+    facts, problems = {}, []
+    for name, table in data.items():
+        keys = {"free_data_bytes", "backup_bytes"}
+        if not isinstance(table, dict) or set(table) != keys or not all(
+            isinstance(table[k], int) and not isinstance(table[k], bool) and table[k] >= 0
+            for k in keys
+        ):
+            problems.append(f"{path}: [{name}] must hold exactly free_data_bytes and backup_bytes, "
+                            "each a whole number of bytes")
+            continue
+        facts[name] = NodeFacts(table["free_data_bytes"], table["backup_bytes"])
+    if problems:
+        raise ConfigFileError(path, problems)
+    return facts
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    facts = _load_facts(args.facts) if args.facts else None
+    text = store.read_text(path)
+    try:
+        system = configfile.parse(text, str(path))
+    except ConfigFileError as exc:
+        if args.json:
+            print(json.dumps({"file": str(path), "valid": False, "problems": list(exc.problems)}, indent=2))
+        else:
+            print("\n".join(exc.problems))
+            print(f"{path}: {len(exc.problems)} problem(s) in the file's shape; rules not checked")
+        return 1
+    violations = rules.check(system, facts)
+    if args.json:
+        print(json.dumps({
+            "file": str(path),
+            "valid": not violations,
+            "generation": system.generation,
+            "violations": [
+                {"rule": v.rule, "field": v.field, "value": v.value, "detail": v.detail,
+                 "rule_text": v.rule_text, "line": configfile.Locator(text).line_of(v.loc)}
+                for v in violations
+            ],
+        }, indent=2, default=str))
+        return 1 if violations else 0
+    if violations:
+        print("\n".join(configfile.describe(violations, text, str(path))))
+        print(f"{path}: {len(violations)} broken rule(s)")
+        return 1
+    note = "" if facts is not None else "; disk rule not checked (no --facts)"
+    print(f"{path}: valid: generation {system.generation}, {len(system.servers)} server(s), "
+          f"{len(system.clusters)} cluster(s){note}")
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps([{"rule": r.code, "text": r.text} for r in rules.RULES], indent=2))
+    else:
+        width = max(len(r.code) for r in rules.RULES)
+        for r in rules.RULES:
+            print(f"{r.code:<{width}}  {r.text}")
+    return 0
+
+
+def _log_internal_error() -> str:
+    directory = Path("/var/log/mxone") if os.access("/var/log", os.W_OK) else Path(tempfile.gettempdir())
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        log = directory / "mxone_maintenance-errors.log"
+        with log.open("a", encoding="utf-8") as f:
+            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)}\n")
+            f.write(traceback.format_exc())
+        return str(log)
+    except OSError:
+        return "(could not write the error log)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "validate":
+            return cmd_validate(args)
+        if args.command == "rules":
+            return cmd_rules(args)
+        parser.print_help()
+        return 2
+    except ConfigFileError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
+    except MxoneError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last guard: one line for the operator, details in the log
+        log = _log_internal_error()
+        print(f"{PROG}: internal error: {type(exc).__name__}: {exc} (details in {log})", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

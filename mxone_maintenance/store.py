@@ -1,0 +1,84 @@
+"""Reading and writing the system config file safely.
+
+Writes are atomic: the new text goes to a temporary file in the same directory, is
+fsynced, and is renamed over the old one, and the directory is fsynced; a crash leaves
+either the old file or the new one, never a mix. The previous generation is kept beside
+the file as ``<name>.prev``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from mxone_maintenance import configfile
+from mxone_maintenance.errors import ConfigFileError, MxoneError
+from mxone_maintenance.model import System
+
+DEFAULT_PATH = Path("/etc/mxone/system.toml")
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The config file to use: the explicit one, $MXONE_SYSTEM_CONFIG, or the default."""
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("MXONE_SYSTEM_CONFIG") or DEFAULT_PATH)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new bytes only."""
+    directory = path.parent
+    tmp = directory / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigFileError(str(path), [f"{path}: no such file"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError(str(path), [f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+    except OSError as exc:
+        raise ConfigFileError(str(path), [f"{path}: cannot read: {exc.strerror}"]) from None
+
+
+def load(path: Path) -> System:
+    """The system in the file, as written (not yet validated)."""
+    return configfile.parse(read_text(path), str(path))
+
+
+def save(path: Path, system: System) -> None:
+    """Write a new generation of the system, refusing to overwrite a change made meanwhile.
+
+    ``system.generation`` must be one more than the generation on disk (or any value when
+    there is no file yet). The system must break no rule. The old file is kept as .prev.
+    """
+    system.validated()
+    if path.exists():
+        current = load(path).generation
+        if system.generation != current + 1:
+            raise MxoneError(
+                f"{path} is at generation {current}; refusing to write generation "
+                f"{system.generation} (someone changed the system meanwhile: read it again)"
+            )
+        atomic_write(path.with_name(path.name + ".prev"), path.read_bytes())
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, configfile.dump(system).encode("utf-8"))
