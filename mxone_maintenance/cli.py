@@ -29,7 +29,8 @@ PROG = "mxone_maintenance"
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="MX-ONE server redundancy maintenance: servers, standby servers and clusters.",
+        description="MX-ONE server redundancy maintenance: servers, standby servers and clusters. "
+        "Without a command (or with only --config FILE) it opens the menus.",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     v = sub.add_parser(
@@ -46,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
         "without it the standby-disk rule is not checked",
     )
     v.add_argument("--json", action="store_true", help="print the result as JSON")
+    n = sub.add_parser(
+        "node-config",
+        help="print the config an agent runs on, derived from a system config file",
+        description="Print (JSON) the per-node config that the agent on NODE runs on.",
+    )
+    n.add_argument("file", help="the system config file (TOML)")
+    n.add_argument("node", help="a server that is in a cluster")
     r = sub.add_parser("rules", help="list every prerequisite rule")
     r.add_argument("--json", action="store_true", help="print the rules as JSON")
     return p
@@ -109,6 +117,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_node_config(args: argparse.Namespace) -> int:
+    from mxone_maintenance import nodeconfig
+
+    system = store.load(Path(args.file)).validated()
+    configs = nodeconfig.all_nodes(system)
+    if args.node not in configs:
+        in_system = any(s.name == args.node for s in system.servers)
+        why = "is in no cluster" if in_system else "is not in the system"
+        raise MxoneError(f"node = {args.node}: {why}; nodes with a config: {', '.join(sorted(configs)) or 'none'}")
+    print(json.dumps(configs[args.node].to_dict(), indent=2))
+    return 0
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"rule": r.code, "text": r.text} for r in rules.RULES], indent=2))
@@ -119,7 +140,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_internal_error() -> str:
+def log_internal_error() -> str:
     directory = Path("/var/log/mxone") if os.access("/var/log", os.W_OK) else Path(tempfile.gettempdir())
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -138,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "validate":
             return cmd_validate(args)
+        if args.command == "node-config":
+            return cmd_node_config(args)
         if args.command == "rules":
             return cmd_rules(args)
         parser.print_help()
@@ -152,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the last guard: one line for the operator, details in the log
-        log = _log_internal_error()
+        log = log_internal_error()
         print(f"{PROG}: internal error: {type(exc).__name__}: {exc} (details in {log})", file=sys.stderr)
         return 2
 

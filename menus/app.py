@@ -1,0 +1,211 @@
+"""The app: the window, the menu tree and the flows, wired to Maintenance and Operations.
+
+``run(maintenance)`` builds the MainLoop and runs it. :class:`App` also works without a
+loop (``App(..., runner=InlineRunner())``): tests feed it keys and render it headless.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import urwid
+
+from mxone_maintenance.actions import ActionError, Change
+from mxone_maintenance.errors import MxoneError, ValidationError
+from mxone_maintenance.service import ApplyResult, Maintenance
+from mxone_menus import steps, tree, views
+from mxone_menus.operations import NoOperations, Operations
+from mxone_menus.runner import InlineRunner, PipeRunner, Runner
+from mxone_menus.window import PALETTE, Window
+
+NOT_AVAILABLE = "not available yet"
+
+
+def refusal_lines(exc: Exception) -> list[str]:
+    """What the form shows when the core (or the form) refuses the input."""
+    if isinstance(exc, ValidationError):
+        return [str(v) for v in exc.violations]
+    return [str(exc)]
+
+
+@dataclass
+class _Applied:
+    result: ApplyResult
+    agent_lines: list[str]
+
+
+class App:
+    def __init__(self, maintenance: Maintenance, operations: Operations | None = None,
+                 runner: Runner | None = None, hostname: str | None = None,
+                 menu: tree.SubMenu | None = None) -> None:
+        self.maintenance = maintenance
+        self.operations = operations or NoOperations()
+        self.runner: Runner = runner or InlineRunner()
+        self.hostname = hostname or socket.gethostname()
+        self.exit_code: int | None = None
+        self.window = Window(self.title, self.exit)
+        self.window.push(views.MenuView(menu or tree.main_menu(), self.choose))
+
+    # ---- screen and keys ---------------------------------------------------------------
+
+    def title(self) -> str:
+        try:
+            generation: object = self.maintenance.system().generation
+        except MxoneError:
+            generation = "? (the config file cannot be read)"
+        return f"MX-ONE Maintenance Utility - {self.hostname} - system generation {generation}"
+
+    def keypress(self, key: str, size: tuple[int, int] = (100, 30)) -> None:
+        """Feed one key as the loop would (tests use this)."""
+        self.window.keypress(size, key)
+
+    def screen(self, size: tuple[int, int] = (100, 30)) -> list[str]:
+        canvas = self.window.render(size, focus=True)
+        return [line.decode("utf-8") for line in canvas.text]
+
+    def exit(self) -> None:
+        self.exit_code = 0
+        raise urwid.ExitMainLoop()
+
+    # ---- menu and steps ----------------------------------------------------------------
+
+    def choose(self, item: tree.Item) -> None:
+        if isinstance(item, tree.Exit):
+            self.exit()
+        elif isinstance(item, tree.SubMenu):
+            self.window.push(views.MenuView(item, self.choose))
+        else:
+            base = len(self.window.stack)
+            try:
+                step = item.flow(self.maintenance.system())
+            except (MxoneError, KeyError, ValueError) as exc:  # a file that breaks rules
+                # (the file is read as written; a dangling reference must not crash the menus)
+                step = steps.Message(item.label, f"The system config cannot be used: {exc}")
+            self.show(step, base)
+
+    def _close(self, base: int) -> Any:
+        return lambda: self.window.pop_to(base)
+
+    def show(self, step: steps.Step, base: int) -> None:
+        """Push the view for a step; ``base`` is the stack depth of the menu to return to."""
+        w = self.window
+        if isinstance(step, steps.Form):
+            w.push(views.FormView(step, lambda values: self.submit(step, values, base), w.pop))
+        elif isinstance(step, steps.Pick):
+            if not step.options:
+                self.show(steps.Message(step.title, "There is nothing to choose from."), base)
+            else:
+                w.push(views.PickView(step, lambda value: self.show(step.next(value), base)))
+        elif isinstance(step, steps.Table):
+            w.push(views.TableView(step, self._close(base)))
+        elif isinstance(step, steps.Message):
+            w.push(views.TextView(step.title, [step.text], self._close(base)))
+        elif isinstance(step, steps.AgentRequest):
+            if step.question:
+                w.push(views.ConfirmView(step.title, [], step.question,
+                                         lambda: self.ask_agents(step, base), w.pop))
+            else:
+                self.ask_agents(step, base)
+
+    # ---- a form: preview, plan, confirm, apply -----------------------------------------
+
+    def submit(self, form: steps.Form, values: dict[str, Any], base: int) -> None:
+        view = self.window.top
+        try:
+            call = form.to_call(values)
+            change = self.maintenance.preview(call.action, *call.args, **call.kwargs)
+            plan = self.maintenance.plan(change)
+        except (ActionError, ValidationError, steps.FormInputError) as exc:
+            view.show_errors(refusal_lines(exc))  # type: ignore[attr-defined]
+            return
+        except MxoneError as exc:
+            view.show_errors([f"the system config cannot be used: {exc}"])  # type: ignore[attr-defined]
+            return
+        view.show_errors([])  # type: ignore[attr-defined]
+        lines = ["This change will do:", ""]
+        lines += [f"  {step.server}: {step.what}" for step in plan]
+        if change.removes_old_xdata:
+            lines += ["", "Note: older exchange-data versions (reload and system database data) "
+                      "are removed; only one version is kept."]
+        if form.then is not None:
+            lines += ["", "Then the cluster's agents are told."]
+        self.window.push(views.ConfirmView(form.title, lines, "Apply this change?",
+                                           lambda: self.apply(form, values, change, base),
+                                           self.window.pop))
+
+    def apply(self, form: steps.Form, values: dict[str, Any], change: Change, base: int) -> None:
+        progress = views.ProgressView(form.title)
+        self.window.push(progress)
+
+        def job(report: Any) -> _Applied:
+            result = self.maintenance.apply(change, report)
+            agent_lines: list[str] = []
+            if form.then is not None and result.ok:
+                agent_lines = self._agent_call(lambda: form.then(values, self.operations))
+            return _Applied(result, agent_lines)
+
+        def done(applied: _Applied | None, error: Exception | None) -> None:
+            if error is not None or applied is None:
+                lines = ["The change was NOT applied:", f"  {error}"]
+                ok = False
+            else:
+                r = applied.result
+                ok = r.ok
+                lines = [("Applied: system generation %d." % r.generation) if r.ok
+                         else "The change failed on some servers:", ""]
+                lines += [f"  {o.server:<12} {'OK' if o.ok else 'FAILED':<7} {o.message}"
+                          for o in r.outcomes]
+                lines += applied.agent_lines
+            self.window.replace_top(views.TextView(
+                f"{form.title}: {'done' if ok else 'failed'}", lines, self._close(base), "result"))
+
+        self.runner.start(job, lambda line, fraction: self._progress(progress, line, fraction), done)
+
+    def _progress(self, view: views.ProgressView, line: str, fraction: float) -> None:
+        view.update(line, fraction)
+        self.window.refresh()
+
+    # ---- the agents --------------------------------------------------------------------
+
+    @staticmethod
+    def _agent_call(call: Any) -> list[str]:
+        try:
+            return ["", "Agents:", *(f"  {line}" for line in call())]
+        except NotImplementedError as exc:
+            return ["", f"Agents: {NOT_AVAILABLE}: {exc}"]
+        except Exception as exc:  # an agent failure is shown, never a crash
+            return ["", f"Agents: failed: {exc}"]
+
+    def ask_agents(self, request: steps.AgentRequest, base: int) -> None:
+        progress = views.ProgressView(request.title)
+        self.window.push(progress)
+
+        def job(report: Any) -> Sequence[str]:
+            report("asking the node agents", 0.0)
+            return list(request.run(self.operations))
+
+        def done(lines: Sequence[str] | None, error: Exception | None) -> None:
+            if isinstance(error, NotImplementedError):
+                shown = [f"{request.title}: {NOT_AVAILABLE}: {error}"]
+            elif error is not None:
+                shown = [f"{request.title} failed: {error}"]
+            else:
+                shown = list(lines or ["(no answer)"])
+            self.window.replace_top(views.TextView(request.title, shown, self._close(base), "result"))
+
+        self.runner.start(job, lambda line, f: self._progress(progress, line, f), done)
+
+
+def run(maintenance: Maintenance, operations: Operations | None = None) -> int:
+    """Run the menus on the terminal until Exit; returns the exit code (130 on Ctrl-C)."""
+    loop = urwid.MainLoop(urwid.SolidFill(" "), PALETTE)
+    app = App(maintenance, operations, runner=PipeRunner(loop))
+    loop.widget = app.window
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        return 130
+    return app.exit_code or 0

@@ -1,0 +1,53 @@
+"""What the menus ask of the running agents, behind one small interface.
+
+Show status, manual fallback, sync of exchange data and telling the agents about a lock
+happen on the nodes, not in the config file. The app receives an :class:`Operations`
+object; until the agent protocol exists, :class:`NoOperations` refuses every call with
+NotImplementedError and the menus show "not available yet" instead of crashing.
+Calls run in a worker thread, never in the UI loop, so they may block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class Operations(Protocol):
+    """Agent-side operations. Each returns lines to show; any may raise NotImplementedError."""
+
+    def status(self) -> Sequence[str]:
+        """The status of every cluster, one line per server."""
+        ...
+
+    def fallback(self, cluster: str, lim: int) -> Sequence[str]:
+        """Move a LIM that runs on the standby back to its regular server (manual fallback)."""
+        ...
+
+    def sync(self, cluster: str) -> Sequence[str]:
+        """Order a sync of exchange data between the cluster's regular servers and its standby."""
+        ...
+
+    def lock(self, cluster: str, lim: int, lock: str) -> Sequence[str]:
+        """Tell the cluster's agents a LIM's new lock (none, regular, standby) now."""
+        ...
+
+
+class NoOperations:
+    """The stand-in while the agent protocol does not exist: every call refuses."""
+
+    def status(self) -> Sequence[str]:
+        raise NotImplementedError("cluster status comes from the node agents, which the "
+                                  "maintenance tool cannot reach yet")
+
+    def fallback(self, cluster: str, lim: int) -> Sequence[str]:
+        raise NotImplementedError(f"manual fallback of LIM {lim} in cluster {cluster} is ordered "
+                                  "through the node agents, which the maintenance tool cannot reach yet")
+
+    def sync(self, cluster: str) -> Sequence[str]:
+        raise NotImplementedError(f"sync of exchange data in cluster {cluster} is ordered through "
+                                  "the node agents, which the maintenance tool cannot reach yet")
+
+    def lock(self, cluster: str, lim: int, lock: str) -> Sequence[str]:
+        raise NotImplementedError(f"the agents of cluster {cluster} learn the lock of LIM {lim} "
+                                  "at their next config reload (live notification is not built yet)")

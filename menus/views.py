@@ -1,0 +1,266 @@
+"""The views: each one urwid widget with a ``title``, a ``keyctx`` and push/pop hooks.
+
+Views render step data and report the operator's choices through callbacks; they hold no
+rules, do no I/O and know nothing of Maintenance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import urwid
+
+from mxone_menus import steps, tree
+
+
+class View(urwid.WidgetWrap):
+    """The contract the window relies on."""
+
+    title: str = ""
+    keyctx: str = "global"
+
+    def on_push(self) -> None:
+        """Called when the view becomes the top of the stack."""
+
+    def on_pop(self) -> None:
+        """Called when the view leaves the stack."""
+
+    def on_back(self) -> bool:
+        """Esc pressed: return True when the view handled it (else the window pops it)."""
+        return False
+
+    def help_text(self) -> str:
+        return ""
+
+
+class _Row(urwid.WidgetWrap):
+    """A selectable line that calls back on Enter."""
+
+    def __init__(self, label: str, on_enter: Callable[[], None], help: str = "") -> None:
+        self.help = help
+        self._on_enter = on_enter
+        super().__init__(urwid.AttrMap(urwid.SelectableIcon(label, 0), None, focus_map="focus"))
+
+    def selectable(self) -> bool:
+        return True
+
+    def keypress(self, size: tuple[int], key: str) -> str | None:
+        if key == "enter":
+            self._on_enter()
+            return None
+        return key
+
+
+def _heading(text: str) -> urwid.Widget:
+    return urwid.AttrMap(urwid.Text(text), "heading")
+
+
+class MenuView(View):
+    keyctx = "menu"
+
+    def __init__(self, menu: tree.SubMenu, on_choose: Callable[[tree.Item], None]) -> None:
+        self.menu = menu
+        self.title = menu.label
+        self.menu_rows = [_Row(f"{i}. {item.label}" + ("  >" if isinstance(item, tree.SubMenu) else ""),
+                          lambda item=item: on_choose(item), item.help)
+                     for i, item in enumerate(menu.items, start=1)]
+        self.listbox = urwid.ListBox(urwid.SimpleFocusListWalker(self.menu_rows))
+        super().__init__(urwid.Padding(self.listbox, left=2, right=2))
+
+    def focused_item(self) -> tree.Item:
+        return self.menu.items[self.listbox.focus_position]
+
+    def help_text(self) -> str:
+        item = self.focused_item()
+        return f"{item.label}\n\n{item.help}"
+
+
+class PickView(View):
+    keyctx = "pick"
+
+    def __init__(self, pick: steps.Pick, on_pick: Callable[[Any], None]) -> None:
+        self.title = pick.title
+        self.intro = pick.intro
+        rows = [_Row(label, lambda value=value: on_pick(value)) for label, value in pick.options]
+        self.listbox = urwid.ListBox(urwid.SimpleFocusListWalker(
+            [urwid.Text(pick.intro), urwid.Divider(), *rows]))
+        self.listbox.focus_position = 2
+        super().__init__(urwid.Padding(self.listbox, left=2, right=2))
+
+    def help_text(self) -> str:
+        return f"{self.title}\n\n{self.intro}"
+
+
+class _FieldWidget:
+    """One form field's widget and how to read its value."""
+
+    def __init__(self, field: steps.Field) -> None:
+        self.field = field
+        if isinstance(field, steps.TextField):
+            self.edit = urwid.Edit("", field.default)
+            widget: urwid.Widget = urwid.AttrMap(self.edit, "edit", focus_map="edit focus")
+        elif isinstance(field, steps.CheckField):
+            self.box = urwid.CheckBox("", field.default)
+            widget = urwid.AttrMap(self.box, None, focus_map="focus")
+        else:
+            self.group: list[urwid.RadioButton] = []
+            default = field.default if field.default is not None else field.options[0][1]
+            buttons = [urwid.AttrMap(urwid.RadioButton(self.group, label, value == default),
+                                     None, focus_map="focus") for label, value in field.options]
+            widget = urwid.Pile(buttons)
+        self.row = urwid.Columns([(30, urwid.Text(field.label)), widget], dividechars=1)
+
+    def value(self) -> Any:
+        if isinstance(self.field, steps.TextField):
+            return self.edit.edit_text
+        if isinstance(self.field, steps.CheckField):
+            return self.box.get_state()
+        for button, (_label, value) in zip(self.group, self.field.options, strict=True):
+            if button.get_state():
+                return value
+        return None
+
+
+class FormView(View):
+    """Fields, then Continue; errors from the core are shown below and the form stays."""
+
+    keyctx = "form"
+
+    def __init__(self, form: steps.Form, on_submit: Callable[[dict[str, Any]], None],
+                 on_cancel: Callable[[], None]) -> None:
+        self.form = form
+        self.title = form.title
+        self.fields = [_FieldWidget(f) for f in form.fields]
+        # One button per row: Down from the last field always lands on Continue.
+        continue_button = urwid.Padding(urwid.AttrMap(
+            urwid.Button("Continue", lambda _b: on_submit(self.values())), "button",
+            focus_map="focus"), width=14)
+        cancel_button = urwid.Padding(urwid.AttrMap(
+            urwid.Button("Cancel", lambda _b: on_cancel()), "button", focus_map="focus"), width=14)
+        self.body = urwid.ListBox(urwid.SimpleFocusListWalker(
+            [urwid.Text(form.intro), urwid.Divider(), *(f.row for f in self.fields),
+             urwid.Divider(), continue_button, cancel_button]))
+        self.continue_position = len(self.body.body) - 2
+        self.body.focus_position = 2 if self.fields else self.continue_position
+        self.errors = urwid.Text("")
+        super().__init__(urwid.Padding(urwid.Pile([
+            self.body, ("pack", urwid.AttrMap(self.errors, "error"))]), left=2, right=2))
+
+    def values(self) -> dict[str, Any]:
+        return {fw.field.key: fw.value() for fw in self.fields}
+
+    def field_widget(self, key: str) -> _FieldWidget:
+        return next(fw for fw in self.fields if fw.field.key == key)
+
+    def show_errors(self, lines: Sequence[str]) -> None:
+        self.errors.set_text(("error", "Not accepted:\n" + "\n".join(f"- {line}" for line in lines))
+                             if lines else "")
+
+    def keypress(self, size: tuple[int, int], key: str) -> str | None:
+        if key in ("tab", "shift tab"):
+            key = "down" if key == "tab" else "up"
+        elif key == "enter" and self._focused_field() is not None and isinstance(
+                self._focused_field().field, steps.TextField):
+            key = "down"  # Enter in an edit goes to the next field, like Tab
+        return super().keypress(size, key)
+
+    def _focused_field(self) -> _FieldWidget | None:
+        pos = self.body.focus_position - 2
+        return self.fields[pos] if 0 <= pos < len(self.fields) else None
+
+    def help_text(self) -> str:
+        fw = self._focused_field()
+        if fw is not None and fw.field.help:
+            return f"{fw.field.label.strip()}\n\n{fw.field.help}"
+        return f"{self.title}\n\n{self.form.intro}"
+
+
+class ConfirmView(View):
+    """Lines to read, then a Yes/No question (No has the focus)."""
+
+    keyctx = "plan"
+
+    def __init__(self, title: str, lines: Sequence[str], question: str,
+                 on_yes: Callable[[], None], on_no: Callable[[], None]) -> None:
+        self.title = title
+        self.yes_no = urwid.Columns([
+            (9, urwid.AttrMap(urwid.Button("Yes", lambda _b: on_yes()), "button", focus_map="focus")),
+            (8, urwid.AttrMap(urwid.Button("No", lambda _b: on_no()), "button", focus_map="focus")),
+        ], dividechars=2)
+        self.yes_no.focus_position = 1
+        body = urwid.ListBox(urwid.SimpleFocusListWalker(
+            [*(urwid.Text(line) for line in lines), urwid.Divider(), urwid.Text(question),
+             self.yes_no]))
+        body.focus_position = len(body.body) - 1
+        super().__init__(urwid.Padding(body, left=2, right=2))
+
+    def help_text(self) -> str:
+        return f"{self.title}\n\nYes applies the change shown; No goes back to the form."
+
+
+class ProgressView(View):
+    keyctx = "progress"
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.bar = urwid.ProgressBar("bar normal", "bar done", 0, 100)
+        self.log = urwid.SimpleFocusListWalker([])
+        super().__init__(urwid.Padding(urwid.Pile([
+            ("pack", urwid.Text("Working - please wait.")), ("pack", urwid.Divider()),
+            ("pack", self.bar), ("pack", urwid.Divider()), urwid.ListBox(self.log)]), left=2, right=2))
+
+    def update(self, line: str, fraction: float) -> None:
+        self.bar.set_completion(int(max(0.0, min(1.0, fraction)) * 100))
+        self.log.append(urwid.Text(line))
+
+    def on_back(self) -> bool:
+        return True  # the work cannot be abandoned halfway
+
+
+class TextView(View):
+    """Lines to read; Enter or Esc closes (result and message screens)."""
+
+    def __init__(self, title: str, lines: Sequence[Any], on_close: Callable[[], None],
+                 keyctx: str = "message") -> None:
+        self.title = title
+        self.keyctx = keyctx
+        self._on_close = on_close
+        self.lines = lines
+        super().__init__(urwid.Padding(urwid.ListBox(urwid.SimpleFocusListWalker(
+            [urwid.Text(line) for line in lines])), left=2, right=2))
+
+    def keypress(self, size: tuple[int, int], key: str) -> str | None:
+        if key == "enter":
+            self._on_close()
+            return None
+        return super().keypress(size, key)
+
+    def on_back(self) -> bool:
+        self._on_close()
+        return True
+
+    def help_text(self) -> str:
+        return f"{self.title}\n\nEnter or Esc goes back to the menu."
+
+
+class TableView(TextView):
+    def __init__(self, table: steps.Table, on_close: Callable[[], None]) -> None:
+        rows = [table.headers, *table.rows]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(table.headers))]
+
+        def line(r: Sequence[str]) -> str:
+            return "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+
+        lines: list[Any] = [("heading", line(table.headers))]
+        lines += [line(r) for r in table.rows] or ["(none)"]
+        lines += ["", table.note] if table.note else []
+        super().__init__(table.title, lines, on_close, keyctx="table")
+
+
+class HelpBox(urwid.WidgetWrap):
+    def __init__(self, text: str, keys: Sequence[str]) -> None:
+        body = urwid.Pile([urwid.Text(text), urwid.Divider(), urwid.Text("Keys:"),
+                           *(urwid.Text(f"  {k}") for k in keys), urwid.Divider(),
+                           urwid.Text("Press any key to close this help.")])
+        super().__init__(urwid.LineBox(urwid.Filler(body, valign="top"), title="Help"))
