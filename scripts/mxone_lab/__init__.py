@@ -1,0 +1,55 @@
+"""The lab: several real-looking MX-ONE hosts on one machine, for tests, benchmarks, demos.
+
+Each host is a set of Linux namespaces with its own network (eth0 on a bridge in a
+"switch" namespace), hostname, /etc, /var, /root, /opt and sshd; nothing of it touches the
+machine's own network or files. Typical use::
+
+    from mxone_lab import Lab
+
+    with Lab.up() as lab:                      # lim1 lim2 lim3 standby1 client
+        lab.exec("lim1", ["hostname"]).stdout   # 'lim1\\n'
+        lab.ssh_exec("client", "hostname")      # real SSH from client to every host
+        lab.faults.cut("lim2")                  # lim2 unreachable, still running
+        lab.reset()                             # back to as-built, between tests
+
+The command is ``mxone-lab`` (``scripts/lab``); the pytest fixtures are ``lab_session``
+and ``lab`` in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+from mxone_lab.errors import (
+    BuildError,
+    HostCommandError,
+    LabError,
+    LabNotFound,
+    PrerequisiteError,
+    SpecError,
+    TeardownError,
+    UnknownHost,
+)
+from mxone_lab.faults import Faults, FaultState
+from mxone_lab.lab import Host, HostStatus, Lab, LabStatus, check_prerequisites
+from mxone_lab.remote import SshResult
+from mxone_lab.spec import HostSpec, LabSpec
+
+__all__ = [
+    "BuildError",
+    "FaultState",
+    "Faults",
+    "Host",
+    "HostCommandError",
+    "HostSpec",
+    "HostStatus",
+    "Lab",
+    "LabError",
+    "LabNotFound",
+    "LabSpec",
+    "LabStatus",
+    "PrerequisiteError",
+    "SpecError",
+    "SshResult",
+    "TeardownError",
+    "UnknownHost",
+    "check_prerequisites",
+]

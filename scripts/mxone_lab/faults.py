@@ -1,0 +1,262 @@
+"""Network faults injected in the lab switch, never on the hosts themselves.
+
+Every fault lives in the switch namespace, so a host under test sees only what a real
+server would see when its cable, its switch port or the network misbehaves:
+
+- ``cut(host)``: every frame from and to the host's switch port is dropped.
+- ``loss(host, percent, direction)``: each frame is dropped with that probability,
+  independently (an echo request *and* its reply each take the chance with ``"both"``,
+  so a ping round trip fails with probability ``1 - (1 - p)**2``).
+- ``partition(a, b)``: frames between the two hosts' ports are dropped; both still reach
+  everybody else.
+- ``link_down(host)``: the host's switch port goes down, the host's eth0 loses carrier
+  (a pulled cable); ``link_up`` plugs it back.
+
+The drop rules form one nftables table (bridge family, forward hook) that is rewritten
+as a whole in one ``nft -f`` transaction at every change, so a reader never sees half a
+fault set. The fault set is kept in the lab's state file, so a fault injected by one
+process (``mxone-lab fault cut lim2``) is seen and lifted by another.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mxone_lab.errors import LabError
+
+if TYPE_CHECKING:
+    from mxone_lab.lab import Lab
+
+TABLE = "mxone_lab_faults"
+DIRECTIONS = ("both", "from", "to")
+
+
+@dataclass
+class FaultState:
+    """The faults in force: plain data, stored in the lab's state file."""
+
+    cut: set[str] = field(default_factory=set)
+    #: host -> (percent, direction)
+    loss: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: unordered host pairs, each stored sorted
+    partitions: set[tuple[str, str]] = field(default_factory=set)
+    down: set[str] = field(default_factory=set)
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any] | None) -> FaultState:
+        data = data or {}
+        return cls(
+            cut=set(data.get("cut", ())),
+            loss={h: (int(p), str(d)) for h, (p, d) in data.get("loss", {}).items()},
+            partitions={(a, b) for a, b in data.get("partitions", ())},
+            down=set(data.get("down", ())),
+        )
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {
+            "cut": sorted(self.cut),
+            "loss": {h: [p, d] for h, (p, d) in sorted(self.loss.items())},
+            "partitions": [list(p) for p in sorted(self.partitions)],
+            "down": sorted(self.down),
+        }
+
+    def describe(self) -> list[str]:
+        """One human line per fault in force (empty when the network is healthy)."""
+        lines = [f"cut {h}" for h in sorted(self.cut)]
+        lines += [f"loss {h} {p}% ({d})" for h, (p, d) in sorted(self.loss.items())]
+        lines += [f"partition {a} | {b}" for a, b in sorted(self.partitions)]
+        lines += [f"link down {h}" for h in sorted(self.down)]
+        return lines
+
+    def without(self, host: str | None) -> FaultState:
+        """The faults left after lifting every fault involving ``host`` (None: all)."""
+        if host is None:
+            return FaultState()
+        return FaultState(
+            cut=self.cut - {host},
+            loss={h: v for h, v in self.loss.items() if h != host},
+            partitions={p for p in self.partitions if host not in p},
+            down=self.down - {host},
+        )
+
+    def nft_script(self, port: dict[str, str]) -> str:
+        """The nft transaction that makes the drop table match this state.
+
+        ``port`` maps a host name to its switch port. With no drop rule the table is
+        removed; the leading ``table`` line makes the ``delete`` valid when it is absent.
+        """
+        rules: list[str] = []
+        for h in sorted(self.cut):
+            rules += [f'iifname "{port[h]}" drop', f'oifname "{port[h]}" drop']
+        for a, b in sorted(self.partitions):
+            rules += [
+                f'iifname "{port[a]}" oifname "{port[b]}" drop',
+                f'iifname "{port[b]}" oifname "{port[a]}" drop',
+            ]
+        for h, (pct, direction) in sorted(self.loss.items()):
+            # numgen's range is 0..99: "< 100" is refused, and 100 % means every frame.
+            chance = "" if pct >= 100 else f" numgen random mod 100 < {pct}"
+            if direction in ("both", "from"):
+                rules.append(f'iifname "{port[h]}"{chance} drop')
+            if direction in ("both", "to"):
+                rules.append(f'oifname "{port[h]}"{chance} drop')
+        script = f"table bridge {TABLE}\ndelete table bridge {TABLE}\n"
+        if rules:
+            body = "".join(f"\t\t{r}\n" for r in rules)
+            script += (
+                f"table bridge {TABLE} {{\n\tchain forward {{\n"
+                f"\t\ttype filter hook forward priority 0; policy accept;\n"
+                f"{body}\t}}\n}}\n"
+            )
+        return script
+
+
+class Faults:
+    """Fault injection for one lab (``lab.faults``). Every method takes effect at once.
+
+    Host names are checked (:class:`~mxone_lab.errors.UnknownHost`); a failure to apply
+    raises :class:`~mxone_lab.errors.LabError` and leaves the previous fault set in force.
+    """
+
+    def __init__(self, lab: Lab) -> None:
+        self._lab = lab
+
+    # -- the faults --------------------------------------------------------------------
+
+    def cut(self, host: str) -> None:
+        """Drop every frame from and to ``host`` in the switch (the host stays up)."""
+        self._lab.host(host)
+        self._change(lambda s: s.cut.add(host))
+
+    def loss(self, host: str, percent: int, direction: str = "both") -> None:
+        """Drop ``percent`` % of the frames of ``host``, each frame independently.
+
+        ``direction``: ``"both"`` (frames it sends and frames sent to it), ``"from"``
+        (frames it sends), ``"to"`` (frames sent to it). ``percent`` 0 lifts the loss.
+        """
+        self._lab.host(host)
+        if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
+            raise LabError(f"loss percent {percent!r} is invalid: an integer 0..100")
+        if direction not in DIRECTIONS:
+            raise LabError(
+                f"loss direction {direction!r} is invalid: one of {', '.join(DIRECTIONS)}"
+            )
+
+        def apply(s: FaultState) -> None:
+            if percent == 0:
+                s.loss.pop(host, None)
+            else:
+                s.loss[host] = (percent, direction)
+
+        self._change(apply)
+
+    def partition(self, a: str, b: str) -> None:
+        """Drop every frame between ``a`` and ``b``; each still reaches all other hosts."""
+        self._lab.host(a)
+        self._lab.host(b)
+        if a == b:
+            raise LabError(f"partition needs two different hosts, got {a} twice")
+        self._change(lambda s: s.partitions.add((min(a, b), max(a, b))))
+
+    def link_down(self, host: str) -> None:
+        """Take ``host``'s switch port down: its eth0 loses carrier, like a pulled cable."""
+        self._lab.host(host)
+        self._change(lambda s: s.down.add(host), nft=False, ports={host: False})
+
+    def link_up(self, host: str) -> None:
+        """Bring ``host``'s switch port back up."""
+        self._lab.host(host)
+        self._change(lambda s: s.down.discard(host), nft=False, ports={host: True})
+
+    def restore(self, host: str | None = None) -> None:
+        """Lift every fault involving ``host``, or every fault of the lab (None).
+
+        With None every switch port is brought up, also one downed behind the lab's back.
+        """
+        if host is not None:
+            self._lab.host(host)
+        with self._lab._state_lock() as state:
+            old = FaultState.from_mapping(state.get("faults"))
+            new = old.without(host)
+            self._apply_nft(new)
+            if host is None:
+                self._set_ports({h: True for h in self._lab.hosts})
+            elif host in old.down:
+                self._set_ports({host: True})
+            state["faults"] = new.to_mapping()
+
+    # -- reading -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> FaultState:
+        """The faults in force, as recorded in the lab's state file."""
+        return FaultState.from_mapping(self._lab._read_state().get("faults"))
+
+    def active(self) -> list[str]:
+        """One human line per fault in force (empty when the network is healthy)."""
+        return self.state.describe()
+
+    def nft_ruleset(self) -> str:
+        """The switch's live nftables ruleset (what the kernel actually holds)."""
+        return self._nft(["list", "ruleset"]).stdout
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _change(
+        self,
+        edit: Callable[[FaultState], None],
+        nft: bool = True,
+        ports: dict[str, bool] | None = None,
+    ) -> None:
+        # Read-modify-apply-write under the lab's lock: another process may change faults too.
+        with self._lab._state_lock() as state:
+            fs = FaultState.from_mapping(state.get("faults"))
+            edit(fs)
+            if nft:
+                self._apply_nft(fs)
+            if ports:
+                self._set_ports(ports)
+            state["faults"] = fs.to_mapping()
+
+    def _apply_nft(self, fs: FaultState) -> None:
+        ports = {h.name: h.switch_port for h in self._lab.hosts.values()}
+        self._nft(["-f", "-"], fs.nft_script(ports))
+
+    def _nft(self, args: list[str], script: str | None = None) -> subprocess.CompletedProcess[str]:
+        argv = ["nsenter", f"--net={self._lab.switch_netns_path}", "--", "nft", *args]
+        try:
+            r = subprocess.run(
+                argv, check=False, input=script, capture_output=True, text=True, timeout=10
+            )
+        except subprocess.TimeoutExpired:
+            raise LabError(
+                f"lab {self._lab.id}: nft in the switch did not finish within 10 s"
+            ) from None
+        if r.returncode != 0:
+            raise LabError(
+                f"lab {self._lab.id}: nft in the switch failed ({r.returncode}): {r.stderr.strip()}"
+            )
+        return r
+
+    def _set_ports(self, up: dict[str, bool]) -> None:
+        # `ip -batch` in the switch, not pyroute2's IPRoute(netns=...): that one forks the
+        # calling Python process to open its socket, and the fork inherits the caller's
+        # signal handlers (see lab.py).
+        batch = "".join(
+            f"link set {self._lab.host(n).switch_port} {'up' if on else 'down'}\n"
+            for n, on in up.items()
+        )
+        argv = ["nsenter", f"--net={self._lab.switch_netns_path}", "--", "ip", "-batch", "-"]
+        try:
+            r = subprocess.run(
+                argv, check=False, input=batch, capture_output=True, text=True, timeout=10
+            )
+        except subprocess.TimeoutExpired:
+            raise LabError(f"lab {self._lab.id}: setting switch ports timed out") from None
+        if r.returncode != 0:
+            raise LabError(
+                f"lab {self._lab.id}: cannot set switch ports {sorted(up)}: {r.stderr.strip()}"
+            )

@@ -1,0 +1,205 @@
+"""The description of a lab: one subnet and the hosts on it.
+
+A :class:`LabSpec` is plain immutable data, valid by construction: building one with a
+broken rule raises :class:`~mxone_lab.errors.SpecError` naming every broken rule at once.
+The subnet exists only inside the lab's namespaces, never on the machine itself.
+
+A spec file is TOML::
+
+    subnet = "10.77.0.0/24"      # optional, this is the default
+
+    [hosts]                      # name = host byte (address = subnet + host byte)
+    lim1 = 11
+    lim2 = 12
+    client = 100
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mxone_lab.errors import SpecError
+
+DEFAULT_SUBNET = ipaddress.IPv4Network("10.77.0.0/24")
+
+#: The default lab: three LIM servers, one standby server and a client.
+DEFAULT_HOSTS: tuple[tuple[str, int], ...] = (
+    ("lim1", 11),
+    ("lim2", 12),
+    ("lim3", 13),
+    ("standby1", 20),
+    ("client", 100),
+)
+
+# A host name becomes part of interface names (`v-<name>`, 15 characters at most) and of
+# nftables rules, so it is kept to what a hostname and an interface name both accept.
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,12}$")
+MAX_HOSTS = 200
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One host of a lab: its name and its host byte (the last part of its address)."""
+
+    name: str
+    host_byte: int
+
+    @property
+    def mac(self) -> str:
+        """The host's eth0 MAC: locally administered, derived from the host byte."""
+        return f"02:77:00:00:00:{self.host_byte:02x}"
+
+    @property
+    def switch_port(self) -> str:
+        """The name of the host's port on the lab bridge (`v-<name>`)."""
+        return f"v-{self.name}"
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    """A lab: a subnet and its hosts, in order. Construction validates every rule.
+
+    Every host gets the address ``subnet.network_address + host_byte`` with the subnet's
+    prefix length on its eth0, and the MAC ``02:77:00:00:00:<host byte>``.
+    """
+
+    hosts: tuple[HostSpec, ...] = field(
+        default_factory=lambda: tuple(HostSpec(n, b) for n, b in DEFAULT_HOSTS)
+    )
+    subnet: ipaddress.IPv4Network = DEFAULT_SUBNET
+
+    def __post_init__(self) -> None:
+        problems = _problems(self.subnet, self.hosts)
+        if problems:
+            raise SpecError(problems)
+
+    # -- constructors ------------------------------------------------------------------
+
+    @classmethod
+    def default(cls) -> LabSpec:
+        """lim1 .11, lim2 .12, lim3 .13, standby1 .20, client .100 on 10.77.0.0/24."""
+        return cls()
+
+    @classmethod
+    def with_hosts(cls, count: int, subnet: ipaddress.IPv4Network = DEFAULT_SUBNET) -> LabSpec:
+        """A lab of ``count`` hosts for benchmarks: lim1..lim<count-1> (.11 up) + client .100."""
+        if not 2 <= count <= 90:
+            raise SpecError([f"host count {count} is out of range: it must be 2..90"])
+        hosts = [HostSpec(f"lim{i}", 10 + i) for i in range(1, count)]
+        hosts.append(HostSpec("client", 100))
+        return cls(hosts=tuple(hosts), subnet=subnet)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "lab spec") -> LabSpec:
+        """A spec from parsed TOML/JSON data (``subnet``, ``hosts = {name: host byte}``).
+
+        Raises :class:`SpecError` naming every problem, prefixed with ``source``.
+        """
+        problems: list[str] = []
+        unknown = sorted(set(data) - {"subnet", "hosts"})
+        if unknown:
+            problems.append(f"unknown key(s) {', '.join(unknown)}: only subnet and hosts")
+        subnet = DEFAULT_SUBNET
+        raw_subnet = data.get("subnet", str(DEFAULT_SUBNET))
+        try:
+            subnet = ipaddress.IPv4Network(str(raw_subnet), strict=True)
+        except ValueError as exc:
+            problems.append(f"subnet {raw_subnet!r} is not an IPv4 network: {exc}")
+        raw_hosts = data.get("hosts")
+        hosts: list[HostSpec] = []
+        if not isinstance(raw_hosts, Mapping) or not raw_hosts:
+            problems.append("hosts must be a table of name = host byte, with at least one host")
+        else:
+            for name, byte in raw_hosts.items():
+                if isinstance(byte, bool) or not isinstance(byte, int):
+                    problems.append(f"host {name}: host byte {byte!r} is not an integer")
+                    continue
+                hosts.append(HostSpec(str(name), byte))
+        if isinstance(raw_hosts, Mapping) and raw_hosts:
+            problems += _problems(subnet, hosts)
+        if problems:
+            raise SpecError(problems, source)
+        return cls(hosts=tuple(hosts), subnet=subnet)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> LabSpec:
+        """A spec from a TOML file (see the module docstring for the format)."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SpecError([f"cannot read: {exc.strerror}"], str(p)) from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError([f"not valid TOML: {exc}"], str(p)) from None
+        return cls.from_mapping(data, str(p))
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The spec as plain data, the inverse of :meth:`from_mapping`."""
+        return {"subnet": str(self.subnet), "hosts": {h.name: h.host_byte for h in self.hosts}}
+
+    # -- derived values ----------------------------------------------------------------
+
+    @property
+    def prefix(self) -> int:
+        """The prefix length every host's base address carries."""
+        return self.subnet.prefixlen
+
+    def ip_of(self, host: HostSpec) -> ipaddress.IPv4Address:
+        """The base address of ``host``."""
+        return self.subnet.network_address + host.host_byte
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self.hosts)
+
+
+def _problems(subnet: Any, hosts: Iterable[HostSpec]) -> list[str]:
+    """Every broken rule of a (subnet, hosts) pair, as operator-readable sentences."""
+    problems: list[str] = []
+    if not isinstance(subnet, ipaddress.IPv4Network):
+        return [f"subnet {subnet!r} is not an IPv4 network"]
+    if not 8 <= subnet.prefixlen <= 30:
+        problems.append(f"subnet {subnet} has prefix /{subnet.prefixlen}: it must be /8../30")
+    hosts = tuple(hosts)
+    if not hosts:
+        problems.append("a lab needs at least one host")
+    if len(hosts) > MAX_HOSTS:
+        problems.append(f"{len(hosts)} hosts is too many: at most {MAX_HOSTS}")
+    seen_names: dict[str, int] = {}
+    seen_bytes: dict[int, str] = {}
+    for h in hosts:
+        if not isinstance(h.name, str) or not _NAME_RE.match(h.name):
+            problems.append(
+                f"host name {h.name!r} is invalid: 1-13 characters, lower-case letters, "
+                "digits and '-', starting with a letter"
+            )
+        elif h.name in seen_names:
+            problems.append(f"host name {h.name!r} is used twice")
+        else:
+            seen_names[h.name] = h.host_byte
+        if isinstance(h.host_byte, bool) or not isinstance(h.host_byte, int):
+            problems.append(f"host {h.name}: host byte {h.host_byte!r} is not an integer")
+            continue
+        if not 1 <= h.host_byte <= 254:
+            problems.append(f"host {h.name}: host byte {h.host_byte} must be 1..254")
+            continue
+        if h.host_byte in seen_bytes:
+            problems.append(
+                f"host {h.name}: host byte {h.host_byte} is already used by {seen_bytes[h.host_byte]}"
+            )
+        else:
+            seen_bytes[h.host_byte] = h.name
+        if 8 <= subnet.prefixlen <= 30 and h.host_byte >= subnet.num_addresses - 1:
+            problems.append(
+                f"host {h.name}: address {subnet.network_address + h.host_byte} "
+                f"is not a host address of subnet {subnet}"
+            )
+    return problems

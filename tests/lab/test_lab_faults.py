@@ -1,0 +1,93 @@
+"""End to end: faults injected in the lab switch really break (and heal) the network."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from mxone_lab import Lab, LabError, UnknownHost
+
+pytestmark = pytest.mark.lab
+
+
+def ping(
+    lab: Lab, src: str, dst: str, count: int = 3, interval: float = 0.1, wait: float = 1.0
+) -> tuple[int, int]:
+    """(sent, received) of a bounded ping from host ``src`` to host ``dst``'s base address."""
+    ip = str(lab.hosts[dst].ip)
+    r = lab.exec(
+        src,
+        ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", str(wait), ip],
+        check=False,
+        timeout=count * interval + wait + 10,
+    )
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", r.stdout)
+    assert m, f"unexpected ping output: {r.stdout!r} {r.stderr!r}"
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_cut_isolates_a_host_until_restored(lab: Lab) -> None:
+    assert ping(lab, "client", "lim2") == (3, 3)
+    lab.faults.cut("lim2")
+    assert lab.faults.active() == ["cut lim2"]
+    assert ping(lab, "client", "lim2", wait=0.5) == (3, 0)
+    assert ping(lab, "lim2", "lim1", wait=0.5) == (3, 0)
+    assert ping(lab, "client", "lim1") == (3, 3)  # the others are untouched
+    lab.exec("lim2", "true")  # the host itself runs on
+    lab.faults.restore("lim2")
+    assert lab.faults.active() == []
+    assert ping(lab, "client", "lim2") == (3, 3)
+
+
+def test_loss_drops_that_share_of_frames(lab: Lab) -> None:
+    assert ping(lab, "client", "lim3", count=2)[1] == 2  # neighbour entries in place
+    # One direction only: requests to lim3 are dropped with p = 0.5, replies pass.
+    lab.faults.loss("lim3", 50, direction="to")
+    assert "numgen random mod 100 < 50 drop" in lab.faults.nft_ruleset()
+    sent, received = ping(lab, "client", "lim3", count=200, interval=0.01, wait=1)
+    loss = 1 - received / sent
+    assert 0.2 <= loss <= 0.8, f"{loss:.0%} lost of {sent}"
+    lab.faults.loss("lim3", 100)
+    assert ping(lab, "client", "lim3", count=20, interval=0.01, wait=0.3) == (20, 0)
+    lab.faults.loss("lim3", 0)
+    assert ping(lab, "client", "lim3")[1] == 3
+
+
+def test_partition_separates_two_hosts_only(lab: Lab) -> None:
+    lab.faults.partition("lim1", "lim2")
+    assert ping(lab, "lim1", "lim2", wait=0.5)[1] == 0
+    assert ping(lab, "lim2", "lim1", wait=0.5)[1] == 0
+    assert ping(lab, "lim1", "client")[1] == 3
+    assert ping(lab, "lim2", "client")[1] == 3
+    lab.faults.restore()
+    assert ping(lab, "lim1", "lim2")[1] == 3
+
+
+def _carrier(lab: Lab, host: str) -> str:
+    return lab.exec(host, ["cat", "/sys/class/net/eth0/carrier"], check=False).stdout.strip()
+
+
+def test_link_down_is_a_pulled_cable(lab: Lab) -> None:
+    lab.faults.link_down("standby1")
+    assert _carrier(lab, "standby1") == "0"
+    assert lab.faults.active() == ["link down standby1"]
+    assert ping(lab, "client", "standby1", wait=0.5)[1] == 0
+    lab.faults.link_up("standby1")
+    deadline = time.monotonic() + 3
+    while _carrier(lab, "standby1") != "1" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _carrier(lab, "standby1") == "1"
+    assert ping(lab, "client", "standby1")[1] >= 2
+
+
+def test_fault_arguments_are_checked(lab: Lab) -> None:
+    with pytest.raises(UnknownHost, match="nosuch"):
+        lab.faults.cut("nosuch")
+    with pytest.raises(LabError, match="percent"):
+        lab.faults.loss("lim1", 101)
+    with pytest.raises(LabError, match="direction"):
+        lab.faults.loss("lim1", 10, direction="sideways")
+    with pytest.raises(LabError, match="two different"):
+        lab.faults.partition("lim1", "lim1")
+    assert lab.faults.active() == []
