@@ -107,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     fs.add_parser("list", help="list the faults in force")
 
     d = sub.add_parser(
-        "demo", parents=[spec_opt], help="build a lab, open a shell on lim1, tear down on exit"
+        "demo", parents=[spec_opt], help="build a lab, open mxone_maintenance on lim1 (then a shell), tear down on exit"
     )
     d.add_argument("--on", default="lim1", metavar="HOST", help="the host to open (default lim1)")
     d.add_argument(

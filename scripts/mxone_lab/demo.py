@@ -1,7 +1,8 @@
 """The demo: build a lab, open an interactive program on one host, tear down when it ends.
 
-The program run on the host is a parameter (:func:`run`'s ``command``): today an
-interactive bash on lim1; the maintenance TUI later. The lab is torn down when the program
+The program run on the host is a parameter (:func:`run`'s ``command``): by default the
+maintenance menus on lim1 (its system config seeded with the lab's LIM servers), then a
+lab shell. The lab is torn down when the program
 exits, and also on SIGTERM or SIGHUP (the program is hung up first). A Ctrl-C typed in the
 program belongs to the program; a Ctrl-C during the build aborts the build and tears down
 whatever was built.
@@ -28,8 +29,8 @@ class _Terminate(BaseException):
     """SIGTERM/SIGHUP before the interactive program started."""
 
 
-def shell_command(lab: Lab, host: str) -> list[str]:
-    """The default demo program: an interactive bash on ``host`` with a lab prompt."""
+def shell_command(lab: Lab, host: str, first: str = "") -> list[str]:
+    """An interactive bash on ``host`` with a lab prompt; ``first`` runs before the prompt."""
     rc = lab.dir / f"demo-{host}.bashrc"
     rc.write_text(
         "# mxone-lab demo shell (lab-only; removed with the lab)\n"
@@ -37,8 +38,37 @@ def shell_command(lab: Lab, host: str) -> list[str]:
         f"export MXONE_LAB={lab.id}\n"
         f"PS1='(lab {lab.id}) \\u@\\h:\\w\\$ '\n"
         "cd ~\n"
+        + first
     )
     return ["bash", "--rcfile", str(rc), "-i"]
+
+
+def demo_system_text(lab: Lab) -> str:
+    """A system config as after MX-ONE installation: the lab's limN hosts are LIM servers.
+
+    The standby candidates are not in the system yet: adding them ("Server in system"),
+    converting one to standby and creating a cluster is what the demo is for.
+    """
+    from mxone_maintenance import configfile
+    from mxone_maintenance.model import Role, Server, System
+
+    servers = tuple(
+        Server(h.name, h.cidr, "eth0", Role.LIM, int(h.name[3:]))
+        for h in lab.hosts.values()
+        if h.name.startswith("lim") and h.name[3:].isdigit()
+    )
+    return configfile.dump(System(generation=1, servers=servers).validated())
+
+
+def maintenance_command(lab: Lab, host: str) -> list[str]:
+    """The default demo program: the maintenance menus on ``host``, then a lab shell."""
+    lab.exec(host, "mkdir -p /etc/mxone && cat > /etc/mxone/system.toml",
+             input=demo_system_text(lab))
+    return shell_command(lab, host, first=(
+        "mxone_maintenance\n"
+        "echo 'The menus are closed. Run mxone_maintenance to open them again;'\n"
+        "echo '`exit` leaves this shell and tears the lab down.'\n"
+    ))
 
 
 def banner(lab: Lab, host: str) -> str:
@@ -74,7 +104,7 @@ def run(
     command: Sequence[str] | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Build a lab, run ``command`` (default: :func:`shell_command`) on ``host`` attached
+    """Build a lab, run ``command`` (default: :func:`maintenance_command`) on ``host`` attached
     to this terminal, tear the lab down when it ends; return the program's exit status.
 
     While the demo runs its lab is the current lab, so `mxone-lab` in another terminal
@@ -134,7 +164,7 @@ def run(
             set_current(lab)
         say(f"built in {time.monotonic() - started:.2f} s\n")
         say(banner(lab, host))
-        argv = list(command) if command is not None else shell_command(lab, host)
+        argv = list(command) if command is not None else maintenance_command(lab, host)
         child = subprocess.Popen(lab.nsenter_argv(host) + argv, env=lab.host_env(host))
         while child.poll() is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
