@@ -1,0 +1,22 @@
+"""The node agent of MX-ONE server redundancy (import name ``mxone_agent``).
+
+An agent runs on every server of a cluster: it exchanges authenticated heartbeats with its
+peers, judges which of them are alive, and decides - with one pure function - which LIM
+this server starts, stops, activates or deactivates, and which alarms it raises.
+
+The pure modules (no I/O, no sockets, no sleeping) are:
+
+* :mod:`mxone_agent.config`    - the node config written by the maintenance tool
+* :mod:`mxone_agent.heartbeat` - the heartbeat wire format, its MAC and the replay guard
+* :mod:`mxone_agent.peers`     - what this node knows of each peer, and liveness
+* :mod:`mxone_agent.decide`    - ``decide(config, peers, local, now) -> Decision``
+* :mod:`mxone_agent.actions`   - the actions a Decision holds, and the alarm codes
+
+Every error this package raises on purpose derives from :class:`AgentError`.
+"""
+
+from __future__ import annotations
+
+from mxone_agent.errors import AgentError
+
+__all__ = ["AgentError"]

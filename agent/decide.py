@@ -1,0 +1,578 @@
+"""The agent's brain: ``decide(config, peers, local, now) -> Decision``.
+
+The same pure function runs on every node of a cluster, regular or standby; each node
+decides only its own actions, from its own view of its peers. A Decision is a tuple of
+actions plus ONE sentence that explains them (also when there is nothing to do).
+
+The rules, as a node applies them
+---------------------------------
+Takeover (standby). The standby takes over the LIM of a *dead* regular server (and a LIM
+locked to the standby that runs nowhere, see Locks). With several dead, the LIM with the
+highest priority (lowest value) wins; on a tie the lower LIM number.
+A LIM already running on the standby keeps it against an equal or lower priority; a strictly
+higher one replaces it (StopLim of the running one, then StartLim of the other, in that
+order). The standby never runs two LIMs.
+
+Fallback handshake (through heartbeats, no extra messages). A regular server starts its LIM
+only when it hears that the standby does *not* run it (or the standby has been silent for a
+full detection period). So a fallback is: the standby stops the LIM (regular cluster) or
+deactivates it (preloaded), and says so in its next heartbeat; the regular, hearing that,
+starts (activates) it. The standby releases a LIM only when its regular server is alive,
+says it is ready, and - automatic fallback - the hold-down is over, or - manual fallback -
+an operator's request for that LIM is pending in ``LocalState.fallback_requests``.
+
+Flapping regular (automatic fallback). Every reappearance of a regular server (see
+``peers.reappeared``) is recorded. The first one in FLAP_WINDOW falls back at once, as the
+vendor describes; each further one doubles a hold-down (HOLD_DOWN_BASE, at least one
+detection period, doubling up to HOLD_DOWN_CAP) counted from the latest reappearance.
+``Decision.hold_downs`` shows it.
+
+Split brain. When a regular server and the standby hear each other and both run a LIM
+actively, one side stops (deactivates, in a preloaded cluster): the side named by the
+config's ``split_brain_stop`` (default: the regular), unless the LIM is locked, in which
+case the side it is *not* locked to. Fallback then follows the fallback type.
+
+Boot. A regular server starts its LIM only once it knows the standby's state: the standby
+is alive (heard, so its heartbeat says whether it runs the LIM) or dead (silent for a full
+detection period of local running time). An unknown standby means wait. Passive preloading
+claims no address, so it does not wait.
+
+Locks. A lock stops the cluster from *moving* a LIM; no rule ever stops or deactivates a LIM
+on the server it is locked to, nor starts or activates it on the other one.
+
+* Locked to the regular: no failover. The standby never takes it over, even when the regular
+  server is dead (an operator's planned reboot). If the LIM already runs on the standby when
+  it is locked, it stays there until the fallback its type allows (locking does not force
+  a fallback); after that it stays on the regular server.
+* Locked to the standby: no fallback. The standby keeps it whatever the fallback type or a
+  manual request says. If the LIM runs on its regular server when it is locked, it stays
+  there (locking does not force a failover: that would drop calls) until that server fails
+  or the LIM stops there. The regular server never starts it (nor activates it) while it is
+  locked. A LIM locked to the standby that runs nowhere is what the operator asked for on
+  the standby, so the standby takes it over as soon as it hears that its regular server
+  does not run it - the same as for a dead regular, by priority. If the standby is busy
+  with a LIM of equal or higher priority, the locked LIM stays down until the standby is
+  free or it is unlocked: the operator said "not on the regular server", and the agent does
+  not second-guess that.
+* Unlocking changes nothing by itself; the next decisions follow the fallback type:
+  automatic falls back if the regular server is alive and ready, manual waits for a request.
+
+Alarms. The standby raises "LIM is running on standby server" for each LIM it runs
+actively and clears it when it stops. "Standby server is out of order" is raised by exactly
+one regular server - the one with the lowest LIM number among the regular servers it sees
+alive (itself included) - while the standby is dead, and cleared when the standby is heard
+again or a lower-numbered regular server is alive to hold it. Nothing changes on account
+of a peer whose liveness is unknown. ``LocalState.alarms`` holds the alarms this node has
+raised, so a decision raises or clears each one once.
+
+Manual fallback requests are consumed by the daemon, not here: it drops a request once the
+LIM no longer runs actively on the standby.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from mxone_agent.actions import (
+    ALARM_TITLE,
+    Action,
+    ActivateLim,
+    AlarmCode,
+    AlarmKey,
+    ClearAlarm,
+    DeactivateLim,
+    RaiseAlarm,
+    StartLim,
+    StopLim,
+)
+from mxone_agent.config import FallbackType, LimConfig, Lock, NodeConfig
+from mxone_agent.model import LimRun, Mode, Readiness, Role
+from mxone_agent.peers import PeerView
+
+FLAP_WINDOW = 900.0
+"""Seconds a regular server's reappearance is remembered for the fallback hold-down."""
+HOLD_DOWN_BASE = 30.0
+"""Hold-down after the second reappearance within FLAP_WINDOW (at least one detection period)."""
+HOLD_DOWN_CAP = 480.0
+"""The hold-down doubles with each further reappearance, up to this many seconds."""
+
+
+# ---- inputs -------------------------------------------------------------------------------
+
+def _frozen_map(m: Mapping) -> Mapping:
+    return MappingProxyType(dict(m))
+
+
+@dataclass(frozen=True)
+class LocalState:
+    """What this node knows of itself at the moment of a decision.
+
+    * ``runs``: the LIMs whose service runs here and how (active / preloaded, loading).
+    * ``readiness``: READY once this node can run a LIM; a LOADING node starts nothing.
+    * ``started_at``: monotonic time each running LIM was started here.
+    * ``fallback_requests``: LIMs an operator ordered back to their regular server (manual
+      fallback), not yet carried out.
+    * ``appearances``: per LIM, the times its regular server reappeared (recent first or
+      not - order does not matter); see :func:`record_appearance`.
+    * ``alarms``: the alarms this node has raised and not cleared, as ``(code, lim)``.
+    """
+
+    runs: tuple[LimRun, ...] = ()
+    readiness: Readiness = Readiness.LOADING
+    started_at: Mapping[int, float] = field(default_factory=dict)
+    fallback_requests: frozenset[int] = frozenset()
+    appearances: Mapping[int, tuple[float, ...]] = field(default_factory=dict)
+    alarms: frozenset[AlarmKey] = frozenset()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "runs", tuple(sorted(self.runs, key=lambda r: r.lim)))
+        object.__setattr__(self, "readiness", Readiness(self.readiness))
+        object.__setattr__(self, "started_at", _frozen_map(self.started_at))
+        object.__setattr__(self, "fallback_requests", frozenset(self.fallback_requests))
+        object.__setattr__(self, "appearances",
+                           _frozen_map({k: tuple(v) for k, v in self.appearances.items()}))
+        object.__setattr__(self, "alarms", frozenset(self.alarms))
+
+    @classmethod
+    def empty(cls) -> LocalState:
+        """A node whose agent has just started: nothing runs, still loading."""
+        return cls()
+
+    @property
+    def ready(self) -> bool:
+        return self.readiness is Readiness.READY
+
+    def run(self, lim: int) -> LimRun | None:
+        return next((r for r in self.runs if r.lim == lim), None)
+
+    def active_lims(self) -> tuple[int, ...]:
+        return tuple(r.lim for r in self.runs if r.active)
+
+    def applied(self, actions: Iterable[Action], now: float) -> LocalState:
+        """The state after ``actions`` all succeeded at ``now``.
+
+        A started LIM is loading until the daemon learns otherwise; the executor (or a
+        test's simulated node) uses this for its optimistic view.
+        """
+        runs = {r.lim: r for r in self.runs}
+        started = dict(self.started_at)
+        alarms = set(self.alarms)
+        for a in actions:
+            if isinstance(a, StartLim):
+                runs[a.lim] = LimRun(a.lim, a.mode, loading=True)
+                started[a.lim] = now
+            elif isinstance(a, StopLim):
+                runs.pop(a.lim, None)
+                started.pop(a.lim, None)
+            elif isinstance(a, ActivateLim | DeactivateLim):
+                old = runs.get(a.lim, LimRun(a.lim, loading=True))
+                mode = Mode.ACTIVE if isinstance(a, ActivateLim) else Mode.PRELOADED
+                runs[a.lim] = LimRun(a.lim, mode, old.loading)
+                started.setdefault(a.lim, now)
+            elif isinstance(a, RaiseAlarm):
+                alarms.add((a.code, a.lim))
+            elif isinstance(a, ClearAlarm):
+                alarms.discard((a.code, a.lim))
+        return LocalState(runs=tuple(runs.values()), readiness=self.readiness,
+                          started_at=started, fallback_requests=self.fallback_requests,
+                          appearances=self.appearances, alarms=frozenset(alarms))
+
+
+def record_appearance(appearances: Mapping[int, Sequence[float]], lim: int,
+                      now: float) -> dict[int, tuple[float, ...]]:
+    """``appearances`` with a reappearance of ``lim``'s regular server at ``now`` added,
+    and every record older than FLAP_WINDOW dropped."""
+    out = {k: tuple(t for t in v if now - t <= FLAP_WINDOW) for k, v in appearances.items()}
+    out[lim] = (*out.get(lim, ()), now)
+    return {k: v for k, v in out.items() if v}
+
+
+@dataclass(frozen=True)
+class HoldDown:
+    """The automatic-fallback hold-down of one LIM: how long, and how much of it is left."""
+
+    lim: int
+    appearances: int  # reappearances of the regular server within FLAP_WINDOW
+    seconds: float  # the current hold-down, counted from the latest reappearance
+    remaining: float  # seconds until automatic fallback may happen (0: it may)
+
+
+def hold_down(lim: int, appearances: Sequence[float], now: float, detection: float) -> HoldDown:
+    """The hold-down for a regular server that reappeared at the given times.
+
+    None or one reappearance within FLAP_WINDOW: no hold-down. The n-th (n >= 2):
+    ``max(HOLD_DOWN_BASE, detection) * 2 ** (n - 2)``, at most HOLD_DOWN_CAP.
+    """
+    recent = sorted(t for t in appearances if now - t <= FLAP_WINDOW)
+    n = len(recent)
+    seconds = 0.0 if n <= 1 else min(max(HOLD_DOWN_BASE, detection) * 2 ** (n - 2),
+                                      HOLD_DOWN_CAP)
+    remaining = max(0.0, recent[-1] + seconds - now) if n else 0.0
+    return HoldDown(lim=lim, appearances=n, seconds=seconds, remaining=remaining)
+
+
+# ---- output -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Decision:
+    """What this node does now, and why.
+
+    ``actions`` are applied in order by the executor. ``reason`` is one sentence, logged
+    once per decision. ``hold_downs`` lists the fallback hold-downs in force on this node
+    (for status).
+    """
+
+    actions: tuple[Action, ...]
+    reason: str
+    hold_downs: tuple[HoldDown, ...] = ()
+
+
+# ---- the decision -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Ctx:
+    config: NodeConfig
+    peers: Mapping[str, PeerView]
+    local: LocalState
+    now: float
+
+    @property
+    def me(self) -> str:
+        return self.config.node
+
+    def peer(self, name: str) -> PeerView:
+        return self.peers.get(name) or PeerView.unknown(name)
+
+    def known(self, lim: int) -> bool:
+        return any(x.lim == lim for x in self.config.lims)
+
+    def home(self, lim: LimConfig) -> PeerView:
+        return self.peer(lim.server)
+
+    def hold_down(self, lim: LimConfig) -> HoldDown:
+        return hold_down(lim.lim, self.local.appearances.get(lim.lim, ()), self.now,
+                         self.config.detection)
+
+    def silence(self, view: PeerView) -> str:
+        """Why a dead peer is dead, e.g. "lim2 missed 3 heartbeats (3.0 s)"."""
+        silent = view.silent_for(self.now)
+        if silent is None:
+            return f"{view.name} has not been heard since this agent started"
+        missed = math.floor(round(silent / self.config.timers.interval, 6))
+        return f"{view.name} missed {missed} heartbeats ({silent:.1f} s)"
+
+
+_Step = tuple[list[Action], list[str]]
+
+
+def decide(config: NodeConfig, peers: Mapping[str, PeerView], local: LocalState,
+           now: float) -> Decision:
+    """This node's actions at ``now``, and the one sentence that explains them.
+
+    ``peers`` maps server names to views judged at ``now`` (a missing peer counts as
+    unknown). Pure and deterministic: no I/O, no clock; the same inputs give the same
+    Decision. Idempotent with respect to ``local``: once the actions are applied
+    (``local.applied``), deciding again with unchanged peers gives no further action.
+    """
+    c = _Ctx(config, peers, local, now)
+    if config.role is Role.STANDBY:
+        actions, clauses = (_standby_preloaded(c) if config.preloaded else _standby_regular(c))
+    else:
+        actions, clauses = _regular(c)
+    alarm_actions, alarm_clauses = _alarms(c, actions)
+    clauses += alarm_clauses
+    return Decision(actions=tuple(actions + alarm_actions),
+                    reason="; ".join(clauses) + ".", hold_downs=_hold_downs(c))
+
+
+def _split_brain_stopper(config: NodeConfig, lim: LimConfig) -> tuple[Role, str]:
+    """Which side stops when both run ``lim``, and why (for the sentence)."""
+    if lim.lock is Lock.REGULAR:
+        return Role.STANDBY, "the LIM is locked to its regular server"
+    if lim.lock is Lock.STANDBY:
+        return Role.REGULAR, "the LIM is locked to the standby"
+    return config.split_brain_stop, f"split_brain_stop is {config.split_brain_stop}"
+
+
+def _release(c: _Ctx, lim: LimConfig) -> tuple[bool, str]:
+    """Whether the standby gives ``lim`` (running actively here) back now, and why."""
+    me, n, home = c.me, lim.lim, c.home(lim)
+    verb = "deactivates" if c.config.preloaded else "stops"
+    start = "activate" if c.config.preloaded else "start"
+    if home.runs_active(n):
+        side, why = _split_brain_stopper(c.config, lim)
+        both = f"{home.name} and {me} both run LIM {n} (split brain)"
+        if side is Role.STANDBY:
+            return True, f"{both}; {me} {verb} it because {why}"
+        return False, f"{both}; {home.name} is the side that stops, because {why}"
+    requested = n in c.local.fallback_requests
+    if not home.alive:
+        if requested:
+            return False, f"manual fallback of LIM {n} waits: {home.name} is not heard"
+        state = "down" if home.dead else "not heard yet"
+        return False, f"{me} runs LIM {n} for {home.name}, which is {state}"
+    if not home.ready:
+        return False, f"{home.name} is back but still loading; {me} keeps LIM {n}"
+    if lim.lock is Lock.STANDBY:
+        if requested:
+            return False, f"manual fallback of LIM {n} refused: it is locked to the standby"
+        return False, (f"LIM {n} is locked to the standby; {me} keeps it although "
+                       f"{home.name} is back")
+    loading = ""
+    if c.config.preloaded:
+        run = home.runs(n)
+        if run is None:
+            loading = f" (it has not loaded LIM {n} yet: recovery takes longer)"
+        elif run.loading:
+            loading = f" (its LIM {n} is still loading: recovery takes longer)"
+    if c.config.fallback is FallbackType.AUTOMATIC:
+        hd = c.hold_down(lim)
+        if hd.remaining > 0:
+            return False, (f"{home.name} came back {hd.appearances} times within "
+                           f"{FLAP_WINDOW / 60:.0f} min; automatic fallback of LIM {n} is held "
+                           f"down for {hd.seconds:.0f} s ({hd.remaining:.0f} s left)")
+        return True, (f"{home.name} is back and ready; automatic fallback: {me} {verb} LIM {n} "
+                      f"so that {home.name} can {start} it{loading}")
+    if requested:
+        return True, (f"manual fallback of LIM {n} ordered: {me} {verb} it so that {home.name} "
+                      f"can {start} it{loading}")
+    return False, f"{home.name} is back; LIM {n} stays on {me} until a manual fallback is ordered"
+
+
+def _standby_may_claim(c: _Ctx, lim: LimConfig) -> bool:
+    """Whether the standby may take ``lim`` over: its regular server is dead, or the LIM is
+    locked to the standby and its (alive) regular server does not run it. Never a LIM
+    locked to its regular server."""
+    if lim.lock is Lock.REGULAR:
+        return False
+    home = c.home(lim)
+    return home.dead or (lim.lock is Lock.STANDBY and home.alive and not home.runs_active(lim.lim))
+
+
+def _why_claim(c: _Ctx, lim: LimConfig) -> str:
+    home = c.home(lim)
+    if home.dead:
+        return c.silence(home)
+    return f"LIM {lim.lim} is locked to the standby and {home.name} does not run it"
+
+
+def _candidates(c: _Ctx, exclude: Iterable[int] = ()) -> list[LimConfig]:
+    """LIMs the standby may take over, best first: highest priority, then lowest number."""
+    skip = set(exclude)
+    found = [x for x in c.config.lims if x.lim not in skip and _standby_may_claim(c, x)]
+    return sorted(found, key=lambda x: (x.priority, x.lim))
+
+
+def _standby_regular(c: _Ctx) -> _Step:
+    """The standby of a regular (not preloaded) cluster."""
+    me = c.me
+    actions: list[Action] = []
+    clauses: list[str] = []
+    running = [c.config.lim(n) for n in c.local.active_lims() if c.known(n)]
+    verdicts = {x.lim: _release(c, x) for x in running}
+    for x in running:
+        release, clause = verdicts[x.lim]
+        if release:
+            actions.append(StopLim(x.lim))
+            clauses.append(clause)
+    staying = [x for x in running if not verdicts[x.lim][0]]
+    # Only one may stay. Normally there is never more than one; this repairs a state that
+    # the executor or an operator left behind. A LIM locked here is the last one let go.
+    staying.sort(key=lambda x: (x.lock is not Lock.STANDBY, x.priority,
+                                c.local.started_at.get(x.lim, c.now), x.lim))
+    if len(staying) > 1:
+        kept, extra = staying[0], staying[1:]
+        actions += [StopLim(x.lim) for x in extra]
+        clauses.append(f"{me} runs {len(running)} LIMs but may run one; it keeps LIM "
+                       f"{kept.lim} (priority {kept.priority}) and stops "
+                       + ", ".join(f"LIM {x.lim}" for x in extra))
+
+    if staying:
+        kept = staying[0]
+        better = [x for x in _candidates(c, exclude=[kept.lim]) if x.priority < kept.priority]
+        if not better:
+            clauses.append(verdicts[kept.lim][1])
+            return actions, clauses
+        best = better[0]
+        if kept.lock is Lock.STANDBY:
+            clauses.append(f"{_why_claim(c, best)} but {me} keeps LIM {kept.lim}, which is "
+                           f"locked to the standby, over LIM {best.lim} (priority "
+                           f"{best.priority})")
+        elif not c.local.ready:
+            clauses.append(f"{_why_claim(c, best)}; {me} is loading and does not replace "
+                           f"LIM {kept.lim} yet")
+        else:
+            actions += [StopLim(kept.lim), StartLim(best.lim)]
+            clauses.append(f"{_why_claim(c, best)}; {me} replaces LIM {kept.lim} (priority "
+                           f"{kept.priority}) with LIM {best.lim} (priority {best.priority})")
+        return actions, clauses
+
+    candidates = _candidates(c)
+    if not candidates:
+        if not clauses:
+            clauses.append(_standby_idle(c))
+        return actions, clauses
+    best = candidates[0]
+    if not c.local.ready:
+        clauses.append(f"{_why_claim(c, best)}; {me} is still loading and takes over "
+                       "nothing yet")
+        return actions, clauses
+    actions.append(StartLim(best.lim))
+    clause = f"{_why_claim(c, best)}; {me} takes over LIM {best.lim} (priority {best.priority})"
+    if len(candidates) > 1:
+        clause += "; " + ", ".join(f"LIM {x.lim} (priority {x.priority})"
+                                   for x in candidates[1:]) + " stays down"
+    clauses.append(clause)
+    return actions, clauses
+
+
+def _standby_idle(c: _Ctx) -> str:
+    """The sentence of a standby that runs no LIM and takes none over."""
+    me = c.me
+    regulars = [x.server for x in c.config.lims]
+    locked = [x for x in c.config.lims if x.lock is Lock.REGULAR and c.home(x).dead]
+    if locked:
+        x = locked[0]
+        return (f"{c.silence(c.home(x))} but LIM {x.lim} is locked to its regular server; {me} "
+                "does not take it over")
+    unknown = [r for r in regulars if not c.peer(r).alive and not c.peer(r).dead]
+    if unknown:
+        return (f"{me} runs no LIM; waiting to hear {', '.join(unknown)} (a peer counts as dead "
+                f"only after {c.config.detection:.1f} s of silence)")
+    return f"{me} runs no LIM; all {len(regulars)} regular servers are alive"
+
+
+def _standby_preloaded(c: _Ctx) -> _Step:
+    """The standby of a preloaded cluster (one regular server, one LIM)."""
+    me = c.me
+    lim = c.config.lims[0]
+    n, home, run = lim.lim, c.home(lim), c.local.run(lim.lim)
+    if run is not None and run.active:
+        release, clause = _release(c, lim)
+        return ([DeactivateLim(n)] if release else []), [clause]
+    takeover = _standby_may_claim(c, lim)
+    if takeover and not c.local.ready:
+        return [], [f"{_why_claim(c, lim)}; {me} is still loading and takes over nothing yet"]
+    if run is None:
+        if not c.local.ready:
+            return [], [f"{me} is still loading; it does not load LIM {n} yet"]
+        if takeover:
+            return [StartLim(n, Mode.ACTIVE)], [(
+                f"{_why_claim(c, lim)}; {me} takes over LIM {n}, which was not preloaded here "
+                "and starts loading now (recovery takes longer)")]
+        return [StartLim(n, Mode.PRELOADED)], [f"{me} preloads LIM {n} (passive) for {home.name}"]
+    if takeover:
+        still = ", which is still loading (recovery takes longer)" if run.loading else ""
+        return [ActivateLim(n)], [f"{_why_claim(c, lim)}; {me} activates preloaded LIM {n}{still}"]
+    if home.dead:
+        return [], [(f"{c.silence(home)} but LIM {n} is locked to its regular server; {me} "
+                     "keeps it passive")]
+    loading = " and still loading" if run.loading else ""
+    if home.runs_active(n):
+        return [], [f"{me} holds LIM {n} preloaded{loading} while {home.name} runs it"]
+    state = "is not heard yet" if not home.alive else "does not run it actively yet"
+    return [], [f"{me} holds LIM {n} preloaded{loading}; {home.name} {state}"]
+
+
+def _regular(c: _Ctx) -> _Step:
+    """A regular server: it only ever runs, stops or waits for its own LIM."""
+    me, cfg = c.me, c.config
+    lim = cfg.lim_of(me)
+    assert lim is not None  # a valid config gives every regular server one LIM
+    n, run, sb = lim.lim, c.local.run(lim.lim), c.peer(cfg.standby.name)
+    standby_runs = sb.runs_active(n)
+    if run is not None and run.active:
+        if standby_runs:
+            side, why = _split_brain_stopper(cfg, lim)
+            both = f"{me} and {sb.name} both run LIM {n} (split brain)"
+            if side is Role.REGULAR:
+                verb, act = ("deactivates", DeactivateLim(n)) if cfg.preloaded else ("stops",
+                                                                                     StopLim(n))
+                then = ("it stays on the standby while locked" if lim.lock is Lock.STANDBY
+                        else f"{cfg.fallback} fallback follows")
+                return [act], [f"{both}; {me} {verb} it because {why}; {then}"]
+            return [], [f"{both}; {sb.name} is the side that stops, because {why}"]
+        note = {"alive": "", "dead": f"; {c.silence(sb)}"}.get(str(sb.liveness),
+                                                                f"; {sb.name} is not heard yet")
+        return [], [f"{me} runs LIM {n}{note}"]
+
+    may_run = lim.lock is not Lock.STANDBY and (sb.dead or (sb.alive and not standby_runs))
+    if not c.local.ready:
+        return [], [f"{me} is still loading; it starts nothing yet"]
+    if may_run:
+        why = c.silence(sb) if sb.dead else f"{sb.name} does not run LIM {n}"
+        if run is None:
+            return [StartLim(n, Mode.ACTIVE)], [f"{why}; {me} starts LIM {n}"]
+        still = ", which is still loading (recovery takes longer)" if run.loading else ""
+        return [ActivateLim(n)], [f"{why}; {me} activates LIM {n}{still}"]
+
+    if lim.lock is Lock.STANDBY:
+        wait = f"LIM {n} is locked to the standby; {me} does not run it actively"
+    elif not sb.alive:
+        wait = (f"{me} waits to hear {sb.name} before it runs LIM {n} actively (at most "
+                f"{cfg.detection:.1f} s)")
+    elif cfg.fallback is FallbackType.AUTOMATIC:
+        wait = f"{sb.name} runs LIM {n}; {me} waits for the automatic fallback"
+    else:
+        wait = f"{sb.name} runs LIM {n}; {me} waits for a manual fallback to be ordered"
+    if run is None and cfg.preloaded:
+        return [StartLim(n, Mode.PRELOADED)], [f"{wait}; it preloads LIM {n} (passive) meanwhile"]
+    return [], [wait]
+
+
+def _alarms(c: _Ctx, actions: Sequence[Action]) -> _Step:
+    """Raise and clear this node's alarms to match the state after ``actions``."""
+    held = c.local.alarms
+    after = c.local.applied(actions, c.now)
+    out_of_order = (AlarmCode.STANDBY_OUT_OF_ORDER, None)
+    desired: set[AlarmKey] = set()
+    clauses: list[str] = []
+    sb_name = c.config.standby.name
+    if c.config.role is Role.STANDBY:
+        desired = {(AlarmCode.LIM_ON_STANDBY, n) for n in after.active_lims() if c.known(n)}
+    else:
+        sb = c.peer(sb_name)
+        if sb.dead:
+            mine = c.config.lim_of(c.me)
+            live = [x.lim for x in c.config.lims if x.server != c.me and c.home(x).alive]
+            if mine is not None and all(mine.lim < other for other in live):
+                desired.add(out_of_order)
+        elif not sb.alive and out_of_order in held:
+            desired.add(out_of_order)  # unknown: no change
+
+    raise_ = sorted(desired - held, key=str)
+    clear = sorted(held - desired, key=str)
+    actions_out: list[Action] = []
+    for code, lim in raise_:
+        if code is AlarmCode.STANDBY_OUT_OF_ORDER:
+            text = f"{ALARM_TITLE[code]}: {sb_name} is not heard"
+            clauses.append(f"{c.me} raises the alarm '{ALARM_TITLE[code]}'")
+        else:
+            text = f"{ALARM_TITLE[code]}: LIM {lim} runs on {c.me}"
+            if not actions:  # otherwise the LIM action's clause already says it
+                clauses.append(f"{c.me} raises the alarm '{ALARM_TITLE[code]}' for LIM {lim}")
+        actions_out.append(RaiseAlarm(code, lim, text))
+    for code, lim in clear:
+        actions_out.append(ClearAlarm(code, lim))
+        if code is AlarmCode.STANDBY_OUT_OF_ORDER:
+            why = f"{sb_name} is heard again" if c.peer(sb_name).alive else \
+                "a regular server with a lower LIM number holds it"
+            clauses.append(f"{c.me} clears the alarm '{ALARM_TITLE[code]}' ({why})")
+        elif not actions:
+            clauses.append(f"{c.me} clears the alarm '{ALARM_TITLE[code]}' for LIM {lim}")
+    return actions_out, clauses
+
+
+def _hold_downs(c: _Ctx) -> tuple[HoldDown, ...]:
+    if c.config.role is not Role.STANDBY or c.config.fallback is not FallbackType.AUTOMATIC:
+        return ()
+    out = []
+    for n in c.local.active_lims():
+        if c.known(n):
+            hd = c.hold_down(c.config.lim(n))
+            if hd.seconds > 0:
+                out.append(hd)
+    return tuple(out)

@@ -1,0 +1,49 @@
+"""The agent's import boundaries: pure modules stay pure, and nothing of the TUI or SSH."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mxone_agent
+
+AGENT_DIR = Path(mxone_agent.__file__).parent
+PURE = ["config", "heartbeat", "peers", "decide", "actions", "model", "errors"]
+# What a pure module may import: the standard library's data tools, and the agent itself.
+ALLOWED = {"__future__", "collections", "dataclasses", "enum", "hashlib", "hmac", "ipaddress",
+           "math", "re", "secrets", "struct", "types", "typing", "mxone_agent"}
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_modules_import_no_io(module: str) -> None:
+    assert imports_of(AGENT_DIR / f"{module}.py") <= ALLOWED
+
+
+def test_whole_package_imports_neither_tui_nor_ssh_nor_maintenance() -> None:
+    code = ("import sys, mxone_agent.main, " + ", ".join(f"mxone_agent.{m}" for m in PURE)
+            + "; bad = [m for m in sys.modules if m.split('.')[0] in "
+              "('urwid', 'paramiko', 'mxone_maintenance', 'mxone_menus', 'socket')]"
+            + "; print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_agent_module_is_checked() -> None:
+    modules = {p.stem for p in AGENT_DIR.glob("*.py")} - {"__init__", "main"}
+    assert modules == set(PURE)

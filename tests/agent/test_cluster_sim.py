@@ -1,0 +1,397 @@
+"""A simulated cluster: every node runs decide() on its own view; hypothesis drives faults.
+
+The network is simple: a heartbeat reaches every peer the same tick unless the pair is cut
+(partitions are symmetric). Time advances in ticks of one heartbeat interval. Each node does
+what the daemon will do: work out whether its loop was stalled, take in heartbeats, judge its
+peers, record reappearances, decide, and apply the actions as if they all succeeded.
+
+Faults: a server crashes (agent and LIMs stop) and recovers (boots afresh); an agent
+restarts while its LIMs keep running; a node freezes (SIGSTOP: nothing runs, nothing is sent,
+its LIMs keep running) and later resumes; links are cut and healed; LIMs are locked and
+unlocked; manual fallbacks are ordered. Priorities, fallback type and split-brain side are
+drawn per run, with ties.
+
+Invariants:
+* two nodes that have heard each other for one detection period never both run a LIM;
+* the standby never runs two LIMs;
+* no action moves a locked LIM away from, or onto, the wrong server;
+* a regular starts nothing actively after booting until it heard the standby or a full
+  detection period passed;
+* the standby gives up the LIM of a server still down only for a strictly higher priority;
+* once things settle, the failed LIM with the highest priority runs on the standby
+  (unless the standby holds a LIM locked to it, or one of equal or higher priority); a LIM
+  locked to the standby that its regular server does not run counts as failed;
+* once things settle in a healthy network, every LIM whose server is up runs on exactly one
+  server (allowing the one tick of a fallback hand-over), unless it is locked to the standby
+  and the standby is busy with another LIM;
+* the standby holds exactly the "LIM on standby" alarms of the LIMs it runs; one regular at
+  most holds "standby out of order", and only while the standby is down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from mxone_agent.actions import (
+    ActivateLim,
+    AlarmCode,
+    DeactivateLim,
+    StartLim,
+    StopLim,
+)
+from mxone_agent.config import Lock, NodeConfig
+from mxone_agent.decide import LocalState, decide, record_appearance
+from mxone_agent.heartbeat import Heartbeat
+from mxone_agent.model import LimRun, Mode, Readiness, Role
+from mxone_agent.peers import PeerView, reappeared, resumed_at
+
+from tests.agent.builders import CLUSTER, STANDBY, TIMERS, cluster_config
+
+D = TIMERS.detection
+TICK = TIMERS.interval
+SETTLE = D + 2 * TICK
+
+
+@dataclass
+class Node:
+    name: str
+    role: Role
+    lim: int | None
+    config: NodeConfig
+    up: bool = True
+    frozen: bool = False
+    incarnation: int = 1
+    seq: int = 0
+    booted_at: float = 0.0
+    resumed: float = 0.0
+    last_tick: float | None = None
+    heard_standby: bool = False
+    local: LocalState = field(default_factory=LocalState.empty)
+    peers: dict[str, PeerView] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.up and not self.frozen
+
+
+class Cluster(RuleBasedStateMachine):
+    """Three regular servers and a standby, or one of each in a preloaded cluster."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        self.nodes: dict[str, Node] = {}
+        self.cuts: set[frozenset[str]] = set()
+        self.last_event = 0.0
+        self.pair_since: dict[frozenset[str], float] = {}
+        self.dark_ticks: dict[int, int] = {}
+        self.incarnations = itertools.count(2)
+
+    # ---- set-up ------------------------------------------------------------------------
+
+    @initialize(
+        preloaded=st.booleans(),
+        priorities=st.lists(st.integers(0, 2), min_size=3, max_size=3),
+        fallback=st.sampled_from(["automatic", "manual"]),
+        split=st.sampled_from(["regular", "standby"]),
+    )
+    def setup(self, preloaded: bool, priorities: list[int], fallback: str, split: str) -> None:
+        lims = [(2, priorities[0])] if preloaded else list(zip((2, 3, 4), priorities, strict=True))
+        self.kw = dict(lims=lims, fallback=fallback, split_brain_stop=split,
+                       failover="preloaded" if preloaded else "regular")
+        self.locks: dict[int, str] = {n: "none" for n, _ in lims}
+        names = [f"lim{n}" for n, _ in lims] + [STANDBY]
+        for name in names:
+            cfg = cluster_config(name, **self.kw)
+            lim = cfg.lim_of(name)
+            self.nodes[name] = Node(name, cfg.role, lim.lim if lim else None, cfg)
+        self.lim_numbers = [n for n, _ in lims]
+
+    # ---- the simulated daemons ---------------------------------------------------------
+
+    def _tick(self) -> None:
+        self.now += TICK
+        now = self.now
+        for node in self.nodes.values():
+            if node.running and node.local.readiness is Readiness.LOADING:
+                node.local = _with(node.local, readiness=Readiness.READY)
+            if node.running:  # a LIM started a tick ago has finished loading
+                node.local = _with(node.local, runs=tuple(
+                    LimRun(r.lim, r.mode, False) if now - node.local.started_at.get(r.lim, now)
+                    >= TICK else r for r in node.local.runs))
+        sent: dict[str, Heartbeat] = {}
+        for node in self.nodes.values():
+            if node.running:
+                node.seq += 1
+                sent[node.name] = Heartbeat(
+                    cluster=CLUSTER, sender=node.name, incarnation=node.incarnation,
+                    seq=node.seq, generation=node.config.generation, role=node.role,
+                    readiness=node.local.readiness, lims=node.local.runs)
+        for node in self.nodes.values():
+            if node.running:
+                self._run_daemon(node, sent)
+        self._track_pairs()
+        # Rules that advance several ticks must not hide a violation in between.
+        self.standby_runs_at_most_one_lim()
+        self.peers_that_hear_each_other_do_not_both_run_a_lim()
+        self.best_failed_lim_gets_the_standby()
+        self.every_lim_of_a_live_server_runs_once_in_a_healthy_network()
+        self.alarms_match_the_state()
+
+    def _run_daemon(self, node: Node, sent: dict[str, Heartbeat]) -> None:
+        now = self.now
+        node.resumed = resumed_at(node.last_tick, node.resumed, now, TIMERS)
+        node.last_tick = now
+        views = {}
+        for peer in self.nodes:
+            if peer == node.name:
+                continue
+            before = node.peers.get(peer)
+            view = before or PeerView.unknown(peer)
+            if peer in sent and frozenset((peer, node.name)) not in self.cuts:
+                view = view.heard(sent[peer], now)
+                if peer == STANDBY:
+                    node.heard_standby = True
+            view = view.judged(now, TIMERS, node.resumed)
+            lim = node.config.lim_of(peer)
+            if lim is not None and reappeared(before, view):
+                node.local = _with(node.local, appearances=record_appearance(
+                    node.local.appearances, lim.lim, now))
+            views[peer] = view
+        node.peers = views
+        decision = decide(node.config, views, node.local, now)
+        self._check_actions(node, decision)
+        node.local = node.local.applied(decision.actions, now)
+        # The daemon drops a fallback request once the LIM no longer runs actively here.
+        node.local = _with(node.local, fallback_requests=frozenset(
+            n for n in node.local.fallback_requests if n in node.local.active_lims()))
+
+    def _check_actions(self, node: Node, decision) -> None:
+        if node.role is Role.STANDBY and len(node.local.active_lims()) <= 1:
+            # The running LIM of a server still down is given up only for a strictly
+            # higher priority: on a tie, the LIM already running keeps the standby.
+            started = [a.lim for a in decision.actions if isinstance(a, StartLim)]
+            for a in decision.actions:
+                if isinstance(a, StopLim) and not node.peers[node.config.lim(a.lim).server].alive:
+                    prio = node.config.lim(a.lim).priority
+                    assert any(node.config.lim(n).priority < prio for n in started), (
+                        f"standby gave up LIM {a.lim} of a server still down: {decision.reason}")
+        for a in decision.actions:
+            if not isinstance(a, StartLim | StopLim | ActivateLim | DeactivateLim):
+                continue
+            lock = node.config.lim(a.lim).lock
+            claims = isinstance(a, ActivateLim) or (isinstance(a, StartLim)
+                                                    and a.mode is Mode.ACTIVE)
+            releases = isinstance(a, StopLim | DeactivateLim)
+            if lock is not Lock.NONE:
+                assert not (releases and lock.value == node.role.value), (
+                    f"{node.name}: {a} against LIM {a.lim} locked to it: {decision.reason}")
+                assert not (claims and lock.value != node.role.value), (
+                    f"{node.name}: {a} of LIM {a.lim} locked to the {lock}: {decision.reason}")
+            if claims and node.role is Role.REGULAR:
+                assert node.heard_standby or self.now - node.booted_at > D, (
+                    f"{node.name} claimed LIM {a.lim} {self.now - node.booted_at} s after boot "
+                    f"without hearing the standby: {decision.reason}")
+
+    def _connected(self, a: str, b: str) -> bool:
+        return (self.nodes[a].running and self.nodes[b].running
+                and frozenset((a, b)) not in self.cuts)
+
+    def _track_pairs(self) -> None:
+        for a, b in itertools.combinations(self.nodes, 2):
+            pair = frozenset((a, b))
+            if self._connected(a, b):
+                self.pair_since.setdefault(pair, self.now)
+            else:
+                self.pair_since.pop(pair, None)
+        for n in self.lim_numbers:
+            holders = [x for x in self.nodes.values() if x.up and n in x.local.active_lims()]
+            self.dark_ticks[n] = 0 if holders else self.dark_ticks.get(n, 0) + 1
+
+    def _event(self) -> None:
+        self.last_event = self.now
+
+    # ---- rules -------------------------------------------------------------------------
+
+    @rule(ticks=st.integers(1, 3))
+    def advance(self, ticks: int) -> None:
+        for _ in range(ticks):
+            self._tick()
+
+    @rule()
+    def settle(self) -> None:
+        for _ in range(int(SETTLE / TICK) + 2):
+            self._tick()
+
+    @rule(data=st.data())
+    def crash(self, data: st.DataObject) -> None:
+        node = self.nodes[data.draw(st.sampled_from(sorted(self.nodes)))]
+        if node.up:
+            node.up, node.frozen = False, False
+            node.local, node.peers = LocalState.empty(), {}
+            self.pair_since = {p: t for p, t in self.pair_since.items() if node.name not in p}
+            self._event()
+
+    @rule(data=st.data())
+    def recover(self, data: st.DataObject) -> None:
+        node = self.nodes[data.draw(st.sampled_from(sorted(self.nodes)))]
+        if not node.up:
+            node.up = True
+            self._boot(node, keep_runs=False)
+
+    @rule(data=st.data())
+    def restart_agent(self, data: st.DataObject) -> None:
+        """The agent restarts; the LIM services it started keep running."""
+        node = self.nodes[data.draw(st.sampled_from(sorted(self.nodes)))]
+        if node.running:
+            self._boot(node, keep_runs=True)
+            self.pair_since = {p: t for p, t in self.pair_since.items() if node.name not in p}
+
+    def _boot(self, node: Node, keep_runs: bool) -> None:
+        node.incarnation, node.seq = next(self.incarnations), 0
+        node.booted_at = node.resumed = self.now
+        node.last_tick, node.heard_standby, node.peers = None, False, {}
+        runs = node.local.runs if keep_runs else ()
+        node.local = LocalState(runs=runs, started_at={r.lim: self.now - 10 for r in runs})
+        self._event()
+
+    @rule(data=st.data(), ticks=st.integers(2, 6))
+    def freeze(self, data: st.DataObject, ticks: int) -> None:
+        """SIGSTOP one node for a while (its LIMs keep running), then let it resume."""
+        node = self.nodes[data.draw(st.sampled_from(sorted(self.nodes)))]
+        if not node.running:
+            return
+        node.frozen = True
+        self._event()
+        for _ in range(ticks):
+            self._tick()
+        node.frozen = False
+        self._event()
+
+    @rule(data=st.data())
+    def cut(self, data: st.DataObject) -> None:
+        a, b = data.draw(st.lists(st.sampled_from(sorted(self.nodes)), min_size=2, max_size=2,
+                                  unique=True))
+        self.cuts.add(frozenset((a, b)))
+        self._event()
+
+    @rule(data=st.data())
+    def isolate(self, data: st.DataObject) -> None:
+        a = data.draw(st.sampled_from(sorted(self.nodes)))
+        self.cuts |= {frozenset((a, b)) for b in self.nodes if b != a}
+        self._event()
+
+    @precondition(lambda self: bool(self.cuts))
+    @rule()
+    def heal(self) -> None:
+        self.cuts.clear()
+        self._event()
+
+    @rule(data=st.data(), lock=st.sampled_from(["none", "regular", "standby"]))
+    def lock(self, data: st.DataObject, lock: str) -> None:
+        n = data.draw(st.sampled_from(self.lim_numbers))
+        self.locks[n] = lock
+        for node in self.nodes.values():
+            node.config = node.config.with_lock(n, Lock(lock), node.config.generation + 1)
+        self._event()
+
+    @rule(data=st.data())
+    def order_fallback(self, data: st.DataObject) -> None:
+        n = data.draw(st.sampled_from(self.lim_numbers))
+        sb = self.nodes[STANDBY]
+        if sb.running:
+            sb.local = _with(sb.local, fallback_requests=sb.local.fallback_requests | {n})
+            self._event()
+
+    # ---- invariants --------------------------------------------------------------------
+
+    def _settled(self) -> bool:
+        return self.now - self.last_event >= SETTLE
+
+    @invariant()
+    def standby_runs_at_most_one_lim(self) -> None:
+        assert len(self.nodes[STANDBY].local.active_lims()) <= 1
+
+    @invariant()
+    def peers_that_hear_each_other_do_not_both_run_a_lim(self) -> None:
+        for pair, since in self.pair_since.items():
+            if self.now - since < D:
+                continue
+            a, b = (self.nodes[x] for x in pair)
+            both = set(a.local.active_lims()) & set(b.local.active_lims())
+            assert not both, f"{a.name} and {b.name} both run LIM(s) {both}"
+
+    @invariant()
+    def best_failed_lim_gets_the_standby(self) -> None:
+        sb = self.nodes[STANDBY]
+        if not (self._settled() and sb.running and sb.local.ready):
+            return
+        cfg = sb.config
+        failed = [x for x in cfg.lims if x.lock is not Lock.REGULAR and (
+            not self._connected(x.server, STANDBY)
+            or (x.lock is Lock.STANDBY and x.lim not in self.nodes[x.server].local.active_lims()))]
+        if not failed:
+            return
+        best = min(x.priority for x in failed)
+        running = sb.local.active_lims()
+        assert running, f"standby idle while LIM(s) {[x.lim for x in failed]} failed"
+        held = cfg.lim(running[0])
+        assert held.lock is Lock.STANDBY or held.priority <= best, (
+            f"standby runs LIM {held.lim} (priority {held.priority}) while a failed LIM has "
+            f"priority {best}")
+
+    @invariant()
+    def every_lim_of_a_live_server_runs_once_in_a_healthy_network(self) -> None:
+        sb = self.nodes[STANDBY]
+        if not (self._settled() and not self.cuts and sb.running):
+            return
+        for x in sb.config.lims:
+            home = self.nodes[x.server]
+            if not home.running:
+                continue
+            holders = [n.name for n in (home, sb) if x.lim in n.local.active_lims()]
+            assert len(holders) <= 1, f"LIM {x.lim} runs on {holders}"
+            standby_busy = bool(set(sb.local.active_lims()) - {x.lim})
+            if x.lock is not Lock.STANDBY or not standby_busy:
+                assert holders or self.dark_ticks[x.lim] <= 1, (
+                    f"LIM {x.lim} has run nowhere for {self.dark_ticks[x.lim]} ticks")
+
+    @invariant()
+    def alarms_match_the_state(self) -> None:
+        sb = self.nodes[STANDBY]
+        if sb.running and sb.last_tick is not None:  # a restarted agent decides first
+            held = {lim for code, lim in sb.local.alarms if code is AlarmCode.LIM_ON_STANDBY}
+            assert held == set(sb.local.active_lims())
+        holders = [n.name for n in self.nodes.values() if n.running and n.role is Role.REGULAR
+                   and (AlarmCode.STANDBY_OUT_OF_ORDER, None) in n.local.alarms]
+        if not (self._settled() and not self.cuts):
+            return
+        if sb.running:
+            assert not holders, f"{holders} hold 'standby out of order' with the standby up"
+        elif not sb.up:
+            live = sorted((n.lim, n.name) for n in self.nodes.values()
+                          if n.running and n.role is Role.REGULAR)
+            assert holders == ([live[0][1]] if live else []), (
+                f"'standby out of order' held by {holders}, live regulars {live}")
+
+
+def _with(state: LocalState, **changes) -> LocalState:
+    return dataclasses.replace(state, **changes)
+
+
+Cluster.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
+TestCluster = Cluster.TestCase
