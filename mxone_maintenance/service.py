@@ -96,12 +96,21 @@ class Maintenance:
     def __init__(self, path: Path | None = None, applier: Applier | None = None) -> None:
         self.path = path or store.config_path()
         self.applier = applier or LocalApplier(self.path)
+        self._cached: tuple[tuple[int, int, int], System] | None = None
 
     def system(self) -> System:
-        """The current system; an empty one (generation 0) when there is no config file yet."""
-        if not self.path.exists():
+        """The current system; an empty one (generation 0) when there is no config file yet.
+
+        Read again only when the file changed (the menus ask on every redraw).
+        """
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
             return System(generation=0)
-        return store.load(self.path)
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, store.load(self.path))
+        return self._cached[1]
 
     def preview(self, action: Callable[..., Change], *args: object, **kwargs: object) -> Change:
         """Run an action from :mod:`mxone_maintenance.actions` on the current system.

@@ -1,0 +1,119 @@
+"""bench-tui: how quickly the menus start and answer a key (figures, not a test).
+
+Start: time from spawning `mxone_maintenance` in a pty until the main menu is on screen.
+Keystroke: time from a typed character until it shows on screen (pty + pyte), and the
+same without a terminal (App.keypress + render) to separate urwid's drawing from the tty.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pexpect
+import pyte
+
+ROWS, COLS = 30, 100
+BIN = Path(sys.executable).with_name("mxone_maintenance")
+TARGET_START, TARGET_KEY = 0.5, 0.050
+
+
+class Term:
+    def __init__(self, config: Path) -> None:
+        self.screen = pyte.Screen(COLS, ROWS)
+        self.stream = pyte.ByteStream(self.screen)
+        env = {**os.environ, "TERM": "xterm", "ESCDELAY": "25"}
+        self.child = pexpect.spawn(str(BIN), ["--config", str(config)], env=env,
+                                   dimensions=(ROWS, COLS), timeout=5)
+        self.child.delaybeforesend = None  # pexpect sleeps 50 ms before every send by default
+
+    def wait_for(self, needle: str, timeout: float = 10.0) -> float:
+        end = time.perf_counter() + timeout
+        while time.perf_counter() < end:
+            try:
+                self.stream.feed(self.child.read_nonblocking(65536, timeout=0.002))
+            except pexpect.TIMEOUT:
+                pass
+            if needle in "\n".join(self.screen.display):
+                return time.perf_counter()
+        raise SystemExit(f"bench-tui: {needle!r} never appeared on screen")
+
+    def close(self) -> None:
+        self.child.close(force=True)
+
+
+def seed(config: Path) -> None:
+    from mxone_maintenance import configfile
+    from mxone_maintenance.model import Server, System
+
+    servers = tuple(Server(f"lim{n}", f"10.0.{n // 200}.{n % 200 + 10}/16", "eth0", "lim", n)
+                    for n in range(1, 125))
+    config.write_text(configfile.dump(System(generation=1, servers=servers)))
+
+
+def bench_start(config: Path, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        term = Term(config)
+        times.append(term.wait_for("4. Exit") - t0)
+        term.close()
+    return times
+
+
+def bench_keys(config: Path, count: int) -> list[float]:
+    term = Term(config)
+    term.wait_for("4. Exit")
+    term.child.send("\r")
+    term.wait_for("1. Add a server to the system")
+    term.child.send("\r")
+    term.wait_for("Base IP/prefix")
+    typed, times = "", []
+    for i in range(count):
+        ch = "abcdefghij"[i % 10]
+        typed += ch
+        t0 = time.perf_counter()
+        term.child.send(ch)
+        times.append(term.wait_for(f"Server name                    {typed}") - t0)
+    term.close()
+    return times
+
+
+def bench_headless(config: Path, count: int) -> list[float]:
+    from mxone_maintenance.service import Maintenance
+    from mxone_menus.app import App
+
+    app = App(Maintenance(config), hostname="bench")
+    app.screen((COLS, ROWS))
+    times = []
+    for i in range(count):
+        t0 = time.perf_counter()
+        app.keypress("down" if i % 2 == 0 else "up", (COLS, ROWS))
+        app.screen((COLS, ROWS))
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def line(name: str, xs: list[float], target: float) -> str:
+    med, worst = statistics.median(xs), max(xs)
+    return (f"{name:<38} median {med * 1e3:7.1f} ms  max {worst * 1e3:7.1f} ms  "
+            f"(n={len(xs)}; target {target * 1e3:.0f} ms; median/target {med / target:.2f})")
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="bench-tui-") as d:
+        config = Path(d) / "system.toml"
+        seed(config)
+        print("bench-tui: a 124-LIM system config, terminal 100x30")
+        print(line("start to main menu drawn (pty)", bench_start(config, 10), TARGET_START))
+        print(line("keystroke to character shown (pty)", bench_keys(config, 60), TARGET_KEY))
+        print(line("keystroke + render, headless", bench_headless(config, 200), TARGET_KEY))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
