@@ -1,0 +1,351 @@
+"""Exchange data on disk: versioned backups with manifests, checked, kept, and compared.
+
+A LIM's exchange data (reload data plus system database data) is kept as *versions*: one
+directory per data backup, named after the Service Node (LIM) number and a UTC time stamp
+(``lim2-20261128T171500.123456Z``), holding the data files and a ``MANIFEST.json`` that
+lists every file with its size, sha256 and modification time.
+
+Guarantees a caller may rely on:
+
+* A version directory with that name exists only once it is complete: it is built under a
+  temporary name, every file and the manifest are fsynced, then it is renamed into place
+  and its parent fsynced. A crash leaves at most a temporary directory, never a half
+  version under a version name; :func:`sweep_temporaries` removes those.
+* :func:`newest_valid` skips versions whose files do not match their manifest.
+* :func:`prune` removes old versions only after counting the valid ones, newest first, so
+  the newest valid versions always survive.
+
+Standard library only: this module ships with the agent to every node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mxone_agent.errors import AgentError
+
+MANIFEST = "MANIFEST.json"
+FORMAT = 1
+KEEP_ON_REGULAR = 3
+KEEP_ON_STANDBY = 2
+TEMP_PREFIX = ".incoming-"
+_NAME = re.compile(r"lim(\d{1,3})-(\d{8}T\d{6}\.\d{6}Z)")
+_CHUNK = 1 << 20
+
+
+class XdataError(AgentError):
+    """Exchange data could not be written, read or checked; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One data file of a version: its path inside the version, size, sha256, mtime (ns)."""
+
+    path: str
+    size: int
+    sha256: str
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    lim: int
+    version: str
+    created: str  # ISO 8601 UTC, from the version name
+    files: tuple[FileEntry, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def newest_mtime_ns(self) -> int:
+        """The latest modification time of the reload data: what sync direction compares."""
+        return max((f.mtime_ns for f in self.files), default=0)
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "format": FORMAT, "lim": self.lim, "version": self.version, "created": self.created,
+            "files": [{"path": f.path, "size": f.size, "sha256": f.sha256, "mtime_ns": f.mtime_ns}
+                      for f in self.files],
+        }, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "manifest") -> Manifest:
+        try:
+            d = json.loads(text)
+            if d.get("format") != FORMAT:
+                raise XdataError(f"{where}: format {d.get('format')!r}, this agent reads {FORMAT}")
+            files = tuple(FileEntry(str(f["path"]), int(f["size"]), str(f["sha256"]),
+                                    int(f["mtime_ns"])) for f in d["files"])
+            return cls(int(d["lim"]), str(d["version"]), str(d["created"]), files)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise XdataError(f"{where}: not a valid manifest ({exc})") from None
+
+
+def version_name(lim: int, when: datetime | None = None) -> str:
+    when = (when or datetime.now(UTC)).astimezone(UTC)
+    return f"lim{lim}-{when.strftime('%Y%m%dT%H%M%S.%fZ')}"
+
+
+def parse_version_name(name: str) -> tuple[int, datetime] | None:
+    m = _NAME.fullmatch(name)
+    if m is None:
+        return None
+    return int(m.group(1)), datetime.strptime(m.group(2), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _safe_relpath(rel: str) -> str:
+    p = Path(rel)
+    if p.is_absolute() or ".." in p.parts or rel in ("", MANIFEST):
+        raise XdataError(f"file path {rel!r} in a manifest is not a plain relative path")
+    return p.as_posix()
+
+
+def scan(directory: Path) -> tuple[FileEntry, ...]:
+    """Every regular file below ``directory`` (the manifest excepted), sorted by path."""
+    entries = []
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and path.name != MANIFEST:
+            st = path.stat()
+            entries.append(FileEntry(path.relative_to(directory).as_posix(), st.st_size,
+                                     sha256_file(path), st.st_mtime_ns))
+    return tuple(entries)
+
+
+def seal(temp_dir: Path, lim: int, name: str) -> Manifest:
+    """Write the manifest of a filled temporary version directory and fsync everything in it."""
+    parsed = parse_version_name(name)
+    if parsed is None or parsed[0] != lim:
+        raise XdataError(f"version name {name!r} is not lim{lim}-<UTC time stamp>")
+    manifest = Manifest(lim, name, parsed[1].isoformat(), scan(temp_dir))
+    for entry in manifest.files:
+        _fsync_file(temp_dir / entry.path)
+    mpath = temp_dir / MANIFEST
+    mpath.write_text(manifest.to_json(), encoding="utf-8")
+    _fsync_file(mpath)
+    for d in sorted({(temp_dir / e.path).parent for e in manifest.files} | {temp_dir}, reverse=True):
+        _fsync_dir(d)
+    return manifest
+
+
+def publish(temp_dir: Path, root: Path, name: str) -> Path:
+    """Rename a sealed temporary directory to its version name under ``root``, durably."""
+    final = root / name
+    if final.exists():
+        raise XdataError(f"version {name} already exists under {root}")
+    os.rename(temp_dir, final)
+    _fsync_dir(root)
+    return final
+
+
+def new_temp_dir(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    temp = root / f"{TEMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
+    temp.mkdir()
+    return temp
+
+
+def write_version(root: Path, lim: int, files: Mapping[str, bytes],
+                  when: datetime | None = None) -> Manifest:
+    """A data backup: write ``files`` as a new complete version of ``lim`` under ``root``."""
+    name = version_name(lim, when)
+    temp = new_temp_dir(root)
+    try:
+        for rel, data in files.items():
+            target = temp / _safe_relpath(rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        manifest = seal(temp, lim, name)
+        publish(temp, root, name)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def read_manifest(version_dir: Path) -> Manifest:
+    try:
+        text = (version_dir / MANIFEST).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise XdataError(f"{version_dir}: no readable manifest ({exc.strerror})") from None
+    return Manifest.from_json(text, str(version_dir / MANIFEST))
+
+
+def verify(version_dir: Path, manifest: Manifest | None = None) -> list[str]:
+    """Problems found checking a version against its manifest (empty: the version is valid)."""
+    try:
+        manifest = manifest or read_manifest(version_dir)
+    except XdataError as exc:
+        return [str(exc)]
+    problems = []
+    listed = set()
+    for entry in manifest.files:
+        rel = _safe_relpath(entry.path)
+        listed.add(rel)
+        path = version_dir / rel
+        try:
+            size = path.stat().st_size
+        except OSError:
+            problems.append(f"{rel}: missing")
+            continue
+        if size != entry.size:
+            problems.append(f"{rel}: {size} bytes, manifest says {entry.size}")
+        elif sha256_file(path) != entry.sha256:
+            problems.append(f"{rel}: sha256 differs from the manifest")
+    for entry in scan(version_dir):
+        if entry.path not in listed:
+            problems.append(f"{entry.path}: not in the manifest")
+    return problems
+
+
+def versions(root: Path, lim: int | None = None) -> list[Path]:
+    """Version directories under ``root`` (for one LIM if given), newest first."""
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        parsed = parse_version_name(path.name)
+        if parsed and path.is_dir() and (lim is None or parsed[0] == lim):
+            found.append((parsed[1], path))
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def newest_valid(root: Path, lim: int) -> tuple[Path, Manifest] | None:
+    """The newest version of ``lim`` whose files match its manifest, or None."""
+    for path in versions(root, lim):
+        try:
+            manifest = read_manifest(path)
+        except XdataError:
+            continue
+        if not verify(path, manifest):
+            return path, manifest
+    return None
+
+
+def prune(root: Path, lim: int, keep: int) -> list[Path]:
+    """Remove all but the ``keep`` newest *valid* versions of ``lim`` (invalid ones older
+    than the kept ones go too). Returns what was removed."""
+    kept = 0
+    removed = []
+    for path in versions(root, lim):
+        if kept < keep and not verify(path):
+            kept += 1
+            continue
+        if kept < keep:
+            continue  # an invalid version newer than the kept ones: leave it to be looked at
+        shutil.rmtree(path)
+        removed.append(path)
+    if removed:
+        _fsync_dir(root)
+    return removed
+
+
+def keep_only_newest(root: Path, lim: int) -> list[Path]:
+    """After a cluster change that makes older versions unfit: keep one version only."""
+    return prune(root, lim, 1)
+
+
+def sweep_temporaries(root: Path) -> list[Path]:
+    """Remove temporary directories a crash or an interrupted transfer left behind."""
+    if not root.is_dir():
+        return []
+    gone = [p for p in root.iterdir() if p.name.startswith(TEMP_PREFIX) and p.is_dir()]
+    for p in gone:
+        shutil.rmtree(p, ignore_errors=True)
+    return gone
+
+
+# ---- comparing two sides: what to send, in which direction -------------------------------
+
+@dataclass(frozen=True)
+class TransferPlan:
+    """What a receiver needs to rebuild ``manifest``: files to fetch and files it already
+    has (same path, size and sha256 in its ``base`` version) that it copies locally."""
+
+    manifest: Manifest
+    fetch: tuple[FileEntry, ...]
+    reuse: tuple[FileEntry, ...]
+
+    @property
+    def fetch_bytes(self) -> int:
+        return sum(f.size for f in self.fetch)
+
+
+def plan_transfer(source: Manifest, base: Manifest | None) -> TransferPlan:
+    have = {(f.path, f.size, f.sha256) for f in base.files} if base else set()
+    fetch = tuple(f for f in source.files if (f.path, f.size, f.sha256) not in have)
+    reuse = tuple(f for f in source.files if (f.path, f.size, f.sha256) in have)
+    return TransferPlan(source, fetch, reuse)
+
+
+def sync_direction(regular: Manifest | None, standby: Manifest | None) -> str:
+    """``to-standby``, ``to-regular`` or ``none``, by the reload data's modification times.
+
+    The side whose data changed last is the source: after a LIM ran on the standby and its
+    data changed there, the newer data goes back to the regular server.
+    """
+    if regular is None and standby is None:
+        return "none"
+    if standby is None:
+        return "to-standby"
+    if regular is None:
+        return "to-regular"
+    if {(f.path, f.sha256) for f in regular.files} == {(f.path, f.sha256) for f in standby.files}:
+        return "none"
+    return "to-regular" if standby.newest_mtime_ns > regular.newest_mtime_ns else "to-standby"
+
+
+def clock_skew_problem(local_s: float, remote_s: float, bound_s: float, local: str,
+                       remote: str) -> str | None:
+    """A refusal sentence when two servers' clocks differ by more than ``bound_s``."""
+    skew = remote_s - local_s
+    if abs(skew) <= bound_s:
+        return None
+    fmt = "%Y-%m-%d %H:%M:%S"
+    return (f"clocks differ by {abs(skew):.1f} s (bound {bound_s:.1f} s): {local} says "
+            f"{datetime.fromtimestamp(local_s, UTC).strftime(fmt)} UTC, {remote} says "
+            f"{datetime.fromtimestamp(remote_s, UTC).strftime(fmt)} UTC; sync direction is "
+            "chosen by modification times, so fix NTP before syncing")
+
+
+def disk_problem(free_bytes: int, backup_sizes: Iterable[int]) -> str | None:
+    """A refusal sentence when the standby cannot hold two backups of every regular."""
+    need = 2 * sum(backup_sizes)
+    if free_bytes >= need:
+        return None
+    return (f"the standby has {free_bytes} bytes free for exchange data, two backups of each "
+            f"regular server need {need} bytes")

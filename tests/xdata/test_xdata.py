@@ -1,0 +1,141 @@
+"""Exchange-data versions on a real filesystem: write, verify, keep, compare."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mxone_agent import xdata
+
+T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+
+
+def backup(root: Path, n: int, files: dict[str, bytes], lim: int = 2) -> xdata.Manifest:
+    return xdata.write_version(root, lim, files, T0 + timedelta(minutes=n))
+
+
+def test_a_version_is_complete_and_valid(tmp_path: Path) -> None:
+    m = backup(tmp_path, 0, {"reload/ext.db": b"2001\n2002\n", "sysdb/db.dump": b"x" * 5000})
+    (path,) = xdata.versions(tmp_path, 2)
+    assert path.name == "lim2-20261128T120000.000000Z" == m.version
+    assert xdata.verify(path) == []
+    assert [f.path for f in m.files] == ["reload/ext.db", "sysdb/db.dump"]
+    assert m.total_bytes == 5010
+    assert xdata.read_manifest(path) == m
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(xdata.TEMP_PREFIX)]
+
+
+def test_verify_names_every_problem(tmp_path: Path) -> None:
+    backup(tmp_path, 0, {"a": b"1", "b": b"2", "c": b"3"})
+    (path,) = xdata.versions(tmp_path)
+    (path / "a").write_bytes(b"changed")
+    (path / "b").write_bytes(b"9")  # same size, other content
+    (path / "c").unlink()
+    (path / "extra").write_bytes(b"")
+    problems = xdata.verify(path)
+    assert problems == ["a: 7 bytes, manifest says 1", "b: sha256 differs from the manifest",
+                        "c: missing", "extra: not in the manifest"]
+
+
+def test_newest_valid_skips_a_damaged_version(tmp_path: Path) -> None:
+    backup(tmp_path, 0, {"a": b"old"})
+    backup(tmp_path, 1, {"a": b"new"})
+    newest = xdata.versions(tmp_path)[0]
+    (newest / "a").write_bytes(b"bad")
+    path, manifest = xdata.newest_valid(tmp_path, 2)
+    assert manifest.version == "lim2-20261128T120000.000000Z"
+    assert (path / "a").read_bytes() == b"old"
+
+
+def test_prune_keeps_the_newest_valid_versions(tmp_path: Path) -> None:
+    for n in range(5):
+        backup(tmp_path, n, {"a": str(n).encode()})
+    backup(tmp_path, 0, {"a": b"other lim"}, lim=3)
+    removed = xdata.prune(tmp_path, 2, xdata.KEEP_ON_REGULAR)
+    assert [p.name for p in removed] == ["lim2-20261128T120100.000000Z", "lim2-20261128T120000.000000Z"]
+    assert len(xdata.versions(tmp_path, 2)) == 3
+    assert len(xdata.versions(tmp_path, 3)) == 1  # another LIM's versions are not touched
+    assert [p.name for p in xdata.keep_only_newest(tmp_path, 2)][0].endswith("T120300.000000Z")
+    assert len(xdata.versions(tmp_path, 2)) == 1
+
+
+def test_prune_never_removes_the_last_valid_version_for_a_damaged_newer_one(tmp_path: Path) -> None:
+    backup(tmp_path, 0, {"a": b"good"})
+    backup(tmp_path, 1, {"a": b"will break"})
+    (xdata.versions(tmp_path)[0] / "a").write_bytes(b"broken!!!!")
+    xdata.prune(tmp_path, 2, 1)
+    path, _ = xdata.newest_valid(tmp_path, 2)
+    assert (path / "a").read_bytes() == b"good"
+
+
+def test_a_failed_backup_leaves_no_version_and_no_temporary(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    backup(tmp_path, 0, {"a": b"1"})
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        backup(tmp_path, 1, {"a": b"2"})
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["lim2-20261128T120000.000000Z"]
+
+
+def test_sweep_removes_what_a_crash_left(tmp_path: Path) -> None:
+    backup(tmp_path, 0, {"a": b"1"})
+    temp = xdata.new_temp_dir(tmp_path)
+    (temp / "half").write_bytes(b"...")
+    assert xdata.sweep_temporaries(tmp_path) == [temp]
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_unsafe_paths_are_refused(tmp_path: Path) -> None:
+    for bad in ("../escape", "/etc/passwd", xdata.MANIFEST):
+        with pytest.raises(xdata.XdataError, match="not a plain relative path"):
+            backup(tmp_path, 0, {bad: b"x"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_transfer_plan_sends_only_changed_files(tmp_path: Path) -> None:
+    old = backup(tmp_path, 0, {"a": b"same", "b": b"old", "c": b"gone"})
+    new = backup(tmp_path, 1, {"a": b"same", "b": b"new!", "d": b"added"})
+    plan = xdata.plan_transfer(new, old)
+    assert [f.path for f in plan.fetch] == ["b", "d"]
+    assert [f.path for f in plan.reuse] == ["a"]
+    assert plan.fetch_bytes == 9
+    assert [f.path for f in xdata.plan_transfer(new, None).fetch] == ["a", "b", "d"]
+
+
+def test_direction_follows_the_newest_modification(tmp_path: Path) -> None:
+    reg = backup(tmp_path / "r", 0, {"a": b"1"})
+    sb_same = backup(tmp_path / "s", 0, {"a": b"1"})
+    assert xdata.sync_direction(reg, sb_same) == "none"
+    assert xdata.sync_direction(reg, None) == "to-standby"
+    assert xdata.sync_direction(None, reg) == "to-regular"
+    assert xdata.sync_direction(None, None) == "none"
+    newer_on_standby = xdata.Manifest(2, "v", "t", (xdata.FileEntry("a", 1, "ff", reg.newest_mtime_ns + 1),))
+    assert xdata.sync_direction(reg, newer_on_standby) == "to-regular"
+    older_on_standby = xdata.Manifest(2, "v", "t", (xdata.FileEntry("a", 1, "ff", reg.newest_mtime_ns - 1),))
+    assert xdata.sync_direction(reg, older_on_standby) == "to-standby"
+
+
+def test_clock_skew_and_disk_refusals() -> None:
+    assert xdata.clock_skew_problem(1000.0, 1001.5, 2.0, "lim2", "standby1") is None
+    msg = xdata.clock_skew_problem(1_800_000_000.0, 1_800_000_030.0, 2.0, "lim2", "standby1")
+    assert msg is not None
+    assert "clocks differ by 30.0 s (bound 2.0 s): lim2 says 2027-01-15 08:00:00 UTC, " \
+           "standby1 says 2027-01-15 08:00:30 UTC" in msg
+    assert xdata.disk_problem(100, [20, 30]) is None
+    assert xdata.disk_problem(99, [20, 30]) == (
+        "the standby has 99 bytes free for exchange data, two backups of each regular server need 100 bytes")
+
+
+def test_manifest_refuses_foreign_formats() -> None:
+    with pytest.raises(xdata.XdataError, match="format 9"):
+        xdata.Manifest.from_json('{"format": 9}')
+    with pytest.raises(xdata.XdataError, match="not a valid manifest"):
+        xdata.Manifest.from_json("{")
