@@ -26,7 +26,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -349,3 +349,61 @@ def disk_problem(free_bytes: int, backup_sizes: Iterable[int]) -> str | None:
         return None
     return (f"the standby has {free_bytes} bytes free for exchange data, two backups of each "
             f"regular server need {need} bytes")
+
+
+# ---- receiving a version -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Received:
+    version: str
+    fetched_files: int
+    fetched_bytes: int
+    reused_files: int
+    already_had: bool = False
+
+
+def receive(root: Path, manifest: Manifest, fetch: Callable[[FileEntry, Path], None],
+            keep: int = KEEP_ON_STANDBY) -> Received:
+    """Build ``manifest``'s version under ``root``: files unchanged since our newest valid
+    version are copied locally, the others come through ``fetch(entry, target_path)``.
+
+    The result is checked against the manifest before it gets its version name; on any
+    failure the temporary directory is removed and every existing version is untouched.
+    Older versions are pruned to ``keep`` only after the new one is in place. Modification
+    times are kept as the source had them (sync direction depends on them).
+    """
+    existing = root / manifest.version
+    if existing.is_dir() and not verify(existing, manifest):
+        return Received(manifest.version, 0, 0, len(manifest.files), already_had=True)
+    if existing.exists():
+        raise XdataError(f"{existing} exists but does not match the manifest; move it aside")
+    base = newest_valid(root, manifest.lim)
+    plan = plan_transfer(manifest, base[1] if base else None)
+    temp = new_temp_dir(root)
+    try:
+        for entry in plan.reuse:
+            target = temp / _safe_relpath(entry.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(base[0] / entry.path, target)  # type: ignore[index]
+        for entry in plan.fetch:
+            target = temp / _safe_relpath(entry.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fetch(entry, target)
+        for entry in manifest.files:
+            os.utime(temp / entry.path, ns=(entry.mtime_ns, entry.mtime_ns))
+        problems = verify(temp, manifest)
+        if problems:
+            raise XdataError(f"received {manifest.version} does not match its manifest: "
+                             + "; ".join(problems))
+        for entry in manifest.files:
+            _fsync_file(temp / entry.path)
+        (temp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+        _fsync_file(temp / MANIFEST)
+        for d in sorted({(temp / e.path).parent for e in manifest.files} | {temp}, reverse=True):
+            _fsync_dir(d)
+        publish(temp, root, manifest.version)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    prune(root, manifest.lim, keep)
+    return Received(manifest.version, len(plan.fetch), plan.fetch_bytes, len(plan.reuse))

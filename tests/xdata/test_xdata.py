@@ -139,3 +139,54 @@ def test_manifest_refuses_foreign_formats() -> None:
         xdata.Manifest.from_json('{"format": 9}')
     with pytest.raises(xdata.XdataError, match="not a valid manifest"):
         xdata.Manifest.from_json("{")
+
+
+def copier(src_dir: Path, log: list[str]):
+    def fetch(entry: xdata.FileEntry, target: Path) -> None:
+        log.append(entry.path)
+        target.write_bytes((src_dir / entry.path).read_bytes())
+    return fetch
+
+
+def test_receive_fetches_only_changes_and_keeps_two(tmp_path: Path) -> None:
+    src, dst = tmp_path / "regular", tmp_path / "standby"
+    log: list[str] = []
+    m1 = backup(src, 0, {"a": b"same" * 100, "b": b"v1"})
+    r1 = xdata.receive(dst, m1, copier(src / m1.version, log))
+    assert (r1.fetched_files, r1.reused_files) == (2, 0)
+    m2 = backup(src, 1, {"a": b"same" * 100, "b": b"v2"})
+    r2 = xdata.receive(dst, m2, copier(src / m2.version, log))
+    assert (r2.fetched_files, r2.fetched_bytes, r2.reused_files) == (1, 2, 1)
+    assert log == ["a", "b", "b"]
+    m3 = backup(src, 2, {"a": b"same" * 100, "b": b"v3"})
+    xdata.receive(dst, m3, copier(src / m3.version, log))
+    assert [p.name for p in xdata.versions(dst)] == [m3.version, m2.version]
+    assert xdata.read_manifest(dst / m3.version) == m3
+    assert all(xdata.verify(p) == [] for p in xdata.versions(dst))
+    # mtimes are the source's: the direction check compares like with like
+    assert xdata.scan(dst / m3.version) == xdata.scan(src / m3.version)
+    again = xdata.receive(dst, m3, copier(src / m3.version, log))
+    assert again.already_had and again.fetched_files == 0
+
+
+def test_a_broken_transfer_leaves_the_previous_version_intact(tmp_path: Path) -> None:
+    src, dst = tmp_path / "regular", tmp_path / "standby"
+    m1 = backup(src, 0, {"a": b"good"})
+    xdata.receive(dst, m1, copier(src / m1.version, []))
+    m2 = backup(src, 1, {"a": b"newer data"})
+
+    def interrupted(entry: xdata.FileEntry, target: Path) -> None:
+        target.write_bytes(b"newer")  # half the file, then the link dies
+        raise ConnectionError("ssh: connection reset")
+
+    with pytest.raises(ConnectionError):
+        xdata.receive(dst, m2, interrupted)
+
+    def corrupting(entry: xdata.FileEntry, target: Path) -> None:
+        target.write_bytes(b"NEWER DATA")
+
+    with pytest.raises(xdata.XdataError, match="a: sha256 differs from the manifest"):
+        xdata.receive(dst, m2, corrupting)
+    assert [p.name for p in dst.iterdir()] == [m1.version]
+    path, manifest = xdata.newest_valid(dst, 2)
+    assert manifest == m1 and (path / "a").read_bytes() == b"good"
