@@ -1,0 +1,68 @@
+"""Files over one stream between two real processes (a pipe stands in for the SSH channel's
+bytes; the SSH part is exercised in the lab)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mxone_agent import xdata, xdata_wire
+
+SENDER = """
+import sys
+from pathlib import Path
+from mxone_agent import xdata_wire
+xdata_wire.send_files(Path(sys.argv[1]), sys.argv[2:], sys.stdout.buffer)
+"""
+
+
+def make(root: Path) -> xdata.Manifest:
+    return xdata.write_version(root, 2, {"a": b"A" * 3_000_000, "sub/b": b"bee", "c": b""},
+                               datetime(2026, 11, 28, tzinfo=UTC))
+
+
+def test_a_version_crosses_a_pipe_between_processes(tmp_path: Path) -> None:
+    m = make(tmp_path / "src")
+    proc = subprocess.Popen([sys.executable, "-c", SENDER, str(tmp_path / "src" / m.version),
+                             *[f.path for f in m.files]], stdout=subprocess.PIPE)
+    fetcher = xdata_wire.StreamFetcher(proc.stdout, "lim2")
+    got = xdata.receive(tmp_path / "dst", m, fetcher)
+    fetcher.finish()
+    assert proc.wait(timeout=30) == 0
+    assert got.fetched_files == 3 and fetcher.bytes == 3_000_003
+    assert xdata.verify(tmp_path / "dst" / m.version) == []
+
+
+def test_a_truncated_stream_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    m = make(tmp_path / "src")
+    buf = io.BytesIO()
+    xdata_wire.send_files(tmp_path / "src" / m.version, [f.path for f in m.files], buf)
+    cut = io.BytesIO(buf.getvalue()[:1_000_000])
+    with pytest.raises(xdata.XdataError, match="ended in the middle of a \\(999"):
+        xdata.receive(tmp_path / "dst", m, xdata_wire.StreamFetcher(cut, "lim2"))
+    assert list((tmp_path / "dst").iterdir()) == []
+
+
+def test_a_stream_in_the_wrong_order_is_refused(tmp_path: Path) -> None:
+    m = make(tmp_path / "src")
+    buf = io.BytesIO()
+    xdata_wire.send_files(tmp_path / "src" / m.version, ["sub/b", "a", "c"], buf)
+    buf.seek(0)
+    with pytest.raises(xdata.XdataError, match="lim2 sent 'sub/b' \\(3 bytes\\), expected 'a'"):
+        xdata.receive(tmp_path / "dst", m, xdata_wire.StreamFetcher(buf, "lim2"))
+
+
+def test_extra_files_are_noticed(tmp_path: Path) -> None:
+    m = make(tmp_path / "src")
+    buf = io.BytesIO()
+    xdata_wire.send_files(tmp_path / "src" / m.version, [f.path for f in m.files] + ["a"], buf)
+    buf.seek(0)
+    fetcher = xdata_wire.StreamFetcher(buf, "lim2")
+    xdata.receive(tmp_path / "dst", m, fetcher)
+    with pytest.raises(xdata.XdataError, match="more files than were asked for"):
+        fetcher.finish()
