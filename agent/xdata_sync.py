@@ -1,0 +1,247 @@
+"""Syncing a LIM's exchange data between its regular server and the standby, over SSH.
+
+The regular server's agent always initiates (after a data backup, once a day, before it
+takes its LIM back, or when the operator orders a sync); the peer answers through
+``mxone-agent xdata serve``, which the peer's authorized_keys can force for the sync key.
+Direction follows the reload data's modification times (:func:`xdata.sync_direction`): data
+changed while the LIM ran on the standby goes back to the regular server.
+
+Before any transfer both clocks are compared (direction depends on them) and, towards the
+standby, its free space. Every refusal is a sentence naming the servers and the numbers.
+Only files that changed since the receiver's newest valid version travel, over one SSH
+channel; the receiver checks the result against the manifest before it gets its name.
+
+Standard library only; SSH is the system's ``ssh`` client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from mxone_agent import xdata, xdata_wire
+
+DEFAULT_ROOT = Path("/var/opt/mxone/xdata")
+CLOCK_BOUND_S = 2.0
+COMMAND_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Peer:
+    """How to reach the other side: ``ssh`` arguments up to (not including) the command."""
+
+    name: str
+    ssh: tuple[str, ...]
+    agent: str = "/opt/mxone/agent/current/bin/mxone-agent"
+    root: Path = DEFAULT_ROOT
+
+    def argv(self, *words: str) -> list[str]:
+        return [*self.ssh, self.agent, "xdata", "serve", "--root", str(self.root), *words]
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    lim: int
+    direction: str  # to-standby | to-regular | none
+    version: str | None
+    fetched_files: int = 0
+    fetched_bytes: int = 0
+    reused_files: int = 0
+    seconds: float = 0.0
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, object]:
+        return {"lim": self.lim, "direction": self.direction, "version": self.version,
+                "fetched_files": self.fetched_files, "fetched_bytes": self.fetched_bytes,
+                "reused_files": self.reused_files, "seconds": round(self.seconds, 3),
+                "notes": list(self.notes)}
+
+
+class SyncRefused(xdata.XdataError):
+    """The sync was not started: clocks, disk, or nothing valid to send. Nothing changed."""
+
+
+# ---- the answering side ----------------------------------------------------------------------
+
+def serve(words: Sequence[str], root: Path, stdin: BinaryIO, stdout: BinaryIO) -> int:
+    """Answer one request from the initiating side; returns the exit status.
+
+    ``clock`` | ``df`` | ``manifest LIM`` | ``send LIM VERSION PATH...`` | ``receive LIM KEEP``
+    (``receive`` reads a manifest line, then a :mod:`xdata_wire` stream).
+    """
+    def reply(obj: object) -> int:
+        stdout.write(json.dumps(obj).encode() + b"\n")
+        stdout.flush()
+        return 0
+
+    try:
+        match list(words):
+            case ["clock"]:
+                return reply({"time": time.time()})
+            case ["df"]:
+                root.mkdir(parents=True, exist_ok=True)
+                return reply({"free": shutil.disk_usage(root).free,
+                              "xdata": sum(f.stat().st_size for f in root.rglob("*") if f.is_file())})
+            case ["manifest", lim]:
+                found = xdata.newest_valid(root, int(lim))
+                return reply(json.loads(found[1].to_json()) if found else {"none": True})
+            case ["send", lim, version, *paths]:
+                vdir = root / version
+                parsed = xdata.parse_version_name(version)
+                if parsed is None or parsed[0] != int(lim) or not vdir.is_dir():
+                    raise xdata.XdataError(f"no version {version} of LIM {lim} here")
+                xdata_wire.send_files(vdir, paths, stdout)
+                return 0
+            case ["receive", lim, keep]:
+                manifest = xdata.Manifest.from_json(stdin.readline(1 << 24).decode(), "sent manifest")
+                if manifest.lim != int(lim):
+                    raise xdata.XdataError(f"manifest is of LIM {manifest.lim}, not {lim}")
+                xdata.sweep_temporaries(root)
+                fetcher = xdata_wire.StreamFetcher(stdin, "the sending server")
+                got = xdata.receive(root, manifest, fetcher, keep=int(keep))
+                fetcher.finish()
+                return reply({"version": got.version, "fetched_files": got.fetched_files,
+                              "fetched_bytes": got.fetched_bytes, "reused_files": got.reused_files,
+                              "already_had": got.already_had})
+            case _:
+                raise xdata.XdataError(f"unknown request {' '.join(words)!r}")
+    except (xdata.XdataError, OSError, ValueError) as exc:
+        sys.stderr.write(f"xdata serve: {exc}\n")
+        return 1
+
+
+# ---- the initiating side (the regular server) -------------------------------------------------
+
+def _ask(peer: Peer, *words: str) -> dict[str, object]:
+    try:
+        done = subprocess.run(peer.argv(*words), capture_output=True, timeout=COMMAND_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise xdata.XdataError(f"{peer.name} did not answer `{words[0]}` within "
+                               f"{COMMAND_TIMEOUT_S:.0f} s") from None
+    if done.returncode != 0:
+        why = done.stderr.decode(errors="replace").strip().splitlines()
+        raise xdata.XdataError(f"{peer.name} refused `{words[0]}`: {why[-1] if why else done.returncode}")
+    return json.loads(done.stdout)
+
+
+def _finish(proc: subprocess.Popen[bytes], peer: Peer, what: str, timeout: float) -> bytes:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise xdata.XdataError(f"{what} with {peer.name} did not finish in {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        why = err.decode(errors="replace").strip().splitlines()
+        raise xdata.XdataError(f"{what} with {peer.name} failed: {why[-1] if why else proc.returncode}")
+    return out
+
+
+def sync_lim(lim: int, root: Path, local_name: str, peer: Peer,
+             clock_bound_s: float = CLOCK_BOUND_S, keep_here: int = xdata.KEEP_ON_REGULAR,
+             keep_there: int = xdata.KEEP_ON_STANDBY, timeout_s: float = 3600.0) -> SyncResult:
+    """Bring the newer side's newest valid version of ``lim`` to the other side.
+
+    Raises SyncRefused (nothing was sent) or XdataError (the transfer failed; the receiver
+    kept its previous versions). ``root`` is this server's exchange-data directory.
+    """
+    started = time.monotonic()
+    t_local = time.time()
+    t_remote = float(_ask(peer, "clock")["time"])  # type: ignore[arg-type]
+    t_local = (t_local + time.time()) / 2  # the middle of the round trip
+    if problem := xdata.clock_skew_problem(t_local, t_remote, clock_bound_s, local_name, peer.name):
+        raise SyncRefused(problem)
+    xdata.sweep_temporaries(root)
+    here = xdata.newest_valid(root, lim)
+    answer = _ask(peer, "manifest", str(lim))
+    there = None if answer.get("none") else xdata.Manifest.from_json(json.dumps(answer), peer.name)
+    direction = xdata.sync_direction(here[1] if here else None, there)
+    if direction == "none":
+        version = here[1].version if here else None
+        return SyncResult(lim, "none", version, seconds=time.monotonic() - started,
+                          notes=("both sides hold the same data",) if here else ("no data on either side",))
+    if direction == "to-standby":
+        assert here is not None
+        source_dir, manifest = here
+        df = _ask(peer, "df")
+        # Space for two backups counts what the standby already holds for exchange data.
+        room = int(df["free"]) + int(df["xdata"])  # type: ignore[call-overload]
+        if problem := xdata.disk_problem(room, [manifest.total_bytes]):
+            raise SyncRefused(f"{peer.name}: {problem}")
+        plan = xdata.plan_transfer(manifest, there)
+        proc = subprocess.Popen(peer.argv("receive", str(lim), str(keep_there)),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(manifest.to_json().replace("\n", " ").encode() + b"\n")
+            xdata_wire.send_files(source_dir, [f.path for f in plan.fetch], proc.stdin)
+        except BrokenPipeError:
+            pass  # the receiver's own error says why, below
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+            proc.stdin = None  # so that communicate() does not flush it again
+        out = _finish(proc, peer, "sending LIM data", timeout_s)
+        got = json.loads(out)
+        return SyncResult(lim, direction, manifest.version, int(got["fetched_files"]),
+                          int(got["fetched_bytes"]), int(got["reused_files"]),
+                          time.monotonic() - started)
+    assert there is not None
+    plan = xdata.plan_transfer(there, here[1] if here else None)
+    proc = subprocess.Popen(peer.argv("send", str(lim), there.version, *[f.path for f in plan.fetch]),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        fetcher = xdata_wire.StreamFetcher(proc.stdout, peer.name)
+        got_here = xdata.receive(root, there, fetcher, keep=keep_here)
+        fetcher.finish()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    _finish(proc, peer, "fetching LIM data", timeout_s)
+    return SyncResult(lim, direction, there.version, got_here.fetched_files, got_here.fetched_bytes,
+                      got_here.reused_files, time.monotonic() - started)
+
+
+def ssh_args(address: str, key: Path, known_hosts: Path, user: str = "root",
+             connect_timeout_s: int = 5) -> tuple[str, ...]:
+    """``ssh`` arguments for a non-interactive, host-key-pinned connection to a peer."""
+    return ("ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"ConnectTimeout={connect_timeout_s}", "-o", "ServerAliveInterval=5",
+            "-o", "ServerAliveCountMax=3", "-T", f"{user}@{address}")
+
+
+def main(argv: Sequence[str]) -> int:
+    """``xdata serve --root DIR WORDS...`` (the peer side) for the agent's command line.
+
+    Under a forced command, the words come from SSH_ORIGINAL_COMMAND instead.
+    """
+    args = list(argv)
+    if not args or args[0] != "serve":
+        sys.stderr.write("usage: mxone-agent xdata serve [--root DIR] REQUEST...\n")
+        return 2
+    args = args[1:]
+    root = DEFAULT_ROOT
+    if len(args) >= 2 and args[0] == "--root":
+        root, args = Path(args[1]), args[2:]
+    original = os.environ.get("SSH_ORIGINAL_COMMAND")
+    if original is not None and not args:
+        words = original.split()
+        # a forced command sees the client's whole command line: keep only the request
+        if "serve" in words:
+            words = words[words.index("serve") + 1:]
+            if len(words) >= 2 and words[0] == "--root":
+                words = words[2:]
+        args = words
+    return serve(args, root, sys.stdin.buffer, sys.stdout.buffer)
