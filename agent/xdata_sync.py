@@ -214,11 +214,14 @@ def sync_lim(lim: int, root: Path, local_name: str, peer: Peer,
 
 
 def ssh_args(address: str, key: Path, known_hosts: Path, user: str = "root",
-             connect_timeout_s: int = 5) -> tuple[str, ...]:
-    """``ssh`` arguments for a non-interactive, host-key-pinned connection to a peer."""
+             connect_timeout_s: int = 5, alive_interval_s: int = 5) -> tuple[str, ...]:
+    """``ssh`` arguments for a non-interactive, host-key-pinned connection to a peer.
+
+    A peer that stops answering is given up after three missed keep-alives.
+    """
     return ("ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
             "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
-            "-o", f"ConnectTimeout={connect_timeout_s}", "-o", "ServerAliveInterval=5",
+            "-o", f"ConnectTimeout={connect_timeout_s}", "-o", f"ServerAliveInterval={alive_interval_s}",
             "-o", "ServerAliveCountMax=3", "-T", f"{user}@{address}")
 
 
@@ -228,6 +231,8 @@ def main(argv: Sequence[str]) -> int:
     Under a forced command, the words come from SSH_ORIGINAL_COMMAND instead.
     """
     args = list(argv)
+    if args[:1] == ["xdata"]:
+        args = args[1:]
     if not args or args[0] != "serve":
         sys.stderr.write("usage: mxone-agent xdata serve [--root DIR] REQUEST...\n")
         return 2
@@ -245,3 +250,7 @@ def main(argv: Sequence[str]) -> int:
                 words = words[2:]
         args = words
     return serve(args, root, sys.stdin.buffer, sys.stdout.buffer)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
