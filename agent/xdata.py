@@ -27,6 +27,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,7 +140,7 @@ def scan(directory: Path) -> tuple[FileEntry, ...]:
     """Every regular file below ``directory`` (the manifest excepted), sorted by path."""
     entries = []
     for path in sorted(directory.rglob("*")):
-        if path.is_file() and path.name != MANIFEST:
+        if path.is_file() and path.name != MANIFEST:  # (hashes every file: for writing only)
             st = path.stat()
             entries.append(FileEntry(path.relative_to(directory).as_posix(), st.st_size,
                                      sha256_file(path), st.st_mtime_ns))
@@ -205,8 +206,20 @@ def read_manifest(version_dir: Path) -> Manifest:
     return Manifest.from_json(text, str(version_dir / MANIFEST))
 
 
-def verify(version_dir: Path, manifest: Manifest | None = None) -> list[str]:
-    """Problems found checking a version against its manifest (empty: the version is valid)."""
+def _listed_files(directory: Path) -> list[str]:
+    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
+                  if p.is_file() and p.name != MANIFEST)
+
+
+def verify(version_dir: Path, manifest: Manifest | None = None, *, quick: bool = False,
+           hashed: Mapping[str, str] | None = None) -> list[str]:
+    """Problems found checking a version against its manifest (empty: the version is valid).
+
+    Full check: every file's size and sha256, and no file the manifest does not list.
+    ``quick``: sizes and modification times only (what a sync decision needs; a version
+    was hashed when it was written or received). ``hashed``: digests already computed
+    while the files were written, so they are not read again.
+    """
     try:
         manifest = manifest or read_manifest(version_dir)
     except XdataError as exc:
@@ -218,17 +231,22 @@ def verify(version_dir: Path, manifest: Manifest | None = None) -> list[str]:
         listed.add(rel)
         path = version_dir / rel
         try:
-            size = path.stat().st_size
+            st = path.stat()
         except OSError:
             problems.append(f"{rel}: missing")
             continue
-        if size != entry.size:
-            problems.append(f"{rel}: {size} bytes, manifest says {entry.size}")
-        elif sha256_file(path) != entry.sha256:
-            problems.append(f"{rel}: sha256 differs from the manifest")
-    for entry in scan(version_dir):
-        if entry.path not in listed:
-            problems.append(f"{entry.path}: not in the manifest")
+        if st.st_size != entry.size:
+            problems.append(f"{rel}: {st.st_size} bytes, manifest says {entry.size}")
+        elif quick:
+            if st.st_mtime_ns != entry.mtime_ns:
+                problems.append(f"{rel}: modified after the version was made")
+        else:
+            digest = hashed[rel] if hashed and rel in hashed else sha256_file(path)
+            if digest != entry.sha256:
+                problems.append(f"{rel}: sha256 differs from the manifest")
+    for rel in _listed_files(version_dir):
+        if rel not in listed:
+            problems.append(f"{rel}: not in the manifest")
     return problems
 
 
@@ -244,14 +262,18 @@ def versions(root: Path, lim: int | None = None) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def newest_valid(root: Path, lim: int) -> tuple[Path, Manifest] | None:
-    """The newest version of ``lim`` whose files match its manifest, or None."""
+def newest_valid(root: Path, lim: int, *, quick: bool = False) -> tuple[Path, Manifest] | None:
+    """The newest version of ``lim`` whose files match its manifest, or None.
+
+    ``quick``: judge by sizes and modification times (see :func:`verify`); a restore
+    uses the full check.
+    """
     for path in versions(root, lim):
         try:
             manifest = read_manifest(path)
         except XdataError:
             continue
-        if not verify(path, manifest):
+        if not verify(path, manifest, quick=quick):
             return path, manifest
     return None
 
@@ -262,7 +284,7 @@ def prune(root: Path, lim: int, keep: int) -> list[Path]:
     kept = 0
     removed = []
     for path in versions(root, lim):
-        if kept < keep and not verify(path):
+        if kept < keep and not verify(path, quick=True):
             kept += 1
             continue
         if kept < keep:
@@ -362,48 +384,70 @@ class Received:
     already_had: bool = False
 
 
-def receive(root: Path, manifest: Manifest, fetch: Callable[[FileEntry, Path], None],
+def _copy_hashing(src: Path, dst: Path) -> str:
+    h = hashlib.sha256()
+    with src.open("rb") as fi, dst.open("wb") as fo:
+        while chunk := fi.read(_CHUNK):
+            h.update(chunk)
+            fo.write(chunk)
+    return h.hexdigest()
+
+
+def receive(root: Path, manifest: Manifest, fetch: Callable[[FileEntry, Path], str | None],
             keep: int = KEEP_ON_STANDBY) -> Received:
     """Build ``manifest``'s version under ``root``: files unchanged since our newest valid
-    version are copied locally, the others come through ``fetch(entry, target_path)``.
+    version are copied locally, the others come through ``fetch(entry, target_path)``
+    (which may return the sha256 it computed while writing, to save reading it again).
 
-    The result is checked against the manifest before it gets its version name; on any
-    failure the temporary directory is removed and every existing version is untouched.
-    Older versions are pruned to ``keep`` only after the new one is in place. Modification
-    times are kept as the source had them (sync direction depends on them).
+    The result is checked against the manifest (every file's sha256) before it gets its
+    version name; on any failure the temporary directory is removed and every existing
+    version is untouched. Older versions are pruned to ``keep`` only after the new one is
+    in place. Modification times are kept as the source had them (sync direction and the
+    quick check depend on them).
     """
     existing = root / manifest.version
-    if existing.is_dir() and not verify(existing, manifest):
+    if existing.is_dir() and not verify(existing, manifest, quick=True):
         return Received(manifest.version, 0, 0, len(manifest.files), already_had=True)
     if existing.exists():
         raise XdataError(f"{existing} exists but does not match the manifest; move it aside")
-    base = newest_valid(root, manifest.lim)
+    base = newest_valid(root, manifest.lim, quick=True)
     plan = plan_transfer(manifest, base[1] if base else None)
     temp = new_temp_dir(root)
+    hashed: dict[str, str] = {}
+    # Each file is fsynced by a helper thread while the next one arrives (fsync releases
+    # the GIL): durability without a final pause for the whole version.
+    syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xdata-fsync")
+    pending = []
     try:
         for entry in plan.reuse:
             target = temp / _safe_relpath(entry.path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(base[0] / entry.path, target)  # type: ignore[index]
+            hashed[entry.path] = _copy_hashing(base[0] / entry.path, target)  # type: ignore[index]
+            os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))  # before its fsync
+            pending.append(syncer.submit(_fsync_file, target))
         for entry in plan.fetch:
             target = temp / _safe_relpath(entry.path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            fetch(entry, target)
-        for entry in manifest.files:
-            os.utime(temp / entry.path, ns=(entry.mtime_ns, entry.mtime_ns))
-        problems = verify(temp, manifest)
+            digest = fetch(entry, target)
+            if digest is not None:
+                hashed[entry.path] = digest
+            os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))  # before its fsync
+            pending.append(syncer.submit(_fsync_file, target))
+        problems = verify(temp, manifest, hashed=hashed)
         if problems:
             raise XdataError(f"received {manifest.version} does not match its manifest: "
                              + "; ".join(problems))
-        for entry in manifest.files:
-            _fsync_file(temp / entry.path)
+        for done in pending:
+            done.result()
         (temp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
         _fsync_file(temp / MANIFEST)
         for d in sorted({(temp / e.path).parent for e in manifest.files} | {temp}, reverse=True):
             _fsync_dir(d)
         publish(temp, root, manifest.version)
     except BaseException:
+        syncer.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(temp, ignore_errors=True)
         raise
+    syncer.shutdown(wait=True)
     prune(root, manifest.lim, keep)
     return Received(manifest.version, len(plan.fetch), plan.fetch_bytes, len(plan.reuse))

@@ -75,8 +75,9 @@ class SyncRefused(xdata.XdataError):
 def serve(words: Sequence[str], root: Path, stdin: BinaryIO, stdout: BinaryIO) -> int:
     """Answer one request from the initiating side; returns the exit status.
 
-    ``clock`` | ``df`` | ``manifest LIM`` | ``send LIM VERSION PATH...`` | ``receive LIM KEEP``
-    (``receive`` reads a manifest line, then a :mod:`xdata_wire` stream).
+    ``clock`` | ``df`` | ``manifest LIM`` | ``status LIM`` (the three at once, one round
+    trip) | ``send LIM VERSION PATH...`` | ``receive LIM KEEP`` (reads a manifest line,
+    then a :mod:`xdata_wire` stream).
     """
     def reply(obj: object) -> int:
         stdout.write(json.dumps(obj).encode() + b"\n")
@@ -91,8 +92,14 @@ def serve(words: Sequence[str], root: Path, stdin: BinaryIO, stdout: BinaryIO) -
                 root.mkdir(parents=True, exist_ok=True)
                 return reply({"free": shutil.disk_usage(root).free,
                               "xdata": sum(f.stat().st_size for f in root.rglob("*") if f.is_file())})
+            case ["status", lim]:
+                root.mkdir(parents=True, exist_ok=True)
+                found = xdata.newest_valid(root, int(lim), quick=True)
+                return reply({"time": time.time(), "free": shutil.disk_usage(root).free,
+                              "xdata": sum(f.stat().st_size for f in root.rglob("*") if f.is_file()),
+                              "manifest": json.loads(found[1].to_json()) if found else None})
             case ["manifest", lim]:
-                found = xdata.newest_valid(root, int(lim))
+                found = xdata.newest_valid(root, int(lim), quick=True)
                 return reply(json.loads(found[1].to_json()) if found else {"none": True})
             case ["send", lim, version, *paths]:
                 vdir = root / version
@@ -156,14 +163,16 @@ def sync_lim(lim: int, root: Path, local_name: str, peer: Peer,
     """
     started = time.monotonic()
     t_local = time.time()
-    t_remote = float(_ask(peer, "clock")["time"])  # type: ignore[arg-type]
-    t_local = (t_local + time.time()) / 2  # the middle of the round trip
+    status = _ask(peer, "status", str(lim))
+    # The peer read its clock at some point of the round trip: compare with its middle.
+    t_local = (t_local + time.time()) / 2
+    t_remote = float(status["time"])  # type: ignore[arg-type]
     if problem := xdata.clock_skew_problem(t_local, t_remote, clock_bound_s, local_name, peer.name):
         raise SyncRefused(problem)
     xdata.sweep_temporaries(root)
-    here = xdata.newest_valid(root, lim)
-    answer = _ask(peer, "manifest", str(lim))
-    there = None if answer.get("none") else xdata.Manifest.from_json(json.dumps(answer), peer.name)
+    here = xdata.newest_valid(root, lim, quick=True)
+    answer = status["manifest"]
+    there = None if answer is None else xdata.Manifest.from_json(json.dumps(answer), peer.name)
     direction = xdata.sync_direction(here[1] if here else None, there)
     if direction == "none":
         version = here[1].version if here else None
@@ -172,9 +181,8 @@ def sync_lim(lim: int, root: Path, local_name: str, peer: Peer,
     if direction == "to-standby":
         assert here is not None
         source_dir, manifest = here
-        df = _ask(peer, "df")
         # Space for two backups counts what the standby already holds for exchange data.
-        room = int(df["free"]) + int(df["xdata"])  # type: ignore[call-overload]
+        room = int(status["free"]) + int(status["xdata"])  # type: ignore[call-overload]
         if problem := xdata.disk_problem(room, [manifest.total_bytes]):
             raise SyncRefused(f"{peer.name}: {problem}")
         plan = xdata.plan_transfer(manifest, there)

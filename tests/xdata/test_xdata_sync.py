@@ -59,7 +59,7 @@ def test_a_refusing_peer_is_reported_with_its_reason(tmp_path: Path) -> None:
     xdata.write_version(tmp_path / "a", 2, {"x": b"1"}, T0)
     broken = xdata_sync.Peer("standby1", (sys.executable, "-c", "import sys; "
                                           "sys.stderr.write('no such command\\n'); sys.exit(127)"))
-    with pytest.raises(xdata.XdataError, match="standby1 refused `clock`: no such command"):
+    with pytest.raises(xdata.XdataError, match="standby1 refused `status`: no such command"):
         xdata_sync.sync_lim(2, tmp_path / "a", "lim2", broken)
 
 
