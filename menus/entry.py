@@ -9,8 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from mxone_maintenance import cli, store
-from mxone_maintenance.service import Maintenance
+from mxone_maintenance import cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,10 +21,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         config, args = args[0].split("=", 1)[1], []
     if args:
         return cli.main(args)
+    from mxone_maintenance import operations
     from mxone_menus import app  # urwid is imported only when the menus are wanted
+    from mxone_menus.operations import AgentOperations
 
     try:
-        return app.run(Maintenance(store.config_path(config)))
+        backend = operations.backend(config)
+        try:
+            return app.run(backend.maintenance,
+                           AgentOperations(backend.maintenance, backend.operations))
+        finally:
+            backend.close()
     except Exception as exc:  # the last guard: one line for the operator, details in the log
         log = cli.log_internal_error()
         print(f"{cli.PROG}: internal error: {type(exc).__name__}: {exc} (details in {log})",

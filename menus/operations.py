@@ -2,15 +2,16 @@
 
 Show status, manual fallback, sync of exchange data and telling the agents about a lock
 happen on the nodes, not in the config file. The app receives an :class:`Operations`
-object; until the agent protocol exists, :class:`NoOperations` refuses every call with
-NotImplementedError and the menus show "not available yet" instead of crashing.
+object: :class:`AgentOperations` reaches the node agents over SSH (the real one);
+:class:`NoOperations` refuses every call with NotImplementedError, and the menus then show
+"not available yet" instead of crashing.
 Calls run in a worker thread, never in the UI loop, so they may block.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Operations(Protocol):
@@ -51,3 +52,35 @@ class NoOperations:
     def lock(self, cluster: str, lim: int, lock: str) -> Sequence[str]:
         raise NotImplementedError(f"the agents of cluster {cluster} learn the lock of LIM {lim} "
                                   "at their next config reload (live notification is not built yet)")
+
+
+class AgentOperations:
+    """The real backend: the node agents over SSH, through mxone_maintenance.operations.
+
+    Lines only: the typed results and every rule stay in the core.
+    """
+
+    def __init__(self, maintenance: Any, operations: Any) -> None:
+        self.maintenance = maintenance
+        self.operations = operations
+
+    def _system(self) -> Any:
+        return self.maintenance.system().validated()
+
+    def status(self) -> Sequence[str]:
+        from mxone_maintenance import operations
+
+        return operations.render(self.operations.status(self._system()))
+
+    def fallback(self, cluster: str, lim: int) -> Sequence[str]:
+        from mxone_maintenance import operations
+
+        return operations.answer_lines([self.operations.fallback(self._system(), cluster, lim)])
+
+    def sync(self, cluster: str) -> Sequence[str]:
+        return list(self.operations.sync(self._system(), cluster))
+
+    def lock(self, cluster: str, lim: int, lock: str) -> Sequence[str]:
+        from mxone_maintenance import operations
+
+        return operations.answer_lines(self.operations.tell_lock(self._system(), cluster, lim, lock))

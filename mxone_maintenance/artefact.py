@@ -1,0 +1,148 @@
+"""The agent artefact: one tarball holding the agent and the libraries it needs.
+
+Layout::
+
+    bin/mxone-agent      launcher (#!/usr/bin/python3): puts lib/ first on sys.path and
+                         runs mxone_agent.main.main()
+    lib/mxone_agent/     the agent package, copied from where Python imports it
+    lib/pyroute2/ lib/scapy/
+
+The tarball is deterministic: entries sorted, mtimes, owners and modes fixed, no
+``__pycache__``, gzip header without time or name. Its SHA256 therefore changes only when
+the code does, and names the release on the node (``releases/<sha256[:12]>``). A node needs
+only python3.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import io
+import os
+import tarfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mxone_maintenance.errors import MxoneError
+
+PACKAGES = ("mxone_agent", "pyroute2", "scapy")
+DEFAULT_CACHE = Path("/var/cache/mxone/artefacts")
+LAUNCHER = b"""#!/usr/bin/python3
+# mxone-agent launcher: the agent and its libraries come from ../lib, nothing else needed.
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "lib"))
+from mxone_agent.main import main
+
+sys.exit(main())
+"""
+_SKIP_DIRS = {"__pycache__", ".mypy_cache", ".pytest_cache"}
+_SKIP_SUFFIXES = (".pyc", ".pyo")
+
+
+class ArtefactError(MxoneError):
+    pass
+
+
+@dataclass(frozen=True)
+class Artefact:
+    path: Path
+    sha256: str
+
+    @property
+    def release(self) -> str:
+        """The release directory name on the nodes."""
+        return self.sha256[:12]
+
+
+def package_dir(name: str) -> Path:
+    """Where Python imports package ``name`` from (no hard-coded paths)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ArtefactError(f"package {name}: not importable here; the agent artefact needs it")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _files(sources: Mapping[str, Path]) -> Iterator[tuple[str, Path]]:
+    for name in sorted(sources):
+        root = sources[name]
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+            for f in sorted(filenames):
+                if f.endswith(_SKIP_SUFFIXES):
+                    continue
+                path = Path(dirpath) / f
+                yield f"lib/{name}/{path.relative_to(root).as_posix()}", path
+
+
+def _info(name: str, size: int, mode: int, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mode, ti.type = size, mode, kind
+    ti.mtime, ti.uid, ti.gid, ti.uname, ti.gname = 0, 0, 0, "root", "root"
+    return ti
+
+
+def build_bytes(sources: Mapping[str, Path] | None = None) -> bytes:
+    """The tarball (gzip) of the given packages (name -> source dir), deterministic."""
+    sources = sources or {name: package_dir(name) for name in PACKAGES}
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        dirs = sorted({"bin", "lib", *(f"lib/{n}" for n in sources)} | {
+            str(Path(arc).parent) for arc, _ in _files(sources)})
+        for d in dirs:
+            tar.addfile(_info(d, 0, 0o755, tarfile.DIRTYPE))
+        tar.addfile(_info("bin/mxone-agent", len(LAUNCHER), 0o755), io.BytesIO(LAUNCHER))
+        for arc, path in sorted(_files(sources)):
+            data = path.read_bytes()
+            mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            tar.addfile(_info(arc, len(data), mode), io.BytesIO(data))
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="", compresslevel=6) as gz:
+        gz.write(raw.getvalue())
+    return out.getvalue()
+
+
+def _fingerprint(sources: Mapping[str, Path]) -> str:
+    """A cheap key for the cache: every file's path, size and mtime."""
+    h = hashlib.sha256(LAUNCHER)
+    for arc, path in _files(sources):
+        st = path.stat()
+        h.update(f"{arc}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def build(cache_dir: Path = DEFAULT_CACHE, sources: Mapping[str, Path] | None = None) -> Artefact:
+    """The artefact for the code installed here, built once and cached under ``cache_dir``."""
+    sources = sources or {name: package_dir(name) for name in PACKAGES}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = _fingerprint(sources)
+    index = cache_dir / f"{key}.sha256"
+    if index.exists():
+        sha = index.read_text().strip()
+        path = cache_dir / f"mxone-agent-{sha[:12]}.tar.gz"
+        if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == sha:
+            return Artefact(path, sha)
+    from mxone_maintenance import store
+
+    data = build_bytes(sources)
+    sha = hashlib.sha256(data).hexdigest()
+    path = cache_dir / f"mxone-agent-{sha[:12]}.tar.gz"
+    store.atomic_write(path, data)
+    store.atomic_write(index, sha.encode() + b"\n")
+    return Artefact(path, sha)
+
+
+def from_file(path: Path) -> Artefact:
+    """A prebuilt artefact (``--agent-artefact``): checked to hold bin/mxone-agent."""
+    try:
+        data = path.read_bytes()
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            tar.getmember("bin/mxone-agent")
+    except OSError as exc:
+        raise ArtefactError(f"agent artefact {path}: cannot read: {exc.strerror or exc}") from None
+    except (tarfile.TarError, KeyError):
+        raise ArtefactError(f"agent artefact {path}: not a gzip tarball holding bin/mxone-agent") from None
+    return Artefact(path, hashlib.sha256(data).hexdigest())

@@ -1,0 +1,329 @@
+"""What is asked of the running agents: status, manual fallback, lock notices, data sync.
+
+The menus (through mxone_menus.operations) and the CLI subcommands call these same
+functions. Each call goes to every server concerned in parallel over one :class:`ssh.Pool`;
+a server that does not answer is reported as such, never stops the others.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mxone_maintenance import orchestrate, ssh
+from mxone_maintenance.errors import MxoneError
+from mxone_maintenance.model import Cluster, Lock, System
+
+AGENT = orchestrate.AGENT_BIN
+
+
+class OperationError(MxoneError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServerHealth:
+    """One server as its own agent reports it, and as its peers see it.
+
+    ``agent``: ``running``, ``not running``, ``unreachable`` or ``error``. ``seen_by``:
+    peer name -> the liveness that peer reports for this server.
+    """
+
+    server: str
+    role: str
+    agent: str
+    generation: int | None = None
+    readiness: str = ""
+    seen_by: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+    seconds: float = 0.0
+
+    @property
+    def liveness(self) -> str:
+        """How the peers see this server, in a few words."""
+        if not self.seen_by:
+            return "unknown (no peer answered)"
+        kinds = sorted(set(self.seen_by.values()))
+        if len(kinds) == 1:
+            return kinds[0]
+        return ", ".join(f"{v} per {k}" for k, v in sorted(self.seen_by.items()))
+
+
+@dataclass(frozen=True)
+class LimStatus:
+    lim: int
+    server: str
+    alias_ip: str
+    owner: str  # regular, standby, none, unknown
+    lock: str
+    priority: int
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    name: str
+    standby: str
+    fallback: str
+    failover: str
+    generation: int
+    lims: tuple[LimStatus, ...]
+    servers: tuple[ServerHealth, ...]
+    alarms: tuple[dict[str, Any], ...] = ()
+    transitions: tuple[dict[str, Any], ...] = ()
+    last_decision: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return all(s.agent == "running" and s.generation == self.generation for s in self.servers)
+
+
+@dataclass(frozen=True)
+class SystemStatus:
+    generation: int
+    clusters: tuple[ClusterStatus, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for c, cs in zip(out["clusters"], self.clusters, strict=True):
+            for s, hs in zip(c["servers"], cs.servers, strict=True):
+                s["liveness"] = hs.liveness
+            c["healthy"] = cs.healthy
+        return out
+
+
+@dataclass(frozen=True)
+class AgentAnswer:
+    """One agent's answer to a ctl command."""
+
+    server: str
+    ok: bool
+    text: str
+
+
+class ClusterOperations:
+    """The agent-side operations over a pool of SSH connections."""
+
+    def __init__(self, pool: ssh.Pool) -> None:
+        self.pool = pool
+
+    # ---- status -------------------------------------------------------------------------
+
+    def status(self, system: System) -> SystemStatus:
+        """``ctl status`` on every server of every cluster, in parallel."""
+        reach = orchestrate.targets(system)
+        names = [s.name for c in system.clusters for s in system.cluster_servers(c)]
+        results = self.pool.run_all([reach[n] for n in names], [AGENT, "ctl", "status"], timeout=20)
+        reports: dict[str, dict[str, Any]] = {}
+        for name, r in results.items():
+            if r.ok:
+                try:
+                    reports[name] = json.loads(r.stdout)
+                except json.JSONDecodeError:
+                    pass
+        return SystemStatus(system.generation, tuple(
+            _cluster_status(system, c, results, reports) for c in system.clusters))
+
+    # ---- orders -------------------------------------------------------------------------
+
+    def fallback(self, system: System, cluster: str, lim: int) -> AgentAnswer:
+        """Order the standby of ``cluster`` to hand LIM ``lim`` back to its regular server."""
+        c = _cluster(system, cluster)
+        if lim not in c.lim_numbers():
+            raise OperationError(f"LIM = {lim}: not in cluster {cluster} (its LIMs: "
+                                 f"{', '.join(map(str, c.lim_numbers()))})")
+        target = orchestrate.targets(system)[c.standby_name]
+        r = self.pool.run(target, [AGENT, "ctl", "fallback", str(lim)], timeout=60)
+        return _answer(c.standby_name, r)
+
+    def tell_lock(self, system: System, cluster: str, lim: int, lock: str) -> list[AgentAnswer]:
+        """Tell every agent of the cluster the LIM's lock now (``none`` unlocks)."""
+        c = _cluster(system, cluster)
+        argv = ([AGENT, "ctl", "unlock", str(lim)] if lock == Lock.NONE
+                else [AGENT, "ctl", "lock", str(lim), str(lock)])
+        reach = orchestrate.targets(system)
+        results = self.pool.run_all([reach[s.name] for s in system.cluster_servers(c)], argv,
+                                    timeout=30)
+        return [_answer(name, r) for name, r in results.items()]
+
+    def sync(self, system: System, cluster: str) -> list[AgentAnswer]:
+        raise NotImplementedError("exchange data sync comes with the data-sync issue")
+
+
+def cluster_of_lim(system: System, lim: int) -> Cluster:
+    """The cluster LIM ``lim`` is in; OperationError naming the LIM otherwise."""
+    for c in system.clusters:
+        if lim in c.lim_numbers():
+            return c
+    raise OperationError(f"LIM = {lim}: in no cluster (a LIM must be in a cluster to be locked, "
+                         "unlocked or fallen back)")
+
+
+def _cluster(system: System, name: str) -> Cluster:
+    try:
+        return system.cluster(name)
+    except KeyError:
+        raise OperationError(f"cluster = {name}: no cluster with this name is in the system") from None
+
+
+def _answer(server: str, r: ssh.Result) -> AgentAnswer:
+    text = r.stdout.strip()
+    try:
+        data = json.loads(text)
+        if isinstance(data, dict):
+            text = str(data.get("text") or data.get("message") or data.get("error") or text)
+    except json.JSONDecodeError:
+        pass
+    if not r.ok:
+        if r.error:
+            text = r.error
+        elif r.exit_status == 2:
+            text = f"agent not running ({text or r.stderr.strip()})"
+        else:
+            text = f"refused (exit {r.exit_status}): {text or r.stderr.strip()}"
+    return AgentAnswer(server, r.ok, text)
+
+
+def _cluster_status(system: System, c: Cluster, results: ssh.GroupResult,
+                    reports: dict[str, dict[str, Any]]) -> ClusterStatus:
+    members = list(system.cluster_servers(c))
+    seen: dict[str, dict[str, str]] = {s.name: {} for s in members}
+    for name, rep in reports.items():
+        if name not in seen:
+            continue
+        for p in rep.get("peers") or []:
+            if isinstance(p, dict) and p.get("name") in seen:
+                seen[p["name"]][name] = str(p.get("liveness", "unknown"))
+    servers = []
+    for s in members:
+        r = results.get(s.name)
+        rep = reports.get(s.name)
+        if rep is not None:
+            servers.append(ServerHealth(s.name, str(s.role), "running", rep.get("generation"),
+                                        str(rep.get("readiness", "")), seen[s.name],
+                                        seconds=r.seconds if r else 0.0))
+        elif r is not None and r.error:
+            servers.append(ServerHealth(s.name, str(s.role), "unreachable", seen_by=seen[s.name],
+                                        error=r.error, seconds=r.seconds))
+        elif r is not None and r.exit_status == 2:
+            servers.append(ServerHealth(s.name, str(s.role), "not running", seen_by=seen[s.name],
+                                        error=(r.stdout + r.stderr).strip()[-200:], seconds=r.seconds))
+        else:
+            servers.append(ServerHealth(s.name, str(s.role), "error", seen_by=seen[s.name],
+                                        error=(r.describe() if r else "not asked"),
+                                        seconds=r.seconds if r else 0.0))
+    # The standby's view of who owns each LIM wins; else any regular's.
+    order = [c.standby_name] + [s.name for s in members if s.name != c.standby_name]
+    views = [reports[n] for n in order if n in reports]
+    lims = []
+    for cl in c.lims:
+        owner = "unknown"
+        for v in views:
+            found = next((x for x in v.get("lims") or [] if isinstance(x, dict) and x.get("lim") == cl.lim), None)
+            if found is not None and found.get("owner"):
+                owner = str(found["owner"])
+                break
+        lims.append(LimStatus(cl.lim, system.server_for_lim(cl.lim).name, cl.alias_ip, owner,
+                              str(cl.lock), cl.priority))
+    alarms: dict[tuple[Any, ...], dict[str, Any]] = {}
+    transitions: list[dict[str, Any]] = []
+    for name in order:
+        rep = reports.get(name)
+        if rep is None:
+            continue
+        for a in rep.get("alarms") or []:
+            if isinstance(a, dict):
+                alarms.setdefault((a.get("code"), a.get("lim"), a.get("handle")), {**a, "reported_by": name})
+        for t in rep.get("transitions") or []:
+            if isinstance(t, dict):
+                transitions.append({**t, "reported_by": name})
+    transitions.sort(key=lambda t: str(t.get("detected", "")))
+    standby_rep = reports.get(c.standby_name) or (views[0] if views else {})
+    return ClusterStatus(c.name, c.standby_name, str(c.fallback), str(c.failover),
+                         system.generation, tuple(lims), tuple(servers),
+                         tuple(alarms.values()), tuple(transitions[-5:]),
+                         str(standby_rep.get("last_decision", "")))
+
+
+def render(status: SystemStatus) -> list[str]:
+    """The status as text lines: a table per cluster, then alarms and the last failover."""
+    if not status.clusters:
+        return [f"System generation {status.generation}: no cluster configured."]
+    lines = [f"System generation {status.generation}, {len(status.clusters)} cluster(s)."]
+    for c in status.clusters:
+        lines += ["", f"Cluster {c.name}: standby {c.standby}, fallback {c.fallback}, "
+                  f"failover {c.failover}" + ("" if c.healthy else "  [ATTENTION]")]
+        lines.append(f"  {'LIM':>4}  {'server':<12} {'alias':<15} {'runs on':<9} {'lock':<8} prio")
+        for lim in c.lims:
+            lines.append(f"  {lim.lim:>4}  {lim.server:<12} {lim.alias_ip:<15} {lim.owner:<9} "
+                         f"{lim.lock:<8} {lim.priority}")
+        lines.append(f"  {'server':<12} {'role':<8} {'agent':<12} {'gen':>4}  {'ready':<10} seen by peers")
+        for s in c.servers:
+            gen = "-" if s.generation is None else str(s.generation)
+            if s.generation is not None and s.generation != c.generation:
+                gen += "!"
+            lines.append(f"  {s.server:<12} {s.role:<8} {s.agent:<12} {gen:>4}  "
+                         f"{s.readiness or '-':<10} {s.liveness}")
+            if s.error:
+                lines.append(f"      {s.error}")
+        if c.alarms:
+            lines.append("  Active alarms:")
+            for a in c.alarms:
+                lines.append(f"    {a.get('code', '?')} {a.get('severity', '')} {a.get('name', '')}"
+                             f"{' LIM ' + str(a['lim']) if a.get('lim') is not None else ''}: "
+                             f"{a.get('text', '')} (since {a.get('raised_at', '?')})")
+        else:
+            lines.append("  No active alarms.")
+        if c.transitions:
+            t = c.transitions[-1]
+            lines.append(f"  Last transition: LIM {t.get('lim')} {t.get('kind', '')} "
+                         f"({t.get('reason', '')}): detected {t.get('detected')}, decided "
+                         f"{t.get('decided')}, alias up {t.get('alias_up')}, first GARP "
+                         f"{t.get('first_garp')}, service up {t.get('service_up')}")
+        if c.last_decision:
+            lines.append(f"  Last decision: {c.last_decision}")
+    return lines
+
+
+def answer_lines(answers: Sequence[AgentAnswer]) -> list[str]:
+    return [f"{a.server:<12} {'OK' if a.ok else 'FAILED':<7} {a.text}" for a in answers]
+
+
+@dataclass
+class Backend:
+    """Everything a command or the menus need, wired once: the config on LIM 1, the SSH
+    pool, the applier that brings the nodes along, and the agent operations."""
+
+    maintenance: Any  # service.Maintenance
+    pool: ssh.Pool
+    operations: ClusterOperations
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def backend(config: str | None = None, known_hosts: str | None = None, ssh_key: str | None = None,
+            *, accept_new_host_key: bool = False, on_accept: Any = None,
+            agent_artefact: str | None = None, cache_dir: str | None = None,
+            command_timeout: float = ssh.COMMAND_TIMEOUT) -> Backend:
+    """The real backend: SSH with pinned host keys, SshApplier, ClusterOperations."""
+    from pathlib import Path
+
+    from mxone_maintenance import artefact, store
+    from mxone_maintenance.service import Maintenance
+
+    path = store.config_path(config)
+    pool = ssh.Pool(Path(known_hosts) if known_hosts else ssh.DEFAULT_KNOWN_HOSTS,
+                    Path(ssh_key) if ssh_key else ssh.user_key_default(),
+                    accept_new=accept_new_host_key, on_accept=on_accept,
+                    command_timeout=command_timeout,
+                    connect_timeout=min(ssh.CONNECT_TIMEOUT, command_timeout))
+    if agent_artefact:
+        def source() -> artefact.Artefact:
+            return artefact.from_file(Path(agent_artefact))
+    else:
+        def source() -> artefact.Artefact:
+            return artefact.build(Path(cache_dir) if cache_dir else artefact.DEFAULT_CACHE)
+    applier = orchestrate.SshApplier(pool, path, source)
+    return Backend(Maintenance(path, applier), pool, ClusterOperations(pool))

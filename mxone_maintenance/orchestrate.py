@@ -1,0 +1,872 @@
+"""Bring every node of the system to a new generation over SSH, or leave all at the old one.
+
+:class:`SshApplier` implements the :class:`~mxone_maintenance.service.Applier` protocol.
+Applying a change runs in phases, each in parallel over the servers it touches:
+
+1. connect: every touched server is reached and its host key checked before anything is
+   changed; a server that cannot be reached stops the change with nothing changed anywhere;
+2. snapshot: each node's agent files (node.json, node.json.prev, cluster.key), the
+   ``current`` release link and whether the agent runs are read, for the rollback;
+3. change: ensure the agent release (upload skipped when the node has it, checksum
+   verified on the node before extracting), write cluster.key and node.json atomically
+   (old node.json kept as node.json.prev), switch ``current``, start or reload the agent,
+   and wait until ``ctl status`` reports the new generation; a server leaving every cluster
+   gets its agent stopped and its node.json and key removed;
+4. if any server failed (or the operator pressed Ctrl-C): every server already changed is
+   put back to its snapshot, byte for byte, and its agent to its previous state;
+   system.toml is not written. A server that cannot be reached for its rollback keeps its
+   rollback in a journal on LIM 1 (``pending-rollback/<server>.json`` beside the config),
+   finished before any later change touches it, or by ``cluster repair``;
+5. on full success only: system.toml is written on LIM 1 (store.save), and the
+   node.json.prev files are removed.
+
+All remote work is done by one small python3 program (:data:`NODE_HELPER`) run on the
+node, so a node needs nothing but python3 and sshd.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mxone_agent import config as agent_config
+from mxone_maintenance import nodeconfig, ssh, store
+from mxone_maintenance.actions import Change
+from mxone_maintenance.artefact import Artefact
+from mxone_maintenance.errors import MxoneError
+from mxone_maintenance.model import System
+from mxone_maintenance.service import ApplyResult, Outcome, PlanStep, Progress
+
+AGENT_DIR = "/etc/mxone/agent"
+NODE_JSON = f"{AGENT_DIR}/node.json"
+CLUSTER_KEY = f"{AGENT_DIR}/cluster.key"
+RELEASES = "/opt/mxone/agent/releases"
+CURRENT = "/opt/mxone/agent/current"
+AGENT_BIN = f"{CURRENT}/bin/mxone-agent"
+DEFAULT_SECRETS = Path("/etc/mxone/secrets")
+DEFAULT_LOCK = Path("/run/lock/mxone_maintenance.lock")  # one change at a time on LIM 1
+VERIFY_TIMEOUT = 20.0
+REFUSED = "agent refused the reload"  # the helper's words for a clean refusal (exit 1)
+
+# Runs on the node as `python3 -c NODE_HELPER OP` with a JSON request on stdin; prints one
+# JSON answer. Only the standard library: a node needs nothing but python3.
+NODE_HELPER = r'''
+import hashlib, json, os, shutil, signal, subprocess, sys, tarfile, time
+AGENT_DIR = "/etc/mxone/agent"
+FILES = {"node": AGENT_DIR + "/node.json", "prev": AGENT_DIR + "/node.json.prev",
+         "key": AGENT_DIR + "/cluster.key"}
+RELEASES = "/opt/mxone/agent/releases"
+CURRENT = "/opt/mxone/agent/current"
+AGENT = CURRENT + "/bin/mxone-agent"
+PIDFILE = "/run/mxone/agent.pid"
+LOG = "/var/log/mxone/agent.log"
+UNIT = "/etc/systemd/system/mxone-agent.service"
+DEFAULT_UNIT = """[Unit]
+Description=MX-ONE server redundancy agent
+After=network-online.target
+
+[Service]
+ExecStart=/opt/mxone/agent/current/bin/mxone-agent run --log /var/log/mxone/agent.log
+Restart=always
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+"""
+req = json.load(sys.stdin)
+op = sys.argv[1]
+
+def fsync_dir(d):
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+def systemd():
+    return os.path.isdir("/run/systemd/system")
+
+def agent_pid():
+    try:
+        pid = int(open(PIDFILE).read().strip())
+        cmd = open("/proc/%d/cmdline" % pid, "rb").read()
+    except (OSError, ValueError):
+        return None
+    return pid if b"mxone-agent" in cmd else None
+
+def running():
+    if systemd():
+        return subprocess.run(["systemctl", "is-active", "--quiet", "mxone-agent"]).returncode == 0
+    return agent_pid() is not None
+
+def stop():
+    if systemd():
+        subprocess.run(["systemctl", "stop", "mxone-agent"], capture_output=True, timeout=30)
+        return
+    pid = agent_pid()
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and os.path.exists("/proc/%d" % pid):
+            time.sleep(0.05)
+        if os.path.exists("/proc/%d" % pid):
+            os.kill(pid, signal.SIGKILL)
+    try:
+        os.unlink(PIDFILE)
+    except FileNotFoundError:
+        pass
+
+def start():
+    if systemd():
+        unit = DEFAULT_UNIT  # the agent package's own unit text wins
+        for unit_src in (CURRENT + "/lib/mxone_agent/systemd/mxone-agent.service",
+                         CURRENT + "/lib/mxone_agent/mxone-agent.service"):
+            if os.path.exists(unit_src):
+                unit = open(unit_src).read()
+                break
+        old = open(UNIT).read() if os.path.exists(UNIT) else None
+        if unit != old:
+            tmp = UNIT + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(unit); f.flush(); os.fsync(f.fileno())
+            os.replace(tmp, UNIT)
+            subprocess.run(["systemctl", "daemon-reload"], capture_output=True, timeout=30)
+        r = subprocess.run(["systemctl", "enable", "--now", "mxone-agent"], capture_output=True, text=True, timeout=30)
+        r = subprocess.run(["systemctl", "restart", "mxone-agent"], capture_output=True, text=True, timeout=30)
+        return r.returncode == 0, r.stderr.strip()
+    os.makedirs("/run/mxone", exist_ok=True)
+    os.makedirs("/var/log/mxone", exist_ok=True)
+    try:
+        os.unlink(PIDFILE)
+    except FileNotFoundError:
+        pass
+    # Output to a file, not a pipe: the daemon's children may keep a pipe open for ever.
+    import tempfile
+    with tempfile.TemporaryFile() as err:
+        try:
+            r = subprocess.run([AGENT, "run", "--daemon", "--pidfile", PIDFILE, "--log", LOG],
+                               stdout=err, stderr=err, timeout=30, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return False, "mxone-agent run: %s" % e
+        err.seek(0)
+        said = err.read().decode(errors="replace").strip()
+    if r.returncode != 0:
+        return False, "mxone-agent run exited %d: %s" % (r.returncode, said[-300:])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if agent_pid() is not None:
+            return True, ""
+        time.sleep(0.05)
+    return False, "mxone-agent run: no pidfile %s within 15 s (see %s)" % (PIDFILE, LOG)
+
+def ctl(*args):
+    try:
+        r = subprocess.run([AGENT, "ctl", *args], capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"rc": None, "stdout": "", "stderr": str(e)}
+    return {"rc": r.returncode, "stdout": r.stdout, "stderr": r.stderr}
+
+def read(path):
+    try:
+        st = os.lstat(path)
+        return {"data": open(path, "rb").read().hex(), "mode": st.st_mode & 0o7777}
+    except FileNotFoundError:
+        return None
+
+def put(path, data_hex, mode):
+    d = os.path.dirname(path)
+    tmp = "%s/.%s.tmp-%d" % (d, os.path.basename(path), os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, bytes.fromhex(data_hex)); os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    fsync_dir(d)
+
+def commit_tmp(tmp, path, mode):
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path))
+
+def remove(path):
+    try:
+        os.unlink(path)
+        fsync_dir(os.path.dirname(path))
+    except FileNotFoundError:
+        pass
+
+out = {"ok": True}
+if op == "snapshot":
+    out["files"] = {k: read(p) for k, p in FILES.items()}
+    out["dirs"] = {d: os.path.isdir(d) for d in ("/etc/mxone", AGENT_DIR)}
+    out["current"] = os.readlink(CURRENT) if os.path.islink(CURRENT) else None
+    out["running"] = running()
+    out["systemd"] = systemd()
+    rel = req.get("release")
+    marker = "%s/%s/ARTEFACT.sha256" % (RELEASES, rel)
+    try:
+        ip = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, timeout=10).stdout
+        out["addresses"] = [(l.split()[1], l.split()[3].split("/")[0]) for l in ip.splitlines() if len(l.split()) > 3]
+    except (OSError, subprocess.TimeoutExpired):
+        out["addresses"] = None
+    out["has_release"] = bool(rel) and os.path.exists(marker) and open(marker).read().strip() == req.get("sha256")
+elif op == "prepare-dirs":
+    os.makedirs(AGENT_DIR, mode=0o755, exist_ok=True)
+    os.makedirs(RELEASES, mode=0o755, exist_ok=True)
+elif op == "install":
+    up, sha, rel = req["upload"], req["sha256"], req["release"]
+    h = hashlib.sha256()
+    with open(up, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() != sha:
+        os.unlink(up)
+        out = {"ok": False, "error": "uploaded artefact has sha256 %s, expected %s (upload damaged; try again)" % (h.hexdigest(), sha)}
+    else:
+        tmpdir = "%s/.tmp-%s-%d" % (RELEASES, rel, os.getpid())
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        os.makedirs(tmpdir)
+        with tarfile.open(up, "r:gz") as tar:
+            tar.extractall(tmpdir, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(tmpdir)
+        with open(tmpdir + "/ARTEFACT.sha256", "w") as f:
+            f.write(sha + "\n")
+        final = "%s/%s" % (RELEASES, rel)
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmpdir, final)
+        fsync_dir(RELEASES)
+        os.unlink(up)
+elif op == "switch":
+    target = req["target"]
+    tmp = "%s.tmp-%d" % (CURRENT, os.getpid())
+    if target is None:
+        remove(CURRENT)
+    else:
+        os.symlink(target, tmp)
+        os.replace(tmp, CURRENT)
+        fsync_dir(os.path.dirname(CURRENT))
+elif op == "write":
+    # req: {"keep_prev": bool, "files": [{"name", "tmp", "mode"}]}
+    if req.get("keep_prev"):
+        cur = read(FILES["node"])
+        if cur is not None:
+            put(FILES["prev"], cur["data"], cur["mode"])
+        else:
+            remove(FILES["prev"])
+    for f in req["files"]:
+        commit_tmp(f["tmp"], FILES[f["name"]], f["mode"])
+elif op == "retire":
+    cur = read(FILES["node"])
+    if cur is not None:
+        put(FILES["prev"], cur["data"], cur["mode"])
+    stop()
+    remove(FILES["node"])
+    remove(FILES["key"])
+elif op == "restore":
+    # Leftovers of an interrupted change: uploads not yet renamed into place.
+    for d in (AGENT_DIR, RELEASES):
+        if os.path.isdir(d):
+            for n in os.listdir(d):
+                if n.startswith(".") and (".upload-" in n or ".tmp-" in n):
+                    p = os.path.join(d, n)
+                    shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)
+    for name, snap in req["files"].items():
+        if read(FILES[name]) == snap:
+            continue  # already as it was: nothing to write (the disk may be read-only)
+        if snap is None:
+            remove(FILES[name])
+        else:
+            put(FILES[name], snap["data"], snap["mode"])
+    for d, existed in sorted(req["dirs"].items(), reverse=True):
+        if not existed:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+elif op == "commit":
+    remove(FILES["prev"])
+elif op == "stop":
+    stop()
+elif op == "start":
+    ok, why = start()
+    out = {"ok": ok, "error": why}
+elif op == "restart":
+    stop()
+    ok, why = start()
+    out = {"ok": ok, "error": why}
+elif op == "reload":
+    if not os.path.exists(AGENT):
+        out = {"ok": False, "error": "no agent installed (%s missing)" % AGENT}
+    else:
+        r = ctl("reload")
+        if r["rc"] == 2 or (r["rc"] == 0 and not running()):
+            ok, why = start()
+            out = {"ok": ok, "error": why, "started": True}
+        elif r["rc"] != 0:
+            out = {"ok": False, "error": "agent refused the reload (exit %s): %s" % (r["rc"], (r["stdout"] + r["stderr"]).strip()[-300:])}
+elif op == "status":
+    out = ctl("status")
+    out["ok"] = out["rc"] == 0
+else:
+    out = {"ok": False, "error": "unknown op " + op}
+print(json.dumps(out))
+'''
+
+
+class OrchestrationError(MxoneError):
+    pass
+
+
+def helper_command(op: str) -> str:
+    import shlex
+
+    return f"python3 -c {shlex.quote(NODE_HELPER)} {op}"
+
+
+def targets(system: System, *others: System) -> dict[str, ssh.Target]:
+    """Server name -> how to reach it: its base address in each system, then its aliases.
+
+    A server's base address changes when it joins or leaves a cluster (the old base becomes
+    the LIM's alias), so every system's base address is tried, the first given first; the
+    alias comes last since it may be held by the standby.
+    """
+    bases: dict[str, list[str]] = {}
+    aliases: dict[str, list[str]] = {}
+    for sysm in (system, *others):
+        lim_alias = {cl.lim: cl.alias_ip for c in sysm.clusters for cl in c.lims}
+        for s in sysm.servers:
+            addrs = bases.setdefault(s.name, [])
+            al = aliases.setdefault(s.name, [])
+            try:
+                ip = s.address
+            except ValueError:
+                continue
+            if ip not in addrs:
+                addrs.append(ip)
+            if s.role == "lim" and s.lim in lim_alias and lim_alias[s.lim] not in al:
+                al.append(lim_alias[s.lim])
+    return {name: ssh.Target(name, tuple(addrs), aliases=tuple(aliases[name]))
+            for name, addrs in bases.items()}
+
+
+def summarize(before: agent_config.NodeConfig | None, after: agent_config.NodeConfig) -> str:
+    """What changes in one node's config, in a few words."""
+    def lims(c: agent_config.NodeConfig) -> str:
+        return ", ".join(f"LIM {x.lim}@{x.server}" for x in c.lims)
+
+    if before is None:
+        return (f"joins cluster {after.cluster} as {after.role}; LIMs {lims(after)}; fallback "
+                f"{after.fallback}; {after.failover} failover; detection "
+                f"{after.timers.misses} x {after.timers.interval:g} s")
+    diffs = []
+    if before.cluster != after.cluster:
+        diffs.append(f"cluster {before.cluster} -> {after.cluster}")
+    if before.role != after.role:
+        diffs.append(f"role {before.role} -> {after.role}")
+    if lims(before) != lims(after):
+        diffs.append(f"LIMs {lims(before)} -> {lims(after)}")
+    for x in after.lims:
+        old = next((y for y in before.lims if y.lim == x.lim), None)
+        if old is not None and old.lock != x.lock:
+            diffs.append(f"LIM {x.lim} lock {old.lock} -> {x.lock}")
+        if old is not None and old.priority != x.priority:
+            diffs.append(f"LIM {x.lim} priority {old.priority} -> {x.priority}")
+        if old is not None and old.alias_ip != x.alias_ip:
+            diffs.append(f"LIM {x.lim} alias {old.alias_ip} -> {x.alias_ip}")
+    if before.fallback != after.fallback:
+        diffs.append(f"fallback {before.fallback} -> {after.fallback}")
+    if before.failover != after.failover:
+        diffs.append(f"failover {before.failover} -> {after.failover}")
+    if before.timers != after.timers:
+        diffs.append(f"timers {before.timers.misses} x {before.timers.interval:g} s -> "
+                     f"{after.timers.misses} x {after.timers.interval:g} s")
+    if [dataclasses.astuple(s) for s in before.servers] != [dataclasses.astuple(s) for s in after.servers]:
+        if not any(d.startswith("LIMs") for d in diffs):
+            diffs.append("server addresses change")
+    return "; ".join(diffs) or "no change but the generation"
+
+
+@dataclass
+class _Node:
+    """One server's part in an apply: its snapshot, what was done, how it ended."""
+
+    target: ssh.Target
+    config: agent_config.NodeConfig | None  # None: the server leaves every cluster
+    key: str | None
+    snapshot: dict[str, Any] = field(default_factory=dict)
+    changed: bool = False
+    switched: bool = False
+    agent_changed: bool = False  # the agent (re)loaded the new config
+    step: str = "not started"
+    error: str = ""
+    rolled_back: str = ""
+
+
+class SshApplier:
+    """Applies changes to every node over SSH, then writes system.toml on LIM 1.
+
+    ``artefact``: a callable returning the agent artefact to deploy (built lazily, once).
+    ``secrets_dir``: the cluster keys on LIM 1 (default: ``secrets/`` beside the config).
+    ``local_name``: this server's name, for the plan line about system.toml.
+
+    Every server in a cluster gets each new generation (also when its own config did not
+    change), so that every agent reports the system's generation and a node that missed a
+    change shows in the status.
+    """
+
+    def __init__(self, pool: ssh.Pool, config_path: Path, artefact: Callable[[], Artefact],
+                 *, secrets_dir: Path | None = None, local_name: str | None = None,
+                 verify_timeout: float = VERIFY_TIMEOUT, lock_path: Path = DEFAULT_LOCK) -> None:
+        self.pool = pool
+        self.config_path = config_path
+        self._artefact_source = artefact
+        self._artefact: Artefact | None = None
+        # Beside the config: /etc/mxone/secrets for the default /etc/mxone/system.toml.
+        self.secrets_dir = secrets_dir or config_path.parent / DEFAULT_SECRETS.name
+        self.local_name = local_name or socket.gethostname()
+        self.verify_timeout = verify_timeout
+        self.lock_path = lock_path
+
+    def artefact(self) -> Artefact:
+        if self._artefact is None:
+            self._artefact = self._artefact_source()
+        return self._artefact
+
+    # ---- plan ---------------------------------------------------------------------------
+
+    def plan(self, change: Change) -> list[PlanStep]:
+        before, after = _node_configs(change.before), _node_configs(change.after)
+        gen0, gen1 = change.before.generation, change.after.generation
+        steps = []
+        for name, cfg in after.items():
+            steps.append(PlanStep(name, f"node config generation {gen0} -> {gen1}: "
+                                  f"{summarize(before.get(name), cfg)}"))
+            if name not in before:
+                steps.append(PlanStep(name, f"cluster key of {cfg.cluster} written; agent "
+                                      "installed (if missing) and started"))
+            else:
+                steps.append(PlanStep(name, "agent reloads; it must report generation "
+                                      f"{gen1}"))
+        for name in before:
+            if name not in after:
+                steps.append(PlanStep(name, f"leaves cluster {before[name].cluster}: agent "
+                                      "stopped, node config and cluster key removed"))
+        steps.append(PlanStep(self.local_name, f"system config generation {gen1} written to "
+                              f"{self.config_path}" + (" once every server above succeeded"
+                                                       if steps else "")))
+        return steps
+
+    # ---- apply --------------------------------------------------------------------------
+
+    def apply(self, change: Change, progress: Progress) -> ApplyResult:
+        """Bring every node to ``change.after`` or leave all at ``change.before`` (see module)."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a+") as lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return ApplyResult(change.before.generation, (Outcome(
+                    self.local_name, False, f"another mxone_maintenance is applying a change "
+                    f"(it holds {self.lock_path}); nothing was changed: wait for it to finish "
+                    f"and start the action again"),))
+            on_disk = store.load(self.config_path).generation if self.config_path.exists() else 0
+            if on_disk != change.before.generation:
+                return ApplyResult(on_disk, (Outcome(
+                    self.local_name, False, f"{self.config_path} is at generation {on_disk}, this "
+                    f"change was made from {change.before.generation}; nothing was changed: "
+                    f"start the action again"),))
+            return self._apply_locked(change, progress)
+
+    def _apply_locked(self, change: Change, progress: Progress) -> ApplyResult:
+        before_cfg = _node_configs(change.before)
+        after_cfg = _node_configs(change.after)
+        gen0, gen1 = change.before.generation, change.after.generation
+        reach = targets(change.before, change.after)
+        new_keys: list[Path] = []
+        keys = self._cluster_keys(change.after, new_keys)
+        nodes = {name: _Node(reach[name], cfg, keys[cfg.cluster])
+                 for name, cfg in after_cfg.items()}
+        for name in before_cfg:
+            if name not in nodes:
+                nodes[name] = _Node(reach[name], None, None)
+        tracker = _Tracker(progress, total=max(1, len(nodes)) * 7 + 1)
+
+        def fail_all_untouched(why: Mapping[str, str]) -> ApplyResult:
+            self._forget_keys(new_keys)
+            outcomes = []
+            for name in nodes:
+                if name in why:
+                    outcomes.append(Outcome(name, False, f"{why[name]}; nothing was changed"))
+                else:
+                    outcomes.append(Outcome(name, True, f"not changed (stays at generation {gen0})"))
+            outcomes.append(Outcome(self.local_name, False, f"{self.config_path} not written: "
+                                    f"the system stays at generation {gen0}"))
+            tracker("stopped before any change", 1.0)
+            return ApplyResult(gen0, tuple(outcomes))
+
+        if nodes:
+            tracker("connecting to " + ", ".join(nodes), 0)
+            errors = self.pool.connect_all(n.target for n in nodes.values())
+            tracker.add(len(nodes))
+            if errors:
+                return fail_all_untouched({k: str(v) for k, v in errors.items()})
+            finished = self.finish_rollbacks(reach, set(nodes))
+            if finished:
+                tracker("finished an earlier rollback on " + ", ".join(finished.succeeded)
+                        if finished.succeeded else "earlier rollbacks unfinished", None)
+            if not finished.ok:
+                return fail_all_untouched({
+                    k: f"an earlier rollback is unfinished here and still fails: {r.describe()}"
+                    for k, r in finished.failed.items()})
+            needs_agent = any(n.config is not None for n in nodes.values())
+            try:
+                art = self.artefact() if needs_agent else None
+            except MxoneError as exc:
+                return fail_all_untouched({k: f"no agent to deploy: {exc}" for k, n in nodes.items()
+                                           if n.config is not None})
+            snaps = self.pool.each([n.target for n in nodes.values()],
+                                   lambda t: self._call(t, "snapshot", {
+                                       "release": art.release if art else None,
+                                       "sha256": art.sha256 if art else None}))
+            tracker.add(len(nodes))
+            bad = {k: f"cannot read its agent files: {r.describe()}" for k, r in snaps.items()
+                   if not r.ok}
+            if bad:
+                return fail_all_untouched(bad)
+            for name, r in snaps.items():
+                nodes[name].snapshot = json.loads(r.stdout)
+            missing = self._missing_base_addresses(nodes)
+            if missing:
+                return fail_all_untouched(missing)
+
+            try:
+                results = self.pool.each([n.target for n in nodes.values()],
+                                         lambda t: self._change_node(nodes[t.name], art, gen1,
+                                                                     tracker))
+            except KeyboardInterrupt:
+                # Ctrl-C: the servers' steps in flight have finished (the pool waits for
+                # them); put everything back rather than leave a half-applied change.
+                return self._roll_back(nodes, gen0, gen1, new_keys, tracker,
+                                       local_error="interrupted by the operator; "
+                                       f"{self.config_path} not written")
+            if not results.ok:
+                return self._roll_back(nodes, gen0, gen1, new_keys, tracker)
+
+        try:
+            tracker(f"{self.local_name}: writing {self.config_path}", None)
+            store.save(self.config_path, change.after)
+        except (OSError, MxoneError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            result = self._roll_back(nodes, gen0, gen1, new_keys, tracker,
+                                     local_error=f"cannot write {self.config_path}: {why}")
+            return result
+        self._drop_unused_keys(change)
+        if nodes:
+            self.pool.each([n.target for n in nodes.values()],
+                           lambda t: self._call(t, "commit", {}))
+        tracker("done", 1.0)
+        outcomes = []
+        for name, n in nodes.items():
+            if n.config is None:
+                outcomes.append(Outcome(name, True, "left its cluster: agent stopped, node config "
+                                        "and cluster key removed"))
+            else:
+                outcomes.append(Outcome(name, True, f"agent runs generation {gen1} "
+                                        f"({n.config.role} in cluster {n.config.cluster})"))
+        outcomes.append(Outcome(self.local_name, True,
+                                f"system config generation {gen1} written to {self.config_path}"))
+        return ApplyResult(gen1, tuple(outcomes))
+
+    @staticmethod
+    def _missing_base_addresses(nodes: Mapping[str, _Node]) -> dict[str, str]:
+        """Servers whose (new) base address is not on their interface yet.
+
+        The agent sends its heartbeats from the base address, so it cannot start without it.
+        Joining a cluster gives a LIM server a new base address (its old one becomes the
+        LIM's alias); configuring it in the OS is the operator's step, checked here first.
+        """
+        missing = {}
+        for name, n in nodes.items():
+            have = n.snapshot.get("addresses")
+            if n.config is None or have is None:
+                continue
+            me = n.config.local
+            if [me.interface, str(me.base_ip)] not in [list(x) for x in have]:
+                missing[name] = (f"base address {me.base_ip}/{me.prefix} is not configured on "
+                                 f"{me.interface} of {name} (rule: the agent sends its heartbeats "
+                                 f"from the base address); add it in the server's network "
+                                 f"configuration (the old base address stays, as the LIM's alias) "
+                                 f"and run the change again")
+        return missing
+
+    # ---- one node -----------------------------------------------------------------------
+
+    def _call(self, target: ssh.Target, op: str, request: Mapping[str, Any],
+              timeout: float | None = None) -> ssh.Result:
+        r = self.pool.run(target, helper_command(op), input=json.dumps(request), timeout=timeout)
+        if r.ok:
+            try:
+                answer = json.loads(r.stdout)
+            except json.JSONDecodeError:
+                return dataclasses.replace(r, ok=False, error=f"server {target.name}: {op}: "
+                                           f"unexpected answer {r.stdout[-200:]!r}")
+            if not answer.get("ok", False):
+                return dataclasses.replace(r, ok=False, error=answer.get("error") or
+                                           f"{op} failed: {answer}")
+        elif not r.error:
+            tail = (r.stderr.strip().splitlines() or [f"exit status {r.exit_status}"])[-1]
+            r = dataclasses.replace(r, error=f"{op}: {tail}")
+        return r
+
+    def _step(self, node: _Node, what: str, tracker: _Tracker, r: ssh.Result) -> None:
+        tracker.add(1, f"{node.target.name}: {what}" + ("" if r.ok else " FAILED"))
+        if not r.ok:
+            node.error = f"{what}: {r.describe()}"
+            raise _NodeFailed(node.error)
+
+    def _change_node(self, node: _Node, art: Artefact | None, gen1: int,
+                     tracker: _Tracker) -> ssh.Result:
+        t = node.target
+        started = time.monotonic()
+        try:
+            if node.config is None:
+                node.step, node.changed = "retire", True
+                self._step(node, "agent stopped, node config and key removed", tracker,
+                           self._call(t, "retire", {}))
+                tracker.add(4)
+                return ssh.Result(t.name, True, seconds=time.monotonic() - started)
+            assert art is not None
+            node.changed = True  # directories may be created from here on
+            self._step(node, "prepare directories", tracker, self._call(t, "prepare-dirs", {}))
+            if node.snapshot.get("has_release"):
+                tracker.add(1, f"{t.name}: agent release {art.release} already there (upload skipped)")
+            else:
+                upload = f"{RELEASES}/.upload-{art.release}-{secrets.token_hex(4)}"
+                r = self.pool.put(t, upload, art.path.read_bytes(), 0o600)
+                if r.ok:
+                    r = self._call(t, "install", {"upload": upload, "sha256": art.sha256,
+                                                  "release": art.release},
+                                   timeout=max(120.0, self.pool.command_timeout))
+                self._step(node, f"agent release {art.release} uploaded and verified", tracker, r)
+            files = []
+            assert node.config is not None and node.key is not None
+            for name, data, mode in (("key", node.key.encode() + b"\n", 0o600),
+                                     ("node", (json.dumps(node.config.to_dict(), indent=2) + "\n")
+                                      .encode(), 0o644)):
+                tmp = f"{AGENT_DIR}/.{name}.upload-{secrets.token_hex(4)}"
+                r = self.pool.put(t, tmp, data, 0o600)
+                if not r.ok:
+                    self._step(node, "upload node config", tracker, r)
+                files.append({"name": name, "tmp": tmp, "mode": mode})
+            self._step(node, f"node config generation {gen1} and cluster key written", tracker,
+                       self._call(t, "write", {"keep_prev": True, "files": files}))
+            release_changed = node.snapshot.get("current") != f"releases/{art.release}"
+            if release_changed:
+                node.switched = True
+                self._call(t, "switch", {"target": f"releases/{art.release}"})
+            if node.snapshot.get("running") and not release_changed:
+                op, what = "reload", "agent reloaded"
+            elif node.snapshot.get("running"):
+                op, what = "restart", f"agent restarted on release {art.release}"
+            else:
+                op, what = "start", "agent started"
+            # Whether the agent took the new config is unknown once the order went out (a
+            # lost connection says nothing); only a clean refusal means it kept the old one.
+            node.agent_changed = True
+            r = self._call(t, op, {})
+            if not r.ok and r.error.startswith(REFUSED):
+                node.agent_changed = False
+            self._step(node, what, tracker, r)
+            self._step(node, f"agent reports generation {gen1}", tracker,
+                       self._verify(t, gen1))
+        except _NodeFailed:
+            return ssh.Result(t.name, False, error=node.error, seconds=time.monotonic() - started)
+        return ssh.Result(t.name, True, seconds=time.monotonic() - started)
+
+    def _verify(self, target: ssh.Target, generation: int) -> ssh.Result:
+        deadline = time.monotonic() + self.verify_timeout
+        last = "no answer"
+        while True:
+            r = self.pool.run(target, [AGENT_BIN, "ctl", "status"],
+                              timeout=min(20.0, self.pool.command_timeout))
+            if r.ok:
+                try:
+                    got = json.loads(r.stdout).get("generation")
+                except (json.JSONDecodeError, AttributeError):
+                    got, last = None, f"ctl status printed no JSON: {r.stdout[-200:]!r}"
+                if got == generation:
+                    return r
+                if got is not None:
+                    last = f"agent runs generation {got}, not {generation}"
+            else:
+                last = r.describe()
+            if time.monotonic() > deadline:
+                return ssh.Result(target.name, False, error=f"{last} after {self.verify_timeout:g} s")
+            time.sleep(0.2)
+
+    # ---- rollback -----------------------------------------------------------------------
+
+    def _roll_back(self, nodes: dict[str, _Node], gen0: int, gen1: int, new_keys: list[Path],
+                   tracker: _Tracker, local_error: str = "") -> ApplyResult:
+        tracker("rolling back to generation %d" % gen0, None)
+        changed = [n for n in nodes.values() if n.changed]
+        plans = {n.target.name: _undo_plan(n, gen0) for n in changed}
+        undone = self.pool.each([n.target for n in changed], lambda t: self._undo(t, plans[t.name]))
+        self._forget_keys(new_keys)
+        outcomes = []
+        for name, n in nodes.items():
+            r = undone.get(name)
+            if r is not None and not r.ok:
+                self._journal(name, plans[name])
+                back = (f"ROLLBACK NOT FINISHED ({r.describe()}); it is kept in "
+                        f"{self.journal_dir / (name + '.json')} and finished as soon as {name} "
+                        f"answers again (next change, or `mxone_maintenance cluster repair`)")
+            else:
+                back = f"rolled back to generation {gen0}"
+            if n.error:
+                outcomes.append(Outcome(name, False, f"failed at {n.error}; {back}"))
+            elif r is None:
+                outcomes.append(Outcome(name, True, f"not changed (stays at generation {gen0})"))
+            else:
+                outcomes.append(Outcome(name, r.ok, f"changed, then {back} (another server failed)"))
+        outcomes.append(Outcome(self.local_name, False, local_error or
+                                f"{self.config_path} not written: the system stays at generation {gen0}"))
+        tracker("rolled back", 1.0)
+        return ApplyResult(gen0, tuple(outcomes))
+
+    def _undo(self, t: ssh.Target, plan: Mapping[str, Any]) -> ssh.Result:
+        """Put one node back to its snapshot: files byte for byte, release link, agent."""
+        snap = plan["snapshot"]
+        r = self._call(t, "restore", {"files": snap["files"], "dirs": snap["dirs"]})
+        if not r.ok:
+            return r
+        if plan["switched"]:
+            r = self._call(t, "switch", {"target": snap.get("current")})
+            if not r.ok:
+                return r
+        if not snap.get("running"):
+            return self._call(t, "stop", {})
+        if plan["switched"] or plan["retired"]:
+            return self._call(t, "restart", {})
+        if plan["agent_changed"]:
+            return self._call(t, "reload", {})
+        return r  # the agent never took the new config: nothing to undo there
+
+    # ---- rollbacks that could not reach a server ----------------------------------------
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.config_path.parent / "pending-rollback"
+
+    def _journal(self, server: str, plan: Mapping[str, Any]) -> None:
+        self.journal_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store.atomic_write(self.journal_dir / f"{server}.json",
+                           json.dumps(plan, indent=1).encode(), mode=0o600)
+
+    def pending_rollbacks(self) -> dict[str, dict[str, Any]]:
+        """Server -> the rollback that could not reach it (kept on LIM 1 until finished)."""
+        out = {}
+        if self.journal_dir.is_dir():
+            for f in sorted(self.journal_dir.glob("*.json")):
+                try:
+                    out[f.stem] = json.loads(f.read_text())
+                except (OSError, json.JSONDecodeError):
+                    continue
+        return out
+
+    def finish_rollbacks(self, reach: Mapping[str, ssh.Target],
+                         only: set[str] | None = None) -> ssh.GroupResult:
+        """Finish every pending rollback (of the servers in ``only``); journal removed on success."""
+        pending = {k: v for k, v in self.pending_rollbacks().items()
+                   if (only is None or k in only) and k in reach}
+
+        def work(t: ssh.Target) -> ssh.Result:
+            r = self._undo(t, pending[t.name])
+            if r.ok:
+                (self.journal_dir / f"{t.name}.json").unlink(missing_ok=True)
+            return r
+
+        result = self.pool.each([reach[n] for n in pending], work)
+        if self.journal_dir.is_dir() and not any(self.journal_dir.iterdir()):
+            self.journal_dir.rmdir()
+        return result
+
+    # ---- cluster keys on LIM 1 ----------------------------------------------------------
+
+    def key_path(self, cluster: str) -> Path:
+        return self.secrets_dir / f"{cluster}.key"
+
+    def _cluster_keys(self, system: System, created: list[Path]) -> dict[str, str]:
+        """Each cluster's secret, generated (and kept on LIM 1, 0600) for a new cluster."""
+        keys = {}
+        for c in system.clusters:
+            path = self.key_path(c.name)
+            if path.exists():
+                keys[c.name] = path.read_text().strip()
+                continue
+            key = secrets.token_hex(32)
+            self.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            store.atomic_write(path, key.encode() + b"\n", mode=0o600)
+            created.append(path)
+            keys[c.name] = key
+        return keys
+
+    def _forget_keys(self, created: list[Path]) -> None:
+        for path in created:
+            path.unlink(missing_ok=True)
+        if created and self.secrets_dir.exists() and not any(self.secrets_dir.iterdir()):
+            self.secrets_dir.rmdir()
+
+    def _drop_unused_keys(self, change: Change) -> None:
+        live = {c.name for c in change.after.clusters}
+        for c in change.before.clusters:
+            if c.name not in live:
+                self.key_path(c.name).unlink(missing_ok=True)
+
+
+def _undo_plan(node: _Node, generation: int) -> dict[str, Any]:
+    return {"generation": generation, "snapshot": node.snapshot, "switched": node.switched,
+            "retired": node.config is None, "agent_changed": node.agent_changed}
+
+
+class _NodeFailed(Exception):
+    pass
+
+
+class _Tracker:
+    """Turns step counts into (line, fraction) progress calls, from many threads."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+        self.lock = threading.Lock()
+
+    def add(self, steps: int, line: str | None = None) -> None:
+        with self.lock:
+            self.done = min(self.total, self.done + steps)
+            if line:
+                self.progress(line, self.done / self.total)
+
+    def __call__(self, line: str, fraction: float | None) -> None:
+        with self.lock:
+            self.progress(line, self.done / self.total if fraction is None else fraction)
+
+
+def _node_configs(system: System) -> dict[str, agent_config.NodeConfig]:
+    if not system.clusters:
+        return {}
+    return nodeconfig.all_nodes(system)

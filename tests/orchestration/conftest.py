@@ -1,0 +1,121 @@
+"""Helpers for orchestration tests: run mxone_maintenance on lim1 as the admin does.
+
+The test process is in the root namespace and cannot reach lab addresses, so every
+command runs INSIDE lim1 (``lab.exec("lim1", [python, "-m", "mxone_maintenance", ...])``)
+with the lab's user key and a known-hosts file pinned from the lab's host keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mxone_maintenance import artefact
+
+FAKE_AGENT = Path(__file__).resolve().parent / "fake_agent" / "mxone_agent"
+KNOWN_HOSTS = "/etc/mxone/known_hosts"  # on lim1: the tool's default place
+SERVERS = ("lim1", "lim2", "lim3", "standby1")
+
+
+@pytest.fixture(scope="session")
+def fake_artefact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A deployable tarball whose agent is the fake (the contract, no failover logic)."""
+    path = tmp_path_factory.mktemp("artefact") / "fake-agent.tar.gz"
+    path.write_bytes(artefact.build_bytes({"mxone_agent": FAKE_AGENT}))
+    path.parent.chmod(0o755)
+    path.chmod(0o644)
+    return path
+
+
+def real_agent_missing() -> str | None:
+    """Why the real agent daemon cannot be deployed yet (None when it can)."""
+    r = subprocess.run([sys.executable, "-m", "mxone_agent.main", "run", "--help"],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        return ("the real agent daemon is not built yet: `mxone-agent run --help` exits "
+                f"{r.returncode}: {(r.stderr or r.stdout).strip()[:200]}")
+    return None
+
+
+class Admin:
+    """mxone_maintenance on lim1, with the lab's keys."""
+
+    def __init__(self, lab, artefact_path: Path | None) -> None:
+        self.lab = lab
+        self.artefact = artefact_path
+        lines = "".join(lab.hosts[n].known_hosts_line + "\n" for n in SERVERS)
+        lab.exec("lim1", f"mkdir -p /etc/mxone && cat > {KNOWN_HOSTS}", input=lines)
+
+    def run(self, *args: str, check: bool = False, timeout: float = 180.0,
+            ssh: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "mxone_maintenance", *args]
+        if ssh:
+            argv += ["--ssh-key", str(self.lab.user_key_path)]
+            if self.artefact is not None:
+                argv += ["--agent-artefact", str(self.artefact)]
+        r = self.lab.exec("lim1", argv, check=False, timeout=timeout)
+        assert "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+        if check:
+            assert r.returncode == 0, f"{args}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+        return r
+
+    def json(self, *args: str, **kw) -> dict:
+        r = self.run(*args, "--json", **kw)
+        return json.loads(r.stdout)
+
+    def build_system(self, clusters: bool = True) -> None:
+        """lim1..lim3 as LIMs 1..3, standby1 a standby, and cluster c1 of LIMs 2 and 3."""
+        lab = self.lab
+        for i, n in enumerate(("lim1", "lim2", "lim3"), start=1):
+            self.run("server", "add", n, lab.hosts[n].cidr, "--lim", str(i), check=True)
+        self.run("server", "add", "standby1", lab.hosts["standby1"].cidr, check=True)
+        self.run("standby", "convert", "standby1", check=True)
+        # The new base addresses of LIMs 2 and 3, as the admin configures them before
+        # putting the LIMs in a cluster (the old base addresses become the aliases).
+        # The new base goes first on eth0 (primary), the old one after it (secondary): an
+        # agent that later removes the alias must not take the base address with it.
+        for host, ip in (("lim2", "10.77.0.52/24"), ("lim3", "10.77.0.53/24")):
+            old = lab.hosts[host].cidr
+            lab.exec(host, f"ip addr del {old} dev eth0 && ip addr add {ip} dev eth0 && "
+                     f"ip addr add {old} dev eth0")
+        if clusters:
+            self.run("cluster", "create", "c1", "--standby", "standby1",
+                     "--lim", "2:10.77.0.52", "--lim", "3:10.77.0.53:2", "--timers", "fast",
+                     check=True)
+
+
+def tree_digest(lab, host: str, root: str = "/etc/mxone") -> dict[str, str]:
+    """Path -> sha256 (or 'dir' / 'link:TARGET') of everything under ``root`` on a host."""
+    code = (
+        "import hashlib, json, os, sys\n"
+        "root = sys.argv[1]\n"
+        "out = {}\n"
+        "for d, dirs, files in os.walk(root):\n"
+        "    out[d] = 'dir %o' % (os.stat(d).st_mode & 0o7777)\n"
+        "    for f in files:\n"
+        "        p = os.path.join(d, f)\n"
+        "        st = os.lstat(p)\n"
+        "        out[p] = ('link:' + os.readlink(p)) if os.path.islink(p) else "
+        "hashlib.sha256(open(p, 'rb').read()).hexdigest() + ' %o' % (st.st_mode & 0o7777)\n"
+        "print(json.dumps(out))\n"
+    )
+    return json.loads(lab.run_python(host, code, args=[root]).stdout)
+
+
+def all_trees(lab) -> dict[str, dict[str, str]]:
+    return {h: tree_digest(lab, h) for h in SERVERS}
+
+
+@pytest.fixture
+def admin(lab, fake_artefact: Path) -> Iterator[Admin]:
+    yield Admin(lab, fake_artefact)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

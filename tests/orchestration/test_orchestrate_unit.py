@@ -1,0 +1,140 @@
+"""SshApplier's pure parts: the plan, the diff summary, how servers are reached, the status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mxone_maintenance import actions, nodeconfig, operations, orchestrate, ssh, store
+from mxone_maintenance.model import System
+from mxone_maintenance.service import Maintenance
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "system.toml"
+
+
+def system() -> System:
+    return store.load(EXAMPLE).validated()
+
+
+def applier(tmp_path: Path) -> orchestrate.SshApplier:
+    pool = ssh.Pool(tmp_path / "kh", tmp_path / "key")
+    return orchestrate.SshApplier(pool, tmp_path / "system.toml", lambda: None,  # type: ignore[arg-type,return-value]
+                                  secrets_dir=tmp_path / "secrets", local_name="lim1",
+                                  lock_path=tmp_path / "apply.lock")
+
+
+def test_plan_names_every_server_and_the_config_last(tmp_path: Path) -> None:
+    change = actions.set_lock(system(), "north", 2, "standby")
+    plan = applier(tmp_path).plan(change)
+    assert [(p.server, p.what) for p in plan] == [
+        ("lim2", "node config generation 1 -> 2: LIM 2 lock none -> standby"),
+        ("lim2", "agent reloads; it must report generation 2"),
+        ("lim3", "node config generation 1 -> 2: LIM 2 lock none -> standby"),
+        ("lim3", "agent reloads; it must report generation 2"),
+        ("standby1", "node config generation 1 -> 2: LIM 2 lock none -> standby"),
+        ("standby1", "agent reloads; it must report generation 2"),
+        ("lim1", f"system config generation 2 written to {tmp_path / 'system.toml'} once every "
+                 "server above succeeded"),
+    ]
+
+
+def test_plan_for_delete_and_create(tmp_path: Path) -> None:
+    a = applier(tmp_path)
+    delete = actions.delete_cluster(system(), "north")
+    whats = {(p.server, p.what) for p in a.plan(delete)}
+    assert ("standby1", "leaves cluster north: agent stopped, node config and cluster key "
+            "removed") in whats
+    create = actions.create_cluster(delete.after, "south", "standby1",
+                                    [actions.NewLim(2, "10.77.0.42")], fallback="automatic")
+    lines = [p.what for p in a.plan(create) if p.server == "lim2"]
+    assert lines[0].startswith("node config generation 2 -> 3: joins cluster south as regular; "
+                               "LIMs LIM 2@lim2; fallback automatic")
+    assert lines[1] == "cluster key of south written; agent installed (if missing) and started"
+
+
+def test_summary_of_each_kind_of_change() -> None:
+    s = system()
+    before = nodeconfig.all_nodes(s)["lim2"]
+    for change, expect in [
+        (actions.change_fallback_or_priority(s, "north", "automatic", {3: 5}),
+         "LIM 3 priority 2 -> 5; fallback manual -> automatic"),
+        (actions.remove_lim(s, "north", 3), "LIMs LIM 2@lim2, LIM 3@lim3 -> LIM 2@lim2"),
+        (actions.add_server(s, "lim4", "10.77.0.14/24", lim=4), "no change but the generation"),
+    ]:
+        after = nodeconfig.all_nodes(change.after)["lim2"]
+        assert orchestrate.summarize(before, after) == expect
+
+
+def test_targets_try_every_base_address_then_the_alias() -> None:
+    s = system()
+    removed = actions.remove_lim(s, "north", 3).after
+    t = orchestrate.targets(s, removed)
+    assert t["lim3"] == ssh.Target("lim3", ("10.77.0.33", "10.77.0.13"), aliases=("10.77.0.13",))
+    assert t["standby1"] == ssh.Target("standby1", ("10.77.0.20",))
+
+
+def test_missing_new_base_address_is_named() -> None:
+    s = system()
+    cfg = nodeconfig.all_nodes(s)["lim2"]
+    node = orchestrate._Node(ssh.Target("lim2", ("10.77.0.32",)), cfg, "00" * 32,
+                             snapshot={"addresses": [["eth0", "10.77.0.12"]]})
+    missing = orchestrate.SshApplier._missing_base_addresses({"lim2": node})
+    assert missing["lim2"].startswith("base address 10.77.0.32/24 is not configured on eth0 of lim2")
+    node.snapshot["addresses"].append(["eth0", "10.77.0.32"])
+    assert orchestrate.SshApplier._missing_base_addresses({"lim2": node}) == {}
+
+
+def test_apply_without_clusters_touches_no_server(tmp_path: Path) -> None:
+    m = Maintenance(tmp_path / "system.toml", applier(tmp_path))
+    change = m.preview(actions.add_server, "lim1", "10.77.0.11/24", lim=1)
+    lines: list[tuple[str, float]] = []
+    result = m.apply(change, lambda line, f: lines.append((line, f)))
+    assert result.ok and result.generation == 1
+    assert [o.server for o in result.outcomes] == ["lim1"]
+    assert lines[-1] == ("done", 1.0)
+    assert store.load(tmp_path / "system.toml").generation == 1
+
+
+def test_status_rendering_flags_what_needs_attention() -> None:
+    s = system()
+    reports = {
+        "standby1": {"generation": 1, "readiness": "ready", "lims": [
+            {"lim": 2, "owner": "standby"}, {"lim": 3, "owner": "regular"}],
+            "peers": [{"name": "lim2", "liveness": "dead"}, {"name": "lim3", "liveness": "alive"}],
+            "alarms": [{"code": "lim-running-on-standby", "severity": 3, "name": "LIM is running "
+                        "on standby server", "lim": 2, "handle": 1, "raised_at": "T1",
+                        "text": "LIM 2 runs on standby1"}],
+            "transitions": [{"lim": 2, "kind": "failover", "reason": "lim2 dead", "detected": "T0",
+                             "decided": "T0", "alias_up": "T0", "first_garp": "T0",
+                             "service_up": "T1"}],
+            "last_decision": "standby1 takes over LIM 2"},
+        "lim3": {"generation": 1, "readiness": "ready", "lims": [],
+                 "peers": [{"name": "lim2", "liveness": "dead"},
+                           {"name": "standby1", "liveness": "alive"}]},
+    }
+    results = ssh.GroupResult(
+        lim2=ssh.Result("lim2", False, error="server lim2 unreachable: 10.77.0.32: no answer"),
+        lim3=ssh.Result("lim3", True), standby1=ssh.Result("standby1", True))
+    cs = operations._cluster_status(s, s.cluster("north"), results, reports)
+    assert [(x.lim, x.owner) for x in cs.lims] == [(2, "standby"), (3, "regular")]
+    assert not cs.healthy
+    lines = operations.render(operations.SystemStatus(1, (cs,)))
+    text = "\n".join(lines)
+    assert "Cluster north: standby standby1, fallback manual, failover regular  [ATTENTION]" in text
+    assert "     2  lim2         10.77.0.12      standby   none     1" in text
+    assert "  lim2         lim      unreachable     -  -          dead" in text
+    assert "lim-running-on-standby 3 LIM is running on standby server LIM 2: LIM 2 runs on standby1" in text
+    assert "Last transition: LIM 2 failover (lim2 dead)" in text
+
+
+def test_one_change_at_a_time(tmp_path: Path) -> None:
+    import fcntl
+
+    a = applier(tmp_path)
+    m = Maintenance(tmp_path / "system.toml", a)
+    change = m.preview(actions.add_server, "lim1", "10.77.0.11/24", lim=1)
+    with open(tmp_path / "apply.lock", "a+") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        result = m.apply(change)
+    assert not result.ok and "another mxone_maintenance is applying a change" in result.outcomes[0].message
+    assert not (tmp_path / "system.toml").exists()
+    assert m.apply(change).ok
