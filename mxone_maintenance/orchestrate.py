@@ -298,6 +298,30 @@ elif op == "restore":
                 os.rmdir(d)
             except OSError:
                 pass
+elif op == "add-base":
+    # A LIM joining a cluster gets a new base address; its old one stays as the LIM's alias.
+    # promote_secondaries: when the agent later removes that alias (the interface's first
+    # address), the kernel must keep the other addresses instead of dropping them with it.
+    dev, addr, plen = req["interface"], req["address"], req["prefix"]
+    subprocess.run(["sysctl", "-qw", "net.ipv4.conf.%s.promote_secondaries=1" % dev],
+                   capture_output=True, timeout=10)
+    have = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", dev], capture_output=True,
+                          text=True, timeout=10).stdout
+    if (" %s/" % addr) in have:
+        out["added"] = False
+    else:
+        r = subprocess.run(["ip", "addr", "add", "%s/%d" % (addr, plen), "dev", dev],
+                           capture_output=True, text=True, timeout=10)
+        out = {"ok": r.returncode == 0, "added": r.returncode == 0,
+               "error": "ip addr add %s/%d dev %s: %s" % (addr, plen, dev, r.stderr.strip())}
+elif op == "del-base":
+    dev, addr, plen = req["interface"], req["address"], req["prefix"]
+    have = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", dev], capture_output=True,
+                          text=True, timeout=10).stdout
+    if (" %s/" % addr) in have:
+        r = subprocess.run(["ip", "addr", "del", "%s/%d" % (addr, plen), "dev", dev],
+                           capture_output=True, text=True, timeout=10)
+        out = {"ok": r.returncode == 0, "error": r.stderr.strip()}
 elif op == "commit":
     remove(FILES["prev"])
 elif op == "stop":
@@ -412,6 +436,8 @@ class _Node:
     changed: bool = False
     switched: bool = False
     agent_changed: bool = False  # the agent (re)loaded the new config
+    add_base: dict[str, Any] | None = None  # the new base address to configure, if missing
+    added_base: bool = False
     step: str = "not started"
     error: str = ""
     rolled_back: str = ""
@@ -550,9 +576,8 @@ class SshApplier:
                 return fail_all_untouched(bad)
             for name, r in snaps.items():
                 nodes[name].snapshot = json.loads(r.stdout)
-            missing = self._missing_base_addresses(nodes)
-            if missing:
-                return fail_all_untouched(missing)
+            for name, base in self._missing_base_addresses(nodes).items():
+                nodes[name].add_base = base
 
             try:
                 results = self.pool.each([n.target for n in nodes.values()],
@@ -593,12 +618,13 @@ class SshApplier:
         return ApplyResult(gen1, tuple(outcomes))
 
     @staticmethod
-    def _missing_base_addresses(nodes: Mapping[str, _Node]) -> dict[str, str]:
-        """Servers whose (new) base address is not on their interface yet.
+    def _missing_base_addresses(nodes: Mapping[str, _Node]) -> dict[str, dict[str, Any]]:
+        """Servers whose (new) base address is not on their interface yet, and that address.
 
-        The agent sends its heartbeats from the base address, so it cannot start without it.
-        Joining a cluster gives a LIM server a new base address (its old one becomes the
-        LIM's alias); configuring it in the OS is the operator's step, checked here first.
+        Joining a cluster gives a LIM server a new base address (the one the operator
+        entered); its old base address becomes the LIM's alias. The tool configures the new
+        address itself (at run time), so nothing needs a restart; the agent sends its
+        heartbeats from it.
         """
         missing = {}
         for name, n in nodes.items():
@@ -607,11 +633,8 @@ class SshApplier:
                 continue
             me = n.config.local
             if [me.interface, str(me.base_ip)] not in [list(x) for x in have]:
-                missing[name] = (f"base address {me.base_ip}/{me.prefix} is not configured on "
-                                 f"{me.interface} of {name} (rule: the agent sends its heartbeats "
-                                 f"from the base address); add it in the server's network "
-                                 f"configuration (the old base address stays, as the LIM's alias) "
-                                 f"and run the change again")
+                missing[name] = {"interface": me.interface, "address": str(me.base_ip),
+                                 "prefix": me.prefix}
         return missing
 
     # ---- one node -----------------------------------------------------------------------
@@ -653,6 +676,13 @@ class SshApplier:
             assert art is not None
             node.changed = True  # directories may be created from here on
             self._step(node, "prepare directories", tracker, self._call(t, "prepare-dirs", {}))
+            if node.add_base is not None:
+                r = self._call(t, "add-base", node.add_base)
+                node.added_base = r.ok
+                b = node.add_base
+                self._step(node, f"new base address {b['address']}/{b['prefix']} configured on "
+                           f"{b['interface']} (at run time: add it to the server's network "
+                           "configuration too)", tracker, r)
             if node.snapshot.get("has_release"):
                 tracker.add(1, f"{t.name}: agent release {art.release} already there (upload skipped)")
             else:
@@ -755,6 +785,10 @@ class SshApplier:
         r = self._call(t, "restore", {"files": snap["files"], "dirs": snap["dirs"]})
         if not r.ok:
             return r
+        if plan.get("remove_base"):
+            r = self._call(t, "del-base", plan["remove_base"])
+            if not r.ok:
+                return r
         if plan["switched"]:
             r = self._call(t, "switch", {"target": snap.get("current")})
             if not r.ok:
@@ -841,7 +875,8 @@ class SshApplier:
 
 def _undo_plan(node: _Node, generation: int) -> dict[str, Any]:
     return {"generation": generation, "snapshot": node.snapshot, "switched": node.switched,
-            "retired": node.config is None, "agent_changed": node.agent_changed}
+            "retired": node.config is None, "agent_changed": node.agent_changed,
+            "remove_base": node.add_base if node.added_base else None}
 
 
 class _NodeFailed(Exception):

@@ -76,14 +76,8 @@ class Admin:
             self.run("server", "add", n, lab.hosts[n].cidr, "--lim", str(i), check=True)
         self.run("server", "add", "standby1", lab.hosts["standby1"].cidr, check=True)
         self.run("standby", "convert", "standby1", check=True)
-        # The new base addresses of LIMs 2 and 3, as the admin configures them before
-        # putting the LIMs in a cluster (the old base addresses become the aliases).
-        # The new base goes first on eth0 (primary), the old one after it (secondary): an
-        # agent that later removes the alias must not take the base address with it.
-        for host, ip in (("lim2", "10.77.0.52/24"), ("lim3", "10.77.0.53/24")):
-            old = lab.hosts[host].cidr
-            lab.exec(host, f"ip addr del {old} dev eth0 && ip addr add {ip} dev eth0 && "
-                     f"ip addr add {old} dev eth0")
+        # The new base addresses of LIMs 2 and 3 are entered here only: the tool configures
+        # them on the servers (the old base addresses become the aliases).
         if clusters:
             self.run("cluster", "create", "c1", "--standby", "standby1",
                      "--lim", "2:10.77.0.52", "--lim", "3:10.77.0.53:2", "--timers", "fast",

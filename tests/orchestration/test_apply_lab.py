@@ -147,6 +147,32 @@ def test_failure_midway_rolls_every_node_back_byte_for_byte(admin, lab) -> None:
     assert all(x["lock"] == "none" for x in node_json(lab, "lim2")["lims"])
 
 
+def addresses(lab, host: str) -> list[str]:
+    return sorted(lab.exec(host, "ip -o -4 addr show dev eth0 | awk '{print $4}'").stdout.split())
+
+
+def test_create_configures_new_base_addresses_and_a_failed_create_removes_them(admin, lab) -> None:
+    admin.build_system(clusters=False)
+    before = {h: addresses(lab, h) for h in ("lim2", "lim3")}
+    trees, toml = all_trees(lab), system_toml(lab)
+    lab.exec("standby1", "mkdir -p /etc/mxone && mount --bind /etc/mxone /etc/mxone && "
+             "mount -o remount,bind,ro /etc/mxone /etc/mxone")
+    try:
+        r = admin.run("cluster", "create", "c1", "--standby", "standby1", "--lim", "2:10.77.0.52",
+                      "--lim", "3:10.77.0.53:2", "--timers", "fast")
+    finally:
+        lab.exec("standby1", "umount /etc/mxone")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "new base address 10.77.0.52/24 configured on eth0" in r.stderr
+    assert {h: addresses(lab, h) for h in ("lim2", "lim3")} == before  # added, then removed
+    assert all_trees(lab) == trees and system_toml(lab) == toml
+    r = admin.run("cluster", "create", "c1", "--standby", "standby1", "--lim", "2:10.77.0.52",
+                  "--lim", "3:10.77.0.53:2", "--timers", "fast", check=True)
+    assert addresses(lab, "lim2") == ["10.77.0.12/24", "10.77.0.52/24"]
+    assert addresses(lab, "lim3") == ["10.77.0.13/24", "10.77.0.53/24"]
+    assert lab.exec("lim2", "sysctl -n net.ipv4.conf.eth0.promote_secondaries").stdout.strip() == "1"
+
+
 def test_changed_host_key_refuses_and_leaves_every_node_as_it_was(admin, lab) -> None:
     admin.build_system()
     kh = lab.exec("lim1", ["cat", "/etc/mxone/known_hosts"]).stdout

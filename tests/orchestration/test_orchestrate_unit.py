@@ -72,13 +72,13 @@ def test_targets_try_every_base_address_then_the_alias() -> None:
     assert t["standby1"] == ssh.Target("standby1", ("10.77.0.20",))
 
 
-def test_missing_new_base_address_is_named() -> None:
+def test_missing_new_base_address_is_found_for_configuring() -> None:
     s = system()
     cfg = nodeconfig.all_nodes(s)["lim2"]
     node = orchestrate._Node(ssh.Target("lim2", ("10.77.0.32",)), cfg, "00" * 32,
                              snapshot={"addresses": [["eth0", "10.77.0.12"]]})
     missing = orchestrate.SshApplier._missing_base_addresses({"lim2": node})
-    assert missing["lim2"].startswith("base address 10.77.0.32/24 is not configured on eth0 of lim2")
+    assert missing["lim2"] == {"interface": "eth0", "address": "10.77.0.32", "prefix": 24}
     node.snapshot["addresses"].append(["eth0", "10.77.0.32"])
     assert orchestrate.SshApplier._missing_base_addresses({"lim2": node}) == {}
 
