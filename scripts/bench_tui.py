@@ -1,12 +1,17 @@
-"""bench-tui: how quickly the menus start and answer a key (figures, not a test).
+"""bench-tui: how quickly the menus start and answer a key, and what status costs
+(figures, not a test).
 
 Start: time from spawning `mxone_maintenance` in a pty until the main menu is on screen.
 Keystroke: time from a typed character until it shows on screen (pty + pyte), and the
 same without a terminal (App.keypress + render) to separate urwid's drawing from the tty.
+Status: `mxone_maintenance cluster status --json` on lim1 of a 20-host lab with the real
+agent deployed, for one cluster (9 servers) and two (18 servers); the per-server cost and
+a linear projection for MX-ONE's largest system, 124 LIMs (13 clusters, 137 servers).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import sys
@@ -98,6 +103,57 @@ def bench_headless(config: Path, count: int) -> list[float]:
     return times
 
 
+STATUS_SERVERS_124 = 124 + 13  # 124 regular LIM servers in 13 clusters of <= 10, + 13 standby
+
+
+def bench_status(runs: int) -> list[str]:
+    from mxone_lab.lab import Lab
+    from mxone_lab.spec import LabSpec
+
+    out = []
+    with Lab.up(LabSpec.with_hosts(20)) as lab:
+        names = [f"lim{i}" for i in range(1, 20)]
+        lab.exec("lim1", "mkdir -p /etc/mxone && cat > /etc/mxone/known_hosts",
+                 input="".join(lab.hosts[n].known_hosts_line + "\n" for n in names))
+
+        def admin(*args: str) -> str:
+            r = lab.exec("lim1", [sys.executable, "-m", "mxone_maintenance", *args,
+                                  "--ssh-key", str(lab.user_key_path)], timeout=300, check=False)
+            if r.returncode != 0:
+                raise SystemExit(f"bench-tui: {' '.join(args)} failed:\n{r.stdout}{r.stderr}")
+            return r.stdout
+
+        for i in range(1, 18):
+            admin("server", "add", f"lim{i}", lab.hosts[f"lim{i}"].cidr, "--lim", str(i))
+        for sb in ("lim18", "lim19"):
+            admin("server", "add", sb, lab.hosts[sb].cidr)
+            admin("standby", "convert", sb)
+        points = []
+        for k, (sb, lims) in enumerate((("lim18", range(2, 10)), ("lim19", range(10, 18)))):
+            admin("cluster", "create", f"c{k + 1}", "--standby", sb, "--timers", "fast",
+                  *[a for n in lims for a in ("--lim", f"{n}:10.77.0.{100 + n}")])
+            servers = 9 * (k + 1)
+            admin("cluster", "status", "--json")  # warm: connections, caches
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                data = json.loads(admin("cluster", "status", "--json"))
+                times.append(time.perf_counter() - t0)
+            points.append((servers, statistics.median(times)))
+            healthy = sum(1 for c in data["clusters"] for srv in c["servers"] if srv["agent"] == "running")
+            out.append(f"cluster status, {servers:>2} servers ({k + 1} cluster(s)): median "
+                       f"{points[-1][1]:.2f} s over {runs} runs (whole command on lim1; "
+                       f"{healthy} agents answered)")
+    (n1, t1), (n2, t2) = points
+    per = (t2 - t1) / (n2 - n1)
+    fixed = t1 - per * n1
+    projected = fixed + per * STATUS_SERVERS_124
+    out.append(f"per-server cost {per * 1e3:.0f} ms (fixed {fixed:.2f} s); projection for 124 LIMs "
+               f"({STATUS_SERVERS_124} servers): {projected:.2f} s (target 2 s; "
+               f"projection/target {projected / 2.0:.2f})")
+    return out
+
+
 def line(name: str, xs: list[float], target: float) -> str:
     med, worst = statistics.median(xs), max(xs)
     return (f"{name:<38} median {med * 1e3:7.1f} ms  max {worst * 1e3:7.1f} ms  "
@@ -112,6 +168,9 @@ def main() -> int:
         print(line("start to main menu drawn (pty)", bench_start(config, 10), TARGET_START))
         print(line("keystroke to character shown (pty)", bench_keys(config, 60), TARGET_KEY))
         print(line("keystroke + render, headless", bench_headless(config, 200), TARGET_KEY))
+    if "--no-status" not in sys.argv:
+        for text in bench_status(runs=5):
+            print(text)
     return 0
 
 
