@@ -12,6 +12,17 @@ The pure modules (no I/O, no sockets, no sleeping) are:
 * :mod:`mxone_agent.decide`    - ``decide(config, peers, local, now) -> Decision``
 * :mod:`mxone_agent.actions`   - the actions a Decision holds, and the alarm codes
 
+The running agent (sockets, processes, the kernel; standard library + pyroute2 only):
+
+* :mod:`mxone_agent.daemon`       - the loop: heartbeats, liveness, decisions, control socket
+* :mod:`mxone_agent.executor`     - applies a Decision's actions through a NetworkBackend
+* :mod:`mxone_agent.network`      - NetworkBackend: LinuxNetwork (pyroute2, nftables, ARP
+  frames on AF_PACKET) and RecordingNetwork (tests)
+* :mod:`mxone_agent.alarms`       - alarm handles, alarm log, alarm file and syslog
+* :mod:`mxone_agent.service_node` - the reference Service Node (a LIM stand-in)
+* :mod:`mxone_agent.sdnotify`     - systemd readiness and watchdog; the unit file text
+* :mod:`mxone_agent.main`         - the ``mxone-agent`` command (run, ctl, service, ...)
+
 Every error this package raises on purpose derives from :class:`AgentError`.
 """
 

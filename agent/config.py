@@ -22,8 +22,17 @@ Schema, format 1 (all keys required unless marked optional; unknown keys are ref
       "servers": [{"name", "base_ip", "prefix", "interface", "role": "regular" | "standby"}],
       "lims": [{"lim", "server", "alias_ip", "prefix", "interface", "priority",
                 "lock": "none" | "regular" | "standby",
-                "service": {"start": [argv], "stop": [argv], "status": [argv]}}]  # service optional
+                "service": {"start": [argv], "stop": [argv], "status": [argv]},  # optional
+                "companions": [{"name", "kind": "management" | "media-server" | "csta"
+                                | "other", "colocated": true,   # media-server only, optional
+                                "service": {"start", "stop", "status"}}]}]  # optional
     }
+
+Companions are services that run beside a LIM on its regular server. The seed: the
+management system and the CSTA Phase III web service are never started on the standby; a
+media server co-located with the LIM's Service Node is started by the standby with the
+LIM, a stand-alone media server (``colocated`` false) keeps running on its own server and
+the standby only goes on controlling it, so the standby starts nothing for it.
 
 Cross-field rules (the seed's prerequisites as far as one node can check them): the node is
 one of the servers; exactly one standby and at least one regular server; every regular server
@@ -179,6 +188,28 @@ class ServiceCommands:
     status: tuple[str, ...]
 
 
+class CompanionKind(StrEnum):
+    MANAGEMENT = "management"  # the management system: never on the standby
+    MEDIA_SERVER = "media-server"  # on the standby only when co-located with the LIM
+    CSTA = "csta"  # CSTA Phase III web service: never on the standby
+    OTHER = "other"  # a site's own service: never on the standby
+
+
+@dataclass(frozen=True)
+class Companion:
+    """A service that runs beside a LIM on its regular server (see the module docstring)."""
+
+    name: str
+    kind: CompanionKind
+    service: ServiceCommands
+    colocated: bool = True
+
+    @property
+    def runs_on_standby(self) -> bool:
+        """Whether the standby starts this companion when it runs the LIM."""
+        return self.kind is CompanionKind.MEDIA_SERVER and self.colocated
+
+
 @dataclass(frozen=True)
 class LimConfig:
     """A LIM of the cluster: its regular server, its alias IP and its claim on the standby.
@@ -194,6 +225,7 @@ class LimConfig:
     priority: int
     lock: Lock = Lock.NONE
     service: ServiceCommands | None = None
+    companions: tuple[Companion, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,6 +321,11 @@ class NodeConfig:
             if lim.service is not None:
                 d["service"] = {"start": list(lim.service.start), "stop": list(lim.service.stop),
                                 "status": list(lim.service.status)}
+            if lim.companions:
+                d["companions"] = [
+                    {"name": c.name, "kind": str(c.kind), "colocated": c.colocated,
+                     "service": {"start": list(c.service.start), "stop": list(c.service.stop),
+                                 "status": list(c.service.status)}} for c in lim.companions]
             return d
 
         return {
@@ -422,7 +459,7 @@ def _server(r: _Reader, value: Any, path: str, names_seen: set[str]) -> Server |
 
 def _lim(r: _Reader, value: Any, path: str) -> LimConfig | None:
     obj = r.obj(value, path, ("lim", "server", "alias_ip", "prefix", "interface", "priority",
-                              "lock"), ("service",))
+                              "lock"), ("service", "companions"))
     if obj is None:
         return None
     number = r.integer(obj, "lim", path, minimum=LIM_NUMBERS.start, maximum=LIM_NUMBERS.stop - 1)
@@ -433,19 +470,37 @@ def _lim(r: _Reader, value: Any, path: str) -> LimConfig | None:
     priority = r.integer(obj, "priority", path, minimum=PRIORITIES.start,
                          maximum=PRIORITIES.stop - 1)
     lock = r.choice(obj, "lock", path, Lock)
-    service = None
-    if "service" in obj:
-        spath = f"{path}.service"
-        sobj = r.obj(obj["service"], spath, ("start", "stop", "status"))
-        if sobj is not None:
-            argvs = [r.argv(sobj, key, spath) for key in ("start", "stop", "status")]
-            if all(a is not None for a in argvs):
-                service = ServiceCommands(*argvs)  # type: ignore[arg-type]
+    service = _service(r, obj["service"], f"{path}.service") if "service" in obj else None
+    companions: list[Companion] = []
+    for k, item in enumerate(r.array(obj, "companions", path) if "companions" in obj else ()):
+        cpath = f"{path}.companions[{k}]"
+        cobj = r.obj(item, cpath, ("name", "kind", "service"), ("colocated",))
+        if cobj is None:
+            continue
+        cname = r.name(cobj, "name", cpath)
+        kind = r.choice(cobj, "kind", cpath, CompanionKind)
+        colocated = cobj.get("colocated", True)
+        if not isinstance(colocated, bool):
+            r.problem(f"{cpath}.colocated", f"must be true or false, not {_kind(colocated)}")
+        csvc = _service(r, cobj["service"], f"{cpath}.service") if "service" in cobj else None
+        if cname is not None and kind is not None and csvc is not None and isinstance(
+                colocated, bool):
+            companions.append(Companion(cname, kind, csvc, colocated))
     # As for servers: wrong fields stay None for the cross-field rules.
     fields: dict[str, Any] = dict(lim=number, server=server, alias_ip=alias, prefix=prefix,
                                   interface=interface, priority=priority, lock=lock,
-                                  service=service)
+                                  service=service, companions=tuple(companions))
     return LimConfig(**fields)
+
+
+def _service(r: _Reader, value: Any, spath: str) -> ServiceCommands | None:
+    sobj = r.obj(value, spath, ("start", "stop", "status"))
+    if sobj is None:
+        return None
+    argvs = [r.argv(sobj, key, spath) for key in ("start", "stop", "status")]
+    if all(a is not None for a in argvs):
+        return ServiceCommands(*argvs)  # type: ignore[arg-type]
+    return None
 
 
 def _kind(value: Any) -> str:

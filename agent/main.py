@@ -1,14 +1,28 @@
 """The ``mxone-agent`` command.
 
-For now it offers ``mxone-agent check-config FILE``: load a node config written by the
-maintenance tool and name every problem in it. The daemon itself is not built yet; any
-other subcommand says so and exits with status 2.
+* ``mxone-agent check-config FILE`` - load a node config and name every problem in it.
+* ``mxone-agent run [--config F] [--secret F] [--state-dir D] [--daemon --pidfile F]
+  [--log F] [--control SOCK]`` - the agent. In the foreground by default; ``--daemon``
+  double-forks and writes the pidfile (atomically) once the control socket listens, so an
+  existing pidfile means the agent is ready. Under systemd (NOTIFY_SOCKET) it sends
+  READY=1 and watchdog pings. Exit 1 with a clear message when it cannot start.
+* ``mxone-agent ctl status | fallback LIM | lock LIM regular|standby | unlock LIM |
+  reload`` - talk to the running agent over its control socket (root only, mode 0600);
+  prints the JSON answer. Exit 0 done, 1 refused (``{"ok": false, "error": ...}``), 2 the
+  agent is not running.
+* ``mxone-agent service start|stop|status --lim N ...`` - the reference Service Node.
+* ``mxone-agent unit`` - print the systemd unit file to install.
+
+The agent needs only the standard library, pyroute2 and scapy.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -16,7 +30,11 @@ from mxone_agent.config import ConfigError, NodeConfig, load_node_config
 
 EXIT_OK = 0
 EXIT_INVALID = 1
-EXIT_NOT_BUILT = 2
+EXIT_REFUSED = 1
+EXIT_NOT_RUNNING = 2
+EXIT_NOT_BUILT = 2  # kept for callers of the check-config-only version
+
+DEFAULT_PIDFILE = "/run/mxone/agent.pid"
 
 
 def _summary(path: str, cfg: NodeConfig) -> str:
@@ -55,26 +73,218 @@ def check_config(path: str) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``mxone-agent``; returns the process exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        prog="mxone-agent",
-        description="MX-ONE server redundancy node agent. Only 'check-config' is available "
-                    "yet; the agent daemon is not built.")
+# ---- run -------------------------------------------------------------------------------------
+
+def _setup_logging(path: str | None) -> None:
+    handler: logging.Handler
+    if path:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        handler = logging.FileHandler(path)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("mxone_agent")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def _write_pidfile(path: str) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="ascii") as f:
+        f.write(f"{os.getpid()}\n")
+    os.replace(tmp, path)
+
+
+def _daemonize() -> int | None:
+    """Double fork. Returns the read end of a pipe in the daemon (None in the parent, which
+    has waited for the daemon to say it is ready or failed and exits with that)."""
+    r, w = os.pipe()
+    if os.fork():
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            word = f.read()
+        sys.exit(EXIT_OK if word == b"ok" else EXIT_INVALID)
+    os.close(r)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    return w
+
+
+def run(args: argparse.Namespace) -> int:
+    from mxone_agent import daemon
+    from mxone_agent.errors import AgentError
+    from mxone_agent.network import LinuxNetwork
+
+    _setup_logging(args.log)
+    try:
+        agent = daemon.Agent(args.config, args.secret, args.state_dir, args.control,
+                             LinuxNetwork, run_dir=args.run_dir, alarm_file=args.alarm_file)
+    except (AgentError, ConfigError) as e:
+        print(f"mxone-agent: cannot start: {e}", file=sys.stderr)
+        return EXIT_INVALID
+    ready_fd = _daemonize() if args.daemon else None
+    if ready_fd is not None and not args.log:
+        os.dup2(os.open(os.devnull, os.O_RDWR), 2)
+
+    def on_signal(signum: int, frame: object) -> None:
+        if signum == signal.SIGHUP:
+            agent.reload_flag = True
+        else:
+            agent.stop_flag = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    try:
+        agent.start()
+    except (AgentError, OSError) as e:
+        logging.getLogger("mxone_agent").error("cannot start: %s", e)
+        print(f"mxone-agent: cannot start: {e}", file=sys.stderr)
+        if ready_fd is not None:
+            os.write(ready_fd, b"fail")
+        return EXIT_INVALID
+
+    def ready() -> None:
+        if args.daemon:
+            _write_pidfile(args.pidfile)
+        if ready_fd is not None:
+            os.write(ready_fd, b"ok")
+            os.close(ready_fd)
+
+    try:
+        agent.run(on_ready=ready)
+    finally:
+        agent.close()
+        if args.daemon:
+            try:
+                with open(args.pidfile, encoding="ascii") as f:
+                    if f.read().strip() == str(os.getpid()):
+                        os.unlink(args.pidfile)
+            except OSError:
+                pass
+    return EXIT_OK
+
+
+# ---- ctl -------------------------------------------------------------------------------------
+
+def ctl_request(path: str, request: dict, timeout: float = 10.0) -> dict:
+    """Send one request to the agent's control socket; its JSON answer.
+
+    Raises ConnectionError when no agent listens there.
+    """
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        try:
+            s.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError) as e:
+            raise ConnectionError(f"the agent is not running (no one listens on {path})") from e
+        s.sendall(json.dumps(request).encode("utf-8") + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    return json.loads(data.decode("utf-8"))
+
+
+def ctl(args: argparse.Namespace) -> int:
+    req: dict = {"cmd": args.verb}
+    if args.verb in ("fallback", "lock", "unlock"):
+        if not args.args:
+            print(f"mxone-agent ctl {args.verb}: name the LIM", file=sys.stderr)
+            return EXIT_REFUSED
+        req["lim"] = args.args[0]
+    if args.verb == "lock":
+        if len(args.args) != 2 or args.args[1] not in ("regular", "standby"):
+            print("mxone-agent ctl lock LIM regular|standby", file=sys.stderr)
+            return EXIT_REFUSED
+        req["to"] = args.args[1]
+    try:
+        reply = ctl_request(args.control, req)
+    except ConnectionError as e:
+        print(f"mxone-agent: {e}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except (OSError, ValueError) as e:
+        print(f"mxone-agent: the agent did not answer: {e}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    print(json.dumps(reply, indent=2))
+    return EXIT_OK if reply.get("ok") else EXIT_REFUSED
+
+
+# ---- entry -----------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    from mxone_agent import daemon, service_node
+
+    parser = argparse.ArgumentParser(prog="mxone-agent",
+                                     description="MX-ONE server redundancy node agent.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = sub.add_parser("check-config", help="validate a node config file and list every "
                            "problem in it (exit 1 if there is any)")
     check.add_argument("file", metavar="FILE", help="the node config (JSON) to check")
-    if args and args[0] == "check-config":
-        return check_config(parser.parse_args(args).file)
-    if args and args[0] in ("-h", "--help"):
-        parser.print_help()
+    r = sub.add_parser("run", help="run the agent")
+    r.add_argument("--config", default=daemon.DEFAULT_CONFIG)
+    r.add_argument("--secret", default=daemon.DEFAULT_SECRET)
+    r.add_argument("--state-dir", default=daemon.DEFAULT_STATE_DIR)
+    r.add_argument("--daemon", action="store_true")
+    r.add_argument("--pidfile", default=DEFAULT_PIDFILE)
+    r.add_argument("--log", default=None, help="log file (default: stderr)")
+    r.add_argument("--control", default=daemon.DEFAULT_CONTROL)
+    r.add_argument("--run-dir", default=service_node.DEFAULT_RUN_DIR,
+                   help="where the reference Service Node keeps its pidfiles")
+    r.add_argument("--alarm-file", default="/var/log/mxone/alarms.log")
+    c = sub.add_parser("ctl", help="talk to the running agent")
+    c.add_argument("verb", choices=("status", "fallback", "lock", "unlock", "reload"))
+    c.add_argument("args", nargs="*")
+    c.add_argument("--control", default=daemon.DEFAULT_CONTROL)
+    s = sub.add_parser("service", help="the reference Service Node")
+    service_node.add_arguments(s)
+    sub.add_parser("unit", help="print the systemd unit file")
+    x = sub.add_parser("xdata", help="exchange data: `xdata serve [--root DIR] REQUEST...` "
+                       "answers a syncing peer (usable as an SSH forced command)")
+    x.add_argument("words", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``mxone-agent``; returns the process exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["xdata"]:
+        # The peer side of a sync speaks on stdin/stdout: no argparse, no daemon imports.
+        from mxone_agent import xdata_sync
+        return xdata_sync.main(args_list[1:])
+    parser = _parser()
+    if not args_list:
+        parser.print_usage(sys.stderr)
+        return EXIT_NOT_RUNNING
+    args = parser.parse_args(args_list)
+    if args.command == "check-config":
+        return check_config(args.file)
+    if args.command == "run":
+        return run(args)
+    if args.command == "ctl":
+        return ctl(args)
+    if args.command == "service":
+        from mxone_agent import service_node
+        return service_node.run(args)
+    if args.command == "unit":
+        from mxone_agent import sdnotify
+        print(sdnotify.UNIT, end="")
         return EXIT_OK
-    what = f"{args[0]}: " if args else ""
-    print(f"mxone-agent: {what}the agent daemon is not built yet; the only command available "
-          "is 'check-config FILE'", file=sys.stderr)
-    return EXIT_NOT_BUILT
+    parser.print_usage(sys.stderr)
+    return EXIT_NOT_RUNNING
 
 
 if __name__ == "__main__":

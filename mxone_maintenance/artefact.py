@@ -5,7 +5,7 @@ Layout::
     bin/mxone-agent      launcher (#!/usr/bin/python3): puts lib/ first on sys.path and
                          runs mxone_agent.main.main()
     lib/mxone_agent/     the agent package, copied from where Python imports it
-    lib/pyroute2/ lib/scapy/
+    lib/pyroute2/
 
 The tarball is deterministic: entries sorted, mtimes, owners and modes fixed, no
 ``__pycache__``, gzip header without time or name. Its SHA256 therefore changes only when
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from mxone_maintenance.errors import MxoneError
 
-PACKAGES = ("mxone_agent", "pyroute2", "scapy")
+PACKAGES = ("mxone_agent", "pyroute2")  # the agent packs its ARP frames itself: no scapy
 DEFAULT_CACHE = Path("/var/cache/mxone/artefacts")
 LAUNCHER = b"""#!/usr/bin/python3
 # mxone-agent launcher: the agent and its libraries come from ../lib, nothing else needed.

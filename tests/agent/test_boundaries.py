@@ -13,6 +13,9 @@ import mxone_agent
 
 AGENT_DIR = Path(mxone_agent.__file__).parent
 PURE = ["config", "heartbeat", "peers", "decide", "actions", "model", "errors"]
+# The modules with side effects (sockets, processes, files); stdlib + pyroute2 only.
+IO = ["alarms", "daemon", "executor", "network", "sdnotify", "service_node",
+      "xdata", "xdata_sync", "xdata_wire"]
 # What a pure module may import: the standard library's data tools, and the agent itself.
 ALLOWED = {"__future__", "collections", "dataclasses", "enum", "hashlib", "hmac", "ipaddress",
            "math", "re", "secrets", "struct", "types", "typing", "mxone_agent"}
@@ -45,5 +48,40 @@ def test_whole_package_imports_neither_tui_nor_ssh_nor_maintenance() -> None:
 
 
 def test_every_agent_module_is_checked() -> None:
-    modules = {p.stem for p in AGENT_DIR.glob("*.py")} - {"__init__", "main"}
-    assert modules == set(PURE)
+    modules = {p.stem for p in AGENT_DIR.glob("*.py")} - {"__init__", "__main__", "main"}
+    assert modules == set(PURE) | set(IO)
+
+
+def deployed_lib(tmp_path: Path) -> Path:
+    """A lib dir as the deployer makes it: mxone_agent and pyroute2, nothing else."""
+    import pyroute2
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "mxone_agent").symlink_to(AGENT_DIR)
+    for mod in (pyroute2,):
+        (lib / mod.__name__).symlink_to(Path(mod.__file__).parent)
+    return lib
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.mark.skipif(not Path(SYSTEM_PYTHON).exists(), reason="no system python3")
+def test_the_agent_runs_on_the_system_python_with_its_lib_dir_only(tmp_path: Path) -> None:
+    """The system python, isolated (-I: no site-packages), finds all it needs in lib/."""
+    lib = deployed_lib(tmp_path)
+    code = (f"import sys; sys.path.insert(0, {str(lib)!r}); import mxone_agent.main, "
+            + ", ".join(f"mxone_agent.{m}" for m in IO)
+            + "; from mxone_agent.network import LinuxNetwork; n = LinuxNetwork(); n.close()"
+            + "; bad = [m for m in sys.modules if m.split('.')[0] in "
+              "('urwid', 'paramiko', 'mxone_maintenance', 'mxone_menus')]"
+            + "; print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([SYSTEM_PYTHON, "-I", "-c", code], check=False, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = subprocess.run([SYSTEM_PYTHON, "-I", "-c", f"import sys; sys.path.insert(0, "
+                           f"{str(lib)!r}); from mxone_agent.main import main; "
+                           "sys.exit(main(['unit']))"],
+                          check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "Type=notify" in done.stdout, done.stderr

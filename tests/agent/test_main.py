@@ -50,14 +50,31 @@ def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "cannot read" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["run"], ["status"], []])
-def test_daemon_not_built(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(argv) == EXIT_NOT_BUILT
-    assert "daemon is not built yet" in capsys.readouterr().err
+def test_no_command_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == EXIT_NOT_BUILT
+    assert "usage" in capsys.readouterr().err
+
+
+def test_ctl_without_agent_says_not_running(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ctl", "status", "--control", str(tmp_path / "none.sock")]) == 2
+    assert "not running" in capsys.readouterr().err
+
+
+def test_run_refuses_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = config_dict()
+    doc["timers"]["misses"] = 1
+    key = tmp_path / "cluster.key"
+    key.write_text("ab" * 32)
+    key.chmod(0o600)
+    assert main(["run", "--config", write(tmp_path, doc), "--secret", str(key)]) == 1
+    assert "$.timers.misses" in capsys.readouterr().err
 
 
 def test_help(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--help"]) == EXIT_OK
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == EXIT_OK
     assert "check-config" in capsys.readouterr().out
 
 

@@ -153,9 +153,10 @@ def addresses(lab, host: str) -> list[str]:
 
 def test_create_configures_new_base_addresses_and_a_failed_create_removes_them(admin, lab) -> None:
     admin.build_system(clusters=False)
+    lab.exec("standby1", "mkdir -p /etc/mxone")
     before = {h: addresses(lab, h) for h in ("lim2", "lim3")}
     trees, toml = all_trees(lab), system_toml(lab)
-    lab.exec("standby1", "mkdir -p /etc/mxone && mount --bind /etc/mxone /etc/mxone && "
+    lab.exec("standby1", "mount --bind /etc/mxone /etc/mxone && "
              "mount -o remount,bind,ro /etc/mxone /etc/mxone")
     try:
         r = admin.run("cluster", "create", "c1", "--standby", "standby1", "--lim", "2:10.77.0.52",

@@ -1,0 +1,776 @@
+"""The running agent: one process, one selector loop, one worker thread for side effects.
+
+The loop (main thread) owns every piece of state. At each heartbeat interval it
+
+1. notices when it was not running (a stall longer than ``peers.STALL_FACTOR`` intervals:
+   SIGSTOP, a paused VM) - then datagrams queued meanwhile are of unknown age and are
+   discarded, and peers are judged from the resume time on (the late-wakeup rule);
+2. sends a heartbeat to every peer's base IP: what runs here, generation, readiness;
+3. judges every peer, calls ``decide`` and hands a non-empty Decision to the worker.
+
+Heartbeats are received as they come (a heartbeat that changes what a peer runs, or
+brings a peer back, triggers a decision at once, not at the next tick). A heartbeat whose
+sender name does not match its source address counts as forged.
+
+The worker thread runs the executor (service commands, probes, nftables: things that take
+time) so the loop keeps sending heartbeats meanwhile. While a Decision is being applied
+no new one is taken, and heartbeats list the LIMs of both the state before and the state
+after it (a LIM is claimed until it is really gone, and from the moment it starts).
+
+Signals only set flags. SIGTERM/SIGINT: the agent stops and leaves every service as it is,
+so an agent restart or upgrade causes no outage *if it is back within one detection
+period*: a restarted agent learns what runs from the services' status commands and goes
+on. Peers cannot tell a longer silence from a dead server; the standby then takes over and
+the split-brain rule resolves it when the agent is back (with the "fastest" preset, 0.3 s,
+practically every restart is a failover; restart agents with "fast" or slower timers, or
+lock the LIM to its regular server first). SIGHUP: reload.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import queue
+import selectors
+import socket
+import stat
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mxone_agent import heartbeat as hbmod
+from mxone_agent import sdnotify, service_node
+from mxone_agent.actions import ActivateLim, DeactivateLim, StartLim, StopLim
+from mxone_agent.alarms import AlarmBook, iso_now
+from mxone_agent.config import ConfigError, Lock, NodeConfig, load_node_config
+from mxone_agent.decide import Decision, LocalState, hold_down, record_appearance
+from mxone_agent.errors import AgentError
+from mxone_agent.executor import Executor, Outcome
+from mxone_agent.model import LimRun, Mode, Readiness, Role
+from mxone_agent.network import NetworkBackend
+from mxone_agent.peers import PeerView, reappeared, resumed_at
+
+log = logging.getLogger("mxone_agent")
+
+DEFAULT_CONFIG = "/etc/mxone/agent/node.json"
+DEFAULT_SECRET = "/etc/mxone/agent/cluster.key"
+DEFAULT_STATE_DIR = "/var/opt/mxone/agent"
+DEFAULT_CONTROL = "/run/mxone/agent.sock"
+MIN_SECRET_HEX_BYTES = 32
+TRANSITIONS_KEPT = 20
+LOADING_POLL = 0.25
+HEALTH_POLL = 2.0
+MAC_REFRESH = 5.0
+RETRY_AFTER = 5.0
+"""Seconds before a LIM action that failed (or found a foreign host on the alias) is tried
+again; meanwhile decisions leave that LIM alone, so a failure is logged once per retry."""
+
+
+class StartupError(AgentError):
+    """The agent cannot start (bad config, secret, socket); the message says why."""
+
+
+# ---- files ----------------------------------------------------------------------------------
+
+def read_config(path: str) -> NodeConfig:
+    """Load the node config file; StartupError (or ConfigError) naming every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise StartupError(f"{path}: cannot read the node config: {e.strerror or e}") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise StartupError(f"{path}: not valid JSON: {e.msg} at line {e.lineno} column "
+                           f"{e.colno}") from e
+    return load_node_config(data)
+
+
+def read_secret(path: str) -> bytes:
+    """The cluster secret: hex text of at least 32 bytes in a file of mode 0600."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise StartupError(f"{path}: cannot read the cluster secret: {e.strerror}") from e
+    mode = stat.S_IMODE(st.st_mode)
+    if mode != 0o600:
+        raise StartupError(f"{path}: the cluster secret has mode {mode:04o}; it must be 0600 "
+                           f"(chmod 600 {path})")
+    try:
+        text = Path(path).read_text(encoding="ascii").strip()
+        secret = bytes.fromhex(text)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise StartupError(f"{path}: the cluster secret must be hex text ({e})") from e
+    if len(secret) < MIN_SECRET_HEX_BYTES:
+        raise StartupError(f"{path}: the cluster secret has {len(secret)} bytes; at least "
+                           f"{MIN_SECRET_HEX_BYTES} are needed")
+    return secret
+
+
+# ---- records for status --------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Transition:
+    lim: int
+    kind: str
+    reason: str
+    detected: str
+    decided: str
+    alias_up: str | None = None
+    first_garp: str | None = None
+    service_up: str | None = None
+    ok: bool = True
+    error: str | None = None
+
+
+def _kind(config: NodeConfig, action: Any, reason: str, standby_alive: bool) -> str:
+    split = "split brain" in reason
+    if config.role is Role.STANDBY:
+        if isinstance(action, StartLim | ActivateLim):
+            return "failover"
+        return "split-brain" if split else "fallback"
+    if isinstance(action, StopLim | DeactivateLim):
+        return "split-brain" if split else "stop"
+    if isinstance(action, StartLim) and action.mode is Mode.PRELOADED:
+        return "preload"
+    return "fallback" if standby_alive else "start"
+
+
+# ---- the daemon -----------------------------------------------------------------------------
+
+class Agent:
+    """One node's agent. Build, then :meth:`start` (sockets, local state), then :meth:`run`."""
+
+    def __init__(self, config_path: str, secret_path: str, state_dir: str,
+                 control_path: str, network_factory: Callable[[], NetworkBackend],
+                 run_dir: str = service_node.DEFAULT_RUN_DIR,
+                 alarm_file: str | None = "/var/log/mxone/alarms.log") -> None:
+        self.config_path = config_path
+        self.secret_path = secret_path
+        self.state_dir = state_dir
+        self.control_path = control_path
+        self.config = read_config(config_path)
+        self.secret = read_secret(secret_path)
+        self.incarnation = hbmod.new_incarnation()
+        self.seq = 0
+        self.alarms = AlarmBook(state_dir, alarm_file)
+        self._network_factory = network_factory
+        self._run_dir = run_dir
+        self.executor: Executor | None = None
+        self.peers: dict[str, PeerView] = {}
+        self.guards: dict[str, hbmod.ReplayGuard] = {}
+        self.drops = {r: 0 for r in hbmod.DropReason}
+        self.local = LocalState.empty()
+        self.transitions: deque[Transition] = deque(maxlen=TRANSITIONS_KEPT)
+        self.last_decision = ""
+        self.hold_downs: tuple = ()
+        self.foreign_mac: dict[int, str] = {}
+        self._retry_at: dict[int, float] = {}
+        self._failure: dict[int, str] = {}
+        self.macs: dict[str, str] = {}  # base IP -> MAC of cluster servers seen
+        self.started = time.monotonic()
+        self.resumed = self.started
+        self.prev_tick: float | None = None
+        self.last_change_wall = time.time()
+        self.stop_flag = False
+        self.reload_flag = False
+        self._sel = selectors.DefaultSelector()
+        self._udp: socket.socket | None = None
+        self._ctl: socket.socket | None = None
+        self._jobs: queue.Queue = queue.Queue()
+        self._results: queue.Queue = queue.Queue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._busy: tuple | None = None  # (decision, before runs, after runs) while applying
+        self._worker: threading.Thread | None = None
+        self._next_loading_poll = 0.0
+        self._next_health_poll = 0.0
+        self._next_mac_refresh = 0.0
+        self._watchdog = sdnotify.watchdog_interval()
+        self._next_watchdog = 0.0
+        self._dirty = True
+        self._reset_peers()
+
+    # ---- setup ----------------------------------------------------------------------------
+
+    def _reset_peers(self) -> None:
+        names = [s.name for s in self.config.servers if s.name != self.config.node]
+        self.peers = {n: self.peers.get(n, PeerView.unknown(n)) for n in names}
+        self.guards = {n: self.guards.get(n, hbmod.ReplayGuard.empty()) for n in names}
+        self._by_ip = {str(s.base_ip): s.name for s in self.config.servers}
+
+    def start(self) -> None:
+        """Open the sockets, learn what runs here, become ready. Raises StartupError."""
+        cfg = self.config
+        Path(self.state_dir).mkdir(parents=True, exist_ok=True)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            udp.bind((str(cfg.local.base_ip), cfg.heartbeat_port))
+        except OSError as e:
+            raise StartupError(f"cannot bind the heartbeat port {cfg.local.base_ip}:"
+                               f"{cfg.heartbeat_port}: {e.strerror}") from e
+        udp.setblocking(False)
+        self._udp = udp
+        self._sel.register(udp, selectors.EVENT_READ, "udp")
+        self._ctl = self._listen_control()
+        self._sel.register(self._ctl, selectors.EVENT_READ, "ctl")
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.executor = Executor(self._network_factory(), self.alarms, run_dir=self._run_dir)
+        self.own_mac = self.executor.network.mac_of(cfg.local.interface)
+        runs = self.executor.learn_local(cfg)
+        now = time.monotonic()
+        self.local = dataclasses.replace(
+            self.local, runs=runs, readiness=Readiness.READY,
+            started_at={r.lim: now for r in runs})
+        self._refresh_macs()
+        self._worker = threading.Thread(target=self._work, name="executor", daemon=True)
+        self._worker.start()
+        here = ", ".join(f"LIM {r.lim} {r.describe()}" for r in runs) or "no LIM"
+        log.info("%s (%s) of cluster %s started, generation %d, detection %.1f s; runs %s "
+                 "here", cfg.node, cfg.role, cfg.cluster, cfg.generation, cfg.detection, here)
+
+    def _listen_control(self) -> socket.socket:
+        path = Path(self.control_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(str(path))
+                probe.close()
+                raise StartupError(f"another agent already listens on {path}")
+            except OSError:
+                path.unlink()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            s.bind(str(path))
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        s.listen(8)
+        s.setblocking(False)
+        return s
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        if self._worker is not None:
+            self._worker.join(timeout=30)
+        for s in (self._udp, self._ctl):
+            if s is not None:
+                s.close()
+        if self._ctl is not None:
+            Path(self.control_path).unlink(missing_ok=True)
+        if self.executor is not None:
+            self.executor.network.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    # ---- the worker ------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            kind, payload = job
+            try:
+                result = payload()
+            except Exception as e:
+                log.exception("%s failed", kind)
+                result = e
+            self._results.put((kind, result))
+            os.write(self._wake_w, b"x")
+
+    def _submit(self, kind: str, fn: Callable[[], Any]) -> None:
+        self._jobs.put((kind, fn))
+
+    # ---- the loop --------------------------------------------------------------------------
+
+    def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Run until SIGTERM/SIGINT (or ``stop_flag``). ``on_ready`` is called once."""
+        interval = self.config.timers.interval
+        next_tick = time.monotonic()
+        # Silence is counted from now: start-up (imports, status commands) is no evidence.
+        self.started = self.resumed = next_tick
+        if on_ready is not None:
+            on_ready()
+        sdnotify.notify("READY=1")
+        while not self.stop_flag:
+            wake = min(next_tick, self._next_death())
+            timeout = max(0.0, wake - time.monotonic())
+            events = self._sel.select(timeout)
+            now = time.monotonic()
+            if self.prev_tick is not None and now - self.prev_tick > interval * 2.0:
+                self._stalled(now)
+            for key, _ in events:
+                if key.data == "udp":
+                    self._receive(now)
+                elif key.data == "ctl":
+                    self._accept()
+                elif key.data == "wake":
+                    self._collect()
+            if self.reload_flag:
+                self.reload_flag = False
+                self._reload()
+            now = time.monotonic()
+            if now >= self._next_death():
+                self._dirty = True  # a peer's detection period just ran out: judge it now
+            if now >= next_tick:
+                interval = self.config.timers.interval
+                self._tick(now)
+                next_tick = max(next_tick + interval, now + interval / 4)
+                if next_tick < now:
+                    next_tick = now + interval
+            elif self._dirty:
+                self._decide(now)
+        log.info("%s stops; LIM services are left as they are", self.config.node)
+
+    def _next_death(self) -> float:
+        """The earliest moment an alive (or unknown) peer would be judged dead."""
+        d = self.config.detection
+        times = [max(v.last_heard or self.resumed, self.resumed) + d + 0.001
+                 for v in self.peers.values() if not v.dead]
+        return min(times, default=float("inf"))
+
+    def _stalled(self, now: float) -> None:
+        """The loop did not run for a while: queued datagrams are of unknown age."""
+        dropped = 0
+        while self._udp is not None:
+            try:
+                self._udp.recvfrom(4096)
+                dropped += 1
+            except BlockingIOError:
+                break
+        self.resumed = now
+        self.prev_tick = now
+        log.warning("%s's loop did not run for a while; it discards %d queued heartbeats and "
+                    "judges its peers afresh", self.config.node, dropped)
+
+    def _tick(self, now: float) -> None:
+        cfg = self.config
+        self.resumed = resumed_at(self.prev_tick, self.resumed, now, cfg.timers)
+        self.prev_tick = now
+        self._send_heartbeats()
+        self._decide(now)
+        if self._watchdog and now >= self._next_watchdog:
+            sdnotify.notify("WATCHDOG=1")
+            self._next_watchdog = now + self._watchdog
+        if self._busy is None:
+            self._background_jobs(now)
+
+    def _background_jobs(self, now: float) -> None:
+        ex = self.executor
+        assert ex is not None
+        nxt = ex.next_announce()
+        if nxt is not None and now >= nxt:
+            self._submit("announce", lambda: ex.announce_due(self.config))
+        loading = [r.lim for r in self.local.runs if r.loading]
+        if (loading and now >= self._next_loading_poll) or now >= self._next_health_poll:
+            self._next_loading_poll = now + LOADING_POLL
+            if now >= self._next_health_poll:
+                self._next_health_poll = now + HEALTH_POLL
+                lims = [r.lim for r in self.local.runs]
+            else:
+                lims = loading
+            cfg = self.config
+            self._submit("status", lambda: {n: self._status(cfg, n) for n in lims})
+        if now >= self._next_mac_refresh:
+            self._next_mac_refresh = now + MAC_REFRESH
+            self._submit("macs", self._neighbour_macs)
+
+    def _status(self, cfg: NodeConfig, n: int) -> int:
+        lim = cfg.lim(n)
+        if lim.service is None:  # the reference Service Node: no need for a subprocess
+            return service_node.status(self._run_dir, n)
+        assert self.executor is not None
+        return self.executor.service_status(lim)
+
+    def _neighbour_macs(self) -> dict[str, str]:
+        assert self.executor is not None
+        return self.executor.network.neighbour_macs(self.config.local.interface)
+
+    def _refresh_macs(self) -> None:
+        try:
+            self._merge_macs(self._neighbour_macs())
+        except AgentError:
+            pass
+
+    def _merge_macs(self, table: dict[str, str]) -> None:
+        for ip, mac in table.items():
+            if ip in self._by_ip and mac != "00:00:00:00:00:00":
+                self.macs[ip] = mac
+
+    # ---- heartbeats ------------------------------------------------------------------------
+
+    def _advertised(self) -> tuple[LimRun, ...]:
+        runs = {r.lim: r for r in self.local.runs}
+        if self._busy is not None:
+            # While a decision is applied, a LIM going away is claimed until it is gone and
+            # a LIM being started from the moment it starts: peers never see a gap.
+            _, before, after = self._busy
+            for r in (*before, *after):
+                cur = runs.get(r.lim)
+                if cur is None or (r.active and not cur.active):
+                    runs[r.lim] = r
+        return tuple(runs.values())
+
+    def _send_heartbeats(self) -> None:
+        cfg = self.config
+        self.seq += 1
+        hb = hbmod.Heartbeat(cluster=cfg.cluster, sender=cfg.node, incarnation=self.incarnation,
+                             seq=self.seq, generation=cfg.generation, role=cfg.role,
+                             readiness=self.local.readiness, lims=self._advertised())
+        data = hbmod.encode(hb, self.secret)
+        assert self._udp is not None
+        for s in cfg.servers:
+            if s.name == cfg.node:
+                continue
+            try:
+                self._udp.sendto(data, (str(s.base_ip), cfg.heartbeat_port))
+            except OSError:
+                pass  # no route / link down: the peer will notice our silence
+
+    def _receive(self, now: float) -> None:
+        assert self._udp is not None
+        while True:
+            try:
+                data, (ip, _port) = self._udp.recvfrom(4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                return
+            self._accept_heartbeat(data, ip, now)
+
+    def _accept_heartbeat(self, data: bytes, ip: str, now: float) -> None:
+        cfg = self.config
+        try:
+            hb = hbmod.decode(data, self.secret, cfg.cluster)
+        except hbmod.BadHeartbeat as e:
+            self.drops[hbmod.drop_reason(e)] += 1
+            return
+        if hb.sender not in self.peers or self._by_ip.get(ip) != hb.sender:
+            # Authentic but not from where that server lives: a replay from elsewhere.
+            self.drops[hbmod.DropReason.FORGED] += 1
+            return
+        ok, self.guards[hb.sender] = self.guards[hb.sender].admit(hb)
+        if not ok:
+            self.drops[hbmod.DropReason.REPLAYED] += 1
+            return
+        before = self.peers[hb.sender]
+        after = before.heard(hb, now)
+        self.peers[hb.sender] = after
+        old = before.heartbeat
+        if (not before.alive or old is None or old.lims != hb.lims
+                or old.readiness != hb.readiness):
+            self._dirty = True
+            self.last_change_wall = time.time()
+            if not before.alive:
+                log.info("%s hears %s (%s)", cfg.node, hb.sender,
+                         "again" if before.dead else "for the first time")
+        if reappeared(before, after):
+            lim = cfg.lim_of(hb.sender)
+            if lim is not None and cfg.role is Role.STANDBY:
+                self.local = dataclasses.replace(self.local, appearances=record_appearance(
+                    self.local.appearances, lim.lim, now))
+
+    # ---- deciding --------------------------------------------------------------------------
+
+    def _judge(self, now: float) -> None:
+        for name, view in self.peers.items():
+            judged = view.judged(now, self.config.timers, self.resumed)
+            if judged.liveness is not view.liveness:
+                self.last_change_wall = time.time()
+                if judged.dead:
+                    log.info("%s declares %s dead (silent for %.1f s)", self.config.node, name,
+                             now - max(view.last_heard or self.resumed, self.resumed))
+            self.peers[name] = judged
+
+    def _decide(self, now: float) -> None:
+        self._judge(now)
+        self._dirty = False
+        if self._busy is not None:
+            return
+        self._drop_done_requests()
+        local = self.local
+        held = {n for n, t in self._retry_at.items() if now < t}
+        decision = decide_now(self.config, self.peers, local, now)
+        actions = tuple(a for a in decision.actions
+                        if not (isinstance(a, StartLim | StopLim | ActivateLim | DeactivateLim)
+                                and a.lim in held))
+        if len(actions) != len(decision.actions):
+            # The last attempt failed: retry later (its outcome was logged once).
+            why = "; ".join(self._failure.get(n, f"LIM {n} waits for a retry")
+                            + f" (retry in {self._retry_at[n] - now:.0f} s)"
+                            for n in sorted(held))
+            decision = Decision(actions, decision.reason[:-1] + "; " + why + ".",
+                                decision.hold_downs)
+        self.hold_downs = decision.hold_downs
+        self.last_decision = decision.reason
+        if not actions:
+            return
+        log.info("%s", decision.reason)
+        after = local.applied(actions, now)
+        self._busy = (decision, local.runs, after.runs)
+        decided = time.time()
+        cfg = self.config
+        macs = set(self.macs.values())
+        assert self.executor is not None
+        ex = self.executor
+        macs.add(self.own_mac)
+        self._submit("apply", lambda: (decision, actions, decided, cfg,
+                                       ex.apply(cfg, actions, macs)))
+
+    def _drop_done_requests(self) -> None:
+        if self.local.fallback_requests:
+            active = set(self.local.active_lims())
+            keep = frozenset(n for n in self.local.fallback_requests if n in active)
+            if keep != self.local.fallback_requests:
+                self.local = dataclasses.replace(self.local, fallback_requests=keep)
+
+    def _collect(self) -> None:
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                kind, result = self._results.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(result, Exception):
+                if kind == "apply":
+                    self._busy = None
+                continue
+            if kind == "apply":
+                self._applied(*result)
+            elif kind == "status":
+                self._statuses(result)
+            elif kind == "macs":
+                self._merge_macs(result)
+
+    def _applied(self, decision: Decision, actions: tuple, decided: float, cfg: NodeConfig,
+                 outcomes: list[Outcome]) -> None:
+        now = time.monotonic()
+        done = [o.action for o in outcomes if o.ok]
+        self.local = self.local.applied(done, now)
+        self._busy = None
+        self._next_loading_poll = 0.0  # learn soon whether started services are up
+        standby_alive = cfg.role is Role.REGULAR and self.peers.get(cfg.standby.name,
+                                                                    PeerView("x")).alive
+        for o in outcomes:
+            a = o.action
+            if not isinstance(a, StartLim | StopLim | ActivateLim | DeactivateLim):
+                continue
+            if o.foreign_mac:
+                self.foreign_mac[a.lim] = o.foreign_mac
+                self._failure[a.lim] = (f"LIM {a.lim} is not started: its alias is answered "
+                                        f"by {o.foreign_mac}, a host outside the cluster")
+            elif not o.ok:
+                self._failure[a.lim] = f"LIM {a.lim}: {o.error}"
+            if not o.ok:
+                self._retry_at[a.lim] = now + RETRY_AFTER
+            else:
+                self._retry_at.pop(a.lim, None)
+                self._failure.pop(a.lim, None)
+                if isinstance(a, StartLim | ActivateLim):
+                    self.foreign_mac.pop(a.lim, None)
+            if not o.ok:
+                log.warning("%s: %s", cfg.node, o.error)
+            at = {k: iso_now(v) for k, v in o.steps.items()}
+            self.transitions.append(Transition(
+                lim=a.lim, kind=_kind(cfg, a, decision.reason, standby_alive),
+                reason=decision.reason, detected=iso_now(min(self.last_change_wall, decided)),
+                decided=iso_now(decided), alias_up=at.get("alias_up"),
+                first_garp=at.get("first_garp"), service_up=at.get("service_up"), ok=o.ok,
+                error=o.error))
+        self._dirty = True
+
+    def _statuses(self, codes: dict[int, int]) -> None:
+        runs = {r.lim: r for r in self.local.runs}
+        changed = False
+        for n, code in codes.items():
+            r = runs.get(n)
+            if r is None:
+                continue
+            if code == 0 and r.loading:
+                runs[n] = LimRun(n, r.mode, loading=False)
+                changed = True
+            elif code not in (0, service_node.STATUS_LOADING):
+                log.warning("%s: the service of LIM %d is no longer running; it counts as "
+                            "stopped here", self.config.node, n)
+                runs.pop(n)
+                changed = True
+                cfg = self.config
+                ex = self.executor
+                assert ex is not None
+                self._submit("cleanup", functools.partial(ex.apply, cfg, [StopLim(n)], set()))
+        if changed:
+            started = {k: v for k, v in self.local.started_at.items() if k in runs}
+            self.local = dataclasses.replace(self.local, runs=tuple(runs.values()),
+                                             started_at=started)
+            self._dirty = True
+
+    # ---- control ---------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        assert self._ctl is not None
+        while True:
+            try:
+                conn, _ = self._ctl.accept()
+            except BlockingIOError:
+                return
+            with conn:
+                conn.settimeout(2.0)
+                try:
+                    data = b""
+                    while not data.endswith(b"\n") and len(data) < 65536:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    reply = self.handle(json.loads(data.decode("utf-8") or "{}"))
+                except (OSError, ValueError) as e:
+                    reply = {"ok": False, "error": f"bad request: {e}"}
+                try:
+                    conn.sendall(json.dumps(reply).encode("utf-8") + b"\n")
+                except OSError:
+                    pass
+
+    def handle(self, req: dict) -> dict:
+        """Answer one control request (``{"cmd": ...}``); see main's ``ctl`` for the verbs."""
+        cmd = req.get("cmd")
+        if cmd == "status":
+            return {"ok": True, **self.status()}
+        if cmd == "reload":
+            return self._reload()
+        raw = req.get("lim")
+        lim = 0
+        if cmd in ("fallback", "lock", "unlock"):
+            try:
+                lim = int(raw)  # type: ignore[arg-type]
+                self.config.lim(lim)
+            except (KeyError, TypeError, ValueError):
+                return {"ok": False, "error": f"LIM {raw} is not in cluster {self.config.cluster}"}
+        if cmd == "fallback":
+            if self.config.role is not Role.STANDBY:
+                return {"ok": False, "error": f"{self.config.node} is a regular server; order a "
+                        "fallback on the standby"}
+            if lim not in self.local.active_lims():
+                return {"ok": False, "error": f"LIM {lim} does not run on {self.config.node}"}
+            if self.config.lim(lim).lock is Lock.STANDBY:
+                return {"ok": False, "error": f"LIM {lim} is locked to the standby; unlock it "
+                        "before ordering a fallback"}
+            self.local = dataclasses.replace(
+                self.local, fallback_requests=self.local.fallback_requests | {lim})
+            self._dirty = True
+            return {"ok": True, "lim": lim, "result": "fallback ordered"}
+        if cmd in ("lock", "unlock"):
+            to = Lock.NONE if cmd == "unlock" else req.get("to")
+            if to not in (Lock.REGULAR, Lock.STANDBY, Lock.NONE):
+                return {"ok": False, "error": f"lock target {to!r} is not regular or standby"}
+            self.config = self.config.with_lock(lim, Lock(to))
+            self._dirty = True
+            log.info("%s: LIM %d %s by the operator", self.config.node, lim,
+                     "unlocked" if to == Lock.NONE else f"locked to the {to} server")
+            return {"ok": True, "lim": lim, "lock": str(Lock(to))}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _reload(self) -> dict:
+        try:
+            cfg = read_config(self.config_path)
+            secret = read_secret(self.secret_path)
+        except (StartupError, ConfigError) as e:
+            log.warning("%s refuses the new config and keeps generation %d: %s",
+                        self.config.node, self.config.generation, e)
+            return {"ok": False, "error": f"new config refused, generation "
+                    f"{self.config.generation} kept: {e}"}
+        problems = []
+        if cfg.node != self.config.node:
+            problems.append(f"node is {cfg.node}, this agent runs {self.config.node}")
+        if cfg.role is not self.config.role:
+            problems.append(f"role changes to {cfg.role}; restart the agent for that")
+        if cfg.local.base_ip != self.config.local.base_ip or (
+                cfg.heartbeat_port != self.config.heartbeat_port):
+            problems.append("base IP or heartbeat port changes; restart the agent for that")
+        if problems:
+            return {"ok": False, "error": f"new config refused, generation "
+                    f"{self.config.generation} kept: " + "; ".join(problems)}
+        old = self.config.generation
+        self.config = cfg
+        self.secret = secret
+        self._reset_peers()
+        self._dirty = True
+        log.info("%s loads config generation %d (was %d)", cfg.node, cfg.generation, old)
+        return {"ok": True, "generation": cfg.generation, "previous_generation": old}
+
+    # ---- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        cfg = self.config
+        now = time.monotonic()
+        here = {r.lim: r for r in self._advertised()}
+        holds = {h.lim: h for h in self.hold_downs}
+        lims = []
+        for x in cfg.lims:
+            home = x.server == cfg.node
+            run = here.get(x.lim)
+            regular_runs = (run is not None and run.active) if home else \
+                self.peers[x.server].runs_active(x.lim) if x.server in self.peers else False
+            sb = cfg.standby.name
+            standby_runs = (run is not None and run.active) if cfg.role is Role.STANDBY else \
+                self.peers[sb].runs_active(x.lim)
+            known = (home or self.peers.get(x.server, PeerView("x")).alive) and (
+                cfg.role is Role.STANDBY or self.peers[sb].alive)
+            owner = ("both" if regular_runs and standby_runs else "regular" if regular_runs
+                     else "standby" if standby_runs else "none" if known else "unknown")
+            hd = holds.get(x.lim)
+            if hd is None and cfg.role is Role.STANDBY and x.lim in self.local.appearances:
+                hd = hold_down(x.lim, self.local.appearances[x.lim], now, cfg.detection)
+            lims.append({
+                "lim": x.lim, "server": x.server, "alias_ip": str(x.alias_ip),
+                "owner": owner,
+                "here": None if run is None else ("loading" if run.loading else str(run.mode)),
+                "lock": str(x.lock), "priority": x.priority,
+                "hold_down_s": None if hd is None or hd.seconds == 0 else round(hd.seconds, 1),
+                "hold_down_left_s": None if hd is None or hd.seconds == 0 else round(
+                    hd.remaining, 1)})
+        peers = []
+        for name, v in self.peers.items():
+            hb = v.heartbeat
+            peers.append({
+                "name": name, "role": str(cfg.server(name).role) if name in self._by_ip.values()
+                else None, "liveness": str(v.liveness),
+                "last_heard_s_ago": None if v.last_heard is None else round(now - v.last_heard, 3),
+                "generation": hb.generation if hb else None,
+                "readiness": str(hb.readiness) if hb else None,
+                "runs": [{"lim": r.lim, "mode": str(r.mode), "loading": r.loading}
+                         for r in (hb.lims if hb else ())]})
+        active, alarm_log = self.alarms.status()
+        out = {
+            "node": cfg.node, "cluster": cfg.cluster, "role": str(cfg.role),
+            "generation": cfg.generation, "incarnation": f"{self.incarnation:016x}",
+            "readiness": str(self.local.readiness), "detection_s": cfg.detection,
+            "lims": lims, "peers": peers, "alarms": active, "alarm_log": alarm_log,
+            "drops": {str(k): v for k, v in self.drops.items()},
+            "transitions": [dataclasses.asdict(t) for t in self.transitions],
+            "last_decision": self.last_decision,
+            "fallback_requests": sorted(self.local.fallback_requests),
+            "pid": os.getpid(),
+        }
+        if self.foreign_mac:
+            out["foreign_mac"] = {str(k): v for k, v in self.foreign_mac.items()}
+        return out
+
+
+def decide_now(config: NodeConfig, peers: dict[str, PeerView], local: LocalState,
+               now: float) -> Decision:
+    from mxone_agent.decide import decide
+    return decide(config, peers, local, now)

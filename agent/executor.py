@@ -1,0 +1,314 @@
+"""The executor: applies a Decision's actions, in order, through a NetworkBackend.
+
+It holds no policy; ``decide`` chose the actions. What it adds is how each one is done:
+
+* ``StartLim`` active: an ARP probe for the alias first (a MAC that belongs to no cluster
+  server answering it means the address is taken by a foreign host: the LIM is *not*
+  started and the outcome names that MAC); then alias up, the service started bound to
+  it, a gratuitous ARP burst. A second burst follows ``garp.second_burst_after`` seconds
+  later and refreshes every ``garp.refresh_interval`` (see :meth:`Executor.announce_due`).
+* ``StartLim`` preloaded: the alias up but blocked in the kernel (nftables), the service
+  started bound to it; nobody can reach it.
+* ``ActivateLim``: probe, unblock, gratuitous ARP burst. ``DeactivateLim``: block again.
+* ``StopLim``: the service stopped, the alias and any block removed.
+* ``RaiseAlarm``/``ClearAlarm``: the alarm book.
+
+Services run through the LIM's configured commands (argv, no shell, bounded timeouts);
+without any, the reference Service Node of :mod:`mxone_agent.service_node`. Companion
+services follow the LIM on its regular server; on the standby only a co-located media
+server is started (see ``config.Companion.runs_on_standby``).
+
+Every step is timed (wall clock, for status) so transitions can show where time went.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from mxone_agent import service_node
+from mxone_agent.actions import (
+    Action,
+    ActivateLim,
+    ClearAlarm,
+    DeactivateLim,
+    RaiseAlarm,
+    StartLim,
+    StopLim,
+)
+from mxone_agent.alarms import AlarmBook
+from mxone_agent.config import LimConfig, NodeConfig, ServiceCommands
+from mxone_agent.model import LimRun, Mode, Role
+from mxone_agent.network import NetworkBackend, NetworkError
+
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+STATUS_TIMEOUT = 5.0
+
+CommandRunner = Callable[[Sequence[str], float], int]
+"""Runs an argv with a timeout; returns its exit status (-1: could not run or timed out)."""
+
+
+def run_command(argv: Sequence[str], timeout: float) -> int:
+    """Run ``argv`` (no shell) with stdin/stdout closed; -1 if it cannot run or times out."""
+    env = dict(os.environ)
+    # The reference Service Node is this package: let its python find it the way we did.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    try:
+        return subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=timeout, env=env,
+                              check=False).returncode
+    except (OSError, subprocess.TimeoutExpired):
+        return -1
+
+
+def reference_service(lim: LimConfig, run_dir: str = service_node.DEFAULT_RUN_DIR
+                      ) -> ServiceCommands:
+    """The commands of the reference Service Node for ``lim``."""
+    base = [sys.executable, "-m", "mxone_agent", "service"]
+    tail = ["--lim", str(lim.lim), "--run-dir", run_dir]
+    return ServiceCommands(start=(*base, "start", *tail, "--alias", str(lim.alias_ip)),
+                           stop=(*base, "stop", *tail), status=(*base, "status", *tail))
+
+
+def probe_wait(config: NodeConfig) -> float:
+    """How long the ARP probe before a takeover waits for an answer: a sixth of the
+    detection time, from 50 to 250 ms (a LAN answers within a few ms; the wait is part of
+    the outage)."""
+    return min(0.25, max(0.05, config.detection / 6))
+
+
+@dataclass
+class Outcome:
+    """What became of one action: done or not, why not, and the wall time of each step."""
+
+    action: Action
+    ok: bool = True
+    error: str | None = None
+    foreign_mac: str | None = None
+    steps: dict[str, float] = field(default_factory=dict)  # step -> time.time()
+
+
+@dataclass
+class _Announce:
+    interface: str
+    alias: ipaddress.IPv4Address
+    second_at: float | None
+    refresh_at: float | None
+
+
+class Executor:
+    """Applies actions for one node. Not thread-safe: one caller (the daemon's worker)."""
+
+    def __init__(self, network: NetworkBackend, alarms: AlarmBook,
+                 run: CommandRunner = run_command,
+                 run_dir: str = service_node.DEFAULT_RUN_DIR,
+                 clock: Callable[[], float] = time.time,
+                 mono: Callable[[], float] = time.monotonic) -> None:
+        self.network = network
+        self.alarms = alarms
+        self._run = run
+        self._run_dir = run_dir
+        self._clock = clock
+        self._mono = mono
+        self._announce: dict[int, _Announce] = {}
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    @staticmethod
+    def interface(config: NodeConfig, lim: LimConfig) -> str:
+        """Where ``lim``'s alias goes on this node: its own interface on its regular server,
+        the standby's interface on the standby."""
+        return lim.interface if config.role is Role.REGULAR else config.local.interface
+
+    def service(self, lim: LimConfig) -> ServiceCommands:
+        return lim.service or reference_service(lim, self._run_dir)
+
+    def _companions(self, config: NodeConfig, lim: LimConfig) -> list:
+        on_standby = config.role is Role.STANDBY
+        return [c for c in lim.companions if not on_standby or c.runs_on_standby]
+
+    def service_status(self, lim: LimConfig) -> int:
+        """The status command's exit code: 0 running, 150 loading, other: not running."""
+        return self._run(self.service(lim).status, STATUS_TIMEOUT)
+
+    # ---- learning what runs here ------------------------------------------------------------
+
+    def learn_local(self, config: NodeConfig) -> tuple[LimRun, ...]:
+        """The LIMs whose service runs here, from their status commands and the blocks.
+
+        Also cleans up what a LIM that does not run left behind (alias, block): a node
+        never claims an address for a LIM it does not run.
+        """
+        mine = config.lims if config.role is Role.STANDBY else [
+            x for x in config.lims if x.server == config.node]
+        runs = []
+        for lim in mine:
+            code = self.service_status(lim)
+            iface = self.interface(config, lim)
+            if code in (0, service_node.STATUS_LOADING):
+                mode = Mode.PRELOADED if self.network.is_blocked(lim.lim) else Mode.ACTIVE
+                if not self.network.has_alias(iface, lim.alias_ip):
+                    if mode is Mode.PRELOADED:
+                        self.network.add_alias(iface, lim.alias_ip, lim.prefix)
+                    else:  # alias gone behind our back: stop it; decide starts it again
+                        self._run(self.service(lim).stop, STOP_TIMEOUT)
+                        continue
+                runs.append(LimRun(lim.lim, mode, loading=code != 0))
+                if mode is Mode.ACTIVE:
+                    self._schedule(config, lim, iface)
+            else:
+                try:
+                    self.network.remove_alias(iface, lim.alias_ip, lim.prefix)
+                    self.network.unblock(lim.lim)
+                except NetworkError:
+                    pass
+        return tuple(runs)
+
+    # ---- applying ---------------------------------------------------------------------------
+
+    def apply(self, config: NodeConfig, actions: Iterable[Action],
+              cluster_macs: set[str]) -> list[Outcome]:
+        """Apply ``actions`` in order. A failed LIM action does not stop the others."""
+        out = []
+        for a in actions:
+            o = Outcome(a)
+            try:
+                if isinstance(a, StartLim):
+                    self._start(config, config.lim(a.lim), a.mode, cluster_macs, o)
+                elif isinstance(a, StopLim):
+                    self._stop(config, config.lim(a.lim), o)
+                elif isinstance(a, ActivateLim):
+                    self._activate(config, config.lim(a.lim), cluster_macs, o)
+                elif isinstance(a, DeactivateLim):
+                    self._deactivate(config, config.lim(a.lim), o)
+                elif isinstance(a, RaiseAlarm):
+                    self.alarms.raise_(a.code, a.lim, a.text)
+                elif isinstance(a, ClearAlarm):
+                    self.alarms.clear(a.code, a.lim)
+            except NetworkError as e:
+                o.ok, o.error = False, str(e)
+            out.append(o)
+        return out
+
+    def _mark(self, o: Outcome, step: str) -> None:
+        o.steps.setdefault(step, self._clock())
+
+    def _foreign(self, config: NodeConfig, lim: LimConfig, iface: str, cluster_macs: set[str],
+                 o: Outcome) -> bool:
+        answers = self.network.probe(iface, lim.alias_ip, probe_wait(config))
+        foreign = sorted(m for m in answers if m not in cluster_macs)
+        if foreign:
+            o.ok, o.foreign_mac = False, foreign[0]
+            o.error = (f"alias {lim.alias_ip} of LIM {lim.lim} is answered by {foreign[0]}, "
+                       "which belongs to no server of the cluster; LIM not started")
+            return True
+        return False
+
+    def _start_services(self, config: NodeConfig, lim: LimConfig, o: Outcome) -> bool:
+        code = self._run(self.service(lim).start, START_TIMEOUT)
+        if code != 0:
+            o.ok = False
+            o.error = f"the service of LIM {lim.lim} did not start (exit status {code})"
+            return False
+        self._mark(o, "service_up")
+        for c in self._companions(config, lim):
+            if self._run(c.service.start, START_TIMEOUT) != 0:
+                o.error = f"companion {c.name} of LIM {lim.lim} did not start"
+        return True
+
+    def _start(self, config: NodeConfig, lim: LimConfig, mode: Mode, cluster_macs: set[str],
+               o: Outcome) -> None:
+        iface = self.interface(config, lim)
+        if mode is Mode.PRELOADED:
+            self.network.block(lim.lim, lim.alias_ip)
+            self.network.add_alias(iface, lim.alias_ip, lim.prefix)
+            self._start_services(config, lim, o)
+            return
+        if self._foreign(config, lim, iface, cluster_macs, o):
+            return
+        self.network.unblock(lim.lim)
+        self.network.add_alias(iface, lim.alias_ip, lim.prefix)
+        self._mark(o, "alias_up")
+        # Announce before the service is up: clients' traffic then reaches this host at
+        # once, and the service answers as soon as it binds.
+        self.network.garp(iface, lim.alias_ip, config.garp.burst)
+        self._mark(o, "first_garp")
+        self._schedule(config, lim, iface)
+        if not self._start_services(config, lim, o):
+            self._announce.pop(lim.lim, None)
+            self.network.remove_alias(iface, lim.alias_ip, lim.prefix)
+
+    def _stop(self, config: NodeConfig, lim: LimConfig, o: Outcome) -> None:
+        iface = self.interface(config, lim)
+        self._announce.pop(lim.lim, None)
+        # Address first: from now on no client traffic reaches a half-stopped service.
+        self.network.remove_alias(iface, lim.alias_ip, lim.prefix)
+        self.network.unblock(lim.lim)
+        for c in reversed(self._companions(config, lim)):
+            self._run(c.service.stop, STOP_TIMEOUT)
+        code = self._run(self.service(lim).stop, STOP_TIMEOUT)
+        if code != 0:
+            o.error = f"the stop command of LIM {lim.lim} failed (exit status {code})"
+        self._mark(o, "service_down")
+
+    def _activate(self, config: NodeConfig, lim: LimConfig, cluster_macs: set[str],
+                  o: Outcome) -> None:
+        iface = self.interface(config, lim)
+        if self._foreign(config, lim, iface, cluster_macs, o):
+            return
+        self.network.add_alias(iface, lim.alias_ip, lim.prefix)
+        self.network.unblock(lim.lim)
+        self._mark(o, "alias_up")
+        self.network.garp(iface, lim.alias_ip, config.garp.burst)
+        self._mark(o, "first_garp")
+        self._schedule(config, lim, iface)
+
+    def _deactivate(self, config: NodeConfig, lim: LimConfig, o: Outcome) -> None:
+        self._announce.pop(lim.lim, None)
+        self.network.block(lim.lim, lim.alias_ip)
+        self._mark(o, "blocked")
+
+    # ---- gratuitous ARP after the first burst ------------------------------------------------
+
+    def _schedule(self, config: NodeConfig, lim: LimConfig, iface: str) -> None:
+        now = self._mono()
+        g = config.garp
+        self._announce[lim.lim] = _Announce(
+            iface, lim.alias_ip, now + g.second_burst_after,
+            None if g.refresh_interval is None else now + g.refresh_interval)
+
+    def next_announce(self) -> float | None:
+        """Monotonic time of the next due announcement, or None."""
+        times = [t for a in self._announce.values() for t in (a.second_at, a.refresh_at)
+                 if t is not None]
+        return min(times) if times else None
+
+    def announce_due(self, config: NodeConfig) -> int:
+        """Send the second bursts and refreshes that are due; returns how many bursts."""
+        now = self._mono()
+        sent = 0
+        for n, a in list(self._announce.items()):
+            due = False
+            if a.second_at is not None and now >= a.second_at:
+                a.second_at, due = None, True
+            if a.refresh_at is not None and now >= a.refresh_at:
+                a.refresh_at = now + (config.garp.refresh_interval or 0)
+                if config.garp.refresh_interval is None:
+                    a.refresh_at = None
+                due = True
+            if due:
+                try:
+                    self.network.garp(a.interface, a.alias, config.garp.burst)
+                    sent += 1
+                except NetworkError:
+                    pass
+        return sent
+
+    def forget(self, lim: int) -> None:
+        self._announce.pop(lim, None)

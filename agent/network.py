@@ -1,0 +1,373 @@
+"""The network side effects of the agent, behind one ABC: :class:`NetworkBackend`.
+
+* :class:`LinuxNetwork` - pyroute2 for addresses and the neighbour table, nftables for the
+  blocked (preloaded, passive) alias, ARP frames sent and received on an AF_PACKET socket.
+
+The ARP frames (42 bytes) are packed here with ``struct`` rather than built with scapy:
+measured in the lab, importing ``scapy.layers.l2`` alone takes the agent from 40 MB to 87 MB
+RSS (scapy.data loads the manufacturer DB, /etc/services and more at import), above the
+64 MB budget, for two fixed frame layouts. scapy stays the tool of the tests, which check
+these frames with it and inject forged heartbeats.
+* :class:`RecordingNetwork` - records every call and keeps a model of the addresses,
+  blocks and ARP answers, for unit tests.
+
+A backend never decides anything; the executor tells it what to do. Every method may raise
+:class:`NetworkError` (an AgentError) with a message naming the address and the interface.
+
+Blocking a preloaded alias follows the lab-measured recipe: the alias is on the interface,
+and two per-LIM nftables tables (``arp mxone_block_limN`` and ``ip mxone_block_limN``) drop
+ARP for it in and out and every IP packet to or from it. The service stays bound to it.
+"""
+
+from __future__ import annotations
+
+import abc
+import ipaddress
+import os
+import select
+import socket
+import struct
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from mxone_agent.errors import AgentError
+
+ETH_P_ARP = 0x0806
+PROBE_WAIT = 0.25
+"""Seconds an ARP probe waits for an answer before the address counts as free."""
+NFT_TIMEOUT = 5.0
+
+
+class NetworkError(AgentError):
+    """A network operation failed; the message names the address and interface."""
+
+
+def block_table(lim: int) -> str:
+    """The nftables table name (in the arp and ip families) that blocks ``lim``'s alias."""
+    return f"mxone_block_lim{lim}"
+
+
+def block_ruleset(lim: int, alias: ipaddress.IPv4Address) -> str:
+    """The nft script that blocks ``alias`` (ARP in/out, IP in/out) in LIM ``lim``'s tables."""
+    t = block_table(lim)
+    return (
+        f"table arp {t} {{\n"
+        f"  chain input {{ type filter hook input priority 0; arp daddr ip {alias} drop; }};\n"
+        f"  chain output {{ type filter hook output priority 0; arp saddr ip {alias} drop; }};\n"
+        "}\n"
+        f"table ip {t} {{\n"
+        f"  chain input {{ type filter hook input priority -300; ip daddr {alias} drop; }};\n"
+        f"  chain output {{ type filter hook output priority -300; ip saddr {alias} drop; }};\n"
+        "}\n")
+
+
+class NetworkBackend(abc.ABC):
+    """What the executor needs of the network. Implementations keep no policy."""
+
+    @abc.abstractmethod
+    def has_alias(self, interface: str, alias: ipaddress.IPv4Address) -> bool:
+        """True when ``alias`` is configured on ``interface``."""
+
+    @abc.abstractmethod
+    def add_alias(self, interface: str, alias: ipaddress.IPv4Address, prefix: int) -> None:
+        """Put ``alias/prefix`` on ``interface`` (no error if it is already there)."""
+
+    @abc.abstractmethod
+    def remove_alias(self, interface: str, alias: ipaddress.IPv4Address, prefix: int) -> None:
+        """Take ``alias`` off ``interface`` (no error if it is not there)."""
+
+    @abc.abstractmethod
+    def is_blocked(self, lim: int) -> bool:
+        """True when LIM ``lim``'s alias is blocked here (its block tables exist)."""
+
+    @abc.abstractmethod
+    def block(self, lim: int, alias: ipaddress.IPv4Address) -> None:
+        """Block ``alias`` in the kernel (idempotent)."""
+
+    @abc.abstractmethod
+    def unblock(self, lim: int) -> None:
+        """Lift the block of LIM ``lim``'s alias (idempotent)."""
+
+    @abc.abstractmethod
+    def garp(self, interface: str, alias: ipaddress.IPv4Address, count: int) -> None:
+        """Send ``count`` gratuitous ARP announcements of ``alias`` from ``interface``."""
+
+    @abc.abstractmethod
+    def probe(self, interface: str, alias: ipaddress.IPv4Address,
+              wait: float = PROBE_WAIT) -> set[str]:
+        """MACs (lower-case ``aa:bb:..``) of the hosts that answer an ARP probe for ``alias``
+        within ``wait`` seconds; empty when nobody does."""
+
+    @abc.abstractmethod
+    def mac_of(self, interface: str) -> str:
+        """The MAC of a local interface."""
+
+    @abc.abstractmethod
+    def neighbour_macs(self, interface: str) -> dict[str, str]:
+        """IPv4 address -> MAC of the neighbour table entries of ``interface`` that have one."""
+
+    def close(self) -> None:
+        """Release sockets (idempotent)."""
+
+
+# ---- recording backend (unit tests) -----------------------------------------------------
+
+@dataclass
+class RecordingNetwork(NetworkBackend):
+    """A NetworkBackend that records calls and models state; never touches the system.
+
+    ``answers`` maps an alias to the MACs that answer a probe for it; ``fail`` names
+    methods that raise NetworkError.
+    """
+
+    local_mac: str = "02:00:00:00:00:01"
+    calls: list[tuple] = field(default_factory=list)
+    aliases: set[tuple[str, str]] = field(default_factory=set)
+    blocked: dict[int, str] = field(default_factory=dict)
+    answers: dict[str, set[str]] = field(default_factory=dict)
+    neighbours: dict[str, str] = field(default_factory=dict)
+    fail: set[str] = field(default_factory=set)
+
+    def _call(self, name: str, *args: object) -> None:
+        self.calls.append((name, *args))
+        if name in self.fail:
+            raise NetworkError(f"{name} failed (recording backend told to fail)")
+
+    def has_alias(self, interface: str, alias: ipaddress.IPv4Address) -> bool:
+        return (interface, str(alias)) in self.aliases
+
+    def add_alias(self, interface: str, alias: ipaddress.IPv4Address, prefix: int) -> None:
+        self._call("add_alias", interface, str(alias), prefix)
+        self.aliases.add((interface, str(alias)))
+
+    def remove_alias(self, interface: str, alias: ipaddress.IPv4Address, prefix: int) -> None:
+        self._call("remove_alias", interface, str(alias), prefix)
+        self.aliases.discard((interface, str(alias)))
+
+    def is_blocked(self, lim: int) -> bool:
+        return lim in self.blocked
+
+    def block(self, lim: int, alias: ipaddress.IPv4Address) -> None:
+        self._call("block", lim, str(alias))
+        self.blocked[lim] = str(alias)
+
+    def unblock(self, lim: int) -> None:
+        self._call("unblock", lim)
+        self.blocked.pop(lim, None)
+
+    def garp(self, interface: str, alias: ipaddress.IPv4Address, count: int) -> None:
+        self._call("garp", interface, str(alias), count)
+
+    def probe(self, interface: str, alias: ipaddress.IPv4Address,
+              wait: float = PROBE_WAIT) -> set[str]:
+        self._call("probe", interface, str(alias))
+        return set(self.answers.get(str(alias), set()))
+
+    def mac_of(self, interface: str) -> str:
+        return self.local_mac
+
+    def neighbour_macs(self, interface: str) -> dict[str, str]:
+        return dict(self.neighbours)
+
+    def names(self) -> list[str]:
+        """The names of the calls made, in order."""
+        return [c[0] for c in self.calls]
+
+
+# ---- Linux backend ------------------------------------------------------------------------
+
+def _mac_bytes(mac: str) -> bytes:
+    return bytes(int(x, 16) for x in mac.split(":"))
+
+
+def arp_frame(op: int, src_mac: str, sender_ip: str, target_ip: str,
+              dst_mac: str = "ff:ff:ff:ff:ff:ff") -> bytes:
+    """An Ethernet ARP frame (IPv4 over Ethernet): ``op`` 1 request, 2 reply; the target
+    hardware address is left zero."""
+    eth = _mac_bytes(dst_mac) + _mac_bytes(src_mac) + struct.pack(">H", ETH_P_ARP)
+    arp = struct.pack(">HHBBH", 1, 0x0800, 6, 4, op) + _mac_bytes(src_mac) + \
+        ipaddress.IPv4Address(sender_ip).packed + bytes(6) + \
+        ipaddress.IPv4Address(target_ip).packed
+    return eth + arp
+
+
+def garp_frame(mac: str, alias: str) -> bytes:
+    """A gratuitous ARP announcement: a broadcast request with sender = target = alias, the
+    form every stack updates an existing cache entry from."""
+    return arp_frame(1, mac, alias, alias)
+
+
+def probe_frame(mac: str, alias: str) -> bytes:
+    """An RFC 5227 ARP probe: sender IP 0.0.0.0, so no cache anywhere learns from it."""
+    return arp_frame(1, mac, "0.0.0.0", alias)
+
+
+class LinuxNetwork(NetworkBackend):
+    """pyroute2 + nftables + ARP frames on an AF_PACKET socket."""
+
+    def __init__(self) -> None:
+        from pyroute2 import IPRoute  # type: ignore[import-untyped]
+
+        self._ipr = IPRoute()
+        self._blocked: dict[int, bool] = {}  # what nft said or we did, to skip nft calls
+        self._sockets: dict[str, socket.socket] = {}
+        self._index: dict[str, int] = {}
+
+    def close(self) -> None:
+        for s in self._sockets.values():
+            s.close()
+        self._sockets.clear()
+        try:
+            self._ipr.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+
+    def _ifindex(self, interface: str) -> int:
+        if interface not in self._index:
+            found = self._ipr.link_lookup(ifname=interface)
+            if not found:
+                raise NetworkError(f"interface {interface} does not exist on this host")
+            self._index[interface] = found[0]
+        return self._index[interface]
+
+    def has_alias(self, interface: str, alias: ipaddress.IPv4Address) -> bool:
+        idx = self._ifindex(interface)
+        for msg in self._ipr.get_addr(family=socket.AF_INET, index=idx):
+            if msg.get_attr("IFA_ADDRESS") == str(alias):
+                return True
+        return False
+
+    def add_alias(self, interface: str, alias: ipaddress.IPv4Address, prefix: int) -> None:
+        if self.has_alias(interface, alias):
+            return
+        try:
+            self._ipr.addr("add", index=self._ifindex(interface), address=str(alias),
+                           prefixlen=prefix)
+        except Exception as e:  # pyroute2 NetlinkError and friends
+            raise NetworkError(f"cannot add alias {alias}/{prefix} on {interface}: {e}") from e
+
+    def remove_alias(self, interface: str, alias: ipaddress.IPv4Address, prefix: int) -> None:
+        if not self.has_alias(interface, alias):
+            return
+        try:
+            self._ipr.addr("del", index=self._ifindex(interface), address=str(alias),
+                           prefixlen=prefix)
+        except Exception as e:
+            raise NetworkError(f"cannot remove alias {alias} from {interface}: {e}") from e
+
+    def _nft(self, args: list[str], script: str | None = None) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(["nft", *args], input=script, capture_output=True, text=True,
+                                  timeout=NFT_TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise NetworkError(f"nft {' '.join(args)} failed: {e}") from e
+
+    def is_blocked(self, lim: int) -> bool:
+        if lim not in self._blocked:
+            self._blocked[lim] = self._nft(["list", "table", "arp", block_table(lim)]
+                                           ).returncode == 0
+        return self._blocked[lim]
+
+    def block(self, lim: int, alias: ipaddress.IPv4Address) -> None:
+        if self.is_blocked(lim):
+            return
+        r = self._nft(["-f", "-"], block_ruleset(lim, alias))
+        if r.returncode != 0:
+            raise NetworkError(f"cannot block alias {alias} with nftables: {r.stderr.strip()}")
+        self._blocked[lim] = True
+
+    def unblock(self, lim: int) -> None:
+        # Only this agent makes these tables (and an operator's `nft flush ruleset` only
+        # removes them), so a LIM known to be unblocked needs no nft call: that saves two
+        # process starts on the takeover path.
+        if not self.is_blocked(lim):
+            return
+        self._blocked[lim] = False
+        for family in ("arp", "ip"):
+            r = self._nft(["delete", "table", family, block_table(lim)])
+            if r.returncode != 0 and "No such file" not in r.stderr:
+                raise NetworkError(f"cannot delete nftables table {family} {block_table(lim)}: "
+                                   f"{r.stderr.strip()}")
+
+    def _socket(self, interface: str) -> socket.socket:
+        s = self._sockets.get(interface)
+        if s is None:
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+            s.bind((interface, ETH_P_ARP))
+            s.setblocking(False)
+            self._sockets[interface] = s
+        return s
+
+    def mac_of(self, interface: str) -> str:
+        links = self._ipr.get_links(self._ifindex(interface))
+        return str(links[0].get_attr("IFLA_ADDRESS")).lower()
+
+    def garp(self, interface: str, alias: ipaddress.IPv4Address, count: int) -> None:
+        frame = garp_frame(self.mac_of(interface), str(alias))
+        s = self._socket(interface)
+        try:
+            for _ in range(count):
+                s.send(frame)
+        except OSError as e:
+            raise NetworkError(f"cannot send gratuitous ARP for {alias} on {interface}: "
+                               f"{e.strerror}") from e
+
+    def probe(self, interface: str, alias: ipaddress.IPv4Address,
+              wait: float = PROBE_WAIT) -> set[str]:
+        mac = self.mac_of(interface)
+        s = self._socket(interface)
+        while True:  # drain what queued up since the last use
+            try:
+                s.recv(2048)
+            except BlockingIOError:
+                break
+        frame = probe_frame(mac, str(alias))
+        try:
+            s.send(frame)
+        except OSError as e:
+            raise NetworkError(f"cannot send an ARP probe for {alias} on {interface}: "
+                               f"{e.strerror}") from e
+        found: set[str] = set()
+        target = ipaddress.IPv4Address(alias).packed
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([s], [], [], left)
+            if not ready:
+                break
+            try:
+                data = s.recv(2048)
+            except BlockingIOError:
+                continue
+            answer = arp_reply_from(data, target)
+            if answer is not None and answer != mac:
+                found.add(answer)
+        return found
+
+    def neighbour_macs(self, interface: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for n in self._ipr.get_neighbours(family=socket.AF_INET, ifindex=self._ifindex(interface)):
+            ip, ll = n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR")
+            if ip and ll:
+                out[ip] = str(ll).lower()
+        return out
+
+
+def arp_reply_from(frame: bytes, target: bytes) -> str | None:
+    """The sender MAC of ``frame`` if it is an ARP reply (or announcement) for ``target``."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x06":
+        return None
+    op = struct.unpack_from(">H", frame, 20)[0]
+    sha, spa = frame[22:28], frame[28:32]
+    if op == 2 and spa == target:
+        return ":".join(f"{b:02x}" for b in sha)
+    return None
+
+
+def rss_kb(pid: int | None = None) -> int:
+    """Resident set size of ``pid`` (default: this process) in kB, from /proc."""
+    with open(f"/proc/{pid or os.getpid()}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0

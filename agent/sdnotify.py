@@ -1,0 +1,77 @@
+"""The systemd notification protocol (sd_notify), the few lines of it the agent needs.
+
+A service of ``Type=notify`` gets ``NOTIFY_SOCKET`` (a unix datagram socket path; a leading
+``@`` means the abstract namespace) and sends ``READY=1`` once it serves, then
+``WATCHDOG=1`` at least every ``WATCHDOG_USEC / 2`` microseconds when ``WatchdogSec`` is
+set. Without NOTIFY_SOCKET every call does nothing. Sending never raises.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+
+
+def _address(env: Mapping[str, str]) -> str | None:
+    path = env.get("NOTIFY_SOCKET")
+    if not path:
+        return None
+    return "\0" + path[1:] if path.startswith("@") else path
+
+
+def notify(message: str, env: Mapping[str, str] | None = None) -> bool:
+    """Send ``message`` (e.g. ``"READY=1"``) to systemd; True if it was sent."""
+    addr = _address(os.environ if env is None else env)
+    if addr is None:
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.sendto(message.encode("utf-8"), addr)
+        return True
+    except OSError:
+        return False
+
+
+def watchdog_interval(env: Mapping[str, str] | None = None) -> float | None:
+    """Seconds between WATCHDOG=1 pings (half of WATCHDOG_USEC), or None when not asked.
+
+    WATCHDOG_PID, when set, must be this process (systemd sets it for the main PID).
+    """
+    e = os.environ if env is None else env
+    try:
+        usec = int(e.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    pid = e.get("WATCHDOG_PID")
+    if pid and pid != str(os.getpid()):
+        return None
+    return usec / 2e6 if usec > 0 else None
+
+
+UNIT = """\
+[Unit]
+Description=MX-ONE server redundancy agent
+Documentation=file:///opt/mxone/agent/current/README
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart=/opt/mxone/agent/current/bin/mxone-agent run --log /var/log/mxone/agent.log
+ExecReload=/opt/mxone/agent/current/bin/mxone-agent ctl reload
+# The agent pings every WatchdogSec/2; a hung loop is restarted. Stopping the agent leaves
+# the LIM services running (a restart causes no outage), so KillMode=process.
+WatchdogSec=10s
+Restart=on-failure
+RestartSec=1s
+KillMode=process
+RuntimeDirectory=mxone
+RuntimeDirectoryPreserve=yes
+
+[Install]
+WantedBy=multi-user.target
+"""
+"""The systemd unit the deployer installs as ``mxone-agent.service`` (also shipped as the
+file ``systemd/mxone-agent.service`` of this package)."""

@@ -1,0 +1,316 @@
+"""The daemon in-process, on loopback addresses, with the recording network backend:
+the control protocol, reload (and its refusal), the secret's rules, sd_notify, alarms."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mxone_agent import daemon, sdnotify
+from mxone_agent.actions import AlarmCode
+from mxone_agent.alarms import AlarmBook
+from mxone_agent.heartbeat import Heartbeat, encode
+from mxone_agent.main import ctl_request
+from mxone_agent.model import Readiness, Role
+from mxone_agent.network import RecordingNetwork
+
+from tests.agent.builders import config_dict
+
+KEY = "ab" * 32
+
+
+def loopback_doc(node: str, generation: int = 1, port: int = 17011) -> dict:
+    doc = config_dict(node, generation=generation)
+    for s in doc["servers"]:
+        s["base_ip"] = s["base_ip"].replace("10.77.0.", "127.0.0.")
+    for lim in doc["lims"]:
+        lim["alias_ip"] = lim["alias_ip"].replace("10.77.0.", "127.0.0.")
+    doc["heartbeat_port"] = port
+    doc["timers"] = {"interval": 0.05, "misses": 3}
+    return doc
+
+
+def write_files(tmp_path: Path, doc: dict, key: str = KEY, mode: int = 0o600) -> tuple[str, str]:
+    cfg, sec = tmp_path / "node.json", tmp_path / "cluster.key"
+    cfg.write_text(json.dumps(doc))
+    sec.write_text(key + "\n")
+    sec.chmod(mode)
+    return str(cfg), str(sec)
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[daemon.Agent]:
+    cfg, sec = write_files(tmp_path, loopback_doc("lim2", port=17000 + os.getpid() % 900))
+    agent = daemon.Agent(cfg, sec, str(tmp_path / "state"), str(tmp_path / "agent.sock"),
+                         RecordingNetwork, run_dir=str(tmp_path / "run"),
+                         alarm_file=str(tmp_path / "alarms.log"))
+    agent.start()
+    t = threading.Thread(target=agent.run, daemon=True)
+    t.start()
+    yield agent
+    agent.stop_flag = True
+    t.join(timeout=5)
+    agent.close()
+
+
+def ask(agent: daemon.Agent, **req) -> dict:
+    return ctl_request(agent.control_path, req)
+
+
+def test_secret_must_be_0600(tmp_path: Path) -> None:
+    _, sec = write_files(tmp_path, loopback_doc("lim2"), mode=0o644)
+    with pytest.raises(daemon.StartupError, match="mode 0644; it must be 0600"):
+        daemon.read_secret(sec)
+
+
+@pytest.mark.parametrize("key, message", [("ab" * 16, "has 16 bytes; at least 32"),
+                                          ("not hex at all", "must be hex text")])
+def test_secret_must_be_long_hex(tmp_path: Path, key: str, message: str) -> None:
+    _, sec = write_files(tmp_path, loopback_doc("lim2"), key=key)
+    with pytest.raises(daemon.StartupError, match=message):
+        daemon.read_secret(sec)
+
+
+def test_control_socket_is_root_only(running: daemon.Agent) -> None:
+    mode = os.stat(running.control_path).st_mode & 0o777
+    assert mode == 0o600
+
+
+def test_status_has_the_contract_keys(running: daemon.Agent) -> None:
+    st = ask(running, cmd="status")
+    assert st["ok"] is True
+    for key in ("node", "cluster", "role", "generation", "incarnation", "readiness",
+                "detection_s", "lims", "peers", "alarms", "alarm_log", "drops", "transitions",
+                "last_decision"):
+        assert key in st, key
+    assert st["node"] == "lim2" and st["role"] == "regular" and st["readiness"] == "ready"
+    assert set(st["lims"][0]) >= {"lim", "server", "alias_ip", "owner", "here", "lock",
+                                  "priority", "hold_down_s"}
+    assert set(st["peers"][0]) >= {"name", "role", "liveness", "last_heard_s_ago",
+                                   "generation", "readiness", "runs"}
+    assert st["drops"] == {"forged": 0, "replayed": 0, "malformed": 0}
+
+
+def test_lock_and_unlock_take_effect_at_once(running: daemon.Agent) -> None:
+    assert ask(running, cmd="lock", lim=3, to="standby") == {"ok": True, "lim": 3,
+                                                              "lock": "standby"}
+    assert [x["lock"] for x in ask(running, cmd="status")["lims"]][1] == "standby"
+    assert ask(running, cmd="unlock", lim=3)["lock"] == "none"
+    assert ask(running, cmd="lock", lim=9, to="standby")["ok"] is False
+    assert "not regular or standby" in ask(running, cmd="lock", lim=3, to="x")["error"]
+
+
+def test_fallback_is_refused_on_a_regular(running: daemon.Agent) -> None:
+    reply = ask(running, cmd="fallback", lim=2)
+    assert reply["ok"] is False and "order a fallback on the standby" in reply["error"]
+
+
+def test_reload_takes_a_new_generation(running: daemon.Agent, tmp_path: Path) -> None:
+    doc = loopback_doc("lim2", generation=5, port=running.config.heartbeat_port)
+    Path(running.config_path).write_text(json.dumps(doc))
+    reply = ask(running, cmd="reload")
+    assert reply == {"ok": True, "generation": 5, "previous_generation": 1}
+    assert ask(running, cmd="status")["generation"] == 5
+
+
+def test_reload_of_a_broken_config_is_refused_and_the_old_kept(running: daemon.Agent) -> None:
+    doc = loopback_doc("lim2", generation=6, port=running.config.heartbeat_port)
+    doc["timers"]["misses"] = 1
+    Path(running.config_path).write_text(json.dumps(doc))
+    reply = ask(running, cmd="reload")
+    assert reply["ok"] is False
+    assert "generation 1 kept" in reply["error"] and "$.timers.misses" in reply["error"]
+    assert ask(running, cmd="status")["generation"] == 1
+
+
+def test_reload_for_another_node_is_refused(running: daemon.Agent) -> None:
+    doc = loopback_doc("lim3", generation=7, port=running.config.heartbeat_port)
+    Path(running.config_path).write_text(json.dumps(doc))
+    reply = ask(running, cmd="reload")
+    assert reply["ok"] is False and "this agent runs lim2" in reply["error"]
+
+
+def test_heartbeats_from_the_wrong_address_count_as_forged(running: daemon.Agent) -> None:
+    cfg = running.config
+    hb = Heartbeat(cluster=cfg.cluster, sender="lim3", incarnation=1, seq=1, generation=1,
+                   role=Role.REGULAR, readiness=Readiness.READY)
+    data = encode(hb, bytes.fromhex(KEY))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.2", 0))  # not lim3's base IP (127.0.0.33)
+        s.sendto(data, (str(cfg.local.base_ip), cfg.heartbeat_port))
+        s.sendto(b"MXHB\x01garbage", (str(cfg.local.base_ip), cfg.heartbeat_port))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.33", 0))
+        s.sendto(data, (str(cfg.local.base_ip), cfg.heartbeat_port))
+        s.sendto(data, (str(cfg.local.base_ip), cfg.heartbeat_port))  # the same again
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        drops = ask(running, cmd="status")["drops"]
+        if drops["replayed"]:
+            break
+        time.sleep(0.05)
+    assert drops == {"forged": 1, "replayed": 1, "malformed": 1}
+    lim3 = next(p for p in ask(running, cmd="status")["peers"] if p["name"] == "lim3")
+    assert lim3["generation"] == 1  # the genuine one was accepted
+
+
+# ---- sd_notify ---------------------------------------------------------------------------
+
+def test_sd_notify_over_a_real_datagram_socket(tmp_path: Path) -> None:
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(path)
+        s.settimeout(2)
+        assert sdnotify.notify("READY=1", {"NOTIFY_SOCKET": path})
+        assert s.recv(100) == b"READY=1"
+
+
+def test_sd_notify_abstract_socket() -> None:
+    name = f"mxone-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind("\0" + name)
+        s.settimeout(2)
+        assert sdnotify.notify("WATCHDOG=1", {"NOTIFY_SOCKET": "@" + name})
+        assert s.recv(100) == b"WATCHDOG=1"
+
+
+def test_sd_notify_without_systemd_does_nothing() -> None:
+    assert sdnotify.notify("READY=1", {}) is False
+    assert sdnotify.watchdog_interval({}) is None
+    assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "10000000"}) == 5.0
+    assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "1"}) \
+        in (None, 5.0)
+
+
+def test_unit_file_matches_the_shipped_text() -> None:
+    shipped = Path(daemon.__file__).parent / "systemd" / "mxone-agent.service"
+    assert shipped.read_text() == sdnotify.UNIT
+    assert "Type=notify" in sdnotify.UNIT and "WatchdogSec=" in sdnotify.UNIT
+    assert "Restart=on-failure" in sdnotify.UNIT
+
+
+def test_agent_pings_systemd_ready_and_watchdog(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(3)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    cfg, sec = write_files(tmp_path, loopback_doc("lim3", port=17950 + os.getpid() % 40))
+    agent = daemon.Agent(cfg, sec, str(tmp_path / "state"), str(tmp_path / "a.sock"),
+                         RecordingNetwork, run_dir=str(tmp_path / "run"), alarm_file=None)
+    agent.start()
+    t = threading.Thread(target=agent.run, daemon=True)
+    t.start()
+    try:
+        got = [sock.recv(100) for _ in range(3)]
+        assert got[0] == b"READY=1" and got[1:] == [b"WATCHDOG=1", b"WATCHDOG=1"]
+    finally:
+        agent.stop_flag = True
+        t.join(timeout=5)
+        agent.close()
+        sock.close()
+
+
+# ---- alarms ------------------------------------------------------------------------------
+
+def test_alarm_handles_rise_and_persist(tmp_path: Path) -> None:
+    book = AlarmBook(tmp_path, tmp_path / "log" / "alarms.log", use_syslog=False)
+    a = book.raise_(AlarmCode.LIM_ON_STANDBY, 2, "LIM 2 runs on sb")
+    assert (a.handle, a.severity, a.name) == (1, 3, "LIM is running on standby server")
+    assert book.raise_(AlarmCode.LIM_ON_STANDBY, 2, "again") is a  # no duplicate
+    b = book.raise_(AlarmCode.STANDBY_OUT_OF_ORDER, None, "sb is not heard")
+    assert b.handle == 2 and b.severity == 2
+    cleared = book.clear(AlarmCode.LIM_ON_STANDBY, 2)
+    assert cleared.severity == 0 and cleared.cleared_at and cleared.handle == 1
+    assert book.clear(AlarmCode.LIM_ON_STANDBY, 2) is None
+    active, log = book.status()
+    assert [x["handle"] for x in active] == [2]
+    assert [(x["handle"], x["severity"]) for x in log] == [(1, 3), (2, 2), (1, 0)]
+    lines = (tmp_path / "log" / "alarms.log").read_text().splitlines()
+    assert len(lines) == 3 and "alarm cleared handle=1 severity=0" in lines[2]
+    again = AlarmBook(tmp_path, None, use_syslog=False)  # a restarted agent
+    assert again.raise_(AlarmCode.STANDBY_SYNC_FAILED, None, "x").handle == 3
+    assert again.active[("standby-sync-failed", None)].name == (
+        "Standby cluster has failed to synchronize data")
+
+
+def test_alarm_log_keeps_the_last_100(tmp_path: Path) -> None:
+    book = AlarmBook(None, None, use_syslog=False)
+    for _ in range(60):
+        book.raise_(AlarmCode.LIM_ON_STANDBY, 2, "x")
+        book.clear(AlarmCode.LIM_ON_STANDBY, 2)
+    assert len(book.status()[1]) == 100
+
+
+def test_alarm_file_that_cannot_be_written_is_no_failure(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    book = AlarmBook(None, tmp_path / "file" / "alarms.log", use_syslog=True)
+    book.raise_(AlarmCode.LIM_ON_STANDBY, 2, "x")  # no exception
+
+
+# ---- two agents in-process: the loop, the decision, the executor, end to end -----------------
+
+def start_agent(tmp_path: Path, node: str, port: int) -> tuple[daemon.Agent, threading.Thread]:
+    d = tmp_path / node
+    d.mkdir()
+    doc = loopback_doc(node, port=port)
+    doc["lims"] = [x for x in doc["lims"] if x["lim"] == 2]
+    doc["servers"] = [s for s in doc["servers"] if s["name"] in ("lim2", "sb")]
+    flag = str(d / "service-running")
+    doc["lims"][0]["service"] = {"start": ["touch", flag], "stop": ["rm", "-f", flag],
+                                 "status": ["test", "-e", flag]}
+    cfg, sec = write_files(d, doc)
+    agent = daemon.Agent(cfg, sec, str(d / "state"), str(d / "a.sock"), RecordingNetwork,
+                         run_dir=str(d / "run"), alarm_file=None)
+    agent.start()
+    t = threading.Thread(target=agent.run, daemon=True)
+    t.start()
+    return agent, t
+
+
+def wait_for(check, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.02)
+    raise AssertionError("condition not met")
+
+
+def test_two_agents_boot_then_failover_when_the_regular_goes_silent(tmp_path: Path) -> None:
+    port = 18000 + os.getpid() % 900
+    sb, sb_thread = start_agent(tmp_path, "sb", port)
+    lim2, lim2_thread = start_agent(tmp_path, "lim2", port)
+    try:
+        wait_for(lambda: lim2.local.run(2) is not None)
+        assert ("add_alias", "eth0", "127.0.0.12", 24) in lim2.executor.network.calls
+        wait_for(lambda: ask(sb, cmd="status")["lims"][0]["owner"] == "regular")
+        assert sb.local.runs == ()
+        lim2.stop_flag = True  # the regular's agent goes silent (its service stays)
+        lim2_thread.join(timeout=5)
+        wait_for(lambda: sb.local.run(2) is not None, timeout=sb.config.detection + 3)
+        st = ask(sb, cmd="status")
+        assert st["lims"][0]["here"] in ("active", "loading")
+        assert [a["name"] for a in st["alarms"]] == ["LIM is running on standby server"]
+        [t] = st["transitions"]
+        assert t["kind"] == "failover" and t["alias_up"] and t["first_garp"]
+        assert "lim2 missed 3 heartbeats" in t["reason"]
+        names = [c[0] for c in sb.executor.network.calls]
+        assert names[:2] == ["remove_alias", "unblock"]  # start-up: no stale alias kept
+        assert names[2:6] == ["probe", "unblock", "add_alias", "garp"]
+    finally:
+        for agent, thread in ((sb, sb_thread), (lim2, lim2_thread)):
+            agent.stop_flag = True
+            thread.join(timeout=5)
+            agent.close()
