@@ -106,8 +106,27 @@ def all_trees(lab) -> dict[str, dict[str, str]]:
     return {h: tree_digest(lab, h) for h in SERVERS}
 
 
+@pytest.fixture(scope="session")
+def real_artefact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real agent's tarball, as `mxone_maintenance` deploys it."""
+    cache = tmp_path_factory.mktemp("real-artefact")
+    cache.chmod(0o755)
+    art = artefact.build(cache)
+    art.path.chmod(0o644)
+    return art.path
+
+
 @pytest.fixture
-def admin(lab, fake_artefact: Path) -> Iterator[Admin]:
+def admin(lab, real_artefact: Path) -> Iterator[Admin]:
+    """mxone_maintenance on lim1 deploying the real agent."""
+    yield Admin(lab, real_artefact)
+
+
+@pytest.fixture
+def fault_admin(lab, fake_artefact: Path) -> Iterator[Admin]:
+    """mxone_maintenance deploying the stand-in agent, for the two faults a real agent
+    cannot be made to show on demand: refusing a reload, and losing its network in the
+    middle of one. Everything else runs against the real agent."""
     yield Admin(lab, fake_artefact)
 
 

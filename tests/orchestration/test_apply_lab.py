@@ -1,8 +1,8 @@
 """SshApplier end to end on the lab, driven by mxone_maintenance on lim1 as the admin runs it.
 
-The agent deployed here is the fake one (tests/orchestration/fake_agent): it keeps the
-agent's command-line contract (run --daemon, ctl status/reload/lock/fallback) without the
-failover logic, so the orchestration can be tested before the real daemon exists.
+The agent deployed is the real one, except in the two tests of faults a real agent cannot be
+made to show on demand (a refused reload, a server lost in the middle of its reload), which
+deploy the stand-in of tests/orchestration/fake_agent with the same command-line contract.
 """
 
 from __future__ import annotations
@@ -71,11 +71,11 @@ def test_cluster_create_distributes_node_configs_with_roles_and_generation(admin
     assert lab.exec("lim1", ["test", "-e", "/etc/mxone/agent/node.json"], check=False).returncode == 1
 
 
-def test_artefact_checksum_verified_and_second_deploy_skips_upload(admin, lab, fake_artefact) -> None:
+def test_artefact_checksum_verified_and_second_deploy_skips_upload(admin, lab, real_artefact) -> None:
     admin.build_system(clusters=False)
     r = admin.run("cluster", "create", "c1", "--standby", "standby1", "--lim", "2:10.77.0.52",
                   check=True)
-    sha = hashlib.sha256(fake_artefact.read_bytes()).hexdigest()
+    sha = hashlib.sha256(real_artefact.read_bytes()).hexdigest()
     release = sha[:12]
     for host in ("lim2", "standby1"):
         assert f"{host}: agent release {release} uploaded and verified" in r.stderr
@@ -223,7 +223,9 @@ def test_status_table_and_json(admin, lab) -> None:
     assert {s["server"]: (s["agent"], s["generation"], s["liveness"]) for s in c["servers"]} == {
         "lim2": ("running", 6, "alive"), "lim3": ("running", 6, "alive"),
         "standby1": ("running", 6, "alive")}
-    lab.exec("lim3", "kill $(cat /run/mxone/agent.pid)")
+    # the agent ends cleanly on SIGTERM: wait (bounded) until its process is gone
+    lab.exec("lim3", "p=$(cat /run/mxone/agent.pid); kill $p; for i in $(seq 100); do "
+             "kill -0 $p 2>/dev/null || exit 0; sleep 0.05; done; exit 1")
     lab.faults.cut("standby1")
     r = admin.run("cluster", "status", check=True)
     assert "[ATTENTION]" in r.stdout
@@ -231,7 +233,8 @@ def test_status_table_and_json(admin, lab) -> None:
     assert "not running" in rows["lim3"] and "unreachable" in rows["standby1"]
 
 
-def test_agent_refusing_the_reload_rolls_back_files_and_agents(admin, lab) -> None:
+def test_agent_refusing_the_reload_rolls_back_files_and_agents(fault_admin, lab) -> None:
+    admin = fault_admin
     admin.build_system()
     before, toml = all_trees(lab), system_toml(lab)
     lab.exec("lim3", "touch /run/mxone/fake-refuse-reload")
@@ -248,7 +251,8 @@ def test_agent_refusing_the_reload_rolls_back_files_and_agents(admin, lab) -> No
     assert all(agent_generation(lab, h) == 6 for h in NODES)
 
 
-def test_server_lost_midway_is_rolled_back_when_it_answers_again(admin, lab) -> None:
+def test_server_lost_midway_is_rolled_back_when_it_answers_again(fault_admin, lab) -> None:
+    admin = fault_admin
     admin.build_system()
     before, toml = all_trees(lab), system_toml(lab)
     lab.exec("lim3", "touch /run/mxone/fake-cut-on-reload")
