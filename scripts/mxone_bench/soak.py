@@ -1,0 +1,106 @@
+"""Soak benchmark: false failovers under load and loss, and the agent's cost with 10 peers.
+
+Figures, not a test. Two parts, each in its own lab:
+
+* soak: a cluster of lim1..lim3 + standby1 with the ``fastest`` preset (0.1 s x 3), 10% of
+  frames dropped in the switch on every cluster port (both directions), both cores kept busy
+  by two spinning processes, for SECONDS (default 600). A false failover is any LIM started
+  on the standby, or any LIM not answering from its own regular server at the end.
+* cost: 10 regular servers + standby1 with 1 s heartbeats (``fast``); the standby agent's
+  RSS and CPU % over 60 s (it hears and judges all 10 peers).
+
+Run: ``scripts/bench-failover-soak [--seconds N] [--only soak|cost]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mxone_lab import Lab
+from mxone_lab.spec import HostSpec, LabSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout, for tests.*
+from tests.agent_lab.cluster import Cluster, answers_during  # noqa: E402
+
+SPIN = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def soak(seconds: float) -> None:
+    with Lab.up() as lab:
+        cluster = Cluster(lab, interval=0.1, misses=3, fallback="manual")
+        cluster.start()
+        for lim, host in ((1, "lim1"), (2, "lim2"), (3, "lim3")):
+            got = answers_during(lab, lim, 1.0)
+            assert got == {f"LIM {lim} on {host}"}, (lim, got)
+        for host in ("lim1", "lim2", "lim3", "standby1"):
+            lab.faults.loss(host, 10)
+        # Bounded in time by their own clock; ended by PID below in any case.
+        spinners = [subprocess.Popen([sys.executable, "-c", SPIN, str(seconds + 5)]) for _ in range(2)]
+        started = time.monotonic()
+        try:
+            print(f"soak: fastest (0.1 s x 3), 10% loss on every cluster port, 2 spinning "
+                  f"processes, {seconds:.0f} s ...", flush=True)
+            time.sleep(seconds)
+        finally:
+            for p in spinners:
+                p.kill()
+                p.wait()
+            lab.faults.restore()
+        elapsed = time.monotonic() - started
+        st = cluster.status("standby1")
+        failovers = [t for t in st["transitions"] if t.get("kind") == "failover"]
+        ran_on_standby = [a for a in st["alarm_log"] if a.get("code") and
+                          "running on standby" in a.get("name", "").lower()]
+        drops = st["drops"]
+        still = {lim: answers_during(lab, lim, 1.0) for lim in (1, 2, 3)}
+        ok = all(still[lim] == {f"LIM {lim} on lim{lim}"} for lim in (1, 2, 3))
+        print(f"soak: {elapsed:.0f} s: false failovers {len(failovers)} (transitions on the "
+              f"standby), 'LIM is running on standby server' alarms {len(ran_on_standby)}; "
+              f"every LIM still on its own server: {'yes' if ok else 'NO: ' + json.dumps({k: sorted(v) for k, v in still.items()})}; "
+              f"heartbeats dropped as bad at the standby: {drops}")
+        cluster.stop_all()
+
+
+def cost(seconds: float = 60.0) -> None:
+    regulars = tuple(f"lim{i}" for i in range(1, 11))
+    spec = LabSpec(hosts=(*(HostSpec(n, 10 + i) for i, n in enumerate(regulars, start=1)),
+                          HostSpec("standby1", 40), HostSpec("client", 100)))
+    with Lab.up(spec) as lab:
+        cluster = Cluster(lab, regulars=regulars, interval=1.0, misses=3)
+        cluster.start()
+        pid = cluster.status("standby1")["pid"]
+
+        def ticks() -> int:
+            stat = lab.exec("standby1", f"cat /proc/{pid}/stat").stdout
+            return sum(map(int, stat.rsplit(")", 1)[1].split()[11:13]))
+
+        time.sleep(3.0)
+        t0, c0 = time.monotonic(), ticks()
+        time.sleep(seconds)
+        cpu = (ticks() - c0) / 100 / (time.monotonic() - t0) * 100
+        rss = int(lab.exec("standby1", f"grep VmRSS /proc/{pid}/status").stdout.split()[1])
+        peers = len(cluster.status("standby1")["peers"])
+        print(f"cost: standby agent with {peers} peers at 1 s heartbeats: CPU {cpu:.2f}% of a "
+              f"core over {seconds:.0f} s (target <= 1%), RSS {rss / 1024:.1f} MB (target <= 64 MB)")
+        cluster.stop_all()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bench-failover-soak", description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=600.0, help="soak duration (default 600)")
+    ap.add_argument("--only", choices=("soak", "cost"))
+    args = ap.parse_args(argv)
+    if args.only in (None, "cost"):
+        cost()
+    if args.only in (None, "soak"):
+        soak(args.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
