@@ -423,8 +423,9 @@ def _standby_regular(c: _Ctx) -> _Step:
     actions.append(StartLim(best.lim))
     clause = f"{_why_claim(c, best)}; {me} takes over LIM {best.lim} (priority {best.priority})"
     if len(candidates) > 1:
-        clause += "; " + ", ".join(f"LIM {x.lim} (priority {x.priority})"
-                                   for x in candidates[1:]) + " stays down"
+        rest = candidates[1:]
+        clause += "; " + ", ".join(f"LIM {x.lim} (priority {x.priority})" for x in rest) + (
+            " stays down" if len(rest) == 1 else " stay down")
     clauses.append(clause)
     return actions, clauses
 

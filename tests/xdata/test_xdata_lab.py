@@ -88,17 +88,25 @@ def test_sync_both_ways_over_ssh_sends_only_changes(lab: Lab) -> None:
     assert newest(lab, "lim2")[1].startswith("20022002")
 
 
-def test_killed_ssh_mid_transfer_keeps_the_previous_version_and_the_next_sync_succeeds(lab: Lab) -> None:
+def slow_sync_under_way(lab: Lab, alive: int) -> tuple[list, subprocess.Popen, int]:
+    """standby1's newest version, then a 40 MB sync from lim2 through a 40 Mbit/s link,
+    returned once data flows: (the version before, the sync process, its ssh client PID).
+    The caller removes lim2's rate limit (`tc qdisc del dev eth0 root`)."""
     backup(lab, "lim2", 10_000, "old")
     sync(lab)
     before = newest(lab, "standby1")
     backup(lab, "lim2", 40_000_000, "new")
     lab.exec("lim2", "tc qdisc add dev eth0 root tbf rate 40mbit burst 64kb latency 400ms")
+    proc = lab.popen("lim2", [PY, "-c", SYNC, str(lab.hosts["standby1"].ip), AGENT, str(alive)],
+                     stdout=subprocess.PIPE, text=True)
+    ssh_pid = _wait_for_child(proc.pid, "ssh", timeout=10)
+    time.sleep(1.0)  # data is flowing
+    return before, proc, ssh_pid
+
+
+def test_killed_ssh_mid_transfer_keeps_the_previous_version_and_the_next_sync_succeeds(lab: Lab) -> None:
     try:
-        proc = lab.popen("lim2", [PY, "-c", SYNC, str(lab.hosts["standby1"].ip), AGENT, "5"],
-                         stdout=subprocess.PIPE, text=True)
-        ssh_pid = _wait_for_child(proc.pid, "ssh", timeout=10)
-        time.sleep(1.0)  # data is flowing
+        before, proc, ssh_pid = slow_sync_under_way(lab, alive=5)
         os.kill(ssh_pid, signal.SIGKILL)  # a child of the process this test started
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 1 and "sending LIM data with standby1 failed" in json.loads(out)["error"]
@@ -112,16 +120,8 @@ def test_killed_ssh_mid_transfer_keeps_the_previous_version_and_the_next_sync_su
 
 
 def test_link_cut_mid_transfer_keeps_the_previous_version(lab: Lab) -> None:
-    backup(lab, "lim2", 10_000, "old")
-    sync(lab)
-    before = newest(lab, "standby1")
-    backup(lab, "lim2", 40_000_000, "new")
-    lab.exec("lim2", "tc qdisc add dev eth0 root tbf rate 40mbit burst 64kb latency 400ms")
     try:
-        proc = lab.popen("lim2", [PY, "-c", SYNC, str(lab.hosts["standby1"].ip), AGENT, "1"],
-                         stdout=subprocess.PIPE, text=True)
-        _wait_for_child(proc.pid, "ssh", timeout=10)
-        time.sleep(1.0)
+        before, proc, _ = slow_sync_under_way(lab, alive=1)
         lab.faults.cut("lim2")
         out, _ = proc.communicate(timeout=30)  # ssh gives up after 3 missed keep-alives
         assert proc.returncode == 1, out
