@@ -58,6 +58,9 @@ from mxone_agent.peers import PeerView, reappeared, resumed_at
 
 log = logging.getLogger("mxone_agent")
 
+HEARTBEAT_COPIES = 3
+"""Datagrams sent per heartbeat interval to each peer (see Daemon._send_heartbeats)."""
+
 DEFAULT_CONFIG = "/etc/mxone/agent/node.json"
 DEFAULT_SECRET = "/etc/mxone/agent/cluster.key"
 DEFAULT_STATE_DIR = "/var/opt/mxone/agent"
@@ -422,20 +425,31 @@ class Agent:
         return tuple(runs.values())
 
     def _send_heartbeats(self) -> None:
+        """Send this interval's heartbeat to every peer, HEARTBEAT_COPIES times.
+
+        Each copy is a heartbeat of its own (the next sequence number), so a peer counts a
+        miss only when every copy is lost: with independent frame loss p, a miss has
+        probability p**HEARTBEAT_COPIES instead of p. Measured need: with 10% loss on each
+        switch port (19% per path) and 0.1 s x 3 timers, single heartbeats gave two false
+        failovers in 10 minutes (scripts/bench-failover-soak).
+        """
         cfg = self.config
-        self.seq += 1
-        hb = hbmod.Heartbeat(cluster=cfg.cluster, sender=cfg.node, incarnation=self.incarnation,
-                             seq=self.seq, generation=cfg.generation, role=cfg.role,
-                             readiness=self.local.readiness, lims=self._advertised())
-        data = hbmod.encode(hb, self.secret)
+        lims = self._advertised()
         assert self._udp is not None
-        for s in cfg.servers:
-            if s.name == cfg.node:
-                continue
-            try:
-                self._udp.sendto(data, (str(s.base_ip), cfg.heartbeat_port))
-            except OSError:
-                pass  # no route / link down: the peer will notice our silence
+        for _ in range(HEARTBEAT_COPIES):
+            self.seq += 1
+            hb = hbmod.Heartbeat(cluster=cfg.cluster, sender=cfg.node,
+                                 incarnation=self.incarnation, seq=self.seq,
+                                 generation=cfg.generation, role=cfg.role,
+                                 readiness=self.local.readiness, lims=lims)
+            data = hbmod.encode(hb, self.secret)
+            for s in cfg.servers:
+                if s.name == cfg.node:
+                    continue
+                try:
+                    self._udp.sendto(data, (str(s.base_ip), cfg.heartbeat_port))
+                except OSError:
+                    pass  # no route / link down: the peer will notice our silence
 
     def _receive(self, now: float) -> None:
         assert self._udp is not None
