@@ -11,6 +11,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,6 +69,18 @@ class Admin:
     def json(self, *args: str, **kw) -> dict:
         r = self.run(*args, "--json", **kw)
         return json.loads(r.stdout)
+
+    def settled_status(self, timeout: float = 30.0) -> dict:
+        """``cluster status --json`` once every LIM has an owner (agents that were just
+        started pass a short boot wait before a regular server starts its LIM); the last
+        answer when ``timeout`` passes first, so the caller's assertion shows it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            data = self.json("cluster", "status", timeout=120)
+            owners = [x["owner"] for c in data["clusters"] for x in c["lims"]]
+            if all(o in ("regular", "standby") for o in owners) or time.monotonic() > deadline:
+                return data
+            time.sleep(0.5)
 
     def build_system(self, clusters: bool = True) -> None:
         """lim1..lim3 as LIMs 1..3, standby1 a standby, and cluster c1 of LIMs 2 and 3."""

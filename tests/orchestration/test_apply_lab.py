@@ -216,7 +216,7 @@ def test_delete_cluster_stops_agents_and_removes_node_files(admin, lab) -> None:
 
 def test_status_table_and_json(admin, lab) -> None:
     admin.build_system()
-    data = admin.json("cluster", "status")
+    data = admin.settled_status()
     c = data["clusters"][0]
     assert c["name"] == "c1" and c["healthy"]
     assert [(x["lim"], x["owner"]) for x in c["lims"]] == [(2, "regular"), (3, "regular")]

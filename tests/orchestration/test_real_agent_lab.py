@@ -34,7 +34,7 @@ def test_real_agent_deployed_runs_the_new_generation(real_admin, lab) -> None:
     r = real_admin.run("cluster", "set", "c1", "--fallback", "automatic", timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "upload skipped" in r.stderr
-    data = real_admin.json("cluster", "status")
+    data = real_admin.settled_status()
     c = data["clusters"][0]
     assert {s["server"]: (s["agent"], s["generation"]) for s in c["servers"]} == {
         "lim2": ("running", 7), "lim3": ("running", 7), "standby1": ("running", 7)}
