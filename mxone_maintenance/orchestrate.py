@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from mxone_agent import config as agent_config
-from mxone_maintenance import nodeconfig, ssh, store
+from mxone_maintenance import nodeconfig, ssh, store, synckeys
 from mxone_maintenance.actions import Change
 from mxone_maintenance.artefact import Artefact
 from mxone_maintenance.errors import MxoneError
@@ -63,7 +63,8 @@ NODE_HELPER = r'''
 import hashlib, json, os, shutil, signal, subprocess, sys, tarfile, time
 AGENT_DIR = "/etc/mxone/agent"
 FILES = {"node": AGENT_DIR + "/node.json", "prev": AGENT_DIR + "/node.json.prev",
-         "key": AGENT_DIR + "/cluster.key"}
+         "key": AGENT_DIR + "/cluster.key", "sync": AGENT_DIR + "/sync.key",
+         "hosts": AGENT_DIR + "/known_hosts", "auth": "/root/.ssh/authorized_keys"}
 RELEASES = "/opt/mxone/agent/releases"
 CURRENT = "/opt/mxone/agent/current"
 AGENT = CURRENT + "/bin/mxone-agent"
@@ -214,7 +215,7 @@ def remove(path):
 out = {"ok": True}
 if op == "snapshot":
     out["files"] = {k: read(p) for k, p in FILES.items()}
-    out["dirs"] = {d: os.path.isdir(d) for d in ("/etc/mxone", AGENT_DIR)}
+    out["dirs"] = {d: os.path.isdir(d) for d in ("/etc/mxone", AGENT_DIR, "/root/.ssh")}
     out["current"] = os.readlink(CURRENT) if os.path.islink(CURRENT) else None
     out["running"] = running()
     out["systemd"] = systemd()
@@ -229,6 +230,7 @@ if op == "snapshot":
 elif op == "prepare-dirs":
     os.makedirs(AGENT_DIR, mode=0o755, exist_ok=True)
     os.makedirs(RELEASES, mode=0o755, exist_ok=True)
+    os.makedirs("/root/.ssh", mode=0o700, exist_ok=True)
 elif op == "install":
     up, sha, rel = req["upload"], req["sha256"], req["release"]
     h = hashlib.sha256()
@@ -275,17 +277,21 @@ elif op == "retire":
     if cur is not None:
         put(FILES["prev"], cur["data"], cur["mode"])
     stop()
-    remove(FILES["node"])
-    remove(FILES["key"])
+    for name in ("node", "key", "sync", "hosts"):
+        remove(FILES[name])
+    if req.get("auth") is not None:  # authorized_keys without the sync key's line
+        put(FILES["auth"], req["auth"]["data"], req["auth"]["mode"])
 elif op == "restore":
     # Leftovers of an interrupted change: uploads not yet renamed into place.
-    for d in (AGENT_DIR, RELEASES):
+    for d in (AGENT_DIR, RELEASES, "/root/.ssh"):
         if os.path.isdir(d):
             for n in os.listdir(d):
                 if n.startswith(".") and (".upload-" in n or ".tmp-" in n):
                     p = os.path.join(d, n)
                     shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)
     for name, snap in req["files"].items():
+        if name not in FILES:
+            continue
         if read(FILES[name]) == snap:
             continue  # already as it was: nothing to write (the disk may be read-only)
         if snap is None:
@@ -432,6 +438,7 @@ class _Node:
     target: ssh.Target
     config: agent_config.NodeConfig | None  # None: the server leaves every cluster
     key: str | None
+    sync: synckeys.SyncKey | None = None
     snapshot: dict[str, Any] = field(default_factory=dict)
     changed: bool = False
     switched: bool = False
@@ -483,15 +490,16 @@ class SshApplier:
             steps.append(PlanStep(name, f"node config generation {gen0} -> {gen1}: "
                                   f"{summarize(before.get(name), cfg)}"))
             if name not in before:
-                steps.append(PlanStep(name, f"cluster key of {cfg.cluster} written; agent "
-                                      "installed (if missing) and started"))
+                steps.append(PlanStep(name, f"cluster key of {cfg.cluster} written; sync key "
+                                      "written and authorized for exchange-data sync only; "
+                                      "agent installed (if missing) and started"))
             else:
                 steps.append(PlanStep(name, "agent reloads; it must report generation "
                                       f"{gen1}"))
         for name in before:
             if name not in after:
                 steps.append(PlanStep(name, f"leaves cluster {before[name].cluster}: agent "
-                                      "stopped, node config and cluster key removed"))
+                                      "stopped, node config, cluster key and sync key removed"))
         steps.append(PlanStep(self.local_name, f"system config generation {gen1} written to "
                               f"{self.config_path}" + (" once every server above succeeded"
                                                        if steps else "")))
@@ -525,7 +533,8 @@ class SshApplier:
         reach = targets(change.before, change.after)
         new_keys: list[Path] = []
         keys = self._cluster_keys(change.after, new_keys)
-        nodes = {name: _Node(reach[name], cfg, keys[cfg.cluster])
+        sync_keys = self._sync_keys(change.after, new_keys)
+        nodes = {name: _Node(reach[name], cfg, keys[cfg.cluster], sync_keys[cfg.cluster])
                  for name, cfg in after_cfg.items()}
         for name in before_cfg:
             if name not in nodes:
@@ -669,8 +678,8 @@ class SshApplier:
         try:
             if node.config is None:
                 node.step, node.changed = "retire", True
-                self._step(node, "agent stopped, node config and key removed", tracker,
-                           self._call(t, "retire", {}))
+                self._step(node, "agent stopped, node config and keys removed", tracker,
+                           self._call(t, "retire", {"auth": _authorized_keys(node, None)}))
                 tracker.add(4)
                 return ssh.Result(t.name, True, seconds=time.monotonic() - started)
             assert art is not None
@@ -694,17 +703,22 @@ class SshApplier:
                                    timeout=max(120.0, self.pool.command_timeout))
                 self._step(node, f"agent release {art.release} uploaded and verified", tracker, r)
             files = []
-            assert node.config is not None and node.key is not None
-            for name, data, mode in (("key", node.key.encode() + b"\n", 0o600),
-                                     ("node", (json.dumps(node.config.to_dict(), indent=2) + "\n")
-                                      .encode(), 0o644)):
-                tmp = f"{AGENT_DIR}/.{name}.upload-{secrets.token_hex(4)}"
+            assert node.config is not None and node.key is not None and node.sync is not None
+            auth = _authorized_keys(node, synckeys.authorized_line(node.sync, node.config.cluster))
+            for name, data, mode in (
+                    ("key", node.key.encode() + b"\n", 0o600),
+                    ("sync", node.sync.private.encode(), 0o600),
+                    ("hosts", self._peer_host_keys(node.config).encode(), 0o644),
+                    ("auth", bytes.fromhex(auth["data"]), auth["mode"]),
+                    ("node", (json.dumps(node.config.to_dict(), indent=2) + "\n").encode(), 0o644)):
+                folder = "/root/.ssh" if name == "auth" else AGENT_DIR
+                tmp = f"{folder}/.{name}.upload-{secrets.token_hex(4)}"
                 r = self.pool.put(t, tmp, data, 0o600)
                 if not r.ok:
                     self._step(node, "upload node config", tracker, r)
                 files.append({"name": name, "tmp": tmp, "mode": mode})
-            self._step(node, f"node config generation {gen1} and cluster key written", tracker,
-                       self._call(t, "write", {"keep_prev": True, "files": files}))
+            self._step(node, f"node config generation {gen1}, cluster key and sync key written",
+                       tracker, self._call(t, "write", {"keep_prev": True, "files": files}))
             release_changed = node.snapshot.get("current") != f"releases/{art.release}"
             if release_changed:
                 node.switched = True
@@ -860,6 +874,37 @@ class SshApplier:
             keys[c.name] = key
         return keys
 
+    def sync_key_path(self, cluster: str) -> Path:
+        return self.secrets_dir / f"{cluster}.sync"
+
+    def _sync_keys(self, system: System, created: list[Path]) -> dict[str, synckeys.SyncKey]:
+        """Each cluster's sync key pair, generated (and kept on LIM 1, 0600) when missing."""
+        keys = {}
+        for c in system.clusters:
+            path = self.sync_key_path(c.name)
+            if path.exists():
+                try:
+                    keys[c.name] = synckeys.SyncKey.from_private(path.read_text())
+                    continue
+                except ValueError as exc:
+                    raise OrchestrationError(f"{path}: not a usable sync key ({exc}); remove it "
+                                             "and apply again to generate a new one") from None
+            key = synckeys.SyncKey.generate()
+            self.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            store.atomic_write(path, key.private.encode(), mode=0o600)
+            created.append(path)
+            keys[c.name] = key
+        return keys
+
+    def _peer_host_keys(self, config: agent_config.NodeConfig) -> str:
+        """known_hosts for a node's agent: every cluster server's pinned key by base address."""
+        entries = []
+        for s in config.servers:
+            key = self.pool.known_hosts.pinned(s.name)
+            if key is not None:
+                entries.append((str(s.base_ip), key.get_name(), key.get_base64()))
+        return synckeys.known_hosts_text(entries)
+
     def _forget_keys(self, created: list[Path]) -> None:
         for path in created:
             path.unlink(missing_ok=True)
@@ -871,6 +916,18 @@ class SshApplier:
         for c in change.before.clusters:
             if c.name not in live:
                 self.key_path(c.name).unlink(missing_ok=True)
+                self.sync_key_path(c.name).unlink(missing_ok=True)
+
+
+def _authorized_keys(node: _Node, line: str | None) -> dict[str, Any] | None:
+    """The node's root authorized_keys with the sync line set to ``line`` (None removes
+    it), from its snapshot; None when there is nothing to write (no file, no line)."""
+    snap = (node.snapshot.get("files") or {}).get("auth")
+    if snap is None and line is None:
+        return None
+    current = bytes.fromhex(snap["data"]).decode(errors="surrogateescape") if snap else ""
+    merged = synckeys.merged_authorized_keys(current, line)
+    return {"data": merged.encode(errors="surrogateescape").hex(), "mode": snap["mode"] if snap else 0o600}
 
 
 def _undo_plan(node: _Node, generation: int) -> dict[str, Any]:

@@ -180,6 +180,13 @@ class KnownHosts:
                 return str(entry.hostnames[0])
         return None
 
+    def pinned(self, server: str) -> paramiko.PKey | None:
+        """The key pinned for the server (by name), if any."""
+        with self._lock:
+            keys = self._load()
+        found = keys.lookup(server)
+        return next(iter(found.values())) if found else None
+
     def check(self, server: str, address: str, key: paramiko.PKey) -> None:
         """Return when ``key`` is pinned for the server; raise Unknown/ChangedHostKey.
 

@@ -8,7 +8,7 @@ Layout of a lab with id ``mx3fa9c1`` (the id is random per build, so labs coexis
     holder of <host>       `sleep infinity` in the host's netns plus its own UTS and
                            mount namespaces: hostname <host>, overlayfs over /etc, /var,
                            /root, /opt (upper dirs in the lab dir), a tmpfs on /run
-    sshd of <host>         listening on the host's base address, lab-only keys
+    sshd of <host>         listening on every address of the host, lab-only keys
     /tmp/mx3fa9c1/         everything on disk: lab.json (the state), keys, per-host
                            configs, logs and overlay upper dirs
 
@@ -547,11 +547,15 @@ class Lab:
         hd = self._host_dir(name)
         return (
             f"# lab {self.id} host {name}: lab-only keys, nothing from /etc/ssh\n"
-            f"ListenAddress {h['ip']}\n"
+            # Every address of the host's own namespace, as on a real server: after a LIM
+            # joins a cluster it has a new base address (and its old one is the alias).
+            "ListenAddress 0.0.0.0\n"
             "Port 22\n"
             f"HostKey {hd / 'ssh_host_ed25519_key'}\n"
             f"PidFile {hd / 'sshd.pid'}\n"
-            f"AuthorizedKeysFile {self.dir / 'keys' / 'authorized_keys'}\n"
+            # The lab's root key for every host, then the host's own file (where the tool
+            # installs the cluster's sync key with its forced command).
+            f"AuthorizedKeysFile {self.dir / 'keys' / 'authorized_keys'} .ssh/authorized_keys\n"
             "PermitRootLogin prohibit-password\n"
             "PubkeyAuthentication yes\n"
             "PasswordAuthentication no\n"
@@ -645,14 +649,14 @@ class Lab:
         h.update(sshd_pid=p.pid, sshd_start=procs.start_time(p.pid))
 
     def _wait_sshd(self, names: Sequence[str], timeout: float) -> None:
-        """Wait until every named host's sshd listens on its base address (bounded)."""
+        """Wait until every named host's sshd listens on all its addresses (bounded)."""
         pending = list(names)
         deadline = time.monotonic() + timeout
         while pending:
             for name in list(pending):
                 h = self._state["hosts"][name]
                 pid = h["sshd_pid"]
-                if _listening(pid, h["ip"], 22):
+                if _listening(pid, "0.0.0.0", 22):
                     pending.remove(name)
                 elif not procs.alive(pid):
                     self._reap(pid)
@@ -945,7 +949,7 @@ class Lab:
         restarts an sshd that died; removes links other than lo/eth0, addresses other than
         the base one, non-kernel routes and every neighbour entry; restores hostname,
         eth0's MAC and up state, nftables (flushed), qdiscs and a few ARP sysctls; wipes
-        the product dirs (:data:`PRODUCT_DIRS`). Raises :class:`LabError` naming what
+        the product dirs (:data:`PRODUCT_DIRS`) and root's authorized_keys. Raises :class:`LabError` naming what
         could not be reset; a host whose holder died cannot be (rebuild the lab).
         """
         self._require_local()
@@ -1037,6 +1041,8 @@ class Lab:
             "nft flush ruleset\n"
             "tc qdisc del dev eth0 root 2>/dev/null\n"
             f"rm -rf {' '.join(PRODUCT_DIRS)}\n"
+            # the tool adds the cluster's sync key here; as built the host has no such file
+            "rm -f /root/.ssh/authorized_keys\n"
             f"echo {q(name)} > /proc/sys/kernel/hostname\n"
             f"{sysctls}"
             "true\n"

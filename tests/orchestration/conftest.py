@@ -116,7 +116,9 @@ def tree_digest(lab, host: str, root: str = "/etc/mxone") -> dict[str, str]:
 
 
 def all_trees(lab) -> dict[str, dict[str, str]]:
-    return {h: tree_digest(lab, h) for h in SERVERS}
+    """Every file the tool writes on each server: /etc/mxone and root's ~/.ssh (where the
+    cluster's sync key is authorized)."""
+    return {h: {**tree_digest(lab, h), **tree_digest(lab, h, "/root/.ssh")} for h in SERVERS}
 
 
 @pytest.fixture(scope="session")

@@ -65,7 +65,8 @@ def test_cluster_create_distributes_node_configs_with_roles_and_generation(admin
         assert lab.exec(host, ["stat", "-c", "%a", "/etc/mxone/agent/cluster.key"]).stdout.strip() == "600"
         assert agent_generation(lab, host) == 6
         left = lab.exec(host, ["ls", "-A", "/etc/mxone/agent"]).stdout.split()
-        assert sorted(left) == ["cluster.key", "node.json"]  # no .prev, no temp files
+        # no .prev, no temp files
+        assert sorted(left) == ["cluster.key", "known_hosts", "node.json", "sync.key"]
     assert "generation = 6" in system_toml(lab)
     # lim1 is in no cluster: no agent there
     assert lab.exec("lim1", ["test", "-e", "/etc/mxone/agent/node.json"], check=False).returncode == 1
@@ -102,8 +103,8 @@ def test_dry_run_changes_nothing(admin, lab) -> None:
     assert "lim2         node config generation 6 -> 7: fallback manual -> automatic" in r.stdout
     data = admin.json("cluster", "delete", "c1", "--dry-run")
     assert data["dry_run"] and data["generation_after"] == 7
-    assert {"server": "standby1", "what": "leaves cluster c1: agent stopped, node config and "
-            "cluster key removed"} in data["plan"]
+    assert {"server": "standby1", "what": "leaves cluster c1: agent stopped, node config, "
+            "cluster key and sync key removed"} in data["plan"]
     admin.run("server", "add", "client", lab.hosts["client"].cidr, "--dry-run", check=True)
     assert all_trees(lab) == before
     assert all(agent_generation(lab, h) == 6 for h in NODES)

@@ -41,14 +41,15 @@ def test_plan_for_delete_and_create(tmp_path: Path) -> None:
     a = applier(tmp_path)
     delete = actions.delete_cluster(system(), "north")
     whats = {(p.server, p.what) for p in a.plan(delete)}
-    assert ("standby1", "leaves cluster north: agent stopped, node config and cluster key "
-            "removed") in whats
+    assert ("standby1", "leaves cluster north: agent stopped, node config, cluster key and "
+            "sync key removed") in whats
     create = actions.create_cluster(delete.after, "south", "standby1",
                                     [actions.NewLim(2, "10.77.0.42")], fallback="automatic")
     lines = [p.what for p in a.plan(create) if p.server == "lim2"]
     assert lines[0].startswith("node config generation 2 -> 3: joins cluster south as regular; "
                                "LIMs LIM 2@lim2; fallback automatic")
-    assert lines[1] == "cluster key of south written; agent installed (if missing) and started"
+    assert lines[1] == ("cluster key of south written; sync key written and authorized for "
+                        "exchange-data sync only; agent installed (if missing) and started")
 
 
 def test_summary_of_each_kind_of_change() -> None:
