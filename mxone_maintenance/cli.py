@@ -278,6 +278,9 @@ def add_system_parsers(sub: Any) -> None:
     c = cmd(cl, "fallback", "move a LIM that runs on the standby back to its regular server",
             cmd_cluster_fallback)
     c.add_argument("lim", type=int, metavar="LIM")
+    c = cmd(cl, "sync", "sync exchange data between each LIM's regular server and the standby "
+            "now (manual ordered sync), one LIM after the other", cmd_cluster_sync)
+    c.add_argument("name", metavar="CLUSTER")
     cmd(cl, "repair", "finish the rollbacks that could not reach a server (kept on LIM 1)",
         cmd_cluster_repair, changes=False)
 
@@ -478,6 +481,41 @@ def cmd_cluster_fallback(args: argparse.Namespace) -> int:
         s.emit({"cluster": cluster.name, "lim": args.lim, "server": a.server, "ok": a.ok,
                 "text": a.text}, [f"{a.server:<12} {'OK' if a.ok else 'FAILED':<7} {a.text}"])
         return 0 if a.ok else EXIT_FAILED
+
+
+def cmd_cluster_sync(args: argparse.Namespace) -> int:
+    from mxone_maintenance import operations
+
+    with _Session(args) as s:
+        system = s.maintenance.system().validated()
+        try:
+            cluster = system.cluster(args.name)
+        except KeyError:
+            raise operations.OperationError(f"cluster = {args.name}: no cluster with this name "
+                                            "is in the system") from None
+        order = sorted(cluster.lims, key=lambda cl: (cl.priority, cl.lim))
+        if args.dry_run:
+            plan = [{"server": system.server_for_lim(cl.lim).name, "what": f"ctl sync {cl.lim}"}
+                    for cl in order]
+            s.emit({"dry_run": True, "cluster": cluster.name, "plan": plan},
+                   [f"Plan: sync exchange data of cluster {cluster.name}, LIM by LIM:"]
+                   + [f"  {p['server']:<12} {p['what']}" for p in plan]
+                   + ["Dry run: nothing was changed."])
+            return 0
+
+        def progress(done: int, total: int, line: str) -> None:
+            if not args.json:
+                print(f"[{done}/{total}] {line}", file=sys.stderr, flush=True)
+
+        answers = s.ops.sync(system, cluster.name, progress)
+        ok = all(a.ok for a in answers)
+        s.emit({"cluster": cluster.name, "ok": ok,
+                "lims": [{"lim": cl.lim, "server": a.server, "ok": a.ok, "text": a.text}
+                         for cl, a in zip(order, answers, strict=True)]},
+               operations.answer_lines(answers)
+               + [f"Sync of cluster {cluster.name}: " + ("every LIM done." if ok else
+                                                         "NOT every LIM was synced (see above).")])
+        return 0 if ok else EXIT_FAILED
 
 
 def _system(args: argparse.Namespace) -> Any:

@@ -8,7 +8,7 @@ a server that does not answer is reported as such, never stops the others.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -147,8 +147,78 @@ class ClusterOperations:
                                     timeout=30)
         return [_answer(name, r) for name, r in results.items()]
 
-    def sync(self, system: System, cluster: str) -> list[AgentAnswer]:
-        raise NotImplementedError("exchange data sync comes with the data-sync issue")
+    def sync(self, system: System, cluster: str,
+             progress: SyncProgress | None = None) -> list[AgentAnswer]:
+        """Manual ordered sync: each LIM's regular server syncs the LIM's exchange data with
+        the standby now (direction by the reload data's modification times), one LIM after
+        the other in priority order so the standby's disk is checked for each. One answer
+        per LIM (``server`` = its regular server); ``progress(done, total, line)`` after
+        each. A LIM whose regular server does not answer is reported, the others go on.
+        """
+        c = _cluster(system, cluster)
+        reach = orchestrate.targets(system)
+        order = sorted(c.lims, key=lambda cl: (cl.priority, cl.lim))
+        answers = []
+        for done, cl in enumerate(order, start=1):
+            server = system.server_for_lim(cl.lim).name
+            r = self.pool.run(reach[server], [AGENT, "ctl", "sync", str(cl.lim)],
+                              timeout=SYNC_TIMEOUT)
+            answer = _sync_answer(server, cl.lim, r)
+            answers.append(answer)
+            if progress is not None:
+                progress(done, len(order), f"{server:<12} {'OK' if answer.ok else 'FAILED':<7} "
+                         f"{answer.text}")
+        return answers
+
+
+SyncProgress = Callable[[int, int, str], None]
+"""Called after each LIM of a manual sync: LIMs done, LIMs in all, the LIM's result line."""
+
+SYNC_TIMEOUT = 3600.0
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def sync_result_text(lim: int, result: dict[str, Any]) -> str:
+    """One line for one LIM's sync result as ``ctl sync`` reports it."""
+    if not result.get("ok"):
+        return f"LIM {lim}: {result.get('error') or 'sync failed (no reason given)'}"
+    direction = str(result.get("direction") or "none")
+    if direction == "none":
+        notes = result.get("notes") or ["nothing to sync"]
+        return f"LIM {lim}: nothing sent, {'; '.join(map(str, notes))}"
+    where = {"to-standby": "regular -> standby", "to-regular": "standby -> regular"}.get(
+        direction, direction)
+    return (f"LIM {lim}: {where}, version {result.get('version')}: "
+            f"{int(result.get('fetched_files') or 0)} file(s) sent "
+            f"({_size(int(result.get('fetched_bytes') or 0))}), "
+            f"{int(result.get('reused_files') or 0)} unchanged, "
+            f"in {float(result.get('seconds') or 0):.1f} s")
+
+
+def _sync_answer(server: str, lim: int, r: ssh.Result) -> AgentAnswer:
+    """The regular server's ``ctl sync LIM`` answer as one line (its JSON when it has one)."""
+    data: Any = None
+    try:
+        data = json.loads(r.stdout)
+    except json.JSONDecodeError:
+        pass
+    if isinstance(data, dict) and isinstance(data.get("results"), list):
+        mine = [x for x in data["results"] if isinstance(x, dict) and x.get("lim") == lim]
+        if mine:
+            return AgentAnswer(server, bool(mine[0].get("ok")), sync_result_text(lim, mine[0]))
+    if r.error:  # not reached: the LIM's data waits for its regular server
+        return AgentAnswer(server, False, f"LIM {lim}: {r.error}; its data is synced once "
+                           f"{server} answers again")
+    answer = _answer(server, r)
+    return AgentAnswer(server, False, f"LIM {lim}: {answer.text}")
 
 
 def cluster_of_lim(system: System, lim: int) -> Cluster:

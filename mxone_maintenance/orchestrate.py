@@ -613,6 +613,10 @@ class SshApplier:
         if nodes:
             self.pool.each([n.target for n in nodes.values()],
                            lambda t: self._call(t, "commit", {}))
+        xdata_outcomes: list[Outcome] = []
+        if change.removes_old_xdata:
+            tracker("removing older exchange-data versions that no longer fit", None)
+            xdata_outcomes = self._keep_newest_xdata(change, reach)
         tracker("done", 1.0)
         outcomes = []
         for name, n in nodes.items():
@@ -624,7 +628,49 @@ class SshApplier:
                                         f"({n.config.role} in cluster {n.config.cluster})"))
         outcomes.append(Outcome(self.local_name, True,
                                 f"system config generation {gen1} written to {self.config_path}"))
-        return ApplyResult(gen1, tuple(outcomes))
+        return ApplyResult(gen1, tuple(outcomes + xdata_outcomes))
+
+    def _keep_newest_xdata(self, change: Change, reach: Mapping[str, ssh.Target]) -> list[Outcome]:
+        """After a change whose older exchange-data versions no longer fit: every server of
+        the clusters it touched keeps only the newest valid version of each of their LIMs.
+
+        Runs once the new generation is in place, so a failed change never loses data; a
+        server that cannot do it is reported (its versions stay until the next such change).
+        """
+        work: dict[str, set[int]] = {}
+        before = {c.name: c for c in change.before.clusters}
+        after = {c.name: c for c in change.after.clusters}
+        for name in sorted(set(before) | set(after)):
+            if before.get(name) == after.get(name):
+                continue
+            lims = {cl.lim for sysm in (change.before, change.after)
+                    for c in sysm.clusters if c.name == name for cl in c.lims}
+            for sysm in (change.before, change.after):
+                if name in {c.name for c in sysm.clusters}:
+                    for srv in sysm.cluster_servers(sysm.cluster(name)):
+                        work.setdefault(srv.name, set()).update(lims)
+        argv = {n: [AGENT_BIN, "xdata", "keep-newest", *map(str, sorted(lims))]
+                for n, lims in work.items()}
+        results = self.pool.each([reach[n] for n in work],
+                                 lambda t: self.pool.run(t, argv[t.name], timeout=120))
+        outcomes = []
+        for name, r in results.items():
+            removed: list[str] = []
+            if r.ok:
+                try:
+                    removed = [v for vs in json.loads(r.stdout)["removed"].values() for v in vs]
+                except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+                    r = dataclasses.replace(r, ok=False, error=f"unexpected answer {r.stdout[-200:]!r}")
+            if not r.ok:
+                outcomes.append(Outcome(name, True, "older exchange-data versions NOT removed ("
+                                        f"{r.describe()}); they are removed at the next change "
+                                        "that needs it"))
+            elif removed:
+                outcomes.append(Outcome(name, True, "older exchange-data versions removed (the "
+                                        "newest valid one of each LIM kept): " + ", ".join(removed)))
+            else:
+                outcomes.append(Outcome(name, True, "no older exchange-data version to remove"))
+        return outcomes
 
     @staticmethod
     def _missing_base_addresses(nodes: Mapping[str, _Node]) -> dict[str, dict[str, Any]]:
