@@ -176,6 +176,32 @@ def ctl(*args):
         return {"rc": None, "stdout": "", "stderr": str(e)}
     return {"rc": r.returncode, "stdout": r.stdout, "stderr": r.stderr}
 
+XDATA = "/var/opt/mxone/xdata"
+
+def xdata_facts():
+    # Disk facts for the standby-disk rule: free space where exchange data lives (the
+    # nearest existing parent of the data dir), what exchange data already uses there, and
+    # the size of each LIM's newest version.
+    d = XDATA
+    while not os.path.isdir(d):
+        d = os.path.dirname(d)
+    st = os.statvfs(d)
+    used, newest = 0, {}
+    if os.path.isdir(XDATA):
+        for name in sorted(os.listdir(XDATA)):
+            p = os.path.join(XDATA, name)
+            size = 0
+            for top, _, files in os.walk(p):
+                for f in files:
+                    try:
+                        size += os.lstat(os.path.join(top, f)).st_size
+                    except OSError:
+                        pass
+            used += size
+            if name.startswith("lim") and "-" in name and os.path.exists(os.path.join(p, "MANIFEST.json")):
+                newest[name[3:name.index("-")]] = size  # sorted names: the last is the newest
+    return {"free": st.f_bavail * st.f_frsize, "used": used, "newest": newest}
+
 def read(path):
     try:
         st = os.lstat(path)
@@ -227,6 +253,7 @@ if op == "snapshot":
     except (OSError, subprocess.TimeoutExpired):
         out["addresses"] = None
     out["has_release"] = bool(rel) and os.path.exists(marker) and open(marker).read().strip() == req.get("sha256")
+    out["xdata"] = xdata_facts()
 elif op == "prepare-dirs":
     os.makedirs(AGENT_DIR, mode=0o755, exist_ok=True)
     os.makedirs(RELEASES, mode=0o755, exist_ok=True)
@@ -585,6 +612,8 @@ class SshApplier:
                 return fail_all_untouched(bad)
             for name, r in snaps.items():
                 nodes[name].snapshot = json.loads(r.stdout)
+            if problem := _disk_problems(change, nodes):
+                return fail_all_untouched(problem)
             for name, base in self._missing_base_addresses(nodes).items():
                 nodes[name].add_base = base
 
@@ -974,6 +1003,28 @@ def _authorized_keys(node: _Node, line: str | None) -> dict[str, Any] | None:
     current = bytes.fromhex(snap["data"]).decode(errors="surrogateescape") if snap else ""
     merged = synckeys.merged_authorized_keys(current, line)
     return {"data": merged.encode(errors="surrogateescape").hex(), "mode": snap["mode"] if snap else 0o600}
+
+
+def _disk_problems(change: Change, nodes: Mapping[str, _Node]) -> dict[str, str]:
+    """The standby-disk rule for the clusters of ``change.after``, on the disk facts the
+    nodes reported in their snapshots: the standby needs room for two backups of each of
+    its regular servers (what exchange data already uses on the standby counts as room,
+    since the cluster's backups replace it). Server -> refusal, for each standby short of it.
+    """
+    from mxone_maintenance import rules
+    from mxone_maintenance.model import NodeFacts
+
+    facts = {}
+    for name, n in nodes.items():
+        x = n.snapshot.get("xdata")
+        if n.config is None or not isinstance(x, dict):
+            continue
+        own = n.config.lim_of(name)
+        backup = int((x.get("newest") or {}).get(str(own.lim), 0)) if own else 0
+        facts[name] = NodeFacts(int(x.get("free", 0)) + int(x.get("used", 0)), backup)
+    return {str(v.value): f"refused by the standby-disk rule: {v.detail} (exchange-data "
+            "versions of the regular servers, as they report them)"
+            for v in rules.check(change.after, facts) if v.rule == "standby-disk"}
 
 
 def _undo_plan(node: _Node, generation: int) -> dict[str, Any]:

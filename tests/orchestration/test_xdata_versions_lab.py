@@ -60,3 +60,27 @@ def test_a_refused_change_removes_no_version(admin: Admin, lab) -> None:
     assert r.returncode != 0
     assert json.loads(r.stdout)["generation"] == 6
     assert versions(lab, "standby1") == before
+
+
+def test_a_cluster_whose_standby_lacks_room_for_two_backups_is_refused(admin: Admin, lab) -> None:
+    from tests.orchestration.conftest import all_trees
+
+    admin.build_system(clusters=False)
+    big = ("import sys\nfrom pathlib import Path\nfrom mxone_agent import xdata\n"
+           "xdata.write_version(Path(sys.argv[1]), 2, {'reload/data.bin': bytes(1_500_000)})\n")
+    lab.run_python("lim2", big, args=[ROOT])
+    lab.exec("standby1", f"mkdir -p {ROOT} && mount -t tmpfs -o size=2m tmpfs {ROOT}")
+    try:
+        trees = all_trees(lab)
+        toml = lab.exec("lim1", "cat /etc/mxone/system.toml").stdout
+        r = admin.run("cluster", "create", "c1", "--standby", "standby1", "--lim", "2:10.77.0.52",
+                      "--timers", "fast", "--json", timeout=300)
+        assert r.returncode != 0
+        data = json.loads(r.stdout)
+        said = next(o["message"] for o in data["outcomes"] if o["server"] == "standby1")
+        assert said.startswith("refused by the standby-disk rule: standby has ")
+        assert "two backups of each regular need 2.9 MiB" in said and "nothing was changed" in said
+        assert all_trees(lab) == trees
+        assert lab.exec("lim1", "cat /etc/mxone/system.toml").stdout == toml
+    finally:
+        lab.exec("standby1", f"umount {ROOT}", check=False)
