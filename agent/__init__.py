@@ -11,6 +11,7 @@ The pure modules (no I/O, no sockets, no sleeping) are:
 * :mod:`mxone_agent.peers`     - what this node knows of each peer, and liveness
 * :mod:`mxone_agent.decide`    - ``decide(config, peers, local, now) -> Decision``
 * :mod:`mxone_agent.actions`   - the actions a Decision holds, and the alarm codes
+* :mod:`mxone_agent.sync_policy` - who syncs exchange data when, backoff, what is remembered
 
 The running agent (sockets, processes, the kernel; standard library + pyroute2 only):
 
@@ -19,7 +20,10 @@ The running agent (sockets, processes, the kernel; standard library + pyroute2 o
 * :mod:`mxone_agent.network`      - NetworkBackend: LinuxNetwork (pyroute2, nftables, ARP
   frames on AF_PACKET) and RecordingNetwork (tests)
 * :mod:`mxone_agent.alarms`       - alarm handles, alarm log, alarm file and syslog
-* :mod:`mxone_agent.service_node` - the reference Service Node (a LIM stand-in)
+* :mod:`mxone_agent.service_node` - the reference Service Node (a LIM stand-in), data backup
+* :mod:`mxone_agent.sync_worker`  - the exchange-data sync thread (triggers, alarm, retries)
+* :mod:`mxone_agent.xdata`, :mod:`mxone_agent.xdata_wire`, :mod:`mxone_agent.xdata_sync` -
+  exchange-data versions on disk, the transfer stream, a sync over SSH
 * :mod:`mxone_agent.sdnotify`     - systemd readiness and watchdog; the unit file text
 * :mod:`mxone_agent.main`         - the ``mxone-agent`` command (run, ctl, service, ...)
 

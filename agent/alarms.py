@@ -5,7 +5,8 @@ Each raised alarm gets a handle: a rising integer persisted in the state dir (fi
 the alarm log with severity 0 (the last LOG_KEPT entries). Every raise and clear is one line
 appended (a single ``write`` on an O_APPEND file, so lines never interleave) to the alarm
 file (default /var/log/mxone/alarms.log) and sent to syslog when /dev/log exists; neither
-may fail the agent.
+may fail the agent. The book is shared by the action worker and the sync worker: every
+method holds its lock.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import syslog
+import threading
 from collections import deque
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -61,6 +63,7 @@ class AlarmBook:
         self._syslog = os.path.exists("/dev/log") if use_syslog is None else use_syslog
         self.active: dict[tuple[str, int | None], Alarm] = {}
         self.log: deque[Alarm] = deque(maxlen=LOG_KEPT)
+        self._lock = threading.RLock()
         self._handle = self._load_handle()
 
     def _handle_path(self) -> Path | None:
@@ -88,6 +91,10 @@ class AlarmBook:
 
     def raise_(self, code: AlarmCode, lim: int | None, text: str) -> Alarm:
         """Raise an alarm (an already active one is returned unchanged)."""
+        with self._lock:
+            return self._raise(code, lim, text)
+
+    def _raise(self, code: AlarmCode, lim: int | None, text: str) -> Alarm:
         key = (str(code), lim)
         if key in self.active:
             return self.active[key]
@@ -100,6 +107,10 @@ class AlarmBook:
 
     def clear(self, code: AlarmCode, lim: int | None) -> Alarm | None:
         """Clear an active alarm: it goes to the log with severity 0. None if not active."""
+        with self._lock:
+            return self._clear(code, lim)
+
+    def _clear(self, code: AlarmCode, lim: int | None) -> Alarm | None:
         alarm = self.active.pop((str(code), lim), None)
         if alarm is None:
             return None
@@ -129,5 +140,6 @@ class AlarmBook:
 
     def status(self) -> tuple[list[dict], list[dict]]:
         """(active alarms, alarm log) as JSON-ready lists."""
-        return ([a.as_dict() for a in self.active.values()],
-                [a.as_dict(with_cleared=True) for a in self.log])
+        with self._lock:
+            return ([a.as_dict() for a in self.active.values()],
+                    [a.as_dict(with_cleared=True) for a in self.log])

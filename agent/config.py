@@ -19,6 +19,11 @@ Schema, format 1 (all keys required unless marked optional; unknown keys are ref
       "split_brain_stop": "regular" | "standby",      # optional, default "regular"
       "garp": {"burst": 3, "second_burst_after": 2.0, "refresh_interval": 30.0 | null},
       "heartbeat_port": 7011,
+      "sync": {"interval": 86400, "retry_min": 10, "retry_max": 600,   # optional: the
+               "clock_bound": 2.0, "timeout": 3600,                      # defaults of
+               "key": "/etc/mxone/agent/sync.key",                       # :class:`Sync`
+               "known_hosts": "/etc/mxone/agent/known_hosts",            # when absent;
+               "user": "root", "xdata_root": "/var/opt/mxone/xdata"},   # all keys needed
       "servers": [{"name", "base_ip", "prefix", "interface", "role": "regular" | "standby"}],
       "lims": [{"lim", "server", "alias_ip", "prefix", "interface", "priority",
                 "lock": "none" | "regular" | "standby",
@@ -162,6 +167,31 @@ class Garp:
 
 
 @dataclass(frozen=True)
+class Sync:
+    """How this node syncs exchange data with its peers (``sync`` in node.json).
+
+    Times are seconds: a periodic sync every ``interval``; after a failure a retry after
+    ``retry_min``, doubling up to ``retry_max``; clocks must agree within ``clock_bound``;
+    one transfer may last ``timeout``. ``key`` is the cluster's SSH sync key (sync is off
+    while it is absent), ``known_hosts`` pins the peers' host keys, ``user`` logs in on the
+    peer, ``xdata_root`` holds the versions here (and, by the forced command, on peers).
+    """
+
+    interval: float = 86400.0
+    retry_min: float = 10.0
+    retry_max: float = 600.0
+    clock_bound: float = 2.0
+    timeout: float = 3600.0
+    key: str = "/etc/mxone/agent/sync.key"
+    known_hosts: str = "/etc/mxone/agent/known_hosts"
+    user: str = "root"
+    xdata_root: str = "/var/opt/mxone/xdata"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class Server:
     """A server of the cluster, with its base address (its own, never moved)."""
 
@@ -247,6 +277,7 @@ class NodeConfig:
     split_brain_stop: Role = Role.REGULAR
     garp: Garp = Garp()
     heartbeat_port: int = DEFAULT_HEARTBEAT_PORT
+    sync: Sync | None = None  # None: the document had no "sync" object (defaults apply)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fallback", FallbackType(self.fallback))
@@ -282,6 +313,11 @@ class NodeConfig:
     @property
     def detection(self) -> float:
         return self.timers.detection
+
+    @property
+    def sync_settings(self) -> Sync:
+        """The sync settings in force: the document's, or the defaults when it had none."""
+        return self.sync if self.sync is not None else Sync()
 
     @property
     def preloaded(self) -> bool:
@@ -328,7 +364,7 @@ class NodeConfig:
                                  "status": list(c.service.status)}} for c in lim.companions]
             return d
 
-        return {
+        doc: dict[str, Any] = {
             "format": FORMAT,
             "generation": self.generation,
             "node": self.node,
@@ -344,13 +380,16 @@ class NodeConfig:
                          "interface": s.interface, "role": str(s.role)} for s in self.servers],
             "lims": [lim_dict(lim) for lim in self.lims],
         }
+        if self.sync is not None:
+            doc["sync"] = self.sync.to_dict()
+        return doc
 
 
 # ---- loading ------------------------------------------------------------------------------
 
 _TOP_REQUIRED = ("format", "generation", "node", "cluster", "fallback", "failover", "timers",
                  "garp", "heartbeat_port", "servers", "lims")
-_TOP_OPTIONAL = ("split_brain_stop",)
+_TOP_OPTIONAL = ("split_brain_stop", "sync")
 _MISSING = object()
 
 
@@ -380,6 +419,7 @@ def load_node_config(data: Mapping[str, Any]) -> NodeConfig:
     timers = _timers(r, top.get("timers", _MISSING))
     garp = _garp(r, top.get("garp", _MISSING))
     port = r.integer(top, "heartbeat_port", "$", minimum=1, maximum=65535)
+    sync = _sync(r, top["sync"]) if "sync" in top else None
 
     servers: list[tuple[int, Server]] = []
     names_seen: set[str] = set()
@@ -405,7 +445,7 @@ def load_node_config(data: Mapping[str, Any]) -> NodeConfig:
     return NodeConfig(generation=generation, node=node, cluster=cluster, fallback=fallback,
                       failover=failover, timers=timers, servers=tuple(s for _, s in servers),
                       lims=tuple(x for _, x in lims), split_brain_stop=split, garp=garp,
-                      heartbeat_port=port)
+                      heartbeat_port=port, sync=sync)
 
 
 def _timers(r: _Reader, value: Any) -> Timers | None:
@@ -437,6 +477,29 @@ def _garp(r: _Reader, value: Any) -> Garp | None:
     if burst is None or second is None:
         return None
     return Garp(burst=burst, second_burst_after=second, refresh_interval=refresh)
+
+
+_SYNC_SECONDS = ("interval", "retry_min", "retry_max", "clock_bound", "timeout")
+_SYNC_PATHS = ("key", "known_hosts", "xdata_root")
+
+
+def _sync(r: _Reader, value: Any) -> Sync | None:
+    """The optional ``sync`` object: every key of :class:`Sync`, checked."""
+    path = "$.sync"
+    obj = r.obj(value, path, (*_SYNC_SECONDS, *_SYNC_PATHS, "user"))
+    if obj is None:
+        return None
+    before = len(r.problems)
+    seconds = {k: r.number(obj, k, path, positive=True) for k in _SYNC_SECONDS}
+    paths = {k: r.absolute_path(obj, k, path) for k in _SYNC_PATHS}
+    user = r.name(obj, "user", path)
+    lo, hi = seconds["retry_min"], seconds["retry_max"]
+    if lo is not None and hi is not None and hi < lo:
+        r.problem(f"{path}.retry_max", f"{hi:g} is below retry_min {lo:g}; retries back off "
+                  "from retry_min up to retry_max")
+    if len(r.problems) != before:
+        return None
+    return Sync(**seconds, **paths, user=user)  # type: ignore[arg-type]
 
 
 def _server(r: _Reader, value: Any, path: str, names_seen: set[str]) -> Server | None:
@@ -607,6 +670,13 @@ class _Reader:
         if v is not None and not _IFNAME.fullmatch(v):
             self.problem(f"{parent}.{key}", f"{v!r} is not a network interface name "
                          "(1-15 of A-Z a-z 0-9 _ . -)")
+            return None
+        return v
+
+    def absolute_path(self, obj: Mapping[str, Any], key: str, parent: str) -> str | None:
+        v = self._string(obj, key, parent)
+        if v is not None and (not v.startswith("/") or "\0" in v or "\n" in v):
+            self.problem(f"{parent}.{key}", f"{v!r} is not an absolute path (e.g. /etc/mxone/...)")
             return None
         return v
 

@@ -17,6 +17,15 @@ time) so the loop keeps sending heartbeats meanwhile. While a Decision is being 
 no new one is taken, and heartbeats list the LIMs of both the state before and the state
 after it (a LIM is claimed until it is really gone, and from the moment it starts).
 
+Exchange-data syncs run on a third thread (:mod:`mxone_agent.sync_worker`), so no sync ever
+delays a failover; ``ctl sync`` is answered by that thread once the sync is done, and the
+backup command and a peer's ``xdata serve receive`` tell the loop over the control socket
+(``backup`` / ``received``). Before a regular server starts its own LIM (fallback, boot) the
+action worker waits up to PULL_BEFORE_START_S for newer data from the standby and says in
+the transition's reason what came of it; on failure the LIM starts with the data it has and
+the sync alarm is raised. New data for a preloaded (passive) LIM restarts its service in
+place: status shows it loading, then preloaded.
+
 Signals only set flags. SIGTERM/SIGINT: the agent stops and leaves every service as it is,
 so an agent restart or upgrade causes no outage *if it is back within one detection
 period*: a restarted agent learns what runs from the services' status commands and goes
@@ -45,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from mxone_agent import heartbeat as hbmod
-from mxone_agent import sdnotify, service_node
+from mxone_agent import sdnotify, service_node, sync_policy, sync_worker
 from mxone_agent.actions import ActivateLim, DeactivateLim, StartLim, StopLim
 from mxone_agent.alarms import AlarmBook, iso_now
 from mxone_agent.config import ConfigError, Lock, NodeConfig, load_node_config
@@ -73,6 +82,9 @@ MAC_REFRESH = 5.0
 RETRY_AFTER = 5.0
 """Seconds before a LIM action that failed (or found a foreign host on the alias) is tried
 again; meanwhile decisions leave that LIM alone, so a failure is logged once per retry."""
+PULL_BEFORE_START_S = 30.0
+"""At most this long a regular server waits for newer data from the standby before it
+starts its own LIM (fallback, boot); then it starts with the data it has."""
 
 
 class StartupError(AgentError):
@@ -198,6 +210,11 @@ class Agent:
         self._watchdog = sdnotify.watchdog_interval()
         self._next_watchdog = 0.0
         self._dirty = True
+        self._reload_pending: dict[int, str] = {}  # LIM -> new version, preloaded reloads to do
+        self._reloading: set[int] = set()
+        self.sync = sync_worker.SyncWorker(
+            lambda: self.config, self.alarms, self._peer_alive,
+            lambda: set(self.local.active_lims()), self._pulled)
         self._reset_peers()
 
     # ---- setup ----------------------------------------------------------------------------
@@ -235,6 +252,7 @@ class Agent:
         self._refresh_macs()
         self._worker = threading.Thread(target=self._work, name="executor", daemon=True)
         self._worker.start()
+        self.sync.start()
         here = ", ".join(f"LIM {r.lim} {r.describe()}" for r in runs) or "no LIM"
         log.info("%s (%s) of cluster %s started, generation %d, detection %.1f s; runs %s "
                  "here", cfg.node, cfg.role, cfg.cluster, cfg.generation, cfg.detection, here)
@@ -262,6 +280,7 @@ class Agent:
         return s
 
     def close(self) -> None:
+        self.sync.stop()
         self._jobs.put(None)
         if self._worker is not None:
             self._worker.join(timeout=30)
@@ -293,6 +312,18 @@ class Agent:
 
     def _submit(self, kind: str, fn: Callable[[], Any]) -> None:
         self._jobs.put((kind, fn))
+
+    def _post(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop (from another thread): the loop owns every state."""
+        self._results.put(("call", fn))
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass  # closing down
+
+    def _peer_alive(self, name: str) -> bool:
+        view = self.peers.get(name)
+        return view is not None and view.alive
 
     # ---- the loop --------------------------------------------------------------------------
 
@@ -366,6 +397,7 @@ class Agent:
             sdnotify.notify("WATCHDOG=1")
             self._next_watchdog = now + self._watchdog
         if self._busy is None:
+            self._start_reloads()
             self._background_jobs(now)
 
     def _background_jobs(self, now: float) -> None:
@@ -538,8 +570,25 @@ class Agent:
         assert self.executor is not None
         ex = self.executor
         macs.add(self.own_mac)
-        self._submit("apply", lambda: (decision, actions, decided, cfg,
+        pull = self._pull_before_start(cfg, actions)
+        self._submit("apply", lambda: (decision, actions, decided, cfg, pull(),
                                        ex.apply(cfg, actions, macs)))
+
+    def _pull_before_start(self, cfg: NodeConfig, actions: tuple) -> Callable[[], str]:
+        """What the action worker does before a regular server starts its own LIM: pull
+        newer data from the standby (bounded), unless the standby is known dead. Returns
+        a callable giving the sentence for the transition's reason."""
+        starts = [a.lim for a in actions if isinstance(a, StartLim)]
+        if cfg.role is not Role.REGULAR or not starts:
+            return lambda: ""
+        if self.sync.disabled_reason(cfg) is not None:
+            return lambda: ""
+        sb = cfg.standby.name
+        if self.peers.get(sb, PeerView.unknown(sb)).dead:
+            note = f"{sb} is not alive: LIM {starts[0]} starts with the data it has here."
+            return lambda: note
+        sync = self.sync
+        return lambda: " ".join(sync.pull_before_start(n, PULL_BEFORE_START_S) for n in starts)
 
     def _drop_done_requests(self) -> None:
         if self.local.fallback_requests:
@@ -562,16 +611,26 @@ class Agent:
             if isinstance(result, Exception):
                 if kind == "apply":
                     self._busy = None
+                elif kind == "reload":
+                    self._reloading.clear()
                 continue
-            if kind == "apply":
+            if kind == "call":
+                try:
+                    result()
+                except Exception:  # a bug in a posted call must not end the loop
+                    log.exception("a call posted to the loop failed")
+            elif kind == "apply":
                 self._applied(*result)
+                self._start_reloads()
+            elif kind == "reload":
+                self._reloaded(*result)
             elif kind == "status":
                 self._statuses(result)
             elif kind == "macs":
                 self._merge_macs(result)
 
     def _applied(self, decision: Decision, actions: tuple, decided: float, cfg: NodeConfig,
-                 outcomes: list[Outcome]) -> None:
+                 pulled: str, outcomes: list[Outcome]) -> None:
         now = time.monotonic()
         done = [o.action for o in outcomes if o.ok]
         self.local = self.local.applied(done, now)
@@ -601,7 +660,7 @@ class Agent:
             at = {k: iso_now(v) for k, v in o.steps.items()}
             self.transitions.append(Transition(
                 lim=a.lim, kind=_kind(cfg, a, decision.reason, standby_alive),
-                reason=decision.reason, detected=iso_now(min(self.last_change_wall, decided)),
+                reason=f"{decision.reason} {pulled}".strip(), detected=iso_now(min(self.last_change_wall, decided)),
                 decided=iso_now(decided), alias_up=at.get("alias_up"),
                 first_garp=at.get("first_garp"), service_up=at.get("service_up"), ok=o.ok,
                 error=o.error))
@@ -612,8 +671,8 @@ class Agent:
         changed = False
         for n, code in codes.items():
             r = runs.get(n)
-            if r is None:
-                continue
+            if r is None or n in self._reloading:
+                continue  # a reload's restart is no failure; its outcome comes separately
             if code == 0 and r.loading:
                 runs[n] = LimRun(n, r.mode, loading=False)
                 changed = True
@@ -641,7 +700,8 @@ class Agent:
                 conn, _ = self._ctl.accept()
             except BlockingIOError:
                 return
-            with conn:
+            handed_over = False
+            try:
                 conn.settimeout(2.0)
                 try:
                     data = b""
@@ -650,13 +710,48 @@ class Agent:
                         if not chunk:
                             break
                         data += chunk
-                    reply = self.handle(json.loads(data.decode("utf-8") or "{}"))
+                    req = json.loads(data.decode("utf-8") or "{}")
+                    if isinstance(req, dict) and req.get("cmd") == "sync":
+                        reply = self._order_sync(conn, req)
+                        handed_over = reply is None
+                    else:
+                        reply = self.handle(req)
                 except (OSError, ValueError) as e:
                     reply = {"ok": False, "error": f"bad request: {e}"}
-                try:
-                    conn.sendall(json.dumps(reply).encode("utf-8") + b"\n")
-                except OSError:
-                    pass
+                if reply is not None:
+                    _send_reply(conn, reply)
+            finally:
+                if not handed_over:
+                    conn.close()
+
+    def _order_sync(self, conn: socket.socket, req: dict) -> dict | None:
+        """``ctl sync [LIM]``: a refusal now, or None when the sync worker answers ``conn``
+        once the sync is done (the loop never waits for a sync)."""
+        cfg = self.config
+        raw = req.get("lim")
+        if raw is None:
+            lims = list(sync_policy.initiated_lims(cfg))
+            if not lims:
+                return {"ok": False, "results": [], "error": (
+                    f"{cfg.node} is the {cfg.role} server of cluster {cfg.cluster} and regular "
+                    "for no LIM; order the sync on a regular server, or name the LIM")}
+        else:
+            try:
+                lims = [int(raw)]
+                cfg.lim(lims[0])
+            except (KeyError, TypeError, ValueError):
+                return {"ok": False, "results": [],
+                        "error": f"LIM {raw} is not in cluster {cfg.cluster}"}
+
+        def answer(results: list[dict]) -> None:
+            try:
+                conn.settimeout(5.0)
+                _send_reply(conn, {"ok": all(r["ok"] for r in results), "results": results})
+            finally:
+                conn.close()
+
+        self.sync.order(lims, sync_policy.TRIGGER_ORDER, answer)
+        return None
 
     def handle(self, req: dict) -> dict:
         """Answer one control request (``{"cmd": ...}``); see main's ``ctl`` for the verbs."""
@@ -665,6 +760,8 @@ class Agent:
             return {"ok": True, **self.status()}
         if cmd == "reload":
             return self._reload()
+        if cmd in ("backup", "received"):
+            return self._data_news(cmd, req)
         raw = req.get("lim")
         lim = 0
         if cmd in ("fallback", "lock", "unlock"):
@@ -696,6 +793,77 @@ class Agent:
                      "unlocked" if to == Lock.NONE else f"locked to the {to} server")
             return {"ok": True, "lim": lim, "lock": str(Lock(to))}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    # ---- exchange data -----------------------------------------------------------------------
+
+    def _data_news(self, cmd: str, req: dict) -> dict:
+        """``backup``: a data backup was written here (sync it); ``received``: a peer sent
+        a new version here (a preloaded passive service reloads it)."""
+        raw, version = req.get("lim"), req.get("version")
+        try:
+            lim = int(raw)  # type: ignore[arg-type]
+            self.config.lim(lim)
+        except (KeyError, TypeError, ValueError):
+            return {"ok": False, "error": f"LIM {raw} is not in cluster {self.config.cluster}"}
+        version = str(version) if version else None
+        if cmd == "backup":
+            said = self.sync.backup_happened(lim, version)
+            log.info("%s: data backup %s of LIM %d; %s", self.config.node, version, lim, said)
+            return {"ok": True, "lim": lim, "result": said}
+        if version is not None:
+            self.sync.version_arrived(lim, version)
+        return {"ok": True, "lim": lim, "result": self._data_arrived(lim, version)}
+
+    def _pulled(self, lim: int, version: str) -> None:
+        """The sync worker brought a newer version here (called on its thread)."""
+        self._post(lambda: log.info("%s: LIM %d: %s", self.config.node, lim,
+                                    self._data_arrived(lim, version)))
+
+    def _data_arrived(self, lim: int, version: str | None) -> str:
+        """New data of ``lim`` is here: a preloaded (passive) service here reloads it."""
+        run = next((r for r in self.local.runs if r.lim == lim), None)
+        if run is None or run.mode is not Mode.PRELOADED:
+            return "new data noted; no preloaded service of it runs here"
+        self._reload_pending[lim] = version or "?"
+        if self._busy is None:
+            self._start_reloads()
+        return f"the preloaded service reloads to load {version}"
+
+    def _start_reloads(self) -> None:
+        """Restart preloaded services that have new data (one at a time, between
+        decisions, on the action worker)."""
+        if not self._reload_pending or self._reloading:
+            return
+        lim, version = self._reload_pending.popitem()
+        runs = {r.lim: r for r in self.local.runs}
+        run = runs.get(lim)
+        if run is None or run.mode is not Mode.PRELOADED:
+            return
+        runs[lim] = LimRun(lim, Mode.PRELOADED, loading=True)
+        self.local = dataclasses.replace(self.local, runs=tuple(runs.values()))
+        self._reloading.add(lim)
+        cfg = self.config
+        ex = self.executor
+        assert ex is not None
+        decided = time.time()
+        log.info("%s: LIM %d's preloaded service reloads to load the new data %s",
+                 cfg.node, lim, version)
+        self._submit("reload", lambda: (lim, version, decided,
+                                        ex.reload_service(cfg, cfg.lim(lim))))
+
+    def _reloaded(self, lim: int, version: str, decided: float, outcome: Outcome) -> None:
+        self._reloading.discard(lim)
+        self._next_loading_poll = 0.0  # learn soon when it has loaded
+        at = {k: iso_now(v) for k, v in outcome.steps.items()}
+        self.transitions.append(Transition(
+            lim=lim, kind="reload", reason=f"New data {version} of LIM {lim} arrived: its "
+            "preloaded service reloads to load it.", detected=iso_now(decided),
+            decided=iso_now(decided), service_up=at.get("service_up"), ok=outcome.ok,
+            error=outcome.error))
+        if not outcome.ok:
+            log.warning("%s: %s", self.config.node, outcome.error)
+        self._start_reloads()
+        self._dirty = True
 
     def _reload(self) -> dict:
         try:
@@ -777,11 +945,19 @@ class Agent:
             "transitions": [dataclasses.asdict(t) for t in self.transitions],
             "last_decision": self.last_decision,
             "fallback_requests": sorted(self.local.fallback_requests),
+            "sync": self.sync.status(),
             "pid": os.getpid(),
         }
         if self.foreign_mac:
             out["foreign_mac"] = {str(k): v for k, v in self.foreign_mac.items()}
         return out
+
+
+def _send_reply(conn: socket.socket, reply: dict) -> None:
+    try:
+        conn.sendall(json.dumps(reply).encode("utf-8") + b"\n")
+    except OSError:
+        pass  # the asker has gone
 
 
 def decide_now(config: NodeConfig, peers: dict[str, PeerView], local: LocalState,

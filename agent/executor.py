@@ -269,6 +269,22 @@ class Executor:
         self._mark(o, "first_garp")
         self._schedule(config, lim, iface)
 
+    def reload_service(self, config: NodeConfig, lim: LimConfig) -> Outcome:
+        """Restart ``lim``'s service in place so it loads its newest exchange data (a
+        preloaded passive side after new data arrived): stop, then start; the alias, its
+        block and the companions stay as they are. The service is *loading* afterwards."""
+        o = Outcome(StartLim(lim.lim, Mode.PRELOADED))
+        service = self.service(lim)
+        self._run(service.stop, STOP_TIMEOUT)
+        self._mark(o, "service_down")
+        code = self._run(service.start, START_TIMEOUT)
+        if code != 0:
+            o.ok = False
+            o.error = f"the service of LIM {lim.lim} did not start again (exit status {code})"
+        else:
+            self._mark(o, "service_up")
+        return o
+
     def _deactivate(self, config: NodeConfig, lim: LimConfig, o: Outcome) -> None:
         self._announce.pop(lim.lim, None)
         self.network.block(lim.lim, lim.alias_ip)

@@ -7,10 +7,17 @@
   existing pidfile means the agent is ready. Under systemd (NOTIFY_SOCKET) it sends
   READY=1 and watchdog pings. Exit 1 with a clear message when it cannot start.
 * ``mxone-agent ctl status | fallback LIM | lock LIM regular|standby | unlock LIM |
-  reload`` - talk to the running agent over its control socket (root only, mode 0600);
-  prints the JSON answer. Exit 0 done, 1 refused (``{"ok": false, "error": ...}``), 2 the
-  agent is not running.
-* ``mxone-agent service start|stop|status --lim N ...`` - the reference Service Node.
+  reload | sync [LIM]`` - talk to the running agent over its control socket (root only,
+  mode 0600); prints the JSON answer. Exit 0 done, 1 refused (``{"ok": false, "error":
+  ...}``), 2 the agent is not running. ``sync`` syncs the LIM's exchange data now (without
+  LIM: every LIM this node is regular for), waits for it and answers ``{"ok": bool,
+  "results": [{"lim", "ok", "direction", "version", "fetched_files", "fetched_bytes",
+  "reused_files", "seconds", "notes" | "error"}]}``; exit 0 when every LIM synced.
+* ``mxone-agent service start|stop|status|data_backup --lim N ...`` - the reference
+  Service Node, and a data backup of its live data.
+* ``mxone-agent xdata serve [--root D] REQUEST...`` - the peer side of a sync (an SSH
+  forced command); ``mxone-agent xdata keep-newest [--root D] LIM...`` - keep only the
+  newest valid version of each LIM, print ``{"removed": {"<lim>": [versions]}}``.
 * ``mxone-agent unit`` - print the systemd unit file to install.
 
 The agent needs only the standard library, pyroute2 and scapy.
@@ -35,6 +42,9 @@ EXIT_NOT_RUNNING = 2
 EXIT_NOT_BUILT = 2  # kept for callers of the check-config-only version
 
 DEFAULT_PIDFILE = "/run/mxone/agent.pid"
+CTL_TIMEOUT = 10.0
+CTL_SYNC_TIMEOUT = 2 * 3600.0 + 120.0
+"""``ctl sync`` waits for the transfer (bounded by ``sync.timeout`` on the agent's side)."""
 
 
 def _summary(path: str, cfg: NodeConfig) -> str:
@@ -201,6 +211,11 @@ def ctl_request(path: str, request: dict, timeout: float = 10.0) -> dict:
 
 def ctl(args: argparse.Namespace) -> int:
     req: dict = {"cmd": args.verb}
+    if args.verb == "sync" and args.args:
+        if len(args.args) != 1:
+            print("mxone-agent ctl sync [LIM]", file=sys.stderr)
+            return EXIT_REFUSED
+        req["lim"] = args.args[0]
     if args.verb in ("fallback", "lock", "unlock"):
         if not args.args:
             print(f"mxone-agent ctl {args.verb}: name the LIM", file=sys.stderr)
@@ -212,7 +227,8 @@ def ctl(args: argparse.Namespace) -> int:
             return EXIT_REFUSED
         req["to"] = args.args[1]
     try:
-        reply = ctl_request(args.control, req)
+        reply = ctl_request(args.control, req,
+                            timeout=CTL_SYNC_TIMEOUT if args.verb == "sync" else CTL_TIMEOUT)
     except ConnectionError as e:
         print(f"mxone-agent: {e}", file=sys.stderr)
         return EXIT_NOT_RUNNING
@@ -246,14 +262,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the reference Service Node keeps its pidfiles")
     r.add_argument("--alarm-file", default="/var/log/mxone/alarms.log")
     c = sub.add_parser("ctl", help="talk to the running agent")
-    c.add_argument("verb", choices=("status", "fallback", "lock", "unlock", "reload"))
+    c.add_argument("verb", choices=("status", "fallback", "lock", "unlock", "reload", "sync"))
     c.add_argument("args", nargs="*")
     c.add_argument("--control", default=daemon.DEFAULT_CONTROL)
     s = sub.add_parser("service", help="the reference Service Node")
     service_node.add_arguments(s)
     sub.add_parser("unit", help="print the systemd unit file")
     x = sub.add_parser("xdata", help="exchange data: `xdata serve [--root DIR] REQUEST...` "
-                       "answers a syncing peer (usable as an SSH forced command)")
+                       "answers a syncing peer (usable as an SSH forced command); `xdata "
+                       "keep-newest [--root DIR] LIM...` keeps only each LIM's newest version")
     x.add_argument("words", nargs=argparse.REMAINDER)
     return parser
 

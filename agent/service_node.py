@@ -1,34 +1,49 @@
 """The reference Service Node: a stand-in for an MX-ONE LIM's service, for the lab and tests.
 
-``mxone-agent service start|stop|status --lim N --alias IP [--port 7100] [--run-dir D]
-[--load-seconds S]``
+``mxone-agent service start|stop|status|data_backup --lim N [--alias IP] [--port 7100]
+[--run-dir D] [--load-seconds S] [--xdata-root D] [--control SOCK]``
 
 * ``start`` daemonizes a small UDP server bound to ``IP:port`` with IP_FREEBIND (so it can
   bind an alias that is absent or blocked, as on a preloaded passive side) and returns
-  once it is bound (exit 0; 1 if it could not start). Every datagram it receives is
-  answered with ``LIM <n> on <hostname>``. For ``--load-seconds`` it is *loading*: bound
-  but silent, as a LIM that is still loading its data.
+  once it is bound (exit 0; 1 if it could not start). For ``--load-seconds`` it is
+  *loading*: bound but silent, as a LIM that is still loading its data; then it loads the
+  newest *valid* exchange-data version of its LIM from the xdata root (none: no
+  extensions) and answers datagrams (:func:`answer`):
+
+  - ``REGISTER <ext>`` registers an extension: ``OK LIM <n> registered <ext> on <host>``;
+  - ``EXTENSIONS``: ``LIM <n> on <host> extensions: <comma-separated sorted list>``;
+  - anything else: ``LIM <n> on <host>``.
+
 * ``stop`` ends the server (SIGTERM, then SIGKILL) and removes its files; exit 0.
 * ``status`` exits 0 when it runs and is loaded, STATUS_LOADING (150) while it is loading,
-  3 when it is stopped (LSB codes; 150 is in the application range).
+  3 when it is stopped (LSB codes; 150 is in the application range); it prints ``running
+  (data <version>)`` / ``running (no data)``, ``loading`` or ``stopped``.
+* ``data_backup`` writes a new exchange-data version of the running LIM's live data (reload
+  data ``reload/extensions.json``, system database data ``sysdb/lim<n>.json``), keeps the
+  newest :data:`xdata.KEEP_ON_REGULAR`, prints the version and tells the local agent
+  (best-effort, over its control socket) so it syncs at once. Exit 0; 1 with the reason
+  when the LIM does not run here or the version cannot be written (older versions stay).
 
 Files, per LIM, in the run dir (default /run/mxone): ``service-limN.pid`` (written once
-the socket is bound) and ``service-limN.loaded`` (once loading is over).
-
-Exchange data (reload and database data synchronised to the standby) comes later: a
-Service Node would read it in :func:`_load`, the seam where loading happens.
+the socket is bound), ``service-limN.loaded`` (once loading is over; holds the loaded
+version's name, empty when there was none) and ``service-limN.data.json`` (the live data,
+rewritten atomically - temp file, fsync, rename - on every change).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import re
 import signal
 import socket
 import sys
 import time
 from pathlib import Path
+
+from mxone_agent import xdata
 
 DEFAULT_PORT = 7100
 DEFAULT_RUN_DIR = "/run/mxone"
@@ -37,6 +52,11 @@ STATUS_STOPPED = 3
 STATUS_LOADING = 150
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 START_TIMEOUT = 5.0
+DEFAULT_XDATA_ROOT = "/var/opt/mxone/xdata"
+DEFAULT_CONTROL = "/run/mxone/agent.sock"
+RELOAD_FILE = "reload/extensions.json"
+DATA_FORMAT = 1
+_EXTENSION = re.compile(r"[0-9]{1,20}")
 
 
 def pidfile(run_dir: str, lim: int) -> Path:
@@ -45,6 +65,14 @@ def pidfile(run_dir: str, lim: int) -> Path:
 
 def loadedfile(run_dir: str, lim: int) -> Path:
     return Path(run_dir) / f"service-lim{lim}.loaded"
+
+
+def datafile(run_dir: str, lim: int) -> Path:
+    return Path(run_dir) / f"service-lim{lim}.data.json"
+
+
+def sysdb_file(lim: int) -> str:
+    return f"sysdb/lim{lim}.json"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -80,18 +108,106 @@ def _bind(alias: str, port: int) -> socket.socket:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    """Replace ``path`` with ``text`` so a reader sees the old or the new file, never half
+    of one, also after a crash: temp file, fsync, rename, fsync of the directory."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
-def _load(lim: int, seconds: float) -> None:
-    """Where a real LIM loads its exchange data; here only the configured delay."""
+# ---- the LIM's data ---------------------------------------------------------------------
+
+def reload_data(lim: int, extensions: set[str]) -> bytes:
+    """The reload data file of a version: the registered extensions."""
+    return json.dumps({"format": DATA_FORMAT, "lim": lim, "extensions": sorted(extensions)},
+                      indent=1).encode() + b"\n"
+
+
+def sysdb_data(lim: int, extensions: set[str]) -> bytes:
+    """The system database data file of a version (a summary, in this reference node)."""
+    return json.dumps({"format": DATA_FORMAT, "lim": lim, "extension_count": len(extensions)},
+                      indent=1).encode() + b"\n"
+
+
+def parse_reload_data(data: bytes, lim: int, where: str) -> set[str]:
+    """The extensions of a reload data file; XdataError naming the file and what is wrong."""
+    try:
+        doc = json.loads(data)
+        if doc.get("format") != DATA_FORMAT or doc.get("lim") != lim:
+            raise ValueError(f"format {doc.get('format')!r} of LIM {doc.get('lim')!r}, expected "
+                             f"format {DATA_FORMAT} of LIM {lim}")
+        extensions = {str(e) for e in doc["extensions"]}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise xdata.XdataError(f"{where}: not reload data of LIM {lim} ({exc})") from None
+    bad = sorted(e for e in extensions if not _EXTENSION.fullmatch(e))
+    if bad:
+        raise xdata.XdataError(f"{where}: {bad[0]!r} is not an extension (1-20 digits)")
+    return extensions
+
+
+def newest_loadable(root: Path, lim: int) -> tuple[str, set[str]] | None:
+    """The newest version of ``lim`` that passes the full check (every sha256) and whose
+    reload data parses: (its name, its extensions); None when there is none."""
+    for path in xdata.versions(root, lim):
+        if xdata.verify(path):
+            continue
+        try:
+            return path.name, parse_reload_data((path / RELOAD_FILE).read_bytes(), lim,
+                                                str(path / RELOAD_FILE))
+        except (OSError, xdata.XdataError):
+            continue
+    return None
+
+
+def _load(lim: int, seconds: float, xdata_root: str) -> tuple[str | None, set[str]]:
+    """Where a LIM loads its exchange data: after the configured delay, the newest valid
+    version of its LIM. Returns (the version loaded or None, the extensions)."""
     if seconds > 0:
         time.sleep(seconds)
+    found = newest_loadable(Path(xdata_root), lim)
+    return (None, set()) if found is None else found
 
 
-def _serve(sock: socket.socket, lim: int, run_dir: str, load_seconds: float) -> None:
+def _save_live(run_dir: str, lim: int, loaded: str | None, extensions: set[str]) -> None:
+    _write_atomic(datafile(run_dir, lim), json.dumps(
+        {"lim": lim, "loaded": loaded, "extensions": sorted(extensions)}) + "\n")
+
+
+def loaded_version(run_dir: str, lim: int) -> str | None:
+    """The exchange-data version the running service loaded (None: none, or not loaded)."""
+    try:
+        return loadedfile(run_dir, lim).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def answer(lim: int, hostname: str, extensions: set[str], datagram: bytes) -> tuple[bytes, bool]:
+    """The reply to one datagram and whether ``extensions`` changed (it is updated)."""
+    words = datagram.decode("utf-8", errors="replace").split()
+    if len(words) == 2 and words[0] == "REGISTER":
+        ext = words[1]
+        if not _EXTENSION.fullmatch(ext):
+            return (f"ERROR LIM {lim} on {hostname}: {ext[:40]!r} is not an extension "
+                    "(1-20 digits)").encode(), False
+        changed = ext not in extensions
+        extensions.add(ext)
+        return f"OK LIM {lim} registered {ext} on {hostname}".encode(), changed
+    if words == ["EXTENSIONS"]:
+        return (f"LIM {lim} on {hostname} extensions: "
+                + ",".join(sorted(extensions))).encode(), False
+    return f"LIM {lim} on {hostname}".encode(), False
+
+
+def _serve(sock: socket.socket, lim: int, run_dir: str, load_seconds: float,
+           xdata_root: str) -> None:
     stop = False
 
     def on_term(signum: int, frame: object) -> None:
@@ -99,27 +215,33 @@ def _serve(sock: socket.socket, lim: int, run_dir: str, load_seconds: float) -> 
         stop = True
 
     signal.signal(signal.SIGTERM, on_term)
-    _load(lim, load_seconds)
-    _write_atomic(loadedfile(run_dir, lim), "1\n")
-    reply = f"LIM {lim} on {socket.gethostname()}".encode()
+    loaded, extensions = _load(lim, load_seconds, xdata_root)
+    _save_live(run_dir, lim, loaded, extensions)
+    _write_atomic(loadedfile(run_dir, lim), f"{loaded or ''}\n")
+    hostname = socket.gethostname()
     sock.settimeout(0.5)
     while not stop:
         try:
-            _, peer = sock.recvfrom(2048)
+            data, peer = sock.recvfrom(2048)
         except (TimeoutError, InterruptedError):
             continue
         except OSError:
             continue
+        reply, changed = answer(lim, hostname, extensions, data)
+        if changed:
+            with contextlib.suppress(OSError):  # a full disk must not end the LIM
+                _save_live(run_dir, lim, loaded, extensions)
         with contextlib.suppress(OSError):
             sock.sendto(reply, peer)
 
 
-def start(lim: int, alias: str, port: int, run_dir: str, load_seconds: float) -> int:
+def start(lim: int, alias: str, port: int, run_dir: str, load_seconds: float,
+          xdata_root: str = DEFAULT_XDATA_ROOT) -> int:
     """Start the service in the background; returns once it is bound (exit status)."""
     if running_pid(run_dir, lim) is not None:
         return 0
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    for f in (pidfile(run_dir, lim), loadedfile(run_dir, lim)):
+    for f in (pidfile(run_dir, lim), loadedfile(run_dir, lim), datafile(run_dir, lim)):
         f.unlink(missing_ok=True)
     try:
         sock = _bind(alias, port)
@@ -146,9 +268,9 @@ def start(lim: int, alias: str, port: int, run_dir: str, load_seconds: float) ->
         _write_atomic(pidfile(run_dir, lim), f"{os.getpid()}\n")
         os.write(w, b"ok")
         os.close(w)
-        _serve(sock, lim, run_dir, load_seconds)
+        _serve(sock, lim, run_dir, load_seconds, xdata_root)
     finally:
-        for f in (pidfile(run_dir, lim), loadedfile(run_dir, lim)):
+        for f in (pidfile(run_dir, lim), loadedfile(run_dir, lim), datafile(run_dir, lim)):
             with contextlib.suppress(OSError):
                 if f.name.endswith(".pid") and f.read_text().strip() != str(os.getpid()):
                     continue
@@ -167,18 +289,85 @@ def stop(lim: int, run_dir: str, timeout: float = 3.0) -> int:
         if _pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    for f in (pidfile(run_dir, lim), loadedfile(run_dir, lim)):
+    for f in (pidfile(run_dir, lim), loadedfile(run_dir, lim), datafile(run_dir, lim)):
         f.unlink(missing_ok=True)
     return 0
 
 
+# ---- data backup ---------------------------------------------------------------------------
+
+class BackupError(xdata.XdataError):
+    """A data backup was not written; the message says why. Older versions are intact."""
+
+
+def live_extensions(run_dir: str, lim: int) -> set[str]:
+    """The running LIM's live extensions; BackupError when it does not run (or is loading)."""
+    host = socket.gethostname()
+    code = status(run_dir, lim)
+    if code == STATUS_STOPPED:
+        raise BackupError(f"LIM {lim} does not run on {host} (no service in {run_dir}); "
+                          "back up on the server that runs it")
+    if code == STATUS_LOADING:
+        raise BackupError(f"LIM {lim} on {host} is still loading its data; back up once it runs")
+    try:
+        doc = json.loads(datafile(run_dir, lim).read_text(encoding="utf-8"))
+        return {str(e) for e in doc["extensions"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BackupError(f"LIM {lim} on {host}: its live data "
+                          f"{datafile(run_dir, lim)} cannot be read ({exc})") from None
+
+
+def data_backup(lim: int, run_dir: str, xdata_root: str) -> xdata.Manifest:
+    """Write a new version of the running LIM's live data under ``xdata_root`` and keep the
+    newest :data:`xdata.KEEP_ON_REGULAR`. BackupError naming the cause; on any failure no
+    version was added and the existing ones are untouched."""
+    extensions = live_extensions(run_dir, lim)
+    files = {RELOAD_FILE: reload_data(lim, extensions), sysdb_file(lim): sysdb_data(lim, extensions)}
+    root = Path(xdata_root)
+    try:
+        manifest = xdata.write_version(root, lim, files)
+    except OSError as exc:
+        raise BackupError(f"LIM {lim}: no data backup written under {root}: "
+                          f"{exc.strerror or exc}; the previous versions are kept") from None
+    except xdata.XdataError as exc:
+        raise BackupError(f"LIM {lim}: no data backup written under {root}: {exc}; the "
+                          "previous versions are kept") from None
+    with contextlib.suppress(OSError, xdata.XdataError):  # pruning later is no failure
+        xdata.prune(root, lim, xdata.KEEP_ON_REGULAR)
+    return manifest
+
+
+def _data_backup_main(args: argparse.Namespace) -> int:
+    from mxone_agent import xdata_sync
+
+    try:
+        manifest = data_backup(args.lim, args.run_dir, args.xdata_root)
+    except BackupError as exc:
+        print(f"data backup failed: {exc}", file=sys.stderr)
+        return 1
+    answer = xdata_sync.notify_agent({"cmd": "backup", "lim": args.lim,
+                                      "version": manifest.version}, args.control)
+    told = f"agent: {answer.get('result')}" if answer and answer.get("ok") else \
+        "no agent answered (its scan finds the new version)"
+    print(f"LIM {args.lim}: data backup {manifest.version} written on {socket.gethostname()} "
+          f"({len(manifest.files)} files, {manifest.total_bytes} bytes) in {args.xdata_root}; "
+          f"{told}")
+    return 0
+
+
+# ---- command line ----------------------------------------------------------------------------
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=("start", "stop", "status"))
+    p.add_argument("action", choices=("start", "stop", "status", "data_backup"))
     p.add_argument("--lim", type=int, required=True)
     p.add_argument("--alias", help="the LIM's alias IP (start)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--run-dir", "--state-dir", dest="run_dir", default=DEFAULT_RUN_DIR)
     p.add_argument("--load-seconds", type=float, default=0.0)
+    p.add_argument("--xdata-root", default=DEFAULT_XDATA_ROOT,
+                   help="where exchange-data versions are (start loads, data_backup writes)")
+    p.add_argument("--control", default=DEFAULT_CONTROL,
+                   help="the local agent's control socket (data_backup tells it)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -186,9 +375,16 @@ def run(args: argparse.Namespace) -> int:
         if not args.alias:
             print("service start needs --alias", file=sys.stderr)
             return 1
-        return start(args.lim, args.alias, args.port, args.run_dir, args.load_seconds)
+        return start(args.lim, args.alias, args.port, args.run_dir, args.load_seconds,
+                     args.xdata_root)
     if args.action == "stop":
         return stop(args.lim, args.run_dir)
+    if args.action == "data_backup":
+        return _data_backup_main(args)
     code = status(args.run_dir, args.lim)
-    print({STATUS_RUNNING: "running", STATUS_LOADING: "loading"}.get(code, "stopped"))
+    if code == STATUS_RUNNING:
+        version = loaded_version(args.run_dir, args.lim)
+        print(f"running (data {version})" if version else "running (no data)")
+    else:
+        print("loading" if code == STATUS_LOADING else "stopped")
     return code

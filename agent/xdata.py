@@ -301,11 +301,28 @@ def keep_only_newest(root: Path, lim: int) -> list[Path]:
     return prune(root, lim, 1)
 
 
+def _temp_owner(path: Path) -> int | None:
+    """The PID in a temporary directory's name (``.incoming-<pid>-<ns>``), or None."""
+    try:
+        return int(path.name[len(TEMP_PREFIX):].split("-", 1)[0])
+    except ValueError:
+        return None
+
+
+def _other_live_process(pid: int | None) -> bool:
+    return pid is not None and pid != os.getpid() and os.path.exists(f"/proc/{pid}")
+
+
 def sweep_temporaries(root: Path) -> list[Path]:
-    """Remove temporary directories a crash or an interrupted transfer left behind."""
+    """Remove temporary directories a crash or an interrupted transfer left behind.
+
+    A temporary directory of another live process is a transfer under way (a peer's
+    push while this server pulls, say) and stays; this process's own are leftovers.
+    """
     if not root.is_dir():
         return []
-    gone = [p for p in root.iterdir() if p.name.startswith(TEMP_PREFIX) and p.is_dir()]
+    gone = [p for p in root.iterdir() if p.name.startswith(TEMP_PREFIX) and p.is_dir()
+            and not _other_live_process(_temp_owner(p))]
     for p in gone:
         shutil.rmtree(p, ignore_errors=True)
     return gone
@@ -393,6 +410,12 @@ def _copy_hashing(src: Path, dst: Path) -> str:
     return h.hexdigest()
 
 
+def _arrived_meanwhile(final: Path, manifest: Manifest) -> bool:
+    """Whether the version is complete under its name (another transfer published it)."""
+    return final.is_dir() and (final / MANIFEST).is_file() and not verify(final, manifest,
+                                                                          quick=True)
+
+
 def receive(root: Path, manifest: Manifest, fetch: Callable[[FileEntry, Path], str | None],
             keep: int = KEEP_ON_STANDBY) -> Received:
     """Build ``manifest``'s version under ``root``: files unchanged since our newest valid
@@ -443,10 +466,17 @@ def receive(root: Path, manifest: Manifest, fetch: Callable[[FileEntry, Path], s
         _fsync_file(temp / MANIFEST)
         for d in sorted({(temp / e.path).parent for e in manifest.files} | {temp}, reverse=True):
             _fsync_dir(d)
+        if _arrived_meanwhile(root / manifest.version, manifest):
+            shutil.rmtree(temp, ignore_errors=True)  # a concurrent transfer brought it
+            syncer.shutdown(wait=True)
+            return Received(manifest.version, 0, 0, len(manifest.files), already_had=True)
         publish(temp, root, manifest.version)
-    except BaseException:
+    except BaseException as exc:
         syncer.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(temp, ignore_errors=True)
+        if isinstance(exc, XdataError | OSError) and _arrived_meanwhile(
+                root / manifest.version, manifest):  # publish lost a race to a twin transfer
+            return Received(manifest.version, 0, 0, len(manifest.files), already_had=True)
         raise
     syncer.shutdown(wait=True)
     prune(root, manifest.lim, keep)

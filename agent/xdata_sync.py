@@ -17,6 +17,7 @@ Standard library only; SSH is the system's ``ssh`` client.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -26,13 +27,41 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from mxone_agent import xdata, xdata_wire
 
 DEFAULT_ROOT = Path("/var/opt/mxone/xdata")
+DEFAULT_CONTROL = "/run/mxone/agent.sock"
 CLOCK_BOUND_S = 2.0
 COMMAND_TIMEOUT_S = 30.0
+NOTIFY_TIMEOUT_S = 2.0
+
+
+def notify_agent(request: dict[str, object], control: str = DEFAULT_CONTROL,
+                 timeout: float = NOTIFY_TIMEOUT_S) -> dict[str, object] | None:
+    """Tell the local agent something happened (a backup, data received); best-effort.
+
+    Returns the agent's JSON answer, or None when no agent listens or it did not answer
+    in ``timeout`` seconds: the agent's periodic scan notices new versions anyway.
+    """
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(control)
+            s.sendall(json.dumps(request).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        answer = json.loads(data)
+    except (OSError, ValueError):
+        return None
+    return answer if isinstance(answer, dict) else None
 
 
 @dataclass(frozen=True)
@@ -58,6 +87,7 @@ class SyncResult:
     reused_files: int = 0
     seconds: float = 0.0
     notes: tuple[str, ...] = field(default=())
+    push_left: bool = False  # pull_only: this side's data is newer; the push was not done
 
     def to_dict(self) -> dict[str, object]:
         return {"lim": self.lim, "direction": self.direction, "version": self.version,
@@ -116,6 +146,8 @@ def serve(words: Sequence[str], root: Path, stdin: BinaryIO, stdout: BinaryIO) -
                 fetcher = xdata_wire.StreamFetcher(stdin, "the sending server")
                 got = xdata.receive(root, manifest, fetcher, keep=int(keep))
                 fetcher.finish()
+                if not got.already_had:
+                    notify_agent({"cmd": "received", "lim": manifest.lim, "version": got.version})
                 return reply({"version": got.version, "fetched_files": got.fetched_files,
                               "fetched_bytes": got.fetched_bytes, "reused_files": got.reused_files,
                               "already_had": got.already_had})
@@ -130,7 +162,8 @@ def serve(words: Sequence[str], root: Path, stdin: BinaryIO, stdout: BinaryIO) -
 
 def _ask(peer: Peer, *words: str) -> dict[str, object]:
     try:
-        done = subprocess.run(peer.argv(*words), capture_output=True, timeout=COMMAND_TIMEOUT_S)
+        done = subprocess.run(peer.argv(*words), capture_output=True, timeout=COMMAND_TIMEOUT_S,
+                              check=False)
     except subprocess.TimeoutExpired:
         raise xdata.XdataError(f"{peer.name} did not answer `{words[0]}` within "
                                f"{COMMAND_TIMEOUT_S:.0f} s") from None
@@ -155,12 +188,31 @@ def _finish(proc: subprocess.Popen[bytes], peer: Peer, what: str, timeout: float
 
 def sync_lim(lim: int, root: Path, local_name: str, peer: Peer,
              clock_bound_s: float = CLOCK_BOUND_S, keep_here: int = xdata.KEEP_ON_REGULAR,
-             keep_there: int = xdata.KEEP_ON_STANDBY, timeout_s: float = 3600.0) -> SyncResult:
+             keep_there: int = xdata.KEEP_ON_STANDBY, timeout_s: float = 3600.0,
+             peer_is_standby: bool = True, pull_only: bool = False) -> SyncResult:
     """Bring the newer side's newest valid version of ``lim`` to the other side.
 
     Raises SyncRefused (nothing was sent) or XdataError (the transfer failed; the receiver
     kept its previous versions). ``root`` is this server's exchange-data directory.
+    ``peer_is_standby`` False: this server is the standby and the peer the LIM's regular
+    server (keeps and directions then follow: ``to-regular`` is a push from here).
+    ``pull_only``: bring newer data here only; when this side's is newer, nothing is sent
+    and the result says ``push_left`` (a start that waits for the pull is not delayed by
+    a push).
     """
+    result = _sync_lim(lim, root, local_name, peer, clock_bound_s, keep_here, keep_there,
+                       timeout_s, pull_only)
+    if peer_is_standby or result.direction == "none":
+        return result
+    flipped = "to-regular" if result.direction == "to-standby" else "to-standby"
+    return dataclasses.replace(result, direction=flipped)
+
+
+def _sync_lim(lim: int, root: Path, local_name: str, peer: Peer, clock_bound_s: float,
+              keep_here: int, keep_there: int, timeout_s: float,
+              pull_only: bool = False) -> SyncResult:
+    """:func:`sync_lim` with directions named as seen from a regular server: ``to-standby``
+    is a push to the peer, ``to-regular`` a pull from it."""
     started = time.monotonic()
     t_local = time.time()
     status = _ask(peer, "status", str(lim))
@@ -178,6 +230,11 @@ def sync_lim(lim: int, root: Path, local_name: str, peer: Peer,
         version = here[1].version if here else None
         return SyncResult(lim, "none", version, seconds=time.monotonic() - started,
                           notes=("both sides hold the same data",) if here else ("no data on either side",))
+    if direction == "to-standby" and pull_only:
+        assert here is not None
+        return SyncResult(lim, "none", here[1].version, seconds=time.monotonic() - started,
+                          notes=(f"{peer.name} holds no newer data; the push to it comes later",),
+                          push_left=True)
     if direction == "to-standby":
         assert here is not None
         source_dir, manifest = here
@@ -191,7 +248,8 @@ def sync_lim(lim: int, root: Path, local_name: str, peer: Peer,
         assert proc.stdin is not None
         try:
             proc.stdin.write(manifest.to_json().replace("\n", " ").encode() + b"\n")
-            xdata_wire.send_files(source_dir, [f.path for f in plan.fetch], proc.stdin)
+            xdata_wire.send_files(source_dir, [f.path for f in plan.fetch],
+                                  cast(BinaryIO, proc.stdin))
         except BrokenPipeError:
             pass  # the receiver's own error says why, below
         finally:
@@ -209,7 +267,7 @@ def sync_lim(lim: int, root: Path, local_name: str, peer: Peer,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     try:
-        fetcher = xdata_wire.StreamFetcher(proc.stdout, peer.name)
+        fetcher = xdata_wire.StreamFetcher(cast(BinaryIO, proc.stdout), peer.name)
         got_here = xdata.receive(root, there, fetcher, keep=keep_here)
         fetcher.finish()
     except BaseException:
@@ -233,16 +291,51 @@ def ssh_args(address: str, key: Path, known_hosts: Path, user: str = "root",
             "-o", "ServerAliveCountMax=3", "-T", f"{user}@{address}")
 
 
-def main(argv: Sequence[str]) -> int:
-    """``xdata serve --root DIR WORDS...`` (the peer side) for the agent's command line.
+USAGE = ("usage: mxone-agent xdata serve [--root DIR] REQUEST...\n"
+         "       mxone-agent xdata keep-newest [--root DIR] LIM...\n")
 
-    Under a forced command, the words come from SSH_ORIGINAL_COMMAND instead.
+
+def keep_newest(root: Path, lims: Sequence[int]) -> dict[str, list[str]]:
+    """Remove every version but the newest valid one of each LIM (after a cluster change
+    made older versions unfit); returns the removed version names by LIM."""
+    return {str(lim): [p.name for p in xdata.keep_only_newest(root, lim)] for lim in lims}
+
+
+def _keep_newest_main(args: list[str]) -> int:
+    root = DEFAULT_ROOT
+    if len(args) >= 2 and args[0] == "--root":
+        root, args = Path(args[1]), args[2:]
+    try:
+        lims = [int(a) for a in args]
+    except ValueError:
+        sys.stderr.write(f"xdata keep-newest: LIM numbers are whole numbers, not {args}\n")
+        return 2
+    if not lims:
+        sys.stderr.write("xdata keep-newest: name at least one LIM\n" + USAGE)
+        return 2
+    try:
+        removed = keep_newest(root, lims)
+    except (xdata.XdataError, OSError) as exc:
+        sys.stderr.write(f"xdata keep-newest: {root}: {exc}\n")
+        return 1
+    print(json.dumps({"removed": removed}))
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    """``xdata serve --root DIR WORDS...`` (the peer side) and ``xdata keep-newest [--root
+    DIR] LIM...`` for the agent's command line.
+
+    Under a forced command, the words of ``serve`` come from SSH_ORIGINAL_COMMAND instead
+    (the forced command only ever serves: a peer cannot order ``keep-newest``).
     """
     args = list(argv)
     if args[:1] == ["xdata"]:
         args = args[1:]
+    if args[:1] == ["keep-newest"]:
+        return _keep_newest_main(args[1:])
     if not args or args[0] != "serve":
-        sys.stderr.write("usage: mxone-agent xdata serve [--root DIR] REQUEST...\n")
+        sys.stderr.write(USAGE)
         return 2
     args = args[1:]
     root = DEFAULT_ROOT

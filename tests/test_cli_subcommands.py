@@ -125,12 +125,3 @@ def test_unreachable_server_fails_with_exit_two_and_nothing_written(config: Path
     assert "NOT applied: the system stays at generation 1." in r.stdout
     assert "server lim2 unreachable" in r.stdout
     assert config.read_bytes() == before
-
-
-def test_sync_is_not_built_yet() -> None:
-    from mxone_maintenance import operations, ssh
-    from mxone_maintenance.model import System
-
-    ops = operations.ClusterOperations(ssh.Pool(Path("/nonexistent"), Path("/nonexistent")))
-    with pytest.raises(NotImplementedError, match="exchange data sync comes with the data-sync issue"):
-        ops.sync(System(), "north")

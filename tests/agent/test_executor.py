@@ -232,3 +232,13 @@ def test_block_ruleset_drops_arp_and_ip_both_ways() -> None:
     for rule in ("arp daddr ip 10.77.0.12 drop", "arp saddr ip 10.77.0.12 drop",
                  "ip daddr 10.77.0.12 drop", "ip saddr 10.77.0.12 drop"):
         assert rule in text
+
+
+def test_a_reload_restarts_only_the_service_and_leaves_the_alias_and_block(tmp_path: Path) -> None:
+    ex, net, services, cfg = make(tmp_path)
+    o = ex.reload_service(cfg, cfg.lim(2))
+    assert o.ok and services.names() == ["lim2-stop", "lim2-start"]
+    assert net.calls == [] and set(o.steps) == {"service_down", "service_up"}
+    services.fail.add("lim2-start")
+    o = ex.reload_service(cfg, cfg.lim(2))
+    assert not o.ok and o.error == "the service of LIM 2 did not start again (exit status 1)"

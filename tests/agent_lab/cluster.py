@@ -3,6 +3,11 @@ client probing the aliases, ``ctl status`` read on any node.
 
 The cluster: regular servers lim1, lim2, lim3 (LIMs 1, 2, 3, aliases 10.77.0.51-53,
 priorities as given) and standby1; fastest timers unless told otherwise.
+
+:meth:`Cluster.install_sync` sets up exchange-data sync as the maintenance tool does: one
+ed25519 sync key for the cluster on every node, the peers' host keys by base IP, and in
+root's authorized_keys on every node the key with the forced command ``mxone-agent xdata
+serve`` (run the way the lab runs the agent). The lab's reset removes those files.
 """
 
 from __future__ import annotations
@@ -10,16 +15,20 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from mxone_lab import Lab
 
 CONFIG = "/etc/mxone/agent/node.json"
 SECRET = "/etc/mxone/agent/cluster.key"
+SYNC_KEY = "/etc/mxone/agent/sync.key"
+KNOWN_HOSTS = "/etc/mxone/agent/known_hosts"
 STANDBY = "standby1"
 PORT = 7100
 
@@ -33,7 +42,8 @@ def cluster_doc(lab: Lab, node: str, regulars: Sequence[str] = ("lim1", "lim2", 
                 failover: str = "regular", interval: float = 0.1, misses: int = 3,
                 locks: Mapping[int, str] | None = None, generation: int = 1,
                 garp: Mapping[str, Any] | None = None,
-                services: Mapping[int, dict] | None = None) -> dict[str, Any]:
+                services: Mapping[int, dict] | None = None,
+                sync: Mapping[str, Any] | None = None) -> dict[str, Any]:
     priorities = priorities or {}
     locks = locks or {}
     servers = [{"name": n, "base_ip": str(lab.hosts[n].ip), "prefix": 24, "interface": "eth0",
@@ -49,12 +59,33 @@ def cluster_doc(lab: Lab, node: str, regulars: Sequence[str] = ("lim1", "lim2", 
         if services and number in services:
             lim["service"] = services[number]
         lims.append(lim)
-    return {"format": 1, "generation": generation, "node": node, "cluster": "cluster1",
-            "fallback": fallback, "failover": failover,
-            "timers": {"interval": interval, "misses": misses},
-            "garp": dict(garp or {"burst": 3, "second_burst_after": 1.0,
-                                  "refresh_interval": 5.0}),
-            "heartbeat_port": 7011, "servers": servers, "lims": lims}
+    doc = {"format": 1, "generation": generation, "node": node, "cluster": "cluster1",
+           "fallback": fallback, "failover": failover,
+           "timers": {"interval": interval, "misses": misses},
+           "garp": dict(garp or {"burst": 3, "second_burst_after": 1.0,
+                                 "refresh_interval": 5.0}),
+           "heartbeat_port": 7011, "servers": servers, "lims": lims}
+    if sync is not None:
+        doc["sync"] = dict(sync)
+    return doc
+
+
+def agent_command() -> tuple[list[str], dict[str, str] | None]:
+    """How the lab runs the agent on a host: (argv prefix, extra environment).
+
+    MXONE_AGENT_LIB: run the agent from another lib dir (a deployed tarball's, a mutated
+    copy's) instead of the project's.
+    """
+    lib = os.environ.get("MXONE_AGENT_LIB")
+    return [sys.executable, "-m", "mxone_agent"], ({"PYTHONPATH": lib} if lib else None)
+
+
+def forced_command(prefix: str = "") -> str:
+    """The authorized_keys forced command that runs ``xdata serve`` the way the lab runs
+    the agent (``prefix``: e.g. ``faketime -f +45s `` for a peer whose clock is off)."""
+    argv, env = agent_command()
+    head = f"env PYTHONPATH={shlex.quote(env['PYTHONPATH'])} " if env else ""
+    return f"{prefix}{head}{shlex.join(argv)} xdata serve"
 
 
 class Cluster:
@@ -80,6 +111,25 @@ class Cluster:
                       input=json.dumps(doc))
         self.lab.exec(node, f"umask 077 && cat > {SECRET}", input=self.key + "\n")
 
+    def install_sync(self, key_dir: Path, serve_prefix: str = "") -> None:
+        """Give every node the cluster's sync key and its peers' host keys, and authorize
+        the key with the forced command (see the module docstring)."""
+        key = key_dir / "sync.key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                        "mxone-sync-cluster1", "-f", str(key)], check=True, timeout=30)
+        private = key.read_text()
+        for n in self.nodes:
+            known = "".join(self.lab.hosts[m].known_hosts_line + "\n"
+                            for m in self.nodes if m != n)
+            self.lab.exec(n, f"mkdir -p /etc/mxone/agent && umask 077 && cat > {SYNC_KEY}",
+                          input=private)
+            self.lab.exec(n, f"cat > {KNOWN_HOSTS}", input=known)
+        public = key.with_name("sync.key.pub").read_text().strip()
+        line = f'command="{forced_command(serve_prefix)}",restrict {public}\n'
+        for n in self.nodes:
+            self.lab.exec(n, "mkdir -p /root/.ssh && cat >> /root/.ssh/authorized_keys",
+                          input=line)
+
     def start(self, nodes: Sequence[str] | None = None, write: bool = True) -> None:
         for n in nodes or self.nodes:
             if write:
@@ -91,13 +141,9 @@ class Cluster:
     def start_agent(self, node: str, argv: Sequence[str] | None = None) -> subprocess.Popen:
         """Start the agent on ``node`` (``argv``: the command, default the project's)."""
         self.lab.exec(node, "mkdir -p /var/log/mxone")
-        # MXONE_AGENT_LIB: run the agent from another lib dir (a deployed tarball's, a
-        # mutated copy's) instead of the project's.
-        lib = os.environ.get("MXONE_AGENT_LIB")
-        p = self.lab.popen(node, [*(argv or (sys.executable, "-m", "mxone_agent")), "run",
-                                  "--log", "/var/log/mxone/agent.log"],
-                           env={"PYTHONPATH": lib} if lib else None,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        default, env = agent_command()
+        p = self.lab.popen(node, [*(argv or default), "run", "--log", "/var/log/mxone/agent.log"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.procs[node] = p
         return p
 

@@ -190,3 +190,28 @@ def test_a_broken_transfer_leaves_the_previous_version_intact(tmp_path: Path) ->
     assert [p.name for p in dst.iterdir()] == [m1.version]
     path, manifest = xdata.newest_valid(dst, 2)
     assert manifest == m1 and (path / "a").read_bytes() == b"good"
+
+
+def test_sweep_leaves_the_transfer_of_another_live_process(tmp_path: Path) -> None:
+    under_way = tmp_path / f"{xdata.TEMP_PREFIX}1-123"  # PID 1 is alive
+    under_way.mkdir()
+    assert xdata.sweep_temporaries(tmp_path) == []
+    assert under_way.is_dir()
+
+
+def test_two_transfers_of_one_version_at_once_both_succeed(tmp_path: Path) -> None:
+    """A standby's push and the regular server's pull can bring the same version at once:
+    whichever publishes second finds the version complete and says it already had it."""
+    src, dst = tmp_path / "standby", tmp_path / "regular"
+    m = backup(src, 0, {"a": b"data", "b": b"more"})
+    inner: list[xdata.Received] = []
+
+    def racing(entry: xdata.FileEntry, target: Path) -> None:
+        if not inner:  # the twin transfer completes while this one is under way
+            inner.append(xdata.receive(dst, m, copier(src / m.version, [])))
+        target.write_bytes((src / m.version / entry.path).read_bytes())
+
+    outer = xdata.receive(dst, m, racing)
+    assert not inner[0].already_had and outer.already_had
+    assert [p.name for p in dst.iterdir()] == [m.version]
+    assert xdata.verify(dst / m.version) == []

@@ -102,3 +102,22 @@ def test_a_receiver_that_dies_midway_keeps_its_previous_version(tmp_path: Path) 
         xdata_sync.sync_lim(2, reg, "lim2", peer)
     assert xdata.newest_valid(sb, 2)[1] == before
     assert [p.name for p in sb.iterdir()] == [before.version]
+
+
+def test_from_the_standby_directions_are_named_for_the_regular_server(tmp_path: Path) -> None:
+    """The standby pushes a backup made while it ran the LIM: a push from here is
+    ``to-regular``, and the regular server keeps three versions."""
+    sb, reg = tmp_path / "standby1", tmp_path / "lim2"
+    m = xdata.write_version(sb, 2, {"ext": b"2001\n2003\n"}, T0)
+    r = xdata_sync.sync_lim(2, sb, "standby1", local_peer(reg), keep_here=xdata.KEEP_ON_STANDBY,
+                            keep_there=xdata.KEEP_ON_REGULAR, peer_is_standby=False)
+    assert (r.direction, r.version) == ("to-regular", m.version)
+    assert xdata.newest_valid(reg, 2)[1] == m
+
+
+def test_a_pull_only_sync_leaves_a_push_for_later(tmp_path: Path) -> None:
+    reg, sb = tmp_path / "lim2", tmp_path / "standby1"
+    m = xdata.write_version(reg, 2, {"ext": b"2001\n"}, T0)
+    r = xdata_sync.sync_lim(2, reg, "lim2", local_peer(sb), pull_only=True)
+    assert (r.direction, r.version, r.push_left) == ("none", m.version, True)
+    assert xdata.versions(sb, 2) == []

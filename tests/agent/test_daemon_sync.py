@@ -1,0 +1,90 @@
+"""The daemon's side of exchange-data sync, in-process on loopback: ``ctl sync`` refusals
+and its answer's shape, the ``sync`` section of status, backup and received notices."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mxone_agent import daemon
+from mxone_agent.main import ctl_request
+from mxone_agent.network import RecordingNetwork
+
+from tests.agent.test_daemon import loopback_doc, write_files
+
+
+def start(tmp_path: Path, node: str, port: int) -> tuple[daemon.Agent, threading.Thread]:
+    doc = loopback_doc(node, port=port)
+    doc["sync"] = {"interval": 86400, "retry_min": 10, "retry_max": 600, "clock_bound": 2.0,
+                   "timeout": 60, "key": str(tmp_path / "sync.key"),
+                   "known_hosts": str(tmp_path / "known_hosts"), "user": "root",
+                   "xdata_root": str(tmp_path / "xdata")}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    cfg, sec = write_files(tmp_path, doc)
+    agent = daemon.Agent(cfg, sec, str(tmp_path / "state"), str(tmp_path / "agent.sock"),
+                         RecordingNetwork, run_dir=str(tmp_path / "run"),
+                         alarm_file=str(tmp_path / "alarms.log"))
+    agent.start()
+    t = threading.Thread(target=agent.run, daemon=True)
+    t.start()
+    return agent, t
+
+
+@pytest.fixture
+def agent_of(tmp_path: Path) -> Iterator:
+    running: list[tuple[daemon.Agent, threading.Thread]] = []
+
+    def make(node: str) -> daemon.Agent:
+        port = 18000 + os.getpid() % 900 + len(running)
+        running.append(start(tmp_path / node, node, port))
+        return running[-1][0]
+
+    yield make
+    for agent, t in running:
+        agent.stop_flag = True
+        t.join(timeout=5)
+        agent.close()
+
+
+def ask(agent: daemon.Agent, **req: object) -> dict:
+    return ctl_request(agent.control_path, req)
+
+
+def test_status_says_sync_is_off_without_the_key(agent_of) -> None:
+    agent = agent_of("lim2")
+    sync = ask(agent, cmd="status")["sync"]
+    assert sync["enabled"] is False and sync["reason"].startswith("no sync key (")
+    assert [row["lim"] for row in sync["lims"]] == [2]
+    assert sync["lims"][0]["next_attempt"] is None
+
+
+def test_ctl_sync_without_the_key_answers_per_lim_with_the_reason(agent_of) -> None:
+    agent = agent_of("lim2")
+    reply = ask(agent, cmd="sync")
+    assert reply["ok"] is False
+    [row] = reply["results"]
+    assert row["lim"] == 2 and row["ok"] is False
+    assert row["error"].startswith("sync is off on lim2: no sync key (")
+
+
+def test_ctl_sync_on_the_standby_needs_a_lim(agent_of) -> None:
+    agent = agent_of("sb")
+    reply = ask(agent, cmd="sync")
+    assert reply == {"ok": False, "results": [], "error": (
+        "sb is the standby server of cluster cluster1 and regular for no LIM; order the sync "
+        "on a regular server, or name the LIM")}
+    assert ask(agent, cmd="sync", lim=9)["error"] == "LIM 9 is not in cluster cluster1"
+
+
+def test_backup_and_received_notices_are_answered(agent_of) -> None:
+    agent = agent_of("lim2")
+    reply = ask(agent, cmd="backup", lim=2, version="lim2-20261128T100000.000000Z")
+    assert reply["ok"] and reply["result"].startswith("sync is off: no sync key")
+    reply = ask(agent, cmd="received", lim=2, version="lim2-20261128T100000.000000Z")
+    assert reply == {"ok": True, "lim": 2,
+                     "result": "new data noted; no preloaded service of it runs here"}
+    assert ask(agent, cmd="backup", lim="x")["ok"] is False
