@@ -83,6 +83,9 @@ RETRY_AFTER = 5.0
 """Seconds before a LIM action that failed (or found a foreign host on the alias) is tried
 again; meanwhile decisions leave that LIM alone, so a failure is logged once per retry."""
 PULL_BEFORE_START_S = 30.0
+STATUS_FILE = "status.json"  # beside the control socket: /run/mxone/status.json
+STATUS_FILE_EVERY = 0.5  # written at most this often ...
+STATUS_FILE_AT_LEAST = 2.0  # ... and at least this often, so its age shows the agent lives
 """At most this long a regular server waits for newer data from the standby before it
 starts its own LIM (fallback, boot); then it starts with the data it has."""
 
@@ -215,6 +218,10 @@ class Agent:
         self.sync = sync_worker.SyncWorker(
             lambda: self.config, self.alarms, self._peer_alive,
             lambda: set(self.local.active_lims()), self._pulled)
+        self.status_path = Path(control_path).parent / STATUS_FILE
+        self._status_written = -1e9
+        self._status_body = ""
+        self._status_error = ""
         self._reset_peers()
 
     # ---- setup ----------------------------------------------------------------------------
@@ -291,6 +298,7 @@ class Agent:
             Path(self.control_path).unlink(missing_ok=True)
         if self.executor is not None:
             self.executor.network.close()
+        self.status_path.unlink(missing_ok=True)
         os.close(self._wake_r)
         os.close(self._wake_w)
 
@@ -399,6 +407,38 @@ class Agent:
         if self._busy is None:
             self._start_reloads()
             self._background_jobs(now)
+        self._publish_status(now)
+
+    def _publish_status(self, now: float) -> None:
+        """Keep the status file beside the control socket current, so that a reader (the
+        maintenance tool's Show status, on many servers at once) needs no process here.
+
+        Line 1 is ``<pid> <wall clock when written>``; line 2 is the JSON of ``ctl status``.
+        Written atomically when the status changed (at most every STATUS_FILE_EVERY s) and
+        at least every STATUS_FILE_AT_LEAST s; a reader treats an older file, or one whose
+        pid is gone, as an agent that does not answer. Removed when the agent ends.
+        """
+        if now - self._status_written < STATUS_FILE_EVERY:
+            return
+        body = json.dumps({"ok": True, **self.status()}, sort_keys=True)
+        if body == self._status_body and now - self._status_written < STATUS_FILE_AT_LEAST:
+            return
+        tmp = self.status_path.with_name(f".{STATUS_FILE}.{os.getpid()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, f"{os.getpid()} {time.time():.3f}\n{body}\n".encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.status_path)
+        except OSError as exc:
+            if str(exc) != self._status_error:  # say it once, not every tick
+                log.warning("cannot write the status file %s: %s", self.status_path, exc)
+                self._status_error = str(exc)
+            return
+        self._status_error = ""
+        self._status_written, self._status_body = now, body
 
     def _background_jobs(self, now: float) -> None:
         ex = self.executor

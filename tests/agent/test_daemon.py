@@ -314,3 +314,31 @@ def test_two_agents_boot_then_failover_when_the_regular_goes_silent(tmp_path: Pa
             agent.stop_flag = True
             thread.join(timeout=5)
             agent.close()
+
+
+def test_the_status_file_mirrors_ctl_status_and_goes_with_the_agent(tmp_path: Path) -> None:
+    cfg, sec = write_files(tmp_path, loopback_doc("lim2", port=17000 + os.getpid() % 900 + 1))
+    agent = daemon.Agent(cfg, sec, str(tmp_path / "state"), str(tmp_path / "agent.sock"),
+                         RecordingNetwork, run_dir=str(tmp_path / "run"),
+                         alarm_file=str(tmp_path / "alarms.log"))
+    agent.start()
+    t = threading.Thread(target=agent.run, daemon=True)
+    t.start()
+    path = tmp_path / "status.json"
+    try:
+        wait_for(path.exists)
+        head, body = path.read_text().split("\n", 1)
+        pid, written = head.split()
+        assert int(pid) == os.getpid() and abs(float(written) - time.time()) < 5
+        st = json.loads(body)
+        assert st["ok"] is True and st["node"] == "lim2" and st["generation"] == 1
+        assert path.stat().st_mode & 0o777 == 0o600
+        # a lock shows in the file at the next write
+        ask(agent, cmd="lock", lim=2, to="regular")
+        wait_for(lambda: json.loads(path.read_text().split("\n", 1)[1])["lims"][0]["lock"]
+                 == "regular")
+    finally:
+        agent.stop_flag = True
+        t.join(timeout=5)
+        agent.close()
+    assert not path.exists()

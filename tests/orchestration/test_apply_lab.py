@@ -227,11 +227,16 @@ def test_status_table_and_json(admin, lab) -> None:
     # the agent ends cleanly on SIGTERM: wait (bounded) until its process is gone
     lab.exec("lim3", "p=$(cat /run/mxone/agent.pid); kill $p; for i in $(seq 100); do "
              "kill -0 $p 2>/dev/null || exit 0; sleep 0.05; done; exit 1")
+    # killed outright: its status file stays behind, but names a process that is gone
+    lab.exec("lim2", "p=$(cat /run/mxone/agent.pid); kill -9 $p; for i in $(seq 100); do "
+             "kill -0 $p 2>/dev/null || exit 0; sleep 0.05; done; exit 1")
+    assert lab.exec("lim2", "test -s /run/mxone/status.json", check=False).returncode == 0
     lab.faults.cut("standby1")
     r = admin.run("cluster", "status", check=True)
     assert "[ATTENTION]" in r.stdout
     rows = {x.split()[0]: x for x in r.stdout.splitlines() if x.startswith("  ")}
     assert "not running" in rows["lim3"] and "unreachable" in rows["standby1"]
+    assert "not running" in rows["lim2"]
 
 
 def test_agent_refusing_the_reload_rolls_back_files_and_agents(fault_admin, lab) -> None:

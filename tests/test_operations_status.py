@@ -1,0 +1,30 @@
+"""Show status reads each agent's status file when it is fresh, else asks `ctl status`."""
+
+from __future__ import annotations
+
+from mxone_maintenance import operations, ssh
+
+
+def _group(**results: ssh.Result) -> ssh.GroupResult:
+    return ssh.GroupResult(results)
+
+
+def test_a_fresh_status_file_is_read_as_ctl_status() -> None:
+    out = operations._from_status_files(_group(
+        lim2=ssh.Result("lim2", True, '1000.5\n4242 999.0\n{"ok": true, "node": "lim2"}\n', "", 0)))
+    assert out["lim2"] is not None and out["lim2"].stdout == '{"ok": true, "node": "lim2"}\n'
+
+
+def test_a_stale_status_file_means_asking_the_agent() -> None:
+    out = operations._from_status_files(_group(
+        lim2=ssh.Result("lim2", True, '1010.0\n4242 1000.0\n{"ok": true}\n', "", 0),
+        lim3=ssh.Result("lim3", True, 'garbage\n4242 1000.0\n{}\n', "", 0)))
+    assert out == {"lim2": None, "lim3": None}
+
+
+def test_ctl_status_answers_and_failures_pass_through() -> None:
+    answered = ssh.Result("lim2", True, '{"ok": true, "node": "lim2"}\n', "", 0)
+    not_running = ssh.Result("lim3", False, "", "agent not running", 2)
+    unreachable = ssh.Result("sb", False, error="server sb unreachable")
+    out = operations._from_status_files(_group(lim2=answered, lim3=not_running, sb=unreachable))
+    assert out == {"lim2": answered, "lim3": not_running, "sb": unreachable}
