@@ -11,10 +11,15 @@ Standard library only.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import os
+import queue
+import stat
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +28,39 @@ from mxone_agent.xdata import FileEntry, XdataError, _safe_relpath
 
 CHUNK = 1 << 20
 MAX_HEADER = 4096
+PIPE_SIZE = 1 << 20  # a larger pipe to/from ssh: fewer, larger reads and writes
+HASH_QUEUE = 8  # chunks waiting for the hashing thread (bounds memory: 8 MiB)
+
+
+def widen_pipe(fd: int, size: int = PIPE_SIZE) -> None:
+    """Make ``fd``'s pipe buffer ``size`` bytes if it is a pipe (best-effort)."""
+    with contextlib.suppress(OSError, AttributeError):
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+
+
+class _Hasher:
+    """sha256 of a file's chunks in a thread of its own: hashlib releases the GIL, so the
+    hashing overlaps with reading the stream and writing the file."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=HASH_QUEUE)
+        self._thread = threading.Thread(target=self._run, name="xdata-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self.digest.update(chunk)
+
+    def add(self, chunk: bytes) -> None:
+        self._chunks.put(chunk)
+
+    def finish(self) -> str:
+        """Wait for the chunks given so far; the hex digest."""
+        self._chunks.put(None)
+        self._thread.join()
+        return self.digest.hexdigest()
 
 
 def send_files(version_dir: Path, paths: Sequence[str], out: BinaryIO) -> int:
@@ -36,6 +74,8 @@ def send_files(version_dir: Path, paths: Sequence[str], out: BinaryIO) -> int:
         out_fd: int | None = out.fileno()
     except (OSError, AttributeError, io.UnsupportedOperation):
         out_fd = None
+    if out_fd is not None:
+        widen_pipe(out_fd)
     for rel in paths:
         path = version_dir / _safe_relpath(rel)
         with path.open("rb") as f:
@@ -70,6 +110,8 @@ class StreamFetcher:
         self.stream = stream
         self.source = source
         self.bytes = 0
+        with contextlib.suppress(OSError, AttributeError, io.UnsupportedOperation):
+            widen_pipe(stream.fileno())
 
     def _header(self) -> dict[str, object]:
         line = self.stream.readline(MAX_HEADER)
@@ -90,18 +132,24 @@ class StreamFetcher:
             raise XdataError(f"{self.source} sent {header.get('path')!r} ({header.get('size')} "
                              f"bytes), expected {entry.path!r} ({entry.size} bytes)")
         left = entry.size
-        digest = hashlib.sha256()
-        with target.open("wb") as f:
-            while left:
-                chunk = self.stream.read(min(CHUNK, left))
-                if not chunk:
-                    raise XdataError(f"the stream from {self.source} ended in the middle of "
-                                     f"{entry.path} ({entry.size - left} of {entry.size} bytes)")
-                digest.update(chunk)
-                f.write(chunk)
-                left -= len(chunk)
+        hasher = _Hasher()
+        try:
+            with target.open("wb", buffering=0) as f:
+                while left:
+                    chunk = self.stream.read(min(CHUNK, left))
+                    if not chunk:
+                        raise XdataError(f"the stream from {self.source} ended in the middle "
+                                         f"of {entry.path} ({entry.size - left} of "
+                                         f"{entry.size} bytes)")
+                    hasher.add(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[f.write(view):]
+                    left -= len(chunk)
+        finally:
+            digest = hasher.finish()
         self.bytes += entry.size
-        return digest.hexdigest()
+        return digest
 
     def finish(self) -> None:
         """Check the stream ends where it should (after the last expected file)."""
