@@ -126,9 +126,11 @@ class ClusterOperations:
         for name, r in results.items():
             if r is not None and r.ok:
                 try:
-                    reports[name] = json.loads(r.stdout)
+                    report = json.loads(r.stdout)
                 except json.JSONDecodeError:
-                    pass
+                    continue
+                if isinstance(report, dict):
+                    reports[name] = report
         done = ssh.GroupResult({k: v for k, v in results.items() if v is not None})
         return SystemStatus(system.generation, tuple(
             _cluster_status(system, c, done, reports) for c in system.clusters))
@@ -203,9 +205,19 @@ def _from_status_files(results: ssh.GroupResult) -> dict[str, ssh.Result | None]
                 continue
             out[name] = (dataclasses.replace(r, stdout=lines[2])
                          if -STATUS_FRESH_S < age < STATUS_FRESH_S else None)
+        elif r.ok and _is_number(lines[0] if lines else ""):
+            out[name] = None  # the clock line without a whole file after it: ask again
         else:
             out[name] = r  # ctl status answered (or the server could not be reached)
     return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 SyncProgress = Callable[[int, int, str], None]

@@ -408,7 +408,11 @@ class Pool:
                 if chan.recv_stderr_ready():
                     err += chan.recv_stderr(65536)
                     busy = True
-                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                # The exit status may arrive before the last output: done only once the
+                # server has also ended the output (EOF, or the channel closed) and all of
+                # it has been read.
+                if (chan.exit_status_ready() and (chan.eof_received or chan.closed)
+                        and not chan.recv_ready() and not chan.recv_stderr_ready()):
                     break
                 if time.monotonic() > deadline:
                     return Result(name, False, out.decode(errors="replace"),

@@ -4,9 +4,15 @@
 Start: time from spawning `mxone_maintenance` in a pty until the main menu is on screen.
 Keystroke: time from a typed character until it shows on screen (pty + pyte), and the
 same without a terminal (App.keypress + render) to separate urwid's drawing from the tty.
-Status: `mxone_maintenance cluster status --json` on lim1 of a 20-host lab with the real
-agent deployed, for one cluster (9 servers) and two (18 servers); the per-server cost and
-a linear projection for MX-ONE's largest system, 124 LIMs (13 clusters, 137 servers).
+Status: on lim1 of a 20-host lab with the real agent deployed, for one cluster (9
+servers) and two (18 servers):
+  * cold: the whole `mxone_maintenance cluster status --json` command (a new process, a new
+    SSH connection to every server), as a script would run it;
+  * refresh: one more status of an open tool (its SSH connections kept), as the menus' Show
+    status refreshes itself; with LIM 1's CPU time per server.
+For each, the per-server cost and a linear projection for MX-ONE's largest system, 124 LIMs
+(13 clusters, 137 servers). All hosts share this machine's cores, so the per-server figures
+also carry the servers' own work, which on real servers runs in parallel.
 """
 
 from __future__ import annotations
@@ -105,6 +111,34 @@ def bench_headless(config: Path, count: int) -> list[float]:
 
 STATUS_SERVERS_124 = 124 + 13  # 124 regular LIM servers in 13 clusters of <= 10, + 13 standby
 
+# Status refreshes of one open tool: the connections stay, as in the menus' Show status.
+REFRESH = """
+import json, statistics, sys, time
+from mxone_maintenance import operations
+b = operations.backend(ssh_key=sys.argv[1])
+system = b.maintenance.system().validated()
+b.operations.status(system)  # connect
+times, cpu0 = [], time.process_time()
+for _ in range(int(sys.argv[2])):
+    t0 = time.perf_counter()
+    st = b.operations.status(system)
+    times.append(time.perf_counter() - t0)
+cpu = (time.process_time() - cpu0) / int(sys.argv[2])
+running = sum(1 for c in st.clusters for s in c.servers if s.agent == "running")
+print(json.dumps({"median": statistics.median(times), "cpu": cpu, "running": running}))
+b.close()
+"""
+
+
+def _projection(name: str, points: list[tuple[int, float]]) -> str:
+    (n1, t1), (n2, t2) = points
+    per = (t2 - t1) / (n2 - n1)
+    fixed = t1 - per * n1
+    projected = fixed + per * STATUS_SERVERS_124
+    return (f"{name}: per-server cost {per * 1e3:.1f} ms (fixed {fixed:.2f} s); projection for "
+            f"124 LIMs ({STATUS_SERVERS_124} servers): {projected:.2f} s (target 2 s; "
+            f"projection/target {projected / 2.0:.2f})")
+
 
 def bench_status(runs: int) -> list[str]:
     from mxone_lab.lab import Lab
@@ -128,7 +162,7 @@ def bench_status(runs: int) -> list[str]:
         for sb in ("lim18", "lim19"):
             admin("server", "add", sb, lab.hosts[sb].cidr)
             admin("standby", "convert", sb)
-        points = []
+        points, refresh = [], []
         for k, (sb, lims) in enumerate((("lim18", range(2, 10)), ("lim19", range(10, 18)))):
             admin("cluster", "create", f"c{k + 1}", "--standby", sb, "--timers", "fast",
                   *[a for n in lims for a in ("--lim", f"{n}:10.77.0.{100 + n}")])
@@ -141,16 +175,17 @@ def bench_status(runs: int) -> list[str]:
                 times.append(time.perf_counter() - t0)
             points.append((servers, statistics.median(times)))
             healthy = sum(1 for c in data["clusters"] for srv in c["servers"] if srv["agent"] == "running")
-            out.append(f"cluster status, {servers:>2} servers ({k + 1} cluster(s)): median "
+            out.append(f"cold cluster status, {servers:>2} servers ({k + 1} cluster(s)): median "
                        f"{points[-1][1]:.2f} s over {runs} runs (whole command on lim1; "
                        f"{healthy} agents answered)")
-    (n1, t1), (n2, t2) = points
-    per = (t2 - t1) / (n2 - n1)
-    fixed = t1 - per * n1
-    projected = fixed + per * STATUS_SERVERS_124
-    out.append(f"per-server cost {per * 1e3:.0f} ms (fixed {fixed:.2f} s); projection for 124 LIMs "
-               f"({STATUS_SERVERS_124} servers): {projected:.2f} s (target 2 s; "
-               f"projection/target {projected / 2.0:.2f})")
+            r = json.loads(lab.run_python("lim1", REFRESH, args=[str(lab.user_key_path), str(runs * 4)],
+                                          timeout=300).stdout)
+            refresh.append((servers, r["median"]))
+            out.append(f"status refresh,      {servers:>2} servers: median {r['median'] * 1e3:.0f} ms "
+                       f"over {runs * 4} refreshes; LIM 1 CPU {r['cpu'] * 1e3 / servers:.1f} ms per "
+                       f"server ({r['running']} agents answered)")
+    out.append(_projection("cold command", points))
+    out.append(_projection("refresh (Show status)", refresh))
     return out
 
 

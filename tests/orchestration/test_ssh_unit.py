@@ -118,3 +118,52 @@ def test_known_hosts_writes_are_safe_from_threads(tmp_path: Path) -> None:
         t.join()
     for i, k in enumerate(keys):
         kh.check(f"s{i}", f"10.0.0.{i}", k)
+
+
+class _LateOutputChannel:
+    """A channel whose exit status arrives before its output (sshd may send them so)."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+        self.eof_received = False
+        self.closed = False
+        self._out = b""
+
+    def settimeout(self, t: float) -> None: ...
+    def exec_command(self, c: str) -> None: ...
+    def shutdown_write(self) -> None: ...
+    def close(self) -> None: ...
+
+    def exit_status_ready(self) -> bool:
+        return True
+
+    def recv_exit_status(self) -> int:
+        return 0
+
+    def recv_ready(self) -> bool:
+        self.polls += 1
+        if self.polls == 5:  # the output arrives a little after the exit status ...
+            self._out = b'{"ok": true}\n'
+        if self.polls == 8:  # ... then the end of it
+            self.eof_received = True
+        return bool(self._out)
+
+    def recv(self, n: int) -> bytes:
+        out, self._out = self._out, b""
+        return out
+
+    def recv_stderr_ready(self) -> bool:
+        return False
+
+
+def test_output_that_arrives_after_the_exit_status_is_not_lost(tmp_path: Path) -> None:
+    pool = ssh.Pool(tmp_path / "known_hosts", tmp_path / "key")
+    chan = _LateOutputChannel()
+
+    class Transport:
+        def open_session(self, timeout: float) -> _LateOutputChannel:
+            return chan
+
+    conn = ssh._Connection(Transport(), "10.0.0.1")  # type: ignore[arg-type]
+    r = pool._exec("lim2", conn, "true", None, 5.0, time.monotonic())
+    assert r.ok and r.stdout == '{"ok": true}\n'
