@@ -130,6 +130,13 @@ b.close()
 """
 
 
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def _projection(name: str, points: list[tuple[int, float]]) -> str:
     (n1, t1), (n2, t2) = points
     per = (t2 - t1) / (n2 - n1)
@@ -169,15 +176,17 @@ def bench_status(runs: int) -> list[str]:
             servers = 9 * (k + 1)
             admin("cluster", "status", "--json")  # warm: connections, caches
             times = []
+            cpu0 = _children_cpu()
             for _ in range(runs):
                 t0 = time.perf_counter()
                 data = json.loads(admin("cluster", "status", "--json"))
                 times.append(time.perf_counter() - t0)
+            cold_cpu = (_children_cpu() - cpu0) / runs  # the tool's process on lim1 (+ nsenter)
             points.append((servers, statistics.median(times)))
             healthy = sum(1 for c in data["clusters"] for srv in c["servers"] if srv["agent"] == "running")
             out.append(f"cold cluster status, {servers:>2} servers ({k + 1} cluster(s)): median "
-                       f"{points[-1][1]:.2f} s over {runs} runs (whole command on lim1; "
-                       f"{healthy} agents answered)")
+                       f"{points[-1][1]:.2f} s over {runs} runs (whole command on lim1; LIM 1 CPU "
+                       f"{cold_cpu:.2f} s a run; {healthy} agents answered)")
             r = json.loads(lab.run_python("lim1", REFRESH, args=[str(lab.user_key_path), str(runs * 4)],
                                           timeout=300).stdout)
             refresh.append((servers, r["median"]))
