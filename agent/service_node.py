@@ -337,9 +337,28 @@ def data_backup(lim: int, run_dir: str, xdata_root: str) -> xdata.Manifest:
     return manifest
 
 
+def _passive_here(lim: int, control: str) -> str | None:
+    """Why a backup must not be made here: the LIM is the passive (preloaded) side, whose
+    data comes from the active side; its files would look newer than the active side's
+    data and win the next sync. None when it may (or no agent answers: no cluster here)."""
+    from mxone_agent import xdata_sync
+
+    status = xdata_sync.notify_agent({"cmd": "status"}, control)
+    for row in (status or {}).get("lims") or []:
+        if isinstance(row, dict) and row.get("lim") == lim and row.get("here") == "preloaded":
+            active = "the standby" if row.get("owner") == "standby" else "its regular server"
+            return (f"LIM {lim} is the passive (preloaded) side on {socket.gethostname()}: make "
+                    f"the data backup on the active side ({active}); the passive side "
+                    "receives it from there")
+    return None
+
+
 def _data_backup_main(args: argparse.Namespace) -> int:
     from mxone_agent import xdata_sync
 
+    if problem := _passive_here(args.lim, args.control):
+        print(f"data backup refused: {problem}", file=sys.stderr)
+        return 1
     try:
         manifest = data_backup(args.lim, args.run_dir, args.xdata_root)
     except BackupError as exc:

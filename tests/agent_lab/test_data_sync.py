@@ -346,6 +346,14 @@ def test_preloaded_passive_side_reloads_a_new_backup(lab: Lab, tmp_path: Path) -
         assert reload and reload[-1]["ok"] and version in reload[-1]["reason"]
         # the active side never stopped answering
         assert answers_during(lab, 1, 0.5) == {"LIM 1 on lim1"}
+        # a backup on the passive side is refused: its data comes from the active side
+        r = lab.exec(STANDBY, [PY, "-m", "mxone_agent", "service", "data_backup", "--lim", "1"],
+                     check=False, timeout=60)
+        assert r.returncode == 1
+        assert r.stderr.startswith("data backup refused: LIM 1 is the passive (preloaded) side "
+                                   "on standby1: make the data backup on the active side (its "
+                                   "regular server)"), r.stderr
+        assert on_disk(lab, STANDBY, 1)["versions"] == [version], on_disk(lab, STANDBY, 1)
     finally:
         cluster.stop_all()
 
