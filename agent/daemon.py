@@ -250,6 +250,7 @@ class Agent:
         self._sel.register(self._ctl, selectors.EVENT_READ, "ctl")
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self.executor = Executor(self._network_factory(), self.alarms, run_dir=self._run_dir)
+        self.executor.xdata_root = cfg.sync_settings.xdata_root
         self.own_mac = self.executor.network.mac_of(cfg.local.interface)
         runs = self.executor.learn_local(cfg)
         now = time.monotonic()
@@ -928,6 +929,8 @@ class Agent:
         old = self.config.generation
         self.config = cfg
         self.secret = secret
+        if self.executor is not None:
+            self.executor.xdata_root = cfg.sync_settings.xdata_root
         self._reset_peers()
         self._dirty = True
         log.info("%s loads config generation %d (was %d)", cfg.node, cfg.generation, old)

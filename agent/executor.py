@@ -67,11 +67,12 @@ def run_command(argv: Sequence[str], timeout: float) -> int:
         return -1
 
 
-def reference_service(lim: LimConfig, run_dir: str = service_node.DEFAULT_RUN_DIR
-                      ) -> ServiceCommands:
-    """The commands of the reference Service Node for ``lim``."""
+def reference_service(lim: LimConfig, run_dir: str = service_node.DEFAULT_RUN_DIR,
+                      xdata_root: str = service_node.DEFAULT_XDATA_ROOT) -> ServiceCommands:
+    """The commands of the reference Service Node for ``lim`` (it loads its exchange data
+    from ``xdata_root``)."""
     base = [sys.executable, "-m", "mxone_agent", "service"]
-    tail = ["--lim", str(lim.lim), "--run-dir", run_dir]
+    tail = ["--lim", str(lim.lim), "--run-dir", run_dir, "--xdata-root", xdata_root]
     return ServiceCommands(start=(*base, "start", *tail, "--alias", str(lim.alias_ip)),
                            stop=(*base, "stop", *tail), status=(*base, "status", *tail))
 
@@ -117,6 +118,7 @@ class Executor:
         self._clock = clock
         self._mono = mono
         self._announce: dict[int, _Announce] = {}
+        self.xdata_root = service_node.DEFAULT_XDATA_ROOT  # the daemon sets the config's
 
     # ---- helpers --------------------------------------------------------------------------
 
@@ -127,7 +129,7 @@ class Executor:
         return lim.interface if config.role is Role.REGULAR else config.local.interface
 
     def service(self, lim: LimConfig) -> ServiceCommands:
-        return lim.service or reference_service(lim, self._run_dir)
+        return lim.service or reference_service(lim, self._run_dir, self.xdata_root)
 
     def _companions(self, config: NodeConfig, lim: LimConfig) -> list:
         on_standby = config.role is Role.STANDBY

@@ -220,10 +220,13 @@ def test_companions_round_trip_through_the_config() -> None:
 
 def test_reference_service_commands() -> None:
     cfg = load_node_config(config_dict("sb"))
-    cmds = reference_service(cfg.lim(2), "/run/x")
-    assert cmds.start[-8:] == ("service", "start", "--lim", "2", "--run-dir", "/run/x",
-                               "--alias", "10.77.0.12")
-    assert cmds.status[-5:] == ("status", "--lim", "2", "--run-dir", "/run/x")
+    cmds = reference_service(cfg.lim(2), "/run/x", "/data/x")
+    assert cmds.start[-10:] == ("service", "start", "--lim", "2", "--run-dir", "/run/x",
+                                "--xdata-root", "/data/x", "--alias", "10.77.0.12")
+    assert cmds.status[-7:] == ("status", "--lim", "2", "--run-dir", "/run/x",
+                                "--xdata-root", "/data/x")
+    # by default the data is where the agent's sync puts it
+    assert reference_service(cfg.lim(2)).start[-4:-2] == ("--xdata-root", "/var/opt/mxone/xdata")
 
 
 def test_block_ruleset_drops_arp_and_ip_both_ways() -> None:
