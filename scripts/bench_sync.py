@@ -14,7 +14,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
 from mxone_lab.lab import Lab
 from mxone_lab.spec import HostSpec, LabSpec

@@ -211,7 +211,7 @@ MUTATIONS = {
     "one-standby": lambda s: _with_cluster(s, standby=(*s.clusters[0].standby, "spare")),
     "standby-role": lambda s: _with_cluster(s, standby=("spare",)),
     "lim-one-cluster": lambda s: _with_cluster(s, lims=(*s.clusters[0].lims, s.clusters[0].lims[0])),
-    "same-subnet": lambda s: _with_server(s, 0, base_ip=f"192.168.77.1/24"),
+    "same-subnet": lambda s: _with_server(s, 0, base_ip="192.168.77.1/24"),
     "preloaded-1+1": lambda s: _with_cluster(s, failover="preloaded", lims=s.clusters[0].lims * 2),
     "priority": lambda s: _with_lim(s, priority=0.5),
     "choice": lambda s: _with_lim(s, lock="both"),

@@ -543,7 +543,6 @@ class Lab:
         )
 
     def _sshd_config(self, name: str) -> str:
-        h = self._state["hosts"][name]
         hd = self._host_dir(name)
         return (
             f"# lab {self.id} host {name}: lab-only keys, nothing from /etc/ssh\n"
