@@ -6,10 +6,14 @@ loop (``App(..., runner=InlineRunner())``): tests feed it keys and render it hea
 
 from __future__ import annotations
 
+import os
+import queue
 import socket
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import urwid
 
@@ -21,7 +25,20 @@ from mxone_menus.operations import NoOperations, Operations
 from mxone_menus.runner import InlineRunner, PipeRunner, Runner
 from mxone_menus.window import PALETTE, Window
 
+if TYPE_CHECKING:  # the real one brings paramiko: only the entry point imports it
+    from mxone_maintenance.hostkeys import AskingKnownHosts
+
 NOT_AVAILABLE = "not available yet"
+DEFAULT_STATUS_REFRESH = 3.0  # seconds between two Show status refreshes
+
+
+def status_refresh_default() -> float:
+    """$MXONE_STATUS_REFRESH (seconds; 0 turns the automatic refresh off), else 3 s."""
+    text = os.environ.get("MXONE_STATUS_REFRESH", "").strip()
+    try:
+        return max(0.0, float(text)) if text else DEFAULT_STATUS_REFRESH
+    except ValueError:
+        return DEFAULT_STATUS_REFRESH
 
 
 def refusal_lines(exc: Exception) -> list[str]:
@@ -37,15 +54,31 @@ class _Applied:
     agent_lines: list[str]
 
 
+@dataclass
+class _Refresh:
+    """One Show status screen's refresh state (UI thread only)."""
+
+    view: views.StatusView | None = None
+    timer: Any = None
+    running: bool = False
+    closed: bool = False
+
+
 class App:
     def __init__(self, maintenance: Maintenance, operations: Operations | None = None,
                  runner: Runner | None = None, hostname: str | None = None,
-                 menu: tree.SubMenu | None = None) -> None:
+                 menu: tree.SubMenu | None = None, host_keys: AskingKnownHosts | None = None,
+                 status_refresh: float | None = None) -> None:
         self.maintenance = maintenance
         self.operations = operations or NoOperations()
         self.runner: Runner = runner or InlineRunner()
         self.hostname = hostname or socket.gethostname()
         self.exit_code: int | None = None
+        self.status_refresh = status_refresh_default() if status_refresh is None else status_refresh
+        self.host_keys = host_keys
+        if host_keys is not None:
+            host_keys.ask = self.ask_host_key
+        self._ui_thread = threading.get_ident()
         self.window = Window(self.title, self.exit)
         self.window.push(views.MenuView(menu or tree.main_menu(), self.choose))
 
@@ -103,6 +136,8 @@ class App:
             w.push(views.TableView(step, self._close(base)))
         elif isinstance(step, steps.Message):
             w.push(views.TextView(step.title, [step.text], self._close(base)))
+        elif isinstance(step, steps.AgentRequest) and step.refresh:
+            self.show_status(step, base)
         elif isinstance(step, steps.AgentRequest):
             if step.question:
                 w.push(views.ConfirmView(step.title, [], step.question,
@@ -162,7 +197,14 @@ class App:
             self.window.replace_top(views.TextView(
                 f"{form.title}: {'done' if ok else 'failed'}", lines, self._close(base), "result"))
 
-        self.runner.start(job, lambda line, fraction: self._progress(progress, line, fraction), done)
+        self._start(job, lambda line, fraction: self._progress(progress, line, fraction), done)
+
+    def _start(self, job: Any, on_progress: Any, on_done: Any, new_action: bool = True) -> None:
+        """Start one piece of background work. A new action asks about unknown host keys
+        again; a status refresh does not (a key refused on this screen stays refused)."""
+        if new_action and self.host_keys is not None:
+            self.host_keys.refuse_all = False
+        self.runner.start(job, on_progress, on_done)
 
     def _progress(self, view: views.ProgressView, line: str, fraction: float) -> None:
         view.update(line, fraction)
@@ -179,30 +221,128 @@ class App:
         except Exception as exc:  # an agent failure is shown, never a crash
             return ["", f"Agents: failed: {exc}"]
 
+    @staticmethod
+    def _request_lines(request: steps.AgentRequest, lines: Sequence[str] | None,
+                       error: Exception | None) -> list[str]:
+        if isinstance(error, NotImplementedError):
+            return [f"{request.title}: {NOT_AVAILABLE}: {error}"]
+        if error is not None:
+            return [f"{request.title} failed: {error}"]
+        return list(lines or ["(no answer)"])
+
     def ask_agents(self, request: steps.AgentRequest, base: int) -> None:
         progress = views.ProgressView(request.title)
         self.window.push(progress)
 
         def job(report: Any) -> Sequence[str]:
             report("asking the node agents", 0.0)
-            return list(request.run(self.operations))
+            return list(request.run(self.operations, report))
 
         def done(lines: Sequence[str] | None, error: Exception | None) -> None:
-            if isinstance(error, NotImplementedError):
-                shown = [f"{request.title}: {NOT_AVAILABLE}: {error}"]
-            elif error is not None:
-                shown = [f"{request.title} failed: {error}"]
-            else:
-                shown = list(lines or ["(no answer)"])
+            shown = self._request_lines(request, lines, error)
             self.window.replace_top(views.TextView(request.title, shown, self._close(base), "result"))
 
-        self.runner.start(job, lambda line, f: self._progress(progress, line, f), done)
+        self._start(job, lambda line, f: self._progress(progress, line, f), done)
+
+    # ---- Show status: refreshes itself until the operator leaves ------------------------
+
+    def show_status(self, request: steps.AgentRequest, base: int) -> None:
+        """A status screen that asks again ``status_refresh`` s after each answer (never
+        while a request runs); ``r`` asks now; leaving stops the timer."""
+        state = _Refresh()
+        progress = views.ProgressView(request.title)
+        self.window.push(progress)
+
+        def close() -> None:
+            state.closed = True
+            if state.running and self.host_keys is not None:
+                self.host_keys.refuse_all = True  # no question about a screen already left
+            if state.timer is not None:
+                self.runner.cancel(state.timer)
+                state.timer = None
+            self.window.pop_to(base)
+
+        def fetch() -> None:
+            state.timer = None
+            if state.closed or state.running:
+                return
+            state.running = True
+            if state.view is not None:
+                state.view.set_stamp("refreshing ...")
+
+            def job(report: Any) -> Sequence[str]:
+                if state.view is None:
+                    report("asking the node agents", 0.0)
+                return list(request.run(self.operations, report))
+
+            def on_progress(line: str, fraction: float) -> None:
+                if state.view is None and not state.closed:
+                    self._progress(progress, line, fraction)
+
+            def done(lines: Sequence[str] | None, error: Exception | None) -> None:
+                state.running = False
+                if state.closed:
+                    return
+                shown = self._request_lines(request, lines, error)
+                now = time.strftime("%H:%M:%S")
+                stamp = f"refreshed at {now}" if error is None else f"refresh failed at {now}"
+                if state.view is None:
+                    state.view = views.StatusView(request.title, shown, close, refresh_now,
+                                                  self.status_refresh)
+                    state.view.set_stamp(stamp)
+                    self.window.replace_top(state.view)
+                else:
+                    state.view.show(shown, stamp)
+                if self.status_refresh > 0 and not isinstance(error, NotImplementedError):
+                    state.timer = self.runner.after(self.status_refresh, fetch)
+
+            self._start(job, on_progress, done, new_action=state.view is None)
+
+        def refresh_now() -> None:
+            if state.running:
+                self.window.set_status("A refresh is already running.")
+                return
+            if state.timer is not None:
+                self.runner.cancel(state.timer)
+            fetch()
+
+        fetch()
+
+    # ---- host keys: asked from a worker thread, answered in the UI ---------------------
+
+    def ask_host_key(self, unknown: Any) -> bool:
+        """Show an unknown host key and wait for Accept (True) or Refuse (False).
+
+        Called by the SSH layer from a worker thread, which blocks until the operator
+        answers. Without a worker thread (a job run inline) nobody could answer: refused.
+        """
+        if threading.get_ident() == self._ui_thread:
+            return False
+        answers: queue.Queue[bool] = queue.Queue(maxsize=1)
+
+        def ask() -> None:
+            view: views.HostKeyView
+
+            def answer(accepted: bool) -> None:
+                if self.window.top is view:
+                    self.window.pop()
+                answers.put(accepted)
+
+            path = str(self.host_keys.path) if self.host_keys is not None else "the known-hosts file"
+            view = views.HostKeyView(unknown.server, unknown.address, unknown.key_type,
+                                     unknown.fingerprint, path, answer)
+            self.window.push(view)
+
+        self.runner.call_in_ui(ask)
+        return answers.get()
 
 
-def run(maintenance: Maintenance, operations: Operations | None = None) -> int:
+def run(maintenance: Maintenance, operations: Operations | None = None, *,
+        host_keys: AskingKnownHosts | None = None, status_refresh: float | None = None) -> int:
     """Run the menus on the terminal until Exit; returns the exit code (130 on Ctrl-C)."""
     loop = urwid.MainLoop(urwid.SolidFill(" "), PALETTE)
-    app = App(maintenance, operations, runner=PipeRunner(loop))
+    app = App(maintenance, operations, runner=PipeRunner(loop), host_keys=host_keys,
+              status_refresh=status_refresh)
     loop.widget = app.window
     try:
         loop.run()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mxone_maintenance import actions
+from mxone_maintenance import actions, rules
 from mxone_maintenance.model import (
     MAX_LIM_NUMBER,
     TIMER_PRESETS,
@@ -61,6 +61,25 @@ def _server_label(s: Server) -> str:
 
 def _unclustered(system: System, role: str) -> list[Server]:
     return [s for s in system.servers if s.role == role and system.cluster_of_server(s.name) is None]
+
+
+def _rule(code: str) -> str:
+    return f"rule {code}: {rules.RULES_BY_CODE[code].text}"
+
+
+def _not_offered(system: System, role: str) -> str:
+    """A sentence naming the servers of ``role`` a form leaves out because they are in a
+    cluster already, and the rule why ('' when there are none)."""
+    taken = []
+    for s in system.servers:
+        c = system.cluster_of_server(s.name)
+        if s.role == role and c is not None:
+            what = "standby of" if role == Role.STANDBY else f"LIM {s.lim} in"
+            taken.append(f"{s.name} ({what} cluster {c.name})")
+    if not taken:
+        return ""
+    code = "standby-one-cluster" if role == Role.STANDBY else "lim-one-cluster"
+    return f" Not offered: {', '.join(taken)}; {_rule(code)}."
 
 
 def _cluster_label(system: System, c: Cluster) -> str:
@@ -189,7 +208,7 @@ def list_clusters(system: System) -> Step:
 
 
 def show_status(system: System) -> Step:
-    return AgentRequest("Show status", lambda ops: ops.status())
+    return AgentRequest("Show status", lambda ops, report: ops.status(), refresh=True)
 
 
 def _new_lim_fields(servers: Sequence[Server], ticked: bool = False) -> list:
@@ -228,7 +247,8 @@ def create_cluster(system: System) -> Step:
         return Call(actions.create_cluster, (v["name"].strip(), v["standby"], chosen),
                     {"fallback": v["fallback"], "timers": actions.Timers(preset=v["timers"])})
 
-    return Form(title, NEW_IP_EXPLAINED + " A cluster has one standby and up to ten regular LIMs.",
+    return Form(title, NEW_IP_EXPLAINED + " A cluster has one standby and up to ten regular LIMs."
+                + _not_offered(system, Role.STANDBY) + _not_offered(system, Role.LIM),
                 (
                     TextField("name", "Cluster name", help="Letters, digits and -."),
                     ChoiceField("standby", "Standby server",
@@ -284,7 +304,10 @@ def change_to_preloaded(system: System) -> Step:
                     lambda v: Call(actions.change_to_preloaded, (name,)))
 
     if not eligible:
-        return Message(title, "No cluster qualifies. " + PRELOADED_EXPLAINED)
+        why = "; ".join(f"{c.name} is preloaded already" if c.failover == FailoverBehaviour.PRELOADED
+                        else f"{c.name} has {len(c.lims)} LIMs" for c in system.clusters)
+        return Message(title, f"No cluster qualifies{': ' + why if why else ''} "
+                       f"({_rule('preloaded-1+1')}). " + PRELOADED_EXPLAINED)
     return _pick_cluster(system, title, "Only clusters of one LIM + standby are offered. "
                          + PRELOADED_EXPLAINED, form, eligible)
 
@@ -303,7 +326,7 @@ def add_lim(system: System) -> Step:
 
         fields = [ChoiceField("lim", "LIM", tuple((_server_label(s), s.lim) for s in free_lims),
                               help="A LIM server that is in no cluster.")]
-        return Form(f"{title}: {name}", NEW_IP_EXPLAINED,
+        return Form(f"{title}: {name}", NEW_IP_EXPLAINED + _not_offered(system, Role.LIM),
                     (*fields, TextField("ip_new", "New base IP", help=NEW_IP_EXPLAINED),
                      TextField("prio_new", "Priority", "1", help="0 to 99; lower runs first on the standby.")),
                     to_call)
@@ -350,7 +373,7 @@ def move_lim_to_regular(system: System) -> Step:
                     _lim_options(system, c),
                     lambda lim: AgentRequest(
                         f"{title}: LIM {lim}",
-                        lambda ops: ops.fallback(name, lim),
+                        lambda ops, report: ops.fallback(name, lim),
                         f"Move LIM {lim} from standby {c.standby_name} back to "
                         f"{system.server_for_lim(lim).name} now (manual fallback)?"))
 
@@ -395,6 +418,20 @@ def unlock_lim(system: System) -> Step:
 
 def sync_exchange_data(system: System) -> Step:
     title = "Sync exchange data within cluster"
-    return _pick_cluster(system, title, "Choose the cluster.", lambda name: AgentRequest(
-        f"{title}: {name}", lambda ops: ops.sync(name),
-        f"Order a sync of exchange data between the regular servers of {name} and its standby now?"))
+
+    def request(name: str) -> Step:
+        c = system.cluster(name)
+        total = len(c.lims)
+
+        def run(ops, report):  # type: ignore[no-untyped-def]
+            report(f"syncing the exchange data of {total} LIM(s) with standby "
+                   f"{c.standby_name}", 0.0)
+            return ops.sync(name, progress=lambda done, of, line: report(
+                f"{done}/{of}  {line}", done / of if of else 1.0))
+
+        return AgentRequest(
+            f"{title}: {name}", run,
+            f"Order a sync of exchange data between the regular servers of {name} "
+            f"(LIMs {', '.join(map(str, c.lim_numbers()))}) and standby {c.standby_name} now?")
+
+    return _pick_cluster(system, title, "Choose the cluster.", request)

@@ -10,8 +10,11 @@ Calls run in a worker thread, never in the UI loop, so they may block.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+SyncProgress = Callable[[int, int, str], None]
+"""``progress(done, total, line)``: called (from a worker thread) as each LIM finishes."""
 
 
 class Operations(Protocol):
@@ -25,8 +28,9 @@ class Operations(Protocol):
         """Move a LIM that runs on the standby back to its regular server (manual fallback)."""
         ...
 
-    def sync(self, cluster: str) -> Sequence[str]:
-        """Order a sync of exchange data between the cluster's regular servers and its standby."""
+    def sync(self, cluster: str, progress: SyncProgress | None = None) -> Sequence[str]:
+        """Order a sync of exchange data between the cluster's regular servers and its
+        standby; one line per LIM (OK or FAILED), ``progress`` told as each LIM finishes."""
         ...
 
     def lock(self, cluster: str, lim: int, lock: str) -> Sequence[str]:
@@ -45,7 +49,7 @@ class NoOperations:
         raise NotImplementedError(f"manual fallback of LIM {lim} in cluster {cluster} is ordered "
                                   "through the node agents, which the maintenance tool cannot reach yet")
 
-    def sync(self, cluster: str) -> Sequence[str]:
+    def sync(self, cluster: str, progress: SyncProgress | None = None) -> Sequence[str]:
         raise NotImplementedError(f"sync of exchange data in cluster {cluster} is ordered through "
                                   "the node agents, which the maintenance tool cannot reach yet")
 
@@ -77,8 +81,16 @@ class AgentOperations:
 
         return operations.answer_lines([self.operations.fallback(self._system(), cluster, lim)])
 
-    def sync(self, cluster: str) -> Sequence[str]:
-        return list(self.operations.sync(self._system(), cluster))
+    def sync(self, cluster: str, progress: SyncProgress | None = None) -> Sequence[str]:
+        from mxone_maintenance import operations
+
+        system = self._system()
+        answers = (self.operations.sync(system, cluster) if progress is None
+                   else self.operations.sync(system, cluster, progress=progress))
+        answers = list(answers)
+        good = sum(1 for a in answers if a.ok)
+        return [f"Sync of exchange data in cluster {cluster}: {good} of {len(answers)} "
+                f"LIM(s) OK.", "", *operations.answer_lines(answers)]
 
     def lock(self, cluster: str, lim: int, lock: str) -> Sequence[str]:
         from mxone_maintenance import operations

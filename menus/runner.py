@@ -2,7 +2,10 @@
 
 :class:`PipeRunner` runs each job in a worker thread; progress and the result travel on a
 queue, and a byte on a :meth:`urwid.MainLoop.watch_pipe` pipe wakes the loop to deliver
-them, so the loop never blocks. :class:`InlineRunner` runs the job at once, for headless tests.
+them, so the loop never blocks. A worker that needs the operator (a host key to accept)
+hands a function to :meth:`PipeRunner.call_in_ui` and waits for its answer. Timers
+(:meth:`PipeRunner.after`) are the loop's alarms. :class:`InlineRunner` runs the job at
+once, for headless tests; its timers fire only when the test says so.
 """
 
 from __future__ import annotations
@@ -25,9 +28,29 @@ class Runner(Protocol):
         """Run ``job(progress)``; call on_progress and then on_done(result, error) in the UI."""
         ...
 
+    def call_in_ui(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` in the UI (callable from any thread)."""
+        ...
+
+    def after(self, seconds: float, fn: Callable[[], None]) -> Any:
+        """Call ``fn`` in the UI after ``seconds``; returns a handle for :meth:`cancel`."""
+        ...
+
+    def cancel(self, handle: Any) -> None:
+        """Forget a timer from :meth:`after` (a no-op once it fired)."""
+        ...
+
 
 class InlineRunner:
-    """Runs the job synchronously (tests, and anything without a main loop)."""
+    """Runs the job synchronously (tests, and anything without a main loop).
+
+    A UI call from a worker runs at once; timers wait in :attr:`timers` until a test calls
+    :meth:`fire`. A job that needs the operator's answer cannot run here (nobody can press
+    a key while the job holds the only thread): use a threaded runner for that.
+    """
+
+    def __init__(self) -> None:
+        self.timers: list[tuple[float, Callable[[], None]]] = []
 
     def start(self, job: Job, on_progress: Progress, on_done: Done) -> None:
         try:
@@ -37,12 +60,51 @@ class InlineRunner:
             return
         on_done(result, None)
 
+    def call_in_ui(self, fn: Callable[[], None]) -> None:
+        fn()
+
+    def after(self, seconds: float, fn: Callable[[], None]) -> Any:
+        timer = (seconds, fn)
+        self.timers.append(timer)
+        return timer
+
+    def cancel(self, handle: Any) -> None:
+        if handle in self.timers:
+            self.timers.remove(handle)
+
+    def fire(self) -> int:
+        """Run the timers due so far (all of them); how many ran."""
+        due, self.timers = self.timers, []
+        for _seconds, fn in due:
+            fn()
+        return len(due)
+
 
 class PipeRunner:
-    """Runs the job in a thread; the urwid loop is woken through watch_pipe."""
+    """Runs jobs in threads; the urwid loop is woken through watch_pipe."""
 
     def __init__(self, loop: urwid.MainLoop) -> None:
         self.loop = loop
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._calls_fd = loop.watch_pipe(self._run_calls)  # made here, in the UI thread
+
+    def _run_calls(self, _data: bytes) -> bool:
+        while True:
+            try:
+                fn = self._calls.get_nowait()
+            except queue.Empty:
+                return True
+            fn()
+
+    def call_in_ui(self, fn: Callable[[], None]) -> None:
+        self._calls.put(fn)
+        os.write(self._calls_fd, b"!")
+
+    def after(self, seconds: float, fn: Callable[[], None]) -> Any:
+        return self.loop.set_alarm_in(seconds, lambda _loop, _data: fn())
+
+    def cancel(self, handle: Any) -> None:
+        self.loop.remove_alarm(handle)
 
     def start(self, job: Job, on_progress: Progress, on_done: Done) -> None:
         messages: queue.SimpleQueue[tuple[str, Any, Any]] = queue.SimpleQueue()

@@ -100,13 +100,22 @@ class Message:
     text: str
 
 
+Report = Callable[[str, float], None]
+"""``report(line, fraction)``: progress of an agent request, from its worker thread."""
+
+
 @dataclass(frozen=True)
 class AgentRequest:
-    """Work done by the node agents; asked after a Yes when ``question`` is set."""
+    """Work done by the node agents; asked after a Yes when ``question`` is set.
+
+    ``run(operations, report)`` gives the lines to show. ``refresh``: the answer is a
+    status that the view asks for again every few seconds until the operator leaves.
+    """
 
     title: str
-    run: Callable[[Operations], Sequence[str]]
+    run: Callable[[Operations, Report], Sequence[str]]
     question: str = ""
+    refresh: bool = False
 
 
 Step = Union[Form, Pick, Table, Message, AgentRequest]

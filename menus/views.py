@@ -158,12 +158,23 @@ class FormView(View):
                              if lines else "")
 
     def keypress(self, size: tuple[int, int], key: str) -> str | None:
+        focused = self._focused_field()
+        if key == "enter" and focused is not None and isinstance(focused.field, steps.TextField):
+            key = "tab"  # Enter in an edit goes to the next field, like Tab
         if key in ("tab", "shift tab"):
-            key = "down" if key == "tab" else "up"
-        elif key == "enter" and self._focused_field() is not None and isinstance(
-                self._focused_field().field, steps.TextField):
-            key = "down"  # Enter in an edit goes to the next field, like Tab
+            # Tab moves by whole fields (past the other buttons of a radio group);
+            # Up and Down move line by line.
+            self._next_field(1 if key == "tab" else -1)
+            return None
         return super().keypress(size, key)
+
+    def _next_field(self, step: int) -> None:
+        position = self.body.focus_position + step
+        while 0 <= position < len(self.body.body):
+            if self.body.body[position].selectable():
+                self.body.set_focus(position, "below" if step > 0 else "above")
+                return
+            position += step
 
     def _focused_field(self) -> _FieldWidget | None:
         pos = self.body.focus_position - 2
@@ -181,12 +192,15 @@ class ConfirmView(View):
 
     keyctx = "plan"
 
-    def __init__(self, title: str, lines: Sequence[str], question: str,
-                 on_yes: Callable[[], None], on_no: Callable[[], None]) -> None:
+    def __init__(self, title: str, lines: Sequence[Any], question: str,
+                 on_yes: Callable[[], None], on_no: Callable[[], None],
+                 yes: str = "Yes", no: str = "No") -> None:
         self.title = title
         self.yes_no = urwid.Columns([
-            (9, urwid.AttrMap(urwid.Button("Yes", lambda _b: on_yes()), "button", focus_map="focus")),
-            (8, urwid.AttrMap(urwid.Button("No", lambda _b: on_no()), "button", focus_map="focus")),
+            (len(yes) + 4, urwid.AttrMap(urwid.Button(yes, lambda _b: on_yes()), "button",
+                                         focus_map="focus")),
+            (len(no) + 4, urwid.AttrMap(urwid.Button(no, lambda _b: on_no()), "button",
+                                        focus_map="focus")),
         ], dividechars=2)
         self.yes_no.focus_position = 1
         body = urwid.ListBox(urwid.SimpleFocusListWalker(
@@ -197,6 +211,46 @@ class ConfirmView(View):
 
     def help_text(self) -> str:
         return f"{self.title}\n\nYes applies the change shown; No goes back to the form."
+
+
+class HostKeyView(ConfirmView):
+    """A server's host key the tool has never seen: Accept pins it, Refuse (the focus) or
+    Esc cancels the action. The facts come from the SSH layer; the view only shows them."""
+
+    keyctx = "hostkey"
+
+    def __init__(self, server: str, address: str, key_type: str, fingerprint: str,
+                 known_hosts: str, on_answer: Callable[[bool], None]) -> None:
+        self._on_answer = on_answer
+        self._answered = False
+        lines = [
+            ("heading", f"The host key of server {server} is not known yet."), "",
+            f"  server:       {server}",
+            f"  address:      {address}",
+            f"  key type:     {key_type}",
+            f"  fingerprint:  {fingerprint}", "",
+            "Compare the fingerprint with the server's own, on its console:",
+            "  ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub", "",
+            f"Accept pins the key in {known_hosts} and the action goes on.",
+            "Refuse (or Esc) cancels the action; nothing is changed.",
+        ]
+        super().__init__(f"Unknown host key: {server}", lines, "Accept this host key?",
+                         lambda: self._answer(True), lambda: self._answer(False),
+                         yes="Accept", no="Refuse")
+
+    def _answer(self, accepted: bool) -> None:
+        if not self._answered:
+            self._answered = True
+            self._on_answer(accepted)
+
+    def on_back(self) -> bool:
+        self._answer(False)
+        return True
+
+    def help_text(self) -> str:
+        return (f"{self.title}\n\nThe tool pins every server's SSH host key in its own "
+                "known-hosts file. Accept only a key whose fingerprint you have compared with "
+                "the server's. A key that CHANGED is always refused, never offered here.")
 
 
 class ProgressView(View):
@@ -242,6 +296,42 @@ class TextView(View):
 
     def help_text(self) -> str:
         return f"{self.title}\n\nEnter or Esc goes back to the menu."
+
+
+class StatusView(TextView):
+    """Lines that refresh themselves: the app calls :meth:`show` with new lines; ``r``
+    asks for a refresh now (``on_refresh``), Esc or Enter leaves (``on_close``)."""
+
+    def __init__(self, title: str, lines: Sequence[Any], on_close: Callable[[], None],
+                 on_refresh: Callable[[], None], every: float) -> None:
+        self._on_refresh = on_refresh
+        self.every = every
+        self.stamp = urwid.Text("")
+        super().__init__(title, [], on_close, keyctx="status")
+        self.walker: urwid.SimpleFocusListWalker = self._w.original_widget.body
+        self._w = urwid.Padding(urwid.Pile([
+            ("pack", urwid.AttrMap(self.stamp, "status")), ("pack", urwid.Divider()),
+            self._w.original_widget]), left=2, right=2)
+        self.show(lines, "")
+
+    def show(self, lines: Sequence[Any], stamp: str) -> None:
+        self.lines = lines
+        self.walker[:] = [urwid.Text(line) for line in lines]
+        self.set_stamp(stamp)
+
+    def set_stamp(self, stamp: str) -> None:
+        every = f"every {self.every:g} s" if self.every > 0 else "automatic refresh off"
+        self.stamp.set_text(f"{stamp}  ({every}; r refreshes now)" if stamp else f"({every})")
+
+    def keypress(self, size: tuple[int, int], key: str) -> str | None:
+        if key == "r":
+            self._on_refresh()
+            return None
+        return super().keypress(size, key)
+
+    def help_text(self) -> str:
+        return (f"{self.title}\n\nThe status refreshes itself; r refreshes now. Enter or Esc "
+                "goes back to the menu and stops the refresh.")
 
 
 class TableView(TextView):

@@ -36,7 +36,8 @@ class ActionError(MxoneError):
 
     def __init__(self, field: str, value: object, message: str) -> None:
         self.field, self.value, self.message = field, value, message
-        super().__init__(f"{field} = {value}: {message}")
+        shown = '""' if value == "" else value
+        super().__init__(f"{field} = {shown}: {message}")
 
 
 @dataclass(frozen=True)

@@ -323,8 +323,6 @@ class Pool:
                     if isinstance(wrong, ChangedHostKey) or not self.accept_new:
                         raise
                     unknown = wrong
-                    if not self.accept_new:
-                        raise
                     self.known_hosts.add(target.name, address if not alias else "", key)
                     if self.on_accept:
                         self.on_accept(unknown)

@@ -14,9 +14,9 @@ SIZE = (100, 30)
 class Driver:
     """An App at 100x30, driven by keys and read as screen text."""
 
-    def __init__(self, maintenance: Maintenance, operations=None) -> None:
+    def __init__(self, maintenance: Maintenance, operations=None, **kw) -> None:
         self.m = maintenance
-        self.app = App(maintenance, operations, hostname="lim1")
+        self.app = App(maintenance, operations, hostname="lim1", **kw)
 
     def keys(self, *keys: str) -> Driver:
         for k in keys:
@@ -110,6 +110,55 @@ def build_lims(m: Maintenance, n: int, standby: int = 1) -> None:
 
 @pytest.fixture
 def drive(maint: Maintenance):
-    def make(operations=None) -> Driver:
-        return Driver(maint, operations)
+    def make(operations=None, **kw) -> Driver:
+        return Driver(maint, operations, **kw)
     return make
+
+
+class ThreadRunner:
+    """Jobs in real worker threads, UI calls queued until the test pumps them: what
+    PipeRunner does with a loop, so a job can block on the operator (a host key)."""
+
+    def __init__(self) -> None:
+        import queue
+
+        self.ui: queue.SimpleQueue = queue.SimpleQueue()
+        self.timers: list = []
+
+    def start(self, job, on_progress, on_done) -> None:
+        import threading
+
+        def work() -> None:
+            try:
+                result = job(lambda line, f: self.ui.put(lambda: on_progress(line, f)))
+            except Exception as exc:
+                self.ui.put(lambda exc=exc: on_done(None, exc))  # exc is unbound after except
+            else:
+                self.ui.put(lambda: on_done(result, None))
+
+        threading.Thread(target=work, daemon=True).start()
+
+    def call_in_ui(self, fn) -> None:
+        self.ui.put(fn)
+
+    def after(self, seconds, fn):
+        self.timers.append(fn)
+        return fn
+
+    def cancel(self, handle) -> None:
+        if handle in self.timers:
+            self.timers.remove(handle)
+
+    def pump(self, until, timeout: float = 5.0) -> None:
+        """Run queued UI calls until ``until()`` is true (bounded)."""
+        import queue
+        import time
+
+        end = time.monotonic() + timeout
+        while not until():
+            if time.monotonic() > end:
+                raise AssertionError("timed out waiting for the UI")
+            try:
+                self.ui.get(timeout=0.05)()
+            except queue.Empty:
+                pass

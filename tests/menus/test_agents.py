@@ -16,7 +16,7 @@ class FakeOperations:
         self.calls.append(("fallback", cluster, lim))
         return [f"LIM {lim} is back on its regular server"]
 
-    def sync(self, cluster):
+    def sync(self, cluster, progress=None):
         raise RuntimeError("sb1 did not answer")
 
     def lock(self, cluster, lim, lock):

@@ -255,3 +255,26 @@ def test_delete_cluster(drive, maint):
 def test_no_cluster_yet_is_a_message(drive):
     d = drive().open("Cluster handling", "Delete cluster in system")
     assert "There is no cluster in the system yet." in d.flat
+
+
+def test_preloaded_when_no_cluster_qualifies_names_each_cluster_and_the_rule(drive, maint):
+    build_lims(maint, 2)
+    apply(maint, actions.create_cluster, "two", "sb1",
+          [actions.NewLim(1, "10.0.2.111"), actions.NewLim(2, "10.0.2.112")])
+    d = drive().open("Cluster handling", "Change failover behavior to preloaded")
+    assert ("No cluster qualifies: two has 2 LIMs (rule preloaded-1+1: preloaded failover is "
+            "only for one regular and one standby server).") in d.flat
+
+
+def test_forms_name_the_servers_they_leave_out_and_the_rule(drive, maint):
+    build_lims(maint, 3, standby=2)
+    apply(maint, actions.create_cluster, "one", "sb1", [actions.NewLim(1, "10.0.2.111")])
+    d = drive().open("Cluster handling", "Create new cluster in system")
+    flat = d.flat
+    assert ("Not offered: sb1 (standby of cluster one); rule standby-one-cluster: a standby "
+            "server belongs to one cluster only.") in flat
+    assert ("Not offered: lim1 (LIM 1 in cluster one); rule lim-one-cluster: a LIM server "
+            "belongs to one cluster only.") in flat
+    assert "LIM 1 on lim1" not in flat and "LIM 2 on lim2" in flat
+    d = drive().open("Cluster handling", "Add a LIM to existing cluster").pick("one")
+    assert "Not offered: lim1 (LIM 1 in cluster one); rule lim-one-cluster" in d.flat

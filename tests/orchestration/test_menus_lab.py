@@ -45,7 +45,10 @@ def test_show_status_in_the_menus_is_a_table_per_cluster(admin, lab) -> None:
         for k in (DOWN, ENTER):
             child.send(k)
             time.sleep(0.05)
-        text = wait_for("No active alarms.")
+        wait_for("No active alarms.")
+        # the agents just started: LIM 2 shows on its regular server once lim2's agent has
+        # passed its boot wait (the screen refreshes itself)
+        text = wait_for("lim2         10.77.0.12      regular", timeout=30)
         assert "Cluster c1: standby standby1, fallback manual, failover regular" in text
         assert "lim2         10.77.0.12      regular" in text
         assert "standby1     standby  running         6  ready      alive" in text
