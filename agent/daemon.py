@@ -220,6 +220,7 @@ class Agent:
             lambda: set(self.local.active_lims()), self._pulled)
         self.status_path = Path(control_path).parent / STATUS_FILE
         self._status_written = -1e9
+        self._status_force = False
         self._status_body = ""
         self._status_error = ""
         self._reset_peers()
@@ -346,7 +347,8 @@ class Agent:
             on_ready()
         sdnotify.notify("READY=1")
         while not self.stop_flag:
-            wake = min(next_tick, self._next_death())
+            wake = min(next_tick, self._next_death(),
+                       self._status_written + STATUS_FILE_AT_LEAST)
             timeout = max(0.0, wake - time.monotonic())
             events = self._sel.select(timeout)
             now = time.monotonic()
@@ -362,6 +364,7 @@ class Agent:
             if self.reload_flag:
                 self.reload_flag = False
                 self._reload()
+                self._status_force = True
             now = time.monotonic()
             if now >= self._next_death():
                 self._dirty = True  # a peer's detection period just ran out: judge it now
@@ -373,6 +376,7 @@ class Agent:
                     next_tick = now + interval
             elif self._dirty:
                 self._decide(now)
+            self._publish_status(time.monotonic())
         log.info("%s stops; LIM services are left as they are", self.config.node)
 
     def _next_death(self) -> float:
@@ -408,19 +412,20 @@ class Agent:
         if self._busy is None:
             self._start_reloads()
             self._background_jobs(now)
-        self._publish_status(now)
 
     def _publish_status(self, now: float) -> None:
         """Keep the status file beside the control socket current, so that a reader (the
         maintenance tool's Show status, on many servers at once) needs no process here.
 
         Line 1 is ``<pid> <wall clock when written>``; line 2 is the JSON of ``ctl status``.
-        Written atomically when the status changed (at most every STATUS_FILE_EVERY s) and
-        at least every STATUS_FILE_AT_LEAST s; a reader treats an older file, or one whose
-        pid is gone, as an agent that does not answer. Removed when the agent ends.
+        Written atomically when the status changed (at most every STATUS_FILE_EVERY s, at
+        once after an order over the control socket) and at least every
+        STATUS_FILE_AT_LEAST s; a reader treats an older file, or one whose pid is gone, as
+        an agent that does not answer. Removed when the agent ends.
         """
-        if now - self._status_written < STATUS_FILE_EVERY:
+        if not self._status_force and now - self._status_written < STATUS_FILE_EVERY:
             return
+        self._status_force = False
         body = json.dumps({"ok": True, **self.status()}, sort_keys=True)
         if body == self._status_body and now - self._status_written < STATUS_FILE_AT_LEAST:
             return
@@ -757,6 +762,10 @@ class Agent:
                         handed_over = reply is None
                     else:
                         reply = self.handle(req)
+                        if isinstance(req, dict) and req.get("cmd") != "status":
+                            # an order: the file shows it before the answer goes out
+                            self._status_force = True
+                            self._publish_status(time.monotonic())
                 except (OSError, ValueError) as e:
                     reply = {"ok": False, "error": f"bad request: {e}"}
                 if reply is not None:

@@ -328,7 +328,7 @@ class _Session:
 
 
 def _run_change(args: argparse.Namespace, action: Any, *params: Any,
-                before_apply: Any = None, after_apply: Any = None, **kw: Any) -> int:
+                after_apply: Any = None, **kw: Any) -> int:
     with _Session(args) as s:
         change = s.maintenance.preview(action, *params, **kw)
         plan = s.maintenance.plan(change)
@@ -345,12 +345,6 @@ def _run_change(args: argparse.Namespace, action: Any, *params: Any,
         if args.dry_run:
             s.emit(data, [*head, "Dry run: nothing was changed."])
             return 0
-        if before_apply is not None:
-            problem = before_apply(s, change)
-            if problem:
-                data.update(ok=False, error=problem)
-                s.emit(data, [*head, f"NOT applied: {problem}"])
-                return EXIT_FAILED
         result = s.maintenance.apply(change, s.progress)
         data["ok"] = result.ok
         data["generation"] = result.generation
@@ -374,15 +368,10 @@ def _run_change(args: argparse.Namespace, action: Any, *params: Any,
 
 
 def cmd_server_add(args: argparse.Namespace) -> int:
-    from mxone_maintenance import actions, orchestrate
+    from mxone_maintenance import actions
 
-    def probe(s: _Session, change: Any) -> str:
-        target = orchestrate.targets(change.after)[args.name]
-        errors = s.backend.pool.connect_all([target])
-        return str(errors[args.name]) if errors else ""
-
-    return _run_change(args, actions.add_server, args.name, args.base_ip, args.interface, args.lim,
-                       before_apply=probe)
+    # The applier reaches the new server (and checks its host key) before adding it.
+    return _run_change(args, actions.add_server, args.name, args.base_ip, args.interface, args.lim)
 
 
 def cmd_server_remove(args: argparse.Namespace) -> int:

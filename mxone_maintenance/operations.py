@@ -74,6 +74,7 @@ class ClusterStatus:
     alarms: tuple[dict[str, Any], ...] = ()
     transitions: tuple[dict[str, Any], ...] = ()
     last_decision: str = ""
+    sync: tuple[dict[str, Any], ...] = ()  # per LIM, as its regular server's agent reports it
 
     @property
     def healthy(self) -> bool:
@@ -362,7 +363,26 @@ def _cluster_status(system: System, c: Cluster, results: ssh.GroupResult,
     return ClusterStatus(c.name, c.standby_name, str(c.fallback), str(c.failover),
                          system.generation, tuple(lims), tuple(servers),
                          tuple(alarms.values()), tuple(transitions[-5:]),
-                         str(standby_rep.get("last_decision", "")))
+                         str(standby_rep.get("last_decision", "")),
+                         _sync_rows(system, c, reports))
+
+
+def _sync_rows(system: System, c: Cluster, reports: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """Each LIM's sync row from its regular server's report (none when it did not answer)."""
+    rows = []
+    for cl in c.lims:
+        rep = reports.get(system.server_for_lim(cl.lim).name)
+        sync = rep.get("sync") if rep else None
+        if not isinstance(sync, dict):
+            continue
+        if not sync.get("enabled", True):
+            rows.append({"lim": cl.lim, "disabled": sync.get("reason") or "not configured"})
+            continue
+        row = next((x for x in sync.get("lims") or [] if isinstance(x, dict)
+                    and x.get("lim") == cl.lim), None)
+        if row is not None:
+            rows.append(row)
+    return tuple(rows)
 
 
 def render(status: SystemStatus) -> list[str]:
@@ -394,6 +414,8 @@ def render(status: SystemStatus) -> list[str]:
                              f"{a.get('text', '')} (since {a.get('raised_at', '?')})")
         else:
             lines.append("  No active alarms.")
+        for row in c.sync:
+            lines.append("  " + sync_status_text(row))
         if c.transitions:
             t = c.transitions[-1]
             lines.append(f"  Last transition: LIM {t.get('lim')} {t.get('kind', '')} "
@@ -403,6 +425,20 @@ def render(status: SystemStatus) -> list[str]:
         if c.last_decision:
             lines.append(f"  Last decision: {c.last_decision}")
     return lines
+
+
+def sync_status_text(row: dict[str, Any]) -> str:
+    """One LIM's exchange-data sync, as its regular server's agent reports it."""
+    lim = row.get("lim")
+    if row.get("disabled"):
+        return f"Exchange data LIM {lim}: sync off ({row['disabled']})"
+    if row.get("last_error") and (row.get("failures") or 0) > 0:
+        return (f"Exchange data LIM {lim}: LAST SYNC FAILED ({row.get('last_error_at')}): "
+                f"{row.get('last_error')}; next attempt {row.get('next_attempt') or '-'}")
+    if row.get("last_success"):
+        return (f"Exchange data LIM {lim}: synced {row.get('last_success')} "
+                f"({row.get('last_direction')}, version {row.get('last_version')})")
+    return f"Exchange data LIM {lim}: not synced yet"
 
 
 def answer_lines(answers: Sequence[AgentAnswer]) -> list[str]:

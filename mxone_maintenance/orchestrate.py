@@ -567,11 +567,15 @@ class SshApplier:
             if name not in nodes:
                 nodes[name] = _Node(reach[name], None, None)
         tracker = _Tracker(progress, total=max(1, len(nodes)) * 7 + 1)
+        # A server joining the system is reached (and its host key checked) before it is
+        # written into the system: what cannot be reached is not added.
+        joining = sorted({s.name for s in change.after.servers}
+                         - {s.name for s in change.before.servers} - set(nodes))
 
         def fail_all_untouched(why: Mapping[str, str]) -> ApplyResult:
             self._forget_keys(new_keys)
             outcomes = []
-            for name in nodes:
+            for name in [*nodes, *(n for n in joining if n in why)]:
                 if name in why:
                     outcomes.append(Outcome(name, False, f"{why[name]}; nothing was changed"))
                 else:
@@ -581,6 +585,12 @@ class SshApplier:
             tracker("stopped before any change", 1.0)
             return ApplyResult(gen0, tuple(outcomes))
 
+        if joining:
+            tracker("reaching the new server " + ", ".join(joining), 0)
+            errors = self.pool.connect_all(reach[n] for n in joining)
+            if errors:
+                return fail_all_untouched({k: f"{v} (a server joins the system only once this "
+                                           "server can reach it over SSH)" for k, v in errors.items()})
         if nodes:
             tracker("connecting to " + ", ".join(nodes), 0)
             errors = self.pool.connect_all(n.target for n in nodes.values())
@@ -655,6 +665,8 @@ class SshApplier:
             else:
                 outcomes.append(Outcome(name, True, f"agent runs generation {gen1} "
                                         f"({n.config.role} in cluster {n.config.cluster})"))
+        for name in joining:
+            outcomes.append(Outcome(name, True, "reached over SSH, host key pinned"))
         outcomes.append(Outcome(self.local_name, True,
                                 f"system config generation {gen1} written to {self.config_path}"))
         return ApplyResult(gen1, tuple(outcomes + xdata_outcomes))

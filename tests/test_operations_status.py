@@ -28,3 +28,21 @@ def test_ctl_status_answers_and_failures_pass_through() -> None:
     unreachable = ssh.Result("sb", False, error="server sb unreachable")
     out = operations._from_status_files(_group(lim2=answered, lim3=not_running, sb=unreachable))
     assert out == {"lim2": answered, "lim3": not_running, "sb": unreachable}
+
+
+def test_status_shows_each_lims_exchange_data_sync() -> None:
+    assert operations.sync_status_text({"lim": 2, "disabled": "no sync key"}) == \
+        "Exchange data LIM 2: sync off (no sync key)"
+    assert operations.sync_status_text({"lim": 2, "last_success": None, "failures": 0}) == \
+        "Exchange data LIM 2: not synced yet"
+    assert operations.sync_status_text({
+        "lim": 2, "last_success": "2026-11-28T19:30:00Z", "last_direction": "to-standby",
+        "last_version": "lim2-20261128T193000.000000Z", "failures": 0}) == (
+        "Exchange data LIM 2: synced 2026-11-28T19:30:00Z (to-standby, version "
+        "lim2-20261128T193000.000000Z)")
+    assert operations.sync_status_text({
+        "lim": 3, "last_success": "2026-11-28T19:30:00Z", "failures": 2,
+        "last_error": "standby1: 2.0 MiB free, two backups need 9.0 MiB",
+        "last_error_at": "2026-11-28T19:40:00Z", "next_attempt": "2026-11-28T19:41:00Z"}) == (
+        "Exchange data LIM 3: LAST SYNC FAILED (2026-11-28T19:40:00Z): standby1: 2.0 MiB free, "
+        "two backups need 9.0 MiB; next attempt 2026-11-28T19:41:00Z")

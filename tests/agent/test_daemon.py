@@ -342,3 +342,33 @@ def test_the_status_file_mirrors_ctl_status_and_goes_with_the_agent(tmp_path: Pa
         t.join(timeout=5)
         agent.close()
     assert not path.exists()
+
+
+def test_the_status_file_shows_an_order_at_once_and_stays_fresh(tmp_path: Path) -> None:
+    """Timers of 30 s: the loop ticks rarely, yet the file follows an order at once and is
+    rewritten at least every STATUS_FILE_AT_LEAST seconds."""
+    doc = loopback_doc("lim2", port=17000 + os.getpid() % 900 + 2)
+    doc["timers"] = {"interval": 30.0, "misses": 3}
+    cfg, sec = write_files(tmp_path, doc)
+    agent = daemon.Agent(cfg, sec, str(tmp_path / "state"), str(tmp_path / "agent.sock"),
+                         RecordingNetwork, run_dir=str(tmp_path / "run"),
+                         alarm_file=str(tmp_path / "alarms.log"))
+    agent.start()
+    t = threading.Thread(target=agent.run, daemon=True)
+    t.start()
+    path = tmp_path / "status.json"
+
+    def lock() -> str:
+        return json.loads(path.read_text().split("\n", 1)[1])["lims"][0]["lock"]
+
+    try:
+        wait_for(path.exists)
+        ask(agent, cmd="lock", lim=2, to="regular")
+        assert lock() == "regular"  # no wait: written before the answer went out
+        first = float(path.read_text().split()[1])
+        wait_for(lambda: float(path.read_text().split()[1]) > first,
+                 timeout=daemon.STATUS_FILE_AT_LEAST + 2)
+    finally:
+        agent.stop_flag = True
+        t.join(timeout=5)
+        agent.close()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mxone_maintenance import actions, nodeconfig, operations, orchestrate, ssh, store
 from mxone_maintenance.model import System
-from mxone_maintenance.service import Maintenance
+from mxone_maintenance.service import Maintenance, Outcome
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "system.toml"
 
@@ -15,8 +15,23 @@ def system() -> System:
     return store.load(EXAMPLE).validated()
 
 
-def applier(tmp_path: Path) -> orchestrate.SshApplier:
-    pool = ssh.Pool(tmp_path / "kh", tmp_path / "key")
+class StubPool(ssh.Pool):
+    """A pool that reaches no network: connect_all records whom it was asked to reach."""
+
+    def __init__(self, tmp_path: Path, unreachable: tuple[str, ...] = ()) -> None:
+        super().__init__(tmp_path / "kh", tmp_path / "key")
+        self.reached: list[str] = []
+        self.unreachable = set(unreachable)
+
+    def connect_all(self, targets):  # type: ignore[no-untyped-def]
+        ts = list(targets)
+        self.reached += [t.name for t in ts]
+        return {t.name: ssh.SshError(f"server {t.name} unreachable: 10.77.0.11: no answer")
+                for t in ts if t.name in self.unreachable}
+
+
+def applier(tmp_path: Path, pool: ssh.Pool | None = None) -> orchestrate.SshApplier:
+    pool = pool or StubPool(tmp_path)
     return orchestrate.SshApplier(pool, tmp_path / "system.toml", lambda: None,  # type: ignore[arg-type,return-value]
                                   secrets_dir=tmp_path / "secrets", local_name="lim1",
                                   lock_path=tmp_path / "apply.lock")
@@ -84,15 +99,30 @@ def test_missing_new_base_address_is_found_for_configuring() -> None:
     assert orchestrate.SshApplier._missing_base_addresses({"lim2": node}) == {}
 
 
-def test_apply_without_clusters_touches_no_server(tmp_path: Path) -> None:
-    m = Maintenance(tmp_path / "system.toml", applier(tmp_path))
+def test_adding_a_server_only_reaches_that_server(tmp_path: Path) -> None:
+    pool = StubPool(tmp_path)
+    m = Maintenance(tmp_path / "system.toml", applier(tmp_path, pool))
     change = m.preview(actions.add_server, "lim1", "10.77.0.11/24", lim=1)
     lines: list[tuple[str, float]] = []
     result = m.apply(change, lambda line, f: lines.append((line, f)))
     assert result.ok and result.generation == 1
-    assert [o.server for o in result.outcomes] == ["lim1"]
+    assert pool.reached == ["lim1"]
+    assert [(o.server, o.message) for o in result.outcomes] == [
+        ("lim1", "reached over SSH, host key pinned"),
+        ("lim1", f"system config generation 1 written to {tmp_path / 'system.toml'}")]
     assert lines[-1] == ("done", 1.0)
     assert store.load(tmp_path / "system.toml").generation == 1
+
+
+def test_a_server_that_cannot_be_reached_is_not_added(tmp_path: Path) -> None:
+    m = Maintenance(tmp_path / "system.toml", applier(tmp_path, StubPool(tmp_path, ("lim1",))))
+    change = m.preview(actions.add_server, "lim1", "10.77.0.11/24", lim=1)
+    result = m.apply(change)
+    assert not result.ok and result.generation == 0
+    assert result.outcomes[0] == Outcome(
+        "lim1", False, "server lim1 unreachable: 10.77.0.11: no answer (a server joins the "
+        "system only once this server can reach it over SSH); nothing was changed")
+    assert not (tmp_path / "system.toml").exists()
 
 
 def test_status_rendering_flags_what_needs_attention() -> None:

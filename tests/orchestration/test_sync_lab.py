@@ -59,6 +59,9 @@ def test_extensions_survive_failover_and_manual_fallback_through_the_tool(admin:
     assert v1 in versions(lab, "standby1", 2)
     status = admin.json("cluster", "status")["clusters"][0]
     assert status["alarms"] == [], status["alarms"]
+    assert [row["lim"] for row in status["sync"]] == [2, 3]
+    text = admin.run("cluster", "status", check=True).stdout
+    assert "Exchange data LIM 2: synced " in text and f"version {v1})" in text, text
 
     lab.faults.cut("lim2")
     wait(lambda: "on standby1" in udp(lab, "10.77.0.12", "EXTENSIONS"), 60,
