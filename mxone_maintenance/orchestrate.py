@@ -512,7 +512,10 @@ class SshApplier:
     def plan(self, change: Change) -> list[PlanStep]:
         before, after = _node_configs(change.before), _node_configs(change.after)
         gen0, gen1 = change.before.generation, change.after.generation
-        steps = []
+        steps = [PlanStep(name, "reached over SSH first, its host key checked (a key never "
+                          "seen before is shown for you to accept)")
+                 for name in sorted({s.name for s in change.after.servers}
+                                    - {s.name for s in change.before.servers} - set(after))]
         for name, cfg in after.items():
             steps.append(PlanStep(name, f"node config generation {gen0} -> {gen1}: "
                                   f"{summarize(before.get(name), cfg)}"))

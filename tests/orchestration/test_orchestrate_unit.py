@@ -169,3 +169,12 @@ def test_one_change_at_a_time(tmp_path: Path) -> None:
     assert not result.ok and "another mxone_maintenance is applying a change" in result.outcomes[0].message
     assert not (tmp_path / "system.toml").exists()
     assert m.apply(change).ok
+
+
+def test_the_plan_says_a_new_server_is_reached_first(tmp_path: Path) -> None:
+    change = actions.add_server(System(generation=1), "lim1", "10.77.0.11/24", lim=1)
+    assert [(p.server, p.what) for p in applier(tmp_path).plan(change)] == [
+        ("lim1", "reached over SSH first, its host key checked (a key never seen before is "
+                 "shown for you to accept)"),
+        ("lim1", f"system config generation 2 written to {tmp_path / 'system.toml'} once every "
+                 "server above succeeded")]
