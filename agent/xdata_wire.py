@@ -15,7 +15,9 @@ import contextlib
 import fcntl
 import hashlib
 import io
+import errno
 import json
+import mmap
 import os
 import queue
 import stat
@@ -40,26 +42,45 @@ def widen_pipe(fd: int, size: int = PIPE_SIZE) -> None:
 
 
 class _Hasher:
-    """sha256 of a file's chunks in a thread of its own: hashlib releases the GIL, so the
-    hashing overlaps with reading the stream and writing the file."""
+    """sha256 of a file in a thread of its own: hashlib releases the GIL, so the hashing
+    overlaps with receiving the stream. It is given the file's bytes in order, either as
+    chunks or as regions (offset, length) of the file already written to ``fd`` (data that
+    was spliced there never passed through this process: it is hashed from the page cache)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fd: int | None = None) -> None:
         self.digest = hashlib.sha256()
-        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=HASH_QUEUE)
+        self._fd = fd
+        self._chunks: queue.Queue[bytes | tuple[int, int] | None] = queue.Queue(maxsize=HASH_QUEUE)
+        self._error: OSError | None = None
         self._thread = threading.Thread(target=self._run, name="xdata-hash", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (chunk := self._chunks.get()) is not None:
-            self.digest.update(chunk)
+            if isinstance(chunk, bytes):
+                self.digest.update(chunk)
+            elif self._error is None:
+                try:
+                    self._hash_region(*chunk)
+                except OSError as exc:
+                    self._error = exc
 
-    def add(self, chunk: bytes) -> None:
+    def _hash_region(self, offset: int, length: int) -> None:
+        assert self._fd is not None
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        with mmap.mmap(self._fd, length + offset - start, offset=start,
+                       access=mmap.ACCESS_READ) as mm, memoryview(mm) as view:
+            self.digest.update(view[offset - start:])
+
+    def add(self, chunk: bytes | tuple[int, int]) -> None:
         self._chunks.put(chunk)
 
     def finish(self) -> str:
         """Wait for the chunks given so far; the hex digest."""
         self._chunks.put(None)
         self._thread.join()
+        if self._error is not None:
+            raise XdataError(f"cannot read back a received file to hash it: {self._error}")
         return self.digest.hexdigest()
 
 
@@ -131,25 +152,70 @@ class StreamFetcher:
         if header.get("path") != entry.path or header.get("size") != entry.size:
             raise XdataError(f"{self.source} sent {header.get('path')!r} ({header.get('size')} "
                              f"bytes), expected {entry.path!r} ({entry.size} bytes)")
-        left = entry.size
-        hasher = _Hasher()
-        try:
-            with target.open("wb", buffering=0) as f:
-                while left:
-                    chunk = self.stream.read(min(CHUNK, left))
-                    if not chunk:
-                        raise XdataError(f"the stream from {self.source} ended in the middle "
-                                         f"of {entry.path} ({entry.size - left} of "
-                                         f"{entry.size} bytes)")
-                    hasher.add(chunk)
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[f.write(view):]
-                    left -= len(chunk)
-        finally:
-            digest = hasher.finish()
+        with target.open("w+b", buffering=0) as f:  # read too: spliced data is hashed back
+            hasher = _Hasher(f.fileno())
+            try:
+                self._body(entry, f, hasher)
+            finally:
+                digest = hasher.finish()
         self.bytes += entry.size
         return digest
+
+    def _short(self, entry: FileEntry, left: int) -> XdataError:
+        return XdataError(f"the stream from {self.source} ended in the middle of {entry.path} "
+                          f"({entry.size - left} of {entry.size} bytes)")
+
+    def _body(self, entry: FileEntry, f: io.FileIO, hasher: _Hasher) -> None:
+        """Copy the file's body from the stream to ``f``. What the stream's buffer already
+        holds is written from here; the rest goes with splice(2) straight from the pipe to
+        the file (no copy through this process) when the stream is a pipe, else by reads."""
+        left = entry.size
+        with contextlib.suppress(AttributeError, io.UnsupportedOperation):
+            buffered = self.stream.peek(1)[:left]  # type: ignore[attr-defined]
+            if buffered:
+                left -= self._write(f, hasher, self.stream.read(len(buffered)))
+        if left and self._splice(entry, f, hasher, left):
+            return
+        while left:
+            chunk = self.stream.read(min(CHUNK, left))
+            if not chunk:
+                raise self._short(entry, left)
+            left -= self._write(f, hasher, chunk)
+
+    @staticmethod
+    def _write(f: io.FileIO, hasher: _Hasher, chunk: bytes) -> int:
+        hasher.add(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[f.write(view):]
+        return len(chunk)
+
+    def _splice(self, entry: FileEntry, f: io.FileIO, hasher: _Hasher, left: int) -> bool:
+        """Move ``left`` bytes from the stream (a pipe) to ``f`` with splice(2); False when
+        splice cannot be used here (nothing was moved then)."""
+        try:
+            src = self.stream.fileno()
+        except (AttributeError, io.UnsupportedOperation, OSError):
+            return False
+        dst, pos = f.fileno(), f.tell()
+        region = pos
+        first = True
+        while left:
+            try:
+                n = os.splice(src, dst, min(CHUNK, left))
+            except OSError as exc:
+                if first and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EBADF):
+                    return False  # not a pipe (or no splice here): read instead
+                raise
+            first = False
+            if n == 0:
+                raise self._short(entry, left)
+            pos += n
+            left -= n
+            if pos - region >= CHUNK or not left:
+                hasher.add((region, pos - region))
+                region = pos
+        return True
 
     def finish(self) -> None:
         """Check the stream ends where it should (after the last expected file)."""

@@ -66,3 +66,40 @@ def test_extra_files_are_noticed(tmp_path: Path) -> None:
     xdata.receive(tmp_path / "dst", m, fetcher)
     with pytest.raises(xdata.XdataError, match="more files than were asked for"):
         fetcher.finish()
+
+
+def _through_a_pipe() -> subprocess.Popen[bytes]:
+    """A process copying its stdin to a pipe (from which the receiving side splices)."""
+    return subprocess.Popen([sys.executable, "-c",
+                             "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+def test_bytes_changed_in_transit_through_a_pipe_are_caught(tmp_path: Path) -> None:
+    m = make(tmp_path / "src")
+    buf = io.BytesIO()
+    xdata_wire.send_files(tmp_path / "src" / m.version, [f.path for f in m.files], buf)
+    data = bytearray(buf.getvalue())
+    data[500_123] ^= 0xFF  # deep in the first body: past what the reader buffers
+    proc = _through_a_pipe()
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(bytes(data))
+    proc.stdin.close()
+    with pytest.raises(xdata.XdataError, match="a: sha256 differs from the manifest"):
+        xdata.receive(tmp_path / "dst", m, xdata_wire.StreamFetcher(proc.stdout, "lim2"))
+    proc.wait(timeout=30)
+    assert list((tmp_path / "dst").iterdir()) == []
+
+
+def test_a_pipe_that_ends_in_the_middle_of_a_file_fails(tmp_path: Path) -> None:
+    m = make(tmp_path / "src")
+    buf = io.BytesIO()
+    xdata_wire.send_files(tmp_path / "src" / m.version, [f.path for f in m.files], buf)
+    proc = _through_a_pipe()
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(buf.getvalue()[:1_500_000])
+    proc.stdin.close()
+    with pytest.raises(xdata.XdataError, match="ended in the middle of"):
+        xdata.receive(tmp_path / "dst", m, xdata_wire.StreamFetcher(proc.stdout, "lim2"))
+    proc.wait(timeout=30)
+    assert list((tmp_path / "dst").iterdir()) == []
