@@ -45,20 +45,10 @@ def notify_agent(request: dict[str, object], control: str = DEFAULT_CONTROL,
     Returns the agent's JSON answer, or None when no agent listens or it did not answer
     in ``timeout`` seconds: the agent's periodic scan notices new versions anyway.
     """
-    import socket
+    from mxone_agent.main import ctl_request  # the ctl client (main imports little at load)
 
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(control)
-            s.sendall(json.dumps(request).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        answer = json.loads(data)
+        answer = ctl_request(control, dict(request), timeout=timeout)
     except (OSError, ValueError):
         return None
     return answer if isinstance(answer, dict) else None

@@ -3,6 +3,7 @@ the control protocol, reload (and its refusal), the secret's rules, sd_notify, a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -45,19 +46,37 @@ def write_files(tmp_path: Path, doc: dict, key: str = KEY, mode: int = 0o600) ->
     return str(cfg), str(sec)
 
 
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[daemon.Agent]:
-    cfg, sec = write_files(tmp_path, loopback_doc("lim2", port=17000 + os.getpid() % 900))
+def start_agent_thread(tmp_path: Path, doc: dict) -> tuple[daemon.Agent, threading.Thread]:
+    """An agent for ``doc`` (files under ``tmp_path``) running in a thread of this process."""
+    cfg, sec = write_files(tmp_path, doc)
     agent = daemon.Agent(cfg, sec, str(tmp_path / "state"), str(tmp_path / "agent.sock"),
                          RecordingNetwork, run_dir=str(tmp_path / "run"),
                          alarm_file=str(tmp_path / "alarms.log"))
     agent.start()
     t = threading.Thread(target=agent.run, daemon=True)
     t.start()
-    yield agent
+    return agent, t
+
+
+def stop_agent_thread(agent: daemon.Agent, t: threading.Thread) -> None:
     agent.stop_flag = True
     t.join(timeout=5)
     agent.close()
+
+
+@contextlib.contextmanager
+def agent_thread(tmp_path: Path, doc: dict) -> Iterator[daemon.Agent]:
+    agent, t = start_agent_thread(tmp_path, doc)
+    try:
+        yield agent
+    finally:
+        stop_agent_thread(agent, t)
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[daemon.Agent]:
+    with agent_thread(tmp_path, loopback_doc("lim2", port=17000 + os.getpid() % 900)) as agent:
+        yield agent
 
 
 def ask(agent: daemon.Agent, **req) -> dict:
@@ -317,15 +336,8 @@ def test_two_agents_boot_then_failover_when_the_regular_goes_silent(tmp_path: Pa
 
 
 def test_the_status_file_mirrors_ctl_status_and_goes_with_the_agent(tmp_path: Path) -> None:
-    cfg, sec = write_files(tmp_path, loopback_doc("lim2", port=17000 + os.getpid() % 900 + 1))
-    agent = daemon.Agent(cfg, sec, str(tmp_path / "state"), str(tmp_path / "agent.sock"),
-                         RecordingNetwork, run_dir=str(tmp_path / "run"),
-                         alarm_file=str(tmp_path / "alarms.log"))
-    agent.start()
-    t = threading.Thread(target=agent.run, daemon=True)
-    t.start()
     path = tmp_path / "status.json"
-    try:
+    with agent_thread(tmp_path, loopback_doc("lim2", port=17000 + os.getpid() % 900 + 1)) as agent:
         wait_for(path.exists)
         head, body = path.read_text().split("\n", 1)
         pid, written = head.split()
@@ -337,10 +349,6 @@ def test_the_status_file_mirrors_ctl_status_and_goes_with_the_agent(tmp_path: Pa
         ask(agent, cmd="lock", lim=2, to="regular")
         wait_for(lambda: json.loads(path.read_text().split("\n", 1)[1])["lims"][0]["lock"]
                  == "regular")
-    finally:
-        agent.stop_flag = True
-        t.join(timeout=5)
-        agent.close()
     assert not path.exists()
 
 
@@ -349,26 +357,15 @@ def test_the_status_file_shows_an_order_at_once_and_stays_fresh(tmp_path: Path) 
     rewritten at least every STATUS_FILE_AT_LEAST seconds."""
     doc = loopback_doc("lim2", port=17000 + os.getpid() % 900 + 2)
     doc["timers"] = {"interval": 30.0, "misses": 3}
-    cfg, sec = write_files(tmp_path, doc)
-    agent = daemon.Agent(cfg, sec, str(tmp_path / "state"), str(tmp_path / "agent.sock"),
-                         RecordingNetwork, run_dir=str(tmp_path / "run"),
-                         alarm_file=str(tmp_path / "alarms.log"))
-    agent.start()
-    t = threading.Thread(target=agent.run, daemon=True)
-    t.start()
     path = tmp_path / "status.json"
 
     def lock() -> str:
         return json.loads(path.read_text().split("\n", 1)[1])["lims"][0]["lock"]
 
-    try:
+    with agent_thread(tmp_path, doc) as agent:
         wait_for(path.exists)
         ask(agent, cmd="lock", lim=2, to="regular")
         assert lock() == "regular"  # no wait: written before the answer went out
         first = float(path.read_text().split()[1])
         wait_for(lambda: float(path.read_text().split()[1]) > first,
                  timeout=daemon.STATUS_FILE_AT_LEAST + 2)
-    finally:
-        agent.stop_flag = True
-        t.join(timeout=5)
-        agent.close()

@@ -12,9 +12,8 @@ import pytest
 
 from mxone_agent import daemon
 from mxone_agent.main import ctl_request
-from mxone_agent.network import RecordingNetwork
 
-from tests.agent.test_daemon import loopback_doc, write_files
+from tests.agent.test_daemon import loopback_doc, start_agent_thread, stop_agent_thread
 
 
 def start(tmp_path: Path, node: str, port: int) -> tuple[daemon.Agent, threading.Thread]:
@@ -24,14 +23,7 @@ def start(tmp_path: Path, node: str, port: int) -> tuple[daemon.Agent, threading
                    "known_hosts": str(tmp_path / "known_hosts"), "user": "root",
                    "xdata_root": str(tmp_path / "xdata")}
     tmp_path.mkdir(parents=True, exist_ok=True)
-    cfg, sec = write_files(tmp_path, doc)
-    agent = daemon.Agent(cfg, sec, str(tmp_path / "state"), str(tmp_path / "agent.sock"),
-                         RecordingNetwork, run_dir=str(tmp_path / "run"),
-                         alarm_file=str(tmp_path / "alarms.log"))
-    agent.start()
-    t = threading.Thread(target=agent.run, daemon=True)
-    t.start()
-    return agent, t
+    return start_agent_thread(tmp_path, doc)
 
 
 @pytest.fixture
@@ -45,9 +37,7 @@ def agent_of(tmp_path: Path) -> Iterator:
 
     yield make
     for agent, t in running:
-        agent.stop_flag = True
-        t.join(timeout=5)
-        agent.close()
+        stop_agent_thread(agent, t)
 
 
 def ask(agent: daemon.Agent, **req: object) -> dict:
