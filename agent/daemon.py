@@ -210,8 +210,8 @@ class Agent:
         self._next_loading_poll = 0.0
         self._next_health_poll = 0.0
         self._next_mac_refresh = 0.0
-        self._watchdog = sdnotify.watchdog_interval()
-        self._next_watchdog = 0.0
+        self._watchdog = sdnotify.watchdog_period()
+        self._next_watchdog = 0.0 if self._watchdog else float("inf")
         self._dirty = True
         self._reload_pending: dict[int, str] = {}  # LIM -> new version, preloaded reloads to do
         self._reloading: set[int] = set()
@@ -347,11 +347,12 @@ class Agent:
             on_ready()
         sdnotify.notify("READY=1")
         while not self.stop_flag:
-            wake = min(next_tick, self._next_death(),
+            wake = min(next_tick, self._next_death(), self._next_watchdog,
                        self._status_written + STATUS_FILE_AT_LEAST)
             timeout = max(0.0, wake - time.monotonic())
             events = self._sel.select(timeout)
             now = time.monotonic()
+            self._keep_watchdog(now)
             if self.prev_tick is not None and now - self.prev_tick > interval * 2.0:
                 self._stalled(now)
             for key, _ in events:
@@ -406,12 +407,21 @@ class Agent:
         self.prev_tick = now
         self._send_heartbeats()
         self._decide(now)
-        if self._watchdog and now >= self._next_watchdog:
-            sdnotify.notify("WATCHDOG=1")
-            self._next_watchdog = now + self._watchdog
         if self._busy is None:
             self._start_reloads()
             self._background_jobs(now)
+
+    def _keep_watchdog(self, now: float) -> None:
+        """Ping systemd's watchdog every WATCHDOG_FRACTION of WatchdogSec, on its own
+        schedule (a heartbeat interval may be longer than WatchdogSec), and only while the
+        loop runs and the action worker lives: a frozen loop is then restarted by systemd."""
+        if now < self._next_watchdog:
+            return
+        if self._worker is not None and not self._worker.is_alive():
+            return  # no action could be applied: let systemd restart the agent
+        sdnotify.notify("WATCHDOG=1")
+        assert self._watchdog is not None
+        self._next_watchdog = now + self._watchdog
 
     def _publish_status(self, now: float) -> None:
         """Keep the status file beside the control socket current, so that a reader (the

@@ -92,7 +92,10 @@ def _setup_logging(path: str | None) -> None:
         handler = logging.FileHandler(path)
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    # Under systemd stderr is the journal, which stamps each line itself.
+    fmt = "%(levelname)s %(message)s" if not path and os.environ.get("JOURNAL_STREAM") else \
+        "%(asctime)s %(levelname)s %(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
     root = logging.getLogger("mxone_agent")
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)

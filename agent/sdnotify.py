@@ -2,8 +2,10 @@
 
 A service of ``Type=notify`` gets ``NOTIFY_SOCKET`` (a unix datagram socket path; a leading
 ``@`` means the abstract namespace) and sends ``READY=1`` once it serves, then
-``WATCHDOG=1`` at least every ``WATCHDOG_USEC / 2`` microseconds when ``WatchdogSec`` is
-set. Without NOTIFY_SOCKET every call does nothing. Sending never raises.
+``WATCHDOG=1`` more often than every ``WATCHDOG_USEC`` microseconds when ``WatchdogSec`` is
+set; the agent pings every WATCHDOG_FRACTION of it, on a clock of its own (never tied to
+the heartbeat interval). Without NOTIFY_SOCKET every call does nothing. Sending never
+raises.
 """
 
 from __future__ import annotations
@@ -33,8 +35,13 @@ def notify(message: str, env: Mapping[str, str] | None = None) -> bool:
         return False
 
 
-def watchdog_interval(env: Mapping[str, str] | None = None) -> float | None:
-    """Seconds between WATCHDOG=1 pings (half of WATCHDOG_USEC), or None when not asked.
+WATCHDOG_FRACTION = 0.25
+"""Pings go out every quarter of WatchdogSec: three may be late or lost before systemd acts."""
+
+
+def watchdog_period(env: Mapping[str, str] | None = None) -> float | None:
+    """Seconds between WATCHDOG=1 pings (WATCHDOG_FRACTION of WATCHDOG_USEC), or None when
+    systemd asks for none.
 
     WATCHDOG_PID, when set, must be this process (systemd sets it for the main PID).
     """
@@ -46,7 +53,7 @@ def watchdog_interval(env: Mapping[str, str] | None = None) -> float | None:
     pid = e.get("WATCHDOG_PID")
     if pid and pid != str(os.getpid()):
         return None
-    return usec / 2e6 if usec > 0 else None
+    return usec / 1e6 * WATCHDOG_FRACTION if usec > 0 else None
 
 
 UNIT = """\
@@ -59,10 +66,12 @@ Wants=network-online.target
 [Service]
 Type=notify
 NotifyAccess=main
-ExecStart=/opt/mxone/agent/current/bin/mxone-agent run --log /var/log/mxone/agent.log
+# The log goes to the journal (journalctl -u mxone-agent).
+ExecStart=/opt/mxone/agent/current/bin/mxone-agent run
 ExecReload=/opt/mxone/agent/current/bin/mxone-agent ctl reload
-# The agent pings every WatchdogSec/2; a hung loop is restarted. Stopping the agent leaves
-# the LIM services running (a restart causes no outage), so KillMode=process.
+# The agent pings every WatchdogSec/4 from its own loop; a frozen loop is killed and
+# restarted. Stopping the agent leaves the LIM services running, so KillMode=process; the
+# self-fencing lease silences their aliases until an agent owns them again.
 WatchdogSec=10s
 Restart=on-failure
 RestartSec=1s

@@ -202,10 +202,10 @@ def test_sd_notify_abstract_socket() -> None:
 
 def test_sd_notify_without_systemd_does_nothing() -> None:
     assert sdnotify.notify("READY=1", {}) is False
-    assert sdnotify.watchdog_interval({}) is None
-    assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "10000000"}) == 5.0
-    assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "1"}) \
-        in (None, 5.0)
+    assert sdnotify.watchdog_period({}) is None
+    assert sdnotify.watchdog_period({"WATCHDOG_USEC": "10000000"}) == 2.5
+    assert sdnotify.watchdog_period({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "1"}) \
+        in (None, 2.5)
 
 
 def test_unit_file_matches_the_shipped_text() -> None:
@@ -233,6 +233,46 @@ def test_agent_pings_systemd_ready_and_watchdog(tmp_path: Path,
     try:
         got = [sock.recv(100) for _ in range(3)]
         assert got[0] == b"READY=1" and got[1:] == [b"WATCHDOG=1", b"WATCHDOG=1"]
+    finally:
+        agent.stop_flag = True
+        t.join(timeout=5)
+        agent.close()
+        sock.close()
+
+
+@pytest.mark.parametrize("interval,misses", [(5.0, 12), (5.0, 6), (1.0, 3), (0.1, 3),
+                                            (60.0, 2)],
+                         ids=["mxone-regular", "mxone-preloaded", "fast", "fastest",
+                              "largest-interval"])
+def test_watchdog_pings_on_its_own_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         interval: float, misses: int) -> None:
+    """Pings come every quarter of WatchdogSec whatever the heartbeat interval (the rules
+    accept up to 60 s): no gap reaches WatchdogSec, which is when systemd kills the agent.
+    WatchdogSec is scaled down to 0.4 s so that many pings fit in the test."""
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(3)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "400000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    doc = loopback_doc("lim3", port=17950 + os.getpid() % 40)
+    doc["timers"] = {"interval": interval, "misses": misses}
+    cfg, sec = write_files(tmp_path, doc)
+    agent = daemon.Agent(cfg, sec, str(tmp_path / "state"), str(tmp_path / "a.sock"),
+                         RecordingNetwork, run_dir=str(tmp_path / "run"), alarm_file=None)
+    agent.start()
+    t = threading.Thread(target=agent.run, daemon=True)
+    t.start()
+    try:
+        assert sock.recv(100) == b"READY=1"
+        stamps = []
+        while len(stamps) < 12:
+            assert sock.recv(100) == b"WATCHDOG=1"
+            stamps.append(time.monotonic())
+        gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        assert max(gaps) < 0.4, gaps
+        assert sum(gaps) / len(gaps) < 0.2, gaps  # about every 0.1 s, not once a tick
     finally:
         agent.stop_flag = True
         t.join(timeout=5)
