@@ -53,14 +53,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mxone_agent import control, sdnotify, service_node, sync_policy, sync_worker
 from mxone_agent import heartbeat as hbmod
-from mxone_agent import sdnotify, service_node, sync_policy, sync_worker
-from mxone_agent.actions import ActivateLim, DeactivateLim, StartLim, StopLim
+from mxone_agent import peers as peers_mod
+from mxone_agent.actions import ActivateLim, AlarmCode, DeactivateLim, StartLim, StopLim
 from mxone_agent.alarms import AlarmBook, iso_now
 from mxone_agent.config import ConfigError, Lock, NodeConfig, load_node_config
-from mxone_agent.decide import Decision, LocalState, hold_down, record_appearance
+from mxone_agent.decide import (
+    Decision,
+    Failure,
+    LocalState,
+    decide,
+    explain_down,
+    hold_down,
+    record_appearance,
+)
 from mxone_agent.errors import AgentError
 from mxone_agent.executor import Executor, Outcome
+from mxone_agent.lease import Fence, LeaseError, lease_seconds
 from mxone_agent.model import LimRun, Mode, Readiness, Role
 from mxone_agent.network import NetworkBackend
 from mxone_agent.peers import PeerView, reappeared, resumed_at
@@ -69,6 +79,12 @@ log = logging.getLogger("mxone_agent")
 
 HEARTBEAT_COPIES = 3
 """Datagrams sent per heartbeat interval to each peer (see Daemon._send_heartbeats)."""
+DATAGRAMS_PER_TURN = 256
+"""At most this many datagrams are read per loop turn: a flood cannot keep the loop from
+renewing its leases and sending its own heartbeats (the rest waits in the socket)."""
+INCARNATION_FILE = "incarnation"
+DECIDED_ALARMS = frozenset({AlarmCode.LIM_ON_STANDBY, AlarmCode.STANDBY_OUT_OF_ORDER})
+"""The alarms decisions raise and clear (the sync alarm is the sync worker's)."""
 
 DEFAULT_CONFIG = "/etc/mxone/agent/node.json"
 DEFAULT_SECRET = "/etc/mxone/agent/cluster.key"
@@ -147,8 +163,8 @@ class Transition:
     error: str | None = None
 
 
-def _kind(config: NodeConfig, action: Any, reason: str, standby_alive: bool) -> str:
-    split = "split brain" in reason
+def _kind(config: NodeConfig, action: Any, decision: Decision, standby_alive: bool) -> str:
+    split = action.lim in decision.split_brain
     if config.role is Role.STANDBY:
         if isinstance(action, StartLim | ActivateLim):
             return "failover"
@@ -175,7 +191,7 @@ class Agent:
         self.control_path = control_path
         self.config = read_config(config_path)
         self.secret = read_secret(secret_path)
-        self.incarnation = hbmod.new_incarnation()
+        self.incarnation = 0  # set by start(), persisted and rising across restarts
         self.seq = 0
         self.alarms = AlarmBook(state_dir, alarm_file)
         self._network_factory = network_factory
@@ -189,8 +205,8 @@ class Agent:
         self.last_decision = ""
         self.hold_downs: tuple = ()
         self.foreign_mac: dict[int, str] = {}
-        self._retry_at: dict[int, float] = {}
-        self._failure: dict[int, str] = {}
+        self.fence: Fence | None = None
+        self.lapses = 0  # leases found lapsed since start (each is logged)
         self.macs: dict[str, str] = {}  # base IP -> MAC of cluster servers seen
         self.started = time.monotonic()
         self.resumed = self.started
@@ -200,7 +216,7 @@ class Agent:
         self.reload_flag = False
         self._sel = selectors.DefaultSelector()
         self._udp: socket.socket | None = None
-        self._ctl: socket.socket | None = None
+        self.control = control.ControlServer(control_path, self._request, log=log)
         self._jobs: queue.Queue = queue.Queue()
         self._results: queue.Queue = queue.Queue()
         self._wake_r, self._wake_w = os.pipe()
@@ -234,9 +250,11 @@ class Agent:
         self._by_ip = {str(s.base_ip): s.name for s in self.config.servers}
 
     def start(self) -> None:
-        """Open the sockets, learn what runs here, become ready. Raises StartupError."""
+        """Open the sockets, set up the fence, learn what runs here, become ready. Raises
+        StartupError."""
         cfg = self.config
         Path(self.state_dir).mkdir(parents=True, exist_ok=True)
+        self.incarnation = self._next_incarnation()
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -247,57 +265,78 @@ class Agent:
         udp.setblocking(False)
         self._udp = udp
         self._sel.register(udp, selectors.EVENT_READ, "udp")
-        self._ctl = self._listen_control()
-        self._sel.register(self._ctl, selectors.EVENT_READ, "ctl")
+        try:
+            self.control.open()
+        except control.ControlError as e:
+            raise StartupError(str(e)) from e
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
-        self.executor = Executor(self._network_factory(), self.alarms, run_dir=self._run_dir)
+        network = self._network_factory()
+        self.fence = Fence(network.lease_kernel(), lease_seconds(cfg.timers))
+        try:
+            self.fence.setup(x.alias_ip for x in Executor.guarded(cfg))
+        except LeaseError as e:
+            raise StartupError(f"cannot set up the self-fencing leases: {e}") from e
+        self.executor = Executor(network, self.alarms, self.fence, run_dir=self._run_dir)
         self.executor.xdata_root = cfg.sync_settings.xdata_root
         self.own_mac = self.executor.network.mac_of(cfg.local.interface)
         runs = self.executor.learn_local(cfg)
         now = time.monotonic()
         self.local = dataclasses.replace(
             self.local, runs=runs, readiness=Readiness.READY,
-            started_at={r.lim: now for r in runs})
+            started_at={r.lim: now for r in runs},
+            alarms=frozenset((AlarmCode(c), n) for c, n in self.alarms.active_keys()
+                             if c in DECIDED_ALARMS))
+        for r in runs:
+            if r.fenced:
+                log.warning("%s: LIM %d runs here but the lease of its alias %s lapsed while "
+                            "no agent ran; it stays silent until this node knows it owns it",
+                            cfg.node, r.lim, cfg.lim(r.lim).alias_ip)
         self._refresh_macs()
         self._worker = threading.Thread(target=self._work, name="executor", daemon=True)
         self._worker.start()
         self.sync.start()
         here = ", ".join(f"LIM {r.lim} {r.describe()}" for r in runs) or "no LIM"
-        log.info("%s (%s) of cluster %s started, generation %d, detection %.1f s; runs %s "
-                 "here", cfg.node, cfg.role, cfg.cluster, cfg.generation, cfg.detection, here)
+        log.info("%s (%s) of cluster %s started, generation %d, detection %.1f s, lease "
+                 "%.2f s, incarnation %d; runs %s here", cfg.node, cfg.role, cfg.cluster,
+                 cfg.generation, cfg.detection, self.fence.lease, self.incarnation, here)
 
-    def _listen_control(self) -> socket.socket:
-        path = Path(self.control_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(str(path))
-                probe.close()
-                raise StartupError(f"another agent already listens on {path}")
-            except OSError:
-                path.unlink()
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
+    def _next_incarnation(self) -> int:
+        """This start's incarnation: above the last one (persisted in the state dir, written
+        and synced before any heartbeat carries it) and at least the wall clock in us."""
+        path = Path(self.state_dir) / INCARNATION_FILE
         try:
-            s.bind(str(path))
-        finally:
-            os.umask(old)
-        os.chmod(path, 0o600)
-        s.listen(8)
-        s.setblocking(False)
-        return s
+            previous = int(path.read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            previous = 0
+        value = hbmod.next_incarnation(previous, time.time_ns() // 1000)
+        tmp = path.with_name(f".{INCARNATION_FILE}.{os.getpid()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, f"{value}\n".encode("ascii"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as e:
+            raise StartupError(f"cannot record the incarnation in {path}: {e.strerror}") from e
+        return value
 
     def close(self) -> None:
         self.sync.stop()
         self._jobs.put(None)
         if self._worker is not None:
             self._worker.join(timeout=30)
-        for s in (self._udp, self._ctl):
-            if s is not None:
-                s.close()
-        if self._ctl is not None:
-            Path(self.control_path).unlink(missing_ok=True)
+        if self._udp is not None:
+            self._udp.close()
+        self.control.close()
+        if self.fence is not None:
+            self.fence.close()  # the leases run out on their own: see mxone_agent.lease
         if self.executor is not None:
             self.executor.network.close()
         self.status_path.unlink(missing_ok=True)
@@ -331,6 +370,11 @@ class Agent:
         except OSError:
             pass  # closing down
 
+    def _unheard(self, name: str) -> bool:
+        """True for a peer neither alive nor dead: not heard since this agent (re)started."""
+        view = self.peers.get(name, PeerView.unknown(name))
+        return not view.alive and not view.dead
+
     def _peer_alive(self, name: str) -> bool:
         view = self.peers.get(name)
         return view is not None and view.alive
@@ -343,25 +387,29 @@ class Agent:
         next_tick = time.monotonic()
         # Silence is counted from now: start-up (imports, status commands) is no evidence.
         self.started = self.resumed = next_tick
+        self.control.register(self._sel)  # on the loop's thread: replies are given there
         if on_ready is not None:
             on_ready()
         sdnotify.notify("READY=1")
         while not self.stop_flag:
             wake = min(next_tick, self._next_death(), self._next_watchdog,
-                       self._status_written + STATUS_FILE_AT_LEAST)
+                       self._status_written + STATUS_FILE_AT_LEAST,
+                       self.control.next_deadline() or float("inf"))
             timeout = max(0.0, wake - time.monotonic())
             events = self._sel.select(timeout)
             now = time.monotonic()
             self._keep_watchdog(now)
-            if self.prev_tick is not None and now - self.prev_tick > interval * 2.0:
+            last = self.prev_tick if self.prev_tick is not None else self.started
+            if now - last > interval * peers_mod.STALL_FACTOR:
                 self._stalled(now)
-            for key, _ in events:
+            for key, mask in events:
+                if self.control.handle(key, mask):
+                    continue
                 if key.data == "udp":
                     self._receive(now)
-                elif key.data == "ctl":
-                    self._accept()
                 elif key.data == "wake":
                     self._collect()
+            self.control.expire(time.monotonic())
             if self.reload_flag:
                 self.reload_flag = False
                 self._reload()
@@ -405,11 +453,53 @@ class Agent:
         cfg = self.config
         self.resumed = resumed_at(self.prev_tick, self.resumed, now, cfg.timers)
         self.prev_tick = now
+        # Leases first, then the heartbeats: a lease then never outlives, by more than its
+        # length, the last heartbeat this node sent (see mxone_agent.lease).
+        self._renew_leases()
         self._send_heartbeats()
         self._decide(now)
         if self._busy is None:
             self._start_reloads()
             self._background_jobs(now)
+
+    def _renew_leases(self) -> None:
+        """Renew the lease of every alias this node answers for; a lease found lapsed (the
+        loop did not run for longer than the lease) fences its LIM until a decision says
+        this node owns it again."""
+        assert self.fence is not None
+        try:
+            lapses = self.fence.renew_all()
+        except LeaseError as e:
+            log.error("%s cannot renew its leases: %s", self.config.node, e)
+            return
+        if not lapses:
+            return
+        by_alias = {str(x.alias_ip): x.lim for x in self.config.lims}
+        for lapse in lapses:
+            self.lapses += 1
+            log.warning("%s: the lease of alias %s (LIM %s) lapsed: it was not renewed for "
+                        "%.3f s (lease %.3f s); the alias is silent until this node knows it "
+                        "owns the LIM", self.config.node, lapse.alias,
+                        by_alias.get(lapse.alias, "?"), lapse.unrenewed_for, self.fence.lease)
+        self._sync_fences()
+
+    def _sync_fences(self) -> None:
+        """Mark as fenced every active LIM here whose alias holds no lease."""
+        assert self.fence is not None
+        lims = {x.lim: x for x in self.config.lims}
+        runs = []
+        changed = False
+        for r in self.local.runs:
+            x = lims.get(r.lim)
+            if x is not None and r.mode is Mode.ACTIVE:
+                fenced = not self.fence.holds(x.alias_ip)
+                if fenced != r.fenced:
+                    r = LimRun(r.lim, r.mode, r.loading, fenced)
+                    changed = True
+            runs.append(r)
+        if changed:
+            self.local = dataclasses.replace(self.local, runs=tuple(runs))
+            self._dirty = True
 
     def _keep_watchdog(self, now: float) -> None:
         """Ping systemd's watchdog every WATCHDOG_FRACTION of WatchdogSec, on its own
@@ -525,45 +615,50 @@ class Agent:
         lims = self._advertised()
         assert self._udp is not None
         for _ in range(HEARTBEAT_COPIES):
-            self.seq += 1
-            hb = hbmod.Heartbeat(cluster=cfg.cluster, sender=cfg.node,
-                                 incarnation=self.incarnation, seq=self.seq,
-                                 generation=cfg.generation, role=cfg.role,
-                                 readiness=self.local.readiness, lims=lims)
-            data = hbmod.encode(hb, self.secret)
             for s in cfg.servers:
                 if s.name == cfg.node:
                     continue
+                self.seq += 1
+                # Each datagram is for one peer and echoes that peer's incarnation (as far
+                # as this node knows it): no recording can be replayed (heartbeat module).
+                hb = hbmod.Heartbeat(cluster=cfg.cluster, sender=cfg.node, receiver=s.name,
+                                     incarnation=self.incarnation, seq=self.seq,
+                                     echo=self.guards[s.name].known,
+                                     generation=cfg.generation, role=cfg.role,
+                                     readiness=self.local.readiness, lims=lims)
                 try:
-                    self._udp.sendto(data, (str(s.base_ip), cfg.heartbeat_port))
+                    self._udp.sendto(hbmod.encode(hb, self.secret),
+                                     (str(s.base_ip), cfg.heartbeat_port))
                 except OSError:
                     pass  # no route / link down: the peer will notice our silence
 
     def _receive(self, now: float) -> None:
         assert self._udp is not None
-        while True:
+        for _ in range(DATAGRAMS_PER_TURN):
             try:
                 data, (ip, _port) = self._udp.recvfrom(4096)
-            except BlockingIOError:
-                return
-            except OSError:
+            except OSError:  # BlockingIOError: nothing more queued
                 return
             self._accept_heartbeat(data, ip, now)
 
     def _accept_heartbeat(self, data: bytes, ip: str, now: float) -> None:
         cfg = self.config
+        sender = self._by_ip.get(ip)
+        if sender is None or sender not in self.peers:
+            # Not from a peer's address: refused before any cryptography is spent on it.
+            self.drops[hbmod.DropReason.FORGED] += 1
+            return
         try:
-            hb = hbmod.decode(data, self.secret, cfg.cluster)
+            hb = hbmod.decode(data, self.secret, cfg.cluster, sender=sender, receiver=cfg.node)
         except hbmod.BadHeartbeat as e:
             self.drops[hbmod.drop_reason(e)] += 1
             return
-        if hb.sender not in self.peers or self._by_ip.get(ip) != hb.sender:
-            # Authentic but not from where that server lives: a replay from elsewhere.
-            self.drops[hbmod.DropReason.FORGED] += 1
-            return
-        ok, self.guards[hb.sender] = self.guards[hb.sender].admit(hb)
-        if not ok:
-            self.drops[hbmod.DropReason.REPLAYED] += 1
+        before_known = self.guards[sender].known
+        refused, self.guards[sender] = self.guards[sender].admit(hb, self.incarnation)
+        if self.guards[sender].known != before_known and before_known:
+            log.info("%s hears a new incarnation of %s", cfg.node, sender)
+        if refused is not None:
+            self.drops[refused] += 1
             return
         before = self.peers[hb.sender]
         after = before.heard(hb, now)
@@ -601,18 +696,8 @@ class Agent:
             return
         self._drop_done_requests()
         local = self.local
-        held = {n for n, t in self._retry_at.items() if now < t}
-        decision = decide_now(self.config, self.peers, local, now)
-        actions = tuple(a for a in decision.actions
-                        if not (isinstance(a, StartLim | StopLim | ActivateLim | DeactivateLim)
-                                and a.lim in held))
-        if len(actions) != len(decision.actions):
-            # The last attempt failed: retry later (its outcome was logged once).
-            why = "; ".join(self._failure.get(n, f"LIM {n} waits for a retry")
-                            + f" (retry in {self._retry_at[n] - now:.0f} s)"
-                            for n in sorted(held))
-            decision = Decision(actions, decision.reason[:-1] + "; " + why + ".",
-                                decision.hold_downs)
+        decision = decide(self.config, self.peers, local, now)
+        actions = decision.actions
         self.hold_downs = decision.hold_downs
         self.last_decision = decision.reason
         if not actions:
@@ -647,11 +732,19 @@ class Agent:
         return lambda: " ".join(sync.pull_before_start(n, PULL_BEFORE_START_S) for n in starts)
 
     def _drop_done_requests(self) -> None:
+        """Forget fallback requests for LIMs no longer active here, and failures of LIMs
+        that now answer somewhere (the failure no longer says anything about them)."""
         if self.local.fallback_requests:
             active = set(self.local.active_lims())
             keep = frozenset(n for n in self.local.fallback_requests if n in active)
             if keep != self.local.fallback_requests:
                 self.local = dataclasses.replace(self.local, fallback_requests=keep)
+        if self.local.failures:
+            answering = set(self.local.active_lims()) | {
+                n for v in self.peers.values() for n in self.local.failures if v.runs_active(n)}
+            failures = {n: f for n, f in self.local.failures.items() if n not in answering}
+            if len(failures) != len(self.local.failures):
+                self.local = dataclasses.replace(self.local, failures=failures)
 
     def _collect(self) -> None:
         try:
@@ -694,32 +787,35 @@ class Agent:
         self._next_loading_poll = 0.0  # learn soon whether started services are up
         standby_alive = cfg.role is Role.REGULAR and self.peers.get(cfg.standby.name,
                                                                     PeerView("x")).alive
+        failures = dict(self.local.failures)
         for o in outcomes:
             a = o.action
             if not isinstance(a, StartLim | StopLim | ActivateLim | DeactivateLim):
                 continue
-            if o.foreign_mac:
-                self.foreign_mac[a.lim] = o.foreign_mac
-                self._failure[a.lim] = (f"LIM {a.lim} is not started: its alias is answered "
-                                        f"by {o.foreign_mac}, a host outside the cluster")
-            elif not o.ok:
-                self._failure[a.lim] = f"LIM {a.lim}: {o.error}"
-            if not o.ok:
-                self._retry_at[a.lim] = now + RETRY_AFTER
-            else:
-                self._retry_at.pop(a.lim, None)
-                self._failure.pop(a.lim, None)
+            kind = _kind(cfg, a, decision, standby_alive)
+            if o.ok:
+                failures.pop(a.lim, None)
                 if isinstance(a, StartLim | ActivateLim):
                     self.foreign_mac.pop(a.lim, None)
-            if not o.ok:
-                log.warning("%s: %s", cfg.node, o.error)
+            else:
+                if o.foreign_mac:
+                    self.foreign_mac[a.lim] = o.foreign_mac
+                    why = (f"{kind} of LIM {a.lim} failed: its alias {cfg.lim(a.lim).alias_ip} "
+                           f"is answered by {o.foreign_mac}, a host outside the cluster")
+                else:
+                    why = f"{kind} of LIM {a.lim} failed: {o.error}"
+                failures[a.lim] = Failure(why, now + RETRY_AFTER)
+                log.warning("%s: %s; LIM %d runs nowhere here and is tried again in %.0f s",
+                            cfg.node, why, a.lim, RETRY_AFTER)
             at = {k: iso_now(v) for k, v in o.steps.items()}
             self.transitions.append(Transition(
-                lim=a.lim, kind=_kind(cfg, a, decision.reason, standby_alive),
+                lim=a.lim, kind=kind,
                 reason=f"{decision.reason} {pulled}".strip(), detected=iso_now(min(self.last_change_wall, decided)),
                 decided=iso_now(decided), alias_up=at.get("alias_up"),
                 first_garp=at.get("first_garp"), service_up=at.get("service_up"), ok=o.ok,
                 error=o.error))
+        self.local = dataclasses.replace(self.local, failures=failures)
+        self._sync_fences()
         self._dirty = True
 
     def _statuses(self, codes: dict[int, int]) -> None:
@@ -730,7 +826,7 @@ class Agent:
             if r is None or n in self._reloading:
                 continue  # a reload's restart is no failure; its outcome comes separately
             if code == 0 and r.loading:
-                runs[n] = LimRun(n, r.mode, loading=False)
+                runs[n] = LimRun(n, r.mode, loading=False, fenced=r.fenced)
                 changed = True
             elif code not in (0, service_node.STATUS_LOADING):
                 log.warning("%s: the service of LIM %d is no longer running; it counts as "
@@ -749,44 +845,30 @@ class Agent:
 
     # ---- control ---------------------------------------------------------------------------
 
-    def _accept(self) -> None:
-        assert self._ctl is not None
-        while True:
-            try:
-                conn, _ = self._ctl.accept()
-            except BlockingIOError:
-                return
-            handed_over = False
-            try:
-                conn.settimeout(2.0)
-                try:
-                    data = b""
-                    while not data.endswith(b"\n") and len(data) < 65536:
-                        chunk = conn.recv(4096)
-                        if not chunk:
-                            break
-                        data += chunk
-                    req = json.loads(data.decode("utf-8") or "{}")
-                    if isinstance(req, dict) and req.get("cmd") == "sync":
-                        reply = self._order_sync(conn, req)
-                        handed_over = reply is None
-                    else:
-                        reply = self.handle(req)
-                        if isinstance(req, dict) and req.get("cmd") != "status":
-                            # an order: the file shows it before the answer goes out
-                            self._status_force = True
-                            self._publish_status(time.monotonic())
-                except (OSError, ValueError) as e:
-                    reply = {"ok": False, "error": f"bad request: {e}"}
-                if reply is not None:
-                    _send_reply(conn, reply)
-            finally:
-                if not handed_over:
-                    conn.close()
+    def _request(self, req: dict[str, Any], ticket: control.Deferred) -> dict | control.Deferred:
+        """Answer one control request (``{"cmd": ...}``, already parsed and checked by the
+        control server); ``sync`` is answered later, by the sync worker through the loop."""
+        if req.get("cmd") == "sync":
+            return self._order_sync(req, ticket)
+        reply = self.handle(req)
+        if req.get("cmd") != "status":
+            # an order: the status file shows it before the answer goes out
+            self._status_force = True
+            self._publish_status(time.monotonic())
+        return reply
 
-    def _order_sync(self, conn: socket.socket, req: dict) -> dict | None:
-        """``ctl sync [LIM]``: a refusal now, or None when the sync worker answers ``conn``
-        once the sync is done (the loop never waits for a sync)."""
+    def _lim_arg(self, raw: object) -> int | str:
+        """The LIM named by a request's ``lim``, or the refusal sentence."""
+        lim = control.lim_number(raw)
+        if lim is None or not any(x.lim == lim for x in self.config.lims):
+            return f"LIM {str(raw)[:40]} is not in cluster {self.config.cluster}"
+        return lim
+
+    def _order_sync(self, req: dict[str, Any],
+                    ticket: control.Deferred) -> dict | control.Deferred:
+        """``ctl sync [LIM]``: a refusal now, or the ticket - the sync worker's answer is
+        handed to the loop, which replies on the waiting connection (the loop never waits
+        for a sync)."""
         cfg = self.config
         raw = req.get("lim")
         if raw is None:
@@ -796,22 +878,17 @@ class Agent:
                     f"{cfg.node} is the {cfg.role} server of cluster {cfg.cluster} and regular "
                     "for no LIM; order the sync on a regular server, or name the LIM")}
         else:
-            try:
-                lims = [int(raw)]
-                cfg.lim(lims[0])
-            except (KeyError, TypeError, ValueError):
-                return {"ok": False, "results": [],
-                        "error": f"LIM {raw} is not in cluster {cfg.cluster}"}
+            lim = self._lim_arg(raw)
+            if isinstance(lim, str):
+                return {"ok": False, "results": [], "error": lim}
+            lims = [lim]
 
-        def answer(results: list[dict]) -> None:
-            try:
-                conn.settimeout(5.0)
-                _send_reply(conn, {"ok": all(r["ok"] for r in results), "results": results})
-            finally:
-                conn.close()
+        def answer(results: list[dict]) -> None:  # on the sync thread
+            reply = {"ok": all(r["ok"] for r in results), "results": results}
+            self._post(lambda: self.control.reply(ticket, reply))
 
         self.sync.order(lims, sync_policy.TRIGGER_ORDER, answer)
-        return None
+        return ticket
 
     def handle(self, req: dict) -> dict:
         """Answer one control request (``{"cmd": ...}``); see main's ``ctl`` for the verbs."""
@@ -822,14 +899,12 @@ class Agent:
             return self._reload()
         if cmd in ("backup", "received"):
             return self._data_news(cmd, req)
-        raw = req.get("lim")
         lim = 0
         if cmd in ("fallback", "lock", "unlock"):
-            try:
-                lim = int(raw)  # type: ignore[arg-type]
-                self.config.lim(lim)
-            except (KeyError, TypeError, ValueError):
-                return {"ok": False, "error": f"LIM {raw} is not in cluster {self.config.cluster}"}
+            checked = self._lim_arg(req.get("lim"))
+            if isinstance(checked, str):
+                return {"ok": False, "error": checked}
+            lim = checked
         if cmd == "fallback":
             if self.config.role is not Role.STANDBY:
                 return {"ok": False, "error": f"{self.config.node} is a regular server; order a "
@@ -845,27 +920,27 @@ class Agent:
             return {"ok": True, "lim": lim, "result": "fallback ordered"}
         if cmd in ("lock", "unlock"):
             to = Lock.NONE if cmd == "unlock" else req.get("to")
-            if to not in (Lock.REGULAR, Lock.STANDBY, Lock.NONE):
-                return {"ok": False, "error": f"lock target {to!r} is not regular or standby"}
+            if not isinstance(to, str) or to not in (Lock.REGULAR, Lock.STANDBY, Lock.NONE):
+                return {"ok": False, "error": f"lock target {str(to)[:40]!r} is not regular or "
+                        "standby"}
             self.config = self.config.with_lock(lim, Lock(to))
             self._dirty = True
             log.info("%s: LIM %d %s by the operator", self.config.node, lim,
                      "unlocked" if to == Lock.NONE else f"locked to the {to} server")
             return {"ok": True, "lim": lim, "lock": str(Lock(to))}
-        return {"ok": False, "error": f"unknown command {cmd!r}"}
+        return {"ok": False, "error": f"unknown command {str(cmd)[:40]!r}"}
 
     # ---- exchange data -----------------------------------------------------------------------
 
     def _data_news(self, cmd: str, req: dict) -> dict:
         """``backup``: a data backup was written here (sync it); ``received``: a peer sent
         a new version here (a preloaded passive service reloads it)."""
-        raw, version = req.get("lim"), req.get("version")
-        try:
-            lim = int(raw)  # type: ignore[arg-type]
-            self.config.lim(lim)
-        except (KeyError, TypeError, ValueError):
-            return {"ok": False, "error": f"LIM {raw} is not in cluster {self.config.cluster}"}
-        version = str(version) if version else None
+        checked, version = self._lim_arg(req.get("lim")), req.get("version")
+        if isinstance(checked, str):
+            return {"ok": False, "error": checked}
+        lim = checked
+        if version is not None and not (isinstance(version, str) and 0 < len(version) <= 200):
+            return {"ok": False, "error": "version must be a version name (a short string)"}
         if cmd == "backup":
             said = self.sync.backup_happened(lim, version)
             log.info("%s: data backup %s of LIM %d; %s", self.config.node, version, lim, said)
@@ -962,6 +1037,8 @@ class Agent:
         now = time.monotonic()
         here = {r.lim: r for r in self._advertised()}
         holds = {h.lim: h for h in self.hold_downs}
+        down = explain_down(cfg, self.peers, self.local, now)
+        leases = self.fence.held() if self.fence is not None else {}
         lims = []
         for x in cfg.lims:
             home = x.server == cfg.node
@@ -971,8 +1048,10 @@ class Agent:
             sb = cfg.standby.name
             standby_runs = (run is not None and run.active) if cfg.role is Role.STANDBY else \
                 self.peers[sb].runs_active(x.lim)
-            known = (home or self.peers.get(x.server, PeerView("x")).alive) and (
-                cfg.role is Role.STANDBY or self.peers[sb].alive)
+            # A peer not heard since this agent (re)started leaves the owner unknown; a dead
+            # one runs nothing as far as the cluster can tell (its lease has lapsed).
+            known = (home or not self._unheard(x.server)) and (
+                cfg.role is Role.STANDBY or not self._unheard(sb))
             owner = ("both" if regular_runs and standby_runs else "regular" if regular_runs
                      else "standby" if standby_runs else "none" if known else "unknown")
             hd = holds.get(x.lim)
@@ -980,8 +1059,11 @@ class Agent:
                 hd = hold_down(x.lim, self.local.appearances[x.lim], now, cfg.detection)
             lims.append({
                 "lim": x.lim, "server": x.server, "alias_ip": str(x.alias_ip),
-                "owner": owner,
-                "here": None if run is None else ("loading" if run.loading else str(run.mode)),
+                "owner": owner, "why": down.get(x.lim) if owner == "none" else None,
+                "here": None if run is None else (
+                    "fenced" if run.fenced else "loading" if run.loading else str(run.mode)),
+                "lease_renewed_s_ago": None if str(x.alias_ip) not in leases else round(
+                    leases[str(x.alias_ip)], 3),
                 "lock": str(x.lock), "priority": x.priority,
                 "hold_down_s": None if hd is None or hd.seconds == 0 else round(hd.seconds, 1),
                 "hold_down_left_s": None if hd is None or hd.seconds == 0 else round(
@@ -992,16 +1074,19 @@ class Agent:
             peers.append({
                 "name": name, "role": str(cfg.server(name).role) if name in self._by_ip.values()
                 else None, "liveness": str(v.liveness),
+                "incarnation": self.guards[name].known if name in self.guards else None,
                 "last_heard_s_ago": None if v.last_heard is None else round(now - v.last_heard, 3),
                 "generation": hb.generation if hb else None,
                 "readiness": str(hb.readiness) if hb else None,
-                "runs": [{"lim": r.lim, "mode": str(r.mode), "loading": r.loading}
-                         for r in (hb.lims if hb else ())]})
+                "runs": [{"lim": r.lim, "mode": str(r.mode), "loading": r.loading,
+                          "fenced": r.fenced} for r in (hb.lims if hb else ())]})
         active, alarm_log = self.alarms.status()
         out = {
             "node": cfg.node, "cluster": cfg.cluster, "role": str(cfg.role),
-            "generation": cfg.generation, "incarnation": f"{self.incarnation:016x}",
+            "generation": cfg.generation, "incarnation": self.incarnation,
             "readiness": str(self.local.readiness), "detection_s": cfg.detection,
+            "lease_s": None if self.fence is None else round(self.fence.lease, 3),
+            "lease_lapses": self.lapses,
             "lims": lims, "peers": peers, "alarms": active, "alarm_log": alarm_log,
             "drops": {str(k): v for k, v in self.drops.items()},
             "transitions": [dataclasses.asdict(t) for t in self.transitions],
@@ -1013,16 +1098,3 @@ class Agent:
         if self.foreign_mac:
             out["foreign_mac"] = {str(k): v for k, v in self.foreign_mac.items()}
         return out
-
-
-def _send_reply(conn: socket.socket, reply: dict) -> None:
-    try:
-        conn.sendall(json.dumps(reply).encode("utf-8") + b"\n")
-    except OSError:
-        pass  # the asker has gone
-
-
-def decide_now(config: NodeConfig, peers: dict[str, PeerView], local: LocalState,
-               now: float) -> Decision:
-    from mxone_agent.decide import decide
-    return decide(config, peers, local, now)

@@ -107,6 +107,15 @@ def _frozen_map(m: Mapping) -> Mapping:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """An action on a LIM that failed here: why (a sentence for the log and status), and
+    the monotonic time before which no action on that LIM is tried again."""
+
+    reason: str
+    retry_at: float
+
+
+@dataclass(frozen=True)
 class LocalState:
     """What this node knows of itself at the moment of a decision.
 
@@ -118,6 +127,9 @@ class LocalState:
     * ``appearances``: per LIM, the times its regular server reappeared (recent first or
       not - order does not matter); see :func:`record_appearance`.
     * ``alarms``: the alarms this node has raised and not cleared, as ``(code, lim)``.
+    * ``failures``: per LIM, the last action on it here that failed and when it may be
+      tried again (:class:`Failure`); the daemon records them from the executor's outcomes
+      and drops them once an action on that LIM succeeds.
     """
 
     runs: tuple[LimRun, ...] = ()
@@ -126,6 +138,7 @@ class LocalState:
     fallback_requests: frozenset[int] = frozenset()
     appearances: Mapping[int, tuple[float, ...]] = field(default_factory=dict)
     alarms: frozenset[AlarmKey] = frozenset()
+    failures: Mapping[int, Failure] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "runs", tuple(sorted(self.runs, key=lambda r: r.lim)))
@@ -135,6 +148,7 @@ class LocalState:
         object.__setattr__(self, "appearances",
                            _frozen_map({k: tuple(v) for k, v in self.appearances.items()}))
         object.__setattr__(self, "alarms", frozenset(self.alarms))
+        object.__setattr__(self, "failures", _frozen_map(self.failures))
 
     @classmethod
     def empty(cls) -> LocalState:
@@ -149,13 +163,20 @@ class LocalState:
         return next((r for r in self.runs if r.lim == lim), None)
 
     def active_lims(self) -> tuple[int, ...]:
+        """The LIMs whose alias answers here."""
         return tuple(r.lim for r in self.runs if r.active)
+
+    def held(self, lim: int, now: float) -> Failure | None:
+        """The failure that holds LIM ``lim`` back at ``now`` (None: it may be acted on)."""
+        f = self.failures.get(lim)
+        return f if f is not None and now < f.retry_at else None
 
     def applied(self, actions: Iterable[Action], now: float) -> LocalState:
         """The state after ``actions`` all succeeded at ``now``.
 
         A started LIM is loading until the daemon learns otherwise; the executor (or a
-        test's simulated node) uses this for its optimistic view.
+        test's simulated node) uses this for its optimistic view. Activating a fenced LIM
+        grants its lease again: it is no longer fenced.
         """
         runs = {r.lim: r for r in self.runs}
         started = dict(self.started_at)
@@ -178,7 +199,8 @@ class LocalState:
                 alarms.discard((a.code, a.lim))
         return LocalState(runs=tuple(runs.values()), readiness=self.readiness,
                           started_at=started, fallback_requests=self.fallback_requests,
-                          appearances=self.appearances, alarms=frozenset(alarms))
+                          appearances=self.appearances, alarms=frozenset(alarms),
+                          failures=self.failures)
 
 
 def record_appearance(appearances: Mapping[int, Sequence[float]], lim: int,
@@ -222,12 +244,14 @@ class Decision:
 
     ``actions`` are applied in order by the executor. ``reason`` is one sentence, logged
     once per decision. ``hold_downs`` lists the fallback hold-downs in force on this node
-    (for status).
+    (for status). ``split_brain``: the LIMs this decision stops (or deactivates) because
+    this node and a peer both ran them.
     """
 
     actions: tuple[Action, ...]
     reason: str
     hold_downs: tuple[HoldDown, ...] = ()
+    split_brain: frozenset[int] = frozenset()
 
 
 # ---- the decision -------------------------------------------------------------------------
@@ -238,6 +262,7 @@ class _Ctx:
     peers: Mapping[str, PeerView]
     local: LocalState
     now: float
+    split_brain: set[int] = field(default_factory=set)  # filled while deciding
 
     @property
     def me(self) -> str:
@@ -255,6 +280,16 @@ class _Ctx:
     def hold_down(self, lim: LimConfig) -> HoldDown:
         return hold_down(lim.lim, self.local.appearances.get(lim.lim, ()), self.now,
                          self.config.detection)
+
+    def held(self, lim: int) -> Failure | None:
+        return self.local.held(lim, self.now)
+
+    def waits(self, lim: int) -> str:
+        """Why ``lim`` is left alone here now (it is held by a failure)."""
+        f = self.held(lim)
+        assert f is not None
+        return (f"{f.reason}; {self.me} tries LIM {lim} again in "
+                f"{max(0.0, f.retry_at - self.now):.0f} s")
 
     def silence(self, view: PeerView) -> str:
         """Why a dead peer is dead, e.g. "lim2 missed 3 heartbeats (3.0 s)"."""
@@ -274,8 +309,9 @@ def decide(config: NodeConfig, peers: Mapping[str, PeerView], local: LocalState,
 
     ``peers`` maps server names to views judged at ``now`` (a missing peer counts as
     unknown). Pure and deterministic: no I/O, no clock; the same inputs give the same
-    Decision. Idempotent with respect to ``local``: once the actions are applied
-    (``local.applied``), deciding again with unchanged peers gives no further action.
+    Decision. Converges: once the actions are applied (``local.applied``), deciding again
+    with unchanged peers gives at most the alarms that follow from what now runs here
+    (an alarm about a LIM is raised only once the LIM runs), and then nothing.
     """
     c = _Ctx(config, peers, local, now)
     if config.role is Role.STANDBY:
@@ -285,7 +321,8 @@ def decide(config: NodeConfig, peers: Mapping[str, PeerView], local: LocalState,
     alarm_actions, alarm_clauses = _alarms(c, actions)
     clauses += alarm_clauses
     return Decision(actions=tuple(actions + alarm_actions),
-                    reason="; ".join(clauses) + ".", hold_downs=_hold_downs(c))
+                    reason="; ".join(clauses) + ".", hold_downs=_hold_downs(c),
+                    split_brain=frozenset(c.split_brain))
 
 
 def _split_brain_stopper(config: NodeConfig, lim: LimConfig) -> tuple[Role, str]:
@@ -297,15 +334,22 @@ def _split_brain_stopper(config: NodeConfig, lim: LimConfig) -> tuple[Role, str]
     return config.split_brain_stop, f"split_brain_stop is {config.split_brain_stop}"
 
 
-def _release(c: _Ctx, lim: LimConfig) -> tuple[bool, str]:
-    """Whether the standby gives ``lim`` (running actively here) back now, and why."""
+_LAPSED = "its lease lapsed while this agent was not running"
+
+
+def _release(c: _Ctx, lim: LimConfig, fenced: bool = False) -> tuple[bool, str]:
+    """Whether the standby gives ``lim`` (running here, actively or fenced) back now, and
+    why. A fenced LIM that is kept is made to answer again by the caller."""
     me, n, home = c.me, lim.lim, c.home(lim)
     verb = "deactivates" if c.config.preloaded else "stops"
     start = "activate" if c.config.preloaded else "start"
+    if fenced and home.runs_active(n):
+        return True, f"{home.name} runs LIM {n}; {me} {verb} its copy, whose {_LAPSED[4:]}"
     if home.runs_active(n):
         side, why = _split_brain_stopper(c.config, lim)
         both = f"{home.name} and {me} both run LIM {n} (split brain)"
         if side is Role.STANDBY:
+            c.split_brain.add(n)
             return True, f"{both}; {me} {verb} it because {why}"
         return False, f"{both}; {home.name} is the side that stops, because {why}"
     requested = n in c.local.fallback_requests
@@ -360,10 +404,19 @@ def _why_claim(c: _Ctx, lim: LimConfig) -> str:
 
 
 def _candidates(c: _Ctx, exclude: Iterable[int] = ()) -> list[LimConfig]:
-    """LIMs the standby may take over, best first: highest priority, then lowest number."""
+    """LIMs the standby may take over now, best first: highest priority, then lowest
+    number. A LIM held back by a recent failure here is not one of them."""
     skip = set(exclude)
-    found = [x for x in c.config.lims if x.lim not in skip and _standby_may_claim(c, x)]
+    found = [x for x in c.config.lims
+             if x.lim not in skip and _standby_may_claim(c, x) and c.held(x.lim) is None]
     return sorted(found, key=lambda x: (x.priority, x.lim))
+
+
+def _take(c: _Ctx, lim: LimConfig) -> Action:
+    """The action that makes ``lim`` answer here: start it, or - its service still runs
+    here, fenced - grant its lease again."""
+    run = c.local.run(lim.lim)
+    return ActivateLim(lim.lim) if run is not None and run.fenced else StartLim(lim.lim)
 
 
 def _standby_regular(c: _Ctx) -> _Step:
@@ -371,8 +424,17 @@ def _standby_regular(c: _Ctx) -> _Step:
     me = c.me
     actions: list[Action] = []
     clauses: list[str] = []
-    running = [c.config.lim(n) for n in c.local.active_lims() if c.known(n)]
-    verdicts = {x.lim: _release(c, x) for x in running}
+    # What runs here with its alias: answering, or fenced (its lease lapsed). A fenced LIM
+    # is kept (and answers again) exactly when an answering one would be.
+    running = [c.config.lim(r.lim) for r in c.local.runs
+               if r.mode is Mode.ACTIVE and c.known(r.lim)]
+    fenced = {r.lim for r in c.local.runs if r.fenced}
+    verdicts = {x.lim: ((False, c.waits(x.lim)) if c.held(x.lim) else
+                        _release(c, x, fenced=x.lim in fenced)) for x in running}
+    # A fenced LIM answers again only once this node knows that its regular server does
+    # not run it (heard since this agent resumed, or silent for a detection period).
+    unsure = {x.lim for x in running if x.lim in fenced and not c.home(x).alive
+              and not c.home(x).dead}
     for x in running:
         release, clause = verdicts[x.lim]
         if release:
@@ -380,8 +442,9 @@ def _standby_regular(c: _Ctx) -> _Step:
             clauses.append(clause)
     staying = [x for x in running if not verdicts[x.lim][0]]
     # Only one may stay. Normally there is never more than one; this repairs a state that
-    # the executor or an operator left behind. A LIM locked here is the last one let go.
-    staying.sort(key=lambda x: (x.lock is not Lock.STANDBY, x.priority,
+    # the executor or an operator left behind. A LIM locked here is the last one let go;
+    # then priority; of equals, one that answers goes before one that is fenced.
+    staying.sort(key=lambda x: (x.lock is not Lock.STANDBY, x.priority, x.lim in fenced,
                                 c.local.started_at.get(x.lim, c.now), x.lim))
     if len(staying) > 1:
         kept, extra = staying[0], staying[1:]
@@ -392,42 +455,55 @@ def _standby_regular(c: _Ctx) -> _Step:
 
     if staying:
         kept = staying[0]
-        better = [x for x in _candidates(c, exclude=[kept.lim]) if x.priority < kept.priority]
+        # A LIM that failed here lately never replaces one that runs.
+        better = [x for x in _candidates(c, exclude=[x.lim for x in staying])
+                  if x.priority < kept.priority and x.lim not in c.local.failures]
         if not better:
-            clauses.append(verdicts[kept.lim][1])
+            clause = verdicts[kept.lim][1]
+            if kept.lim in unsure:
+                clause += (f"; {_LAPSED}, and {me} waits to hear {kept.server} before it "
+                           "answers for it again")
+            elif kept.lim in fenced and c.held(kept.lim) is None:
+                actions.append(ActivateLim(kept.lim))
+                clause += f"; {_LAPSED}, and {me} takes it again"
+            clauses.append(clause)
             return actions, clauses
         best = better[0]
         if kept.lock is Lock.STANDBY:
             clauses.append(f"{_why_claim(c, best)} but {me} keeps LIM {kept.lim}, which is "
                            f"locked to the standby, over LIM {best.lim} (priority "
                            f"{best.priority})")
+            if kept.lim in fenced and kept.lim not in unsure:
+                actions.append(ActivateLim(kept.lim))
         elif not c.local.ready:
             clauses.append(f"{_why_claim(c, best)}; {me} is loading and does not replace "
                            f"LIM {kept.lim} yet")
         else:
-            actions += [StopLim(kept.lim), StartLim(best.lim)]
+            actions += [StopLim(kept.lim), _take(c, best)]
             clauses.append(f"{_why_claim(c, best)}; {me} replaces LIM {kept.lim} (priority "
                            f"{kept.priority}) with LIM {best.lim} (priority {best.priority})")
         return actions, clauses
 
+    waiting = [f"LIM {x.lim} (priority {x.priority}) waits: {c.waits(x.lim)}"
+               for x in c.config.lims if _standby_may_claim(c, x) and c.held(x.lim)]
     candidates = _candidates(c)
     if not candidates:
-        if not clauses:
+        if not clauses and not waiting:
             clauses.append(_standby_idle(c))
-        return actions, clauses
+        return actions, clauses + waiting
     best = candidates[0]
     if not c.local.ready:
         clauses.append(f"{_why_claim(c, best)}; {me} is still loading and takes over "
                        "nothing yet")
-        return actions, clauses
-    actions.append(StartLim(best.lim))
+        return actions, clauses + waiting
+    actions.append(_take(c, best))
     clause = f"{_why_claim(c, best)}; {me} takes over LIM {best.lim} (priority {best.priority})"
     if len(candidates) > 1:
         rest = candidates[1:]
         clause += "; " + ", ".join(f"LIM {x.lim} (priority {x.priority})" for x in rest) + (
             " stays down" if len(rest) == 1 else " stay down")
     clauses.append(clause)
-    return actions, clauses
+    return actions, clauses + waiting
 
 
 def _standby_idle(c: _Ctx) -> str:
@@ -451,9 +527,18 @@ def _standby_preloaded(c: _Ctx) -> _Step:
     me = c.me
     lim = c.config.lims[0]
     n, home, run = lim.lim, c.home(lim), c.local.run(lim.lim)
-    if run is not None and run.active:
-        release, clause = _release(c, lim)
-        return ([DeactivateLim(n)] if release else []), [clause]
+    if c.held(n):
+        return [], [c.waits(n)]
+    if run is not None and run.mode is Mode.ACTIVE:
+        release, clause = _release(c, lim, fenced=run.fenced)
+        if release:
+            return [DeactivateLim(n)], [clause]
+        if run.fenced and not home.alive and not home.dead:
+            return [], [f"{clause}; {_LAPSED}, and {me} waits to hear {home.name} before it "
+                        "answers for it again"]
+        if run.fenced:
+            return [ActivateLim(n)], [f"{clause}; {_LAPSED}, and {me} takes it again"]
+        return [], [clause]
     takeover = _standby_may_claim(c, lim)
     if takeover and not c.local.ready:
         return [], [f"{_why_claim(c, lim)}; {me} is still loading and takes over nothing yet"]
@@ -484,7 +569,12 @@ def _regular(c: _Ctx) -> _Step:
     lim = cfg.lim_of(me)
     assert lim is not None  # a valid config gives every regular server one LIM
     n, run, sb = lim.lim, c.local.run(lim.lim), c.peer(cfg.standby.name)
+    if c.held(n):
+        return [], [c.waits(n)]
     standby_runs = sb.runs_active(n)
+    # The standby holds the LIM while it has its alias, answering or fenced: a fenced one
+    # it may take again, so the regular starts only once the standby has let go of it.
+    standby_holds = (r := sb.runs(n)) is not None and r.mode is Mode.ACTIVE
     if run is not None and run.active:
         if standby_runs:
             side, why = _split_brain_stopper(cfg, lim)
@@ -494,24 +584,40 @@ def _regular(c: _Ctx) -> _Step:
                                                                                      StopLim(n))
                 then = ("it stays on the standby while locked" if lim.lock is Lock.STANDBY
                         else f"{cfg.fallback} fallback follows")
+                c.split_brain.add(n)
                 return [act], [f"{both}; {me} {verb} it because {why}; {then}"]
             return [], [f"{both}; {sb.name} is the side that stops, because {why}"]
         note = {"alive": "", "dead": f"; {c.silence(sb)}"}.get(str(sb.liveness),
                                                                 f"; {sb.name} is not heard yet")
         return [], [f"{me} runs LIM {n}{note}"]
 
-    may_run = lim.lock is not Lock.STANDBY and (sb.dead or (sb.alive and not standby_runs))
+    fenced = run is not None and run.fenced
+    may_run = lim.lock is not Lock.STANDBY and (sb.dead or (sb.alive and not standby_holds))
     if not c.local.ready:
         return [], [f"{me} is still loading; it starts nothing yet"]
     if may_run:
         why = c.silence(sb) if sb.dead else f"{sb.name} does not run LIM {n}"
         if run is None:
             return [StartLim(n, Mode.ACTIVE)], [f"{why}; {me} starts LIM {n}"]
+        if fenced:
+            return [ActivateLim(n)], [f"{why}; LIM {n}'s {_LAPSED[4:]}, and {me} takes it again"]
         still = ", which is still loading (recovery takes longer)" if run.loading else ""
         return [ActivateLim(n)], [f"{why}; {me} activates LIM {n}{still}"]
 
+    if fenced and not sb.alive and not sb.dead:
+        return [], [f"LIM {n}'s {_LAPSED[4:]}; {me} waits to hear {sb.name} before it answers "
+                    f"for it again (at most {cfg.detection:.1f} s)"]
+    holds_fenced = standby_holds and not standby_runs
+    if fenced and not holds_fenced:
+        verb, act = ("keeps it passive", DeactivateLim(n)) if cfg.preloaded else (
+            "stops its service", StopLim(n))
+        whose = f"{sb.name} runs LIM {n}" if standby_runs else f"LIM {n} is locked to the standby"
+        return [act], [f"{whose} and LIM {n}'s {_LAPSED[4:]}; {me} {verb}"]
     if lim.lock is Lock.STANDBY:
         wait = f"LIM {n} is locked to the standby; {me} does not run it actively"
+    elif holds_fenced:
+        wait = (f"{sb.name} holds LIM {n} but its lease there lapsed; {me} waits for {sb.name} "
+                "to take it again or let it go")
     elif not sb.alive:
         wait = (f"{me} waits to hear {sb.name} before it runs LIM {n} actively (at most "
                 f"{cfg.detection:.1f} s)")
@@ -525,15 +631,21 @@ def _regular(c: _Ctx) -> _Step:
 
 
 def _alarms(c: _Ctx, actions: Sequence[Action]) -> _Step:
-    """Raise and clear this node's alarms to match the state after ``actions``."""
+    """Raise and clear this node's alarms to match what runs here *now*.
+
+    "LIM is running on standby server" is raised once the LIM runs on the standby (a
+    takeover that fails raises nothing) and cleared once it no longer does: alarms follow
+    the state the executor reports, never the state a decision hopes for. A fenced LIM
+    (its alias silent for a while) keeps an alarm it has, and gets none it had not.
+    """
     held = c.local.alarms
-    after = c.local.applied(actions, c.now)
     out_of_order = (AlarmCode.STANDBY_OUT_OF_ORDER, None)
     desired: set[AlarmKey] = set()
     clauses: list[str] = []
     sb_name = c.config.standby.name
     if c.config.role is Role.STANDBY:
-        desired = {(AlarmCode.LIM_ON_STANDBY, n) for n in after.active_lims() if c.known(n)}
+        desired = {(AlarmCode.LIM_ON_STANDBY, r.lim) for r in c.local.runs if c.known(r.lim) and (
+            r.active or (r.fenced and (AlarmCode.LIM_ON_STANDBY, r.lim) in held))}
     else:
         sb = c.peer(sb_name)
         if sb.dead:
@@ -544,7 +656,9 @@ def _alarms(c: _Ctx, actions: Sequence[Action]) -> _Step:
         elif not sb.alive and out_of_order in held:
             desired.add(out_of_order)  # unknown: no change
 
-    raise_ = sorted(desired - held, key=str)
+    # No alarm is raised for a LIM this very decision stops.
+    stopping = {a.lim for a in actions if isinstance(a, StopLim | DeactivateLim)}
+    raise_ = sorted((k for k in desired - held if k[1] not in stopping), key=str)
     clear = sorted(held - desired, key=str)
     actions_out: list[Action] = []
     for code, lim in raise_:
@@ -553,8 +667,7 @@ def _alarms(c: _Ctx, actions: Sequence[Action]) -> _Step:
             clauses.append(f"{c.me} raises the alarm '{ALARM_TITLE[code]}'")
         else:
             text = f"{ALARM_TITLE[code]}: LIM {lim} runs on {c.me}"
-            if not actions:  # otherwise the LIM action's clause already says it
-                clauses.append(f"{c.me} raises the alarm '{ALARM_TITLE[code]}' for LIM {lim}")
+            clauses.append(f"{c.me} raises the alarm '{ALARM_TITLE[code]}' for LIM {lim}")
         actions_out.append(RaiseAlarm(code, lim, text))
     for code, lim in clear:
         actions_out.append(ClearAlarm(code, lim))
@@ -562,9 +675,57 @@ def _alarms(c: _Ctx, actions: Sequence[Action]) -> _Step:
             why = f"{sb_name} is heard again" if c.peer(sb_name).alive else \
                 "a regular server with a lower LIM number holds it"
             clauses.append(f"{c.me} clears the alarm '{ALARM_TITLE[code]}' ({why})")
-        elif not actions:
+        else:
             clauses.append(f"{c.me} clears the alarm '{ALARM_TITLE[code]}' for LIM {lim}")
     return actions_out, clauses
+
+
+def explain_down(config: NodeConfig, peers: Mapping[str, PeerView], local: LocalState,
+                 now: float) -> dict[int, str]:
+    """Why each LIM that runs nowhere (as far as this node can tell) runs nowhere: one
+    sentence per LIM, for status. The standby explains every LIM of the cluster; a
+    regular server its own. Pure, like :func:`decide`."""
+    c = _Ctx(config, peers, local, now)
+    me = c.me
+    out: dict[int, str] = {}
+    standby = config.role is Role.STANDBY
+    for x in config.lims:
+        n = x.lim
+        here = local.run(n)
+        if here is not None and here.active:
+            continue
+        if not standby and x.server != me:
+            continue
+        other = c.home(x) if standby else c.peer(config.standby.name)
+        if other.runs_active(n):
+            continue
+        if not other.alive and not other.dead:
+            out[n] = f"{other.name} is not heard yet (it counts as dead only after " \
+                     f"{config.detection:.1f} s of silence)"
+        elif (f := local.held(n, now)) is not None:
+            out[n] = f"{f.reason}; tried again in {max(0.0, f.retry_at - now):.0f} s"
+        elif here is not None and here.fenced:
+            out[n] = f"{_LAPSED[4:].capitalize()} on {me}; {me} answers for it again once " \
+                     "its decision says it owns it"
+        elif not local.ready:
+            out[n] = f"{me} is still loading"
+        elif not standby:
+            out[n] = (f"LIM {n} is locked to the standby, and {other.name} does not run it"
+                      if x.lock is Lock.STANDBY else f"{me} is starting LIM {n}")
+        elif other.alive:
+            out[n] = f"{other.name} is back and about to run LIM {n}"
+        elif x.lock is Lock.REGULAR:
+            out[n] = f"{other.name} is down and LIM {n} is locked to its regular server"
+        else:
+            busy = [config.lim(k) for k in local.active_lims() if c.known(k)]
+            if busy:
+                b = busy[0]
+                out[n] = (f"{other.name} is down and {me} runs LIM {b.lim} (priority "
+                          f"{b.priority}), which LIM {n} (priority {x.priority}) does not "
+                          "replace: the standby runs one LIM")
+            else:
+                out[n] = f"{other.name} is down; {me} is taking LIM {n} over"
+    return out
 
 
 def _hold_downs(c: _Ctx) -> tuple[HoldDown, ...]:

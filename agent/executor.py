@@ -4,13 +4,19 @@ It holds no policy; ``decide`` chose the actions. What it adds is how each one i
 
 * ``StartLim`` active: an ARP probe for the alias first (a MAC that belongs to no cluster
   server answering it means the address is taken by a foreign host: the LIM is *not*
-  started and the outcome names that MAC); then alias up, the service started bound to
-  it, a gratuitous ARP burst. A second burst follows ``garp.second_burst_after`` seconds
-  later and refreshes every ``garp.refresh_interval`` (see :meth:`Executor.announce_due`).
+  started and the outcome names that MAC); then the alias's lease granted, alias up, the
+  service started bound to it, a gratuitous ARP burst. A second burst follows
+  ``garp.second_burst_after`` seconds later and refreshes every ``garp.refresh_interval``
+  (see :meth:`Executor.announce_due`).
 * ``StartLim`` preloaded: the alias up but blocked in the kernel (nftables), the service
   started bound to it; nobody can reach it.
-* ``ActivateLim``: probe, unblock, gratuitous ARP burst. ``DeactivateLim``: block again.
-* ``StopLim``: the service stopped, the alias and any block removed.
+* ``ActivateLim``: probe, lease granted, unblock, gratuitous ARP burst (also what makes a
+  fenced LIM answer again). ``DeactivateLim``: block again, lease ended.
+* ``StopLim``: the lease ended (the alias is silent at once), the service stopped, the
+  alias and any block removed.
+
+Leases (:class:`mxone_agent.lease.Fence`) are granted and ended here; the daemon's loop
+renews them.
 * ``RaiseAlarm``/``ClearAlarm``: the alarm book.
 
 Services run through the LIM's configured commands (argv, no shell, bounded timeouts);
@@ -43,6 +49,7 @@ from mxone_agent.actions import (
 )
 from mxone_agent.alarms import AlarmBook
 from mxone_agent.config import LimConfig, NodeConfig, ServiceCommands
+from mxone_agent.lease import Fence, LeaseError
 from mxone_agent.model import LimRun, Mode, Role
 from mxone_agent.network import NetworkBackend, NetworkError
 
@@ -106,13 +113,14 @@ class _Announce:
 class Executor:
     """Applies actions for one node. Not thread-safe: one caller (the daemon's worker)."""
 
-    def __init__(self, network: NetworkBackend, alarms: AlarmBook,
+    def __init__(self, network: NetworkBackend, alarms: AlarmBook, fence: Fence,
                  run: CommandRunner = run_command,
                  run_dir: str = service_node.DEFAULT_RUN_DIR,
                  clock: Callable[[], float] = time.time,
                  mono: Callable[[], float] = time.monotonic) -> None:
         self.network = network
         self.alarms = alarms
+        self.fence = fence
         self._run = run
         self._run_dir = run_dir
         self._clock = clock
@@ -141,16 +149,24 @@ class Executor:
 
     # ---- learning what runs here ------------------------------------------------------------
 
-    def learn_local(self, config: NodeConfig) -> tuple[LimRun, ...]:
-        """The LIMs whose service runs here, from their status commands and the blocks.
-
-        Also cleans up what a LIM that does not run left behind (alias, block): a node
-        never claims an address for a LIM it does not run.
-        """
-        mine = config.lims if config.role is Role.STANDBY else [
+    @staticmethod
+    def guarded(config: NodeConfig) -> list[LimConfig]:
+        """The LIMs whose alias this node may hold: all on the standby, its own on a
+        regular server."""
+        return list(config.lims) if config.role is Role.STANDBY else [
             x for x in config.lims if x.server == config.node]
+
+    def learn_local(self, config: NodeConfig) -> tuple[LimRun, ...]:
+        """The LIMs whose service runs here, from their status commands, the blocks and
+        the leases.
+
+        An active LIM whose lease an earlier agent left running (restarted within the
+        lease) keeps it; one whose lease lapsed is *fenced* until a decision grants it
+        again. Also cleans up what a LIM that does not run left behind (lease, alias,
+        block): a node never claims an address for a LIM it does not run.
+        """
         runs = []
-        for lim in mine:
+        for lim in self.guarded(config):
             code = self.service_status(lim)
             iface = self.interface(config, lim)
             if code in (0, service_node.STATUS_LOADING):
@@ -159,16 +175,22 @@ class Executor:
                     if mode is Mode.PRELOADED:
                         self.network.add_alias(iface, lim.alias_ip, lim.prefix)
                     else:  # alias gone behind our back: stop it; decide starts it again
+                        self.fence.revoke(lim.alias_ip)
                         self._run(self.service(lim).stop, STOP_TIMEOUT)
                         continue
-                runs.append(LimRun(lim.lim, mode, loading=code != 0))
+                fenced = False
                 if mode is Mode.ACTIVE:
+                    fenced = self.fence.adopt(lim.alias_ip) is None
                     self._schedule(config, lim, iface)
+                else:
+                    self.fence.revoke(lim.alias_ip)
+                runs.append(LimRun(lim.lim, mode, loading=code != 0, fenced=fenced))
             else:
                 try:
+                    self.fence.revoke(lim.alias_ip)
                     self.network.remove_alias(iface, lim.alias_ip, lim.prefix)
                     self.network.unblock(lim.lim)
-                except NetworkError:
+                except (NetworkError, LeaseError):
                     pass
         return tuple(runs)
 
@@ -193,7 +215,7 @@ class Executor:
                     self.alarms.raise_(a.code, a.lim, a.text)
                 elif isinstance(a, ClearAlarm):
                     self.alarms.clear(a.code, a.lim)
-            except NetworkError as e:
+            except (NetworkError, LeaseError) as e:
                 o.ok, o.error = False, str(e)
             out.append(o)
         return out
@@ -234,6 +256,7 @@ class Executor:
             return
         if self._foreign(config, lim, iface, cluster_macs, o):
             return
+        self.fence.grant(lim.alias_ip)  # before the alias is up: it answers from its first moment
         self.network.unblock(lim.lim)
         self.network.add_alias(iface, lim.alias_ip, lim.prefix)
         self._mark(o, "alias_up")
@@ -244,12 +267,15 @@ class Executor:
         self._schedule(config, lim, iface)
         if not self._start_services(config, lim, o):
             self._announce.pop(lim.lim, None)
+            self.fence.revoke(lim.alias_ip)
             self.network.remove_alias(iface, lim.alias_ip, lim.prefix)
 
     def _stop(self, config: NodeConfig, lim: LimConfig, o: Outcome) -> None:
         iface = self.interface(config, lim)
         self._announce.pop(lim.lim, None)
-        # Address first: from now on no client traffic reaches a half-stopped service.
+        # Lease and address first: from now on no client traffic reaches a half-stopped
+        # service.
+        self.fence.revoke(lim.alias_ip)
         self.network.remove_alias(iface, lim.alias_ip, lim.prefix)
         self.network.unblock(lim.lim)
         for c in reversed(self._companions(config, lim)):
@@ -264,6 +290,7 @@ class Executor:
         iface = self.interface(config, lim)
         if self._foreign(config, lim, iface, cluster_macs, o):
             return
+        self.fence.grant(lim.alias_ip)
         self.network.add_alias(iface, lim.alias_ip, lim.prefix)
         self.network.unblock(lim.lim)
         self._mark(o, "alias_up")
@@ -290,6 +317,7 @@ class Executor:
     def _deactivate(self, config: NodeConfig, lim: LimConfig, o: Outcome) -> None:
         self._announce.pop(lim.lim, None)
         self.network.block(lim.lim, lim.alias_ip)
+        self.fence.revoke(lim.alias_ip)  # passive: the block holds it, no lease needed
         self._mark(o, "blocked")
 
     # ---- gratuitous ARP after the first burst ------------------------------------------------

@@ -1,27 +1,49 @@
-"""The heartbeat: what every node tells its cluster peers, once per interval, over UDP.
+"""The heartbeat: what every node tells each cluster peer, once per interval, over UDP.
 
 Heartbeats go between the base IPs of one cluster's servers. Each is authenticated with
 HMAC-SHA256 under the cluster's shared secret, so only a holder of the secret can make a
-node believe that a peer is alive or runs a LIM. :class:`ReplayGuard` refuses a datagram
-seen before (or older than one already accepted) from the same sender.
+node believe that a peer is alive or runs a LIM; and each is addressed to one receiver
+and to that receiver's current *incarnation*, so that no recording can be replayed.
 
-Wire format, version 1 (big-endian)::
+Replay protection (:class:`ReplayGuard`). Every agent start has an incarnation that rises
+strictly: the last one is persisted, and a new one is ``max(last + 1, wall clock in us)``
+(:func:`next_incarnation`), so it rises even across a lost state file unless the clock
+also went back. A heartbeat carries the sender's incarnation and sequence number, and the
+receiver's incarnation as the sender last learned it (the *echo*). A receiver accepts a
+heartbeat only if
+
+* its echo is the receiver's own current incarnation - so nothing recorded before the
+  receiver's agent (re)started can be accepted after it: that is the freshness proof, and
+  it needs no clock; and
+* ``(incarnation, seq)`` is above the last it accepted from that sender - so nothing
+  recorded since can be accepted again, in any order, across any restarts of the sender.
+
+A receiver learns a sender's incarnation (to echo it) from any authentic datagram, but
+only ever *upwards* (the highest seen), so replayed old datagrams cannot make it echo a
+stale value. After an agent restarts, its peers' first heartbeats echo its previous
+incarnation and are counted as ``stale``, until they hear the new one (one interval).
+Neither side uses a wall clock to judge freshness: a clock step changes nothing here.
+
+Wire format, version 2 (big-endian)::
 
     "MXHB"            4 bytes   magic
     version           u8        PROTOCOL_VERSION
     cluster           u8 length + UTF-8
     sender            u8 length + UTF-8   the sender's server name
-    incarnation       u64       random, chosen when the sender's agent starts
-    seq               u64       rises by one per heartbeat within an incarnation
+    receiver          u8 length + UTF-8   the server this datagram is for
+    incarnation       u64       the sender's, rising across its restarts
+    seq               u64       rises by one per datagram within an incarnation
+    echo              u64       the receiver's incarnation as the sender knows it (0: none)
     generation        u32       the sender's node config generation
     role              u8        0 regular, 1 standby
     readiness         u8        0 loading, 1 ready
     count             u8        number of LIM entries that follow
-    count x (lim u16, state u8) state bit 0: preloaded (else active); bit 1: loading
+    count x (lim u16, state u8) bit 0: preloaded (else active); bit 1: loading;
+                                bit 2: fenced (its lease lapsed: the alias does not answer)
     mac               32 bytes  HMAC-SHA256(secret, every byte before it)
 
-With ten LIMs and 63-byte names a heartbeat is 218 bytes (MAX_SIZE); a typical one
-is about 100.
+With ten LIMs and 63-byte names a heartbeat is 290 bytes (MAX_SIZE); a typical one
+is about 110.
 
 This module is pure: no sockets, no clock. The maintenance tool may import it to read a
 node's heartbeats; it imports nothing from the maintenance tool.
@@ -31,7 +53,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -41,22 +62,22 @@ from types import MappingProxyType
 from mxone_agent.errors import AgentError
 from mxone_agent.model import LimRun, Mode, Readiness, Role
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAGIC = b"MXHB"
 MAC_SIZE = 32
 MIN_SECRET_BYTES = 16
 MAX_NAME_BYTES = 63
 MAX_LIMS = 16  # more than a cluster can hold (10); the wire allows 255
-RETIRED_INCARNATIONS_KEPT = 8
 
-_FIXED = struct.Struct(">QQIBBB")  # incarnation, seq, generation, role, readiness, count
+_FIXED = struct.Struct(">QQQIBBB")  # incarnation, seq, echo, generation, role, readiness, count
 _ENTRY = struct.Struct(">HB")  # lim, state
 _ROLES = (Role.REGULAR, Role.STANDBY)
 _READINESS = (Readiness.LOADING, Readiness.READY)
 _PRELOADED_BIT = 0x01
 _LOADING_BIT = 0x02
+_FENCED_BIT = 0x04
 
-MAX_SIZE = (len(MAGIC) + 1 + 2 * (1 + MAX_NAME_BYTES) + _FIXED.size + 10 * _ENTRY.size
+MAX_SIZE = (len(MAGIC) + 1 + 3 * (1 + MAX_NAME_BYTES) + _FIXED.size + 10 * _ENTRY.size
             + MAC_SIZE)
 """The size of the largest heartbeat of a valid cluster (ten LIMs, longest names)."""
 
@@ -68,6 +89,8 @@ class BadReason(StrEnum):
     MALFORMED = "malformed"  # not a heartbeat: wrong magic, trailing bytes, unknown values
     BAD_VERSION = "bad version"  # a heartbeat of a protocol version this agent does not read
     WRONG_CLUSTER = "wrong cluster"  # a heartbeat of another cluster
+    WRONG_SOURCE = "wrong source"  # the named sender does not live at the source address
+    MISDIRECTED = "misdirected"  # authentic, but addressed to another server
     BAD_MAC = "bad MAC"  # forged, corrupted, or made with another secret
 
 
@@ -90,6 +113,8 @@ class Heartbeat:
     ``lims`` lists every LIM whose service runs on the sender, whatever its mode; peers
     rely on it being complete (a regular server starts its LIM when the standby's heartbeat
     does not list it), so an agent must learn what runs locally before its first heartbeat.
+    ``receiver`` and ``echo`` bind the datagram to one receiver's current incarnation
+    (empty / 0 where that does not matter, e.g. in tests of decisions).
     """
 
     cluster: str
@@ -100,18 +125,21 @@ class Heartbeat:
     role: Role
     readiness: Readiness
     lims: tuple[LimRun, ...] = ()
+    receiver: str = "?"
+    echo: int = 0
     version: int = field(default=PROTOCOL_VERSION, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "role", Role(self.role))
         object.__setattr__(self, "readiness", Readiness(self.readiness))
         object.__setattr__(self, "lims", tuple(sorted(self.lims, key=lambda r: r.lim)))
-        for label, name in (("cluster", self.cluster), ("sender", self.sender)):
+        for label, name in (("cluster", self.cluster), ("sender", self.sender),
+                            ("receiver", self.receiver)):
             size = len(name.encode("utf-8"))
             if not 1 <= size <= MAX_NAME_BYTES:
                 raise ValueError(f"{label} name {name!r} must be 1 to {MAX_NAME_BYTES} bytes")
         for label, value, bits in (("incarnation", self.incarnation, 64), ("seq", self.seq, 64),
-                                   ("generation", self.generation, 32)):
+                                   ("echo", self.echo, 64), ("generation", self.generation, 32)):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
                 raise ValueError(f"{label} {value!r} is not a whole number of {bits} bits")
         numbers = [r.lim for r in self.lims]
@@ -123,14 +151,19 @@ class Heartbeat:
         return next((r for r in self.lims if r.lim == lim), None)
 
     def runs_active(self, lim: int) -> bool:
-        """True when the sender holds ``lim``'s alias live (active mode, loading or not)."""
+        """True when the sender's alias of ``lim`` answers (active, not fenced)."""
         run = self.runs(lim)
         return run is not None and run.active
 
 
-def new_incarnation() -> int:
-    """A fresh random 64-bit incarnation for an agent that is starting."""
-    return secrets.randbits(64)
+def next_incarnation(previous: int, wall_us: int) -> int:
+    """The incarnation of an agent that starts now: above the ``previous`` one (persisted by
+    the caller; 0 when none), and at least the wall clock in microseconds, so that it still
+    rises if the persisted value was lost. Always a whole number of 64 bits, above 0."""
+    value = max(previous + 1, wall_us, 1)
+    if value >= 1 << 64:
+        raise ValueError(f"incarnation {previous} cannot rise any further")
+    return value
 
 
 def _check_secret(secret: bytes) -> None:
@@ -148,25 +181,30 @@ def encode(hb: Heartbeat, secret: bytes) -> bytes:
     ``decode(encode(hb, s), s) == hb`` for every valid heartbeat.
     """
     _check_secret(secret)
-    cluster = hb.cluster.encode("utf-8")
-    sender = hb.sender.encode("utf-8")
-    parts = [MAGIC, bytes([PROTOCOL_VERSION, len(cluster)]), cluster, bytes([len(sender)]),
-             sender,
-             _FIXED.pack(hb.incarnation, hb.seq, hb.generation, _ROLES.index(hb.role),
-                         _READINESS.index(hb.readiness), len(hb.lims))]
+    parts = [MAGIC, bytes([PROTOCOL_VERSION])]
+    for name in (hb.cluster, hb.sender, hb.receiver):
+        raw = name.encode("utf-8")
+        parts += [bytes([len(raw)]), raw]
+    parts.append(_FIXED.pack(hb.incarnation, hb.seq, hb.echo, hb.generation,
+                             _ROLES.index(hb.role), _READINESS.index(hb.readiness),
+                             len(hb.lims)))
     for run in hb.lims:
-        state = (_PRELOADED_BIT if run.mode is Mode.PRELOADED else 0) | (
-            _LOADING_BIT if run.loading else 0)
+        state = ((_PRELOADED_BIT if run.mode is Mode.PRELOADED else 0)
+                 | (_LOADING_BIT if run.loading else 0) | (_FENCED_BIT if run.fenced else 0))
         parts.append(_ENTRY.pack(run.lim, state))
     body = b"".join(parts)
     return body + _mac(secret, body)
 
 
-def decode(data: bytes, secret: bytes, cluster: str | None = None) -> Heartbeat:
+def decode(data: bytes, secret: bytes, cluster: str | None = None, *,
+           sender: str | None = None, receiver: str | None = None) -> Heartbeat:
     """The heartbeat in ``data``; raises BadHeartbeat when it is not an acceptable one.
 
-    Checks, in this order: length and magic, protocol version, cluster name (when
-    ``cluster`` is given), the MAC (constant-time compare), then every field's value.
+    Checks, in this order: length and magic, protocol version, the cluster name (when
+    ``cluster`` is given), that the named sender is ``sender`` (the server that lives at
+    the datagram's source address, when given) and the receiver is ``receiver`` (this
+    node, when given) - all before any MAC is computed, so a flood from elsewhere costs
+    no cryptography - then the MAC (constant-time compare), then every field's value.
     Nothing of a datagram is trusted before its MAC is verified.
     """
     _check_secret(secret)
@@ -190,6 +228,7 @@ def decode(data: bytes, secret: bytes, cluster: str | None = None) -> Heartbeat:
 
     raw_cluster = take(take(1)[0])
     raw_sender = take(take(1)[0])
+    raw_receiver = take(take(1)[0])
     fixed = take(_FIXED.size)
     count = fixed[-1]
     entries = take(count * _ENTRY.size)
@@ -199,23 +238,32 @@ def decode(data: bytes, secret: bytes, cluster: str | None = None) -> Heartbeat:
     if cluster is not None and raw_cluster != cluster.encode("utf-8"):
         raise BadHeartbeat(BadReason.WRONG_CLUSTER,
                            f"cluster {raw_cluster.decode('utf-8', 'replace')!r}, not {cluster!r}")
+    if sender is not None and raw_sender != sender.encode("utf-8"):
+        raise BadHeartbeat(BadReason.WRONG_SOURCE,
+                           f"sent as {raw_sender.decode('utf-8', 'replace')!r} from the address "
+                           f"of {sender}")
+    if receiver is not None and raw_receiver != receiver.encode("utf-8"):
+        raise BadHeartbeat(BadReason.MISDIRECTED,
+                           f"addressed to {raw_receiver.decode('utf-8', 'replace')!r}, not "
+                           f"{receiver!r}")
     if not hmac.compare_digest(mac, _mac(secret, data[:-MAC_SIZE])):
         raise BadHeartbeat(BadReason.BAD_MAC, "the MAC does not match the cluster secret")
 
-    incarnation, seq, generation, role, readiness, _ = _FIXED.unpack(fixed)
+    incarnation, seq, echo, generation, role, readiness, _ = _FIXED.unpack(fixed)
     try:
         runs = []
         for i in range(count):
             lim, state = _ENTRY.unpack_from(entries, i * _ENTRY.size)
-            if state & ~(_PRELOADED_BIT | _LOADING_BIT):
+            if state & ~(_PRELOADED_BIT | _LOADING_BIT | _FENCED_BIT):
                 raise ValueError(f"unknown LIM state {state}")
             runs.append(LimRun(lim, Mode.PRELOADED if state & _PRELOADED_BIT else Mode.ACTIVE,
-                               bool(state & _LOADING_BIT)))
+                               bool(state & _LOADING_BIT), bool(state & _FENCED_BIT)))
         if role >= len(_ROLES) or readiness >= len(_READINESS):
             raise ValueError(f"unknown role {role} or readiness {readiness}")
         return Heartbeat(cluster=raw_cluster.decode("utf-8"), sender=raw_sender.decode("utf-8"),
-                         incarnation=incarnation, seq=seq, generation=generation,
-                         role=_ROLES[role], readiness=_READINESS[readiness], lims=tuple(runs))
+                         receiver=raw_receiver.decode("utf-8"), incarnation=incarnation,
+                         seq=seq, echo=echo, generation=generation, role=_ROLES[role],
+                         readiness=_READINESS[readiness], lims=tuple(runs))
     except (ValueError, UnicodeDecodeError) as e:
         # Authentic but nonsensical: a peer with a bug. Refused all the same.
         raise BadHeartbeat(BadReason.MALFORMED, str(e)) from None
@@ -226,30 +274,36 @@ def decode(data: bytes, secret: bytes, cluster: str | None = None) -> Heartbeat:
 class DropReason(StrEnum):
     """Counters of refused datagrams, as shown in status."""
 
-    FORGED = "forged"  # bad MAC
-    REPLAYED = "replayed"  # seen before, older than the last accepted, or an old incarnation
+    FORGED = "forged"  # bad MAC, or not sent from where the named sender lives
+    REPLAYED = "replayed"  # an older incarnation or sequence number, or meant for another node
+    STALE = "stale"  # addressed to an earlier incarnation of this agent: a replay from
+    # before it started, or a peer that has not heard this incarnation yet
     MALFORMED = "malformed"  # truncated, unknown version, wrong cluster, bad values
 
 
 def drop_reason(error: BadHeartbeat) -> DropReason:
     """The counter a decode failure goes to."""
-    return DropReason.FORGED if error.reason is BadReason.BAD_MAC else DropReason.MALFORMED
+    if error.reason in (BadReason.BAD_MAC, BadReason.WRONG_SOURCE):
+        return DropReason.FORGED
+    if error.reason is BadReason.MISDIRECTED:
+        return DropReason.REPLAYED
+    return DropReason.MALFORMED
 
 
 @dataclass(frozen=True)
 class ReplayGuard:
-    """What one sender has already told us: accepts a heartbeat only if it is new.
+    """What one sender has told this agent: accepts a heartbeat only if it is fresh.
 
-    New means: the current incarnation with a sequence number above the last accepted, or
-    an incarnation never seen before (the sender restarted; its sequence starts over). An
-    incarnation that was replaced by a newer one is refused for good (the last
-    RETIRED_INCARNATIONS_KEPT of them are remembered). Immutable: every method returns a
-    new guard. Counters of dropped datagrams are kept per DropReason.
+    ``known`` is the sender's highest incarnation seen in any authentic datagram (what this
+    node echoes back to it); ``last`` the ``(incarnation, seq)`` of the last heartbeat
+    accepted. A heartbeat is accepted when ``(incarnation, seq) > last``, its incarnation is
+    not below ``known``, and it echoes ``mine`` - this agent's own incarnation (see the
+    module docstring). Immutable: every method returns a new guard. Counters of dropped
+    datagrams are kept per DropReason.
     """
 
-    incarnation: int | None = None
-    last_seq: int = -1
-    retired: tuple[int, ...] = ()
+    known: int = 0
+    last: tuple[int, int] | None = None
     drops: Mapping[DropReason, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -260,17 +314,16 @@ class ReplayGuard:
         """A guard that has accepted nothing yet."""
         return cls()
 
-    def admit(self, hb: Heartbeat) -> tuple[bool, ReplayGuard]:
-        """Whether ``hb`` is new, and the guard after it (a refusal counts as replayed)."""
-        if hb.incarnation == self.incarnation:
-            if hb.seq > self.last_seq:
-                return True, replace(self, last_seq=hb.seq)
-            return False, self.dropped(DropReason.REPLAYED)
-        if hb.incarnation in self.retired:
-            return False, self.dropped(DropReason.REPLAYED)
-        retired = self.retired if self.incarnation is None else (
-            self.incarnation, *self.retired)[:RETIRED_INCARNATIONS_KEPT]
-        return True, replace(self, incarnation=hb.incarnation, last_seq=hb.seq, retired=retired)
+    def admit(self, hb: Heartbeat, mine: int) -> tuple[DropReason | None, ReplayGuard]:
+        """None when ``hb`` (authentic, for this node) is fresh, else why it is refused;
+        and the guard after it (refusals counted)."""
+        if hb.incarnation < self.known or (
+                self.last is not None and (hb.incarnation, hb.seq) <= self.last):
+            return DropReason.REPLAYED, self.dropped(DropReason.REPLAYED)
+        learned = replace(self, known=max(self.known, hb.incarnation))
+        if hb.echo != mine:
+            return DropReason.STALE, learned.dropped(DropReason.STALE)
+        return None, replace(learned, last=(hb.incarnation, hb.seq))
 
     def dropped(self, reason: DropReason) -> ReplayGuard:
         """This guard with one more datagram dropped for ``reason``."""
@@ -281,19 +334,20 @@ class ReplayGuard:
     def count(self, reason: DropReason) -> int:
         return self.drops.get(reason, 0)
 
-    def receive(self, data: bytes, secret: bytes,
-                cluster: str) -> tuple[Heartbeat | None, ReplayGuard]:
+    def receive(self, data: bytes, secret: bytes, cluster: str, *, mine: int,
+                sender: str | None = None,
+                receiver: str | None = None) -> tuple[Heartbeat | None, ReplayGuard]:
         """Decode and admit one datagram from this guard's sender.
 
         Returns the heartbeat (None when refused) and the guard after it, with the refusal
         counted. Never raises for a bad datagram; a weak secret still raises WeakSecret.
         """
         try:
-            hb = decode(data, secret, cluster)
+            hb = decode(data, secret, cluster, sender=sender, receiver=receiver)
         except BadHeartbeat as e:
             return None, self.dropped(drop_reason(e))
-        ok, guard = self.admit(hb)
-        return (hb if ok else None), guard
+        refused, guard = self.admit(hb, mine)
+        return (None if refused else hb), guard
 
 
 def total_drops(guards: Iterable[ReplayGuard]) -> dict[DropReason, int]:

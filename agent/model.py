@@ -38,23 +38,30 @@ class LimRun:
 
     ``loading`` is true from the start of the service until it reports up; a LIM that is
     loading in ``ACTIVE`` mode already holds its alias, so it counts as running actively.
+    ``fenced``: an ``ACTIVE`` LIM whose self-fencing lease lapsed (the agent was not
+    running for a while): its service runs and its alias is configured, but the kernel
+    lets nothing through until a decision grants the lease again (:mod:`mxone_agent.lease`).
     """
 
     lim: int
     mode: Mode = Mode.ACTIVE
     loading: bool = False
+    fenced: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.lim, bool) or not isinstance(self.lim, int) or not (
                 1 <= self.lim <= 0xFFFF):
             raise ValueError(f"LIM number {self.lim!r} is not a whole number from 1 to 65535")
         object.__setattr__(self, "mode", Mode(self.mode))
+        if self.fenced and self.mode is not Mode.ACTIVE:
+            raise ValueError(f"LIM {self.lim}: only an active LIM can be fenced")
 
     @property
     def active(self) -> bool:
-        """True when the LIM's alias is live here (loading or not)."""
-        return self.mode is Mode.ACTIVE
+        """True when the LIM's alias answers here (active and not fenced; loading or not)."""
+        return self.mode is Mode.ACTIVE and not self.fenced
 
     def describe(self) -> str:
-        """``active``, ``preloaded`` or ``loading`` (with the mode when loading), for status."""
-        return f"{self.mode} (loading)" if self.loading else str(self.mode)
+        """``active``, ``preloaded``, ``fenced``, with ``(loading)`` while loading, for status."""
+        word = "fenced" if self.fenced else str(self.mode)
+        return f"{word} (loading)" if self.loading else word

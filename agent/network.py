@@ -9,7 +9,7 @@ RSS (scapy.data loads the manufacturer DB, /etc/services and more at import), ab
 64 MB budget, for two fixed frame layouts. scapy stays the tool of the tests, which check
 these frames with it and inject forged heartbeats.
 * :class:`RecordingNetwork` - records every call and keeps a model of the addresses,
-  blocks and ARP answers, for unit tests.
+  blocks, ARP answers and leases, for unit tests.
 
 A backend never decides anything; the executor tells it what to do. Every method may raise
 :class:`NetworkError` (an AgentError) with a message naming the address and the interface.
@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 
 from mxone_agent.errors import AgentError
+from mxone_agent.lease import LeaseKernel, NftLeases, RecordingLeases
 
 ETH_P_ARP = 0x0806
 PROBE_WAIT = 0.25
@@ -107,6 +108,10 @@ class NetworkBackend(abc.ABC):
     def neighbour_macs(self, interface: str) -> dict[str, str]:
         """IPv4 address -> MAC of the neighbour table entries of ``interface`` that have one."""
 
+    @abc.abstractmethod
+    def lease_kernel(self) -> LeaseKernel:
+        """Where this backend keeps the self-fencing leases (:mod:`mxone_agent.lease`)."""
+
     def close(self) -> None:
         """Release sockets (idempotent)."""
 
@@ -128,6 +133,10 @@ class RecordingNetwork(NetworkBackend):
     answers: dict[str, set[str]] = field(default_factory=dict)
     neighbours: dict[str, str] = field(default_factory=dict)
     fail: set[str] = field(default_factory=set)
+    leases: RecordingLeases = field(default_factory=RecordingLeases)
+
+    def lease_kernel(self) -> LeaseKernel:
+        return self.leases
 
     def _call(self, name: str, *args: object) -> None:
         self.calls.append((name, *args))
@@ -213,6 +222,9 @@ class LinuxNetwork(NetworkBackend):
         self._blocked: dict[int, bool] = {}  # what nft said or we did, to skip nft calls
         self._sockets: dict[str, socket.socket] = {}
         self._index: dict[str, int] = {}
+
+    def lease_kernel(self) -> LeaseKernel:
+        return NftLeases()
 
     def close(self) -> None:
         for s in self._sockets.values():

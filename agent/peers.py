@@ -40,13 +40,13 @@ class Liveness(StrEnum):
 def resumed_at(previous_tick: float | None, resumed: float, now: float, timers: Timers) -> float:
     """When the local loop last resumed, updated for a tick at ``now``.
 
-    ``previous_tick`` is when the loop last ran (None on the first tick; pass the agent's
-    start time as ``resumed`` then). A gap longer than STALL_FACTOR intervals makes ``now``
-    the new resume time; otherwise ``resumed`` is returned unchanged.
+    ``previous_tick`` is when the loop last ran (None on the first tick: then ``resumed``,
+    the agent's start time, counts as the previous tick, so an agent stopped before its
+    first tick also notices). A gap longer than STALL_FACTOR intervals makes ``now`` the new
+    resume time; otherwise ``resumed`` is returned unchanged.
     """
-    if previous_tick is None:
-        return resumed
-    return now if now - previous_tick > timers.interval * STALL_FACTOR else resumed
+    last = resumed if previous_tick is None else previous_tick
+    return now if now - last > timers.interval * STALL_FACTOR else resumed
 
 
 def judge(last_heard: float | None, now: float, timers: Timers, resumed: float) -> Liveness:

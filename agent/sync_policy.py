@@ -138,7 +138,15 @@ def after_failure(state: LimSync, settings: Sync, now: float, wall: float, error
                                last_error_wall=wall, alarm=True)
 
 
-def seconds_until(states: list[LimSync], now: float, cap: float) -> float:
-    """How long the worker may sleep: until the earliest scheduled sync, at most ``cap``."""
-    times = [s.next_at for s in states if s.next_at is not None]
+def seconds_until(states: list[LimSync], now: float, cap: float,
+                  looked_at: float | None = None) -> float:
+    """How long the worker may sleep: until the earliest scheduled sync, at most ``cap``.
+
+    ``looked_at``: when the worker last went through the due syncs. One that was due then
+    and is still scheduled no later was not started (sync is off, the peer is not alive,
+    this node may not initiate it): it is looked at again after ``cap``, never at once - a
+    worker that cannot act on it must not spin on it.
+    """
+    times = [s.next_at for s in states
+             if s.next_at is not None and (looked_at is None or s.next_at > looked_at)]
     return max(0.0, min([cap, *(t - now for t in times)]))

@@ -14,11 +14,19 @@ on the daemon's loop or action worker. The daemon hands orders in (:meth:`SyncWo
   (its text is the failure), schedules a retry with exponential backoff from
   ``sync.retry_min`` to ``sync.retry_max``, and the next success clears the alarm.
 
-Sync is off (status says why) while the sync key file is absent.
+Sync is off (status says why) while the sync key file is absent: no sync is attempted and
+the thread only looks every :data:`sync_policy.SCAN_INTERVAL_S` whether the key appeared.
+
+Nothing escapes the thread: whatever a sync raises (a peer's unexpected answer, a bug) is a
+failed sync of that LIM, with its alarm and backoff; every order's ``done`` is called
+exactly once, with one row per LIM, also when the worker is stopped before it came to it.
+A sync that is due but cannot start (sync off, the peer not alive) never makes the thread
+spin: it is looked at again after ``SCAN_INTERVAL_S``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -90,29 +98,48 @@ class SyncWorker:
         self._states: dict[int, LimSync] = {}
         self._running: int | None = None
         self._thread: threading.Thread | None = None
+        self._stopped = False  # no order is taken any more (under _lock)
+        self._last_bug = ""  # the last internal error logged with its traceback
 
     # ---- entry points (any thread) ----------------------------------------------------
 
     def start(self) -> None:
+        """Schedule the first syncs and start the thread. A sync alarm the alarm book
+        restored (raised before the agent restarted) shows in :meth:`status` and is cleared
+        by the LIM's next successful sync."""
         now = self._mono()
         cfg = self._config()
+        alarmed = {lim for code, lim in self._alarms.active_keys([AlarmCode.STANDBY_SYNC_FAILED])
+                   if lim is not None}
         with self._lock:
             for lim in sync_policy.initiated_lims(cfg):
                 self._states[lim] = sync_policy.first_state(
                     lim, now, periodic=True, seen_version=self._newest_local(cfg, lim))
+            for lim in alarmed:
+                self._states[lim] = dataclasses.replace(
+                    self._states.get(lim) or LimSync.empty(lim), alarm=True)
         self._thread = threading.Thread(target=self._loop, name="xdata-sync", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Ask the thread to end; a transfer under way is not waited for beyond ``timeout``."""
+        """Ask the thread to end; a transfer under way is not waited for beyond ``timeout``.
+        Orders not yet begun are answered with a failed row per LIM."""
         self._orders.put(_STOP)
         if self._thread is not None:
             self._thread.join(timeout=timeout)
+        else:
+            self._refuse_waiting_orders()
 
     def order(self, lims: Sequence[int], trigger: str, done: Reply | None = None) -> None:
-        """Sync ``lims`` as soon as the thread is free; ``done(results)`` gets one
-        ``ctl sync`` result row per LIM (called on the sync thread)."""
-        self._orders.put(_Order(tuple(lims), trigger, done))
+        """Sync ``lims`` as soon as the thread is free; ``done(results)`` is called exactly
+        once, with one ``ctl sync`` result row per LIM in order (on the sync thread; at once
+        on the caller's thread when the worker has stopped)."""
+        job = _Order(tuple(lims), trigger, done)
+        with self._lock:
+            if not self._stopped:
+                self._orders.put(job)
+                return
+        self._answer(job, [], "the sync worker has stopped")
 
     def backup_happened(self, lim: int, version: str | None) -> str:
         """A data backup of ``lim`` was written here: sync it now if this node initiates,
@@ -201,34 +228,86 @@ class SyncWorker:
     # ---- the thread ------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        looked_at: float | None = None  # when _run_due last went through the due syncs
         while True:
-            with self._lock:
-                wait = sync_policy.seconds_until(list(self._states.values()), self._mono(),
-                                                 sync_policy.SCAN_INTERVAL_S)
-            try:
-                job = self._orders.get(timeout=wait)
-            except queue.Empty:
-                job = None
+            job = None
+            with contextlib.suppress(queue.Empty):
+                job = self._orders.get(timeout=self._wait(looked_at))
             if job is _STOP:
+                self._refuse_waiting_orders()
                 return
+            if job is not None:
+                self._run_order(job)
+            looked_at = self._mono()
             try:
-                if job is not None:
-                    self._run_order(job)
-                self._run_due()
-            except Exception:  # a bug must not end the thread: log it, go on
-                log.exception("the sync worker failed")
+                self._run_due(looked_at)
+            except Exception as exc:  # a bug must not end the thread: log it, go on
+                self._bug("looking for due syncs", exc)
+
+    def _wait(self, looked_at: float | None) -> float:
+        """Seconds the thread may sleep before it looks for due syncs again: never 0 for a
+        sync it could not start when it last looked (see :func:`sync_policy.seconds_until`)."""
+        try:
+            if self.disabled_reason(self._config()) is not None:
+                return sync_policy.SCAN_INTERVAL_S  # only to see whether the key appeared
+            with self._lock:
+                states = list(self._states.values())
+            return sync_policy.seconds_until(states, self._mono(), sync_policy.SCAN_INTERVAL_S,
+                                             looked_at)
+        except Exception as exc:
+            self._bug("computing the next sync", exc)
+            return sync_policy.SCAN_INTERVAL_S
+
+    def _bug(self, doing: str, exc: BaseException) -> str:
+        """Log an internal error (its traceback once, not at every retry); its sentence."""
+        error = f"internal error of the sync worker while {doing}: {type(exc).__name__}: {exc}"
+        if error != self._last_bug:
+            log.exception("%s", error)
+            self._last_bug = error
+        else:
+            log.error("%s", error)
+        return error
 
     def _run_order(self, order: _Order) -> None:
-        rows = [self._sync_one(lim, order.trigger) for lim in order.lims]
-        if order.done is not None:
-            order.done(rows)
+        rows: list[dict[str, Any]] = []
+        try:
+            for lim in order.lims:
+                rows.append(self._sync_one(lim, order.trigger))
+        finally:
+            self._answer(order, rows, "the sync worker failed before it came to this LIM")
 
-    def _run_due(self) -> None:
+    def _answer(self, order: _Order, rows: list[dict[str, Any]], why_missing: str) -> None:
+        """Call ``order.done`` once, with a row for every LIM (``why_missing`` for those
+        that have none); an exception of ``done`` is logged, never raised."""
+        rows = [*rows, *(failed_result(lim, why_missing) for lim in order.lims[len(rows):])]
+        if order.done is None:
+            return
+        try:
+            order.done(rows)
+        except Exception:
+            log.exception("answering a sync order of LIM %s failed",
+                          ", ".join(str(lim) for lim in order.lims))
+
+    def _refuse_waiting_orders(self) -> None:
+        """The worker stops: take no more orders, answer those not begun."""
+        waiting = []
+        with self._lock:
+            self._stopped = True
+            while True:
+                try:
+                    job = self._orders.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(job, _Order):
+                    waiting.append(job)
+        for job in waiting:
+            self._answer(job, [], "the sync worker has stopped")
+
+    def _run_due(self, now: float) -> None:
         """Syncs due by time or by a new local version, and standby pushes now possible."""
         cfg = self._config()
         if self.disabled_reason(cfg) is not None:
             return
-        now = self._mono()
         for lim in self._watched(cfg):
             with self._lock:
                 state = self._states.get(lim) or LimSync.empty(lim)
@@ -252,7 +331,10 @@ class SyncWorker:
         return sorted((self._active_here() | waiting) & known)
 
     def _newest_local(self, cfg: NodeConfig, lim: int) -> str | None:
-        found = xdata.versions(Path(cfg.sync_settings.xdata_root), lim)
+        try:
+            found = xdata.versions(Path(cfg.sync_settings.xdata_root), lim)
+        except OSError:  # an unreadable root: the sync itself fails and says why
+            return None
         return found[0].name if found else None
 
     def _update(self, lim: int, change: Callable[[LimSync], LimSync], create: bool = True) -> None:
@@ -263,7 +345,20 @@ class SyncWorker:
             self._states[lim] = change(state or LimSync.empty(lim))
 
     def _sync_one(self, lim: int, trigger: str) -> dict[str, Any]:
-        """One sync of ``lim`` with its peer: state, alarm and log follow its outcome."""
+        """One sync of ``lim`` with its peer: state, alarm and log follow its outcome.
+        Never raises: an internal error is a failed sync too (row, alarm, backoff)."""
+        try:
+            return self._attempt(lim, trigger)
+        except Exception as exc:
+            error = self._bug(f"syncing LIM {lim}", exc)
+            try:
+                cfg = self._config()
+                self._failed(cfg, lim, sync_policy.peer_of(cfg, lim).name, trigger, error)
+            except Exception as again:
+                self._bug(f"recording the failed sync of LIM {lim}", again)
+            return failed_result(lim, error)
+
+    def _attempt(self, lim: int, trigger: str) -> dict[str, Any]:
         cfg = self._config()
         if reason := self.disabled_reason(cfg):
             return failed_result(lim, f"sync is off on {cfg.node}: {reason}")
@@ -279,8 +374,14 @@ class SyncWorker:
         started = self._mono()
         try:
             result = self._call_sync(cfg, lim, peer.name, str(peer.base_ip), trigger)
-        except (xdata.XdataError, OSError, ValueError, KeyError) as exc:
-            error = str(exc) or type(exc).__name__
+            if not isinstance(result, xdata_sync.SyncResult):
+                raise TypeError(f"the sync function returned {xdata.shown(result)}, "
+                                "not a SyncResult")
+        except Exception as exc:  # whatever the peer answered, nothing escapes the worker
+            if isinstance(exc, xdata.XdataError | OSError):
+                error = str(exc) or type(exc).__name__
+            else:  # the sync code did not expect this: keep its traceback for a bug report
+                error = self._bug(f"syncing LIM {lim} with {peer.name}", exc)
             self._failed(cfg, lim, peer.name, trigger, error)
             return failed_result(lim, error, self._mono() - started)
         finally:
@@ -326,7 +427,10 @@ class SyncWorker:
                  result.seconds, "".join(f"; {n}" for n in result.notes))
         here = "to-regular" if cfg.role is Role.REGULAR else "to-standby"
         if result.direction == here and result.version:
-            self._on_pulled(lim, result.version)
+            try:
+                self._on_pulled(lim, result.version)
+            except Exception as exc:  # the data is here: the sync stays a success
+                self._bug(f"telling the agent LIM {lim}'s data {result.version} arrived", exc)
 
     def _failed(self, cfg: NodeConfig, lim: int, peer: str, trigger: str, error: str) -> None:
         now, wall = self._mono(), self._wall()

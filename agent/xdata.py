@@ -40,7 +40,13 @@ KEEP_ON_REGULAR = 3
 KEEP_ON_STANDBY = 2
 TEMP_PREFIX = ".incoming-"
 _NAME = re.compile(r"lim(\d{1,3})-(\d{8}T\d{6}\.\d{6}Z)")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
+MAX_BYTES = 2**63
+"""The largest size or count a peer may name (a signed 64-bit file offset holds less)."""
+MAX_TIME_S = 253402300799.0
+"""The latest time a peer may name: 9999-12-31 23:59:59 UTC, the end of what clocks show."""
+_MTIME_NS = (-(2**63), 2**63 - 1)  # what os.utime accepts
 
 
 class XdataError(AgentError):
@@ -82,15 +88,93 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str, where: str = "manifest") -> Manifest:
+        """The manifest in ``text``; XdataError naming ``where``, the field and the rule."""
         try:
             d = json.loads(text)
-            if d.get("format") != FORMAT:
-                raise XdataError(f"{where}: format {d.get('format')!r}, this agent reads {FORMAT}")
-            files = tuple(FileEntry(str(f["path"]), int(f["size"]), str(f["sha256"]),
-                                    int(f["mtime_ns"])) for f in d["files"])
-            return cls(int(d["lim"]), str(d["version"]), str(d["created"]), files)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise XdataError(f"{where}: not a valid manifest ({exc})") from None
+        return cls.from_dict(d, where)
+
+    @classmethod
+    def from_dict(cls, d: object, where: str = "manifest") -> Manifest:
+        """The manifest in a parsed JSON value (a peer's answer, say): every field of the
+        right type and range, the version named after its LIM, no file listed twice.
+        XdataError naming ``where``, the field, its value and the rule."""
+        if not isinstance(d, dict):
+            raise XdataError(f"{where}: {shown(d)} is not a manifest (a JSON object)")
+        if d.get("format") != FORMAT:
+            raise XdataError(f"{where}: format {shown(d.get('format'))}, this agent reads "
+                             f"{FORMAT}")
+        missing = [k for k in ("lim", "version", "created", "files") if k not in d]
+        if missing:
+            raise XdataError(f"{where}: {', '.join(missing)} missing")
+        lim = whole_number(d["lim"], where, "lim", "a LIM number", high=999)
+        version = d["version"]
+        parsed = parse_version_name(version) if isinstance(version, str) else None
+        if parsed is None or not version.startswith(f"lim{lim}-"):
+            raise XdataError(f"{where}: version is {shown(version)}, not a version name of "
+                             f"LIM {lim} (lim{lim}-<UTC time stamp>)")
+        if not isinstance(d["created"], str):
+            raise XdataError(f"{where}: created is {shown(d['created'])}, not a time stamp")
+        if not isinstance(d["files"], list):
+            raise XdataError(f"{where}: files is {shown(d['files'])}, not a list")
+        files = tuple(_file_entry(f, f"{where}: files[{i}]") for i, f in enumerate(d["files"]))
+        seen: set[str] = set()
+        for f in files:
+            if f.path in seen:
+                raise XdataError(f"{where}: {f.path!r} is listed twice")
+            seen.add(f.path)
+        return cls(lim, version, d["created"], files)
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``value`` as an error message shows it: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def whole_number(value: object, where: str, what: str, rule: str = "a whole number of bytes",
+                 low: int = 0, high: int = MAX_BYTES) -> int:
+    """``value`` when it is a whole number (a JSON integer, not a boolean) from ``low`` to
+    ``high``; else XdataError "``where``: ``what`` is 'x', not ``rule``"."""
+    if type(value) is not int:
+        raise XdataError(f"{where}: {what} is {shown(value)}, not {rule}")
+    if not low <= value <= high:
+        raise XdataError(f"{where}: {what} is {shown(value)}, not {rule} from {low} to {high}")
+    return value
+
+
+def seconds_since_epoch(value: object, where: str, what: str) -> float:
+    """``value`` when it is a finite time in seconds from 1970 up to :data:`MAX_TIME_S`;
+    else XdataError naming ``where`` and ``what``."""
+    if type(value) not in (int, float) or not 0 < value <= MAX_TIME_S:  # NaN fails too
+        raise XdataError(f"{where}: {what} is {shown(value)}, not a time in seconds since "
+                         "1970 (UTC)")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _file_entry(f: object, where: str) -> FileEntry:
+    if not isinstance(f, dict):
+        raise XdataError(f"{where} is {shown(f)}, not a file entry (a JSON object)")
+    missing = [k for k in ("path", "size", "sha256", "mtime_ns") if k not in f]
+    if missing:
+        raise XdataError(f"{where}: {', '.join(missing)} missing")
+    path = f["path"]
+    if not isinstance(path, str):
+        raise XdataError(f"{where}: path is {shown(path)}, not a file path")
+    try:
+        plain = _safe_relpath(path) == path  # "a//b" or "./a" too: one spelling per file
+    except XdataError:
+        plain = False
+    if not plain:
+        raise XdataError(f"{where}: path is {shown(path)}, not a plain relative path")
+    size = whole_number(f["size"], where, "size")
+    sha256 = f["sha256"]
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        raise XdataError(f"{where}: sha256 is {shown(sha256)}, not 64 hex digits")
+    mtime_ns = whole_number(f["mtime_ns"], where, "mtime_ns", "a time in nanoseconds",
+                            *_MTIME_NS)
+    return FileEntry(path, size, sha256, mtime_ns)
 
 
 def version_name(lim: int, when: datetime | None = None) -> str:
@@ -99,10 +183,15 @@ def version_name(lim: int, when: datetime | None = None) -> str:
 
 
 def parse_version_name(name: str) -> tuple[int, datetime] | None:
+    """(LIM, UTC time) of a version name; None when ``name`` is none (a month 13 too)."""
     m = _NAME.fullmatch(name)
     if m is None:
         return None
-    return int(m.group(1)), datetime.strptime(m.group(2), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    try:
+        when = datetime.strptime(m.group(2), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return int(m.group(1)), when
 
 
 def sha256_file(path: Path) -> str:

@@ -90,6 +90,73 @@ class SyncRefused(xdata.XdataError):
     """The sync was not started: clocks, disk, or nothing valid to send. Nothing changed."""
 
 
+# ---- the peer's answers, checked where they are read ------------------------------------------
+
+def parse_answer(raw: bytes, where: str) -> object:
+    """The JSON value a peer printed; XdataError naming ``where`` when it is none."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
+        raise xdata.XdataError(f"{where}: not a JSON answer: {xdata.shown(raw[:200], 60)}"
+                               ) from None
+
+
+def _fields(answer: object, where: str, keys: Sequence[str]) -> dict[str, object]:
+    if not isinstance(answer, dict):
+        raise xdata.XdataError(f"{where}: {xdata.shown(answer)} is not a JSON object")
+    missing = [k for k in keys if k not in answer]
+    if missing:
+        raise xdata.XdataError(f"{where}: {', '.join(missing)} missing")
+    return answer
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    """A peer's answer to ``status LIM``: its clock, free space, the space its exchange
+    data takes, and its newest valid version of the LIM (None: it holds none)."""
+
+    time: float
+    free: int
+    xdata: int
+    manifest: xdata.Manifest | None
+
+    @classmethod
+    def parse(cls, answer: object, lim: int, where: str = "peer status") -> PeerStatus:
+        """XdataError naming the field, its value and the rule for anything unexpected."""
+        d = _fields(answer, where, ("time", "free", "xdata", "manifest"))
+        manifest = None
+        if d["manifest"] is not None:
+            manifest = xdata.Manifest.from_dict(d["manifest"], f"{where}: manifest")
+            if manifest.lim != lim:
+                raise xdata.XdataError(f"{where}: manifest is of LIM {manifest.lim}, not {lim}")
+        return cls(xdata.seconds_since_epoch(d["time"], where, "time"),
+                   xdata.whole_number(d["free"], where, "free"),
+                   xdata.whole_number(d["xdata"], where, "xdata"), manifest)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A peer's answer to ``receive``: what it fetched from the stream and reused."""
+
+    fetched_files: int
+    fetched_bytes: int
+    reused_files: int
+
+    @classmethod
+    def parse(cls, answer: object, version: str,
+              where: str = "peer receive answer") -> Receipt:
+        """XdataError naming the field, its value and the rule for anything unexpected; the
+        version received must be ``version``, the one sent."""
+        d = _fields(answer, where, ("version", "fetched_files", "fetched_bytes", "reused_files"))
+        if d["version"] != version:
+            raise xdata.XdataError(f"{where}: version is {xdata.shown(d['version'])}, not "
+                                   f"{version} (the version sent)")
+        count = "a count of files"
+        return cls(xdata.whole_number(d["fetched_files"], where, "fetched_files", count),
+                   xdata.whole_number(d["fetched_bytes"], where, "fetched_bytes"),
+                   xdata.whole_number(d["reused_files"], where, "reused_files", count))
+
+
 # ---- the answering side ----------------------------------------------------------------------
 
 def serve(words: Sequence[str], root: Path, stdin: BinaryIO, stdout: BinaryIO) -> int:
@@ -150,7 +217,8 @@ def serve(words: Sequence[str], root: Path, stdin: BinaryIO, stdout: BinaryIO) -
 
 # ---- the initiating side (the regular server) -------------------------------------------------
 
-def _ask(peer: Peer, *words: str) -> dict[str, object]:
+def _ask(peer: Peer, *words: str) -> object:
+    """The JSON value the peer answered ``words`` with (unchecked: the caller parses it)."""
     try:
         done = subprocess.run(peer.argv(*words), capture_output=True, timeout=COMMAND_TIMEOUT_S,
                               check=False)
@@ -160,7 +228,7 @@ def _ask(peer: Peer, *words: str) -> dict[str, object]:
     if done.returncode != 0:
         why = done.stderr.decode(errors="replace").strip().splitlines()
         raise xdata.XdataError(f"{peer.name} refused `{words[0]}`: {why[-1] if why else done.returncode}")
-    return json.loads(done.stdout)
+    return parse_answer(done.stdout, f"peer {words[0]}")
 
 
 def _finish(proc: subprocess.Popen[bytes], peer: Peer, what: str, timeout: float) -> bytes:
@@ -205,16 +273,15 @@ def _sync_lim(lim: int, root: Path, local_name: str, peer: Peer, clock_bound_s: 
     is a push to the peer, ``to-regular`` a pull from it."""
     started = time.monotonic()
     t_local = time.time()
-    status = _ask(peer, "status", str(lim))
+    status = PeerStatus.parse(_ask(peer, "status", str(lim)), lim)
     # The peer read its clock at some point of the round trip: compare with its middle.
     t_local = (t_local + time.time()) / 2
-    t_remote = float(status["time"])  # type: ignore[arg-type]
-    if problem := xdata.clock_skew_problem(t_local, t_remote, clock_bound_s, local_name, peer.name):
+    if problem := xdata.clock_skew_problem(t_local, status.time, clock_bound_s, local_name,
+                                           peer.name):
         raise SyncRefused(problem)
     xdata.sweep_temporaries(root)
     here = xdata.newest_valid(root, lim, quick=True)
-    answer = status["manifest"]
-    there = None if answer is None else xdata.Manifest.from_json(json.dumps(answer), peer.name)
+    there = status.manifest
     direction = xdata.sync_direction(here[1] if here else None, there)
     if direction == "none":
         version = here[1].version if here else None
@@ -229,7 +296,7 @@ def _sync_lim(lim: int, root: Path, local_name: str, peer: Peer, clock_bound_s: 
         assert here is not None
         source_dir, manifest = here
         # Space for two backups counts what the standby already holds for exchange data.
-        room = int(status["free"]) + int(status["xdata"])  # type: ignore[call-overload]
+        room = status.free + status.xdata
         if problem := xdata.disk_problem(room, [manifest.total_bytes]):
             raise SyncRefused(f"{peer.name}: {problem}")
         plan = xdata.plan_transfer(manifest, there)
@@ -247,10 +314,9 @@ def _sync_lim(lim: int, root: Path, local_name: str, peer: Peer, clock_bound_s: 
                 proc.stdin.close()
             proc.stdin = None  # so that communicate() does not flush it again
         out = _finish(proc, peer, "sending LIM data", timeout_s)
-        got = json.loads(out)
-        return SyncResult(lim, direction, manifest.version, int(got["fetched_files"]),
-                          int(got["fetched_bytes"]), int(got["reused_files"]),
-                          time.monotonic() - started)
+        got = Receipt.parse(parse_answer(out, "peer receive answer"), manifest.version)
+        return SyncResult(lim, direction, manifest.version, got.fetched_files,
+                          got.fetched_bytes, got.reused_files, time.monotonic() - started)
     assert there is not None
     plan = xdata.plan_transfer(there, here[1] if here else None)
     proc = subprocess.Popen(peer.argv("send", str(lim), there.version, *[f.path for f in plan.fetch]),

@@ -12,10 +12,10 @@ Standard library only.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import io
-import errno
 import json
 import mmap
 import os
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from mxone_agent.xdata import FileEntry, XdataError, _safe_relpath
+from mxone_agent.xdata import FileEntry, XdataError, _safe_relpath, shown
 
 CHUNK = 1 << 20
 MAX_HEADER = 4096
@@ -140,7 +140,7 @@ class StreamFetcher:
             raise XdataError(f"the stream from {self.source} ended early (no file header)")
         try:
             header = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             raise XdataError(f"the stream from {self.source} is garbled: {line[:80]!r}") from None
         if not isinstance(header, dict):
             raise XdataError(f"the stream from {self.source} is garbled: {line[:80]!r}")
@@ -149,9 +149,11 @@ class StreamFetcher:
     def __call__(self, entry: FileEntry, target: Path) -> str:
         """Write the next file of the stream to ``target``; returns its sha256."""
         header = self._header()
-        if header.get("path") != entry.path or header.get("size") != entry.size:
-            raise XdataError(f"{self.source} sent {header.get('path')!r} ({header.get('size')} "
-                             f"bytes), expected {entry.path!r} ({entry.size} bytes)")
+        path, size = header.get("path"), header.get("size")
+        # the size must be the very integer expected: true or 3.0 is a confused sender
+        if path != entry.path or type(size) is not int or size != entry.size:
+            raise XdataError(f"{self.source} sent {shown(path)} ({shown(size)} bytes), "
+                             f"expected {entry.path!r} ({entry.size} bytes)")
         with target.open("w+b", buffering=0) as f:  # read too: spliced data is hashed back
             hasher = _Hasher(f.fileno())
             try:

@@ -12,7 +12,7 @@ from typing import Any
 
 from mxone_agent.actions import AlarmCode
 from mxone_agent.config import NodeConfig, Timers, load_node_config
-from mxone_agent.decide import LocalState
+from mxone_agent.decide import Failure, LocalState
 from mxone_agent.heartbeat import Heartbeat
 from mxone_agent.model import LimRun, Mode, Readiness, Role
 from mxone_agent.peers import Liveness, PeerView
@@ -69,6 +69,11 @@ def passive(lim: int, loading: bool = False) -> LimRun:
     return LimRun(lim, Mode.PRELOADED, loading)
 
 
+def fenced(lim: int, loading: bool = False) -> LimRun:
+    """An active LIM whose lease lapsed: its service runs, its alias does not answer."""
+    return LimRun(lim, Mode.ACTIVE, loading, fenced=True)
+
+
 def heartbeat(sender: str, runs: Iterable[LimRun] = (), *, ready: bool = True,
               incarnation: int = 1, seq: int = 1, generation: int = 1) -> Heartbeat:
     return Heartbeat(cluster=CLUSTER, sender=sender, incarnation=incarnation, seq=seq,
@@ -102,11 +107,13 @@ def peers(*views: PeerView) -> dict[str, PeerView]:
 def local(*runs: LimRun, ready: bool = True, requests: Iterable[int] = (),
           appearances: Mapping[int, Sequence[float]] | None = None,
           alarms: Iterable[tuple[AlarmCode, int | None]] | None = None,
-          standby: bool = False) -> LocalState:
-    """A local state; with ``standby`` the LIM-on-standby alarms of its active runs are held."""
+          standby: bool = False, failures: Mapping[int, Failure] | None = None) -> LocalState:
+    """A local state; with ``standby`` the LIM-on-standby alarms of its runs with an alias
+    (active or fenced) are held."""
     if alarms is None:
-        alarms = [(AlarmCode.LIM_ON_STANDBY, r.lim) for r in runs if r.active] if standby else []
+        alarms = [(AlarmCode.LIM_ON_STANDBY, r.lim) for r in runs
+                  if r.mode is Mode.ACTIVE] if standby else []
     return LocalState(runs=tuple(runs), readiness=Readiness.READY if ready else Readiness.LOADING,
                       started_at={r.lim: NOW - 100.0 for r in runs},
                       fallback_requests=frozenset(requests), appearances=appearances or {},
-                      alarms=frozenset(alarms))
+                      alarms=frozenset(alarms), failures=failures or {})

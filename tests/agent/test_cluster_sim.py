@@ -2,8 +2,11 @@
 
 The network is simple: a heartbeat reaches every peer the same tick unless the pair is cut
 (partitions are symmetric). Time advances in ticks of one heartbeat interval. Each node does
-what the daemon will do: work out whether its loop was stalled, take in heartbeats, judge its
-peers, record reappearances, decide, and apply the actions as if they all succeeded.
+what the daemon will do: renew the leases of the aliases it holds (a lease not renewed for
+LEASE has lapsed: that LIM is fenced), work out whether its loop was stalled, take in
+heartbeats, judge its peers, record reappearances, decide, apply the actions as if they
+all succeeded (a start or activation grants the lease), and decide once more (alarms follow
+what runs).
 
 Faults: a server crashes (agent and LIMs stop) and recovers (boots afresh); an agent
 restarts while its LIMs keep running; a node freezes (SIGSTOP: nothing runs, nothing is sent,
@@ -12,6 +15,9 @@ unlocked; manual fallbacks are ordered. Priorities, fallback type and split-brai
 drawn per run, with ties.
 
 Invariants:
+* the client's view: at every moment at most one server answers for each alias (its LIM is
+  active there and its lease has not expired, frozen or not), unless the servers that do
+  are cut from each other or were within the last two ticks (a partition and its heal);
 * two nodes that have heard each other for one detection period never both run a LIM;
 * the standby never runs two LIMs;
 * no action moves a locked LIM away from, or onto, the wrong server;
@@ -54,6 +60,7 @@ from mxone_agent.actions import (
 from mxone_agent.config import Lock, NodeConfig
 from mxone_agent.decide import LocalState, decide, record_appearance
 from mxone_agent.heartbeat import Heartbeat
+from mxone_agent.lease import lease_seconds
 from mxone_agent.model import LimRun, Mode, Readiness, Role
 from mxone_agent.peers import PeerView, reappeared, resumed_at
 
@@ -61,6 +68,7 @@ from tests.agent.builders import CLUSTER, STANDBY, TIMERS, cluster_config
 
 D = TIMERS.detection
 TICK = TIMERS.interval
+LEASE = lease_seconds(TIMERS)
 SETTLE = D + 2 * TICK
 
 
@@ -80,10 +88,37 @@ class Node:
     heard_standby: bool = False
     local: LocalState = field(default_factory=LocalState.empty)
     peers: dict[str, PeerView] = field(default_factory=dict)
+    renewed: dict[int, float] = field(default_factory=dict)  # LIM -> last lease renewal
 
     @property
     def running(self) -> bool:
         return self.up and not self.frozen
+
+    def answers(self, lim: int, now: float) -> bool:
+        """What a client sees: the LIM is active here and its lease runs (frozen or not)."""
+        run = self.local.run(lim)
+        return (self.up and run is not None and run.active
+                and now < self.renewed.get(lim, float("-inf")) + LEASE)
+
+    def renew_leases(self, now: float) -> None:
+        """The daemon's renewal at the top of a tick: a lapsed lease fences its LIM."""
+        runs = []
+        for r in self.local.runs:
+            if r.active and now >= self.renewed.get(r.lim, float("-inf")) + LEASE:
+                self.renewed.pop(r.lim, None)
+                r = LimRun(r.lim, r.mode, r.loading, fenced=True)
+            elif r.active:
+                self.renewed[r.lim] = now
+            runs.append(r)
+        self.local = _with(self.local, runs=tuple(runs))
+
+    def applied(self, actions, now: float) -> None:
+        for a in actions:
+            if isinstance(a, ActivateLim) or (isinstance(a, StartLim) and a.mode is Mode.ACTIVE):
+                self.renewed[a.lim] = now
+            elif isinstance(a, StopLim | DeactivateLim):
+                self.renewed.pop(a.lim, None)
+        self.local = self.local.applied(actions, now)
 
 
 class Cluster(RuleBasedStateMachine):
@@ -98,6 +133,7 @@ class Cluster(RuleBasedStateMachine):
         self.pair_since: dict[frozenset[str], float] = {}
         self.dark_ticks: dict[int, int] = {}
         self.incarnations = itertools.count(2)
+        self.cut_at: dict[frozenset[str], float] = {}  # pair -> last time it was cut
 
     # ---- set-up ------------------------------------------------------------------------
 
@@ -129,8 +165,10 @@ class Cluster(RuleBasedStateMachine):
                 node.local = _with(node.local, readiness=Readiness.READY)
             if node.running:  # a LIM started a tick ago has finished loading
                 node.local = _with(node.local, runs=tuple(
-                    LimRun(r.lim, r.mode, False) if now - node.local.started_at.get(r.lim, now)
-                    >= TICK else r for r in node.local.runs))
+                    LimRun(r.lim, r.mode, False, r.fenced)
+                    if now - node.local.started_at.get(r.lim, now) >= TICK else r
+                    for r in node.local.runs))
+                node.renew_leases(now)
         sent: dict[str, Heartbeat] = {}
         for node in self.nodes.values():
             if node.running:
@@ -144,6 +182,7 @@ class Cluster(RuleBasedStateMachine):
                 self._run_daemon(node, sent)
         self._track_pairs()
         # Rules that advance several ticks must not hide a violation in between.
+        self.at_most_one_server_answers()
         self.standby_runs_at_most_one_lim()
         self.peers_that_hear_each_other_do_not_both_run_a_lim()
         self.best_failed_lim_gets_the_standby()
@@ -171,9 +210,10 @@ class Cluster(RuleBasedStateMachine):
                     node.local.appearances, lim.lim, now))
             views[peer] = view
         node.peers = views
-        decision = decide(node.config, views, node.local, now)
-        self._check_actions(node, decision)
-        node.local = node.local.applied(decision.actions, now)
+        for _ in range(2):  # the daemon decides again once a decision is applied
+            decision = decide(node.config, views, node.local, now)
+            self._check_actions(node, decision)
+            node.applied(decision.actions, now)
         # The daemon drops a fallback request once the LIM no longer runs actively here.
         node.local = _with(node.local, fallback_requests=frozenset(
             n for n in node.local.fallback_requests if n in node.local.active_lims()))
@@ -184,7 +224,9 @@ class Cluster(RuleBasedStateMachine):
             # higher priority: on a tie, the LIM already running keeps the standby.
             started = [a.lim for a in decision.actions if isinstance(a, StartLim)]
             for a in decision.actions:
-                if isinstance(a, StopLim) and not node.peers[node.config.lim(a.lim).server].alive:
+                run = node.local.run(a.lim)
+                if isinstance(a, StopLim) and not (run is not None and run.fenced) and \
+                        not node.peers[node.config.lim(a.lim).server].alive:
                     prio = node.config.lim(a.lim).priority
                     assert any(node.config.lim(n).priority < prio for n in started), (
                         f"standby gave up LIM {a.lim} of a server still down: {decision.reason}")
@@ -195,6 +237,11 @@ class Cluster(RuleBasedStateMachine):
             claims = isinstance(a, ActivateLim) or (isinstance(a, StartLim)
                                                     and a.mode is Mode.ACTIVE)
             releases = isinstance(a, StopLim | DeactivateLim)
+            run = node.local.run(a.lim)
+            if run is not None and run.fenced:
+                # A fenced LIM answers nowhere: letting it go moves nothing, and taking it
+                # again (where it runs) claims nothing new.
+                claims = releases = False
             if lock is not Lock.NONE:
                 assert not (releases and lock.value == node.role.value), (
                     f"{node.name}: {a} against LIM {a.lim} locked to it: {decision.reason}")
@@ -204,6 +251,11 @@ class Cluster(RuleBasedStateMachine):
                 assert node.heard_standby or self.now - node.booted_at > D, (
                     f"{node.name} claimed LIM {a.lim} {self.now - node.booted_at} s after boot "
                     f"without hearing the standby: {decision.reason}")
+
+    def _partitioned(self, a: str, b: str) -> bool:
+        """Cut from each other now, or healed too recently to have settled it."""
+        pair = frozenset((a, b))
+        return pair in self.cuts or self.now - self.cut_at.get(pair, float("-inf")) <= 2 * TICK
 
     def _connected(self, a: str, b: str) -> bool:
         return (self.nodes[a].running and self.nodes[b].running
@@ -240,7 +292,7 @@ class Cluster(RuleBasedStateMachine):
         node = self.nodes[data.draw(st.sampled_from(sorted(self.nodes)))]
         if node.up:
             node.up, node.frozen = False, False
-            node.local, node.peers = LocalState.empty(), {}
+            node.local, node.peers, node.renewed = LocalState.empty(), {}, {}
             self.pair_since = {p: t for p, t in self.pair_since.items() if node.name not in p}
             self._event()
 
@@ -264,6 +316,8 @@ class Cluster(RuleBasedStateMachine):
         node.booted_at = node.resumed = self.now
         node.last_tick, node.heard_standby, node.peers = None, False, {}
         runs = node.local.runs if keep_runs else ()
+        if not keep_runs:
+            node.renewed = {}
         node.local = LocalState(runs=runs, started_at={r.lim: self.now - 10 for r in runs})
         self._event()
 
@@ -285,17 +339,21 @@ class Cluster(RuleBasedStateMachine):
         a, b = data.draw(st.lists(st.sampled_from(sorted(self.nodes)), min_size=2, max_size=2,
                                   unique=True))
         self.cuts.add(frozenset((a, b)))
+        self.cut_at[frozenset((a, b))] = self.now
         self._event()
 
     @rule(data=st.data())
     def isolate(self, data: st.DataObject) -> None:
         a = data.draw(st.sampled_from(sorted(self.nodes)))
-        self.cuts |= {frozenset((a, b)) for b in self.nodes if b != a}
+        pairs = {frozenset((a, b)) for b in self.nodes if b != a}
+        self.cuts |= pairs
+        self.cut_at.update((p, self.now) for p in pairs)
         self._event()
 
     @precondition(lambda self: bool(self.cuts))
     @rule()
     def heal(self) -> None:
+        self.cut_at.update((p, self.now) for p in self.cuts)
         self.cuts.clear()
         self._event()
 
@@ -319,6 +377,14 @@ class Cluster(RuleBasedStateMachine):
 
     def _settled(self) -> bool:
         return self.now - self.last_event >= SETTLE
+
+    @invariant()
+    def at_most_one_server_answers(self) -> None:
+        for n in self.lim_numbers:
+            holders = [x.name for x in self.nodes.values() if x.answers(n, self.now)]
+            for a, b in itertools.combinations(holders, 2):
+                assert self._partitioned(a, b), (
+                    f"at {self.now}: {a} and {b} both answer for LIM {n}'s alias")
 
     @invariant()
     def standby_runs_at_most_one_lim(self) -> None:
@@ -373,7 +439,8 @@ class Cluster(RuleBasedStateMachine):
         sb = self.nodes[STANDBY]
         if sb.running and sb.last_tick is not None:  # a restarted agent decides first
             held = {lim for code, lim in sb.local.alarms if code is AlarmCode.LIM_ON_STANDBY}
-            assert held == set(sb.local.active_lims())
+            with_alias = {r.lim for r in sb.local.runs if r.mode is Mode.ACTIVE}
+            assert set(sb.local.active_lims()) <= held <= with_alias, (held, sb.local.runs)
         holders = [n.name for n in self.nodes.values() if n.running and n.role is Role.REGULAR
                    and (AlarmCode.STANDBY_OUT_OF_ORDER, None) in n.local.alarms]
         if not (self._settled() and not self.cuts):

@@ -110,11 +110,13 @@ def test_status_has_the_contract_keys(running: daemon.Agent) -> None:
                 "last_decision"):
         assert key in st, key
     assert st["node"] == "lim2" and st["role"] == "regular" and st["readiness"] == "ready"
-    assert set(st["lims"][0]) >= {"lim", "server", "alias_ip", "owner", "here", "lock",
-                                  "priority", "hold_down_s"}
-    assert set(st["peers"][0]) >= {"name", "role", "liveness", "last_heard_s_ago",
-                                   "generation", "readiness", "runs"}
-    assert st["drops"] == {"forged": 0, "replayed": 0, "malformed": 0}
+    assert set(st["lims"][0]) >= {"lim", "server", "alias_ip", "owner", "why", "here", "lock",
+                                  "priority", "hold_down_s", "lease_renewed_s_ago"}
+    assert set(st["peers"][0]) >= {"name", "role", "liveness", "incarnation",
+                                   "last_heard_s_ago", "generation", "readiness", "runs"}
+    assert st["drops"] == {"forged": 0, "replayed": 0, "stale": 0, "malformed": 0}
+    assert st["lease_s"] == 0.125 and st["lease_lapses"] == 0  # 0.05 s x 3 - 0.025 s
+    assert st["incarnation"] == running.incarnation > 0
 
 
 def test_lock_and_unlock_take_effect_at_once(running: daemon.Agent) -> None:
@@ -156,28 +158,37 @@ def test_reload_for_another_node_is_refused(running: daemon.Agent) -> None:
     assert reply["ok"] is False and "this agent runs lim2" in reply["error"]
 
 
-def test_heartbeats_from_the_wrong_address_count_as_forged(running: daemon.Agent) -> None:
+def test_heartbeats_are_checked_for_source_receiver_freshness(running: daemon.Agent) -> None:
     cfg = running.config
-    hb = Heartbeat(cluster=cfg.cluster, sender="lim3", incarnation=1, seq=1, generation=1,
-                   role=Role.REGULAR, readiness=Readiness.READY)
-    data = encode(hb, bytes.fromhex(KEY))
+    key = bytes.fromhex(KEY)
+
+    def hb(receiver: str = "lim2", echo: int | None = None, seq: int = 1) -> bytes:
+        return encode(Heartbeat(cluster=cfg.cluster, sender="lim3", receiver=receiver,
+                                incarnation=9, seq=seq, generation=1, role=Role.REGULAR,
+                                readiness=Readiness.READY,
+                                echo=running.incarnation if echo is None else echo), key)
+
+    target = (str(cfg.local.base_ip), cfg.heartbeat_port)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.2", 0))  # not lim3's base IP (127.0.0.33)
-        s.sendto(data, (str(cfg.local.base_ip), cfg.heartbeat_port))
-        s.sendto(b"MXHB\x01garbage", (str(cfg.local.base_ip), cfg.heartbeat_port))
+        s.bind(("127.0.0.2", 0))  # not lim3's base IP (127.0.0.33): refused unread
+        s.sendto(hb(), target)
+        s.sendto(b"MXHB\x02garbage", target)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.33", 0))
-        s.sendto(data, (str(cfg.local.base_ip), cfg.heartbeat_port))
-        s.sendto(data, (str(cfg.local.base_ip), cfg.heartbeat_port))  # the same again
+        s.sendto(b"MXHB\x02garbage", target)  # from lim3's address, but no heartbeat
+        s.sendto(hb("lim4"), target)  # meant for another server
+        s.sendto(hb(echo=running.incarnation - 1), target)  # for an earlier incarnation
+        s.sendto(hb(seq=2), target)
+        s.sendto(hb(seq=2), target)  # the same again
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
         drops = ask(running, cmd="status")["drops"]
-        if drops["replayed"]:
+        if drops["replayed"] >= 2:
             break
         time.sleep(0.05)
-    assert drops == {"forged": 1, "replayed": 1, "malformed": 1}
+    assert drops == {"forged": 2, "replayed": 2, "stale": 1, "malformed": 1}
     lim3 = next(p for p in ask(running, cmd="status")["peers"] if p["name"] == "lim3")
-    assert lim3["generation"] == 1  # the genuine one was accepted
+    assert lim3["generation"] == 1 and lim3["incarnation"] == 9  # the genuine one counted
 
 
 # ---- sd_notify ---------------------------------------------------------------------------

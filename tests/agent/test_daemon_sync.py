@@ -78,3 +78,26 @@ def test_backup_and_received_notices_are_answered(agent_of) -> None:
     assert reply == {"ok": True, "lim": 2,
                      "result": "new data noted; no preloaded service of it runs here"}
     assert ask(agent, cmd="backup", lim="x")["ok"] is False
+
+
+def test_ctl_sync_is_answered_when_the_sync_raises_what_nobody_expected(
+        agent_of, tmp_path: Path) -> None:
+    """The sync function raising a TypeError (a bug, or a peer's answer nobody foresaw):
+    ``ctl sync`` still gets its answer, and the sync alarm is raised with the reason."""
+    agent = agent_of("lim2")
+    (tmp_path / "lim2" / "sync.key").write_text("k")
+
+    def broken(*args: object, **kw: object) -> None:
+        raise TypeError("'NoneType' object is not subscriptable")
+
+    agent.sync._sync = broken  # the sync function the worker calls
+    reply = ask(agent, cmd="sync")
+    assert reply["ok"] is False
+    [row] = reply["results"]
+    error = ("internal error of the sync worker while syncing LIM 2 with sb: TypeError: "
+             "'NoneType' object is not subscriptable")
+    assert (row["lim"], row["ok"], row["error"]) == (2, False, error)
+    st = ask(agent, cmd="status")
+    [alarm] = st["alarms"]
+    assert alarm["code"] == "standby-sync-failed" and alarm["text"].endswith(error)
+    assert st["sync"]["lims"][0]["failures"] == 1

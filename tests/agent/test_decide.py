@@ -20,12 +20,14 @@ from mxone_agent.actions import (
 )
 from mxone_agent.decide import (
     FLAP_WINDOW,
+    Failure,
     HOLD_DOWN_BASE,
     HOLD_DOWN_CAP,
     Decision,
     HoldDown,
     LocalState,
     decide,
+    explain_down,
     hold_down,
     record_appearance,
 )
@@ -39,6 +41,7 @@ from tests.agent.builders import (
     alive,
     cluster_config,
     dead,
+    fenced,
     heartbeat,
     local,
     passive,
@@ -84,27 +87,27 @@ STANDBY_CASES = [
     Case("idle", STANDBY, ALL_ALIVE, local(), (),
          ("sb runs no LIM; all 3 regular servers are alive.",)),
     Case("takeover", STANDBY, regs(lim2=dead("lim2")), local(),
-         (StartLim(2), raise_on_sb(2)),
+         (StartLim(2),),
          ("lim2 missed 3 heartbeats (3.5 s); sb takes over LIM 2 (priority 1).",)),
     Case("takeover-never-heard", STANDBY, regs(lim3=dead("lim3", silent=None)), local(),
-         (StartLim(3), raise_on_sb(3)),
+         (StartLim(3),),
          ("lim3 has not been heard since this agent started; sb takes over LIM 3",)),
     Case("two-dead-priority-wins", STANDBY, regs(lim2=dead("lim2"), lim3=dead("lim3")), local(),
-         (StartLim(2), raise_on_sb(2)),
+         (StartLim(2),),
          ("sb takes over LIM 2 (priority 1); LIM 3 (priority 2) stays down",)),
     Case("three-dead-priority-wins", STANDBY,
          regs(lim2=dead("lim2"), lim3=dead("lim3"), lim4=dead("lim4")), local(),
-         (StartLim(2), raise_on_sb(2)),
+         (StartLim(2),),
          ("sb takes over LIM 2 (priority 1); LIM 3 (priority 2), LIM 4 (priority 2) stay down",)),
     Case("two-dead-tie-lower-lim-number", STANDBY, regs(lim3=dead("lim3"), lim4=dead("lim4")),
-         local(), (StartLim(3), raise_on_sb(3)),
+         local(), (StartLim(3),),
          ("takes over LIM 3 (priority 2); LIM 4 (priority 2) stays down",)),
     Case("tie-running-lim-keeps-standby", STANDBY, regs(lim3=dead("lim3"), lim4=dead("lim4")),
          local(active(4), standby=True), (),
          ("sb runs LIM 4 for lim4, which is down.",)),
     Case("higher-priority-replaces", STANDBY, regs(lim2=dead("lim2"), lim3=dead("lim3")),
          local(active(3), standby=True),
-         (StopLim(3), StartLim(2), raise_on_sb(2), ClearAlarm(ON_SB, 3)),
+         (StopLim(3), StartLim(2)),
          ("lim2 missed 3 heartbeats (3.5 s); sb replaces LIM 3 (priority 2) with LIM 2 "
           "(priority 1).",)),
     Case("locked-to-standby-not-replaced", STANDBY, regs(lim2=dead("lim2"), lim3=dead("lim3")),
@@ -115,13 +118,13 @@ STANDBY_CASES = [
          ("lim2 missed 3 heartbeats (3.5 s) but LIM 2 is locked to its regular server; sb does "
           "not take it over.",), config={"locks": {2: "regular"}}),
     Case("locked-to-regular-next-one-served", STANDBY, regs(lim2=dead("lim2"), lim3=dead("lim3")),
-         local(), (StartLim(3), raise_on_sb(3)), ("sb takes over LIM 3 (priority 2)",),
+         local(), (StartLim(3),), ("sb takes over LIM 3 (priority 2)",),
          config={"locks": {2: "regular"}}),
     Case("locked-to-regular-while-on-standby-stays", STANDBY, regs(lim2=dead("lim2")),
          local(active(2), standby=True), (), ("sb runs LIM 2 for lim2, which is down",),
          config={"locks": {2: "regular"}}),
     Case("locked-to-standby-running-nowhere-is-taken", STANDBY, ALL_ALIVE, local(),
-         (StartLim(3), raise_on_sb(3)),
+         (StartLim(3),),
          ("LIM 3 is locked to the standby and lim3 does not run it; sb takes over LIM 3 "
           "(priority 2).",), config={"locks": {3: "standby"}}),
     Case("locked-to-standby-running-on-regular-stays", STANDBY,
@@ -130,7 +133,7 @@ STANDBY_CASES = [
     Case("locked-to-standby-unknown-regular-waits", STANDBY, regs(lim3=unknown("lim3")), local(),
          (), ("waiting to hear lim3",), config={"locks": {3: "standby"}}),
     Case("never-two-lims", STANDBY, regs(lim2=dead("lim2"), lim3=dead("lim3")),
-         local(active(2), active(3), standby=True), (StopLim(3), ClearAlarm(ON_SB, 3)),
+         local(active(2), active(3), standby=True), (StopLim(3),),
          ("sb runs 2 LIMs but may run one; it keeps LIM 2 (priority 1) and stops LIM 3",)),
     Case("standby-loading-takes-nothing", STANDBY, regs(lim2=dead("lim2")), local(ready=False),
          (), ("sb is still loading and takes over nothing yet",)),
@@ -144,7 +147,7 @@ STANDBY_CASES = [
 
 FALLBACK_CASES = [
     Case("auto-fallback", STANDBY, ALL_ALIVE, local(active(2), standby=True),
-         (StopLim(2), ClearAlarm(ON_SB, 2)),
+         (StopLim(2),),
          ("lim2 is back and ready; automatic fallback: sb stops LIM 2 so that lim2 can start "
           "it.",)),
     Case("auto-fallback-waits-for-ready", STANDBY, regs(lim2=alive("lim2", ready=False)),
@@ -155,12 +158,12 @@ FALLBACK_CASES = [
           "30 s (20 s left).",)),
     Case("auto-fallback-after-hold-down", STANDBY, ALL_ALIVE,
          local(active(2), standby=True, appearances={2: (NOW - 100, NOW - 31)}),
-         (StopLim(2), ClearAlarm(ON_SB, 2)), ("automatic fallback: sb stops LIM 2",)),
+         (StopLim(2),), ("automatic fallback: sb stops LIM 2",)),
     Case("manual-waits", STANDBY, ALL_ALIVE, local(active(2), standby=True), (),
          ("lim2 is back; LIM 2 stays on sb until a manual fallback is ordered.",),
          config={"fallback": "manual"}),
     Case("manual-ordered", STANDBY, ALL_ALIVE, local(active(2), standby=True, requests=[2]),
-         (StopLim(2), ClearAlarm(ON_SB, 2)),
+         (StopLim(2),),
          ("manual fallback of LIM 2 ordered: sb stops it so that lim2 can start it.",),
          config={"fallback": "manual"}),
     Case("manual-ordered-regular-not-heard", STANDBY, regs(lim2=dead("lim2")),
@@ -175,18 +178,17 @@ FALLBACK_CASES = [
          ("manual fallback of LIM 2 refused: it is locked to the standby.",),
          config={"fallback": "manual", "locks": {2: "standby"}}),
     Case("unlocked-auto-falls-back", STANDBY, ALL_ALIVE, local(active(2), standby=True),
-         (StopLim(2), ClearAlarm(ON_SB, 2)), ("automatic fallback",),
+         (StopLim(2),), ("automatic fallback",),
          config={"locks": {2: "none"}}),
     Case("locked-to-regular-follows-fallback-type", STANDBY, ALL_ALIVE,
          local(active(2), standby=True), (), ("until a manual fallback is ordered",),
          config={"fallback": "manual", "locks": {2: "regular"}}),
     Case("released-lim-does-not-crowd-out-a-dead-one", STANDBY, regs(lim4=dead("lim4")),
-         local(active(2), active(4), standby=True), (StopLim(2), ClearAlarm(ON_SB, 2)),
+         local(active(2), active(4), standby=True), (StopLim(2),),
          ("automatic fallback: sb stops LIM 2 so that lim2 can start it; sb runs LIM 4 for "
           "lim4, which is down.",), config={"lims": ((2, 0), (3, 0), (4, 0))}),
     Case("fallback-frees-standby-for-next-dead", STANDBY, regs(lim3=dead("lim3")),
-         local(active(2), standby=True), (StopLim(2), StartLim(3), raise_on_sb(3),
-                                          ClearAlarm(ON_SB, 2)),
+         local(active(2), standby=True), (StopLim(2), StartLim(3)),
          ("automatic fallback: sb stops LIM 2 so that lim2 can start it; lim3 missed 3 "
           "heartbeats (3.5 s); sb takes over LIM 3 (priority 2).",)),
 ]
@@ -197,11 +199,11 @@ SPLIT_BRAIN_CASES = [
          ("lim2 and sb both run LIM 2 (split brain); lim2 is the side that stops, because "
           "split_brain_stop is regular.",)),
     Case("standby-stops-when-configured", STANDBY, regs(lim2=alive("lim2", [active(2)])),
-         local(active(2), standby=True), (StopLim(2), ClearAlarm(ON_SB, 2)),
+         local(active(2), standby=True), (StopLim(2),),
          ("sb stops it because split_brain_stop is standby",),
          config={"split_brain_stop": "standby"}),
     Case("lock-to-regular-overrides-split-side", STANDBY, regs(lim2=alive("lim2", [active(2)])),
-         local(active(2), standby=True), (StopLim(2), ClearAlarm(ON_SB, 2)),
+         local(active(2), standby=True), (StopLim(2),),
          ("sb stops it because the LIM is locked to its regular server",),
          config={"locks": {2: "regular"}}),
     Case("regular-stops", "lim2", peers(alive(STANDBY, [active(2)]), alive("lim3"), alive("lim4")),
@@ -292,28 +294,28 @@ PRELOADED_CASES = [
     Case("standby-holds-passive", STANDBY, peers(alive("lim2", [active(2)])), local(passive(2)),
          (), ("sb holds LIM 2 preloaded while lim2 runs it.",), preloaded=True),
     Case("failover-activates", STANDBY, peers(dead("lim2", silent=30.5)), local(passive(2)),
-         (ActivateLim(2), raise_on_sb(2)),
+         (ActivateLim(2),),
          ("lim2 missed 30 heartbeats (30.5 s); sb activates preloaded LIM 2.",), preloaded=True),
     Case("failover-to-loading", STANDBY, peers(dead("lim2")), local(passive(2, loading=True)),
-         (ActivateLim(2), raise_on_sb(2)),
+         (ActivateLim(2),),
          ("sb activates preloaded LIM 2, which is still loading (recovery takes longer).",),
          preloaded=True),
     Case("failover-not-preloaded", STANDBY, peers(dead("lim2")), local(),
-         (StartLim(2), raise_on_sb(2)),
+         (StartLim(2),),
          ("sb takes over LIM 2, which was not preloaded here and starts loading now",),
          preloaded=True),
     Case("failover-locked-to-regular", STANDBY, peers(dead("lim2")), local(passive(2)), (),
          ("but LIM 2 is locked to its regular server; sb keeps it passive.",), preloaded=True,
          config={"locks": {2: "regular"}}),
     Case("fallback-deactivates", STANDBY, peers(alive("lim2", [passive(2)])),
-         local(active(2), standby=True), (DeactivateLim(2), ClearAlarm(ON_SB, 2)),
+         local(active(2), standby=True), (DeactivateLim(2),),
          ("automatic fallback: sb deactivates LIM 2 so that lim2 can activate it.",),
          preloaded=True),
     Case("fallback-to-loading-regular", STANDBY, peers(alive("lim2", [passive(2, loading=True)])),
-         local(active(2), standby=True), (DeactivateLim(2), ClearAlarm(ON_SB, 2)),
+         local(active(2), standby=True), (DeactivateLim(2),),
          ("(its LIM 2 is still loading: recovery takes longer).",), preloaded=True),
     Case("manual-fallback-preloaded", STANDBY, peers(alive("lim2", [passive(2)])),
-         local(active(2), standby=True, requests=[2]), (DeactivateLim(2), ClearAlarm(ON_SB, 2)),
+         local(active(2), standby=True, requests=[2]), (DeactivateLim(2),),
          ("manual fallback of LIM 2 ordered: sb deactivates it so that lim2 can activate it.",),
          preloaded=True, config={"fallback": "manual"}),
     Case("regular-activates-after-fallback", "lim2", peers(alive(STANDBY, [passive(2)])),
@@ -337,7 +339,7 @@ PRELOADED_CASES = [
          local(active(2)), (DeactivateLim(2),),
          ("lim2 deactivates it because split_brain_stop is regular",), preloaded=True),
     Case("standby-activates-lim-locked-to-it", STANDBY, peers(alive("lim2", [passive(2)])),
-         local(passive(2)), (ActivateLim(2), raise_on_sb(2)),
+         local(passive(2)), (ActivateLim(2),),
          ("LIM 2 is locked to the standby and lim2 does not run it; sb activates preloaded LIM "
           "2.",), preloaded=True, config={"locks": {2: "standby"}}),
     Case("regular-locked-to-standby-stays-passive", "lim2", peers(dead(STANDBY)),
@@ -345,8 +347,86 @@ PRELOADED_CASES = [
          config={"locks": {2: "standby"}}),
 ]
 
+LAPSED = "lease lapsed while this agent was not running"
+
+FENCED_CASES = [
+    Case("fenced-regular-waits-for-unknown-standby", "lim2", peers(unknown(STANDBY)),
+         local(fenced(2)), (),
+         (f"LIM 2's {LAPSED}; lim2 waits to hear sb before it answers for it again (at most "
+          "3.0 s).",)),
+    Case("fenced-regular-takes-it-again", "lim2", peers(alive(STANDBY), alive("lim3")),
+         local(fenced(2)), (ActivateLim(2),),
+         (f"sb does not run LIM 2; LIM 2's {LAPSED}, and lim2 takes it again.",)),
+    Case("fenced-regular-standby-dead", "lim2", peers(dead(STANDBY), alive("lim3")),
+         local(fenced(2)), (ActivateLim(2), RAISE_OOO), ("lim2 takes it again",)),
+    Case("fenced-regular-standby-runs-it-stops", "lim2", peers(alive(STANDBY, [active(2)])),
+         local(fenced(2)), (StopLim(2),),
+         (f"sb runs LIM 2 and LIM 2's {LAPSED}; lim2 stops its service.",)),
+    Case("fenced-regular-locked-to-standby-stops", "lim2", peers(alive(STANDBY)),
+         local(fenced(2)), (StopLim(2),), ("LIM 2 is locked to the standby and LIM 2's",),
+         config={"locks": {2: "standby"}}),
+    Case("fenced-regular-preloaded-goes-passive", "lim2", peers(alive(STANDBY, [active(2)])),
+         local(fenced(2)), (DeactivateLim(2),), ("lim2 keeps it passive",), preloaded=True),
+    Case("fenced-standby-home-dead-takes-it-again", STANDBY, regs(lim2=dead("lim2")),
+         local(fenced(2), standby=True), (ActivateLim(2),),
+         (f"sb runs LIM 2 for lim2, which is down; its {LAPSED}, and sb takes it again.",)),
+    Case("fenced-standby-home-runs-it", STANDBY, regs(lim2=alive("lim2", [active(2)])),
+         local(fenced(2), standby=True), (StopLim(2),),
+         (f"lim2 runs LIM 2; sb stops its copy, whose {LAPSED}.",)),
+    Case("fenced-standby-manual-keeps-it", STANDBY, ALL_ALIVE, local(fenced(2), standby=True),
+         (ActivateLim(2),), ("LIM 2 stays on sb until a manual fallback is ordered; its",),
+         config={"fallback": "manual"}),
+    Case("fenced-standby-automatic-falls-back", STANDBY, ALL_ALIVE,
+         local(fenced(2), standby=True), (StopLim(2),), ("automatic fallback: sb stops LIM 2",)),
+    Case("fenced-standby-replaced-by-higher-priority", STANDBY,
+         regs(lim2=dead("lim2"), lim3=dead("lim3")), local(fenced(3), standby=True),
+         (StopLim(3), StartLim(2)), ("sb replaces LIM 3 (priority 2) with LIM 2 (priority 1)",)),
+    Case("fenced-standby-priority-before-answering", STANDBY,
+         regs(lim2=dead("lim2"), lim3=dead("lim3")),
+         local(fenced(2), active(3), standby=True), (StopLim(3), ActivateLim(2)),
+         ("it keeps LIM 2 (priority 1) and stops LIM 3; sb runs LIM 2 for lim2, which is down; "
+          "its lease lapsed",)),
+    Case("fenced-standby-answering-one-kept-over-fenced-equal", STANDBY,
+         regs(lim3=dead("lim3"), lim4=dead("lim4")),
+         local(fenced(3), active(4), standby=True), (StopLim(3),),
+         ("it keeps LIM 4 (priority 2) and stops LIM 3",)),
+    Case("fenced-standby-preloaded-activates", STANDBY, peers(dead("lim2")),
+         local(fenced(2), standby=True), (ActivateLim(2),), ("sb takes it again",),
+         preloaded=True),
+    Case("fenced-standby-preloaded-home-runs-it", STANDBY, peers(alive("lim2", [active(2)])),
+         local(fenced(2), standby=True), (DeactivateLim(2),), ("sb deactivates its copy",),
+         preloaded=True),
+]
+
+
+def failed(lim: int, left: float = 4.0, why: str = "the service did not start") -> dict:
+    return {lim: Failure(f"LIM {lim}: {why}", NOW + left)}
+
+
+FAILURE_CASES = [
+    Case("failed-takeover-waits", STANDBY, regs(lim2=dead("lim2")), local(failures=failed(2)),
+         (), ("LIM 2 (priority 1) waits: LIM 2: the service did not start; sb tries LIM 2 "
+              "again in 4 s.",)),
+    Case("failed-takeover-next-candidate-served", STANDBY,
+         regs(lim2=dead("lim2"), lim3=dead("lim3")), local(failures=failed(2)), (StartLim(3),),
+         ("sb takes over LIM 3 (priority 2); LIM 2 (priority 1) waits: LIM 2: the service",)),
+    Case("failed-takeover-retried-when-due", STANDBY, regs(lim2=dead("lim2")),
+         local(failures=failed(2, left=-1)), (StartLim(2),), ("sb takes over LIM 2",)),
+    Case("failed-lim-does-not-preempt", STANDBY, regs(lim2=dead("lim2"), lim3=dead("lim3")),
+         local(active(3), standby=True, failures=failed(2, left=-1)), (),
+         ("sb runs LIM 3 for lim3, which is down.",)),
+    Case("failed-stop-waits", STANDBY, ALL_ALIVE,
+         local(active(2), standby=True, failures=failed(2, why="cannot remove the alias")), (),
+         ("LIM 2: cannot remove the alias; sb tries LIM 2 again in 4 s.",)),
+    Case("regular-failed-start-waits", "lim2", peers(alive(STANDBY)), local(failures=failed(2)),
+         (), ("LIM 2: the service did not start; lim2 tries LIM 2 again in 4 s.",)),
+    Case("preloaded-failed-activation-waits", STANDBY, peers(dead("lim2")),
+         local(passive(2), failures=failed(2)), (), ("sb tries LIM 2 again in 4 s",),
+         preloaded=True),
+]
+
 ALL_CASES = (STANDBY_CASES + FALLBACK_CASES + SPLIT_BRAIN_CASES + REGULAR_CASES + ALARM_CASES
-             + PRELOADED_CASES)
+             + PRELOADED_CASES + FENCED_CASES + FAILURE_CASES)
 
 
 def _config(case: Case):
@@ -362,6 +442,46 @@ def test_decide(case: Case) -> None:
         assert fragment in d.reason
 
 
+def test_split_brain_travels_as_a_field() -> None:
+    cases = {c.id: c for c in ALL_CASES}
+    for cid, lims in (("regular-stops", {2}), ("standby-stops-when-configured", {2}),
+                      ("regular-deactivates-on-split-brain", {2}), ("auto-fallback", set()),
+                      ("fenced-standby-home-runs-it", set())):
+        case = cases[cid]
+        assert decide(_config(case), case.peers, case.local, NOW).split_brain == lims, cid
+
+
+def own(*views: PeerView) -> dict[str, PeerView]:
+    """The regular servers running their own LIMs, except those given."""
+    out = {f"lim{n}": alive(f"lim{n}", [active(n)]) for n in (2, 3, 4)}
+    return {**out, **{v.name: v for v in views}}
+
+
+@pytest.mark.parametrize("node, views, state, config, expected", [
+    (STANDBY, own(dead("lim2"), dead("lim3")), local(active(2), standby=True), {},
+     {3: "lim3 is down and sb runs LIM 2 (priority 1), which LIM 3 (priority 2) does not "
+         "replace: the standby runs one LIM"}),
+    (STANDBY, own(dead("lim2")), local(), {"locks": {2: "regular"}},
+     {2: "lim2 is down and LIM 2 is locked to its regular server"}),
+    (STANDBY, own(dead("lim2")), local(failures=failed(2)), {},
+     {2: "LIM 2: the service did not start; tried again in 4 s"}),
+    (STANDBY, own(unknown("lim3")), local(), {},
+     {3: "lim3 is not heard yet (it counts as dead only after 3.0 s of silence)"}),
+    (STANDBY, own(dead("lim2")), local(fenced(2), standby=True), {},
+     {2: "Lease lapsed while this agent was not running on sb; sb answers for it again once "
+         "its decision says it owns it"}),
+    (STANDBY, ALL_ALIVE, local(), {}, {2: "lim2 is back and about to run LIM 2",
+                                      3: "lim3 is back and about to run LIM 3",
+                                      4: "lim4 is back and about to run LIM 4"}),
+    ("lim2", peers(unknown(STANDBY)), local(fenced(2)), {},
+     {2: "sb is not heard yet (it counts as dead only after 3.0 s of silence)"}),
+    ("lim2", peers(alive(STANDBY, [active(2)])), local(), {}, {}),
+    ("lim2", peers(alive(STANDBY)), local(active(2)), {}, {}),
+])
+def test_explain_down(node, views, state, config, expected) -> None:
+    assert explain_down(cluster_config(node, **config), views, state, NOW) == expected
+
+
 def test_case_ids_are_unique() -> None:
     assert len({c.id for c in ALL_CASES}) == len(ALL_CASES)
 
@@ -373,13 +493,36 @@ def test_reason_is_one_sentence(case: Case) -> None:
     assert not reason.endswith("..")
 
 
+def settles(cfg, views, state: LocalState) -> tuple[Decision, Decision]:
+    """Decide, apply, decide again, apply, decide a third time: the second decision holds
+    at most alarms (about what now runs here), the third nothing. Returns the first two."""
+    d = decide(cfg, views, state, NOW)
+    state = state.applied(d.actions, NOW)
+    again = decide(cfg, views, state, NOW)
+    assert all(isinstance(a, RaiseAlarm | ClearAlarm) for a in again.actions), again.reason
+    third = decide(cfg, views, state.applied(again.actions, NOW), NOW)
+    assert third.actions == (), (d.reason, again.reason, third.reason)
+    return d, again
+
+
 @pytest.mark.parametrize("case", ALL_CASES, ids=[c.id for c in ALL_CASES])
-def test_applied_decision_is_stable(case: Case) -> None:
-    """Deciding again after the actions were carried out asks for nothing more."""
-    cfg = _config(case)
-    d = decide(cfg, case.peers, case.local, NOW)
-    again = decide(cfg, case.peers, case.local.applied(d.actions, NOW), NOW)
-    assert again.actions == (), again.reason
+def test_applied_decision_settles(case: Case) -> None:
+    """Deciding again after the actions were carried out asks for at most the alarms that
+    follow from them, and then for nothing more."""
+    settles(_config(case), case.peers, case.local)
+
+
+def test_alarm_follows_a_takeover_once_the_lim_runs() -> None:
+    """A takeover raises nothing by itself; once the LIM runs the next decision raises
+    "LIM is running on standby server", and once it stops, clears it."""
+    cfg = cluster_config()
+    first, second = settles(cfg, regs(lim2=dead("lim2")), local())
+    assert first.actions == (StartLim(2),)
+    assert second.actions == (raise_on_sb(2),)
+    assert "sb raises the alarm 'LIM is running on standby server' for LIM 2" in second.reason
+    running = local(active(2), standby=True)
+    stop, cleared = settles(cfg, ALL_ALIVE, running)
+    assert stop.actions == (StopLim(2),) and cleared.actions == (ClearAlarm(ON_SB, 2),)
 
 
 def test_hold_down_is_exposed_in_decision() -> None:
@@ -517,10 +660,9 @@ def test_standby_respects_locks_and_takes_only_lims_that_run_nowhere(situation) 
 
 @settings(max_examples=300, deadline=None)
 @given(standby_situations())
-def test_standby_decision_is_stable_once_applied(situation) -> None:
+def test_standby_decision_settles_once_applied(situation) -> None:
     cfg, views, state = situation
-    d = decide(cfg, views, state, NOW)
-    assert decide(cfg, views, state.applied(d.actions, NOW), NOW).actions == ()
+    settles(cfg, views, state)
 
 
 def test_heartbeat_fixture_is_consistent() -> None:
@@ -528,12 +670,13 @@ def test_heartbeat_fixture_is_consistent() -> None:
     assert hb.runs_active(2) and not hb.runs_active(3)
 
 
-RUN_KINDS = ["none", "active", "active-loading", "passive", "passive-loading"]
+RUN_KINDS = ["none", "active", "active-loading", "passive", "passive-loading", "fenced"]
 
 
 def _run(lim: int, kind: str):
     return {"none": None, "active": active(lim), "active-loading": active(lim, loading=True),
-            "passive": passive(lim), "passive-loading": passive(lim, loading=True)}[kind]
+            "passive": passive(lim), "passive-loading": passive(lim, loading=True),
+            "fenced": fenced(lim)}[kind]
 
 
 @st.composite
@@ -561,10 +704,12 @@ def any_situations(draw: st.DrawFn):
     mine = numbers if node == STANDBY else (int(node[3:]),)
     runs = [r for r in (_run(n, draw(st.sampled_from(RUN_KINDS))) for n in mine) if r]
     if node == STANDBY and not preloaded:
-        runs = [r for r in runs if r.active][:2]
+        runs = [r for r in runs if r.mode is Mode.ACTIVE][:2]
     held = draw(st.sets(st.sampled_from([(ON_SB, n) for n in numbers] + [(OOO, None)])))
+    failures = {n: Failure("it failed", NOW + draw(st.sampled_from([-1.0, 4.0])))
+                for n in draw(st.sets(st.sampled_from(numbers)))}
     state = local(*runs, ready=draw(st.booleans()), requests=draw(st.sets(st.sampled_from(mine))),
-                  alarms=held,
+                  alarms=held, failures=failures,
                   appearances={n: tuple(NOW - t for t in draw(st.lists(st.integers(0, 1000),
                                                                          max_size=4)))
                                for n in numbers})
@@ -573,11 +718,9 @@ def any_situations(draw: st.DrawFn):
 
 @settings(max_examples=500, deadline=None)
 @given(any_situations())
-def test_any_decision_is_stable_once_applied(situation) -> None:
+def test_any_decision_settles_once_applied(situation) -> None:
     cfg, views, state = situation
-    d = decide(cfg, views, state, NOW)
-    again = decide(cfg, views, state.applied(d.actions, NOW), NOW)
-    assert again.actions == (), (d.reason, again.reason)
+    settles(cfg, views, state)
 
 
 @settings(max_examples=500, deadline=None)
@@ -592,12 +735,16 @@ def test_any_decision_keeps_to_its_own_lims_and_locks(situation) -> None:
         lim = cfg.lim(a.lim)
         if cfg.role.value == "regular":
             assert lim.server == cfg.node, "a regular server touches only its own LIM"
-        claims = isinstance(a, ActivateLim) or (isinstance(a, StartLim) and a.mode is Mode.ACTIVE)
+        run = state.run(a.lim)
+        # Taking a fenced LIM again where it runs moves nothing: no claim.
+        claims = (isinstance(a, ActivateLim) and not (run is not None and run.fenced)) or (
+            isinstance(a, StartLim) and a.mode is Mode.ACTIVE)
         releases = isinstance(a, StopLim | DeactivateLim)
         if lim.lock.value != "none":
             assert not (claims and lim.lock.value != cfg.role.value), d.reason
             assert not (releases and lim.lock.value == cfg.role.value
-                        and len(state.active_lims()) < 2), d.reason
+                        and len([r for r in state.runs if r.mode is Mode.ACTIVE]) < 2
+                        and not (run is not None and run.fenced)), d.reason
     after = state.applied(d.actions, NOW)
     if cfg.role.value == "standby":
         assert len(after.active_lims()) <= 1

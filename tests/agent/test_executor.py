@@ -19,6 +19,7 @@ from mxone_agent.actions import (
 from mxone_agent.alarms import AlarmBook
 from mxone_agent.config import Companion, CompanionKind, ServiceCommands, load_node_config
 from mxone_agent.executor import Executor, reference_service
+from mxone_agent.lease import Fence
 from mxone_agent.model import LimRun, Mode
 from mxone_agent.network import RecordingNetwork, block_ruleset
 
@@ -58,8 +59,13 @@ def make(tmp_path: Path, node: str = "sb", **kw) -> tuple[Executor, RecordingNet
     cfg = load_node_config(doc)
     net, services = RecordingNetwork(), Services()
     ex = Executor(net, AlarmBook(tmp_path, tmp_path / "alarms.log", use_syslog=False),
-                  run=services)
+                  fence(net), run=services)
     return ex, net, services, cfg
+
+
+def fence(net: RecordingNetwork, lease: float = 0.25) -> Fence:
+    """A fence on the recording backend's lease model (real monotonic clock)."""
+    return Fence(net.leases, lease, clock=net.leases.clock)
 
 
 def test_start_active_probes_then_alias_garp_service(tmp_path: Path) -> None:
@@ -67,6 +73,8 @@ def test_start_active_probes_then_alias_garp_service(tmp_path: Path) -> None:
     [o] = ex.apply(cfg, [StartLim(2)], CLUSTER_MACS)
     assert o.ok and o.foreign_mac is None
     assert net.names() == ["probe", "unblock", "add_alias", "garp"]
+    assert net.leases.calls == [("grant", "10.77.0.12", 250)]  # before the alias goes up
+    assert ex.fence.holds("10.77.0.12")
     assert net.calls[2] == ("add_alias", "eth0", "10.77.0.12", 24)
     assert net.calls[3] == ("garp", "eth0", "10.77.0.12", cfg.garp.burst)
     assert services.names() == ["lim2-start"]
@@ -88,6 +96,7 @@ def test_a_foreign_mac_answering_stops_the_start(tmp_path: Path) -> None:
     assert not o.ok and o.foreign_mac == "02:99:00:00:00:99"
     assert "belongs to no server of the cluster" in o.error
     assert net.names() == ["probe"] and services.calls == []
+    assert net.leases.calls == []  # nothing granted to an address someone else has
 
 
 def test_service_that_fails_to_start_takes_its_alias_back(tmp_path: Path) -> None:
@@ -96,14 +105,17 @@ def test_service_that_fails_to_start_takes_its_alias_back(tmp_path: Path) -> Non
     [o] = ex.apply(cfg, [StartLim(2)], CLUSTER_MACS)
     assert not o.ok and "did not start" in o.error
     assert net.aliases == set() and ex.next_announce() is None
+    assert not ex.fence.holds("10.77.0.12") and net.leases.remaining("10.77.0.12") is None
 
 
 def test_stop_removes_alias_first_then_stops_the_service(tmp_path: Path) -> None:
     ex, net, services, cfg = make(tmp_path)
     ex.apply(cfg, [StartLim(2)], CLUSTER_MACS)
     net.calls.clear()
+    net.leases.calls.clear()
     [o] = ex.apply(cfg, [StopLim(2)], CLUSTER_MACS)
     assert o.ok and net.names() == ["remove_alias", "unblock"]
+    assert net.leases.calls == [("revoke", "10.77.0.12")] and not ex.fence.holds("10.77.0.12")
     assert services.names()[-1] == "lim2-stop"
     assert ex.next_announce() is None  # no more gratuitous ARP for it
 
@@ -111,18 +123,20 @@ def test_stop_removes_alias_first_then_stops_the_service(tmp_path: Path) -> None
 def test_preloaded_start_blocks_before_the_alias_goes_up(tmp_path: Path) -> None:
     cfg = preloaded_config("sb")
     net, services = RecordingNetwork(), Services()
-    ex = Executor(net, AlarmBook(None, None, use_syslog=False), run=services)
+    ex = Executor(net, AlarmBook(None, None, use_syslog=False), fence(net), run=services)
     ex.apply(cfg, [StartLim(2, Mode.PRELOADED)], CLUSTER_MACS)
     assert net.names() == ["block", "add_alias"]  # no probe, no GARP: nobody may see it
-    assert net.blocked == {2: "10.77.0.12"}
+    assert net.blocked == {2: "10.77.0.12"} and not ex.fence.holds("10.77.0.12")
     assert services.calls[0][-3:] == ("start", "--alias", "10.77.0.12") or services.calls
     net.calls.clear()
     [o] = ex.apply(cfg, [ActivateLim(2)], CLUSTER_MACS)
     assert o.ok and net.names() == ["probe", "add_alias", "unblock", "garp"]
     assert net.blocked == {} and len(services.calls) == 1  # the service kept running
+    assert ex.fence.holds("10.77.0.12")
     net.calls.clear()
     ex.apply(cfg, [DeactivateLim(2)], CLUSTER_MACS)
     assert net.names() == ["block"] and ex.next_announce() is None
+    assert not ex.fence.holds("10.77.0.12")
 
 
 def test_garp_second_burst_and_refresh(tmp_path: Path) -> None:
@@ -131,7 +145,7 @@ def test_garp_second_burst_and_refresh(tmp_path: Path) -> None:
     doc["garp"] = {"burst": 2, "second_burst_after": 1.5, "refresh_interval": 10.0}
     cfg = load_node_config(doc)
     net = RecordingNetwork()
-    ex = Executor(net, AlarmBook(None, None, use_syslog=False), run=Services(),
+    ex = Executor(net, AlarmBook(None, None, use_syslog=False), fence(net), run=Services(),
                   mono=lambda: clock[0])
     ex.apply(cfg, [StartLim(2)], CLUSTER_MACS)
     assert ex.next_announce() == 101.5
@@ -149,7 +163,8 @@ def test_no_refresh_when_off(tmp_path: Path) -> None:
     doc["garp"] = {"burst": 1, "second_burst_after": 1.0, "refresh_interval": None}
     cfg = load_node_config(doc)
     clock = [0.0]
-    ex = Executor(RecordingNetwork(), AlarmBook(None, None, use_syslog=False), run=Services(),
+    net = RecordingNetwork()
+    ex = Executor(net, AlarmBook(None, None, use_syslog=False), fence(net), run=Services(),
                   mono=lambda: clock[0])
     ex.apply(cfg, [StartLim(2)], CLUSTER_MACS)
     clock[0] = 5.0
@@ -170,10 +185,26 @@ def test_learn_local_reads_status_and_blocks(tmp_path: Path) -> None:
     services.status[("lim3-status",)] = 150
     net.aliases |= {("eth0", "10.77.0.12"), ("eth0", "10.77.0.13"), ("eth0", "10.77.0.14")}
     net.blocked[3] = "10.77.0.13"
+    net.leases.grant("10.77.0.12", 250)  # an earlier agent's lease, still running
     runs = ex.learn_local(cfg)
     assert runs == (LimRun(2, Mode.ACTIVE), LimRun(3, Mode.PRELOADED, loading=True))
+    assert ex.fence.holds("10.77.0.12")  # adopted: renewed from the first tick on
     # LIM 4 does not run: what it left behind is cleaned up
     assert ("eth0", "10.77.0.14") not in net.aliases
+    assert ("revoke", "10.77.0.14") in net.leases.calls
+
+
+def test_learn_local_fences_an_active_lim_whose_lease_lapsed(tmp_path: Path) -> None:
+    """An agent restarted after its lease ran out: the LIM still runs, its alias is still
+    on the interface, but it stays silent (fenced) until a decision grants it again."""
+    ex, net, services, cfg = make(tmp_path, node="lim2")
+    services.status[("lim2-status",)] = 0
+    net.aliases.add(("eth0", "10.77.0.12"))
+    assert ex.learn_local(cfg) == (LimRun(2, Mode.ACTIVE, fenced=True),)
+    assert not ex.fence.holds("10.77.0.12") and net.leases.remaining("10.77.0.12") is None
+    [o] = ex.apply(cfg, [ActivateLim(2)], CLUSTER_MACS)
+    assert o.ok and ex.fence.holds("10.77.0.12")
+    assert [c[0] for c in net.leases.calls][-1] == "grant"
 
 
 def test_learn_local_on_a_regular_looks_at_its_own_lim_only(tmp_path: Path) -> None:

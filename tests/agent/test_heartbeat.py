@@ -14,7 +14,7 @@ from mxone_agent import AgentError
 from mxone_agent.heartbeat import (
     MAC_SIZE,
     MAX_SIZE,
-    RETIRED_INCARNATIONS_KEPT,
+    PROTOCOL_VERSION,
     BadHeartbeat,
     BadReason,
     DropReason,
@@ -23,19 +23,20 @@ from mxone_agent.heartbeat import (
     WeakSecret,
     decode,
     encode,
-    new_incarnation,
+    next_incarnation,
     total_drops,
 )
 from mxone_agent.model import LimRun, Mode, Readiness, Role
 
-from tests.agent.builders import CLUSTER, SECRET, active, heartbeat, passive
+from tests.agent.builders import CLUSTER, SECRET, active, fenced, heartbeat, passive
 
 OTHER_SECRET = b"fedcba9876543210-other-secret!!"
 
 
-def reason_of(data: bytes, secret: bytes = SECRET, cluster: str | None = CLUSTER) -> BadReason:
+def reason_of(data: bytes, secret: bytes = SECRET, cluster: str | None = CLUSTER,
+              **kw: str) -> BadReason:
     with pytest.raises(BadHeartbeat) as info:
-        decode(data, secret, cluster)
+        decode(data, secret, cluster, **kw)
     assert isinstance(info.value, AgentError)
     return info.value.reason
 
@@ -45,8 +46,16 @@ def remac(body: bytes, secret: bytes = SECRET) -> bytes:
     return body + hmac.new(secret, body, hashlib.sha256).digest()
 
 
-SAMPLE = heartbeat("lim2", [active(2), passive(3, loading=True), active(4, loading=True)],
-                   incarnation=0xDEADBEEFCAFEF00D, seq=41, generation=7)
+def hb_to(receiver: str = "sb", *, incarnation: int = 7, seq: int = 1, echo: int = 5,
+          sender: str = "lim2") -> Heartbeat:
+    return Heartbeat(cluster=CLUSTER, sender=sender, receiver=receiver, incarnation=incarnation,
+                     seq=seq, echo=echo, generation=1, role=Role.REGULAR,
+                     readiness=Readiness.READY)
+
+
+SAMPLE = Heartbeat(CLUSTER, "lim2", 0xDEADBEEFCAFEF00D, 41, 7, Role.REGULAR, Readiness.READY,
+                   (active(2), passive(3, loading=True), active(4, loading=True), fenced(5)),
+                   receiver="sb", echo=0x1122334455667788)
 
 
 # ---- encoding -----------------------------------------------------------------------------
@@ -57,37 +66,50 @@ def test_round_trip() -> None:
 
 names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1,
                 max_size=15)
-runs = st.lists(st.builds(LimRun, st.integers(1, 0xFFFF), st.sampled_from(list(Mode)),
-                          st.booleans()), max_size=10, unique_by=lambda r: r.lim)
+runs = st.lists(st.one_of(
+    st.builds(LimRun, st.integers(1, 0xFFFF), st.sampled_from(list(Mode)), st.booleans()),
+    st.builds(LimRun, st.integers(1, 0xFFFF), st.just(Mode.ACTIVE), st.booleans(),
+              st.just(True))), max_size=10, unique_by=lambda r: r.lim)
+u64 = st.integers(0, 2**64 - 1)
 
 
 @settings(max_examples=200)
-@given(cluster=names, sender=names, incarnation=st.integers(0, 2**64 - 1),
-       seq=st.integers(0, 2**64 - 1), generation=st.integers(0, 2**32 - 1),
-       role=st.sampled_from(list(Role)), readiness=st.sampled_from(list(Readiness)), lims=runs)
-def test_round_trip_any(cluster, sender, incarnation, seq, generation, role, readiness,
-                        lims) -> None:
-    hb = Heartbeat(cluster, sender, incarnation, seq, generation, role, readiness, tuple(lims))
-    assert decode(encode(hb, SECRET), SECRET, cluster) == hb
+@given(cluster=names, sender=names, receiver=names, incarnation=u64, seq=u64, echo=u64,
+       generation=st.integers(0, 2**32 - 1), role=st.sampled_from(list(Role)),
+       readiness=st.sampled_from(list(Readiness)), lims=runs)
+def test_round_trip_any(cluster, sender, receiver, incarnation, seq, echo, generation, role,
+                        readiness, lims) -> None:
+    hb = Heartbeat(cluster, sender, incarnation, seq, generation, role, readiness, tuple(lims),
+                   receiver=receiver, echo=echo)
+    assert decode(encode(hb, SECRET), SECRET, cluster, sender=sender, receiver=receiver) == hb
 
 
 def test_size_bound_for_ten_lims_and_longest_names() -> None:
     hb = Heartbeat("c" * 63, "s" * 63, 2**64 - 1, 2**64 - 1, 2**32 - 1, Role.STANDBY,
-                   Readiness.READY, tuple(active(n) for n in range(1, 11)))
+                   Readiness.READY, tuple(active(n) for n in range(1, 11)), receiver="r" * 63,
+                   echo=2**64 - 1)
     data = encode(hb, SECRET)
-    assert len(data) == MAX_SIZE <= 256
-    assert len(encode(SAMPLE, SECRET)) < 100
+    assert len(data) == MAX_SIZE == 290
+    assert len(encode(SAMPLE, SECRET)) < 120
 
 
-def test_lim_state_bits() -> None:
-    data = encode(heartbeat("lim2", [passive(2, loading=True)]), SECRET)
+def test_version_and_lim_state_bits() -> None:
+    data = encode(Heartbeat(CLUSTER, "lim2", 1, 1, 1, Role.REGULAR, Readiness.READY,
+                            (passive(2, loading=True), fenced(3))), SECRET)
+    assert data[4] == PROTOCOL_VERSION == 2
     body = data[:-MAC_SIZE]
-    assert body[-3:] == struct.pack(">HB", 2, 0b11)
+    assert body[-6:] == struct.pack(">HBHB", 2, 0b011, 3, 0b100)
+    assert not fenced(3).active and fenced(3).describe() == "fenced"
+
+
+def test_only_an_active_lim_can_be_fenced() -> None:
+    with pytest.raises(ValueError):
+        LimRun(2, Mode.PRELOADED, fenced=True)
 
 
 @pytest.mark.parametrize("field, value", [
-    ("cluster", ""), ("sender", "x" * 64), ("incarnation", -1), ("seq", 2**64),
-    ("generation", 2**32), ("incarnation", True),
+    ("cluster", ""), ("sender", "x" * 64), ("receiver", ""), ("incarnation", -1),
+    ("seq", 2**64), ("echo", 2**64), ("generation", 2**32), ("incarnation", True),
 ])
 def test_invalid_heartbeat_is_refused_at_construction(field: str, value) -> None:
     args = dict(cluster=CLUSTER, sender="lim2", incarnation=1, seq=1, generation=1,
@@ -109,9 +131,15 @@ def test_weak_secret() -> None:
         decode(encode(SAMPLE, SECRET), b"")
 
 
-def test_new_incarnations_differ() -> None:
-    values = {new_incarnation() for _ in range(50)}
-    assert len(values) == 50 and all(0 <= v < 2**64 for v in values)
+def test_incarnations_rise_across_restarts_and_lost_state() -> None:
+    wall = 1_796_000_000_000_000  # microseconds
+    first = next_incarnation(0, wall)
+    assert first == wall
+    assert next_incarnation(first, wall - 5_000_000) == first + 1  # the clock went back
+    assert next_incarnation(first, wall + 10) == wall + 10
+    assert next_incarnation(0, 0) == 1  # never 0: 0 means "not known" in an echo
+    with pytest.raises(ValueError):
+        next_incarnation(2**64 - 1, wall)
 
 
 # ---- refusals -------------------------------------------------------------------------------
@@ -139,11 +167,23 @@ def test_wrong_secret_is_bad_mac() -> None:
 
 
 def test_wrong_cluster() -> None:
-    other = heartbeat("lim2")
     data = encode(Heartbeat("cluster2", "lim2", 1, 1, 1, Role.REGULAR, Readiness.READY), SECRET)
     assert reason_of(data) is BadReason.WRONG_CLUSTER
     assert decode(data, SECRET).cluster == "cluster2"  # no cluster expected: not checked
-    assert decode(encode(other, SECRET), SECRET, CLUSTER) == other
+
+
+def test_sender_and_receiver_are_checked_before_any_mac(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A datagram that names a sender who does not live at its source address, or that is
+    for another server, is refused without spending an HMAC on it."""
+    data = encode(hb_to("sb"), OTHER_SECRET)  # not even authentic
+    computed = []
+    real = hmac.new
+    monkeypatch.setattr(hmac, "new", lambda *a, **k: computed.append(1) or real(*a, **k))
+    assert reason_of(data, sender="lim3", receiver="sb") is BadReason.WRONG_SOURCE
+    assert reason_of(data, sender="lim2", receiver="lim4") is BadReason.MISDIRECTED
+    assert computed == []
+    assert reason_of(data, sender="lim2", receiver="sb") is BadReason.BAD_MAC
+    assert computed == [1]
 
 
 @pytest.mark.parametrize("cut", [0, 3, 5, 10, 20, 40, -MAC_SIZE, -1])
@@ -160,15 +200,16 @@ def test_bad_magic_is_malformed() -> None:
     assert reason_of(b"XXXX" + encode(SAMPLE, SECRET)[4:]) is BadReason.MALFORMED
 
 
-def test_bad_version() -> None:
+def test_earlier_version_is_refused() -> None:
     data = bytearray(encode(SAMPLE, SECRET))
-    data[4] = 2
+    data[4] = 1
     assert reason_of(bytes(data)) is BadReason.BAD_VERSION
 
 
 def test_authentic_nonsense_is_malformed() -> None:
     body = encode(heartbeat("lim2", [active(2)]), SECRET)[:-MAC_SIZE]
-    assert reason_of(remac(body[:-1] + b"\x04")) is BadReason.MALFORMED  # unknown state bit
+    assert reason_of(remac(body[:-1] + b"\x08")) is BadReason.MALFORMED  # unknown state bit
+    assert reason_of(remac(body[:-1] + b"\x05")) is BadReason.MALFORMED  # fenced + preloaded
     assert reason_of(remac(body[:-3] + b"\x00\x00\x00")) is BadReason.MALFORMED  # LIM 0
     role_at = len(body) - 3 - 3
     assert reason_of(remac(body[:role_at] + b"\x07" + body[role_at + 1:])) is BadReason.MALFORMED
@@ -189,80 +230,142 @@ def test_uses_constant_time_compare(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # ---- replay guard ------------------------------------------------------------------------------
 
+MINE = 5  # the receiving agent's incarnation in these tests
+
+
 def test_sequence_must_rise() -> None:
     g = ReplayGuard.empty()
-    ok, g = g.admit(heartbeat("lim2", seq=5))
-    assert ok
-    ok, g = g.admit(heartbeat("lim2", seq=6))
-    assert ok
-    for seq in (6, 5, 1):
-        ok, g = g.admit(heartbeat("lim2", seq=seq))
-        assert not ok
-    assert g.count(DropReason.REPLAYED) == 3
-    ok, g = g.admit(heartbeat("lim2", seq=100))  # gaps are fine: lost datagrams
-    assert ok and g.last_seq == 100
+    for seq, refused in ((5, None), (6, None), (6, DropReason.REPLAYED),
+                         (5, DropReason.REPLAYED), (1, DropReason.REPLAYED), (100, None)):
+        verdict, g = g.admit(hb_to(seq=seq), MINE)
+        assert verdict is refused, seq
+    assert g.count(DropReason.REPLAYED) == 3 and g.last == (7, 100)  # gaps: lost datagrams
 
 
 def test_replayed_datagram_is_refused_and_counted() -> None:
-    data = encode(heartbeat("lim2", seq=9), SECRET)
+    data = encode(hb_to(seq=9), SECRET)
     g = ReplayGuard.empty()
-    hb, g = g.receive(data, SECRET, CLUSTER)
+    hb, g = g.receive(data, SECRET, CLUSTER, mine=MINE, sender="lim2", receiver="sb")
     assert hb is not None and hb.seq == 9
-    hb, g = g.receive(data, SECRET, CLUSTER)
+    hb, g = g.receive(data, SECRET, CLUSTER, mine=MINE, sender="lim2", receiver="sb")
     assert hb is None and g.count(DropReason.REPLAYED) == 1
 
 
-def test_reordered_older_datagram_is_refused() -> None:
-    older, newer = (encode(heartbeat("lim2", seq=s), SECRET) for s in (10, 11))
+def test_restart_with_a_higher_incarnation_is_accepted_and_older_ones_never_again() -> None:
     g = ReplayGuard.empty()
-    hb, g = g.receive(newer, SECRET, CLUSTER)
-    assert hb is not None
-    hb, g = g.receive(older, SECRET, CLUSTER)
-    assert hb is None and g.count(DropReason.REPLAYED) == 1
+    _, g = g.admit(hb_to(incarnation=111, seq=5000), MINE)
+    verdict, g = g.admit(hb_to(incarnation=222, seq=1), MINE)
+    assert verdict is None and (g.known, g.last) == (222, (222, 1))
+    for inc in (111, 1, 221):
+        verdict, g = g.admit(hb_to(incarnation=inc, seq=9999), MINE)
+        assert verdict is DropReason.REPLAYED
+    assert g.known == 222
 
 
-def test_restart_with_new_incarnation_is_accepted() -> None:
+def test_a_datagram_for_an_earlier_incarnation_of_this_agent_is_stale() -> None:
+    """After this agent restarts (MINE rises), what peers sent to the one before - or a
+    recording of it - is not accepted; the sender's incarnation is learned from it (only
+    upwards) so that this agent echoes it and the peer can answer the new one."""
     g = ReplayGuard.empty()
-    _, g = g.admit(heartbeat("lim2", incarnation=111, seq=5000))
-    ok, g = g.admit(heartbeat("lim2", incarnation=222, seq=1))
-    assert ok and (g.incarnation, g.last_seq) == (222, 1)
-    assert g.retired == (111,)
-
-
-def test_old_incarnation_after_a_newer_one_is_refused() -> None:
-    g = ReplayGuard.empty()
-    _, g = g.admit(heartbeat("lim2", incarnation=111, seq=5))
-    _, g = g.admit(heartbeat("lim2", incarnation=222, seq=1))
-    ok, g = g.admit(heartbeat("lim2", incarnation=111, seq=6))
-    assert not ok and g.count(DropReason.REPLAYED) == 1 and g.incarnation == 222
-
-
-def test_a_bounded_number_of_old_incarnations_is_kept() -> None:
-    g = ReplayGuard.empty()
-    for inc in range(1, RETIRED_INCARNATIONS_KEPT + 3):
-        ok, g = g.admit(heartbeat("lim2", incarnation=inc))
-        assert ok
-    assert len(g.retired) == RETIRED_INCARNATIONS_KEPT
-    for inc in range(3, RETIRED_INCARNATIONS_KEPT + 2):
-        assert not g.admit(heartbeat("lim2", incarnation=inc))[0]
+    verdict, g = g.admit(hb_to(incarnation=222, seq=50, echo=MINE - 1), MINE)
+    assert verdict is DropReason.STALE and g.known == 222 and g.last is None
+    verdict, g = g.admit(hb_to(incarnation=111, seq=60, echo=MINE - 1), MINE)
+    assert verdict is DropReason.REPLAYED and g.known == 222  # never learned downwards
+    verdict, g = g.admit(hb_to(incarnation=222, seq=51, echo=MINE), MINE)
+    assert verdict is None
 
 
 def test_forged_and_malformed_are_counted_apart() -> None:
     g = ReplayGuard.empty()
-    hb, g = g.receive(encode(SAMPLE, OTHER_SECRET), SECRET, CLUSTER)
-    assert hb is None
-    hb, g = g.receive(b"garbage", SECRET, CLUSTER)
-    assert hb is None
-    hb, g = g.receive(encode(SAMPLE, SECRET)[:30], SECRET, CLUSTER)
-    assert hb is None
-    assert (g.count(DropReason.FORGED), g.count(DropReason.MALFORMED),
-            g.count(DropReason.REPLAYED)) == (1, 2, 0)
-    assert g.incarnation is None  # nothing was accepted
-    assert total_drops([g, g]) == {DropReason.FORGED: 2, DropReason.MALFORMED: 4,
-                                   DropReason.REPLAYED: 0}
+    for data in (encode(hb_to(), OTHER_SECRET), b"garbage", encode(hb_to(), SECRET)[:30],
+                 encode(hb_to("lim4"), SECRET)):
+        hb, g = g.receive(data, SECRET, CLUSTER, mine=MINE, sender="lim2", receiver="sb")
+        assert hb is None
+    assert {r: g.count(r) for r in DropReason} == {
+        DropReason.FORGED: 1, DropReason.MALFORMED: 2, DropReason.REPLAYED: 1,
+        DropReason.STALE: 0}
+    assert g.last is None and g.known == 0  # nothing was accepted or learned
+    assert total_drops([g, g])[DropReason.MALFORMED] == 4
 
 
 def test_guard_is_immutable() -> None:
     g = ReplayGuard.empty()
-    ok, g2 = g.admit(heartbeat("lim2", seq=1))
-    assert ok and g.incarnation is None and g2.incarnation == 1
+    verdict, g2 = g.admit(hb_to(seq=1), MINE)
+    assert verdict is None and g.last is None and g2.last == (7, 1)
+
+
+# ---- no recording can be replayed ---------------------------------------------------------------
+
+class Agent:
+    """One side of the protocol, as the daemon runs it: a persisted rising incarnation, a
+    guard per peer, and datagrams that echo what it learned of the peer."""
+
+    def __init__(self, name: str, peer: str) -> None:
+        self.name, self.peer = name, peer
+        self.incarnation, self.seq = 0, 0
+        self.guard = ReplayGuard.empty()
+        self.restart()
+
+    def restart(self) -> None:
+        self.incarnation = next_incarnation(self.incarnation, 0)  # persisted; clock ignored
+        self.seq, self.guard = 0, ReplayGuard.empty()
+
+    def send(self) -> bytes:
+        self.seq += 1
+        return encode(Heartbeat(CLUSTER, self.name, self.incarnation, self.seq, 1, Role.REGULAR,
+                                Readiness.READY, receiver=self.peer, echo=self.guard.known),
+                      SECRET)
+
+    def receive(self, data: bytes) -> bool:
+        hb, self.guard = self.guard.receive(data, SECRET, CLUSTER, mine=self.incarnation,
+                                            sender=self.peer, receiver=self.name)
+        return hb is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.just(("exchange",)), st.just(("restart", "a")),
+                          st.just(("restart", "b")),
+                          st.tuples(st.just("replay"), st.integers(0, 10**6))),
+                min_size=1, max_size=60))
+def test_no_recording_is_ever_accepted_and_replays_change_nothing(events) -> None:
+    """Both sides exchange heartbeats, restart at will, and an attacker replays any
+    datagram it recorded at least one heartbeat earlier, to either side, in any order. No
+    replay is ever accepted, and no genuine datagram that would have been accepted without
+    the replays is refused with them: replays cannot make a live peer look dead. (A replay
+    may teach a node its peer's *current* incarnation a moment early - true information,
+    which only ever makes a genuine heartbeat acceptable sooner.)"""
+
+    def run(with_replays: bool) -> list[tuple[str, bool]]:
+        a, b = Agent("lim2", "sb"), Agent("sb", "lim2")
+        nodes = {"a": a, "b": b}
+        recorded: list[tuple[Agent, bytes]] = []  # (receiver, datagram)
+        outcome = []
+        for ev in events:
+            if ev[0] == "exchange":
+                for sender, receiver in ((a, b), (b, a)):
+                    data = sender.send()
+                    outcome.append((sender.name, receiver.receive(data)))
+                    recorded.append((receiver, data))
+            elif ev[0] == "restart":
+                nodes[ev[1]].restart()
+            elif with_replays and len(recorded) > 2:
+                # anything but the newest exchange: recorded at least one interval ago
+                target, data = recorded[ev[1] % (len(recorded) - 2)]
+                assert not target.receive(data), "a replayed datagram was accepted"
+                other = b if target is a else a
+                assert not other.receive(data), "a datagram was accepted by its sender"
+        return outcome
+
+    attacked, clean = run(with_replays=True), run(with_replays=False)
+    assert [who for who, _ in attacked] == [who for who, _ in clean]
+    lost = [i for i, ((_, got), (_, want)) in enumerate(zip(attacked, clean)) if want and not got]
+    assert lost == [], "replays made genuine heartbeats refused"
+
+
+def test_the_handshake_after_both_sides_restart_takes_two_exchanges() -> None:
+    a, b = Agent("lim2", "sb"), Agent("sb", "lim2")
+    assert b.receive(a.send()) is False and a.receive(b.send()) is True  # b learns a first
+    assert b.receive(a.send()) is True
+    a.restart()
+    b.restart()
+    assert [b.receive(a.send()), a.receive(b.send()), b.receive(a.send())] == [False, True, True]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -215,3 +216,30 @@ def test_two_transfers_of_one_version_at_once_both_succeed(tmp_path: Path) -> No
     assert not inner[0].already_had and outer.already_had
     assert [p.name for p in dst.iterdir()] == [m.version]
     assert xdata.verify(dst / m.version) == []
+
+
+def test_a_version_name_with_an_impossible_date_is_no_version_name(tmp_path: Path) -> None:
+    assert xdata.parse_version_name("lim2-20261399T250000.000000Z") is None
+    (tmp_path / "lim2-20261399T250000.000000Z").mkdir()  # a stray directory is skipped
+    m = backup(tmp_path, 0, {"a": b"1"})
+    assert [p.name for p in xdata.versions(tmp_path, 2)] == [m.version]
+
+
+def test_a_manifest_of_the_wrong_shape_makes_its_version_invalid(tmp_path: Path) -> None:
+    """A manifest damaged on disk (a size as text, a file listed twice) is refused with the
+    field named, and newest_valid falls back to the previous version instead of failing."""
+    good = backup(tmp_path, 0, {"a": b"1"})
+    bad = backup(tmp_path, 1, {"a": b"2"})
+    path = tmp_path / bad.version / xdata.MANIFEST
+    doc = json.loads(path.read_text())
+    doc["files"][0]["size"] = "1"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(xdata.XdataError, match=r"MANIFEST.json: files\[0\]: size is '1', not "
+                                               "a whole number of bytes"):
+        xdata.read_manifest(tmp_path / bad.version)
+    assert xdata.newest_valid(tmp_path, 2)[1] == good
+    doc["files"] = [doc["files"][0] | {"size": 1}] * 2
+    path.write_text(json.dumps(doc))
+    with pytest.raises(xdata.XdataError, match="'a' is listed twice"):
+        xdata.read_manifest(tmp_path / bad.version)
+    assert xdata.Manifest.from_json(good.to_json()) == good  # a right one still reads back

@@ -121,3 +121,148 @@ def test_a_pull_only_sync_leaves_a_push_for_later(tmp_path: Path) -> None:
     r = xdata_sync.sync_lim(2, reg, "lim2", local_peer(sb), pull_only=True)
     assert (r.direction, r.version, r.push_left) == ("none", m.version, True)
     assert xdata.versions(sb, 2) == []
+
+
+# ---- a peer's unexpected answers: a clear refusal naming the field, never another exception --
+
+FAKE_PEER = r"""
+import json, sys, time
+answers, words = json.loads(sys.argv[1]), sys.argv[7:]
+if words[0] == "receive":
+    sys.stdin.buffer.read()
+raw = answers.get(words[0])
+if raw is None:
+    sys.stderr.write(f"no answer for {words[0]}\n")
+    sys.exit(1)
+sys.stdout.write(raw.replace("NOW", repr(time.time())))
+"""
+VALID_STATUS = '{"time": NOW, "free": 1000000, "xdata": 0, "manifest": null}'
+SHA = "ab" * 32
+
+
+def answering(**answers: str) -> xdata_sync.Peer:
+    """A peer that prints ``answers[request]`` (``NOW``: its clock) whatever it is asked."""
+    import json
+
+    return xdata_sync.Peer("standby1", (sys.executable, "-c", FAKE_PEER, json.dumps(answers)),
+                           agent="mxone-agent")
+
+
+def status_with(**fields: str) -> str:
+    base = {"time": "NOW", "free": "1000000", "xdata": "0", "manifest": "null"}
+    base.update(fields)
+    return "{" + ", ".join(f'"{k}": {v}' for k, v in base.items()) + "}"
+
+
+def manifest_json(lim: int = 2, version: str = '"lim2-20261128T000000.000000Z"',
+                  files: str = f'[{{"path": "a", "size": 1, "sha256": "{SHA}", '
+                               '"mtime_ns": 1}]') -> str:
+    return (f'{{"format": 1, "lim": {lim}, "version": {version}, '
+            f'"created": "2026-11-28T00:00:00+00:00", "files": {files}}}')
+
+
+def file_entry(**change: str) -> str:
+    entry = {"path": '"a"', "size": "1", "sha256": f'"{SHA}"', "mtime_ns": "1"}
+    entry.update(change)
+    return "[{" + ", ".join(f'"{k}": {v}' for k, v in entry.items()) + "}]"
+
+
+@pytest.mark.parametrize("status, error", [
+    ('[1, 2]', "peer status: [1, 2] is not a JSON object"),
+    ('"ok"', "peer status: 'ok' is not a JSON object"),
+    ('{"free": 1, "xdata": 0}', "peer status: time, manifest missing"),
+    ('{"time": ', "peer status: not a JSON answer: b'{\"time\": '"),
+    ("[" * 5000, "peer status: not a JSON answer: b'[[[["),
+    (status_with(free='"x"'), "peer status: free is 'x', not a whole number of bytes"),
+    (status_with(free='"12"'), "peer status: free is '12', not a whole number of bytes"),
+    (status_with(free="1.5"), "peer status: free is 1.5, not a whole number of bytes"),
+    (status_with(free="true"), "peer status: free is True, not a whole number of bytes"),
+    (status_with(free="-1"),
+     "peer status: free is -1, not a whole number of bytes from 0 to 9223372036854775808"),
+    (status_with(free=str(2**64)), "peer status: free is 18446744073709551616, not a whole "
+                                   "number of bytes from 0 to 9223372036854775808"),
+    (status_with(xdata="1e400"), "peer status: xdata is inf, not a whole number of bytes"),
+    (status_with(time="1e300"),
+     "peer status: time is 1e+300, not a time in seconds since 1970 (UTC)"),
+    (status_with(time="NaN"), "peer status: time is nan, not a time in seconds since 1970"),
+    (status_with(time="-Infinity"), "peer status: time is -inf, not a time in seconds"),
+    (status_with(time='"NOW"'), "peer status: time is '"),
+    (status_with(time="null"), "peer status: time is None, not a time in seconds since 1970"),
+    (status_with(manifest="[]"), "peer status: manifest: [] is not a manifest (a JSON object)"),
+    (status_with(manifest='{"format": 1}'),
+     "peer status: manifest: lim, version, created, files missing"),
+    (status_with(manifest=manifest_json(lim=3, version='"lim3-20261128T000000.000000Z"')),
+     "peer status: manifest is of LIM 3, not 2"),
+    (status_with(manifest=manifest_json(lim='"2"')),
+     "peer status: manifest: lim is '2', not a LIM number"),
+    (status_with(manifest=manifest_json(version='"../../etc"')),
+     "peer status: manifest: version is '../../etc', not a version name of LIM 2 "
+     "(lim2-<UTC time stamp>)"),
+    (status_with(manifest=manifest_json(version='"lim2-20261399T000000.000000Z"')),
+     "peer status: manifest: version is 'lim2-20261399T000000.000000Z', not a version name"),
+    (status_with(manifest=manifest_json(files='{"a": 1}')),
+     "peer status: manifest: files is {'a': 1}, not a list"),
+    (status_with(manifest=manifest_json(files='["a"]')),
+     "peer status: manifest: files[0] is 'a', not a file entry (a JSON object)"),
+    (status_with(manifest=manifest_json(files='[{"path": "a"}]')),
+     "peer status: manifest: files[0]: size, sha256, mtime_ns missing"),
+    (status_with(manifest=manifest_json(files=file_entry(size='"12"'))),
+     "peer status: manifest: files[0]: size is '12', not a whole number of bytes"),
+    (status_with(manifest=manifest_json(files=file_entry(size="-5"))),
+     "peer status: manifest: files[0]: size is -5, not a whole number of bytes from 0"),
+    (status_with(manifest=manifest_json(files=file_entry(mtime_ns="1e30"))),
+     "peer status: manifest: files[0]: mtime_ns is 1e+30, not a time in nanoseconds"),
+    (status_with(manifest=manifest_json(files=file_entry(mtime_ns=str(2**70)))),
+     "peer status: manifest: files[0]: mtime_ns is 1180591620717411303424, not a time in "
+     "nanoseconds from"),
+    (status_with(manifest=manifest_json(files=file_entry(sha256="7"))),
+     "peer status: manifest: files[0]: sha256 is 7, not 64 hex digits"),
+    (status_with(manifest=manifest_json(files=file_entry(path='"../x"'))),
+     "peer status: manifest: files[0]: path is '../x', not a plain relative path"),
+    (status_with(manifest=manifest_json(files=file_entry(path="[]"))),
+     "peer status: manifest: files[0]: path is [], not a file path"),
+    (status_with(manifest=manifest_json(files=file_entry()[:-1] + ", " + file_entry()[1:])),
+     "peer status: manifest: 'a' is listed twice"),
+])
+def test_a_wrong_status_answer_is_a_refusal_naming_the_field(tmp_path: Path, status: str,
+                                                             error: str) -> None:
+    xdata.write_version(tmp_path / "here", 2, {"x": b"1"}, T0)
+    with pytest.raises(xdata.XdataError) as info:
+        xdata_sync.sync_lim(2, tmp_path / "here", "lim2", answering(status=status))
+    assert str(info.value).startswith(error), str(info.value)
+    assert type(info.value.__cause__) is not RecursionError  # a refusal, not a crash
+
+
+@pytest.mark.parametrize("receipt, error", [
+    ("[]", "peer receive answer: [] is not a JSON object"),
+    ("", "peer receive answer: not a JSON answer: b''"),
+    ('{"version": "lim2-20261128T000000.000000Z", "fetched_files": 1, "fetched_bytes": 1}',
+     "peer receive answer: reused_files missing"),
+    ('{"version": "lim2-20261128T000000.000000Z", "fetched_files": "1", "fetched_bytes": 1, '
+     '"reused_files": 0}', "peer receive answer: fetched_files is '1', not a count of files"),
+    ('{"version": "lim2-20261128T000000.000000Z", "fetched_files": 1, "fetched_bytes": 1e99, '
+     '"reused_files": 0}', "peer receive answer: fetched_bytes is 1e+99, not a whole number "
+                           "of bytes"),
+    ('{"version": "lim9-20261128T000000.000000Z", "fetched_files": 1, "fetched_bytes": 1, '
+     '"reused_files": 0}', "peer receive answer: version is 'lim9-20261128T000000.000000Z', "
+                           "not lim2-20261128T000000.000000Z (the version sent)"),
+])
+def test_a_wrong_receive_answer_is_a_failure_naming_the_field(tmp_path: Path, receipt: str,
+                                                              error: str) -> None:
+    xdata.write_version(tmp_path / "here", 2, {"x": b"1"}, T0)
+    peer = answering(status=VALID_STATUS, receive=receipt)
+    with pytest.raises(xdata.XdataError) as info:
+        xdata_sync.sync_lim(2, tmp_path / "here", "lim2", peer)
+    assert str(info.value).startswith(error), str(info.value)
+
+
+def test_a_well_formed_fake_peer_is_accepted(tmp_path: Path) -> None:
+    """The fake peer above speaks the protocol when its answers are right: the refusals
+    are the wrong fields' doing."""
+    m = xdata.write_version(tmp_path / "here", 2, {"x": b"1"}, T0)
+    peer = answering(status=VALID_STATUS, receive=(
+        f'{{"version": "{m.version}", "fetched_files": 1, "fetched_bytes": 1, '
+        '"reused_files": 0, "already_had": false}'))
+    r = xdata_sync.sync_lim(2, tmp_path / "here", "lim2", peer)
+    assert (r.direction, r.version, r.fetched_files, r.fetched_bytes) == (
+        "to-standby", m.version, 1, 1)

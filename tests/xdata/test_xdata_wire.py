@@ -103,3 +103,20 @@ def test_a_pipe_that_ends_in_the_middle_of_a_file_fails(tmp_path: Path) -> None:
         xdata.receive(tmp_path / "dst", m, xdata_wire.StreamFetcher(proc.stdout, "lim2"))
     proc.wait(timeout=30)
     assert list((tmp_path / "dst").iterdir()) == []
+
+
+@pytest.mark.parametrize("header, error", [
+    (b'{"path": "a", "size": true}\n', "lim2 sent 'a' (True bytes), expected 'a' (1 bytes)"),
+    (b'{"path": "a", "size": 1.0}\n', "lim2 sent 'a' (1.0 bytes), expected 'a' (1 bytes)"),
+    (b'{"path": "a", "size": "1"}\n', "lim2 sent 'a' ('1' bytes), expected 'a' (1 bytes)"),
+    (b"[" * 3000 + b"\n", "the stream from lim2 is garbled"),
+])
+def test_a_file_header_of_the_wrong_type_is_refused(tmp_path: Path, header: bytes,
+                                                    error: str) -> None:
+    """The size must be the very integer expected: ``true`` equals 1 in Python, yet a
+    sender writing it is confused; a header nested too deep is garbage, not a crash."""
+    entry = xdata.FileEntry("a", 1, "00" * 32, 0)
+    fetcher = xdata_wire.StreamFetcher(io.BytesIO(header + b"x"), "lim2")
+    with pytest.raises(xdata.XdataError) as info:
+        fetcher(entry, tmp_path / "a")
+    assert str(info.value).startswith(error), str(info.value)
