@@ -118,3 +118,45 @@ def lab(lab_session: Lab) -> Iterator[Lab]:
     """The session's lab for one test; reset to as-built afterwards (even if it failed)."""
     yield lab_session
     lab_session.reset()
+
+
+def _systemd_skip_reason() -> str | None:
+    from mxone_lab import systemd_host
+
+    problems = systemd_host.prerequisite_problems()
+    return "systemd lab tests: " + "; ".join(problems) if problems else None
+
+
+@pytest.fixture(scope="module")
+def systemd_lab_module() -> Iterator[Lab]:
+    """A small lab whose standby1 boots a real systemd as PID 1, built once per test
+    module and torn down at its end (also on failure, Ctrl-C and SIGTERM).
+
+    Hosts: lim1 .11, lim2 .12, standby1 .20 (systemd), client .100 on 10.77.0.0/24 - the
+    default lab's names and addresses, sshd on each. Skips where no lab can be built.
+    """
+    import functools
+
+    from mxone_lab import LabSpec
+
+    reason = _lab_skip_reason() or _systemd_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with _sigterm_as_interrupt():
+        lab = Lab.up(LabSpec.systemd_standby())
+        last_resort = functools.partial(_down_quietly, lab)  # its own: unregister only it
+        atexit.register(last_resort)
+        try:
+            yield lab
+        finally:
+            atexit.unregister(last_resort)
+            lab.down()
+
+
+@pytest.fixture
+def systemd_lab(systemd_lab_module: Lab) -> Iterator[Lab]:
+    """The module's systemd lab for one test; reset to as-built afterwards (even if the test
+    failed): on standby1 that also stops and removes the units the test or the product
+    installed (mxone-agent.service...), daemon-reload, reset-failed, empties the journal."""
+    yield systemd_lab_module
+    systemd_lab_module.reset()

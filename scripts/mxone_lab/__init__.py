@@ -12,8 +12,16 @@ machine's own network or files. Typical use::
         lab.faults.cut("lim2")                  # lim2 unreachable, still running
         lab.reset()                             # back to as-built, between tests
 
-The command is ``mxone-lab`` (``scripts/lab``); the pytest fixtures are ``lab_session``
-and ``lab`` in tests/conftest.py.
+A host can boot a real systemd as its PID 1 (units, ``systemctl``, ``journalctl``,
+watchdogs, ``Restart=``), at the cost of a boot (about half a second here)::
+
+    spec = LabSpec.default().with_systemd(["standby1"])   # or HostSpec(..., systemd=True)
+    with Lab.up(spec) as lab:
+        lab.exec("standby1", "systemctl is-system-running").stdout   # 'running\n'
+
+The command is ``mxone-lab`` (``scripts/lab``; ``mxone-lab up --systemd standby1``); the
+pytest fixtures are ``lab_session`` and ``lab`` in tests/conftest.py, and
+``systemd_lab_module`` / ``systemd_lab`` for a small lab whose standby1 boots systemd.
 """
 
 from __future__ import annotations

@@ -46,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--hosts", type=int, metavar="N", help="N hosts: lim1..lim<N-1> and client (benchmarks)"
     )
+    spec_opt.add_argument(
+        "--systemd",
+        metavar="HOST[,HOST]",
+        action="append",
+        default=[],
+        help="these hosts boot systemd as PID 1 (units, systemctl, journalctl); slower to build",
+    )
 
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -107,7 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     fs.add_parser("list", help="list the faults in force")
 
     d = sub.add_parser(
-        "demo", parents=[spec_opt], help="build a lab, open mxone_maintenance on lim1 (then a shell), tear down on exit"
+        "demo",
+        parents=[spec_opt],
+        help="build a lab, open mxone_maintenance on lim1 (then a shell), tear down on exit",
     )
     d.add_argument("--on", default="lim1", metavar="HOST", help="the host to open (default lim1)")
     d.add_argument(
@@ -146,10 +155,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _spec(args: argparse.Namespace) -> LabSpec:
     if getattr(args, "spec", None):
-        return LabSpec.from_toml(args.spec)
-    if getattr(args, "hosts", None) is not None:
-        return LabSpec.with_hosts(args.hosts)
-    return LabSpec.default()
+        spec = LabSpec.from_toml(args.spec)
+    elif getattr(args, "hosts", None) is not None:
+        spec = LabSpec.with_hosts(args.hosts)
+    else:
+        spec = LabSpec.default()
+    systemd = [n.strip() for arg in getattr(args, "systemd", []) for n in arg.split(",")]
+    return spec.with_systemd(n for n in systemd if n) if systemd else spec
 
 
 def _lab(args: argparse.Namespace) -> Lab:
@@ -162,7 +174,7 @@ def _lab(args: argparse.Namespace) -> Lab:
 
 def _cmd_up(args: argparse.Namespace) -> int:
     spec = _spec(args)
-    check_prerequisites(sshd=not args.no_sshd)
+    check_prerequisites(sshd=not args.no_sshd, systemd=bool(spec.systemd_names))
     started = time.monotonic()
     r, w = os.pipe()
     sys.stdout.flush()
@@ -195,6 +207,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
         return 0
     print(f"lab {lab.id} is up ({time.monotonic() - started:.2f} s); it is now the current lab")
     _print_status(lab.status())
+    for h in lab.hosts.values():
+        if h.systemd and h.boot_seconds is not None:
+            print(f"{h.name} booted systemd in {h.boot_seconds:.2f} s")
     print(f"\nnext: {PROG} exec lim1 hostname | {PROG} ssh lim1 | {PROG} down {lab.id}")
     return 0
 
@@ -257,6 +272,7 @@ def _print_status(st: LabStatus) -> None:
         print(
             f"{h.name:<10} {h.ip!s:<14} {h.mac:<17}  {holder:<12} {sshd:<12} {port:<5} "
             f"{' '.join(h.addresses) or '-'}"
+            + (f"  [systemd {h.system_state}]" if h.systemd else "")
         )
     print("faults: " + ("; ".join(st.faults) if st.faults else "none"))
 
@@ -280,6 +296,8 @@ def _status_json(st: LabStatus) -> dict[str, object]:
                 "sshd_alive": h.sshd_alive,
                 "addresses": list(h.addresses),
                 "port_up": h.port_up,
+                "systemd": h.systemd,
+                "system_state": h.system_state,
             }
             for h in st.hosts
         ],

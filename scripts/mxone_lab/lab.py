@@ -12,6 +12,12 @@ Layout of a lab with id ``mx3fa9c1`` (the id is random per build, so labs coexis
     /tmp/mx3fa9c1/         everything on disk: lab.json (the state), keys, per-host
                            configs, logs and overlay upper dirs
 
+A host marked ``systemd`` in the spec is held by a real systemd instead of `sleep`: PID 1
+of the host's own PID namespace, with its own /tmp, /run, /dev, IPC and cgroup namespace
+(the cgroup ``<lab id>-<host>`` on the machine's cgroup2 hierarchy), booted until
+``systemctl is-system-running`` says so; see systemd_host.py for what keeps it off the
+machine. Its console goes to ``hosts/<host>/console.log``.
+
 Every veth pair is created inside the switch namespace and its host end moved straight
 into the host namespace, so the machine's own namespace never sees a lab link, address or
 route. Everything is ended by PID and namespaces are deleted by name, both restricted to
@@ -19,7 +25,8 @@ this lab's unique prefix.
 
 Running something "on" a host means entering its holder's network, mount and UTS
 namespaces (``nsenter -t HOLDER -n -m -u``); a plain ``ip netns exec`` would see the
-machine's /etc, not the host's.
+machine's /etc, not the host's. On a systemd host a command also enters the host's IPC
+and PID namespaces, so ``systemctl``, ``journalctl`` and ``kill MAINPID`` work there.
 """
 
 from __future__ import annotations
@@ -38,14 +45,16 @@ import socket
 import struct
 import subprocess
 import sys
+import termios
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Self
 
-from mxone_lab import keys, procs
+from mxone_lab import keys, procs, systemd_host
 from mxone_lab.errors import (
     BuildError,
     HostCommandError,
@@ -73,6 +82,8 @@ OVERLAID = ("/etc", "/var", "/root", "/opt")
 SSHD = "/usr/sbin/sshd"
 TOOLS = ("ip", "nsenter", "unshare", "nft", "sh", "sleep", "mount")
 STATE_VERSION = 1
+#: Where a systemd host keeps the lab dir until its boot is over (inside the host).
+_LAB_DIR_STAGING = "/run/.mxone-lab"
 
 # Host sysctls a test may change (blocked-alias experiments) that reset() puts back.
 _RESET_SYSCTLS = {
@@ -84,6 +95,14 @@ _RESET_SYSCTLS = {
     "net/ipv4/conf/eth0/arp_announce": "0",
     "net/ipv4/conf/eth0/arp_accept": "0",
 }
+
+# After the common reset of a systemd host (its processes are ended by then).
+_SYSTEMD_RESET = (
+    "rm -rf /run/mxone\n"
+    "systemctl reset-failed\n"
+    # the journal of earlier tests: rotate, then drop every archived file
+    "journalctl --rotate --vacuum-size=1 -q 2>/dev/null\n"
+)
 
 _PLAIN_BASHRC = (
     "# lab host: a plain shell. The machine's own ~/.bashrc runs `pyenv init`, which costs\n"
@@ -125,6 +144,8 @@ class Host:
     ``sshd_pid`` after :meth:`Lab.reset` restarted a dead sshd.
 
     ``host_key`` is the host's SSH public key ``"ssh-ed25519 AAAA..."``, for pinning.
+    ``systemd`` hosts are held by systemd: ``holder_pid`` is the PID (on the machine) of
+    the host's PID 1, ``boot_seconds`` the time from its start to the end of its boot.
     """
 
     name: str
@@ -137,6 +158,8 @@ class Host:
     host_key: str
     switch_port: str
     ssh_port: int = 22
+    systemd: bool = False
+    boot_seconds: float | None = None
 
     @property
     def cidr(self) -> str:
@@ -168,6 +191,9 @@ class HostStatus:
     sshd_alive: bool
     addresses: tuple[str, ...]
     port_up: bool | None
+    systemd: bool = False
+    #: ``systemctl is-system-running`` on a systemd host ('' on others, '?' if unknown).
+    system_state: str = ""
 
 
 @dataclass(frozen=True)
@@ -267,6 +293,8 @@ class Lab:
                 sshd_pid=h.get("sshd_pid"),
                 host_key=h["host_key"],
                 switch_port=h["switch_port"],
+                systemd=bool(h.get("systemd")),
+                boot_seconds=h.get("boot_seconds"),
             )
         return out
 
@@ -296,22 +324,26 @@ class Lab:
         sshd: bool = True,
         root: Path = DEFAULT_ROOT,
         timeout: float = 10.0,
+        boot_timeout: float = 120.0,
         keeper_pid: int | None = None,
     ) -> Lab:
         """Build a lab and return it running.
 
         ``spec`` defaults to :meth:`LabSpec.default`. With ``sshd`` every host runs an sshd
         on its base address, listening before this returns. ``timeout`` bounds each wait
-        (holders ready, sshd listening). On any failure, or KeyboardInterrupt, whatever was
-        built is torn down before the error propagates (:class:`BuildError` for failures).
-        The processes of the lab are started in their own sessions: they outlive the
-        calling process unless :meth:`down` is called.
+        (holders ready, sshd listening). Hosts marked ``systemd`` in the spec boot systemd;
+        this returns once ``systemctl is-system-running`` says ``running`` (or
+        ``degraded``: then a warning names the failed units, and :meth:`status` shows them),
+        each boot bounded by ``boot_timeout``. On any failure, or KeyboardInterrupt,
+        whatever was built is torn down before the error propagates (:class:`BuildError`
+        for failures). The processes of the lab are started in their own sessions: they
+        outlive the calling process unless :meth:`down` is called.
         """
         spec = spec or LabSpec.default()
-        check_prerequisites(sshd=sshd)
+        check_prerequisites(sshd=sshd, systemd=bool(spec.systemd_names))
         lab = cls._claim(spec, root, keeper_pid)
         try:
-            lab._build(sshd, timeout)
+            lab._build(sshd, timeout, boot_timeout)
         except BaseException as exc:
             cleanup_note = ""
             try:
@@ -338,7 +370,7 @@ class Lab:
                 lab_dir.mkdir(mode=0o700)
             except FileExistsError:
                 continue
-            hosts = {}
+            hosts: dict[str, dict[str, Any]] = {}
             for h in spec.hosts:
                 hosts[h.name] = {
                     "ns": f"{lab_id}-{h.name}",
@@ -351,7 +383,24 @@ class Lab:
                     "holder_start": None,
                     "sshd_pid": None,
                     "sshd_start": None,
+                    "systemd": h.systemd,
                 }
+                if h.systemd:
+                    cgroot = systemd_host.cgroup2_root() or Path("/sys/fs/cgroup")
+                    hosts[h.name] |= {
+                        # the `unshare` that started systemd (and reaps it at teardown)
+                        "launcher_pid": None,
+                        "launcher_start": None,
+                        # the `cat` that drains the host's console pty into console.log
+                        "console_pid": None,
+                        "console_start": None,
+                        "cgroup": str(cgroot / f"{lab_id}-{h.name}"),
+                        "cgroup_path": f"/{lab_id}-{h.name}",
+                        "boot_seconds": None,
+                        "boot_state": None,
+                        "failed_units": [],
+                        "as_built_units": [],
+                    }
             state = {
                 "version": STATE_VERSION,
                 "id": lab_id,
@@ -374,7 +423,7 @@ class Lab:
             return lab
         raise BuildError(f"could not find a free lab id under {root}")
 
-    def _build(self, sshd: bool, timeout: float) -> None:
+    def _build(self, sshd: bool, timeout: float, boot_timeout: float = 120.0) -> None:
         self._write_files()
         # Namespaces and the switch wiring go through `ip -batch`: measured on this kernel,
         # one `ip -batch` for all namespaces costs ~3 ms where pyroute2's netns.create and
@@ -397,7 +446,12 @@ class Lab:
         self._wait_ready({"the switch": (sw, self.dir / "switch" / "holder.log")}, timeout)
 
         holders = {}
+        booting: dict[str, float] = {}  # systemd host -> when its holder started
         for name, h in self._state["hosts"].items():
+            if h.get("systemd"):
+                booting[name] = time.monotonic()
+                holders[f"host {name}"] = self._spawn_systemd_host(name)
+                continue
             log = self._host_dir(name) / "holder.log"
             argv = [
                 "ip",
@@ -419,12 +473,27 @@ class Lab:
             holders[f"host {name}"] = (p, log)
         self._write_state()
         self._wait_ready(holders, timeout)
+        for name in booting:
+            self._find_init(name, timeout)
+        self._write_state()
 
+        plain = [n for n in self._state["hosts"] if n not in booting]
         if sshd:
             self._state["sshd"] = True
-            for name in self._state["hosts"]:
+            for name in plain:
                 self._start_sshd(name)
             self._write_state()
+        if booting:
+            # Meanwhile the plain hosts' sshd come up; a systemd host's starts after boot,
+            # once the lab dir (its config and keys) is visible in the host's /tmp.
+            self._wait_booted(booting, boot_timeout)
+            for name in booting:
+                self._expose_lab_dir(name, timeout)
+                self._snapshot_as_built(name, timeout)
+                if sshd:
+                    self._start_sshd(name)
+            self._write_state()
+        if sshd:
             self._wait_sshd(list(self._state["hosts"]), timeout)
         self._state["state"] = "up"
         self._write_state()
@@ -471,6 +540,8 @@ class Lab:
             etc = hd / "ov" / "etc" / "upper"
             (etc / "hostname").write_text(h.name + "\n")
             (etc / "hosts").write_text(etc_hosts)
+            if h.systemd:
+                systemd_host.write_etc(etc)
             home = hd / "ov" / "root" / "upper"
             (home / ".bashrc").write_text(_PLAIN_BASHRC)
             (home / ".profile").write_text(_PLAIN_BASHRC + "[ -f ~/.bashrc ] && . ~/.bashrc\n")
@@ -541,6 +612,240 @@ class Lab:
             )
             + "\n"
         )
+
+    # ------------------------------------------------------------- systemd hosts
+
+    def _spawn_systemd_host(self, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start the host's systemd (via its setup script) and the drain of its console.
+
+        The launcher is ``unshare --pid --fork --kill-child ...`` in the host's network
+        namespace and its own cgroup; its child becomes PID 1 of the host. Returns the
+        launcher (its stdout says ``ready`` once the host's mounts are done) and the
+        console log (where the setup's errors go too).
+        """
+        h = self._state["hosts"][name]
+        hd = self._host_dir(name)
+        console_log = hd / "console.log"
+        cgroup = Path(h["cgroup"])
+        cgroup.mkdir()  # fails if it exists: the name is this lab's alone
+        master, slave = os.openpty()
+        try:
+            # Plain newlines in console.log (no "\r\n" from the tty's output processing).
+            attrs = termios.tcgetattr(slave)
+            attrs[1] &= ~termios.OPOST
+            termios.tcsetattr(slave, termios.TCSANOW, attrs)
+            with open(console_log, "ab") as log:
+                drain = subprocess.Popen(
+                    ["nsenter", f"--net={NETNS_DIR / h['ns']}", "--", "cat"],
+                    stdin=master,
+                    stdout=log,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            self._children[drain.pid] = drain
+            h.update(console_pid=drain.pid, console_start=procs.start_time(drain.pid))
+            argv = [
+                "sh",
+                "-c",
+                'echo 0 > "$0" && exec "$@"',  # into the host's cgroup, then on
+                str(cgroup / "cgroup.procs"),
+                "ip",
+                "netns",
+                "exec",
+                h["ns"],
+                "unshare",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount",
+                "--uts",
+                "--ipc",
+                "--cgroup",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                self._systemd_holder_script(name),
+                f"{self.id}-{name}",
+                os.ttyname(slave),
+            ]
+            p = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=slave,
+                start_new_session=True,
+                close_fds=True,
+                env=systemd_host.BOOT_ENV,
+            )
+        finally:
+            os.close(master)
+            os.close(slave)
+        self._children[p.pid] = p
+        h.update(launcher_pid=p.pid, launcher_start=procs.start_time(p.pid))
+        return p, console_log
+
+    def _systemd_holder_script(self, name: str) -> str:
+        hd = self._host_dir(name)
+        overlays = []
+        for lower in OVERLAID:
+            ov = hd / "ov" / lower.strip("/")
+            if ov.is_dir():
+                opts = f"lowerdir={lower},upperdir={ov / 'upper'},workdir={ov / 'work'}"
+                overlays.append((lower, f"{self.id}-{name}{lower}", opts))
+        return systemd_host.holder_script(
+            name=name,
+            tag=f"{self.id}-{name}",
+            net_batch=hd / "net.batch",
+            overlays=overlays,
+            lab_dir=self.dir,
+            staging=_LAB_DIR_STAGING,
+        )
+
+    def _find_init(self, name: str, timeout: float) -> None:
+        """Record the host's PID 1 (the launcher's only child) as its holder."""
+        h = self._state["hosts"][name]
+        launcher = int(h["launcher_pid"])
+        deadline = time.monotonic() + timeout
+        while True:
+            kids = procs.children(launcher)
+            if kids:
+                h.update(holder_pid=kids[0], holder_start=procs.start_time(kids[0]))
+                return
+            if not procs.alive(launcher) or time.monotonic() > deadline:
+                raise LabError(
+                    f"host {name}: systemd did not start"
+                    + _log_tail(self._host_dir(name) / "console.log")
+                )
+            time.sleep(0.005)
+
+    def _wait_booted(self, started: Mapping[str, float], timeout: float) -> None:
+        """Wait until every systemd host has finished booting (hosts boot in parallel).
+
+        ``running`` is what a clean boot ends in; ``degraded`` ends the wait too, with a
+        warning naming the failed units. Anything else, or no end within ``timeout`` s,
+        raises :class:`LabError` with the host's state, its pending jobs and the tail of
+        its console.
+        """
+        deadline = min(started.values()) + timeout
+        for name, since in started.items():
+            h = self._state["hosts"][name]
+            state = ""
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise LabError(
+                        self._boot_problem(name, f"did not finish booting within {timeout:g} s")
+                    )
+                try:
+                    r = self.exec(
+                        name,
+                        ["systemctl", "is-system-running", "--wait"],
+                        check=False,
+                        timeout=left,
+                    )
+                except HostCommandError:
+                    continue  # timed out: the deadline check above reports it
+                except LabError:  # its PID 1 is gone
+                    raise LabError(self._boot_problem(name, "ended while booting")) from None
+                state = r.stdout.strip()
+                if state in ("running", "degraded"):
+                    break
+                if state in ("maintenance", "stopping"):
+                    raise LabError(self._boot_problem(name, f"booted into state {state!r}"))
+                time.sleep(0.05)  # systemd is not reachable yet ("offline")
+            # From the start of its holder to the end of boot by systemd's own clock (the
+            # machine's CLOCK_MONOTONIC): not when this loop got round to the host.
+            finished = time.monotonic()
+            with contextlib.suppress(LabError, ValueError):
+                r = self.exec(
+                    name, ["systemctl", "show", "-p", "FinishTimestampMonotonic", "--value"]
+                )
+                finished = int(r.stdout.strip()) / 1e6 or finished
+            h["boot_seconds"] = round(finished - since, 3)
+            h["boot_state"] = state
+            if state == "degraded":
+                failed = self._failed_units(name)
+                h["failed_units"] = failed
+                warnings.warn(
+                    f"lab {self.id}: systemd host {name} booted degraded; failed units: "
+                    f"{', '.join(failed) or '?'} (see `journalctl -u UNIT` on {name})",
+                    stacklevel=4,
+                )
+
+    def _failed_units(self, name: str) -> list[str]:
+        r = self.exec(
+            name,
+            ["systemctl", "list-units", "--failed", "--plain", "--no-legend", "--full"],
+            check=False,
+        )
+        return sorted(systemd_host.parse_units(r.stdout))
+
+    def _boot_problem(self, name: str, what: str) -> str:
+        """`host X: systemd ...` with the host's state, pending jobs and console tail."""
+        detail = ""
+        with contextlib.suppress(LabError):
+            st = self.exec(name, ["systemctl", "is-system-running"], check=False, timeout=5)
+            detail = f" (state {st.stdout.strip() or '?'}"
+            jobs = self.exec(
+                name,
+                ["systemctl", "list-jobs", "--plain", "--no-legend", "--full"],
+                check=False,
+                timeout=5,
+            )
+            pending = [
+                line.split()[1] for line in jobs.stdout.splitlines() if len(line.split()) > 1
+            ]
+            detail += f"; waiting for {', '.join(pending[:8])})" if pending else ")"
+        return f"host {name}: systemd {what}{detail}" + _log_tail(
+            self._host_dir(name) / "console.log"
+        )
+
+    def _expose_lab_dir(self, name: str, timeout: float) -> None:
+        """Show the lab dir in the host's /tmp at its own path (configs and keys keep their
+        paths), now that boot-time cleaning of /tmp is over."""
+        q = shlex.quote
+        self.exec(
+            name,
+            f"mkdir -p {q(str(self.dir))} && mount --bind {_LAB_DIR_STAGING} {q(str(self.dir))} "
+            f"&& umount {_LAB_DIR_STAGING} && rmdir {_LAB_DIR_STAGING}",
+            timeout=timeout,
+        )
+
+    def _snapshot_as_built(self, name: str, timeout: float) -> None:
+        """Record what reset() puts back: the running units, the unit files and masks."""
+        h = self._state["hosts"][name]
+        hd = self._host_dir(name)
+        r = self.exec(
+            name,
+            ["systemctl", "list-units", "--all", "--plain", "--no-legend", "--full"],
+            timeout=timeout,
+        )
+        units = systemd_host.parse_units(r.stdout)
+        h["as_built_units"] = sorted(
+            u for u, st in units.items() if st in systemd_host.RUNNING_STATES
+        )
+        (hd / "units.manifest").write_text(
+            self.exec(name, systemd_host.MANIFEST, timeout=timeout).stdout
+        )
+        self.exec(name, systemd_host.save_units_command(hd / "units.tar"), timeout=timeout)
+
+    def _host_popen(
+        self, name: str, args: Sequence[str], cwd: str | None = None, **kwargs: Any
+    ) -> subprocess.Popen[Any]:
+        """Start ``args`` on host ``name``; the Popen's PID is the command's own.
+
+        On a systemd host the command is born in the host's PID namespace (under its
+        systemd), so it sees the host's processes and ``systemctl`` reaches PID 1.
+        """
+        argv = self._nsenter(name, cwd) + list(args)
+        h = self._state["hosts"][name]
+        if not h.get("systemd"):
+            return subprocess.Popen(argv, **kwargs)
+        with systemd_host.children_in_pid_ns(int(h["holder_pid"])):
+            return subprocess.Popen(argv, **kwargs)
 
     def _sshd_config(self, name: str) -> str:
         hd = self._host_dir(name)
@@ -624,17 +929,11 @@ class Lab:
     def _start_sshd(self, name: str) -> None:
         h = self._state["hosts"][name]
         hd = self._host_dir(name)
-        argv = self._nsenter(name) + [
-            SSHD,
-            "-D",
-            "-f",
-            str(hd / "sshd_config"),
-            "-E",
-            str(hd / "sshd.log"),
-        ]
+        argv = [SSHD, "-D", "-f", str(hd / "sshd_config"), "-E", str(hd / "sshd.log")]
         # nsenter -n -m -u sets the namespaces and execs without forking (only -p/-U
         # need a fork), so this PID is sshd's own.
-        p = subprocess.Popen(
+        p = self._host_popen(
+            name,
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -731,14 +1030,23 @@ class Lab:
         h = self._state["hosts"][name]
         self._check_pid(h["holder_pid"], h.get("holder_start"), f"host {name}")
         argv = ["nsenter", "-t", str(h["holder_pid"]), "-n", "-m", "-u"]
+        if h.get("systemd"):
+            # IPC and cgroup namespaces too (systemctl status, systemd-cgls read the host's
+            # cgroup tree); the PID namespace: see _host_popen.
+            argv += ["-i", "-C"]
         if cwd:
             argv.append(f"--wd={cwd}")
         return argv + ["--"]
 
     def nsenter_argv(self, host: str, cwd: str | None = None) -> list[str]:
-        """The argv prefix that runs a command on ``host`` (its net, mount and UTS ns)."""
+        """The argv prefix that runs a command on ``host`` (its net, mount and UTS ns;
+        on a systemd host also its IPC and PID namespaces - then nsenter forks, so the
+        PID of the process started with this prefix is nsenter's, not the command's)."""
         self.host(host)
-        return self._nsenter(host, cwd)
+        argv = self._nsenter(host, cwd)
+        if self._state["hosts"][host].get("systemd"):
+            argv.insert(-1, "-p")
+        return argv
 
     def host_env(self, host: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment commands get on ``host``: a clean one, not the caller's.
@@ -786,8 +1094,10 @@ class Lab:
         """
         self.host(host)
         args = ["sh", "-c", argv] if isinstance(argv, str) else list(argv)
-        p = subprocess.Popen(
-            self._nsenter(host, cwd) + args,
+        p = self._host_popen(
+            host,
+            args,
+            cwd,
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -820,9 +1130,7 @@ class Lab:
         self.host(host)
         args = ["sh", "-c", argv] if isinstance(argv, str) else list(argv)
         kwargs.setdefault("start_new_session", True)
-        p = subprocess.Popen(
-            self._nsenter(host, cwd) + args, env=self.host_env(host, env), **kwargs
-        )
+        p = self._host_popen(host, args, cwd, env=self.host_env(host, env), **kwargs)
         self._procs.append(_Tracked(host, p, keep_on_reset))
         return p
 
@@ -903,9 +1211,16 @@ class Lab:
             holder_ok = _same_process(h.get("holder_pid"), h.get("holder_start"))
             sshd_ok = _same_process(h.get("sshd_pid"), h.get("sshd_start"))
             addrs: tuple[str, ...] = ()
+            system_state = "?" if h.get("systemd") else ""
             if holder_ok:
                 with contextlib.suppress(Exception):
                     addrs = tuple(self.addresses(name))
+                if h.get("systemd"):
+                    with contextlib.suppress(LabError):
+                        r = self.exec(
+                            name, ["systemctl", "is-system-running"], check=False, timeout=10
+                        )
+                        system_state = r.stdout.strip() or "?"
             hosts.append(
                 HostStatus(
                     name=name,
@@ -918,6 +1233,8 @@ class Lab:
                     sshd_alive=sshd_ok,
                     addresses=addrs,
                     port_up=port_up.get(h["switch_port"]),
+                    systemd=bool(h.get("systemd")),
+                    system_state=system_state,
                 )
             )
         return LabStatus(
@@ -948,26 +1265,44 @@ class Lab:
         restarts an sshd that died; removes links other than lo/eth0, addresses other than
         the base one, non-kernel routes and every neighbour entry; restores hostname,
         eth0's MAC and up state, nftables (flushed), qdiscs and a few ARP sysctls; wipes
-        the product dirs (:data:`PRODUCT_DIRS`) and root's authorized_keys. Raises :class:`LabError` naming what
-        could not be reset; a host whose holder died cannot be (rebuild the lab).
+        the product dirs (:data:`PRODUCT_DIRS`) and root's authorized_keys. Raises
+        :class:`LabError` naming what could not be reset; a host whose holder died cannot
+        be (rebuild the lab).
+
+        On a systemd host, first every unit that was not running as built is stopped
+        (0.5 s for a clean stop, then SIGKILL to all its processes), the unit files, masks
+        and enablement symlinks go back to as-built (what the product installed under
+        /etc/systemd/system is removed), then ``daemon-reload`` and ``reset-failed``; its
+        processes outside the as-built units (leftovers of ``KillMode=process``, commands
+        run there) are ended like any other; /run/mxone is removed and the journal emptied.
+        The host's systemd and its as-built units keep running (one a test stopped is
+        started again).
         """
         self._require_local()
         for name, h in self._state["hosts"].items():
             self._check_pid(h["holder_pid"], h.get("holder_start"), f"host {name}")
         self.faults.restore()
 
+        problems: list[str] = []
+        for name, h in self._state["hosts"].items():
+            if h.get("systemd"):
+                problems += self._reset_units(name, timeout)
+
         # Processes: everything in the lab's namespaces but the lab's own.
         keep = {t.proc.pid for t in self._procs if t.keep_on_reset and t.proc.poll() is None}
-        victims = [p for p in procs.members(self._net_ids()) if p not in self._infra_pids() | keep]
+        keep |= self._as_built_processes()
+        lab_pids = procs.members(self._net_ids(), pid=self._systemd_pid_ids())
+        victims = [p for p in lab_pids if p not in self._infra_pids() | keep]
         tracked = {t.proc.pid: t.proc for t in self._procs}
         left = procs.end(victims, grace=0.5, children=tracked | self._children)
         self._procs = [t for t in self._procs if t.proc.poll() is None]
-        problems = [f"process {p} ({procs.comm(p)}) did not end" for p in left]
+        problems += [f"process {p} ({procs.comm(p)}) did not end" for p in left]
 
         # One shell per host, all hosts at once: network, files, firewall, sysctls.
         shells = {
-            name: subprocess.Popen(
-                self._nsenter(name) + ["sh", "-c", self._reset_script(name)],
+            name: self._host_popen(
+                name,
+                ["sh", "-c", self._reset_script(name)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -1044,8 +1379,81 @@ class Lab:
             "rm -f /root/.ssh/authorized_keys\n"
             f"echo {q(name)} > /proc/sys/kernel/hostname\n"
             f"{sysctls}"
-            "true\n"
+            + (_SYSTEMD_RESET if self._state["hosts"][name].get("systemd") else "")
+            + "true\n"
         )
+
+    def _reset_units(self, name: str, timeout: float) -> list[str]:
+        """Stop what runs on systemd host ``name`` but did not as built, and put its unit
+        files back; the problems met (none normally)."""
+        h = self._state["hosts"][name]
+        hd = self._host_dir(name)
+        problems = []
+
+        def run(argv: list[str] | str, check: bool = True) -> str:
+            try:
+                return self.exec(name, argv, check=check, timeout=timeout).stdout
+            except HostCommandError as exc:
+                problems.append(str(exc))
+                return ""
+
+        as_built = set(h.get("as_built_units") or [])
+        listed = systemd_host.parse_units(
+            run(["systemctl", "list-units", "--all", "--plain", "--no-legend", "--full"])
+        )
+        extra = sorted(
+            u
+            for u, st in listed.items()
+            if st in systemd_host.RUNNING_STATES
+            and u not in as_built
+            and u.endswith(systemd_host.RESET_TYPES)
+        )
+        reload = False
+        if extra:
+            run(["systemctl", "stop", "--no-block", *extra], check=False)
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                states = run(["systemctl", "show", "-p", "ActiveState", "--value", *extra], False)
+                if all(st in ("inactive", "failed") for st in states.split()):
+                    break
+                time.sleep(0.05)
+            # Whatever did not stop in time, and every process a unit leaves behind
+            # (KillMode=process), now; then the stop jobs finish at once.
+            run(["systemctl", "kill", "--kill-whom=all", "--signal=SIGKILL", *extra], False)
+            run(["systemctl", "stop", *extra], check=False)
+            reload = True
+        if run(systemd_host.MANIFEST) != (hd / "units.manifest").read_text():
+            run(systemd_host.restore_units_command(hd / "units.tar"))
+            reload = True
+        if reload:
+            run(["systemctl", "daemon-reload"])
+        # As-built services a test stopped or killed (dbus, logind...) run again.
+        stopped = sorted(
+            u
+            for u in as_built
+            if u.endswith((".service", ".socket", ".timer", ".path"))
+            and listed.get(u) not in systemd_host.RUNNING_STATES
+        )
+        if stopped:
+            run(["systemctl", "reset-failed", *stopped], check=False)
+            run(["systemctl", "start", *stopped])
+        return [f"{name}: {p}" for p in problems]
+
+    def _as_built_processes(self) -> set[int]:
+        """The processes of the systemd hosts' as-built units (journald, dbus, logind...)."""
+        ids = self._systemd_pid_ids()
+        spared: set[int] = set()
+        if not ids:
+            return spared
+        for pid in procs.members((), pid=ids):
+            ns = procs.process_ns(pid, "pid")
+            if ns is None or ns not in ids:
+                continue
+            host = self._state["hosts"][ids[ns]]
+            units = set(host.get("as_built_units") or [])
+            if systemd_host.in_units(procs.cgroup2(pid), host["cgroup_path"], units):
+                spared.add(pid)
+        return spared
 
     # ------------------------------------------------------------------------ down
 
@@ -1055,6 +1463,8 @@ class Lab:
         Ends every process in the lab's namespaces (holders, sshd, anything), deletes the
         namespaces, checks no mount of the lab remains in the machine's mount table,
         removes the lab dir and, if it names this lab, the current-lab link. Idempotent.
+        A systemd host is ended by SIGKILL to its PID 1 (the kernel then ends everything
+        in its PID namespace), then its cgroup tree is removed.
         Raises :class:`TeardownError` naming each leftover (after doing all it could).
         """
         if self._torn_down:
@@ -1074,10 +1484,27 @@ class Lab:
                     mnt_ids.add(mid)
         mnt_ids -= _forbidden_ids("mnt")
         children = dict(self._children) | {t.proc.pid: t.proc for t in self._procs}
+        pid_ids = {
+            nid: name
+            for nid, name in self._systemd_pid_ids().items()
+            if procs.process_ns(self._state["hosts"][name]["holder_pid"], "net") in net_ids
+        }
+        if pid_ids:
+            # PID 1 of each systemd host first: its launcher reaps it and exits (and is
+            # reaped by its own parent), so no zombie is left to the machine's init.
+            hosts = [self._state["hosts"][name] for name in pid_ids.values()]
+            inits = [int(h["holder_pid"]) for h in hosts]
+            launchers = [
+                int(h["launcher_pid"])
+                for h in hosts
+                if _same_process(h.get("launcher_pid"), h.get("launcher_start"))
+            ]
+            procs.signal_all(inits, signal.SIGKILL)
+            procs.wait_gone(inits + launchers, 3.0, children)
         # Kill in rounds: a process may fork while the previous round is being killed.
         deadline = time.monotonic() + timeout
         while True:
-            pids = procs.members(net_ids, mnt_ids)
+            pids = procs.members(net_ids, mnt_ids, pid_ids)
             if not pids:
                 break
             if time.monotonic() > deadline:
@@ -1102,6 +1529,7 @@ class Lab:
                     )
         leftovers += [f"namespace {n}" for n in _netns_names() if n.startswith(self.prefix)]
         leftovers += [f"mount {m}" for m in self.mounts_left()]
+        leftovers += self._remove_cgroups()
         if self.dir.exists():
             shutil.rmtree(self.dir, ignore_errors=True)
             if self.dir.exists():
@@ -1111,6 +1539,29 @@ class Lab:
         self._torn_down = not leftovers  # with leftovers, a later call tries again
         if leftovers:
             raise TeardownError(self.id, leftovers)
+
+    def _remove_cgroups(self) -> list[str]:
+        """Remove the systemd hosts' cgroup trees (only ones named with this lab's prefix)."""
+        left = []
+        root = systemd_host.cgroup2_root()
+        for h in self._state["hosts"].values():
+            path = Path(h["cgroup"]) if h.get("cgroup") else None
+            if path is None or root is None:
+                continue
+            if path.parent != root or not path.name.startswith(self.prefix):
+                left.append(f"cgroup {path} (not this lab's: left alone)")
+                continue
+            left += systemd_host.remove_cgroup(path)
+        return left
+
+    def cgroups_left(self) -> list[str]:
+        """Cgroups on the machine named after this lab (want: none once torn down)."""
+        root = systemd_host.cgroup2_root()
+        if root is None:
+            return []
+        with contextlib.suppress(OSError):
+            return sorted(str(root / n) for n in os.listdir(root) if n.startswith(self.prefix))
+        return []
 
     def mounts_left(self) -> list[str]:
         """Mount points in the machine's mount table that belong to this lab (want: none)."""
@@ -1162,7 +1613,18 @@ class Lab:
         pids = {self.switch_pid}
         for h in self._state["hosts"].values():
             pids |= {h.get("holder_pid") or 0, h.get("sshd_pid") or 0}
+            pids |= {h.get("launcher_pid") or 0, h.get("console_pid") or 0}
         return pids - {0}
+
+    def _systemd_pid_ids(self) -> dict[procs.NsId, str]:
+        """The PID namespaces of the live systemd hosts (never the machine's), by host."""
+        ids = {}
+        for name, h in self._state["hosts"].items():
+            if h.get("systemd") and _same_process(h.get("holder_pid"), h.get("holder_start")):
+                nid = procs.process_ns(h["holder_pid"], "pid")
+                if nid is not None and nid not in _forbidden_ids("pid"):
+                    ids[nid] = name
+        return ids
 
     def _reap(self, pid: int) -> None:
         p = self._children.get(pid)
@@ -1214,8 +1676,9 @@ class Lab:
 # ---------------------------------------------------------------------- helpers
 
 
-def check_prerequisites(sshd: bool = True) -> None:
-    """Raise :class:`PrerequisiteError` unless this machine can build a lab here and now."""
+def check_prerequisites(sshd: bool = True, systemd: bool = False) -> None:
+    """Raise :class:`PrerequisiteError` unless this machine can build a lab here and now
+    (with ``systemd``: one with hosts that boot systemd)."""
     problems = []
     if os.geteuid() != 0:
         problems.append("the lab needs root (it creates network namespaces): run it with sudo")
@@ -1227,6 +1690,8 @@ def check_prerequisites(sshd: bool = True) -> None:
         )
     if sshd and not os.access(SSHD, os.X_OK):
         problems.append(f"{SSHD} is missing: install openssh-server (scripts/bootstrap does)")
+    if systemd and os.geteuid() == 0:
+        problems += systemd_host.prerequisite_problems()
     where = inside_lab_host() if os.geteuid() == 0 else None
     if where:
         problems.append(f"this runs inside {where}: build labs on the machine itself")
@@ -1325,7 +1790,9 @@ def _log_tail(path: Path, lines: int = 5) -> str:
         return ""
     if not text:
         return f" (log {path} is empty)"
-    return f"; last lines of {path}: " + " | ".join(text.splitlines()[-lines:])
+    # Blank lines say nothing (a console log ends its lines with "\r\n").
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"; last lines of {path}: " + " | ".join(kept[-lines:])
 
 
 def _communicate(

@@ -38,8 +38,11 @@ def process_ns(pid: int, kind: str = "net") -> NsId | None:
     return ns_id(f"/proc/{pid}/ns/{kind}")
 
 
-def members(net: Collection[NsId], mnt: Collection[NsId] = ()) -> list[int]:
-    """PIDs of live processes whose network namespace is in ``net`` or mount ns in ``mnt``.
+def members(
+    net: Collection[NsId], mnt: Collection[NsId] = (), pid: Collection[NsId] = ()
+) -> list[int]:
+    """PIDs of live processes whose network namespace is in ``net``, mount ns in ``mnt`` or
+    PID namespace in ``pid``.
 
     One pass over /proc; the calling process itself is never listed.
     """
@@ -48,17 +51,22 @@ def members(net: Collection[NsId], mnt: Collection[NsId] = ()) -> list[int]:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        pid = int(entry.name)
-        if pid == me:
+        p = int(entry.name)
+        if p == me:
             continue
-        nid = process_ns(pid, "net")
+        nid = process_ns(p, "net")
         if nid is not None and nid in net:
-            found.append(pid)
+            found.append(p)
             continue
         if mnt:
-            mid = process_ns(pid, "mnt")
+            mid = process_ns(p, "mnt")
             if mid is not None and mid in mnt:
-                found.append(pid)
+                found.append(p)
+                continue
+        if pid:
+            pns = process_ns(p, "pid")
+            if pns is not None and pns in pid:
+                found.append(p)
     return found
 
 
@@ -82,6 +90,37 @@ def start_time(pid: int) -> int | None:
         return None
     fields = stat[stat.rindex(b")") + 2 :].split()
     return int(fields[19])
+
+
+def parent(pid: int) -> int | None:
+    """The parent PID of ``pid`` (None if gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2 :].split()[1])
+
+
+def children(pid: int) -> list[int]:
+    """The live children of ``pid`` (one pass over /proc)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and parent(int(entry.name)) == pid and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def cgroup2(pid: int) -> str | None:
+    """The cgroup v2 path of ``pid`` as the machine sees it (``/a/b.service``); None if gone."""
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return line[3:].strip()
+    except OSError:
+        return None
+    return None
 
 
 def comm(pid: int) -> str:
@@ -116,13 +155,18 @@ def wait_gone(
     timeout: float,
     children: Mapping[int, subprocess.Popen[bytes] | subprocess.Popen[str]] | None = None,
 ) -> list[int]:
-    """Wait until every PID is gone (reaping our own children); return those still alive."""
+    """Wait until every PID is gone (reaping our own children); return those still alive.
+
+    Every child in ``children`` that has ended is reaped, not only those in ``pids``: a
+    PID namespace's PID 1 finishes dying only once each process of its namespace has been
+    reaped, also one whose parent is outside (our sshd, our commands).
+    """
     children = children or {}
     pending = set(pids)
     deadline = time.monotonic() + timeout
     delay = 0.001
     while True:
-        reap({p: c for p, c in children.items() if p in pending})
+        reap(children)
         pending = {p for p in pending if alive(p)}
         if not pending or time.monotonic() >= deadline:
             return sorted(pending)

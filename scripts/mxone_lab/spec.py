@@ -12,6 +12,10 @@ A spec file is TOML::
     lim1 = 11
     lim2 = 12
     client = 100
+
+    systemd = ["lim2"]           # optional: these hosts boot systemd as their PID 1
+
+(in TOML, ``systemd`` is a top-level key, so it comes before the ``[hosts]`` table).
 """
 
 from __future__ import annotations
@@ -45,10 +49,16 @@ MAX_HOSTS = 200
 
 @dataclass(frozen=True)
 class HostSpec:
-    """One host of a lab: its name and its host byte (the last part of its address)."""
+    """One host of a lab: its name and its host byte (the last part of its address).
+
+    With ``systemd`` the host boots a real systemd as PID 1 of its own PID namespace (units,
+    ``systemctl``, ``journalctl``, watchdogs and restarts work as on a server); otherwise
+    the host is a plain holder process (fast: no boot).
+    """
 
     name: str
     host_byte: int
+    systemd: bool = False
 
     @property
     def mac(self) -> str:
@@ -87,6 +97,35 @@ class LabSpec:
         return cls()
 
     @classmethod
+    def systemd_standby(cls) -> LabSpec:
+        """A small lab whose standby server boots systemd: lim1 .11, lim2 .12,
+        standby1 .20 (systemd), client .100 - the default lab's names and addresses."""
+        return cls(
+            hosts=tuple(
+                HostSpec(n, b, systemd=n == "standby1") for n, b in DEFAULT_HOSTS if n != "lim3"
+            )
+        )
+
+    def with_systemd(self, names: Iterable[str]) -> LabSpec:
+        """This spec with the named hosts booting systemd (the others unchanged).
+
+        Raises :class:`SpecError` naming every name that is not a host of the spec.
+        """
+        wanted = list(dict.fromkeys(names))
+        unknown = [n for n in wanted if n not in self.names]
+        if unknown:
+            raise SpecError(
+                [
+                    f"systemd host {n!r} is not a host of the lab ({', '.join(self.names)})"
+                    for n in unknown
+                ]
+            )
+        hosts = tuple(
+            HostSpec(h.name, h.host_byte, systemd=h.systemd or h.name in wanted) for h in self.hosts
+        )
+        return LabSpec(hosts=hosts, subnet=self.subnet)
+
+    @classmethod
     def with_hosts(cls, count: int, subnet: ipaddress.IPv4Network = DEFAULT_SUBNET) -> LabSpec:
         """A lab of ``count`` hosts for benchmarks: lim1..lim<count-1> (.11 up) + client .100."""
         if not 2 <= count <= 90:
@@ -97,14 +136,23 @@ class LabSpec:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "lab spec") -> LabSpec:
-        """A spec from parsed TOML/JSON data (``subnet``, ``hosts = {name: host byte}``).
+        """A spec from parsed TOML/JSON data (``subnet``, ``hosts = {name: host byte}``,
+        optionally ``systemd = [name, ...]``).
 
         Raises :class:`SpecError` naming every problem, prefixed with ``source``.
         """
         problems: list[str] = []
-        unknown = sorted(set(data) - {"subnet", "hosts"})
+        unknown = sorted(set(data) - {"subnet", "hosts", "systemd"})
         if unknown:
-            problems.append(f"unknown key(s) {', '.join(unknown)}: only subnet and hosts")
+            problems.append(
+                f"unknown key(s) {', '.join(unknown)}: only subnet and hosts (and systemd)"
+            )
+        raw_systemd = data.get("systemd", [])
+        systemd: set[str] = set()
+        if not isinstance(raw_systemd, list) or not all(isinstance(n, str) for n in raw_systemd):
+            problems.append(f"systemd {raw_systemd!r} must be a list of host names")
+        else:
+            systemd = set(raw_systemd)
         subnet = DEFAULT_SUBNET
         raw_subnet = data.get("subnet", str(DEFAULT_SUBNET))
         try:
@@ -120,7 +168,10 @@ class LabSpec:
                 if isinstance(byte, bool) or not isinstance(byte, int):
                     problems.append(f"host {name}: host byte {byte!r} is not an integer")
                     continue
-                hosts.append(HostSpec(str(name), byte))
+                hosts.append(HostSpec(str(name), byte, systemd=str(name) in systemd))
+            problems += [
+                f"systemd host {n!r} is not in hosts" for n in sorted(systemd - set(raw_hosts))
+            ]
         if isinstance(raw_hosts, Mapping) and raw_hosts:
             problems += _problems(subnet, hosts)
         if problems:
@@ -142,8 +193,15 @@ class LabSpec:
         return cls.from_mapping(data, str(p))
 
     def to_mapping(self) -> dict[str, Any]:
-        """The spec as plain data, the inverse of :meth:`from_mapping`."""
-        return {"subnet": str(self.subnet), "hosts": {h.name: h.host_byte for h in self.hosts}}
+        """The spec as plain data, the inverse of :meth:`from_mapping` (``systemd`` only
+        when some host boots systemd)."""
+        data: dict[str, Any] = {
+            "subnet": str(self.subnet),
+            "hosts": {h.name: h.host_byte for h in self.hosts},
+        }
+        if self.systemd_names:
+            data["systemd"] = list(self.systemd_names)
+        return data
 
     # -- derived values ----------------------------------------------------------------
 
@@ -159,6 +217,11 @@ class LabSpec:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(h.name for h in self.hosts)
+
+    @property
+    def systemd_names(self) -> tuple[str, ...]:
+        """The hosts that boot systemd, in spec order."""
+        return tuple(h.name for h in self.hosts if h.systemd)
 
 
 def _problems(subnet: Any, hosts: Iterable[HostSpec]) -> list[str]:
@@ -185,6 +248,8 @@ def _problems(subnet: Any, hosts: Iterable[HostSpec]) -> list[str]:
             problems.append(f"host name {h.name!r} is used twice")
         else:
             seen_names[h.name] = h.host_byte
+        if not isinstance(h.systemd, bool):
+            problems.append(f"host {h.name}: systemd {h.systemd!r} must be true or false")
         if isinstance(h.host_byte, bool) or not isinstance(h.host_byte, int):
             problems.append(f"host {h.name}: host byte {h.host_byte!r} is not an integer")
             continue

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 
 import pytest
-from mxone_lab import FaultState, HostSpec, LabSpec, SpecError
+from mxone_lab import FaultState, HostSpec, LabSpec, SpecError, systemd_host
 
 
 def test_default_spec_is_the_documented_one() -> None:
@@ -116,3 +117,81 @@ def test_tests_cannot_reach_the_real_ssh_config() -> None:
     client.load_system_host_keys()  # the redirected HOME: nothing real in it
     with pytest.raises(AssertionError, match="real"):
         client.load_system_host_keys("/root/.ssh/known_hosts")
+
+
+def test_systemd_hosts_are_part_of_the_spec(tmp_path: Path) -> None:
+    f = tmp_path / "lab.toml"
+    f.write_text('systemd = ["lim2"]\n[hosts]\nlim1 = 11\nlim2 = 12\n')
+    spec = LabSpec.from_toml(f)
+    assert spec.systemd_names == ("lim2",)
+    assert [h.systemd for h in spec.hosts] == [False, True]
+    assert LabSpec.from_mapping(spec.to_mapping()) == spec
+    assert "systemd" not in LabSpec.default().to_mapping()  # the default lab is unchanged
+    assert LabSpec.default().with_systemd(["standby1"]).systemd_names == ("standby1",)
+    sd = LabSpec.systemd_standby()
+    assert [(h.name, str(sd.ip_of(h)), h.systemd) for h in sd.hosts] == [
+        ("lim1", "10.77.0.11", False),
+        ("lim2", "10.77.0.12", False),
+        ("standby1", "10.77.0.20", True),
+        ("client", "10.77.0.100", False),
+    ]
+    with pytest.raises(SpecError, match="systemd host 'lim9' is not in hosts"):
+        LabSpec.from_mapping({"hosts": {"lim1": 11}, "systemd": ["lim9"]})
+    with pytest.raises(SpecError, match="must be a list of host names"):
+        LabSpec.from_mapping({"hosts": {"lim1": 11}, "systemd": "lim1"})
+    with pytest.raises(SpecError, match="systemd host 'nosuch' is not a host of the lab"):
+        LabSpec.default().with_systemd(["nosuch"])
+
+
+def test_a_systemd_host_masks_what_the_machine_enables_but_keeps_its_basics() -> None:
+    masked = set(systemd_host.masked_units())
+    assert {"ssh.service", "systemd-udevd.service", "systemd-sysctl.service"} <= masked
+    assert {"getty@.service", "console-getty.service", "systemd-tmpfiles-clean.timer"} <= masked
+    assert not masked & systemd_host.KEPT_UNITS
+    enabled = {u for d in Path("/etc/systemd/system").glob("*.wants") for u in os.listdir(d)}
+    assert enabled - systemd_host.KEPT_UNITS <= masked
+
+
+def test_a_systemd_host_sets_up_only_paths_of_its_own_at_boot() -> None:
+    # /home, /srv, /forcefsck... are the machine's: their tmpfiles.d lines are left out.
+    for text in systemd_host.tmpfiles_overrides().values():
+        for line in text.splitlines():
+            if line.strip() and not line.startswith("#"):
+                assert line.split()[1].startswith(systemd_host.HOST_OWNED), line
+    assert systemd_host._tmpfiles_line_is_hosts("d /run/lock/subsys 0755 root root -")
+    assert not systemd_host._tmpfiles_line_is_hosts("Q /home 0755 - - -")
+    assert not systemd_host._tmpfiles_line_is_hosts("r! /forcefsck")
+    assert not systemd_host._tmpfiles_line_is_hosts("d /etcetera 0755")
+
+
+def test_the_systemd_holder_hides_the_machines_tmp_before_systemd_starts() -> None:
+    script = systemd_host.holder_script(
+        name="sd",
+        tag="mx123456-sd",
+        net_batch=Path("/tmp/mx123456/hosts/sd/net.batch"),
+        overlays=[("/etc", "mx123456-sd/etc", "lowerdir=/etc,upperdir=u,workdir=w")],
+        lab_dir=Path("/tmp/mx123456"),
+        staging="/run/.mxone-lab",
+    )
+    lines = script.splitlines()
+    tmp = lines.index("mount -t tmpfs -o mode=1777,size=512m mx123456-sd-tmp /tmp")
+    assert lines.index("mount --bind /tmp/mx123456 /run/.mxone-lab") < tmp
+    assert tmp < lines.index("mount --move /run/.mxone-lab-dev /dev")
+    assert lines[-1].startswith(f"exec {systemd_host.SYSTEMD} ") and tmp < len(lines) - 1
+    assert (
+        "mount -o remount,bind,ro /proc/sys" in lines and "mount -o remount,bind,ro /sys" in lines
+    )
+
+
+def test_as_built_units_are_told_apart_by_cgroup() -> None:
+    root = "/mx123456-sd"
+    units = {"dbus.service", "init.scope", "system.slice"}
+    assert systemd_host.in_units("/mx123456-sd/system.slice/dbus.service", root, units)
+    assert systemd_host.in_units("/mx123456-sd/init.scope", root, units)
+    # a slice holds anything: the product's unit in system.slice is not as-built
+    assert not systemd_host.in_units("/mx123456-sd/system.slice/mxone-agent.service", root, units)
+    assert not systemd_host.in_units("/mx123456-sdx/system.slice/dbus.service", root, units)
+    assert not systemd_host.in_units("/", root, units)
+    assert not systemd_host.in_units(None, root, units)
+    listed = "init.scope loaded active running System\nx.service not-found inactive dead x\n"
+    assert systemd_host.parse_units(listed) == {"init.scope": "active", "x.service": "inactive"}

@@ -1,0 +1,477 @@
+"""Lab hosts that boot a real systemd as PID 1: what makes them safe and what they run.
+
+A systemd host is a plain lab host (own network, hostname, overlays over /etc, /var, /root,
+/opt, the lab's sshd) whose holder is ``/lib/systemd/systemd`` itself, PID 1 of the host's
+own PID namespace. systemd assumes it owns the machine, so the host gets everything a
+container manager would give it, and nothing of the machine reaches it:
+
+- a private tmpfs on /tmp (systemd-tmpfiles empties /tmp at boot: on the machine's /tmp it
+  would wipe every file there) and on /run; the lab dir appears in the host's /tmp only
+  after boot (so the host's files, keys and configs keep their paths);
+- its own /dev: a tmpfs with the harmless device nodes bound in, its own devpts, and a
+  /dev/console that is a pty the lab drains into ``console.log`` (systemd writes to
+  /dev/console: the machine's console must never see it);
+- its own IPC and cgroup namespaces; the cgroup namespace is rooted at a cgroup named
+  ``<lab id>-<host>`` that the lab creates and removes, and systemd manages only that tree;
+- /sys and /proc/sys read-only except the parts that belong to the host's own namespaces
+  (/proc/sys/net, the hostname), so no unit can change a kernel setting of the machine;
+- units masked and generators disabled through the host's overlay /etc (symlinks to
+  /dev/null written in the upper dir before boot): everything that would touch the
+  network, the disks, the clock or the kernel of the machine, and every unit the machine
+  itself has enabled (ssh, keepalived, postgresql, timers...), keeping journald, dbus and
+  logind; tmpfiles.d lines for paths the host shares with the machine (``/home``,
+  ``/srv``, ``/forcefsck``...) are left out of its boot-time setup. The machine's own /etc
+  is never written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import secrets
+import shlex
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from mxone_lab import procs
+
+SYSTEMD = "/lib/systemd/systemd"
+
+#: Units no systemd host runs, whether or not the machine has them enabled.
+MASKED_UNITS = (
+    # the lab runs the host's sshd itself (lab keys, the host's own addresses)
+    "ssh.service",
+    "ssh.socket",
+    "sshd.service",
+    # daemons that would serve or change the network
+    "keepalived.service",
+    "postgresql.service",
+    "postgresql@.service",
+    "systemd-timesyncd.service",
+    "systemd-networkd.service",
+    "systemd-networkd.socket",
+    "systemd-networkd-wait-online.service",
+    "systemd-resolved.service",
+    "networking.service",
+    "ifup@.service",
+    "NetworkManager.service",
+    "cron.service",
+    "anacron.service",
+    "atd.service",
+    "rsyslog.service",
+    "exim4.service",
+    # timers that update, scrub or trim the machine (and tmpfiles-clean: the lab dir is
+    # visible in the host's /tmp, and a copied-up file keeps its old mtime)
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "e2scrub_all.timer",
+    "e2scrub_all.service",
+    "e2scrub_reap.service",
+    "fstrim.timer",
+    "fstrim.service",
+    "man-db.timer",
+    "logrotate.timer",
+    "systemd-tmpfiles-clean.timer",
+    # the machine's kernel, hardware, disks and clock
+    "systemd-sysctl.service",
+    "systemd-modules-load.service",
+    "modprobe@.service",
+    "kmod-static-nodes.service",
+    "systemd-binfmt.service",
+    "proc-sys-fs-binfmt_misc.automount",
+    "proc-sys-fs-binfmt_misc.mount",
+    "sys-kernel-config.mount",
+    "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount",
+    "sys-fs-fuse-connections.mount",
+    "dev-hugepages.mount",
+    "systemd-udevd.service",
+    "systemd-udevd-control.socket",
+    "systemd-udevd-kernel.socket",
+    "systemd-udev-trigger.service",
+    "systemd-udev-settle.service",
+    "systemd-hwdb-update.service",
+    "systemd-random-seed.service",
+    "systemd-pstore.service",
+    "systemd-remount-fs.service",
+    "systemd-fsck-root.service",
+    "systemd-fsck@.service",
+    "systemd-quotacheck.service",
+    "quotaon.service",
+    "systemd-repart.service",
+    "systemd-firstboot.service",
+    "systemd-machine-id-commit.service",
+    "systemd-pcrphase.service",
+    "systemd-pcrphase-sysinit.service",
+    "systemd-boot-update.service",
+    "systemd-timedated.service",
+    "systemd-journald-audit.socket",
+    "hwclock.service",
+    # consoles and terminals: the host has none
+    "getty@.service",
+    "getty-static.service",
+    "console-getty.service",
+    "serial-getty@.service",
+    "container-getty@.service",
+    "systemd-ask-password-console.path",
+    "systemd-ask-password-wall.path",
+)
+
+#: Units a systemd host keeps even when the machine enables them.
+KEPT_UNITS = frozenset(
+    {
+        "dbus.service",
+        "dbus.socket",
+        "systemd-journald.service",
+        "systemd-journald.socket",
+        "systemd-journald-dev-log.socket",
+        "systemd-logind.service",
+        "systemd-user-sessions.service",
+    }
+)
+
+_ENABLED_DIRS = ("/etc/systemd/system",)
+#: Where tmpfiles.d files live, highest precedence first (/run's are the host's own).
+_TMPFILES_DIRS = (
+    "/etc/tmpfiles.d",
+    "/usr/local/lib/tmpfiles.d",
+    "/usr/lib/tmpfiles.d",
+    "/lib/tmpfiles.d",
+)
+#: What a systemd host has of its own (private or overlaid), or cannot write (/proc, /sys).
+HOST_OWNED = ("/etc", "/var", "/root", "/opt", "/run", "/tmp", "/dev", "/proc", "/sys")
+_GENERATOR_DIRS = (
+    "/etc/systemd/system-generators",
+    "/usr/local/lib/systemd/system-generators",
+    "/usr/lib/systemd/system-generators",
+    "/lib/systemd/system-generators",
+)
+
+_SYSTEM_CONF = (
+    "# lab host: a process killed by the watchdog (SIGABRT) must not dump core: the\n"
+    "# machine's core_pattern would write it into the machine's own file system.\n"
+    "[Manager]\n"
+    "DefaultLimitCORE=0\n"
+    "LogColor=no\n"
+)
+_JOURNALD_CONF = (
+    "# lab host: the journal lives in the host's own /run; the machine's kernel log and\n"
+    "# audit stream are not the host's.\n"
+    "[Journal]\n"
+    "Storage=volatile\n"
+    "RuntimeMaxUse=32M\n"
+    "ReadKMsg=no\n"
+    "ForwardToWall=no\n"
+)
+
+#: The environment systemd starts with (``container`` tells it what it cannot do).
+BOOT_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "container": "lab",
+    "SYSTEMD_COLORS": "0",
+}
+
+#: What ``reset()`` treats as a unit the product (or a test) started.
+RUNNING_STATES = frozenset({"active", "activating", "deactivating", "reloading", "refreshing"})
+#: The unit types ``reset()`` stops when they were not running as built.
+RESET_TYPES = (".service", ".socket", ".timer", ".path", ".scope", ".mount", ".automount")
+
+#: Where a host's unit files, masks and generator switches live (relative to /).
+UNIT_DIRS = ("etc/systemd/system", "etc/systemd/system-generators", "run/systemd/system")
+_EXISTING = 'cd / && set -- $(for d in {dirs}; do [ -e "$d" ] && echo "$d"; done)'.format(
+    dirs=" ".join(UNIT_DIRS)
+)
+#: A shell command printing a manifest of :data:`UNIT_DIRS` (names, types, links, modes,
+#: contents): equal manifests, equal unit files.
+MANIFEST = (
+    f"{_EXISTING}; "
+    '{ find "$@" -printf \'%p %y %l %m\\n\'; find "$@" -type f -exec md5sum {} +; } | sort'
+)
+
+
+def save_units_command(tar: Path) -> str:
+    """A shell command saving :data:`UNIT_DIRS` into ``tar``."""
+    return f'{_EXISTING}; tar -cf {shlex.quote(str(tar))} "$@"'
+
+
+def restore_units_command(tar: Path) -> str:
+    """A shell command putting :data:`UNIT_DIRS` back to what ``tar`` holds."""
+    return f"cd / && rm -rf {' '.join(UNIT_DIRS)} && tar -xpf {shlex.quote(str(tar))}"
+
+
+def prerequisite_problems() -> list[str]:
+    """Why this machine cannot boot systemd hosts (empty: it can)."""
+    problems = []
+    if not os.access(SYSTEMD, os.X_OK):
+        problems.append(f"{SYSTEMD} is missing: systemd hosts need the systemd package")
+    root = cgroup2_root()
+    if root is None:
+        problems.append("no cgroup2 hierarchy is mounted: systemd hosts need one")
+    elif not os.access(root, os.W_OK):
+        problems.append(f"the cgroup2 hierarchy at {root} is not writable")
+    return problems
+
+
+def cgroup2_root() -> Path | None:
+    """Where the machine's cgroup2 hierarchy is mounted (``/sys/fs/cgroup/unified`` on a
+    hybrid machine), or None."""
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split()[:1] == ["cgroup2"]:
+                return Path(left.split()[4])
+    return None
+
+
+def masked_units() -> list[str]:
+    """:data:`MASKED_UNITS` plus every unit the machine has enabled, minus :data:`KEPT_UNITS`."""
+    units = dict.fromkeys(MASKED_UNITS)
+    for top in _ENABLED_DIRS:
+        with contextlib.suppress(OSError):
+            for entry in sorted(os.scandir(top), key=lambda e: e.name):
+                if entry.is_dir() and entry.name.endswith((".wants", ".requires", ".upholds")):
+                    for unit in sorted(os.listdir(entry.path)):
+                        units.setdefault(unit)
+    return [u for u in units if u not in KEPT_UNITS]
+
+
+def generators() -> list[str]:
+    """The names of every systemd generator on the machine (a host disables them all:
+    they turn the machine's fstab, crypttab, init scripts and rc.local into units)."""
+    names: dict[str, None] = {}
+    for d in _GENERATOR_DIRS:
+        with contextlib.suppress(OSError):
+            names.update(dict.fromkeys(sorted(os.listdir(d))))
+    return list(names)
+
+
+def tmpfiles_overrides() -> dict[str, str]:
+    """tmpfiles.d files of the machine that touch paths outside :data:`HOST_OWNED`, as
+    the text a host gets instead (the same lines less those); by file name."""
+    seen: dict[str, Path] = {}
+    for d in _TMPFILES_DIRS:
+        with contextlib.suppress(OSError):
+            for name in sorted(os.listdir(d)):
+                if name.endswith(".conf"):
+                    seen.setdefault(name, Path(d) / name)
+    out = {}
+    for name, path in seen.items():
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        dropped = [line for line in lines if not _tmpfiles_line_is_hosts(line)]
+        if dropped:
+            kept = [line for line in lines if _tmpfiles_line_is_hosts(line)]
+            head = [f"# lab host: {path} less the lines for paths it shares with the machine:"]
+            out[name] = "\n".join(head + [f"#   {line}" for line in dropped] + kept) + "\n"
+    return out
+
+
+def _tmpfiles_line_is_hosts(line: str) -> bool:
+    parts = line.split()
+    if not parts or parts[0].startswith("#") or len(parts) < 2:
+        return True
+    path = parts[1].strip('"')
+    return any(path == top or path.startswith(top + "/") for top in HOST_OWNED)
+
+
+def write_etc(upper: Path) -> None:
+    """Populate a host's overlay upper /etc before boot: masks, disabled generators,
+    tmpfiles.d overrides, drop-ins for the manager and journald, a machine id of its own."""
+    units = upper / "systemd" / "system"
+    units.mkdir(parents=True, exist_ok=True)
+    for unit in masked_units():
+        os.symlink("/dev/null", units / unit)
+    gens = upper / "systemd" / "system-generators"
+    gens.mkdir(exist_ok=True)
+    for name in generators():
+        os.symlink("/dev/null", gens / name)
+    for sub, name, text in (
+        ("system.conf.d", "mxone-lab.conf", _SYSTEM_CONF),
+        ("journald.conf.d", "mxone-lab.conf", _JOURNALD_CONF),
+    ):
+        (upper / "systemd" / sub).mkdir(exist_ok=True)
+        (upper / "systemd" / sub / name).write_text(text)
+    overrides = tmpfiles_overrides()
+    if overrides:
+        (upper / "tmpfiles.d").mkdir(exist_ok=True)
+        for name, text in overrides.items():
+            (upper / "tmpfiles.d" / name).write_text(text)
+    (upper / "machine-id").write_text(secrets.token_hex(16) + "\n")
+
+
+def holder_script(
+    *,
+    name: str,
+    tag: str,
+    net_batch: Path,
+    overlays: list[tuple[str, str, str]],
+    lab_dir: Path,
+    staging: str,
+) -> str:
+    """The shell script that turns fresh namespaces into a host and execs systemd.
+
+    Runs as PID 1 of the new PID namespace (``$1`` is the console pty); prints ``ready``
+    on stdout once everything is mounted, then hands stdout to the console. ``tag``
+    (``<lab id>-<host>``) names every mount; ``overlays`` are (lower, mount name, options).
+    """
+    q = shlex.quote
+    d = "/run/.mxone-lab-dev"
+    lines = [
+        "set -e",
+        "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6",
+        "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
+        f"ip -batch {q(str(net_batch))}",
+        f"echo {q(name)} > /proc/sys/kernel/hostname",
+        "umount -l /run/netns 2>/dev/null || true",
+        "mount --make-rprivate /",
+        *(f"mount -t overlay {q(mname)} -o {q(opts)} {lower}" for lower, mname, opts in overlays),
+        f"mount -t tmpfs -o mode=0755,size=64m {q(tag + '-run')} /run",
+        "mkdir -p /run/sshd /run/lock",
+        # The lab dir, kept aside until boot is over (see Lab._expose_lab_dir).
+        f"mkdir -m 0700 {staging}",
+        f"mount --bind {q(str(lab_dir))} {staging}",
+        f"mount -t tmpfs -o mode=1777,size=512m {q(tag + '-tmp')} /tmp",
+        # /dev: the harmless nodes of the machine, its own ptys, the lab's console.
+        f"mkdir -m 0755 {d}",
+        f"mount -t tmpfs -o mode=0755,nosuid,size=4m {q(tag + '-dev')} {d}",
+        "for n in null zero full random urandom tty; do",
+        f"  touch {d}/$n; mount --bind /dev/$n {d}/$n",
+        "done",
+        f"mkdir -p {d}/net {d}/pts {d}/shm",
+        f"if [ -c /dev/net/tun ]; then touch {d}/net/tun; mount --bind /dev/net/tun {d}/net/tun; fi",
+        f"mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 {q(tag + '-pts')} {d}/pts",
+        f"ln -s pts/ptmx {d}/ptmx",
+        f'touch {d}/console; mount --bind "$1" {d}/console',
+        f"mount -t tmpfs -o mode=1777,nosuid,nodev,size=64m {q(tag + '-shm')} {d}/shm",
+        f"ln -s /proc/self/fd {d}/fd",
+        f"ln -s /proc/self/fd/0 {d}/stdin",
+        f"ln -s /proc/self/fd/1 {d}/stdout",
+        f"ln -s /proc/self/fd/2 {d}/stderr",
+        f"mount --move {d} /dev",
+        f"rmdir {d}",
+        # cgroups: this namespace's root is the lab's cgroup for the host.
+        f"mount -t cgroup2 {q(tag + '-cgroup')} /sys/fs/cgroup",
+        "mount -o remount,bind,ro /sys",
+        # /proc of the new PID namespace; of /proc/sys only the host's own parts writable.
+        "mount -t proc proc /proc",
+        "mount --bind /proc/sys /proc/sys",
+        "for p in net kernel/hostname kernel/domainname; do",
+        "  mount --bind /proc/sys/$p /proc/sys/$p",
+        "done",
+        "mount -o remount,bind,ro /proc/sys",
+        "echo ready",
+        "exec 1>&2",
+        # The manager logs to the journal once journald runs (`journalctl -u UNIT` shows
+        # "Watchdog timeout", "Main process exited" as on a server); before that, and for
+        # its status lines, to the console: there is no /dev/kmsg in the host.
+        f"exec {SYSTEMD} --system --log-target=journal-or-kmsg",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_CLONE_NEWPID = 0x20000000
+_libc: ctypes.CDLL | None = None
+
+
+def _setns(fd: int, nstype: int) -> None:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.setns(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def children_in_pid_ns(pid: int) -> Iterator[None]:
+    """Processes this thread starts inside the block are born in ``pid``'s PID namespace.
+
+    The calling thread itself stays where it is (``setns`` on a PID namespace changes only
+    where its *children* go), so ``Popen.pid`` is the command's own PID and the command
+    runs under the host's PID 1 like every process of that host. Only this thread is
+    affected, and only until the block ends.
+    """
+    target = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(target, _CLONE_NEWPID)
+            try:
+                yield
+            finally:
+                _setns(own, _CLONE_NEWPID)
+        finally:
+            os.close(own)
+    finally:
+        os.close(target)
+
+
+def parse_units(text: str) -> dict[str, str]:
+    """``systemctl list-units --all --plain --no-legend --full`` output: unit -> ACTIVE."""
+    units = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3:
+            units[parts[0]] = parts[2]
+    return units
+
+
+def in_units(cgroup: str | None, root: str, units: frozenset[str] | set[str]) -> bool:
+    """True when a process with cgroup path ``cgroup`` belongs to one of ``units`` of the
+    host whose cgroup tree is ``root`` (slices do not count: a slice holds anything)."""
+    if not cgroup or not cgroup.startswith(root.rstrip("/") + "/"):
+        return False
+    parts = cgroup[len(root.rstrip("/")) + 1 :].split("/")
+    return any(p in units and not p.endswith(".slice") for p in parts)
+
+
+def remove_cgroup(path: Path, timeout: float = 3.0) -> list[str]:
+    """Remove a host's cgroup tree (deepest first); what could not be removed.
+
+    Normally every process is gone already; one still in the tree is killed through the
+    tree's own ``cgroup.kill`` first.
+    """
+    if not path.is_dir():
+        return []
+    with contextlib.suppress(OSError):
+        if "populated 1" in (path / "cgroup.events").read_text():
+            _kill_tree(path)
+    deadline = time.monotonic() + timeout
+    while True:
+        left: list[str] = []
+        for top, dirs, _ in os.walk(path, topdown=False):
+            for d in dirs:
+                _rmdir(os.path.join(top, d), left)
+        _rmdir(str(path), left)
+        if not left or time.monotonic() > deadline:
+            return [f"cgroup {p}" for p in left]
+        time.sleep(0.05)
+
+
+def _rmdir(path: str, left: list[str]) -> None:
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        left.append(path)
+
+
+def _kill_tree(path: Path) -> None:
+    pids: list[int] = []
+    for top, _, files in os.walk(path):
+        if "cgroup.procs" in files:
+            with contextlib.suppress(OSError, ValueError):
+                pids += [int(p) for p in Path(top, "cgroup.procs").read_text().split()]
+    try:
+        (path / "cgroup.kill").write_text("1")
+    except OSError:  # a kernel without cgroup.kill: the same processes, by PID
+        procs.signal_all(pids, signal.SIGKILL)
+    procs.wait_gone(pids, 2.0)
