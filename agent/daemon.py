@@ -83,6 +83,9 @@ DATAGRAMS_PER_TURN = 256
 """At most this many datagrams are read per loop turn: a flood cannot keep the loop from
 renewing its leases and sending its own heartbeats (the rest waits in the socket)."""
 INCARNATION_FILE = "incarnation"
+FENCE_RECORD = "fence-cluster"
+"""Names the cluster whose fence this node keeps (removed by ``mxone-agent fence release``
+when the node leaves): a fence missing at start is then a reboot, not a first join."""
 DECIDED_ALARMS = frozenset({AlarmCode.LIM_ON_STANDBY, AlarmCode.STANDBY_OUT_OF_ORDER})
 """The alarms decisions raise and clear (the sync alarm is the sync worker's)."""
 
@@ -272,14 +275,25 @@ class Agent:
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         network = self._network_factory()
         self.fence = Fence(network.lease_kernel(), lease_seconds(cfg.timers))
+        record = Path(self.state_dir) / FENCE_RECORD
         try:
-            self.fence.setup(x.alias_ip for x in Executor.guarded(cfg))
+            existed = self.fence.setup(x.alias_ip for x in Executor.guarded(cfg))
         except LeaseError as e:
             raise StartupError(f"cannot set up the self-fencing leases: {e}") from e
         self.executor = Executor(network, self.alarms, self.fence, run_dir=self._run_dir)
         self.executor.xdata_root = cfg.sync_settings.xdata_root
         self.own_mac = self.executor.network.mac_of(cfg.local.interface)
         runs = self.executor.learn_local(cfg)
+        try:
+            joined = record.read_text(encoding="utf-8").strip() == cfg.cluster
+        except OSError:
+            joined = False
+        if not existed and not joined:
+            runs = self._first_join(runs)
+        try:
+            record.write_text(cfg.cluster + "\n", encoding="utf-8")
+        except OSError as e:
+            raise StartupError(f"cannot write {record}: {e.strerror}") from e
         now = time.monotonic()
         self.local = dataclasses.replace(
             self.local, runs=runs, readiness=Readiness.READY,
@@ -299,6 +313,23 @@ class Agent:
         log.info("%s (%s) of cluster %s started, generation %d, detection %.1f s, lease "
                  "%.2f s, incarnation %d; runs %s here", cfg.node, cfg.role, cfg.cluster,
                  cfg.generation, cfg.detection, self.fence.lease, self.incarnation, here)
+
+    def _first_join(self, runs: tuple[LimRun, ...]) -> tuple[LimRun, ...]:
+        """This node's first start in its cluster: until the fence was set up a moment ago,
+        its addresses answered unfenced, as any server's do before it joins a cluster, and
+        no peer can have run its LIM. A LIM running here keeps answering (it is granted its
+        lease at once) instead of going silent until the standby is heard."""
+        assert self.fence is not None
+        out = []
+        for r in runs:
+            if r.fenced:
+                alias = self.config.lim(r.lim).alias_ip
+                self.fence.grant(alias)
+                log.info("%s: LIM %d ran here before this node joined cluster %s; it keeps "
+                         "answering on %s", self.config.node, r.lim, self.config.cluster, alias)
+                r = LimRun(r.lim, r.mode, r.loading)
+            out.append(r)
+        return tuple(out)
 
     def _next_incarnation(self) -> int:
         """This start's incarnation: above the last one (persisted in the state dir, written
@@ -1020,6 +1051,13 @@ class Agent:
         if problems:
             return {"ok": False, "error": f"new config refused, generation "
                     f"{self.config.generation} kept: " + "; ".join(problems)}
+        if self.fence is not None:
+            try:  # the aliases may have changed; leases running now stay guarded
+                self.fence.setup(x.alias_ip for x in Executor.guarded(cfg))
+            except LeaseError as e:
+                return {"ok": False, "error": f"new config refused, generation "
+                        f"{self.config.generation} kept: cannot guard its aliases: {e}"}
+            self.fence.lease = lease_seconds(cfg.timers)
         old = self.config.generation
         self.config = cfg
         self.secret = secret

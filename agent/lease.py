@@ -106,8 +106,9 @@ class LeaseKernel(abc.ABC):
     """What the fence needs of the kernel. Every method may raise LeaseError."""
 
     @abc.abstractmethod
-    def setup(self, guarded: set[str]) -> None:
-        """Create or repair the fence; guard exactly ``guarded`` (leases are kept)."""
+    def setup(self, guarded: set[str]) -> bool:
+        """Create or repair the fence; guard exactly ``guarded`` (leases are kept). True
+        when a fence was already there."""
 
     @abc.abstractmethod
     def grant(self, alias: str, ms: int) -> None:
@@ -271,14 +272,18 @@ class NftLeases(LeaseKernel):
                 raise LeaseError(f"nf_tables: {e.strerror or e}") from e
         return next((codes[s] for s in seqs if codes[s]), 0)
 
-    def setup(self, guarded: set[str]) -> None:
+    def setup(self, guarded: set[str]) -> bool:
         try:
+            existed = all(subprocess.run(
+                [self._nft, "list", "set", f, TABLE, LEASED], capture_output=True,
+                timeout=NFT_TIMEOUT, check=False).returncode == 0 for f in NFPROTO)
             r = subprocess.run([self._nft, "-f", "-"], input=ruleset(guarded),
                                capture_output=True, text=True, timeout=NFT_TIMEOUT, check=False)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise LeaseError(f"cannot set up the fence (nft): {e}") from e
         if r.returncode != 0:
             raise LeaseError(f"cannot set up the fence (nft): {r.stderr.strip()}")
+        return existed
 
     def grant(self, alias: str, ms: int) -> None:
         if self.renew(alias, ms):
@@ -366,6 +371,7 @@ class RecordingLeases(LeaseKernel):
     calls: list[tuple] = field(default_factory=list)
     fail: set[str] = field(default_factory=set)
     released: bool = False
+    present: bool = False  # the fence tables exist (set up and not released)
 
     def _call(self, name: str, *args: object) -> None:
         self.calls.append((name, *args))
@@ -377,10 +383,11 @@ class RecordingLeases(LeaseKernel):
         t = self.expiry.get(alias)
         return alias not in self.guarded or (t is not None and self.clock() < t)
 
-    def setup(self, guarded: set[str]) -> None:
+    def setup(self, guarded: set[str]) -> bool:
         self._call("setup", sorted(guarded))
+        existed, self.present, self.released = self.present, True, False
         self.guarded = set(guarded)
-        self.released = False
+        return existed
 
     def grant(self, alias: str, ms: int) -> None:
         self._call("grant", alias, ms)
@@ -408,7 +415,7 @@ class RecordingLeases(LeaseKernel):
         self._call("release")
         self.guarded.clear()
         self.expiry.clear()
-        self.released = True
+        self.released, self.present = True, False
 
 
 # ---- the fence --------------------------------------------------------------------------------
@@ -439,11 +446,13 @@ class Fence:
     def _ms(self) -> int:
         return max(1, int(self.lease * 1000))
 
-    def setup(self, guarded: Iterable[ipaddress.IPv4Address | str]) -> None:
-        """Guard ``guarded`` (and every alias leased now): creates or repairs the fence."""
+    def setup(self, guarded: Iterable[ipaddress.IPv4Address | str]) -> bool:
+        """Guard ``guarded`` (and every alias leased now): creates or repairs the fence.
+        True when a fence was already there (False: every alias answered unfenced until
+        now - a node that just joined a cluster, or a reboot)."""
         with self._lock:
             self._guarded = {str(a) for a in guarded} | set(self._renewed)
-            self.kernel.setup(set(self._guarded))
+            return self.kernel.setup(set(self._guarded))
 
     def adopt(self, alias: ipaddress.IPv4Address | str) -> float | None:
         """At start: take over the lease an earlier agent left on ``alias`` if it still

@@ -19,6 +19,12 @@
   forced command); ``mxone-agent xdata keep-newest [--root D] LIM...`` - keep only the
   newest valid version of each LIM, print ``{"removed": {"<lim>": [versions]}}``.
 * ``mxone-agent unit`` - print the systemd unit file to install.
+* ``mxone-agent fence show | release [--config F] [--state-dir D]`` - the self-fencing
+  leases of this node (:mod:`mxone_agent.lease`): ``show`` prints the guarded aliases and
+  the time left on each lease (JSON); ``release`` removes the fence when the node leaves
+  its cluster, so that its addresses answer as plain addresses again. ``release`` is
+  refused while an agent runs (it would set the fence up again), and on a standby that
+  still holds a LIM's alias (that alias stays silent). Exit 0 done, 1 refused.
 
 The agent needs only the standard library, pyroute2 and scapy.
 """
@@ -34,6 +40,7 @@ import sys
 from collections.abc import Sequence
 
 from mxone_agent.config import ConfigError, NodeConfig, load_node_config
+from mxone_agent.errors import AgentError
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -132,7 +139,6 @@ def _daemonize() -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     from mxone_agent import daemon
-    from mxone_agent.errors import AgentError
     from mxone_agent.network import LinuxNetwork
 
     _setup_logging(args.log)
@@ -212,6 +218,70 @@ def ctl_request(path: str, request: dict, timeout: float = 10.0) -> dict:
     return json.loads(data.decode("utf-8"))
 
 
+def fence(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mxone_agent import daemon
+    from mxone_agent.lease import GUARDED, TABLE, LeaseError, NftLeases
+    from mxone_agent.model import Role
+
+    kernel = NftLeases()
+    record = Path(args.state_dir) / daemon.FENCE_RECORD
+    if args.action == "show":
+        import subprocess
+
+        r = subprocess.run(["nft", "-j", "list", "set", "arp", TABLE, GUARDED],
+                           capture_output=True, text=True, timeout=10, check=False)
+        if r.returncode != 0:
+            print(json.dumps({"fence": False, "guarded": [], "leases": {}}))
+            return EXIT_OK
+        guarded: list[str] = []
+        for item in json.loads(r.stdout).get("nftables", []):
+            guarded += [str(e) for e in item.get("set", {}).get("elem", [])]
+        leases = {a: kernel.remaining(a) for a in sorted(guarded)}
+        try:
+            cluster = record.read_text(encoding="utf-8").strip()
+        except OSError:
+            cluster = None
+        print(json.dumps({"fence": True, "cluster": cluster, "guarded": sorted(guarded),
+                          "leases": {a: left for a, left in leases.items() if left}}, indent=2))
+        return EXIT_OK
+    try:
+        ctl_request(args.control, {"cmd": "status"}, timeout=CTL_TIMEOUT)
+    except (ConnectionError, OSError, ValueError):
+        pass
+    else:
+        print("mxone-agent: the agent runs and would set the fence up again; stop it first",
+              file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        cfg = daemon.read_config(args.config)
+    except (AgentError, ConfigError):
+        cfg = None  # no config left: nothing says this node holds a LIM of a cluster
+    if cfg is not None and cfg.role is Role.STANDBY:
+        from mxone_agent.network import LinuxNetwork
+
+        net = LinuxNetwork()
+        try:
+            held = [x for x in cfg.lims if net.has_alias(cfg.local.interface, x.alias_ip)]
+        finally:
+            net.close()
+        if held:
+            print("mxone-agent: the fence stays: " + ", ".join(
+                f"LIM {x.lim}'s alias {x.alias_ip} is still on {cfg.local.interface}"
+                for x in held) + "; it stays silent until that LIM is stopped here",
+                file=sys.stderr)
+            return EXIT_REFUSED
+    try:
+        kernel.release()
+    except LeaseError as e:
+        print(f"mxone-agent: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    record.unlink(missing_ok=True)
+    print("fence removed: this node's addresses answer as plain addresses")
+    return EXIT_OK
+
+
 def ctl(args: argparse.Namespace) -> int:
     req: dict = {"cmd": args.verb}
     if args.verb == "sync" and args.args:
@@ -271,6 +341,12 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("service", help="the reference Service Node")
     service_node.add_arguments(s)
     sub.add_parser("unit", help="print the systemd unit file")
+    f = sub.add_parser("fence", help="the self-fencing leases: `fence show` lists them, `fence "
+                       "release` removes the fence when this node leaves its cluster")
+    f.add_argument("action", choices=("show", "release"))
+    f.add_argument("--config", default=daemon.DEFAULT_CONFIG)
+    f.add_argument("--state-dir", default=daemon.DEFAULT_STATE_DIR)
+    f.add_argument("--control", default=daemon.DEFAULT_CONTROL)
     x = sub.add_parser("xdata", help="exchange data: `xdata serve [--root DIR] REQUEST...` "
                        "answers a syncing peer (usable as an SSH forced command); `xdata "
                        "keep-newest [--root DIR] LIM...` keeps only each LIM's newest version")
@@ -299,6 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "service":
         from mxone_agent import service_node
         return service_node.run(args)
+    if args.command == "fence":
+        return fence(args)
     if args.command == "unit":
         from mxone_agent import sdnotify
         print(sdnotify.UNIT, end="")

@@ -60,6 +60,7 @@ class LimStatus:
     owner: str  # regular, standby, none, unknown
     lock: str
     priority: int
+    why: str | None = None  # when it runs nowhere: why, as the agent that sees it says
 
 
 @dataclass(frozen=True)
@@ -338,14 +339,15 @@ def _cluster_status(system: System, c: Cluster, results: ssh.GroupResult,
     views = [reports[n] for n in order if n in reports]
     lims = []
     for cl in c.lims:
-        owner = "unknown"
+        owner, why = "unknown", None
         for v in views:
             found = next((x for x in v.get("lims") or [] if isinstance(x, dict) and x.get("lim") == cl.lim), None)
             if found is not None and found.get("owner"):
                 owner = str(found["owner"])
+                why = str(found["why"]) if owner == "none" and found.get("why") else None
                 break
         lims.append(LimStatus(cl.lim, system.server_for_lim(cl.lim).name, cl.alias_ip, owner,
-                              str(cl.lock), cl.priority))
+                              str(cl.lock), cl.priority, why))
     alarms: dict[tuple[Any, ...], dict[str, Any]] = {}
     transitions: list[dict[str, Any]] = []
     for name in order:
@@ -397,6 +399,8 @@ def render(status: SystemStatus) -> list[str]:
         for lim in c.lims:
             lines.append(f"  {lim.lim:>4}  {lim.server:<12} {lim.alias_ip:<15} {lim.owner:<9} "
                          f"{lim.lock:<8} {lim.priority}")
+            if lim.why:
+                lines.append(f"        LIM {lim.lim} runs nowhere: {lim.why}")
         lines.append(f"  {'server':<12} {'role':<8} {'agent':<12} {'gen':>4}  {'ready':<10} seen by peers")
         for s in c.servers:
             gen = "-" if s.generation is None else str(s.generation)

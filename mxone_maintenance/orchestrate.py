@@ -126,6 +126,18 @@ def stop():
     except FileNotFoundError:
         pass
 
+def release_fence():
+    # The agent's self-fencing leases silence this node's aliases once no agent renews them;
+    # a node leaving its cluster (or one that ran no agent before a rolled-back change)
+    # gets its addresses back as plain addresses.
+    if not os.path.exists(AGENT):
+        return "no agent installed here: no fence to remove"
+    try:
+        r = subprocess.run([AGENT, "fence", "release"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "fence not removed: %s" % e
+    return (r.stdout + r.stderr).strip()
+
 def start():
     if systemd():
         unit = DEFAULT_UNIT  # the agent package's own unit text wins
@@ -304,6 +316,7 @@ elif op == "retire":
     if cur is not None:
         put(FILES["prev"], cur["data"], cur["mode"])
     stop()
+    out["fence"] = release_fence()
     for name in ("node", "key", "sync", "hosts"):
         remove(FILES[name])
     if req.get("auth") is not None:  # authorized_keys without the sync key's line
@@ -359,6 +372,8 @@ elif op == "commit":
     remove(FILES["prev"])
 elif op == "stop":
     stop()
+    if req.get("release"):
+        out["fence"] = release_fence()
 elif op == "start":
     ok, why = start()
     out = {"ok": ok, "error": why}
@@ -886,6 +901,12 @@ class SshApplier:
     def _undo(self, t: ssh.Target, plan: Mapping[str, Any]) -> ssh.Result:
         """Put one node back to its snapshot: files byte for byte, release link, agent."""
         snap = plan["snapshot"]
+        if not snap.get("running"):
+            # It ran no agent before: stop the one started now, and remove its fence while
+            # that agent's release is still installed (its aliases answer freely again).
+            r = self._call(t, "stop", {"release": True})
+            if not r.ok:
+                return r
         r = self._call(t, "restore", {"files": snap["files"], "dirs": snap["dirs"]})
         if not r.ok:
             return r
@@ -898,7 +919,7 @@ class SshApplier:
             if not r.ok:
                 return r
         if not snap.get("running"):
-            return self._call(t, "stop", {})
+            return r
         if plan["switched"] or plan["retired"]:
             return self._call(t, "restart", {})
         if plan["agent_changed"]:

@@ -46,3 +46,22 @@ def test_status_shows_each_lims_exchange_data_sync() -> None:
         "last_error_at": "2026-11-28T19:40:00Z", "next_attempt": "2026-11-28T19:41:00Z"}) == (
         "Exchange data LIM 3: LAST SYNC FAILED (2026-11-28T19:40:00Z): standby1: 2.0 MiB free, "
         "two backups need 9.0 MiB; next attempt 2026-11-28T19:41:00Z")
+
+
+def test_a_lim_that_runs_nowhere_is_shown_with_the_standbys_why() -> None:
+    from pathlib import Path
+
+    from mxone_maintenance import configfile
+
+    system = configfile.parse(Path("examples/system.toml").read_text())
+    cluster = system.cluster("north")
+    why = ("lim3 is down and standby1 runs LIM 2 (priority 1), which LIM 3 (priority 2) does "
+           "not replace: the standby runs one LIM")
+    reports = {"standby1": {"lims": [{"lim": 2, "owner": "standby", "why": None},
+                                     {"lim": 3, "owner": "none", "why": why}]},
+               "lim2": {"lims": [{"lim": 2, "owner": "standby"}, {"lim": 3, "owner": "none"}]}}
+    status = operations._cluster_status(system, cluster, _group(), reports)
+    assert [(x.lim, x.owner, x.why) for x in status.lims] == [(2, "standby", None),
+                                                               (3, "none", why)]
+    lines = operations.render(operations.SystemStatus(system.generation, (status,)))
+    assert f"        LIM 3 runs nowhere: {why}" in lines

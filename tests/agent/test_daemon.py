@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mxone_agent import daemon, sdnotify
+from mxone_agent import daemon, sdnotify, service_node
 from mxone_agent.actions import AlarmCode
 from mxone_agent.alarms import AlarmBook
 from mxone_agent.heartbeat import Heartbeat, encode
@@ -59,9 +59,13 @@ def start_agent_thread(tmp_path: Path, doc: dict) -> tuple[daemon.Agent, threadi
 
 
 def stop_agent_thread(agent: daemon.Agent, t: threading.Thread) -> None:
+    """Stop the agent, and every reference Service Node it started (by their pidfiles):
+    the agent leaves services running on purpose, a test must not."""
     agent.stop_flag = True
     t.join(timeout=5)
     agent.close()
+    for lim in agent.config.lims:
+        service_node.stop(lim.lim, agent._run_dir)
 
 
 @contextlib.contextmanager
@@ -269,6 +273,8 @@ def test_watchdog_pings_on_its_own_clock(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     doc = loopback_doc("lim3", port=17950 + os.getpid() % 40)
     doc["timers"] = {"interval": interval, "misses": misses}
+    for lim in doc["lims"]:  # LIM 3 starts once the standby counts as dead: start nothing
+        lim["service"] = {"start": ["true"], "stop": ["true"], "status": ["true"]}
     cfg, sec = write_files(tmp_path, doc)
     agent = daemon.Agent(cfg, sec, str(tmp_path / "state"), str(tmp_path / "a.sock"),
                          RecordingNetwork, run_dir=str(tmp_path / "run"), alarm_file=None)

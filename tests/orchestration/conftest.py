@@ -47,10 +47,11 @@ def real_agent_missing() -> str | None:
 class Admin:
     """mxone_maintenance on lim1, with the lab's keys."""
 
-    def __init__(self, lab, artefact_path: Path | None) -> None:
+    def __init__(self, lab, artefact_path: Path | None, servers: tuple[str, ...] = SERVERS
+                 ) -> None:
         self.lab = lab
         self.artefact = artefact_path
-        lines = "".join(lab.hosts[n].known_hosts_line + "\n" for n in SERVERS)
+        lines = "".join(lab.hosts[n].known_hosts_line + "\n" for n in servers)
         lab.exec("lim1", f"mkdir -p /etc/mxone && cat > {KNOWN_HOSTS}", input=lines)
 
     def run(self, *args: str, check: bool = False, timeout: float = 180.0,
