@@ -210,6 +210,7 @@ class Agent:
         self.foreign_mac: dict[int, str] = {}
         self.fence: Fence | None = None
         self.lapses = 0  # leases found lapsed since start (each is logged)
+        self.longest_silence: dict[str, float] = {}  # peer -> longest gap between heartbeats
         self.macs: dict[str, str] = {}  # base IP -> MAC of cluster servers seen
         self.started = time.monotonic()
         self.resumed = self.started
@@ -692,6 +693,10 @@ class Agent:
             self.drops[refused] += 1
             return
         before = self.peers[hb.sender]
+        if before.last_heard is not None and before.last_heard >= self.resumed:
+            gap = now - before.last_heard
+            if gap > self.longest_silence.get(hb.sender, 0.0):
+                self.longest_silence[hb.sender] = gap
         after = before.heard(hb, now)
         self.peers[hb.sender] = after
         old = before.heartbeat
@@ -1114,6 +1119,7 @@ class Agent:
                 else None, "liveness": str(v.liveness),
                 "incarnation": self.guards[name].known if name in self.guards else None,
                 "last_heard_s_ago": None if v.last_heard is None else round(now - v.last_heard, 3),
+                "longest_silence_s": round(self.longest_silence.get(name, 0.0), 3),
                 "generation": hb.generation if hb else None,
                 "readiness": str(hb.readiness) if hb else None,
                 "runs": [{"lim": r.lim, "mode": str(r.mode), "loading": r.loading,
