@@ -11,6 +11,12 @@ server would see when its cable, its switch port or the network misbehaves:
   everybody else.
 - ``link_down(host)``: the host's switch port goes down, the host's eth0 loses carrier
   (a pulled cable); ``link_up`` plugs it back.
+- ``rate(host, kbit)``: frames sent *to* the host leave its switch port through a token
+  bucket (tc ``tbf``) of that many kbit/s; capping every port caps both directions.
+- ``drop_garp(addresses)``: gratuitous ARP requests announcing any of ``addresses``
+  (sender IP = one of them) are dropped in the switch; ARP replies still pass.
+- ``drop_ssh(host)``: every TCP segment to or from the host's port 22 is dropped; all
+  other traffic (heartbeats) passes.
 
 The drop rules form one nftables table (bridge family, forward hook) that is rewritten
 as a whole in one ``nft -f`` transaction at every change, so a reader never sees half a
@@ -44,6 +50,12 @@ class FaultState:
     #: unordered host pairs, each stored sorted
     partitions: set[tuple[str, str]] = field(default_factory=set)
     down: set[str] = field(default_factory=set)
+    #: host -> kbit/s of the token bucket on its switch port
+    rate: dict[str, int] = field(default_factory=dict)
+    #: addresses whose gratuitous ARP requests are dropped
+    garp: set[str] = field(default_factory=set)
+    #: hosts whose SSH traffic is dropped
+    ssh: set[str] = field(default_factory=set)
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any] | None) -> FaultState:
@@ -53,6 +65,9 @@ class FaultState:
             loss={h: (int(p), str(d)) for h, (p, d) in data.get("loss", {}).items()},
             partitions={(a, b) for a, b in data.get("partitions", ())},
             down=set(data.get("down", ())),
+            rate={h: int(k) for h, k in data.get("rate", {}).items()},
+            garp=set(data.get("garp", ())),
+            ssh=set(data.get("ssh", ())),
         )
 
     def to_mapping(self) -> dict[str, Any]:
@@ -61,6 +76,9 @@ class FaultState:
             "loss": {h: [p, d] for h, (p, d) in sorted(self.loss.items())},
             "partitions": [list(p) for p in sorted(self.partitions)],
             "down": sorted(self.down),
+            "rate": dict(sorted(self.rate.items())),
+            "garp": sorted(self.garp),
+            "ssh": sorted(self.ssh),
         }
 
     def describe(self) -> list[str]:
@@ -69,6 +87,9 @@ class FaultState:
         lines += [f"loss {h} {p}% ({d})" for h, (p, d) in sorted(self.loss.items())]
         lines += [f"partition {a} | {b}" for a, b in sorted(self.partitions)]
         lines += [f"link down {h}" for h in sorted(self.down)]
+        lines += [f"rate {h} {k} kbit/s" for h, k in sorted(self.rate.items())]
+        lines += [f"gratuitous ARP dropped for {a}" for a in sorted(self.garp)]
+        lines += [f"SSH dropped for {h}" for h in sorted(self.ssh)]
         return lines
 
     def without(self, host: str | None) -> FaultState:
@@ -80,6 +101,9 @@ class FaultState:
             loss={h: v for h, v in self.loss.items() if h != host},
             partitions={p for p in self.partitions if host not in p},
             down=self.down - {host},
+            rate={h: v for h, v in self.rate.items() if h != host},
+            garp=set(self.garp),
+            ssh=self.ssh - {host},
         )
 
     def nft_script(self, port: dict[str, str]) -> str:
@@ -103,6 +127,12 @@ class FaultState:
                 rules.append(f'iifname "{port[h]}"{chance} drop')
             if direction in ("both", "to"):
                 rules.append(f'oifname "{port[h]}"{chance} drop')
+        for h in sorted(self.ssh):
+            rules += [f'oifname "{port[h]}" tcp dport 22 drop',
+                      f'iifname "{port[h]}" tcp sport 22 drop']
+        if self.garp:
+            rules.append("ether type arp arp operation request arp saddr ip { "
+                         + ", ".join(sorted(self.garp)) + " } drop")
         script = f"table bridge {TABLE}\ndelete table bridge {TABLE}\n"
         if rules:
             body = "".join(f"\t\t{r}\n" for r in rules)
@@ -171,6 +201,36 @@ class Faults:
         self._lab.host(host)
         self._change(lambda s: s.down.discard(host), nft=False, ports={host: True})
 
+    def rate(self, host: str, kbit: int) -> None:
+        """Pass frames sent to ``host`` through a token bucket of ``kbit`` kbit/s (0 lifts it)."""
+        self._lab.host(host)
+        if isinstance(kbit, bool) or not isinstance(kbit, int) or not 0 <= kbit <= 10_000_000:
+            raise LabError(f"rate {kbit!r} is invalid: kbit/s, an integer 0..10000000")
+
+        def apply(s: FaultState) -> None:
+            if kbit:
+                s.rate[host] = kbit
+            else:
+                s.rate.pop(host, None)
+
+        self._change(apply, nft=False, tc=True)
+
+    def drop_garp(self, addresses: list[str]) -> None:
+        """Drop gratuitous ARP requests for ``addresses`` (an empty list lifts it)."""
+        import ipaddress
+
+        for a in addresses:
+            try:
+                ipaddress.IPv4Address(a)
+            except ValueError as e:
+                raise LabError(f"drop_garp: {a!r} is not an IPv4 address") from e
+        self._change(lambda s: setattr(s, "garp", set(addresses)))
+
+    def drop_ssh(self, host: str) -> None:
+        """Drop ``host``'s SSH traffic (TCP port 22 both ways); everything else passes."""
+        self._lab.host(host)
+        self._change(lambda s: s.ssh.add(host))
+
     def restore(self, host: str | None = None) -> None:
         """Lift every fault involving ``host``, or every fault of the lab (None).
 
@@ -182,6 +242,8 @@ class Faults:
             old = FaultState.from_mapping(state.get("faults"))
             new = old.without(host)
             self._apply_nft(new)
+            if old.rate != new.rate:
+                self._set_rates(old.rate, new.rate)
             if host is None:
                 self._set_ports({h: True for h in self._lab.hosts})
             elif host in old.down:
@@ -210,13 +272,17 @@ class Faults:
         edit: Callable[[FaultState], None],
         nft: bool = True,
         ports: dict[str, bool] | None = None,
+        tc: bool = False,
     ) -> None:
         # Read-modify-apply-write under the lab's lock: another process may change faults too.
         with self._lab._state_lock() as state:
             fs = FaultState.from_mapping(state.get("faults"))
+            before = dict(fs.rate)
             edit(fs)
             if nft:
                 self._apply_nft(fs)
+            if tc:
+                self._set_rates(before, fs.rate)
             if ports:
                 self._set_ports(ports)
             state["faults"] = fs.to_mapping()
@@ -240,6 +306,25 @@ class Faults:
                 f"lab {self._lab.id}: nft in the switch failed ({r.returncode}): {r.stderr.strip()}"
             )
         return r
+
+    def _set_rates(self, old: dict[str, int], new: dict[str, int]) -> None:
+        batch = ""
+        for h in sorted(set(old) | set(new)):
+            port = self._lab.host(h).switch_port
+            if h in new:
+                batch += (f"qdisc replace dev {port} root tbf rate {new[h]}kbit burst 16kb "
+                          "latency 200ms\n")
+            else:
+                batch += f"qdisc del dev {port} root\n"
+        argv = ["nsenter", f"--net={self._lab.switch_netns_path}", "--", "tc", "-batch", "-"]
+        try:
+            r = subprocess.run(
+                argv, check=False, input=batch, capture_output=True, text=True, timeout=10
+            )
+        except subprocess.TimeoutExpired:
+            raise LabError(f"lab {self._lab.id}: tc in the switch timed out") from None
+        if r.returncode != 0:
+            raise LabError(f"lab {self._lab.id}: tc in the switch failed: {r.stderr.strip()}")
 
     def _set_ports(self, up: dict[str, bool]) -> None:
         # `ip -batch` in the switch, not pyroute2's IPRoute(netns=...): that one forks the

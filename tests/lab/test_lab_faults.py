@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -90,4 +92,37 @@ def test_fault_arguments_are_checked(lab: Lab) -> None:
         lab.faults.loss("lim1", 10, direction="sideways")
     with pytest.raises(LabError, match="two different"):
         lab.faults.partition("lim1", "lim1")
+    assert lab.faults.active() == []
+
+
+def test_ssh_dropped_but_pings_pass(lab: Lab) -> None:
+    connect = ["timeout", "2", "bash", "-c", "exec 3<>/dev/tcp/10.77.0.12/22"]
+    assert lab.exec("client", connect, check=False).returncode == 0
+    lab.faults.drop_ssh("lim2")
+    assert lab.faults.active() == ["SSH dropped for lim2"]
+    assert ping(lab, "client", "lim2") == (3, 3)
+    assert lab.exec("client", connect, check=False).returncode != 0  # no handshake
+    lab.faults.restore()
+    assert lab.exec("client", connect, check=False).returncode == 0
+
+
+def test_bandwidth_cap_slows_a_bulk_transfer(lab: Lab) -> None:
+    """64 kbit/s to lim2: 64 kB take about 8 s instead of milliseconds."""
+    send = ("import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "for i in range(64):\n    s.sendto(b'x' * 1000, ('10.77.0.12', 9))\n")
+    count = ("import socket, sys, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+             "s.bind(('10.77.0.12', 9))\ns.settimeout(1.0)\nn = 0\nstart = None\n"
+             "try:\n    while True:\n        s.recv(2000)\n        n += 1\n"
+             "        start = start or time.monotonic()\nexcept TimeoutError:\n    pass\n"
+             "print(n, round(time.monotonic() - 1.0 - (start or time.monotonic()), 2))\n")
+    lab.faults.rate("lim2", 64)
+    assert lab.faults.active() == ["rate lim2 64 kbit/s"]
+    listener = lab.popen("lim2", [sys.executable, "-c", count], stdout=subprocess.PIPE)
+    time.sleep(0.3)
+    lab.run_python("client", send)
+    out, _ = listener.communicate(timeout=30)
+    got, seconds = out.split()
+    # 16 kB of burst pass at once; the rest at 8 kB/s, or dropped past 200 ms of queue
+    assert int(got) < 64 or float(seconds) > 1.0, out
+    lab.faults.restore()
     assert lab.faults.active() == []

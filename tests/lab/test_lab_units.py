@@ -92,6 +92,21 @@ def test_fault_table_matches_the_state() -> None:
     assert healthy == "table bridge mxone_lab_faults\ndelete table bridge mxone_lab_faults\n"
 
 
+def test_garp_ssh_and_rate_faults() -> None:
+    ports = {n: f"v-{n}" for n in ("lim1", "lim2")}
+    fs = FaultState(garp={"10.77.0.52", "10.77.0.51"}, ssh={"lim2"}, rate={"lim1": 256})
+    script = fs.nft_script(ports)
+    for rule in ('oifname "v-lim2" tcp dport 22 drop', 'iifname "v-lim2" tcp sport 22 drop',
+                 "ether type arp arp operation request arp saddr ip { 10.77.0.51, 10.77.0.52 } "
+                 "drop"):
+        assert f"\t\t{rule}\n" in script
+    assert fs.describe() == ["rate lim1 256 kbit/s", "gratuitous ARP dropped for 10.77.0.51",
+                             "gratuitous ARP dropped for 10.77.0.52", "SSH dropped for lim2"]
+    assert FaultState.from_mapping(fs.to_mapping()) == fs
+    assert fs.without("lim2") == FaultState(garp=fs.garp, rate={"lim1": 256})
+    assert fs.without("lim1").rate == {}
+
+
 def test_restoring_one_host_keeps_the_other_faults() -> None:
     fs = FaultState(
         cut={"lim1", "lim2"},
