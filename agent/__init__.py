@@ -15,7 +15,9 @@ The pure modules (no I/O, no sockets, no sleeping) are:
 
 The running agent (sockets, processes, the kernel; standard library + pyroute2 only):
 
-* :mod:`mxone_agent.daemon`       - the loop: heartbeats, liveness, decisions, control socket
+* :mod:`mxone_agent.daemon`       - the loop: leases, heartbeats, liveness, decisions
+* :mod:`mxone_agent.control`      - the control socket, served without blocking the loop
+* :mod:`mxone_agent.lease`        - self-fencing: an alias answers only while its lease runs
 * :mod:`mxone_agent.executor`     - applies a Decision's actions through a NetworkBackend
 * :mod:`mxone_agent.network`      - NetworkBackend: LinuxNetwork (pyroute2, nftables, ARP
   frames on AF_PACKET) and RecordingNetwork (tests)

@@ -5,12 +5,18 @@ The loop (main thread) owns every piece of state. At each heartbeat interval it
 1. notices when it was not running (a stall longer than ``peers.STALL_FACTOR`` intervals:
    SIGSTOP, a paused VM) - then datagrams queued meanwhile are of unknown age and are
    discarded, and peers are judged from the resume time on (the late-wakeup rule);
-2. sends a heartbeat to every peer's base IP: what runs here, generation, readiness;
-3. judges every peer, calls ``decide`` and hands a non-empty Decision to the worker.
+2. renews the lease of every alias it answers for (:mod:`mxone_agent.lease`); a lease
+   found lapsed fences its LIM until a decision takes it again;
+3. sends a heartbeat to every peer's base IP, one datagram per peer echoing that peer's
+   incarnation: what runs here, generation, readiness;
+4. judges every peer, calls ``decide`` and hands a non-empty Decision to the worker.
 
-Heartbeats are received as they come (a heartbeat that changes what a peer runs, or
-brings a peer back, triggers a decision at once, not at the next tick). A heartbeat whose
-sender name does not match its source address counts as forged.
+Heartbeats are received as they come, at most DATAGRAMS_PER_TURN per loop turn (a
+heartbeat that changes what a peer runs, or brings a peer back, triggers a decision at
+once, not at the next tick). A datagram from an address that is no peer's is refused
+before any HMAC is computed. The control socket is served in the same loop without ever
+blocking it (:mod:`mxone_agent.control`); systemd's watchdog is pinged from the loop on a
+clock of its own.
 
 The worker thread runs the executor (service commands, probes, nftables: things that take
 time) so the loop keeps sending heartbeats meanwhile. While a Decision is being applied
@@ -27,12 +33,14 @@ the sync alarm is raised. New data for a preloaded (passive) LIM restarts its se
 place: status shows it loading, then preloaded.
 
 Signals only set flags. SIGTERM/SIGINT: the agent stops and leaves every service as it is,
-so an agent restart or upgrade causes no outage *if it is back within one detection
-period*: a restarted agent learns what runs from the services' status commands and goes
-on. Peers cannot tell a longer silence from a dead server; the standby then takes over and
-the split-brain rule resolves it when the agent is back (with the "fastest" preset, 0.3 s,
-practically every restart is a failover; restart agents with "fast" or slower timers, or
-lock the LIM to its regular server first). SIGHUP: reload.
+so an agent restart or upgrade causes no outage *if it is back within the lease*
+(detection - interval/2): a restarted agent learns what runs from the services' status
+commands, takes over the leases still running, and goes on. After a longer absence its
+aliases are silent (fenced) and the standby may take over once the detection time has
+passed; the restarted agent then stops its fenced service, or takes it again if no peer
+runs it (with the "fastest" preset, practically every restart is a short outage; restart
+agents with "fast" or slower timers, or lock the LIM to its regular server first).
+SIGHUP: reload.
 """
 
 from __future__ import annotations

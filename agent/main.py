@@ -26,7 +26,7 @@
   refused while an agent runs (it would set the fence up again), and on a standby that
   still holds a LIM's alias (that alias stays silent). Exit 0 done, 1 refused.
 
-The agent needs only the standard library, pyroute2 and scapy.
+The agent needs only the standard library and pyroute2.
 """
 
 from __future__ import annotations
