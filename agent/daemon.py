@@ -86,7 +86,8 @@ from mxone_agent.peers import PeerView, reappeared, resumed_at
 log = logging.getLogger("mxone_agent")
 
 HEARTBEAT_COPIES = 3
-"""Datagrams sent per heartbeat interval to each peer (see Daemon._send_heartbeats)."""
+"""Datagrams sent per heartbeat interval to each peer, spread evenly over the interval (see
+Agent._send_heartbeat)."""
 DATAGRAMS_PER_TURN = 256
 """At most this many datagrams are read per loop turn: a flood cannot keep the loop from
 renewing its leases and sending its own heartbeats (the rest waits in the socket)."""
@@ -174,8 +175,13 @@ class Transition:
     error: str | None = None
 
 
-def _kind(config: NodeConfig, action: Any, decision: Decision, standby_alive: bool) -> str:
+def _kind(config: NodeConfig, action: Any, decision: Decision, standby_alive: bool,
+          fenced: frozenset[int] = frozenset()) -> str:
+    """The transition kind of a LIM action, for status (``fenced``: the LIMs that were
+    fenced here when the decision was taken)."""
     split = action.lim in decision.split_brain
+    if isinstance(action, ActivateLim) and action.lim in fenced:
+        return "lease retaken"
     if config.role is Role.STANDBY:
         if isinstance(action, StartLim | ActivateLim):
             return "failover"
@@ -218,6 +224,7 @@ class Agent:
         self.foreign_mac: dict[int, str] = {}
         self.fence: Fence | None = None
         self.lapses = 0  # leases found lapsed since start (each is logged)
+        self._lease_error = ""
         self.longest_silence: dict[str, float] = {}  # peer -> longest gap between heartbeats
         self.macs: dict[str, str] = {}  # base IP -> MAC of cluster servers seen
         self.started = time.monotonic()
@@ -238,6 +245,8 @@ class Agent:
         self._next_loading_poll = 0.0
         self._next_health_poll = 0.0
         self._next_mac_refresh = 0.0
+        self._next_copy = float("inf")  # the next heartbeat copy between two ticks
+        self._copies_left = 0
         self._watchdog = sdnotify.watchdog_period()
         self._next_watchdog = 0.0 if self._watchdog else float("inf")
         self._dirty = True
@@ -432,7 +441,7 @@ class Agent:
             on_ready()
         sdnotify.notify("READY=1")
         while not self.stop_flag:
-            wake = min(next_tick, self._next_death(), self._next_watchdog,
+            wake = min(next_tick, self._next_copy, self._next_death(), self._next_watchdog,
                        self._status_written + STATUS_FILE_AT_LEAST,
                        self.control.next_deadline() or float("inf"))
             timeout = max(0.0, wake - time.monotonic())
@@ -463,8 +472,16 @@ class Agent:
                 next_tick = max(next_tick + interval, now + interval / 4)
                 if next_tick < now:
                     next_tick = now + interval
-            elif self._dirty:
-                self._decide(now)
+                self._next_copy = min(now + interval / HEARTBEAT_COPIES, next_tick)
+                self._copies_left = HEARTBEAT_COPIES - 1
+            else:
+                if now >= self._next_copy:
+                    self._send_heartbeat()
+                    self._copies_left -= 1
+                    self._next_copy = (now + self.config.timers.interval / HEARTBEAT_COPIES
+                                       if self._copies_left > 0 else float("inf"))
+                if self._dirty:
+                    self._decide(now)
             self._publish_status(time.monotonic())
         log.info("%s stops; LIM services are left as they are", self.config.node)
 
@@ -496,7 +513,7 @@ class Agent:
         # Leases first, then the heartbeats: a lease then never outlives, by more than its
         # length, the last heartbeat this node sent (see mxone_agent.lease).
         self._renew_leases()
-        self._send_heartbeats()
+        self._send_heartbeat()
         self._decide(now)
         if self._busy is None:
             self._start_reloads()
@@ -510,8 +527,11 @@ class Agent:
         try:
             lapses = self.fence.renew_all()
         except LeaseError as e:
-            log.error("%s cannot renew its leases: %s", self.config.node, e)
+            if str(e) != self._lease_error:  # say it once, not at every tick
+                log.error("%s cannot renew its leases: %s", self.config.node, e)
+                self._lease_error = str(e)
             return
+        self._lease_error = ""
         if not lapses:
             return
         by_alias = {str(x.alias_ip): x.lim for x in self.config.lims}
@@ -642,35 +662,40 @@ class Agent:
                     runs[r.lim] = r
         return tuple(runs.values())
 
-    def _send_heartbeats(self) -> None:
-        """Send this interval's heartbeat to every peer, HEARTBEAT_COPIES times.
+    def _send_heartbeat(self) -> None:
+        """Send one heartbeat to every peer; the loop does it HEARTBEAT_COPIES times per
+        interval, evenly spread: at the tick (right after the leases are renewed) and every
+        interval / HEARTBEAT_COPIES after it.
 
-        Each copy is a heartbeat of its own (the next sequence number), so a peer counts a
-        miss only when every copy is lost: with independent frame loss p, a miss has
-        probability p**HEARTBEAT_COPIES instead of p. Measured need: with 10% loss on each
-        switch port (19% per path) and 0.1 s x 3 timers, single heartbeats gave two false
-        failovers in 10 minutes (scripts/bench-failover-soak).
+        Each copy is a heartbeat of its own (the next sequence number, the state of the
+        moment), so a peer counts an interval as missed only when every copy is lost, and
+        declares this node dead only after a detection time with none: with independent
+        frame loss p per path that needs about misses x HEARTBEAT_COPIES losses in a row.
+        Sent back to back at the tick, two lost ticks (p**6) and a little jitter already
+        made a 0.3 s silence: at 10 % loss on each switch port (19 % per path) and
+        ``fastest`` timers that was about one false failover per 10 minutes
+        (scripts/bench-failover-soak); spread, it takes p**9. The copies are sent after the
+        lease renewal, so a lease never outlives the last heartbeat a peer heard.
         """
         cfg = self.config
         lims = self._advertised()
         assert self._udp is not None
-        for _ in range(HEARTBEAT_COPIES):
-            for s in cfg.servers:
-                if s.name == cfg.node:
-                    continue
-                self.seq += 1
-                # Each datagram is for one peer and echoes that peer's incarnation (as far
-                # as this node knows it): no recording can be replayed (heartbeat module).
-                hb = hbmod.Heartbeat(cluster=cfg.cluster, sender=cfg.node, receiver=s.name,
-                                     incarnation=self.incarnation, seq=self.seq,
-                                     echo=self.guards[s.name].known,
-                                     generation=cfg.generation, role=cfg.role,
-                                     readiness=self.local.readiness, lims=lims)
-                try:
-                    self._udp.sendto(hbmod.encode(hb, self.secret),
-                                     (str(s.base_ip), cfg.heartbeat_port))
-                except OSError:
-                    pass  # no route / link down: the peer will notice our silence
+        for s in cfg.servers:
+            if s.name == cfg.node:
+                continue
+            self.seq += 1
+            # Each datagram is for one peer and echoes that peer's incarnation (as far
+            # as this node knows it): no recording can be replayed (heartbeat module).
+            hb = hbmod.Heartbeat(cluster=cfg.cluster, sender=cfg.node, receiver=s.name,
+                                 incarnation=self.incarnation, seq=self.seq,
+                                 echo=self.guards[s.name].known,
+                                 generation=cfg.generation, role=cfg.role,
+                                 readiness=self.local.readiness, lims=lims)
+            try:
+                self._udp.sendto(hbmod.encode(hb, self.secret),
+                                 (str(s.base_ip), cfg.heartbeat_port))
+            except OSError:
+                pass  # no route / link down: the peer will notice our silence
 
     def _receive(self, now: float) -> None:
         assert self._udp is not None
@@ -756,7 +781,8 @@ class Agent:
         ex = self.executor
         macs.add(self.own_mac)
         pull = self._pull_before_start(cfg, actions)
-        self._submit("apply", lambda: (decision, actions, decided, cfg, pull(),
+        fenced = frozenset(r.lim for r in local.runs if r.fenced)
+        self._submit("apply", lambda: (decision, actions, decided, cfg, fenced, pull(),
                                        ex.apply(cfg, actions, macs)))
 
     def _pull_before_start(self, cfg: NodeConfig, actions: tuple) -> Callable[[], str]:
@@ -823,7 +849,7 @@ class Agent:
                 self._merge_macs(result)
 
     def _applied(self, decision: Decision, actions: tuple, decided: float, cfg: NodeConfig,
-                 pulled: str, outcomes: list[Outcome]) -> None:
+                 fenced: frozenset[int], pulled: str, outcomes: list[Outcome]) -> None:
         now = time.monotonic()
         done = [o.action for o in outcomes if o.ok]
         self.local = self.local.applied(done, now)
@@ -836,7 +862,7 @@ class Agent:
             a = o.action
             if not isinstance(a, StartLim | StopLim | ActivateLim | DeactivateLim):
                 continue
-            kind = _kind(cfg, a, decision, standby_alive)
+            kind = _kind(cfg, a, decision, standby_alive, fenced)
             if o.ok:
                 failures.pop(a.lim, None)
                 if isinstance(a, StartLim | ActivateLim):

@@ -60,13 +60,20 @@ def soak(seconds: float) -> None:
         # a lease that lapses on a busy but healthy node is an outage of its own
         lapses = {h: cluster.status(h).get("lease_lapses") for h in
                   ("lim1", "lim2", "lim3", "standby1")}
+        silences = {p["name"]: p.get("longest_silence_s") for p in st["peers"]}
+        declared = [line for h in ("lim1", "lim2", "lim3", "standby1") for line in
+                    cluster.log(h).splitlines() if " dead (silent for " in line
+                    or "did not run for a while" in line or "lapsed" in line]
         still = {lim: answers_during(lab, lim, 1.0) for lim in (1, 2, 3)}
         ok = all(still[lim] == {f"LIM {lim} on lim{lim}"} for lim in (1, 2, 3))
         print(f"soak: {elapsed:.0f} s: false failovers {len(failovers)} (transitions on the "
               f"standby), 'LIM is running on standby server' alarms {len(ran_on_standby)}; "
               f"every LIM still on its own server: {'yes' if ok else 'NO: ' + json.dumps({k: sorted(v) for k, v in still.items()})}; "
               f"heartbeats dropped as bad at the standby: {drops}; lease lapses on the "
-              f"healthy nodes: {lapses} (total {sum(v or 0 for v in lapses.values())})")
+              f"healthy nodes: {lapses} (total {sum(v or 0 for v in lapses.values())}); "
+              f"longest silence of each peer at the standby (s): {silences}")
+        for line in declared[-10:]:
+            print(f"soak: {line}")
         cluster.stop_all()
 
 
