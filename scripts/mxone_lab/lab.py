@@ -700,9 +700,19 @@ class Lab:
             tag=f"{self.id}-{name}",
             net_batch=hd / "net.batch",
             overlays=overlays,
-            lab_dir=self.dir,
-            staging=_LAB_DIR_STAGING,
+            shown=self._shown_in_tmp(),
         )
+
+    def _shown_in_tmp(self) -> list[tuple[Path, str]]:
+        """The machine's dirs under /tmp a systemd host needs in its own /tmp, each with its
+        staging dir: the lab dir, and the checkout and venv whose python runs on the hosts
+        when they live in /tmp (a CI clone, say)."""
+        out = [(self.dir, _LAB_DIR_STAGING)]
+        tmp = Path("/tmp")
+        for d in (Path(__file__).resolve().parents[2], Path(sys.prefix).resolve()):
+            if d.is_relative_to(tmp) and not any(d.is_relative_to(p) for p, _ in out):
+                out.append((d, f"{_LAB_DIR_STAGING}-{len(out)}"))
+        return out
 
     def _find_init(self, name: str, timeout: float) -> None:
         """Record the host's PID 1 (the launcher's only child) as its holder."""
@@ -804,13 +814,17 @@ class Lab:
         )
 
     def _expose_lab_dir(self, name: str, timeout: float) -> None:
-        """Show the lab dir in the host's /tmp at its own path (configs and keys keep their
+        """Show the lab dir (and a checkout or venv in /tmp: see _shown_in_tmp) in the host's
+        /tmp at their own paths (configs, keys and the python the lab runs keep their
         paths), now that boot-time cleaning of /tmp is over."""
         q = shlex.quote
         self.exec(
             name,
-            f"mkdir -p {q(str(self.dir))} && mount --bind {_LAB_DIR_STAGING} {q(str(self.dir))} "
-            f"&& umount {_LAB_DIR_STAGING} && rmdir {_LAB_DIR_STAGING}",
+            " && ".join(
+                f"mkdir -p {q(str(path))} && mount --bind {staging} {q(str(path))} "
+                f"&& umount {staging} && rmdir {staging}"
+                for path, staging in self._shown_in_tmp()
+            ),
             timeout=timeout,
         )
 

@@ -312,14 +312,16 @@ def holder_script(
     tag: str,
     net_batch: Path,
     overlays: list[tuple[str, str, str]],
-    lab_dir: Path,
-    staging: str,
+    shown: list[tuple[Path, str]],
 ) -> str:
     """The shell script that turns fresh namespaces into a host and execs systemd.
 
     Runs as PID 1 of the new PID namespace (``$1`` is the console pty); prints ``ready``
     on stdout once everything is mounted, then hands stdout to the console. ``tag``
-    (``<lab id>-<host>``) names every mount; ``overlays`` are (lower, mount name, options).
+    (``<lab id>-<host>``) names every mount; ``overlays`` are (lower, mount name, options);
+    ``shown`` are (machine dir under /tmp, staging dir): each is kept aside until boot has
+    cleaned the host's own /tmp, then shown there at its own path (the lab dir; a checkout
+    or venv that lives in /tmp, whose python the lab runs on every host).
     """
     q = shlex.quote
     d = "/run/.mxone-lab-dev"
@@ -334,9 +336,10 @@ def holder_script(
         *(f"mount -t overlay {q(mname)} -o {q(opts)} {lower}" for lower, mname, opts in overlays),
         f"mount -t tmpfs -o mode=0755,size=64m {q(tag + '-run')} /run",
         "mkdir -p /run/sshd /run/lock",
-        # The lab dir, kept aside until boot is over (see Lab._expose_lab_dir).
-        f"mkdir -m 0700 {staging}",
-        f"mount --bind {q(str(lab_dir))} {staging}",
+        # Dirs of the machine's /tmp the host needs, kept aside until boot is over (see
+        # Lab._expose_lab_dir).
+        *(f"mkdir -m 0700 {staging} && mount --bind {q(str(path))} {staging}"
+          for path, staging in shown),
         f"mount -t tmpfs -o mode=1777,size=512m {q(tag + '-tmp')} /tmp",
         # /dev: the harmless nodes of the machine, its own ptys, the lab's console.
         f"mkdir -m 0755 {d}",

@@ -45,8 +45,10 @@ def test_two_regulars_fail_priority_wins(cluster: Cluster) -> None:
     assert ok, out + cluster.log(STANDBY)
     eventually(lambda: cluster.runs(STANDBY) == {2: "active"}, MARGIN,
                "the standby runs LIM 2 only")
-    assert "LIM 3 (priority 3) stays down" in cluster.status(STANDBY)["last_decision"] or \
-        cluster.lim_row(STANDBY, 3)["owner"] == "unknown"
+    row = cluster.lim_row(STANDBY, 3)
+    assert row["owner"] == "none", row
+    assert "lim3 is down and standby1 runs LIM 2 (priority 2), which LIM 3 (priority 3) does " \
+        "not replace" in row["why"]
 
 
 def test_higher_priority_regular_fails_later_replaces(cluster: Cluster) -> None:
