@@ -185,12 +185,15 @@ def test_the_systemd_holder_hides_the_machines_tmp_before_systemd_starts() -> No
         tag="mx123456-sd",
         net_batch=Path("/tmp/mx123456/hosts/sd/net.batch"),
         overlays=[("/etc", "mx123456-sd/etc", "lowerdir=/etc,upperdir=u,workdir=w")],
-        lab_dir=Path("/tmp/mx123456"),
-        staging="/run/.mxone-lab",
+        shown=[(Path("/tmp/mx123456"), "/run/.mxone-lab"),
+               (Path("/tmp/ci-clone"), "/run/.mxone-lab-1")],
     )
     lines = script.splitlines()
     tmp = lines.index("mount -t tmpfs -o mode=1777,size=512m mx123456-sd-tmp /tmp")
-    assert lines.index("mount --bind /tmp/mx123456 /run/.mxone-lab") < tmp
+    assert lines.index("mkdir -m 0700 /run/.mxone-lab && mount --bind /tmp/mx123456 "
+                       "/run/.mxone-lab") < tmp
+    assert lines.index("mkdir -m 0700 /run/.mxone-lab-1 && mount --bind /tmp/ci-clone "
+                       "/run/.mxone-lab-1") < tmp
     assert tmp < lines.index("mount --move /run/.mxone-lab-dev /dev")
     assert lines[-1].startswith(f"exec {systemd_host.SYSTEMD} ") and tmp < len(lines) - 1
     assert (
