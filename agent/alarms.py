@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mxone_agent import files
 from mxone_agent.actions import ALARM_SEVERITY, ALARM_TITLE, SEVERITY_CLEARED, AlarmCode
 
 log = logging.getLogger("mxone_agent")
@@ -89,32 +90,6 @@ class Alarm:
                    cleared_at=cleared_at)
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Replace ``path`` (mode 0600) so that a reader, also after a crash, finds the old or
-    the new content, never half of one: temp file, fsync, rename, fsync of the directory."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        try:
-            os.fchmod(fd, 0o600)  # an older temp file may have had another mode
-            data = memoryview(text.encode("utf-8"))
-            while data:  # a short write (a full disk) must not pass for the whole file
-                data = data[os.write(fd, data):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 class AlarmBook:
     """The alarms of this node: active ones by ``(code, lim)``, and the log."""
 
@@ -151,7 +126,7 @@ class AlarmBook:
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                _write_private(path, f"{self._handle}\n")
+                files.write_private(path, f"{self._handle}\n")
             except OSError as exc:
                 self._cannot_save(path, exc)
             else:
@@ -209,7 +184,7 @@ class AlarmBook:
                "log": [a.as_dict(with_cleared=True) for a in self.log]}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _write_private(path, json.dumps(doc, indent=1) + "\n")
+            files.write_private(path, json.dumps(doc, indent=1) + "\n")
         except OSError as exc:
             self._cannot_save(path, exc)
         else:

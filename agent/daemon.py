@@ -61,7 +61,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mxone_agent import control, sdnotify, service_node, sync_policy, sync_worker
+from mxone_agent import control, files, sdnotify, service_node, sync_policy, sync_worker
 from mxone_agent import heartbeat as hbmod
 from mxone_agent import peers as peers_mod
 from mxone_agent.actions import ActivateLim, AlarmCode, DeactivateLim, StartLim, StopLim
@@ -358,20 +358,8 @@ class Agent:
         except (OSError, ValueError):
             previous = 0
         value = hbmod.next_incarnation(previous, time.time_ns() // 1000)
-        tmp = path.with_name(f".{INCARNATION_FILE}.{os.getpid()}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, f"{value}\n".encode("ascii"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            files.write_private(path, f"{value}\n")
         except OSError as e:
             raise StartupError(f"cannot record the incarnation in {path}: {e.strerror}") from e
         return value

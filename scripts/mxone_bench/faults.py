@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mxone_lab import Lab, LabError
+from mxone_lab import Lab, LabError, heartbeats
 from mxone_lab.probe import ProbeLog, Prober
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout, for tests.*
@@ -51,6 +51,7 @@ from tests.agent_lab.cluster import (  # noqa: E402
     SYNC_KEY,
     Cluster,
     alias,
+    eventually,
     wait_answer,
 )
 
@@ -78,39 +79,6 @@ for p in xdata.versions(root):
     out[p.name] = [m, not xdata.verify(p)]
 print(json.dumps(out))
 """
-
-RECORD = r"""
-import json, socket, sys, time
-seconds, port = float(sys.argv[1]), sys.argv[2]
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-s.bind((port, 0))
-s.settimeout(0.1)
-end = time.monotonic() + seconds
-out = []
-while time.monotonic() < end and len(out) < 5000:
-    try:
-        f = s.recv(2048)
-    except TimeoutError:
-        continue
-    ip = f[14:]
-    ihl = (ip[0] & 15) * 4
-    if f[12:14] == b"\x08\x00" and ip[9] == 17 and ip[ihl + 2:ihl + 4] == (7011).to_bytes(2, "big"):
-        out.append([socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20]), ip[ihl + 8:].hex()])
-print(json.dumps(out))
-"""
-
-REPLAY = r"""
-import json, sys
-from scapy.layers.inet import IP, UDP
-from scapy.packet import Raw
-from scapy.sendrecv import send
-rounds, frames = int(sys.argv[1]), json.loads(sys.stdin.read())
-packets = [IP(src=s, dst=d) / UDP(sport=7011, dport=7011) / Raw(bytes.fromhex(p))
-           for s, d, p in frames]
-for _ in range(rounds):
-    send(packets, verbose=False)
-"""
-
 
 @dataclass
 class Result:
@@ -221,14 +189,8 @@ class Matrix:
         return bool(row.get("last_success")) and row.get("last_error") is None
 
     @staticmethod
-    def wait(check: Callable[[], Any], timeout: float, what: str, step: float = 0.2) -> Any:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            got = check()
-            if got:
-                return got
-            time.sleep(step)
-        raise LabError(f"{what}: not within {timeout:.0f} s")
+    def wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
+        return eventually(check, timeout, what, step=0.2)
 
     def versions(self) -> dict[str, dict[str, list]]:
         out = {}
@@ -536,12 +498,7 @@ def clock_skew(m: Matrix, c: Cluster, p: Prober) -> list:
 
 def replayed_heartbeats(m: Matrix, c: Cluster, p: Prober) -> list:
     lab = m.lab
-    frames: list = []
-    for h in ("lim2", "standby1"):
-        r = subprocess.run(["ip", "netns", "exec", lab.switch_ns, PY, "-c", RECORD, "2.0",
-                            lab.hosts[h].switch_port], capture_output=True, text=True,
-                           timeout=60, check=True)
-        frames += json.loads(r.stdout)
+    frames = [f for h in ("lim2", "standby1") for f in heartbeats.record(lab, h, 2.0)]
     for node in NODES:
         c.kill_agent(node, signal.SIGTERM)
         c.procs[node].wait(timeout=10)
@@ -550,7 +507,7 @@ def replayed_heartbeats(m: Matrix, c: Cluster, p: Prober) -> list:
         c.wait_ready(node)
     time.sleep(m.detection)
     before = sum(c.status(n)["drops"]["replayed"] for n in NODES)
-    lab.exec("client", [PY, "-c", REPLAY, "3"], input=json.dumps(frames), timeout=180)
+    heartbeats.replay(lab, frames, rounds=3)
     time.sleep(1.0)
     counted = sum(c.status(n)["drops"]["replayed"] for n in NODES) - before
     transitions = sum(len(c.status(n)["transitions"]) for n in NODES)

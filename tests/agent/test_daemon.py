@@ -230,29 +230,36 @@ def test_unit_file_matches_the_shipped_text() -> None:
     assert "Restart=on-failure" in sdnotify.UNIT
 
 
-def test_agent_pings_systemd_ready_and_watchdog(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@contextlib.contextmanager
+def under_notify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, watchdog_usec: int,
+                 timers: dict | None = None) -> Iterator[socket.socket]:
+    """An agent (lim3, on loopback) run as systemd would: NOTIFY_SOCKET and WATCHDOG_USEC
+    set; yields the socket that receives its notifications. Its LIM's service commands start
+    nothing (LIM 3 starts once the standby counts as dead)."""
     path = str(tmp_path / "notify")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
     sock.settimeout(3)
     monkeypatch.setenv("NOTIFY_SOCKET", path)
-    monkeypatch.setenv("WATCHDOG_USEC", "100000")
+    monkeypatch.setenv("WATCHDOG_USEC", str(watchdog_usec))
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
-    cfg, sec = write_files(tmp_path, loopback_doc("lim3", port=17950 + os.getpid() % 40))
-    agent = daemon.Agent(cfg, sec, str(tmp_path / "state"), str(tmp_path / "a.sock"),
-                         RecordingNetwork, run_dir=str(tmp_path / "run"), alarm_file=None)
-    agent.start()
-    t = threading.Thread(target=agent.run, daemon=True)
-    t.start()
+    doc = loopback_doc("lim3", port=17950 + os.getpid() % 40)
+    if timers is not None:
+        doc["timers"] = timers
+    for lim in doc["lims"]:
+        lim["service"] = {"start": ["true"], "stop": ["true"], "status": ["true"]}
     try:
+        with agent_thread(tmp_path, doc):
+            yield sock
+    finally:
+        sock.close()
+
+
+def test_agent_pings_systemd_ready_and_watchdog(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    with under_notify(tmp_path, monkeypatch, 100000) as sock:
         got = [sock.recv(100) for _ in range(3)]
         assert got[0] == b"READY=1" and got[1:] == [b"WATCHDOG=1", b"WATCHDOG=1"]
-    finally:
-        agent.stop_flag = True
-        t.join(timeout=5)
-        agent.close()
-        sock.close()
 
 
 @pytest.mark.parametrize("interval,misses", [(5.0, 12), (5.0, 6), (1.0, 3), (0.1, 3),
@@ -264,24 +271,8 @@ def test_watchdog_pings_on_its_own_clock(tmp_path: Path, monkeypatch: pytest.Mon
     """Pings come every quarter of WatchdogSec whatever the heartbeat interval (the rules
     accept up to 60 s): no gap reaches WatchdogSec, which is when systemd kills the agent.
     WatchdogSec is scaled down to 0.4 s so that many pings fit in the test."""
-    path = str(tmp_path / "notify")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.settimeout(3)
-    monkeypatch.setenv("NOTIFY_SOCKET", path)
-    monkeypatch.setenv("WATCHDOG_USEC", "400000")
-    monkeypatch.delenv("WATCHDOG_PID", raising=False)
-    doc = loopback_doc("lim3", port=17950 + os.getpid() % 40)
-    doc["timers"] = {"interval": interval, "misses": misses}
-    for lim in doc["lims"]:  # LIM 3 starts once the standby counts as dead: start nothing
-        lim["service"] = {"start": ["true"], "stop": ["true"], "status": ["true"]}
-    cfg, sec = write_files(tmp_path, doc)
-    agent = daemon.Agent(cfg, sec, str(tmp_path / "state"), str(tmp_path / "a.sock"),
-                         RecordingNetwork, run_dir=str(tmp_path / "run"), alarm_file=None)
-    agent.start()
-    t = threading.Thread(target=agent.run, daemon=True)
-    t.start()
-    try:
+    timers = {"interval": interval, "misses": misses}
+    with under_notify(tmp_path, monkeypatch, 400000, timers) as sock:
         assert sock.recv(100) == b"READY=1"
         stamps = []
         while len(stamps) < 12:
@@ -290,11 +281,6 @@ def test_watchdog_pings_on_its_own_clock(tmp_path: Path, monkeypatch: pytest.Mon
         gaps = [b - a for a, b in zip(stamps, stamps[1:])]
         assert max(gaps) < 0.4, gaps
         assert sum(gaps) / len(gaps) < 0.2, gaps  # about every 0.1 s, not once a tick
-    finally:
-        agent.stop_flag = True
-        t.join(timeout=5)
-        agent.close()
-        sock.close()
 
 
 # ---- alarms ------------------------------------------------------------------------------

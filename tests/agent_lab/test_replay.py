@@ -8,67 +8,23 @@ stays dead and its LIM stays where the cluster put it; every replayed datagram i
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import pytest
-from mxone_lab import Lab
+from mxone_lab import Lab, heartbeats
 
 from tests.agent_lab.cluster import STANDBY, Cluster, eventually, wait_answer
 
 pytestmark = pytest.mark.lab
 MARGIN = 5.0
 
-RECORD = r"""
-import json, socket, sys, time
-seconds, port = float(sys.argv[1]), sys.argv[2]
-# ETH_P_ALL: a socket bound to one protocol never sees what a bridge port forwards
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-s.bind((port, 0))
-s.settimeout(0.1)
-end = time.monotonic() + seconds
-out = []
-while time.monotonic() < end and len(out) < 5000:
-    try:
-        f = s.recv(2048)
-    except TimeoutError:
-        continue
-    ip = f[14:]
-    ihl = (ip[0] & 15) * 4
-    if f[12:14] == b"\x08\x00" and ip[9] == 17 and ip[ihl + 2:ihl + 4] == (7011).to_bytes(2, "big"):
-        out.append([socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20]),
-                    ip[ihl + 8:].hex()])
-print(json.dumps(out))
-"""
-
-REPLAY = r"""
-import json, sys
-from scapy.layers.inet import IP, UDP
-from scapy.packet import Raw
-from scapy.sendrecv import send
-rounds, frames = int(sys.argv[1]), json.loads(sys.stdin.read())
-packets = [IP(src=s, dst=d) / UDP(sport=7011, dport=7011) / Raw(bytes.fromhex(p))
-           for s, d, p in frames]
-for _ in range(rounds):
-    send(packets, verbose=False)
-"""
-
-
-def record(lab: Lab, seconds: float) -> list[tuple[str, str, str]]:
-    """Heartbeats through lim2's switch port, both ways, for ``seconds`` (the switch
-    namespace is the lab's own: nothing is sniffed outside it)."""
-    r = subprocess.run(["ip", "netns", "exec", lab.switch_ns, sys.executable, "-c", RECORD,
-                        str(seconds), lab.hosts["lim2"].switch_port], capture_output=True,
-                       text=True, timeout=seconds + 30, check=True)
-    return [tuple(x) for x in json.loads(r.stdout)]
+def record(lab: Lab, seconds: float) -> list:
+    return heartbeats.record(lab, "lim2", seconds)
 
 
 def replay(lab: Lab, frames: list, rounds: int = 1) -> None:
-    lab.exec("client", [sys.executable, "-c", REPLAY, str(rounds)], input=json.dumps(frames),
-             timeout=120)
+    heartbeats.replay(lab, frames, rounds)
 
 
 def peer(cluster: Cluster, node: str, name: str) -> dict:
