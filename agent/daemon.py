@@ -223,6 +223,7 @@ class Agent:
         self.foreign_mac: dict[int, str] = {}
         self.fence: Fence | None = None
         self.lapses = 0  # leases found lapsed since start (each is logged)
+        self.tick_late_max = 0.0  # the longest a tick came after its time, since start
         self._lease_error = ""
         self.longest_silence: dict[str, float] = {}  # peer -> longest gap between heartbeats
         self.macs: dict[str, str] = {}  # base IP -> MAC of cluster servers seen
@@ -453,6 +454,9 @@ class Agent:
                 self._dirty = True  # a peer's detection period just ran out: judge it now
             if now >= next_tick:
                 interval = self.config.timers.interval
+                # How late the loop gets to its tick: the heartbeats (and the leases) wait
+                # for it, so this is what peers see of this node's load.
+                self.tick_late_max = max(self.tick_late_max, now - next_tick)
                 self._tick(now)
                 next_tick = max(next_tick + interval, now + interval / 4)
                 if next_tick < now:
@@ -1141,6 +1145,7 @@ class Agent:
             "readiness": str(self.local.readiness), "detection_s": cfg.detection,
             "lease_s": None if self.fence is None else round(self.fence.lease, 3),
             "lease_lapses": self.lapses,
+            "tick_late_max_s": round(self.tick_late_max, 3),
             "lims": lims, "peers": peers, "alarms": active, "alarm_log": alarm_log,
             "drops": {str(k): v for k, v in self.drops.items()},
             "transitions": [dataclasses.asdict(t) for t in self.transitions],

@@ -58,8 +58,9 @@ def soak(seconds: float) -> None:
                           "running on standby" in a.get("name", "").lower()]
         drops = st["drops"]
         # a lease that lapses on a busy but healthy node is an outage of its own
-        lapses = {h: cluster.status(h).get("lease_lapses") for h in
-                  ("lim1", "lim2", "lim3", "standby1")}
+        nodes = {h: cluster.status(h) for h in ("lim1", "lim2", "lim3", "standby1")}
+        lapses = {h: n.get("lease_lapses") for h, n in nodes.items()}
+        late = {h: n.get("tick_late_max_s") for h, n in nodes.items()}
         silences = {p["name"]: p.get("longest_silence_s") for p in st["peers"]}
         declared = [line for h in ("lim1", "lim2", "lim3", "standby1") for line in
                     cluster.log(h).splitlines() if " dead (silent for " in line
@@ -71,7 +72,8 @@ def soak(seconds: float) -> None:
               f"every LIM still on its own server: {'yes' if ok else 'NO: ' + json.dumps({k: sorted(v) for k, v in still.items()})}; "
               f"heartbeats dropped as bad at the standby: {drops}; lease lapses on the "
               f"healthy nodes: {lapses} (total {sum(v or 0 for v in lapses.values())}); "
-              f"longest silence of each peer at the standby (s): {silences}")
+              f"longest silence of each peer at the standby (s): {silences}; the latest "
+              f"tick of each node (s): {late}")
         for line in declared[-10:]:
             print(f"soak: {line}")
         cluster.stop_all()
