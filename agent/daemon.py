@@ -41,6 +41,19 @@ passed; the restarted agent then stops its fenced service, or takes it again if 
 runs it (with the "fastest" preset, practically every restart is a short outage; restart
 agents with "fast" or slower timers, or lock the LIM to its regular server first).
 SIGHUP: reload.
+
+LIMs that leave. A reload whose config no longer gives this node a LIM that runs here keeps
+that LIM's last LimConfig (``Agent.retired``, also kept across restarts in the state dir's
+``held-lims.json``, which records every LIM this node may hold); ``decide`` then stops it
+for good (RetireLim) and the executor stops guarding its alias. ``ctl retire LIM`` (the
+maintenance tool, before it deploys a config without the LIM) makes the standby stop it
+and take it over no more. No LIM is ever looked up in the config without a fallback: an
+unknown LIM never stops the loop, the status polls or the other LIMs' crash detection.
+
+Manual fallback orders (``ctl fallback LIM [wait] [cancel]``) are judged by
+``decide.judge_fallback_order``: refused with the reason, carried out, or kept pending until
+the regular server is ready, for at most their wait (then dropped, and logged); status
+lists them with what each waits for.
 """
 
 from __future__ import annotations
@@ -64,16 +77,27 @@ from typing import Any
 from mxone_agent import control, files, sdnotify, service_node, sync_policy, sync_worker
 from mxone_agent import heartbeat as hbmod
 from mxone_agent import peers as peers_mod
-from mxone_agent.actions import ActivateLim, AlarmCode, DeactivateLim, StartLim, StopLim
+from mxone_agent.actions import (
+    ActivateLim,
+    AlarmCode,
+    DeactivateLim,
+    RetireLim,
+    StartLim,
+    StopLim,
+)
 from mxone_agent.alarms import AlarmBook, iso_now
-from mxone_agent.config import ConfigError, Lock, NodeConfig, load_node_config
+from mxone_agent.config import ConfigError, LimConfig, Lock, NodeConfig, load_node_config
 from mxone_agent.decide import (
+    ORDER_WAIT_DEFAULT,
+    ORDER_WAIT_MAX,
     Decision,
     Failure,
     LocalState,
     decide,
     explain_down,
+    fallback_blocker,
     hold_down,
+    judge_fallback_order,
     record_appearance,
 )
 from mxone_agent.errors import AgentError
@@ -96,6 +120,14 @@ FENCE_RECORD = "fence-cluster"
 when the node leaves): a fence missing at start is then a reboot, not a first join."""
 DECIDED_ALARMS = frozenset({AlarmCode.LIM_ON_STANDBY, AlarmCode.STANDBY_OUT_OF_ORDER})
 """The alarms decisions raise and clear (the sync alarm is the sync worker's)."""
+HELD_LIMS = "held-lims.json"
+"""Every LIM this node may hold, with the config it came from (format 1): the current
+config's and the retired ones still to stop. Read at start, so that a LIM a new config
+no longer names is stopped also when the agent restarted in between."""
+RETIRE_HOLD = 600.0
+"""Seconds a ``ctl retire`` order holds (the maintenance tool deploys the config without the
+LIM within them, or cancels the order on rollback; else the LIM may run here again)."""
+ORDERS_ENDED_KEPT = 5
 
 DEFAULT_CONFIG = "/etc/mxone/agent/node.json"
 DEFAULT_SECRET = "/etc/mxone/agent/cluster.key"
@@ -158,7 +190,42 @@ def read_secret(path: str) -> bytes:
     return secret
 
 
+def read_held(path: Path) -> tuple[dict[int, tuple[LimConfig, dict]], list[str]]:
+    """HELD_LIMS: LIM -> (its LimConfig, the config document it came from), and the problems
+    met (each a sentence). A missing file holds nothing; a damaged entry is skipped."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}, []
+    except (OSError, ValueError) as e:
+        return {}, [(f"cannot read {path} ({e}); LIMs an earlier config gave this node are "
+                     "not looked for")]
+    out: dict[int, tuple[LimConfig, dict]] = {}
+    problems = []
+    entries = data.get("held") if isinstance(data, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            doc = entry["config"]
+            old = load_node_config(doc)
+            for n in entry["lims"]:
+                out[int(n)] = (old.lim(int(n)), doc)
+        except (KeyError, TypeError, ValueError, ConfigError) as e:
+            problems.append(f"{path}: an entry is not usable ({e}); skipped")
+    return out, problems
+
+
 # ---- records for status --------------------------------------------------------------------
+
+@dataclasses.dataclass
+class FallbackOrder:
+    """An operator's manual fallback order, live on the standby until carried out, expired
+    or cancelled. ``expires``: monotonic time; ``ordered_at``: wall clock (for status)."""
+
+    lim: int
+    ordered_at: float
+    expires: float
+    wait: float
+    pending: bool
 
 @dataclasses.dataclass
 class Transition:
@@ -179,6 +246,8 @@ def _kind(config: NodeConfig, action: Any, decision: Decision, standby_alive: bo
     """The transition kind of a LIM action, for status (``fenced``: the LIMs that were
     fenced here when the decision was taken)."""
     split = action.lim in decision.split_brain
+    if isinstance(action, RetireLim):
+        return "retire"
     if isinstance(action, ActivateLim) and action.lim in fenced:
         return "lease retaken"
     if config.role is Role.STANDBY:
@@ -250,6 +319,13 @@ class Agent:
         self._dirty = True
         self._reload_pending: dict[int, str] = {}  # LIM -> new version, preloaded reloads to do
         self._reloading: set[int] = set()
+        # LIMs an earlier config gave this node and that may still run here: the LimConfig
+        # (to stop them) and the config document it came from (for HELD_LIMS).
+        self.retired: dict[int, LimConfig] = {}
+        self._retired_docs: dict[int, dict] = {}
+        self.orders: dict[int, FallbackOrder] = {}
+        self.orders_ended: deque[dict] = deque(maxlen=ORDERS_ENDED_KEPT)
+        self._retiring_until: dict[int, float] = {}  # LIM -> monotonic end of a ctl retire
         self.sync = sync_worker.SyncWorker(
             lambda: self.config, self.alarms, self._peer_alive,
             lambda: set(self.local.active_lims()), self._pulled)
@@ -292,14 +368,19 @@ class Agent:
         network = self._network_factory()
         self.fence = Fence(network.lease_kernel(), lease_seconds(cfg.timers))
         record = Path(self.state_dir) / FENCE_RECORD
+        mine = {x.lim for x in Executor.guarded(cfg)}
+        for n, (x, doc) in self._read_held().items():
+            if n not in mine:
+                self.retired[n], self._retired_docs[n] = x, doc
         try:
-            existed = self.fence.setup(x.alias_ip for x in Executor.guarded(cfg))
+            existed = self.fence.setup(self._guarded_aliases(cfg))
         except LeaseError as e:
             raise StartupError(f"cannot set up the self-fencing leases: {e}") from e
         self.executor = Executor(network, self.alarms, self.fence, run_dir=self._run_dir)
         self.executor.xdata_root = cfg.sync_settings.xdata_root
         self.own_mac = self.executor.network.mac_of(cfg.local.interface)
-        runs = self.executor.learn_local(cfg)
+        runs = self.executor.learn_local(cfg, self.retired)
+        self._forget_retired({r.lim for r in runs}, force=True)
         try:
             joined = record.read_text(encoding="utf-8").strip() == cfg.cluster
         except OSError:
@@ -317,7 +398,11 @@ class Agent:
             alarms=frozenset((AlarmCode(c), n) for c, n in self.alarms.active_keys()
                              if c in DECIDED_ALARMS))
         for r in runs:
-            if r.fenced:
+            if r.lim in self.retired:
+                log.warning("%s: LIM %d runs here but the config of cluster %s (generation %d) "
+                            "no longer gives it to this node; it is stopped", cfg.node, r.lim,
+                            cfg.cluster, cfg.generation)
+            elif r.fenced:
                 log.warning("%s: LIM %d runs here but the lease of its alias %s lapsed while "
                             "no agent ran; it stays silent until this node knows it owns it",
                             cfg.node, r.lim, cfg.lim(r.lim).alias_ip)
@@ -338,7 +423,7 @@ class Agent:
         assert self.fence is not None
         out = []
         for r in runs:
-            if r.fenced:
+            if r.fenced and r.lim not in self.retired:
                 alias = self.config.lim(r.lim).alias_ip
                 self.fence.grant(alias)
                 log.info("%s: LIM %d ran here before this node joined cluster %s; it keeps "
@@ -346,6 +431,49 @@ class Agent:
                 r = LimRun(r.lim, r.mode, r.loading)
             out.append(r)
         return tuple(out)
+
+    # ---- LIMs this node may hold, and those it no longer may --------------------------------
+
+    def _guarded_aliases(self, cfg: NodeConfig) -> list:
+        """The aliases to guard: the config's LIMs this node may hold, and the retired ones
+        until they are stopped (a retired alias never answers again)."""
+        return [x.alias_ip for x in Executor.guarded(cfg)] + [
+            x.alias_ip for x in self.retired.values()]
+
+    def _lim_config(self, n: int) -> LimConfig | None:
+        """LIM ``n``'s config: the current one, else its last known one (retired), else None."""
+        for x in self.config.lims:
+            if x.lim == n:
+                return x
+        return self.retired.get(n)
+
+    def _read_held(self) -> dict[int, tuple[LimConfig, dict]]:
+        held, problems = read_held(Path(self.state_dir) / HELD_LIMS)
+        for problem in problems:
+            log.warning("%s: %s", self.config.node, problem)
+        return held
+
+    def _write_held(self) -> None:
+        """Record in HELD_LIMS every LIM this node may hold now (best effort: logged)."""
+        cfg = self.config
+        held = [{"lims": [x.lim for x in Executor.guarded(cfg)], "config": cfg.to_dict()}]
+        held += [{"lims": [n], "config": self._retired_docs[n]} for n in sorted(self.retired)
+                 if n in self._retired_docs]
+        path = Path(self.state_dir) / HELD_LIMS
+        try:
+            files.write_private(path, json.dumps({"format": 1, "held": held}) + "\n")
+        except OSError as e:
+            log.warning("%s: cannot write %s: %s", cfg.node, path, e.strerror or e)
+
+    def _forget_retired(self, running: set[int], force: bool = False) -> None:
+        """Drop the retired LIMs that no longer run here, and record it (``force``: record
+        what this node may hold in any case)."""
+        gone = [n for n in self.retired if n not in running]
+        for n in gone:
+            self.retired.pop(n, None)
+            self._retired_docs.pop(n, None)
+        if gone or force:
+            self._write_held()
 
     def _next_incarnation(self) -> int:
         """This start's incarnation: above the last one (persisted in the state dir, written
@@ -602,16 +730,15 @@ class Agent:
                 lims = [r.lim for r in self.local.runs]
             else:
                 lims = loading
-            cfg = self.config
-            self._submit("status", lambda: {n: self._status(cfg, n) for n in lims})
+            known = {n: x for n in lims if (x := self._lim_config(n)) is not None}
+            self._submit("status", lambda: {n: self._status(x) for n, x in known.items()})
         if now >= self._next_mac_refresh:
             self._next_mac_refresh = now + MAC_REFRESH
             self._submit("macs", self._neighbour_macs)
 
-    def _status(self, cfg: NodeConfig, n: int) -> int:
-        lim = cfg.lim(n)
+    def _status(self, lim: LimConfig) -> int:
         if lim.service is None:  # the reference Service Node: no need for a subprocess
-            return service_node.status(self._run_dir, n)
+            return service_node.status(self._run_dir, lim.lim)
         assert self.executor is not None
         return self.executor.service_status(lim)
 
@@ -660,10 +787,20 @@ class Agent:
         cfg = self.config
         lims = self._advertised()
         assert self._udp is not None
+        now = time.monotonic()
         for s in cfg.servers:
             if s.name == cfg.node:
                 continue
             self.seq += 1
+            # A peer whose authentic heartbeat came in within the detection period is
+            # reachable: MSG_CONFIRM tells the kernel so, and its ARP entry for the peer
+            # stays valid. Without it the entry goes stale every reachable_time and is
+            # probed; under frame loss the probes can fail, and then every datagram to
+            # that peer waits for a fresh ARP resolution (1 s retries) - a silence long
+            # enough for a false failover at fast timers.
+            view = self.peers.get(s.name)
+            confirm = (view is not None and view.last_heard is not None
+                       and now - view.last_heard < cfg.detection)
             # Each datagram is for one peer and echoes that peer's incarnation (as far
             # as this node knows it): no recording can be replayed (heartbeat module).
             hb = hbmod.Heartbeat(cluster=cfg.cluster, sender=cfg.node, receiver=s.name,
@@ -673,6 +810,7 @@ class Agent:
                                  readiness=self.local.readiness, lims=lims)
             try:
                 self._udp.sendto(hbmod.encode(hb, self.secret),
+                                 socket.MSG_CONFIRM if confirm else 0,
                                  (str(s.base_ip), cfg.heartbeat_port))
             except OSError:
                 pass  # no route / link down: the peer will notice our silence
@@ -762,8 +900,9 @@ class Agent:
         macs.add(self.own_mac)
         pull = self._pull_before_start(cfg, actions)
         fenced = frozenset(r.lim for r in local.runs if r.fenced)
+        retired = dict(self.retired)
         self._submit("apply", lambda: (decision, actions, decided, cfg, fenced, pull(),
-                                       ex.apply(cfg, actions, macs)))
+                                       ex.apply(cfg, actions, macs, retired)))
 
     def _pull_before_start(self, cfg: NodeConfig, actions: tuple) -> Callable[[], str]:
         """What the action worker does before a regular server starts its own LIM: pull
@@ -782,13 +921,31 @@ class Agent:
         return lambda: " ".join(sync.pull_before_start(n, PULL_BEFORE_START_S) for n in starts)
 
     def _drop_done_requests(self) -> None:
-        """Forget fallback requests for LIMs no longer active here, and failures of LIMs
-        that now answer somewhere (the failure no longer says anything about them)."""
-        if self.local.fallback_requests:
+        """End fallback orders whose LIM no longer runs actively here (carried out, or gone
+        otherwise), that expired or whose LIM left the config; end retire orders that
+        expired; forget failures of LIMs that now answer somewhere (the failure no longer
+        says anything about them)."""
+        now = time.monotonic()
+        if self.orders:
             active = set(self.local.active_lims())
-            keep = frozenset(n for n in self.local.fallback_requests if n in active)
-            if keep != self.local.fallback_requests:
-                self.local = dataclasses.replace(self.local, fallback_requests=keep)
+            known = {x.lim for x in self.config.lims}
+            for n, o in list(self.orders.items()):
+                if n not in known:
+                    self._end_order(n, f"LIM {n} left the cluster")
+                elif n not in active:
+                    self._end_order(n, f"done: LIM {n} no longer runs on {self.config.node}")
+                elif now >= o.expires:
+                    why = fallback_blocker(self.config, self.peers, self.local, n, now)
+                    self._end_order(n, f"expired after {o.wait:.0f} s" + (
+                        f": {why}" if why else ""))
+        expired = [n for n, t in self._retiring_until.items() if now >= t]
+        if expired:
+            for n in expired:
+                del self._retiring_until[n]
+                log.warning("%s: LIM %d was to leave cluster %s, but no config without it came "
+                            "within %.0f s; it may run here again", self.config.node, n,
+                            self.config.cluster, RETIRE_HOLD)
+            self.local = dataclasses.replace(self.local, retiring=frozenset(self._retiring_until))
         if self.local.failures:
             answering = set(self.local.active_lims()) | {
                 n for v in self.peers.values() for n in self.local.failures if v.runs_active(n)}
@@ -840,18 +997,23 @@ class Agent:
         failures = dict(self.local.failures)
         for o in outcomes:
             a = o.action
-            if not isinstance(a, StartLim | StopLim | ActivateLim | DeactivateLim):
+            if not isinstance(a, StartLim | StopLim | RetireLim | ActivateLim | DeactivateLim):
                 continue
             kind = _kind(cfg, a, decision, standby_alive, fenced)
             if o.ok:
                 failures.pop(a.lim, None)
                 if isinstance(a, StartLim | ActivateLim):
                     self.foreign_mac.pop(a.lim, None)
+                if isinstance(a, RetireLim):
+                    log.info("%s: LIM %d is stopped for good here; its alias no longer answers "
+                             "on this node", cfg.node, a.lim)
             else:
                 if o.foreign_mac:
                     self.foreign_mac[a.lim] = o.foreign_mac
-                    why = (f"{kind} of LIM {a.lim} failed: its alias {cfg.lim(a.lim).alias_ip} "
-                           f"is answered by {o.foreign_mac}, a host outside the cluster")
+                    x = self._lim_config(a.lim)
+                    why = (f"{kind} of LIM {a.lim} failed: its alias "
+                           f"{x.alias_ip if x else '?'} is answered by {o.foreign_mac}, a host "
+                           "outside the cluster")
                 else:
                     why = f"{kind} of LIM {a.lim} failed: {o.error}"
                 failures[a.lim] = Failure(why, now + RETRY_AFTER)
@@ -865,6 +1027,8 @@ class Agent:
                 first_garp=at.get("first_garp"), service_up=at.get("service_up"), ok=o.ok,
                 error=o.error))
         self.local = dataclasses.replace(self.local, failures=failures)
+        if self.retired:
+            self._forget_retired({r.lim for r in self.local.runs})
         self._sync_fences()
         self._dirty = True
 
@@ -886,12 +1050,17 @@ class Agent:
                 cfg = self.config
                 ex = self.executor
                 assert ex is not None
-                self._submit("cleanup", functools.partial(ex.apply, cfg, [StopLim(n)], set()))
+                mine = any(x.lim == n for x in Executor.guarded(cfg))
+                self._submit("cleanup", functools.partial(
+                    ex.apply, cfg, [StopLim(n) if mine else RetireLim(n)], set(),
+                    dict(self.retired)))
         if changed:
             started = {k: v for k, v in self.local.started_at.items() if k in runs}
             self.local = dataclasses.replace(self.local, runs=tuple(runs.values()),
                                              started_at=started)
             self._dirty = True
+            if self.retired:
+                self._forget_retired(set(runs))
 
     # ---- control ---------------------------------------------------------------------------
 
@@ -949,6 +1118,8 @@ class Agent:
             return self._reload()
         if cmd in ("backup", "received"):
             return self._data_news(cmd, req)
+        if cmd == "retire":
+            return self._order_retire(req)
         lim = 0
         if cmd in ("fallback", "lock", "unlock"):
             checked = self._lim_arg(req.get("lim"))
@@ -956,18 +1127,7 @@ class Agent:
                 return {"ok": False, "error": checked}
             lim = checked
         if cmd == "fallback":
-            if self.config.role is not Role.STANDBY:
-                return {"ok": False, "error": f"{self.config.node} is a regular server; order a "
-                        "fallback on the standby"}
-            if lim not in self.local.active_lims():
-                return {"ok": False, "error": f"LIM {lim} does not run on {self.config.node}"}
-            if self.config.lim(lim).lock is Lock.STANDBY:
-                return {"ok": False, "error": f"LIM {lim} is locked to the standby; unlock it "
-                        "before ordering a fallback"}
-            self.local = dataclasses.replace(
-                self.local, fallback_requests=self.local.fallback_requests | {lim})
-            self._dirty = True
-            return {"ok": True, "lim": lim, "result": "fallback ordered"}
+            return self._order_fallback(lim, req)
         if cmd in ("lock", "unlock"):
             to = Lock.NONE if cmd == "unlock" else req.get("to")
             if not isinstance(to, str) or to not in (Lock.REGULAR, Lock.STANDBY, Lock.NONE):
@@ -979,6 +1139,114 @@ class Agent:
                      "unlocked" if to == Lock.NONE else f"locked to the {to} server")
             return {"ok": True, "lim": lim, "lock": str(Lock(to))}
         return {"ok": False, "error": f"unknown command {str(cmd)[:40]!r}"}
+
+    # ---- fallback orders and LIMs leaving the cluster ------------------------------------------
+
+    def _order_fallback(self, lim: int, req: dict) -> dict:
+        """``ctl fallback LIM [wait SECONDS] [cancel]``: see decide.judge_fallback_order."""
+        cfg = self.config
+        cancel = req.get("cancel", False)
+        if not isinstance(cancel, bool):
+            return {"ok": False, "error": "cancel must be true or false"}
+        if cancel:
+            if lim not in self.orders:
+                return {"ok": False, "lim": lim, "error": f"no fallback of LIM {lim} is pending "
+                        f"on {cfg.node}: nothing to cancel"}
+            self._end_order(lim, "cancelled by the operator")
+            return {"ok": True, "lim": lim, "result": "fallback cancelled",
+                    "text": f"fallback of LIM {lim} cancelled; LIM {lim} stays on {cfg.node}"}
+        raw = req.get("wait")
+        wait: float | None = None
+        if raw is not None:
+            if (isinstance(raw, bool) or not isinstance(raw, int | float)
+                    or not 1 <= raw <= ORDER_WAIT_MAX):
+                return {"ok": False, "error": f"wait = {str(raw)[:40]}: give the seconds the "
+                        f"order may wait, from 1 to {ORDER_WAIT_MAX:.0f}"}
+            wait = float(raw)
+        now = time.monotonic()
+        self._judge(now)
+        v = judge_fallback_order(cfg, self.peers, self.local, lim, now, wait)
+        if not v.accepted:
+            log.info("%s: %s", cfg.node, v.text)
+            return {"ok": False, "lim": lim, "error": v.text}
+        seconds = v.wait if v.wait is not None else (wait or ORDER_WAIT_DEFAULT)
+        renewed = lim in self.orders
+        self.orders[lim] = FallbackOrder(lim, time.time(), now + seconds, seconds, v.pending)
+        self.local = dataclasses.replace(self.local, fallback_requests=frozenset(self.orders))
+        self._dirty = True
+        log.info("%s: %s (ordered by the operator%s)", cfg.node, v.text,
+                 "; it replaces the pending order" if renewed else "")
+        return {"ok": True, "lim": lim, "pending": v.pending,
+                "result": "fallback pending" if v.pending else "fallback ordered",
+                "text": v.text, "expires_in_s": round(seconds, 1)}
+
+    def _end_order(self, lim: int, outcome: str) -> None:
+        order = self.orders.pop(lim, None)
+        self.local = dataclasses.replace(self.local, fallback_requests=frozenset(self.orders))
+        self._dirty = True
+        if order is None:
+            return
+        self.orders_ended.append({"lim": lim, "ordered_at": iso_now(order.ordered_at),
+                                  "ended_at": iso_now(time.time()), "outcome": outcome})
+        log.info("%s: fallback order of LIM %d ends: %s", self.config.node, lim, outcome)
+
+    def _order_retire(self, req: dict) -> dict:
+        """``ctl retire LIM [cancel]``: the maintenance tool is removing LIM from the cluster
+        (remove LIM, delete cluster): stop it here for good, and never take it over, until the
+        config without it arrives (or RETIRE_HOLD passes, or the order is cancelled)."""
+        cfg = self.config
+        n = control.lim_number(req.get("lim"))
+        if n is None:
+            return {"ok": False, "error": f"LIM {str(req.get('lim'))[:40]} is not a LIM number"}
+        cancel = req.get("cancel", False)
+        if not isinstance(cancel, bool):
+            return {"ok": False, "error": "cancel must be true or false"}
+        known = any(x.lim == n for x in cfg.lims)
+        if cancel:
+            if self._retiring_until.pop(n, None) is None:
+                return {"ok": True, "lim": n, "text": f"LIM {n} was not retiring on {cfg.node}"}
+            self.local = dataclasses.replace(self.local,
+                                             retiring=frozenset(self._retiring_until))
+            self._dirty = True
+            log.info("%s: LIM %d stays in cluster %s (the retire order was cancelled)",
+                     cfg.node, n, cfg.cluster)
+            return {"ok": True, "lim": n, "text": f"LIM {n} stays in cluster {cfg.cluster}; "
+                    f"{cfg.node} may take it over again"}
+        runs = n in {r.lim for r in self.local.runs}
+        if not known:
+            return {"ok": True, "lim": n, "runs_here": runs, "text": (
+                f"LIM {n} is not in the config of cluster {cfg.cluster} here; " + (
+                    f"{cfg.node} stops it" if runs else f"{cfg.node} does not run it"))}
+        own = cfg.lim_of(cfg.node)
+        if own is not None and own.lim == n:
+            return {"ok": False, "lim": n, "error": f"{cfg.node} is LIM {n}'s regular server: "
+                    f"it keeps running LIM {n} when the LIM leaves the cluster"}
+        self._retiring_until[n] = time.monotonic() + RETIRE_HOLD
+        self.local = dataclasses.replace(self.local, retiring=frozenset(self._retiring_until))
+        if n in self.orders:
+            self._end_order(n, f"LIM {n} is leaving the cluster")
+        self._dirty = True
+        text = (f"LIM {n} is leaving cluster {cfg.cluster}: {cfg.node} "
+                + ("stops it for good and removes its alias" if runs else "does not run it")
+                + ", and takes it over no more")
+        log.info("%s: %s (ordered by the maintenance tool)", cfg.node, text)
+        return {"ok": True, "lim": n, "runs_here": runs, "text": text}
+
+    def _fallback_orders_status(self, now: float) -> list[dict]:
+        out = []
+        for lim, o in sorted(self.orders.items()):
+            home = next((x.server for x in self.config.lims if x.lim == lim), "?")
+            why = None
+            if home != "?":
+                why = fallback_blocker(self.config, self.peers, self.local, lim, now)
+            left = max(0.0, o.expires - now)
+            text = (f"fallback of LIM {lim} waits for {home} to be ready: {why}; it expires in "
+                    f"{left:.0f} s" if why is not None else
+                    f"fallback of LIM {lim} to {home} is being carried out")
+            out.append({"lim": lim, "regular": home, "state": "pending" if why else "ordered",
+                        "waits_for": why, "text": text, "ordered_at": iso_now(o.ordered_at),
+                        "expires_in_s": round(left, 1)})
+        return out
 
     # ---- exchange data -----------------------------------------------------------------------
 
@@ -1070,15 +1338,38 @@ class Agent:
         if problems:
             return {"ok": False, "error": f"new config refused, generation "
                     f"{self.config.generation} kept: " + "; ".join(problems)}
+        # LIMs that run here (or are being started) and that the new config no longer gives
+        # this node: their last LimConfig is kept so that a decision can stop them.
+        mine = {x.lim for x in Executor.guarded(cfg)}
+        present = {r.lim for r in self.local.runs}
+        if self._busy is not None:
+            present |= {r.lim for r in (*self._busy[1], *self._busy[2])}
+        retired = {n: x for n, x in self.retired.items() if n not in mine}
+        docs = {n: d for n, d in self._retired_docs.items() if n in retired}
+        for n in sorted(present - mine - set(retired)):
+            x = next((y for y in self.config.lims if y.lim == n), None)
+            if x is not None:
+                retired[n], docs[n] = x, self.config.to_dict()
         if self.fence is not None:
             try:  # the aliases may have changed; leases running now stay guarded
-                self.fence.setup(x.alias_ip for x in Executor.guarded(cfg))
+                self.fence.setup([x.alias_ip for x in Executor.guarded(cfg)]
+                                 + [x.alias_ip for x in retired.values()])
             except LeaseError as e:
                 return {"ok": False, "error": f"new config refused, generation "
                         f"{self.config.generation} kept: cannot guard its aliases: {e}"}
             self.fence.lease = lease_seconds(cfg.timers)
+        for n in sorted(set(retired) - set(self.retired)):
+            log.warning("%s: config generation %d no longer gives LIM %d to this node, which "
+                        "runs it; it is stopped and its alias %s removed", cfg.node,
+                        cfg.generation, n, retired[n].alias_ip)
+        self.retired, self._retired_docs = retired, docs
+        known = {x.lim for x in cfg.lims}
+        for n in [k for k in self._retiring_until if k not in known]:
+            del self._retiring_until[n]  # the new config has no such LIM: plain retired now
+        self.local = dataclasses.replace(self.local, retiring=frozenset(self._retiring_until))
         old = self.config.generation
         self.config = cfg
+        self._write_held()
         self.secret = secret
         if self.executor is not None:
             self.executor.xdata_root = cfg.sync_settings.xdata_root
@@ -1151,6 +1442,14 @@ class Agent:
             "transitions": [dataclasses.asdict(t) for t in self.transitions],
             "last_decision": self.last_decision,
             "fallback_requests": sorted(self.local.fallback_requests),
+            "fallback_orders": self._fallback_orders_status(now),
+            "fallback_orders_ended": list(self.orders_ended),
+            "retiring": [{"lim": n, "alias_ip": str(x.alias_ip) if x else None,
+                          "here": None if (r := here.get(n)) is None else r.describe(),
+                          "why": "leaving the cluster" if n in self._retiring_until
+                          else "no longer in this node's config"}
+                         for n in sorted(set(self._retiring_until) | set(self.retired))
+                         for x in [self._lim_config(n)]],
             "sync": self.sync.status(),
             "pid": os.getpid(),
         }

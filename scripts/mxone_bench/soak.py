@@ -39,6 +39,12 @@ def soak(seconds: float) -> None:
             assert got == {f"LIM {lim} on {host}"}, (lim, got)
         for host in ("lim1", "lim2", "lim3", "standby1"):
             lab.faults.loss(host, 10)
+        # The kernel's neighbour (ARP) entries of the heartbeat paths: an entry that fails
+        # under loss holds every datagram to that peer until ARP resolves it again.
+        # Ended by PID below (and by the lab's teardown in any case).
+        neigh = {h: lab.popen(h, ["ip", "-ts", "monitor", "neigh"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+                 for h in ("lim1", "lim2", "lim3", "standby1")}
         # Bounded in time by their own clock; ended by PID below in any case.
         spinners = [subprocess.Popen([sys.executable, "-c", SPIN, str(seconds + 5)]) for _ in range(2)]
         started = time.monotonic()
@@ -51,6 +57,12 @@ def soak(seconds: float) -> None:
                 p.kill()
                 p.wait()
             lab.faults.restore()
+            for p in neigh.values():
+                p.kill()
+        unresolved = {h: [f"{h}: {line}" for line in p.communicate()[0].splitlines()
+                          if " FAILED" in line or " INCOMPLETE" in line]
+                      for h, p in neigh.items()}
+        failed = {h: len(lines) for h, lines in unresolved.items()}
         elapsed = time.monotonic() - started
         st = cluster.status("standby1")
         failovers = [t for t in st["transitions"] if t.get("kind") == "failover"]
@@ -73,9 +85,12 @@ def soak(seconds: float) -> None:
               f"heartbeats dropped as bad at the standby: {drops}; lease lapses on the "
               f"healthy nodes: {lapses} (total {sum(v or 0 for v in lapses.values())}); "
               f"longest silence of each peer at the standby (s): {silences}; the latest "
-              f"tick of each node (s): {late}")
+              f"tick of each node (s): {late}; neighbour entries of the cluster ports "
+              f"seen INCOMPLETE or FAILED on each node: {failed}")
         for line in declared[-10:]:
             print(f"soak: {line}")
+        for line in [x for lines in unresolved.values() for x in lines][-10:]:
+            print(f"soak: neighbour {line}")
         cluster.stop_all()
 
 
