@@ -3,7 +3,9 @@
 Actions are at the telephony level. The executor does the network part as part of them:
 StartLim in active mode and ActivateLim put the alias IP up (unblocked) and send gratuitous
 ARP; StartLim in preloaded mode puts the alias up but blocked; DeactivateLim blocks it
-again; StopLim removes it. The executor applies a Decision's actions in order.
+again; StopLim removes it; RetireLim stops a LIM that leaves this node's cluster (or that
+the config no longer names) and stops guarding its alias. The executor applies a
+Decision's actions in order.
 
 Alarm severities follow the usual scale: 4 critical, 3 major, 2 minor, 1 warning,
 0 cleared (SEVERITY_CLEARED). An alarm is identified by ``(code, lim)``; ``lim`` is None for
@@ -59,6 +61,16 @@ class StopLim:
 
 
 @dataclass(frozen=True)
+class RetireLim:
+    """Stop ``lim`` here for good: it is not this node's to run any more (its config no
+    longer names it, or the maintenance tool is removing it from the cluster). The service
+    is stopped, the alias and any block removed, the lease ended, and - once the config no
+    longer names the LIM - its alias is no longer guarded here."""
+
+    lim: int
+
+
+@dataclass(frozen=True)
 class ActivateLim:
     """Make a preloaded (passive) ``lim`` active here: unblock its alias, announce it."""
 
@@ -93,6 +105,6 @@ class ClearAlarm:
         return SEVERITY_CLEARED
 
 
-Action = StartLim | StopLim | ActivateLim | DeactivateLim | RaiseAlarm | ClearAlarm
-LimAction = StartLim | StopLim | ActivateLim | DeactivateLim
+Action = StartLim | StopLim | RetireLim | ActivateLim | DeactivateLim | RaiseAlarm | ClearAlarm
+LimAction = StartLim | StopLim | RetireLim | ActivateLim | DeactivateLim
 AlarmKey = tuple[AlarmCode, "int | None"]

@@ -65,8 +65,26 @@ again or a lower-numbered regular server is alive to hold it. Nothing changes on
 of a peer whose liveness is unknown. ``LocalState.alarms`` holds the alarms this node has
 raised, so a decision raises or clears each one once.
 
-Manual fallback requests are consumed by the daemon, not here: it drops a request once the
-LIM no longer runs actively on the standby.
+LIMs that are not this node's to run. A LIM whose service runs here although the config
+does not give it to this node (the config was reloaded without it: the LIM left the
+cluster, or the cluster is being deleted), or that the maintenance tool is removing from
+the cluster (``LocalState.retiring``), is stopped for good: RetireLim, before anything else
+in the decision, and a retiring LIM is never taken over. A node never crashes on, nor
+keeps, a LIM its config does not know.
+
+Manual fallback orders (:func:`judge_fallback_order`). An operator's order is refused when
+it cannot be carried out (not the standby, the LIM does not run here, it is locked to the
+standby, it is leaving the cluster), and says why. Otherwise it is carried out only once
+the regular server is *ready for it* (:func:`fallback_blocker`): alive, its agent ready,
+past its hold-down, running its current agent for at least one detection period without a
+restart, no failure holding the LIM back here and - preloaded - its copy of the LIM loaded.
+In a manual cluster an order for a regular server that is alive but not ready yet waits
+(pending, with an expiry the daemon keeps, and can be cancelled); one for a server that is
+not heard is refused unless the operator asked it to wait. In an automatic cluster an order
+is carried out when the automatic fallback may happen now, and refused with the reason
+otherwise (the hold-down's remaining time, say): the automatic fallback follows by itself.
+The daemon drops an order once the LIM no longer runs actively on the standby, when it
+expires, or when it is cancelled.
 """
 
 from __future__ import annotations
@@ -85,6 +103,7 @@ from mxone_agent.actions import (
     ClearAlarm,
     DeactivateLim,
     RaiseAlarm,
+    RetireLim,
     StartLim,
     StopLim,
 )
@@ -98,6 +117,11 @@ HOLD_DOWN_BASE = 30.0
 """Hold-down after the second reappearance within FLAP_WINDOW (at least one detection period)."""
 HOLD_DOWN_CAP = 480.0
 """The hold-down doubles with each further reappearance, up to this many seconds."""
+ORDER_WAIT_DEFAULT = 600.0
+"""Seconds a manual fallback order waits for its regular server to be ready, unless the
+operator gives another wait."""
+ORDER_WAIT_MAX = 86400.0
+"""The longest wait an operator may give a fallback order."""
 
 
 # ---- inputs -------------------------------------------------------------------------------
@@ -130,6 +154,8 @@ class LocalState:
     * ``failures``: per LIM, the last action on it here that failed and when it may be
       tried again (:class:`Failure`); the daemon records them from the executor's outcomes
       and drops them once an action on that LIM succeeds.
+    * ``retiring``: LIMs the maintenance tool is removing from the cluster: stopped here if
+      they run, never taken over (until the new config arrives or the order is cancelled).
     """
 
     runs: tuple[LimRun, ...] = ()
@@ -139,6 +165,7 @@ class LocalState:
     appearances: Mapping[int, tuple[float, ...]] = field(default_factory=dict)
     alarms: frozenset[AlarmKey] = frozenset()
     failures: Mapping[int, Failure] = field(default_factory=dict)
+    retiring: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "runs", tuple(sorted(self.runs, key=lambda r: r.lim)))
@@ -149,6 +176,7 @@ class LocalState:
                            _frozen_map({k: tuple(v) for k, v in self.appearances.items()}))
         object.__setattr__(self, "alarms", frozenset(self.alarms))
         object.__setattr__(self, "failures", _frozen_map(self.failures))
+        object.__setattr__(self, "retiring", frozenset(self.retiring))
 
     @classmethod
     def empty(cls) -> LocalState:
@@ -185,7 +213,7 @@ class LocalState:
             if isinstance(a, StartLim):
                 runs[a.lim] = LimRun(a.lim, a.mode, loading=True)
                 started[a.lim] = now
-            elif isinstance(a, StopLim):
+            elif isinstance(a, StopLim | RetireLim):
                 runs.pop(a.lim, None)
                 started.pop(a.lim, None)
             elif isinstance(a, ActivateLim | DeactivateLim):
@@ -200,7 +228,7 @@ class LocalState:
         return LocalState(runs=tuple(runs.values()), readiness=self.readiness,
                           started_at=started, fallback_requests=self.fallback_requests,
                           appearances=self.appearances, alarms=frozenset(alarms),
-                          failures=self.failures)
+                          failures=self.failures, retiring=self.retiring)
 
 
 def record_appearance(appearances: Mapping[int, Sequence[float]], lim: int,
@@ -274,6 +302,16 @@ class _Ctx:
     def known(self, lim: int) -> bool:
         return any(x.lim == lim for x in self.config.lims)
 
+    def mine(self, lim: int) -> bool:
+        """True when this node may run ``lim``: any LIM of the cluster on the standby, its
+        own on a regular server - and not one the maintenance tool is removing."""
+        if lim in self.local.retiring:
+            return False
+        if self.config.role is Role.STANDBY:
+            return self.known(lim)
+        own = self.config.lim_of(self.me)
+        return own is not None and own.lim == lim
+
     def home(self, lim: LimConfig) -> PeerView:
         return self.peer(lim.server)
 
@@ -314,15 +352,42 @@ def decide(config: NodeConfig, peers: Mapping[str, PeerView], local: LocalState,
     (an alarm about a LIM is raised only once the LIM runs), and then nothing.
     """
     c = _Ctx(config, peers, local, now)
+    actions, clauses = _retire(c)
     if config.role is Role.STANDBY:
-        actions, clauses = (_standby_preloaded(c) if config.preloaded else _standby_regular(c))
+        more, said = (_standby_preloaded(c) if config.preloaded else _standby_regular(c))
     else:
-        actions, clauses = _regular(c)
+        more, said = _regular(c)
+    actions += more
+    clauses += said
     alarm_actions, alarm_clauses = _alarms(c, actions)
     clauses += alarm_clauses
     return Decision(actions=tuple(actions + alarm_actions),
                     reason="; ".join(clauses) + ".", hold_downs=_hold_downs(c),
                     split_brain=frozenset(c.split_brain))
+
+
+def _retire(c: _Ctx) -> _Step:
+    """Stop for good every LIM that runs here but is not this node's to run (see the module
+    docstring): one RetireLim each, before any other action of the decision."""
+    actions: list[Action] = []
+    clauses: list[str] = []
+    for r in c.local.runs:
+        n = r.lim
+        if c.mine(n):
+            continue
+        if n in c.local.retiring:
+            why = f"LIM {n} is leaving cluster {c.config.cluster}"
+        elif c.known(n):
+            why = f"LIM {n} belongs to {c.config.lim(n).server}, not to {c.me}"
+        else:
+            why = (f"LIM {n} runs on {c.me} but the config of cluster {c.config.cluster} "
+                   f"(generation {c.config.generation}) does not name it")
+        if c.held(n):
+            clauses.append(f"{why}; {c.waits(n)}")
+            continue
+        actions.append(RetireLim(n))
+        clauses.append(f"{why}; {c.me} stops it for good and removes its alias")
+    return actions, clauses
 
 
 def _split_brain_stopper(config: NodeConfig, lim: LimConfig) -> tuple[Role, str]:
@@ -353,9 +418,14 @@ def _release(c: _Ctx, lim: LimConfig, fenced: bool = False) -> tuple[bool, str]:
             return True, f"{both}; {me} {verb} it because {why}"
         return False, f"{both}; {home.name} is the side that stops, because {why}"
     requested = n in c.local.fallback_requests
+    if requested and c.config.fallback is FallbackType.MANUAL and lim.lock is not Lock.STANDBY:
+        why = _blocker(c, lim)
+        if why is not None:
+            return False, (f"the ordered fallback of LIM {n} waits for {home.name} to be "
+                           f"ready: {why}")
+        return True, (f"manual fallback of LIM {n} ordered and {home.name} is ready: {me} "
+                      f"{verb} it so that {home.name} can {start} it")
     if not home.alive:
-        if requested:
-            return False, f"manual fallback of LIM {n} waits: {home.name} is not heard"
         state = "down" if home.dead else "not heard yet"
         return False, f"{me} runs LIM {n} for {home.name}, which is {state}"
     if not home.ready:
@@ -380,17 +450,127 @@ def _release(c: _Ctx, lim: LimConfig, fenced: bool = False) -> tuple[bool, str]:
                            f"down for {hd.seconds:.0f} s ({hd.remaining:.0f} s left)")
         return True, (f"{home.name} is back and ready; automatic fallback: {me} {verb} LIM {n} "
                       f"so that {home.name} can {start} it{loading}")
-    if requested:
-        return True, (f"manual fallback of LIM {n} ordered: {me} {verb} it so that {home.name} "
-                      f"can {start} it{loading}")
     return False, f"{home.name} is back; LIM {n} stays on {me} until a manual fallback is ordered"
+
+
+def _blocker(c: _Ctx, lim: LimConfig) -> str | None:
+    """Why ``lim``'s regular server is not ready to be handed the LIM by an operator's
+    order now (None: it is). See :func:`fallback_blocker`."""
+    n, home = lim.lim, c.home(lim)
+    if not home.alive:
+        return c.silence(home) if home.dead else f"{home.name} is not heard yet"
+    if not home.ready:
+        return f"{home.name} is alive but its agent is still loading"
+    if c.held(n):
+        return c.waits(n)
+    hd = c.hold_down(lim)
+    if hd.remaining > 0:
+        return (f"{home.name} came back {hd.appearances} times within "
+                f"{FLAP_WINDOW / 60:.0f} min, so it is held down for {hd.seconds:.0f} s "
+                f"({hd.remaining:.0f} s left)")
+    latest = max(c.local.appearances.get(n, ()), default=None)
+    settle = c.config.detection
+    if latest is not None and c.now - latest < settle:
+        return (f"{home.name} came back {c.now - latest:.1f} s ago and must run "
+                f"{settle:.1f} s without a restart first")
+    if c.config.preloaded:
+        run = home.runs(n)
+        if run is None:
+            return f"{home.name} has not loaded LIM {n} yet"
+        if run.loading:
+            return f"{home.name} is still loading LIM {n}"
+    return None
+
+
+def fallback_blocker(config: NodeConfig, peers: Mapping[str, PeerView], local: LocalState,
+                     lim: int, now: float) -> str | None:
+    """Why the regular server of ``lim`` may not be handed it by an operator's order now,
+    one clause; None when it may.
+
+    Ready means: alive; its agent ready; no failure holding ``lim`` back on this node; past
+    its hold-down (a flapping server gets none of its LIM, whatever the fallback type);
+    running for at least one detection period since it last came back (a restart is a
+    reappearance); and, in a preloaded cluster, its copy of the LIM loaded. Pure.
+    """
+    return _blocker(_Ctx(config, peers, local, now), config.lim(lim))
+
+
+@dataclass(frozen=True)
+class OrderVerdict:
+    """The answer to an operator's fallback order.
+
+    ``accepted`` false: refused, ``text`` says why and what to do. Accepted and not
+    ``pending``: the fallback happens now. ``pending``: it waits for the regular server to
+    be ready (``text`` says for what) for at most ``wait`` seconds.
+    """
+
+    accepted: bool
+    text: str
+    pending: bool = False
+    wait: float | None = None
+
+
+def judge_fallback_order(config: NodeConfig, peers: Mapping[str, PeerView], local: LocalState,
+                         lim: int, now: float, wait: float | None = None) -> OrderVerdict:
+    """Whether an operator's order to hand LIM ``lim`` back to its regular server is refused,
+    carried out now or left pending, and the sentence that says so (see the module
+    docstring). ``wait``: seconds the operator lets it wait (None: the default in a manual
+    cluster for a server that is alive, a refusal for one that is not heard). Pure."""
+    c = _Ctx(config, peers, local, now)
+    me = config.node
+    if config.role is not Role.STANDBY:
+        return OrderVerdict(False, f"{me} is a regular server; order a fallback on the standby")
+    if not c.known(lim):
+        return OrderVerdict(False, f"LIM {lim} is not in cluster {config.cluster}")
+    x = config.lim(lim)
+    home = c.home(x)
+    if lim in local.retiring:
+        return OrderVerdict(False, f"LIM {lim} is leaving cluster {config.cluster}; it runs on "
+                            f"{home.name} once it has left")
+    if lim not in local.active_lims():
+        return OrderVerdict(False, f"LIM {lim} does not run on {me}: there is nothing to hand "
+                            f"back to {home.name}")
+    if x.lock is Lock.STANDBY:
+        return OrderVerdict(False, f"LIM {lim} is locked to the standby; unlock it before "
+                            "ordering a fallback")
+    if config.fallback is FallbackType.AUTOMATIC:
+        hd = c.hold_down(x)
+        if not home.alive or not home.ready:
+            state = "not heard" if not home.alive else "alive but its agent is still loading"
+            return OrderVerdict(False, f"fallback of LIM {lim} refused: {home.name} is {state}; "
+                                f"the automatic fallback hands LIM {lim} back once {home.name} "
+                                "is ready")
+        if hd.remaining > 0:
+            return OrderVerdict(False, f"fallback of LIM {lim} refused: {home.name} came back "
+                                f"{hd.appearances} times within {FLAP_WINDOW / 60:.0f} min and "
+                                f"is held down for {hd.seconds:.0f} s; {hd.remaining:.0f} s are "
+                                f"left, then the automatic fallback hands LIM {lim} back")
+        return OrderVerdict(True, f"fallback of LIM {lim} ordered: {home.name} is ready and "
+                            f"{me} hands LIM {lim} back to it now")
+    why = _blocker(c, x)
+    if why is None:
+        return OrderVerdict(True, f"fallback of LIM {lim} ordered: {home.name} is ready and {me} "
+                            f"hands LIM {lim} back to it now")
+    if not home.alive and wait is None:
+        return OrderVerdict(False, f"fallback of LIM {lim} refused: {why}; LIM {lim} stays on "
+                            f"{me}. Order it again once {home.name} is back, or order it with "
+                            f"a wait to have it carried out as soon as {home.name} is ready")
+    seconds = ORDER_WAIT_DEFAULT if wait is None else wait
+    hd = c.hold_down(x)
+    if hd.remaining > seconds:
+        return OrderVerdict(False, f"fallback of LIM {lim} refused: {why}, which is more than "
+                            f"the order's wait of {seconds:.0f} s; order it again with a longer "
+                            "wait or after the hold-down")
+    return OrderVerdict(True, f"fallback of LIM {lim} waits for {home.name} to be ready: {why}; "
+                        f"it is carried out once {home.name} is ready, or dropped after "
+                        f"{seconds:.0f} s", pending=True, wait=seconds)
 
 
 def _standby_may_claim(c: _Ctx, lim: LimConfig) -> bool:
     """Whether the standby may take ``lim`` over: its regular server is dead, or the LIM is
     locked to the standby and its (alive) regular server does not run it. Never a LIM
     locked to its regular server."""
-    if lim.lock is Lock.REGULAR:
+    if lim.lock is Lock.REGULAR or not c.mine(lim.lim):
         return False
     home = c.home(lim)
     return home.dead or (lim.lock is Lock.STANDBY and home.alive and not home.runs_active(lim.lim))
@@ -427,7 +607,7 @@ def _standby_regular(c: _Ctx) -> _Step:
     # What runs here with its alias: answering, or fenced (its lease lapsed). A fenced LIM
     # is kept (and answers again) exactly when an answering one would be.
     running = [c.config.lim(r.lim) for r in c.local.runs
-               if r.mode is Mode.ACTIVE and c.known(r.lim)]
+               if r.mode is Mode.ACTIVE and c.mine(r.lim)]
     fenced = {r.lim for r in c.local.runs if r.fenced}
     verdicts = {x.lim: ((False, c.waits(x.lim)) if c.held(x.lim) else
                         _release(c, x, fenced=x.lim in fenced)) for x in running}
@@ -515,6 +695,11 @@ def _standby_idle(c: _Ctx) -> str:
         x = locked[0]
         return (f"{c.silence(c.home(x))} but LIM {x.lim} is locked to its regular server; {me} "
                 "does not take it over")
+    leaving = [x for x in c.config.lims if x.lim in c.local.retiring and not c.home(x).alive]
+    if leaving:
+        return (f"{me} runs no LIM; " + ", ".join(f"LIM {x.lim}" for x in leaving)
+                + f" {'is' if len(leaving) == 1 else 'are'} leaving cluster {c.config.cluster}, "
+                "so it takes none over")
     unknown = [r for r in regulars if not c.peer(r).alive and not c.peer(r).dead]
     if unknown:
         return (f"{me} runs no LIM; waiting to hear {', '.join(unknown)} (a peer counts as dead "
@@ -527,6 +712,10 @@ def _standby_preloaded(c: _Ctx) -> _Step:
     me = c.me
     lim = c.config.lims[0]
     n, home, run = lim.lim, c.home(lim), c.local.run(lim.lim)
+    if not c.mine(n):  # leaving the cluster: _retire stops it
+        return [], [] if run is not None else [
+            (f"LIM {n} is leaving cluster {c.config.cluster}; {me} neither preloads nor takes "
+             "it over")]
     if c.held(n):
         return [], [c.waits(n)]
     if run is not None and run.mode is Mode.ACTIVE:
@@ -569,6 +758,8 @@ def _regular(c: _Ctx) -> _Step:
     lim = cfg.lim_of(me)
     assert lim is not None  # a valid config gives every regular server one LIM
     n, run, sb = lim.lim, c.local.run(lim.lim), c.peer(cfg.standby.name)
+    if not c.mine(n):  # never on a regular server (the control socket refuses it)
+        return [], [] if run is not None else [f"LIM {n} is leaving cluster {cfg.cluster}"]
     if c.held(n):
         return [], [c.waits(n)]
     standby_runs = sb.runs_active(n)
@@ -644,8 +835,10 @@ def _alarms(c: _Ctx, actions: Sequence[Action]) -> _Step:
     clauses: list[str] = []
     sb_name = c.config.standby.name
     if c.config.role is Role.STANDBY:
-        desired = {(AlarmCode.LIM_ON_STANDBY, r.lim) for r in c.local.runs if c.known(r.lim) and (
-            r.active or (r.fenced and (AlarmCode.LIM_ON_STANDBY, r.lim) in held))}
+        # A LIM that is not this node's any more keeps the alarm it has until it has stopped.
+        desired = {(AlarmCode.LIM_ON_STANDBY, r.lim) for r in c.local.runs if (
+            (AlarmCode.LIM_ON_STANDBY, r.lim) in held and (r.fenced or not c.mine(r.lim)))
+            or (c.mine(r.lim) and r.active)}
     else:
         sb = c.peer(sb_name)
         if sb.dead:
@@ -657,7 +850,7 @@ def _alarms(c: _Ctx, actions: Sequence[Action]) -> _Step:
             desired.add(out_of_order)  # unknown: no change
 
     # No alarm is raised for a LIM this very decision stops.
-    stopping = {a.lim for a in actions if isinstance(a, StopLim | DeactivateLim)}
+    stopping = {a.lim for a in actions if isinstance(a, StopLim | RetireLim | DeactivateLim)}
     raise_ = sorted((k for k in desired - held if k[1] not in stopping), key=str)
     clear = sorted(held - desired, key=str)
     actions_out: list[Action] = []
@@ -698,6 +891,9 @@ def explain_down(config: NodeConfig, peers: Mapping[str, PeerView], local: Local
             continue
         other = c.home(x) if standby else c.peer(config.standby.name)
         if other.runs_active(n):
+            continue
+        if n in local.retiring:
+            out[n] = f"LIM {n} is leaving cluster {config.cluster}: {me} does not run it"
             continue
         if not other.alive and not other.dead:
             out[n] = f"{other.name} is not heard yet (it counts as dead only after " \

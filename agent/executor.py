@@ -14,6 +14,10 @@ It holds no policy; ``decide`` chose the actions. What it adds is how each one i
   fenced LIM answer again). ``DeactivateLim``: block again, lease ended.
 * ``StopLim``: the lease ended (the alias is silent at once), the service stopped, the
   alias and any block removed.
+* ``RetireLim``: as StopLim, for a LIM this node no longer runs at all; a LIM the config no
+  longer names is found in ``retired`` (its last known LimConfig, kept by the daemon), and
+  its alias stops being guarded once it is down. A LIM found in neither fails cleanly (the
+  outcome says so); no action ever raises for an unknown LIM.
 
 Leases (:class:`mxone_agent.lease.Fence`) are granted and ended here; the daemon's loop
 renews them.
@@ -34,7 +38,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mxone_agent import service_node
@@ -44,6 +48,7 @@ from mxone_agent.actions import (
     ClearAlarm,
     DeactivateLim,
     RaiseAlarm,
+    RetireLim,
     StartLim,
     StopLim,
 )
@@ -156,9 +161,11 @@ class Executor:
         return list(config.lims) if config.role is Role.STANDBY else [
             x for x in config.lims if x.server == config.node]
 
-    def learn_local(self, config: NodeConfig) -> tuple[LimRun, ...]:
+    def learn_local(self, config: NodeConfig,
+                    retired: Mapping[int, LimConfig] | None = None) -> tuple[LimRun, ...]:
         """The LIMs whose service runs here, from their status commands, the blocks and
-        the leases.
+        the leases: those this node may hold, and the ``retired`` ones (LIMs an earlier
+        config gave this node; a decision stops those that still run).
 
         An active LIM whose lease an earlier agent left running (restarted within the
         lease) keeps it; one whose lease lapsed is *fenced* until a decision grants it
@@ -166,7 +173,10 @@ class Executor:
         block): a node never claims an address for a LIM it does not run.
         """
         runs = []
-        for lim in self.guarded(config):
+        mine = self.guarded(config)
+        known = {x.lim for x in mine}
+        others = [x for n, x in sorted((retired or {}).items()) if n not in known]
+        for lim in [*mine, *others]:
             code = self.service_status(lim)
             iface = self.interface(config, lim)
             if code in (0, service_node.STATUS_LOADING):
@@ -196,29 +206,58 @@ class Executor:
 
     # ---- applying ---------------------------------------------------------------------------
 
-    def apply(self, config: NodeConfig, actions: Iterable[Action],
-              cluster_macs: set[str]) -> list[Outcome]:
-        """Apply ``actions`` in order. A failed LIM action does not stop the others."""
+    def apply(self, config: NodeConfig, actions: Iterable[Action], cluster_macs: set[str],
+              retired: Mapping[int, LimConfig] | None = None) -> list[Outcome]:
+        """Apply ``actions`` in order. A failed LIM action does not stop the others.
+
+        ``retired``: the last known LimConfig of LIMs the config no longer names (for
+        RetireLim and StopLim of such a LIM)."""
+        retired = retired or {}
         out = []
         for a in actions:
             o = Outcome(a)
             try:
-                if isinstance(a, StartLim):
-                    self._start(config, config.lim(a.lim), a.mode, cluster_macs, o)
-                elif isinstance(a, StopLim):
-                    self._stop(config, config.lim(a.lim), o)
-                elif isinstance(a, ActivateLim):
-                    self._activate(config, config.lim(a.lim), cluster_macs, o)
-                elif isinstance(a, DeactivateLim):
-                    self._deactivate(config, config.lim(a.lim), o)
-                elif isinstance(a, RaiseAlarm):
+                if isinstance(a, RaiseAlarm):
                     self.alarms.raise_(a.code, a.lim, a.text)
                 elif isinstance(a, ClearAlarm):
                     self.alarms.clear(a.code, a.lim)
+                else:
+                    lim = self._lim(config, a.lim, retired)
+                    if lim is None:
+                        o.ok = False
+                        o.error = (f"LIM {a.lim} is neither in the config of cluster "
+                                   f"{config.cluster} nor among the LIMs that left it: nothing "
+                                   "is known of its alias or its service here")
+                    elif isinstance(a, StartLim):
+                        self._start(config, lim, a.mode, cluster_macs, o)
+                    elif isinstance(a, StopLim):
+                        self._stop(config, lim, o)
+                    elif isinstance(a, RetireLim):
+                        self._retire(config, lim, retired, o)
+                    elif isinstance(a, ActivateLim):
+                        self._activate(config, lim, cluster_macs, o)
+                    elif isinstance(a, DeactivateLim):
+                        self._deactivate(config, lim, o)
             except (NetworkError, LeaseError) as e:
                 o.ok, o.error = False, str(e)
             out.append(o)
         return out
+
+    @staticmethod
+    def _lim(config: NodeConfig, n: int, retired: Mapping[int, LimConfig]) -> LimConfig | None:
+        for x in config.lims:
+            if x.lim == n:
+                return x
+        return retired.get(n)
+
+    def _retire(self, config: NodeConfig, lim: LimConfig, retired: Mapping[int, LimConfig],
+                o: Outcome) -> None:
+        """Stop ``lim`` for good; a LIM the config no longer names stops being guarded."""
+        self._stop(config, lim, o)
+        if all(x.lim != lim.lim for x in config.lims):
+            keep = [x.alias_ip for x in self.guarded(config)]
+            keep += [x.alias_ip for n, x in retired.items() if n != lim.lim]
+            self.fence.setup(keep)  # its alias, unless a LIM of the config uses it too
 
     def _mark(self, o: Outcome, step: str) -> None:
         o.steps.setdefault(step, self._clock())

@@ -6,10 +6,15 @@
   double-forks and writes the pidfile (atomically) once the control socket listens, so an
   existing pidfile means the agent is ready. Under systemd (NOTIFY_SOCKET) it sends
   READY=1 and watchdog pings. Exit 1 with a clear message when it cannot start.
-* ``mxone-agent ctl status | fallback LIM | lock LIM regular|standby | unlock LIM |
-  reload | sync [LIM]`` - talk to the running agent over its control socket (root only,
-  mode 0600); prints the JSON answer. Exit 0 done, 1 refused (``{"ok": false, "error":
-  ...}``), 2 the agent is not running. ``sync`` syncs the LIM's exchange data now (without
+* ``mxone-agent ctl status | fallback LIM [--wait SECONDS] [--cancel] | lock LIM
+  regular|standby | unlock LIM | retire LIM [--cancel] | reload | sync [LIM]`` - talk to
+  the running agent over its control socket (root only, mode 0600); prints the JSON
+  answer. Exit 0 done, 1 refused (``{"ok": false, "error": ...}``), 2 the agent is not
+  running. ``fallback`` is carried out now, refused with the reason, or left pending
+  (``"pending": true``) until the regular server is ready, for at most ``--wait`` seconds
+  (see ``decide.judge_fallback_order``); ``--cancel`` withdraws a pending one. ``retire``
+  (the maintenance tool, before a LIM leaves the cluster): stop the LIM here for good and
+  take it over no more. ``sync`` syncs the LIM's exchange data now (without
   LIM: every LIM this node is regular for), waits for it and answers ``{"ok": bool,
   "results": [{"lim", "ok", "direction", "version", "fetched_files", "fetched_bytes",
   "reused_files", "seconds", "notes" | "error"}]}``; exit 0 when every LIM synced.
@@ -25,6 +30,12 @@
   its cluster, so that its addresses answer as plain addresses again. ``release`` is
   refused while an agent runs (it would set the fence up again), and on a standby that
   still holds a LIM's alias (that alias stays silent). Exit 0 done, 1 refused.
+* ``mxone-agent leave [--config F] [--state-dir D]`` - this node leaves its cluster (the
+  maintenance tool runs it once the agent is stopped): a regular server keeps its own LIM
+  running (started if need be) on the LIM's alias as a plain address, every other LIM
+  here is stopped and its alias removed, and the fence is removed
+  (:mod:`mxone_agent.leave`). Prints ``{"ok", "done": [lines]}`` (or ``"error"``); exit 0
+  done, 1 refused or failed.
 
 The agent needs only the standard library and pyroute2.
 """
@@ -282,18 +293,79 @@ def fence(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def leave(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mxone_agent import daemon
+    from mxone_agent import leave as leave_mod
+    from mxone_agent.lease import LeaseError, NftLeases
+    from mxone_agent.network import LinuxNetwork, NetworkError
+
+    try:
+        ctl_request(args.control, {"cmd": "status"}, timeout=CTL_TIMEOUT)
+    except (ConnectionError, OSError, ValueError):
+        pass
+    else:
+        print(json.dumps({"ok": False, "error": "the agent runs; stop it before the node "
+                          "leaves its cluster"}))
+        return EXIT_REFUSED
+    record = Path(args.state_dir) / daemon.FENCE_RECORD
+    kernel = NftLeases()
+
+    def release_fence() -> None:
+        kernel.release()
+        record.unlink(missing_ok=True)
+
+    try:
+        cfg = daemon.read_config(args.config)
+    except (AgentError, ConfigError) as e:
+        try:
+            release_fence()
+        except LeaseError as le:
+            print(json.dumps({"ok": False, "error": f"no usable node config ({e}); {le}"}))
+            return EXIT_REFUSED
+        print(json.dumps({"ok": True, "done": [(f"no usable node config ({e}): no LIM to "
+                                                "keep or stop; fence removed")]}))
+        return EXIT_OK
+    held, problems = daemon.read_held(Path(args.state_dir) / daemon.HELD_LIMS)
+    mine = {x.lim for x in cfg.lims}
+    retired = {n: x for n, (x, _doc) in held.items() if n not in mine}
+    net = LinuxNetwork()
+    try:
+        done = leave_mod.leave(cfg, retired, net, release_fence, run_dir=args.run_dir,
+                               xdata_root=cfg.sync_settings.xdata_root)
+    except (AgentError, NetworkError, LeaseError) as e:
+        print(json.dumps({"ok": False, "error": str(e), "notes": problems}))
+        return EXIT_REFUSED
+    finally:
+        net.close()
+    (Path(args.state_dir) / daemon.HELD_LIMS).unlink(missing_ok=True)
+    print(json.dumps({"ok": True, "done": [*problems, *done]}))
+    return EXIT_OK
+
+
 def ctl(args: argparse.Namespace) -> int:
+    if args.wait is not None and args.verb != "fallback":
+        print("mxone-agent ctl: --wait goes with fallback only", file=sys.stderr)
+        return EXIT_REFUSED
+    if args.cancel and args.verb not in ("fallback", "retire"):
+        print("mxone-agent ctl: --cancel goes with fallback or retire only", file=sys.stderr)
+        return EXIT_REFUSED
     req: dict = {"cmd": args.verb}
     if args.verb == "sync" and args.args:
         if len(args.args) != 1:
             print("mxone-agent ctl sync [LIM]", file=sys.stderr)
             return EXIT_REFUSED
         req["lim"] = args.args[0]
-    if args.verb in ("fallback", "lock", "unlock"):
+    if args.verb in ("fallback", "lock", "unlock", "retire"):
         if not args.args:
             print(f"mxone-agent ctl {args.verb}: name the LIM", file=sys.stderr)
             return EXIT_REFUSED
         req["lim"] = args.args[0]
+    if args.wait is not None:
+        req["wait"] = args.wait
+    if args.cancel:
+        req["cancel"] = True
     if args.verb == "lock":
         if len(args.args) != 2 or args.args[1] not in ("regular", "standby"):
             print("mxone-agent ctl lock LIM regular|standby", file=sys.stderr)
@@ -335,15 +407,28 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the reference Service Node keeps its pidfiles")
     r.add_argument("--alarm-file", default="/var/log/mxone/alarms.log")
     c = sub.add_parser("ctl", help="talk to the running agent")
-    c.add_argument("verb", choices=("status", "fallback", "lock", "unlock", "reload", "sync"))
+    c.add_argument("verb", choices=("status", "fallback", "lock", "unlock", "retire", "reload",
+                                    "sync"))
     c.add_argument("args", nargs="*")
     c.add_argument("--control", default=daemon.DEFAULT_CONTROL)
+    c.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                   help="fallback: how long the order may wait for the regular server to be "
+                   "ready")
+    c.add_argument("--cancel", action="store_true",
+                   help="fallback: withdraw a pending order; retire: keep the LIM after all")
     s = sub.add_parser("service", help="the reference Service Node")
     service_node.add_arguments(s)
     sub.add_parser("unit", help="print the systemd unit file")
     f = sub.add_parser("fence", help="the self-fencing leases: `fence show` lists them, `fence "
                        "release` removes the fence when this node leaves its cluster")
     f.add_argument("action", choices=("show", "release"))
+    lv = sub.add_parser("leave", help="this node leaves its cluster (the agent stopped): its "
+                        "own LIM keeps running outside any cluster, other LIMs are stopped, "
+                        "the fence is removed")
+    lv.add_argument("--config", default=daemon.DEFAULT_CONFIG)
+    lv.add_argument("--state-dir", default=daemon.DEFAULT_STATE_DIR)
+    lv.add_argument("--control", default=daemon.DEFAULT_CONTROL)
+    lv.add_argument("--run-dir", default=service_node.DEFAULT_RUN_DIR)
     f.add_argument("--config", default=daemon.DEFAULT_CONFIG)
     f.add_argument("--state-dir", default=daemon.DEFAULT_STATE_DIR)
     f.add_argument("--control", default=daemon.DEFAULT_CONTROL)
@@ -377,6 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return service_node.run(args)
     if args.command == "fence":
         return fence(args)
+    if args.command == "leave":
+        return leave(args)
     if args.command == "unit":
         from mxone_agent import sdnotify
         print(sdnotify.UNIT, end="")

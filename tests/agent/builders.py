@@ -107,13 +107,15 @@ def peers(*views: PeerView) -> dict[str, PeerView]:
 def local(*runs: LimRun, ready: bool = True, requests: Iterable[int] = (),
           appearances: Mapping[int, Sequence[float]] | None = None,
           alarms: Iterable[tuple[AlarmCode, int | None]] | None = None,
-          standby: bool = False, failures: Mapping[int, Failure] | None = None) -> LocalState:
+          standby: bool = False, failures: Mapping[int, Failure] | None = None,
+          retiring: Iterable[int] = ()) -> LocalState:
     """A local state; with ``standby`` the LIM-on-standby alarms of its runs with an alias
-    (active or fenced) are held."""
+    (active or fenced) are held; ``retiring``: LIMs the maintenance tool is removing."""
     if alarms is None:
         alarms = [(AlarmCode.LIM_ON_STANDBY, r.lim) for r in runs
                   if r.mode is Mode.ACTIVE] if standby else []
     return LocalState(runs=tuple(runs), readiness=Readiness.READY if ready else Readiness.LOADING,
                       started_at={r.lim: NOW - 100.0 for r in runs},
                       fallback_requests=frozenset(requests), appearances=appearances or {},
-                      alarms=frozenset(alarms), failures=failures or {})
+                      alarms=frozenset(alarms), failures=failures or {},
+                      retiring=frozenset(retiring))

@@ -11,8 +11,9 @@ what runs).
 Faults: a server crashes (agent and LIMs stop) and recovers (boots afresh); an agent
 restarts while its LIMs keep running; a node freezes (SIGSTOP: nothing runs, nothing is sent,
 its LIMs keep running) and later resumes; links are cut and healed; LIMs are locked and
-unlocked; manual fallbacks are ordered. Priorities, fallback type and split-brain side are
-drawn per run, with ties.
+unlocked; manual fallbacks are ordered; a LIM is removed from the cluster (every node gets
+the config without it, its server leaves - the standby may be running it then). Priorities,
+fallback type and split-brain side are drawn per run, with ties.
 
 Invariants:
 * the client's view: at every moment at most one server answers for each alias (its LIM is
@@ -31,7 +32,11 @@ Invariants:
   server (allowing the one tick of a fallback hand-over), unless it is locked to the standby
   and the standby is busy with another LIM;
 * the standby holds exactly the "LIM on standby" alarms of the LIMs it runs; one regular at
-  most holds "standby out of order", and only while the standby is down.
+  most holds "standby out of order", and only while the standby is down;
+* after each tick no running node runs a LIM its config does not give it (a LIM removed
+  from the cluster is stopped at once where it ran), and the other LIMs still fail over;
+* an ordered (manual) fallback hands a LIM only to a regular server that is ready for it:
+  past its hold-down and up for a detection period since it last came back.
 """
 
 from __future__ import annotations
@@ -54,11 +59,12 @@ from mxone_agent.actions import (
     ActivateLim,
     AlarmCode,
     DeactivateLim,
+    RetireLim,
     StartLim,
     StopLim,
 )
-from mxone_agent.config import Lock, NodeConfig
-from mxone_agent.decide import LocalState, decide, record_appearance
+from mxone_agent.config import FallbackType, Lock, NodeConfig
+from mxone_agent.decide import LocalState, decide, fallback_blocker, record_appearance
 from mxone_agent.heartbeat import Heartbeat
 from mxone_agent.lease import lease_seconds
 from mxone_agent.model import LimRun, Mode, Readiness, Role
@@ -116,7 +122,7 @@ class Node:
         for a in actions:
             if isinstance(a, ActivateLim) or (isinstance(a, StartLim) and a.mode is Mode.ACTIVE):
                 self.renewed[a.lim] = now
-            elif isinstance(a, StopLim | DeactivateLim):
+            elif isinstance(a, StopLim | RetireLim | DeactivateLim):
                 self.renewed.pop(a.lim, None)
         self.local = self.local.applied(actions, now)
 
@@ -181,6 +187,12 @@ class Cluster(RuleBasedStateMachine):
             if node.running:
                 self._run_daemon(node, sent)
         self._track_pairs()
+        for node in self.nodes.values():
+            if node.running:
+                mine = ({x.lim for x in node.config.lims} if node.role is Role.STANDBY
+                        else {node.lim})
+                stray = [r.lim for r in node.local.runs if r.lim not in mine]
+                assert not stray, f"{node.name} still runs LIM(s) {stray} its config does not give it"
         # Rules that advance several ticks must not hide a violation in between.
         self.at_most_one_server_answers()
         self.standby_runs_at_most_one_lim()
@@ -219,6 +231,17 @@ class Cluster(RuleBasedStateMachine):
             n for n in node.local.fallback_requests if n in node.local.active_lims()))
 
     def _check_actions(self, node: Node, decision) -> None:
+        if node.role is Role.STANDBY and node.config.fallback is FallbackType.MANUAL and not any(
+                isinstance(a, StartLim | ActivateLim) for a in decision.actions):
+            for a in decision.actions:
+                if not (isinstance(a, StopLim | DeactivateLim)
+                        and a.lim in node.local.fallback_requests):
+                    continue
+                home = node.peers.get(node.config.lim(a.lim).server)
+                if home is not None and home.alive and not home.runs_active(a.lim):
+                    why = fallback_blocker(node.config, node.peers, node.local, a.lim, self.now)
+                    assert why is None, (f"ordered fallback of LIM {a.lim} to a server not "
+                                         f"ready ({why}): {decision.reason}")
         if node.role is Role.STANDBY and len(node.local.active_lims()) <= 1:
             # The running LIM of a server still down is given up only for a strictly
             # higher priority: on a tie, the LIM already running keeps the standby.
@@ -233,6 +256,8 @@ class Cluster(RuleBasedStateMachine):
         for a in decision.actions:
             if not isinstance(a, StartLim | StopLim | ActivateLim | DeactivateLim):
                 continue
+            assert any(x.lim == a.lim for x in node.config.lims), (
+                f"{node.name}: {a} of a LIM its config does not name: {decision.reason}")
             lock = node.config.lim(a.lim).lock
             claims = isinstance(a, ActivateLim) or (isinstance(a, StartLim)
                                                     and a.mode is Mode.ACTIVE)
@@ -372,6 +397,28 @@ class Cluster(RuleBasedStateMachine):
         if sb.running:
             sb.local = _with(sb.local, fallback_requests=sb.local.fallback_requests | {n})
             self._event()
+
+    @precondition(lambda self: len(self.lim_numbers) > 1)
+    @rule(data=st.data())
+    def remove_lim(self, data: st.DataObject) -> None:
+        """The maintenance tool removes a LIM from the cluster; here without its hand-back
+        (the agents alone must cope): every node gets the config without it, its server
+        leaves the cluster, and the standby may be running it at that moment."""
+        n = data.draw(st.sampled_from(self.lim_numbers))
+        self.lim_numbers = [x for x in self.lim_numbers if x != n]
+        self.locks.pop(n, None)
+        self.dark_ticks.pop(n, None)
+        lims = [(x, p) for x, p in self.kw["lims"] if x != n]
+        self.kw = {**self.kw, "lims": lims}
+        generation = max(node.config.generation for node in self.nodes.values()) + 1
+        del self.nodes[f"lim{n}"]
+        self.pair_since = {p: t for p, t in self.pair_since.items() if f"lim{n}" not in p}
+        self.cuts = {c for c in self.cuts if f"lim{n}" not in c}
+        for node in self.nodes.values():
+            node.config = cluster_config(node.name, **self.kw, locks=self.locks,
+                                         generation=generation)
+            node.peers.pop(f"lim{n}", None)
+        self._event()
 
     # ---- invariants --------------------------------------------------------------------
 

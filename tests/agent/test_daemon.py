@@ -421,3 +421,173 @@ def test_the_status_file_shows_an_order_at_once_and_stays_fresh(tmp_path: Path) 
         first = float(path.read_text().split()[1])
         wait_for(lambda: float(path.read_text().split()[1]) > first,
                  timeout=daemon.STATUS_FILE_AT_LEAST + 2)
+
+
+# ---- LIMs that leave the cluster, and fallback orders ----------------------------------------
+
+def standby_doc(tmp_path: Path, port: int, fallback: str = "automatic") -> dict:
+    """The standby alone on loopback (its regular servers stay silent, so they count as dead
+    after 0.15 s): it takes over LIM 2 (priority 1). Each LIM's service is a flag file."""
+    doc = loopback_doc("sb", port=port)
+    doc["fallback"] = fallback
+    for lim in doc["lims"]:
+        flag = str(tmp_path / f"lim{lim['lim']}-running")
+        lim["service"] = {"start": ["touch", flag], "stop": ["rm", "-f", flag],
+                          "status": ["test", "-e", flag]}
+    return doc
+
+
+def without_lim(doc: dict, lim: int, generation: int) -> dict:
+    out = json.loads(json.dumps(doc))
+    out["generation"] = generation
+    out["lims"] = [x for x in out["lims"] if x["lim"] != lim]
+    out["servers"] = [s for s in out["servers"] if s["name"] != f"lim{lim}"]
+    return out
+
+
+def no_tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.exc_info or r.levelname == "ERROR"]
+
+
+def test_a_reload_without_the_lim_the_standby_runs_stops_it_and_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The issue's lab finding: LIM 2 ran on the standby when a config without it arrived.
+    The standby stops it (service, alias, lease and guard), logs why, polls its other LIMs
+    as before (no KeyError), and takes over the next failed LIM."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="mxone_agent")
+    doc = standby_doc(tmp_path, 18500 + os.getpid() % 400)
+    with agent_thread(tmp_path, doc) as sb:
+        wait_for(lambda: sb.local.run(2) is not None)
+        wait_for((tmp_path / "lim2-running").exists)
+        Path(sb.config_path).write_text(json.dumps(without_lim(doc, 2, 2)))
+        assert ask(sb, cmd="reload")["ok"] is True
+        wait_for(lambda: sb.local.run(2) is None and not (tmp_path / "lim2-running").exists())
+        wait_for(lambda: sb.local.run(3) is not None)  # it goes on: LIM 3's server is down
+        net = sb.executor.network
+        assert ("remove_alias", "eth0", "127.0.0.12", 24) in net.calls
+        assert "127.0.0.12" not in net.leases.guarded and "127.0.0.13" in net.leases.guarded
+        st = ask(sb, cmd="status")
+        assert [(t["lim"], t["kind"], t["ok"]) for t in st["transitions"]][-2:] == [
+            (2, "retire", True), (3, "failover", True)]
+        assert st["retiring"] == [] and [x["lim"] for x in st["lims"]] == [3, 4]
+        wait_for(lambda: not any(a["lim"] == 2 for a in ask(sb, cmd="status")["alarms"]))
+        held = json.loads((tmp_path / "state" / daemon.HELD_LIMS).read_text())
+        assert [e["lims"] for e in held["held"]] == [[3, 4]]
+        # crash detection of the other LIMs still works
+        (tmp_path / "lim3-running").unlink()
+        wait_for(lambda: any("service of LIM 3 is no longer running" in r.getMessage()
+                             for r in caplog.records), timeout=daemon.HEALTH_POLL + 3)
+    said = [r.getMessage() for r in caplog.records]
+    assert any("no longer gives LIM 2 to this node, which runs it" in m for m in said)
+    assert any("LIM 2 runs on sb but the config of cluster cluster1 (generation 2) does not "
+               "name it; sb stops it for good" in m for m in said)
+    assert no_tracebacks(caplog) == []
+
+
+def test_a_restarted_agent_stops_a_lim_its_new_config_no_longer_names(tmp_path: Path) -> None:
+    """The agent restarted with a config without LIM 2 while LIM 2 ran here (a release
+    upgrade in the same change): held-lims.json tells it what ran, and it stops it."""
+    doc = standby_doc(tmp_path, 18100 + os.getpid() % 400)
+    net = RecordingNetwork()
+    cfg, sec = write_files(tmp_path, doc)
+
+    def agent() -> daemon.Agent:
+        return daemon.Agent(cfg, sec, str(tmp_path / "state"), str(tmp_path / "agent.sock"),
+                            lambda: net, run_dir=str(tmp_path / "run"), alarm_file=None)
+
+    first = agent()
+    first.start()
+    t = threading.Thread(target=first.run, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: first.local.run(2) is not None and (tmp_path / "lim2-running").exists())
+    finally:
+        first.stop_flag = True
+        t.join(timeout=5)
+        first.close()
+    assert (tmp_path / "lim2-running").exists()  # the service outlives its agent
+    Path(cfg).write_text(json.dumps(without_lim(doc, 2, 2)))
+    second = agent()
+    second.start()
+    assert [r.lim for r in second.local.runs] == [2] and 2 in second.retired
+    t = threading.Thread(target=second.run, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: not (tmp_path / "lim2-running").exists())
+        wait_for(lambda: second.retired == {} and second.local.run(2) is None)
+        assert ("eth0", "127.0.0.12") not in net.aliases
+        assert "127.0.0.12" not in net.leases.guarded
+    finally:
+        second.stop_flag = True
+        t.join(timeout=5)
+        second.close()
+
+
+def test_ctl_retire_stops_the_lim_for_good_and_can_be_cancelled(tmp_path: Path) -> None:
+    doc = standby_doc(tmp_path, 18900 + os.getpid() % 90)
+    with agent_thread(tmp_path, doc) as sb:
+        wait_for(lambda: sb.local.run(2) is not None)
+        reply = ask(sb, cmd="retire", lim=2)
+        assert reply["ok"] is True and reply["runs_here"] is True
+        assert reply["text"] == ("LIM 2 is leaving cluster cluster1: sb stops it for good and "
+                                 "removes its alias, and takes it over no more")
+        wait_for(lambda: sb.local.run(3) is not None)  # LIM 2's server is down, but it left
+        assert sb.local.run(2) is None and not (tmp_path / "lim2-running").exists()
+        st = ask(sb, cmd="status")
+        assert st["retiring"] == [{"lim": 2, "alias_ip": "127.0.0.12", "here": None,
+                                   "why": "leaving the cluster"}]
+        assert [(x["lim"], x["why"]) for x in st["lims"] if x["owner"] == "none"][0] == (
+            2, "LIM 2 is leaving cluster cluster1: sb does not run it")
+        assert ask(sb, cmd="fallback", lim=2)["ok"] is False
+        assert "not a LIM number" in ask(sb, cmd="retire", lim="x")["error"]
+        assert ask(sb, cmd="retire", lim=2, cancel="yes")["error"] == "cancel must be true or false"
+        reply = ask(sb, cmd="retire", lim=2, cancel=True)
+        assert reply == {"ok": True, "lim": 2, "text": "LIM 2 stays in cluster cluster1; sb may "
+                         "take it over again"}
+        assert ask(sb, cmd="status")["retiring"] == []
+
+
+def test_ctl_retire_is_refused_for_a_regular_servers_own_lim(running: daemon.Agent) -> None:
+    reply = ask(running, cmd="retire", lim=2)
+    assert reply["ok"] is False
+    assert reply["error"] == ("lim2 is LIM 2's regular server: it keeps running LIM 2 when the "
+                              "LIM leaves the cluster")
+
+
+def test_fallback_orders_are_refused_pending_cancelled_or_expire(tmp_path: Path) -> None:
+    doc = standby_doc(tmp_path, 18990 + os.getpid() % 9, fallback="manual")
+    with agent_thread(tmp_path, doc) as sb:
+        wait_for(lambda: 2 in sb.local.active_lims())
+        wait_for(lambda: sb.peers["lim2"].dead)
+        reply = ask(sb, cmd="fallback", lim=2)
+        assert reply["ok"] is False and reply["error"].startswith(
+            "fallback of LIM 2 refused: lim2 has not been heard since this agent started; "
+            "LIM 2 stays on sb. Order it again once lim2 is back, or order it with a wait")
+        assert ask(sb, cmd="status")["fallback_orders"] == []
+        reply = ask(sb, cmd="fallback", lim=2, wait=30)
+        assert reply["ok"] is True and reply["pending"] is True
+        assert reply["result"] == "fallback pending" and reply["expires_in_s"] == 30
+        assert reply["text"].startswith("fallback of LIM 2 waits for lim2 to be ready: lim2 has "
+                                        "not been heard since this agent started")
+        [order] = ask(sb, cmd="status")["fallback_orders"]
+        assert order["state"] == "pending" and order["regular"] == "lim2"
+        assert order["text"].startswith("fallback of LIM 2 waits for lim2 to be ready: ")
+        assert ask(sb, cmd="status")["fallback_requests"] == [2]
+        reply = ask(sb, cmd="fallback", lim=2, cancel=True)
+        assert reply["text"] == "fallback of LIM 2 cancelled; LIM 2 stays on sb"
+        again = ask(sb, cmd="fallback", lim=2, cancel=True)
+        assert again["ok"] is False and "no fallback of LIM 2 is pending on sb" in again["error"]
+        for wait in (0, True, "10", 1e9, -5):
+            bad = ask(sb, cmd="fallback", lim=2, wait=wait)
+            assert bad["ok"] is False and bad["error"].startswith(f"wait = {wait}: give the "
+                                                                  "seconds"), bad
+        assert ask(sb, cmd="fallback", lim=2, wait=1)["pending"] is True
+        wait_for(lambda: ask(sb, cmd="status")["fallback_orders_ended"][-1:] != [] and ask(
+            sb, cmd="status")["fallback_orders_ended"][-1]["outcome"].startswith(
+            "expired after 1 s: lim2 has not been heard"), timeout=5)
+        st = ask(sb, cmd="status")
+        assert st["fallback_orders"] == [] and 2 in sb.local.active_lims()
+        assert [o["outcome"].split(":")[0] for o in st["fallback_orders_ended"]] == [
+            "cancelled by the operator", "expired after 1 s"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from mxone_agent.actions import (
     ClearAlarm,
     DeactivateLim,
     RaiseAlarm,
+    RetireLim,
     StartLim,
     StopLim,
 )
@@ -28,7 +30,9 @@ from mxone_agent.decide import (
     LocalState,
     decide,
     explain_down,
+    fallback_blocker,
     hold_down,
+    judge_fallback_order,
     record_appearance,
 )
 from mxone_agent.model import Mode
@@ -164,11 +168,13 @@ FALLBACK_CASES = [
          config={"fallback": "manual"}),
     Case("manual-ordered", STANDBY, ALL_ALIVE, local(active(2), standby=True, requests=[2]),
          (StopLim(2),),
-         ("manual fallback of LIM 2 ordered: sb stops it so that lim2 can start it.",),
+         ("manual fallback of LIM 2 ordered and lim2 is ready: sb stops it so that lim2 can "
+          "start it.",),
          config={"fallback": "manual"}),
     Case("manual-ordered-regular-not-heard", STANDBY, regs(lim2=dead("lim2")),
          local(active(2), standby=True, requests=[2]), (),
-         ("manual fallback of LIM 2 waits: lim2 is not heard.",), config={"fallback": "manual"}),
+         ("the ordered fallback of LIM 2 waits for lim2 to be ready: lim2 missed 3 heartbeats "
+          "(3.5 s).",), config={"fallback": "manual"}),
     Case("locked-to-standby-no-auto-fallback", STANDBY, ALL_ALIVE,
          local(active(2), standby=True), (),
          ("LIM 2 is locked to the standby; sb keeps it although lim2 is back.",),
@@ -316,7 +322,8 @@ PRELOADED_CASES = [
          ("(its LIM 2 is still loading: recovery takes longer).",), preloaded=True),
     Case("manual-fallback-preloaded", STANDBY, peers(alive("lim2", [passive(2)])),
          local(active(2), standby=True, requests=[2]), (DeactivateLim(2),),
-         ("manual fallback of LIM 2 ordered: sb deactivates it so that lim2 can activate it.",),
+         ("manual fallback of LIM 2 ordered and lim2 is ready: sb deactivates it so that lim2 "
+          "can activate it.",),
          preloaded=True, config={"fallback": "manual"}),
     Case("regular-activates-after-fallback", "lim2", peers(alive(STANDBY, [passive(2)])),
          local(passive(2)), (ActivateLim(2),),
@@ -425,8 +432,82 @@ FAILURE_CASES = [
          preloaded=True),
 ]
 
+# A LIM that is not this node's (any more): stopped for good, first, whatever else happens.
+RETIRE_CASES = [
+    Case("unknown-lim-on-standby-retired", STANDBY, ALL_ALIVE, local(active(9), standby=True),
+         (RetireLim(9),),
+         ("LIM 9 runs on sb but the config of cluster cluster1 (generation 1) does not name it; "
+          "sb stops it for good and removes its alias; sb runs no LIM; all 3 regular servers "
+          "are alive.",)),
+    Case("unknown-lim-retired-before-a-takeover", STANDBY, regs(lim2=dead("lim2")),
+         local(active(9), standby=True), (RetireLim(9), StartLim(2)),
+         ("sb stops it for good and removes its alias; lim2 missed 3 heartbeats (3.5 s); sb "
+          "takes over LIM 2 (priority 1)",)),
+    Case("retiring-lim-stopped-not-taken-over", STANDBY, regs(lim2=dead("lim2")),
+         local(active(2), standby=True, retiring=[2]), (RetireLim(2),),
+         ("LIM 2 is leaving cluster cluster1; sb stops it for good and removes its alias; sb "
+          "runs no LIM; LIM 2 is leaving cluster cluster1, so it takes none over.",)),
+    Case("retiring-lim-never-claimed", STANDBY, regs(lim2=dead("lim2")),
+         local(retiring=[2]), (), ("LIM 2 is leaving cluster cluster1, so it takes none over",)),
+    Case("retiring-lim-others-still-fail-over", STANDBY,
+         regs(lim2=dead("lim2"), lim3=dead("lim3")), local(retiring=[2]), (StartLim(3),),
+         ("sb takes over LIM 3 (priority 2)",)),
+    Case("retiring-preloaded-lim-stopped", STANDBY, peers(alive("lim2", [active(2)])),
+         local(passive(2), retiring=[2]), (RetireLim(2),),
+         ("LIM 2 is leaving cluster cluster1; sb stops it for good",), preloaded=True),
+    Case("retiring-preloaded-lim-not-loaded-again", STANDBY, peers(dead("lim2")),
+         local(retiring=[2]), (),
+         ("LIM 2 is leaving cluster cluster1; sb neither preloads nor takes it over.",),
+         preloaded=True),
+    Case("unknown-lim-on-regular-retired", "lim2", peers(alive(STANDBY)),
+         local(active(2), active(9)), (RetireLim(9),),
+         ("LIM 9 runs on lim2 but the config of cluster cluster1 (generation 1) does not name "
+          "it; lim2 stops it for good and removes its alias; lim2 runs LIM 2.",)),
+    Case("unknown-lim-held-by-a-failure-waits", STANDBY, ALL_ALIVE,
+         local(active(9), standby=True, failures=failed(9, why="the stop command hung")), (),
+         ("LIM 9 runs on sb but the config of cluster cluster1 (generation 1) does not name it; "
+          "LIM 9: the stop command hung; sb tries LIM 9 again in 4 s",)),
+]
+
+# Operators' orders (manual fallback): carried out only once the regular server is ready.
+ORDER_CASES = [
+    Case("ordered-waits-out-the-hold-down", STANDBY, ALL_ALIVE,
+         local(active(2), standby=True, requests=[2], appearances={2: (NOW - 100, NOW - 10)}),
+         (), ("the ordered fallback of LIM 2 waits for lim2 to be ready: lim2 came back 2 times "
+              "within 15 min, so it is held down for 30 s (20 s left).",),
+         config={"fallback": "manual"}),
+    Case("ordered-waits-for-a-server-just-back", STANDBY, ALL_ALIVE,
+         local(active(2), standby=True, requests=[2], appearances={2: (NOW - 1,)}), (),
+         ("waits for lim2 to be ready: lim2 came back 1.0 s ago and must run 3.0 s without a "
+          "restart first.",), config={"fallback": "manual"}),
+    Case("ordered-after-the-server-settled", STANDBY, ALL_ALIVE,
+         local(active(2), standby=True, requests=[2], appearances={2: (NOW - 3,)}),
+         (StopLim(2),), ("manual fallback of LIM 2 ordered and lim2 is ready",),
+         config={"fallback": "manual"}),
+    Case("ordered-waits-for-a-loading-agent", STANDBY, regs(lim2=alive("lim2", ready=False)),
+         local(active(2), standby=True, requests=[2]), (),
+         ("waits for lim2 to be ready: lim2 is alive but its agent is still loading.",),
+         config={"fallback": "manual"}),
+    Case("ordered-waits-for-the-failure-hold", STANDBY, ALL_ALIVE,
+         local(active(2), standby=True, requests=[2], failures=failed(2, left=-1)),
+         (StopLim(2),), ("manual fallback of LIM 2 ordered and lim2 is ready",),
+         config={"fallback": "manual"}),
+    Case("ordered-preloaded-waits-until-loaded", STANDBY,
+         peers(alive("lim2", [passive(2, loading=True)])),
+         local(active(2), standby=True, requests=[2]), (),
+         ("waits for lim2 to be ready: lim2 is still loading LIM 2.",), preloaded=True,
+         config={"fallback": "manual"}),
+    Case("ordered-preloaded-waits-for-the-copy", STANDBY, peers(alive("lim2")),
+         local(active(2), standby=True, requests=[2]), (),
+         ("waits for lim2 to be ready: lim2 has not loaded LIM 2 yet.",), preloaded=True,
+         config={"fallback": "manual"}),
+    Case("order-in-automatic-cluster-keeps-the-hold-down", STANDBY, ALL_ALIVE,
+         local(active(2), standby=True, requests=[2], appearances={2: (NOW - 100, NOW - 10)}),
+         (), ("automatic fallback of LIM 2 is held down for 30 s (20 s left).",)),
+]
+
 ALL_CASES = (STANDBY_CASES + FALLBACK_CASES + SPLIT_BRAIN_CASES + REGULAR_CASES + ALARM_CASES
-             + PRELOADED_CASES + FENCED_CASES + FAILURE_CASES)
+             + PRELOADED_CASES + FENCED_CASES + FAILURE_CASES + RETIRE_CASES + ORDER_CASES)
 
 
 def _config(case: Case):
@@ -581,9 +662,18 @@ def test_dead_peer_heartbeat_content_is_ignored() -> None:
     assert "split brain" not in d.reason
 
 
-def test_unknown_lim_in_runs_is_ignored() -> None:
-    d = decide(cluster_config(), ALL_ALIVE, local(active(9)), NOW)
-    assert d.actions == ()
+def test_a_lim_the_config_does_not_know_is_retired_and_its_alarm_cleared_once_stopped(
+        ) -> None:
+    """The standby ran LIM 9 when a config without it arrived: it stops it (no crash, no
+    KeyError), keeps the alarm while the LIM still runs, clears it once it is down."""
+    first, second = settles(cluster_config(), ALL_ALIVE, local(active(9), standby=True))
+    assert first.actions == (RetireLim(9),)
+    assert second.actions == (ClearAlarm(ON_SB, 9),)
+
+
+def test_explain_down_of_a_retiring_lim() -> None:
+    assert explain_down(cluster_config(), regs(lim2=dead("lim2")), local(retiring=[2]), NOW)[2] \
+        == "LIM 2 is leaving cluster cluster1: sb does not run it"
 
 
 def test_applied_tracks_runs_start_times_and_alarms() -> None:
@@ -748,3 +838,77 @@ def test_any_decision_keeps_to_its_own_lims_and_locks(situation) -> None:
     after = state.applied(d.actions, NOW)
     if cfg.role.value == "standby":
         assert len(after.active_lims()) <= 1
+
+
+# ---- operators' fallback orders ------------------------------------------------------------
+
+def manual(node: str = STANDBY, **kw: Any):
+    return cluster_config(node, fallback="manual", **kw)
+
+
+ON_STANDBY = local(active(2), standby=True)
+
+
+@pytest.mark.parametrize("cfg, views, state, wait, accepted, pending, says", [
+    (manual(), ALL_ALIVE, ON_STANDBY, None, True, False,
+     "fallback of LIM 2 ordered: lim2 is ready and sb hands LIM 2 back to it now"),
+    (manual(), regs(lim2=dead("lim2")), ON_STANDBY, None, False, False,
+     "fallback of LIM 2 refused: lim2 missed 3 heartbeats (3.5 s); LIM 2 stays on sb. Order "
+     "it again once lim2 is back, or order it with a wait to have it carried out as soon as "
+     "lim2 is ready"),
+    (manual(), regs(lim2=dead("lim2")), ON_STANDBY, 60.0, True, True,
+     "fallback of LIM 2 waits for lim2 to be ready: lim2 missed 3 heartbeats (3.5 s); it is "
+     "carried out once lim2 is ready, or dropped after 60 s"),
+    (manual(), regs(lim2=unknown("lim2")), ON_STANDBY, None, False, False,
+     "fallback of LIM 2 refused: lim2 is not heard yet"),
+    (manual(), regs(lim2=alive("lim2", ready=False)), ON_STANDBY, None, True, True,
+     "waits for lim2 to be ready: lim2 is alive but its agent is still loading; it is carried "
+     "out once lim2 is ready, or dropped after 600 s"),
+    (manual(), ALL_ALIVE, local(active(2), standby=True, appearances={2: (NOW - 100, NOW - 10)}),
+     None, True, True, "lim2 came back 2 times within 15 min, so it is held down for 30 s "
+     "(20 s left)"),
+    (manual(), ALL_ALIVE, local(active(2), standby=True, appearances={2: (NOW - 100, NOW - 10)}),
+     10.0, False, False, "held down for 30 s (20 s left), which is more than the order's wait "
+     "of 10 s"),
+    (cluster_config(), ALL_ALIVE,
+     local(active(2), standby=True, appearances={2: (NOW - 100, NOW - 10)}), None, False, False,
+     "fallback of LIM 2 refused: lim2 came back 2 times within 15 min and is held down for "
+     "30 s; 20 s are left, then the automatic fallback hands LIM 2 back"),
+    (cluster_config(), regs(lim2=dead("lim2")), ON_STANDBY, 60.0, False, False,
+     "fallback of LIM 2 refused: lim2 is not heard; the automatic fallback hands LIM 2 back "
+     "once lim2 is ready"),
+    (cluster_config(), ALL_ALIVE, ON_STANDBY, None, True, False,
+     "fallback of LIM 2 ordered: lim2 is ready"),
+    (manual("lim2"), peers(alive(STANDBY)), local(active(2)), None, False, False,
+     "lim2 is a regular server; order a fallback on the standby"),
+    (manual(), ALL_ALIVE, local(active(3), standby=True), None, False, False,
+     "LIM 2 does not run on sb: there is nothing to hand back to lim2"),
+    (manual(lims=((3, 1), (4, 1))), peers(alive("lim3"), alive("lim4")), ON_STANDBY, None,
+     False, False, "LIM 2 is not in cluster cluster1"),
+    (manual(locks={2: "standby"}), ALL_ALIVE, ON_STANDBY, None, False, False,
+     "LIM 2 is locked to the standby; unlock it before ordering a fallback"),
+    (manual(), ALL_ALIVE, local(active(2), standby=True, retiring=[2]), None, False, False,
+     "LIM 2 is leaving cluster cluster1; it runs on lim2 once it has left"),
+], ids=["ready", "down-refused", "down-waits", "unknown-refused", "loading-pending",
+        "hold-down-pending", "hold-down-longer-than-wait", "automatic-hold-down-refused",
+        "automatic-down-refused", "automatic-ready", "on-a-regular", "not-running-here",
+        "unknown-lim", "locked-to-standby", "leaving"])
+def test_fallback_orders_are_judged(cfg, views, state, wait, accepted, pending, says) -> None:
+    v = judge_fallback_order(cfg, views, state, 2, NOW, wait)
+    assert (v.accepted, v.pending) == (accepted, pending), v.text
+    assert says in v.text
+    if pending:
+        assert v.wait == (wait or 600.0)
+
+
+def test_a_pending_order_is_carried_out_once_the_server_is_ready() -> None:
+    """Ordered while lim2 was down; lim2 comes back, restarts twice (each a reappearance):
+    the LIM stays on the standby through the hold-down, and goes back once it is over."""
+    cfg, state = manual(), local(active(2), standby=True, requests=[2])
+    assert decide(cfg, regs(lim2=dead("lim2")), state, NOW).actions == ()
+    flapping = dataclasses.replace(state, appearances={2: (NOW - 20, NOW - 12, NOW - 4)})
+    d = decide(cfg, ALL_ALIVE, flapping, NOW)
+    assert d.actions == () and "held down for 60 s (56 s left)" in d.reason
+    assert "held down" in fallback_blocker(cfg, ALL_ALIVE, flapping, 2, NOW)
+    assert decide(cfg, ALL_ALIVE, flapping, NOW + 56).actions == (StopLim(2),)
+    assert fallback_blocker(cfg, ALL_ALIVE, flapping, 2, NOW + 56) is None
