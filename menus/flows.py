@@ -364,18 +364,48 @@ def delete_cluster(system: System) -> Step:
     return _pick_cluster(system, title, "Choose the cluster to delete.", form)
 
 
+FALLBACK_NOW, FALLBACK_WAIT, FALLBACK_CANCEL = "now", "wait", "cancel"
+FALLBACK_WAIT_S = 3600.0
+
+
 def move_lim_to_regular(system: System) -> Step:
     title = "Move LIM from standby to regular server"
 
     def pick_lim(name: str) -> Step:
         c = system.cluster(name)
         return Pick(f"{title}: {name}", "Choose the LIM to move back to its regular server.",
-                    _lim_options(system, c),
-                    lambda lim: AgentRequest(
-                        f"{title}: LIM {lim}",
-                        lambda ops, report: ops.fallback(name, lim),
-                        f"Move LIM {lim} from standby {c.standby_name} back to "
-                        f"{system.server_for_lim(lim).name} now (manual fallback)?"))
+                    _lim_options(system, c), lambda lim: pick_how(c, lim))
+
+    def pick_how(c: Cluster, lim: int) -> Step:
+        home, sb = system.server_for_lim(lim).name, c.standby_name
+        return Pick(
+            f"{title}: LIM {lim}",
+            f"{sb} hands LIM {lim} back only once {home} is ready: alive, its agent ready, past "
+            f"its hold-down, up since one failure detection period at least and, preloaded, "
+            f"its LIM loaded. The answer says whether the fallback is carried out, pending "
+            f"(Show status lists pending orders) or refused, and why.",
+            ((f"Now: as soon as {home} is ready, within 10 minutes (refused if {home} is "
+              "down)", FALLBACK_NOW),
+             (f"Wait up to 1 hour for {home} to be ready, also if it is down now", FALLBACK_WAIT),
+             (f"Cancel a pending fallback order of LIM {lim}", FALLBACK_CANCEL)),
+            lambda how: fallback_request(c, lim, home, how))
+
+    def fallback_request(c: Cluster, lim: int, home: str, how: str) -> Step:
+        if how == FALLBACK_CANCEL:
+            return AgentRequest(f"{title}: LIM {lim}",
+                                lambda ops, report: ops.fallback(c.name, lim, cancel=True),
+                                f"Cancel the pending fallback order of LIM {lim} on "
+                                f"{c.standby_name}?")
+        if how == FALLBACK_WAIT:
+            return AgentRequest(f"{title}: LIM {lim}",
+                                lambda ops, report: ops.fallback(c.name, lim,
+                                                                 wait=FALLBACK_WAIT_S),
+                                f"Order the fallback of LIM {lim} from standby {c.standby_name} "
+                                f"to {home}, waiting up to 1 hour for {home} to be ready?")
+        return AgentRequest(f"{title}: LIM {lim}",
+                            lambda ops, report: ops.fallback(c.name, lim),
+                            f"Move LIM {lim} from standby {c.standby_name} back to {home} now "
+                            "(manual fallback)?")
 
     manual = [c for c in system.clusters if c.fallback == FallbackType.MANUAL]
     return _pick_cluster(system, title, "Manual fallback: clusters with fallback type manual.",

@@ -24,8 +24,11 @@ class Operations(Protocol):
         """The status of every cluster, one line per server."""
         ...
 
-    def fallback(self, cluster: str, lim: int) -> Sequence[str]:
-        """Move a LIM that runs on the standby back to its regular server (manual fallback)."""
+    def fallback(self, cluster: str, lim: int, wait: float | None = None,
+                 cancel: bool = False) -> Sequence[str]:
+        """Move a LIM that runs on the standby back to its regular server (manual fallback):
+        carried out, pending (for at most ``wait`` seconds) or refused, as the answer says;
+        ``cancel`` withdraws a pending order."""
         ...
 
     def sync(self, cluster: str, progress: SyncProgress | None = None) -> Sequence[str]:
@@ -45,7 +48,8 @@ class NoOperations:
         raise NotImplementedError("cluster status comes from the node agents, which the "
                                   "maintenance tool cannot reach yet")
 
-    def fallback(self, cluster: str, lim: int) -> Sequence[str]:
+    def fallback(self, cluster: str, lim: int, wait: float | None = None,
+                 cancel: bool = False) -> Sequence[str]:
         raise NotImplementedError(f"manual fallback of LIM {lim} in cluster {cluster} is ordered "
                                   "through the node agents, which the maintenance tool cannot reach yet")
 
@@ -76,10 +80,17 @@ class AgentOperations:
 
         return operations.render(self.operations.status(self._system()))
 
-    def fallback(self, cluster: str, lim: int) -> Sequence[str]:
+    def fallback(self, cluster: str, lim: int, wait: float | None = None,
+                 cancel: bool = False) -> Sequence[str]:
         from mxone_maintenance import operations
 
-        return operations.answer_lines([self.operations.fallback(self._system(), cluster, lim)])
+        how: dict[str, Any] = {}
+        if wait is not None:
+            how["wait"] = wait
+        if cancel:
+            how["cancel"] = True
+        return operations.answer_lines([self.operations.fallback(self._system(), cluster, lim,
+                                                                 **how)])
 
     def sync(self, cluster: str, progress: SyncProgress | None = None) -> Sequence[str]:
         from mxone_maintenance import operations

@@ -275,9 +275,16 @@ def add_system_parsers(sub: Any) -> None:
     c.add_argument("--to", required=True, choices=("regular", "standby"))
     c = cmd(cl, "unlock", "unlock a LIM", cmd_cluster_unlock)
     c.add_argument("lim", type=int, metavar="LIM")
-    c = cmd(cl, "fallback", "move a LIM that runs on the standby back to its regular server",
-            cmd_cluster_fallback)
+    c = cmd(cl, "fallback", "move a LIM that runs on the standby back to its regular server: "
+            "carried out once that server is ready, refused with the reason, or left pending "
+            "(shown in `cluster status`)", cmd_cluster_fallback)
     c.add_argument("lim", type=int, metavar="LIM")
+    how = c.add_mutually_exclusive_group()
+    how.add_argument("--wait", type=float, metavar="SECONDS",
+                     help="let the order wait this long for the regular server to be ready "
+                     "(also when it is down now); default: the agent's (600 s), and an order "
+                     "for a server that is not heard is refused")
+    how.add_argument("--cancel", action="store_true", help="withdraw a pending order")
     c = cmd(cl, "sync", "sync exchange data between each LIM's regular server and the standby "
             "now (manual ordered sync), one LIM after the other", cmd_cluster_sync)
     c.add_argument("name", metavar="CLUSTER")
@@ -460,15 +467,21 @@ def cmd_cluster_fallback(args: argparse.Namespace) -> int:
     with _Session(args) as s:
         system = s.maintenance.system().validated()
         cluster = operations.cluster_of_lim(system, args.lim)
+        wait, cancel = getattr(args, "wait", None), getattr(args, "cancel", False)
         if args.dry_run:
+            what = (f"ctl fallback {args.lim} --cancel" if cancel else f"ctl fallback {args.lim}"
+                    + (f" --wait {wait:g}" if wait is not None else ""))
+            said = (f"withdraw the pending fallback order of LIM {args.lim} on standby "
+                    f"{cluster.standby_name}" if cancel else
+                    f"order standby {cluster.standby_name} of cluster {cluster.name} to hand "
+                    f"LIM {args.lim} back to its regular server once that server is ready")
             s.emit({"dry_run": True, "cluster": cluster.name, "lim": args.lim,
-                    "plan": [{"server": cluster.standby_name, "what": f"ctl fallback {args.lim}"}]},
-                   [f"Plan: order standby {cluster.standby_name} of cluster {cluster.name} to hand "
-                    f"LIM {args.lim} back to its regular server", "Dry run: nothing was changed."])
+                    "plan": [{"server": cluster.standby_name, "what": what}]},
+                   [f"Plan: {said}", "Dry run: nothing was changed."])
             return 0
-        a = s.ops.fallback(system, cluster.name, args.lim)
+        a = s.ops.fallback(system, cluster.name, args.lim, wait=wait, cancel=cancel)
         s.emit({"cluster": cluster.name, "lim": args.lim, "server": a.server, "ok": a.ok,
-                "text": a.text}, [f"{a.server:<12} {'OK' if a.ok else 'FAILED':<7} {a.text}"])
+                "pending": a.pending, "text": a.text}, [f"{a.server:<12} {a.word:<7} {a.text}"])
         return 0 if a.ok else EXIT_FAILED
 
 

@@ -76,6 +76,12 @@ class ClusterStatus:
     transitions: tuple[dict[str, Any], ...] = ()
     last_decision: str = ""
     sync: tuple[dict[str, Any], ...] = ()  # per LIM, as its regular server's agent reports it
+    # The standby's manual fallback orders: pending or being carried out, then the last
+    # that ended (as its agent reports them).
+    fallback_orders: tuple[dict[str, Any], ...] = ()
+    fallback_ended: tuple[dict[str, Any], ...] = ()
+    # LIMs a server still runs although they are not its to run (being stopped for good).
+    retiring: tuple[dict[str, Any], ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -98,11 +104,18 @@ class SystemStatus:
 
 @dataclass(frozen=True)
 class AgentAnswer:
-    """One agent's answer to a ctl command."""
+    """One agent's answer to a ctl command. ``pending``: accepted, carried out later (a
+    fallback order that waits for its regular server to be ready)."""
 
     server: str
     ok: bool
     text: str
+    pending: bool = False
+
+    @property
+    def word(self) -> str:
+        """OK, PENDING or FAILED, for one line of output."""
+        return "PENDING" if self.ok and self.pending else "OK" if self.ok else "FAILED"
 
 
 class ClusterOperations:
@@ -139,15 +152,35 @@ class ClusterOperations:
 
     # ---- orders -------------------------------------------------------------------------
 
-    def fallback(self, system: System, cluster: str, lim: int) -> AgentAnswer:
-        """Order the standby of ``cluster`` to hand LIM ``lim`` back to its regular server."""
+    def fallback(self, system: System, cluster: str, lim: int, wait: float | None = None,
+                 cancel: bool = False) -> AgentAnswer:
+        """Order the standby of ``cluster`` to hand LIM ``lim`` back to its regular server.
+
+        The standby carries it out now, refuses it (the answer says why: the regular server
+        is not heard, it is in its hold-down, the LIM is locked...), or keeps it pending
+        until the regular server is ready (``pending``), for at most ``wait`` seconds (the
+        agent's default when None). ``cancel`` withdraws a pending order.
+        """
         c = _cluster(system, cluster)
         if lim not in c.lim_numbers():
             raise OperationError(f"LIM = {lim}: not in cluster {cluster} (its LIMs: "
                                  f"{', '.join(map(str, c.lim_numbers()))})")
+        if wait is not None and cancel:
+            raise OperationError("wait and cancel: give one of them (cancel withdraws a "
+                                 "pending order, wait sets how long a new one may wait)")
+        if wait is not None and not (isinstance(wait, int | float) and WAIT_MIN <= wait <= WAIT_MAX):
+            raise OperationError(f"wait = {wait}: seconds from {WAIT_MIN:.0f} to {WAIT_MAX:.0f}")
+        argv = [AGENT, "ctl", "fallback", str(lim)]
+        if wait is not None:
+            argv += ["--wait", f"{float(wait):g}"]
+        if cancel:
+            argv.append("--cancel")
         target = orchestrate.targets(system)[c.standby_name]
-        r = self.pool.run(target, [AGENT, "ctl", "fallback", str(lim)], timeout=60)
-        return _answer(c.standby_name, r)
+        r = self.pool.run(target, argv, timeout=60)
+        a = _answer(c.standby_name, r)
+        if a.pending:
+            a = dataclasses.replace(a, text=f"{a.text}. {cancel_hint(lim)}")
+        return a
 
     def tell_lock(self, system: System, cluster: str, lim: int, lock: str) -> list[AgentAnswer]:
         """Tell every agent of the cluster the LIM's lock now (``none`` unlocks)."""
@@ -181,6 +214,15 @@ class ClusterOperations:
                 progress(done, len(order), f"{server:<12} {'OK' if answer.ok else 'FAILED':<7} "
                          f"{answer.text}")
         return answers
+
+
+WAIT_MIN, WAIT_MAX = 1.0, 86400.0  # the agent's bounds for a fallback order's wait
+
+
+def cancel_hint(lim: int) -> str:
+    """How an operator withdraws a pending fallback order of ``lim``."""
+    return (f"Cancel it with `mxone_maintenance cluster fallback {lim} --cancel` (menu: "
+            "Cluster handling > Move LIM from standby to regular server)")
 
 
 STATUS_FILE = "/run/mxone/status.json"
@@ -290,10 +332,13 @@ def _cluster(system: System, name: str) -> Cluster:
 
 def _answer(server: str, r: ssh.Result) -> AgentAnswer:
     text = r.stdout.strip()
+    pending = False
     try:
         data = json.loads(text)
         if isinstance(data, dict):
-            text = str(data.get("text") or data.get("message") or data.get("error") or text)
+            pending = data.get("pending") is True
+            text = str(data.get("text") or data.get("message") or data.get("error")
+                       or data.get("result") or text)
     except json.JSONDecodeError:
         pass
     if not r.ok:
@@ -303,7 +348,7 @@ def _answer(server: str, r: ssh.Result) -> AgentAnswer:
             text = f"agent not running ({text or r.stderr.strip()})"
         else:
             text = f"refused (exit {r.exit_status}): {text or r.stderr.strip()}"
-    return AgentAnswer(server, r.ok, text)
+    return AgentAnswer(server, r.ok, text, pending=pending and r.ok)
 
 
 def _cluster_status(system: System, c: Cluster, results: ssh.GroupResult,
@@ -362,11 +407,17 @@ def _cluster_status(system: System, c: Cluster, results: ssh.GroupResult,
                 transitions.append({**t, "reported_by": name})
     transitions.sort(key=lambda t: str(t.get("detected", "")))
     standby_rep = reports.get(c.standby_name) or (views[0] if views else {})
+    sb = reports.get(c.standby_name) or {}
+    orders = tuple(o for o in sb.get("fallback_orders") or [] if isinstance(o, dict))
+    ended = tuple(o for o in sb.get("fallback_orders_ended") or [] if isinstance(o, dict))
+    retiring = tuple({**x, "reported_by": name} for name in order
+                     for x in (reports.get(name) or {}).get("retiring") or []
+                     if isinstance(x, dict) and x.get("here"))
     return ClusterStatus(c.name, c.standby_name, str(c.fallback), str(c.failover),
                          system.generation, tuple(lims), tuple(servers),
                          tuple(alarms.values()), tuple(transitions[-5:]),
                          str(standby_rep.get("last_decision", "")),
-                         _sync_rows(system, c, reports))
+                         _sync_rows(system, c, reports), orders, ended[-1:], retiring)
 
 
 def _sync_rows(system: System, c: Cluster, reports: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], ...]:
@@ -420,6 +471,17 @@ def render(status: SystemStatus) -> list[str]:
             lines.append("  No active alarms.")
         for row in c.sync:
             lines.append("  " + sync_status_text(row))
+        for o in c.fallback_orders:
+            text = str(o.get("text") or f"fallback of LIM {o.get('lim')} is ordered")
+            lines.append(f"  {text[:1].upper()}{text[1:]}" + (
+                f" ({cancel_hint(int(o['lim']))})" if o.get("state") == "pending"
+                and isinstance(o.get("lim"), int) else ""))
+        for o in c.fallback_ended:
+            lines.append(f"  Last fallback order: LIM {o.get('lim')}, ordered {o.get('ordered_at')}, "
+                         f"ended {o.get('ended_at')}: {o.get('outcome')}")
+        for x in c.retiring:
+            lines.append(f"  {x.get('reported_by')} is stopping LIM {x.get('lim')} for good "
+                         f"({x.get('why')}); it still runs there ({x.get('here')})")
         if c.transitions:
             t = c.transitions[-1]
             lines.append(f"  Last transition: LIM {t.get('lim')} {t.get('kind', '')} "
@@ -446,7 +508,7 @@ def sync_status_text(row: dict[str, Any]) -> str:
 
 
 def answer_lines(answers: Sequence[AgentAnswer]) -> list[str]:
-    return [f"{a.server:<12} {'OK' if a.ok else 'FAILED':<7} {a.text}" for a in answers]
+    return [f"{a.server:<12} {a.word:<7} {a.text}" for a in answers]
 
 
 @dataclass

@@ -43,7 +43,7 @@ from mxone_maintenance import nodeconfig, ssh, store, synckeys
 from mxone_maintenance.actions import Change
 from mxone_maintenance.artefact import Artefact
 from mxone_maintenance.errors import MxoneError
-from mxone_maintenance.model import System
+from mxone_maintenance.model import Cluster, ClusterLim, Server, System
 from mxone_maintenance.service import ApplyResult, Outcome, PlanStep, Progress
 
 AGENT_DIR = "/etc/mxone/agent"
@@ -55,6 +55,7 @@ AGENT_BIN = f"{CURRENT}/bin/mxone-agent"
 DEFAULT_SECRETS = Path("/etc/mxone/secrets")
 DEFAULT_LOCK = Path("/run/lock/mxone_maintenance.lock")  # one change at a time on LIM 1
 VERIFY_TIMEOUT = 20.0
+HAND_BACK_TIMEOUT = 30.0  # a LIM leaving its cluster must be stopped on the standby by then
 REFUSED = "agent refused the reload"  # the helper's words for a clean refusal (exit 1)
 
 # Runs on the node as `python3 -c NODE_HELPER OP` with a JSON request on stdin; prints one
@@ -137,6 +138,35 @@ def release_fence():
     except (OSError, subprocess.TimeoutExpired) as e:
         return "fence not removed: %s" % e
     return (r.stdout + r.stderr).strip()
+
+def leave_cluster():
+    # The node leaves its cluster, its agent stopped: its own LIM keeps running (started if
+    # need be) on the LIM's alias as a plain address, any other LIM here is stopped and its
+    # alias removed, the fence removed (`mxone-agent leave`). Lines saying what was done.
+    if not os.path.exists(AGENT):
+        return ["no agent installed here: no LIM to keep or stop, no fence"]
+    try:
+        r = subprocess.run([AGENT, "leave"], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return ["LEAVE FAILED: %s" % e, release_fence()]
+    try:
+        said = json.loads(r.stdout)
+    except ValueError:
+        said = None
+    if isinstance(said, dict) and said.get("ok"):
+        return [str(x) for x in said.get("done") or []]
+    if "invalid choice" in r.stderr:  # an agent release older than `leave`
+        return [release_fence()]
+    why = said.get("error") if isinstance(said, dict) else (r.stdout + r.stderr).strip()[-300:]
+    return ["LEAVE FAILED: %s" % why, release_fence()]
+
+def ctl_json(*args):
+    r = ctl(*args)
+    try:
+        data = json.loads(r["stdout"])
+    except ValueError:
+        data = None
+    return r, data if isinstance(data, dict) else None
 
 def start():
     if systemd():
@@ -316,11 +346,44 @@ elif op == "retire":
     if cur is not None:
         put(FILES["prev"], cur["data"], cur["mode"])
     stop()
-    out["fence"] = release_fence()
+    out["leave"] = leave_cluster()
     for name in ("node", "key", "sync", "hosts"):
         remove(FILES[name])
     if req.get("auth") is not None:  # authorized_keys without the sync key's line
         put(FILES["auth"], req["auth"]["data"], req["auth"]["mode"])
+elif op == "retire-lims":
+    # LIMs leaving the cluster (remove LIM, delete cluster): the agent here stops each one
+    # that runs here for good and takes it over no more; wait until none runs here.
+    lims, said = [int(n) for n in req["lims"]], []
+    for n in lims:
+        r, data = ctl_json("retire", str(n))
+        if r["rc"] != 0 or data is None or not data.get("ok"):
+            why = (data or {}).get("error") or (r["stdout"] + r["stderr"]).strip()[-300:]
+            if "invalid choice" in r["stderr"]:
+                why = "its agent is a release without `ctl retire`"
+            out = {"ok": False, "error": "LIM %d: %s" % (n, why), "said": said}
+            break
+        said.append(data.get("text") or "LIM %d retired" % n)
+    else:
+        deadline = time.monotonic() + float(req.get("timeout", 30))
+        while True:
+            r, data = ctl_json("status")
+            rows = (data or {}).get("lims", []) + (data or {}).get("retiring", [])
+            still = sorted({x.get("lim") for x in rows if x.get("lim") in lims and x.get("here")})
+            if data is not None and not still:
+                break
+            if time.monotonic() > deadline:
+                out = {"ok": False, "said": said, "still": still, "error": "LIM %s still runs here after %s s" % (", ".join(map(str, still)) or "?", req.get("timeout", 30))}
+                break
+            time.sleep(0.2)
+        out["said"] = said
+elif op == "unretire":
+    # The change that was to remove these LIMs did not happen: the agent may take them over again.
+    said = []
+    for n in req["lims"]:
+        r, data = ctl_json("retire", str(n), "--cancel")
+        said.append((data or {}).get("text") or (data or {}).get("error") or (r["stdout"] + r["stderr"]).strip()[-200:])
+    out["said"] = said
 elif op == "restore":
     # Leftovers of an interrupted change: uploads not yet renamed into place.
     for d in (AGENT_DIR, RELEASES, "/root/.ssh"):
@@ -490,6 +553,8 @@ class _Node:
     step: str = "not started"
     error: str = ""
     rolled_back: str = ""
+    retired_lims: list[int] = field(default_factory=list)  # its agent let these go (ctl retire)
+    said: list[str] = field(default_factory=list)  # what leaving its cluster did here
 
 
 class SshApplier:
@@ -545,6 +610,7 @@ class SshApplier:
             if name not in after:
                 steps.append(PlanStep(name, f"leaves cluster {before[name].cluster}: agent "
                                       "stopped, node config, cluster key and sync key removed"))
+        steps[:0] = _leaving_plan(change)
         steps.append(PlanStep(self.local_name, f"system config generation {gen1} written to "
                               f"{self.config_path}" + (" once every server above succeeded"
                                                        if steps else "")))
@@ -645,6 +711,8 @@ class SshApplier:
             for name, base in self._missing_base_addresses(nodes).items():
                 nodes[name].add_base = base
 
+            if refused := self._hand_back_leaving_lims(change, nodes, tracker):
+                return fail_all_untouched(refused)
             try:
                 results = self.pool.each([n.target for n in nodes.values()],
                                          lambda t: self._change_node(nodes[t.name], art, gen1,
@@ -679,7 +747,8 @@ class SshApplier:
         for name, n in nodes.items():
             if n.config is None:
                 outcomes.append(Outcome(name, True, "left its cluster: agent stopped, node config "
-                                        "and cluster key removed"))
+                                        "and cluster key removed" + "".join(
+                                            f"; {line}" for line in n.said)))
             else:
                 outcomes.append(Outcome(name, True, f"agent runs generation {gen1} "
                                         f"({n.config.role} in cluster {n.config.cluster})"))
@@ -688,6 +757,42 @@ class SshApplier:
         outcomes.append(Outcome(self.local_name, True,
                                 f"system config generation {gen1} written to {self.config_path}"))
         return ApplyResult(gen1, tuple(outcomes + xdata_outcomes))
+
+    def _hand_back_leaving_lims(self, change: Change, nodes: Mapping[str, _Node],
+                                tracker: _Tracker) -> dict[str, str]:
+        """Before any config changes: every LIM that leaves its cluster is stopped for good
+        wherever it runs but on its own server - on the standby, whose agent is told to let
+        it go (``ctl retire``) and is waited for - so no config that no longer names a LIM
+        is ever deployed beside a running copy of it. Its regular server then takes it (the
+        fallback handshake) or, at the latest, runs it when it leaves (``mxone-agent
+        leave``). Server -> refusal when a LIM could not be let go; what was let go is then
+        taken back (nothing was changed)."""
+        work: dict[str, list[int]] = {}
+        for cluster, cl, _home in leaving_lims(change):
+            work.setdefault(cluster.standby_name, []).append(cl.lim)
+        work = {k: v for k, v in work.items() if k in nodes and nodes[k].snapshot.get("running")}
+        if not work:
+            return {}
+        tracker("stopping the LIMs that leave their cluster where they run on the standby: "
+                + ", ".join(f"LIM {', '.join(map(str, v))} on {k}" for k, v in work.items()), None)
+        done = self.pool.each([nodes[k].target for k in work], lambda t: self._call(
+            t, "retire-lims", {"lims": work[t.name], "timeout": HAND_BACK_TIMEOUT},
+            timeout=HAND_BACK_TIMEOUT + 30))
+        for name in work:
+            nodes[name].retired_lims = list(work[name])
+            r = done.get(name)
+            if r is not None and r.ok:
+                for line in json.loads(r.stdout).get("said") or []:
+                    tracker(f"{name}: {line}", None)
+        if done.ok:
+            return {}
+        self.pool.each([nodes[k].target for k in work],
+                       lambda t: self._call(t, "unretire", {"lims": work[t.name]}))
+        for name in work:
+            nodes[name].retired_lims = []
+        return {name: (f"{r.describe()}: move the LIM back to its regular server first "
+                       "(`mxone_maintenance cluster fallback LIM`), then try again")
+                for name, r in done.failed.items()}
 
     def _keep_newest_xdata(self, change: Change, reach: Mapping[str, ssh.Target]) -> list[Outcome]:
         """After a change whose older exchange-data versions no longer fit: every server of
@@ -783,8 +888,9 @@ class SshApplier:
         try:
             if node.config is None:
                 node.step, node.changed = "retire", True
-                self._step(node, "agent stopped, node config and keys removed", tracker,
-                           self._call(t, "retire", {"auth": _authorized_keys(node, None)}))
+                r = self._call(t, "retire", {"auth": _authorized_keys(node, None)})
+                node.said = _leave_lines(r)
+                self._step(node, "agent stopped, node config and keys removed", tracker, r)
                 tracker.add(4)
                 return ssh.Result(t.name, True, seconds=time.monotonic() - started)
             assert art is not None
@@ -876,6 +982,9 @@ class SshApplier:
         changed = [n for n in nodes.values() if n.changed]
         plans = {n.target.name: _undo_plan(n, gen0) for n in changed}
         undone = self.pool.each([n.target for n in changed], lambda t: self._undo(t, plans[t.name]))
+        untouched = [n for n in nodes.values() if n.retired_lims and not n.changed]
+        self.pool.each([n.target for n in untouched], lambda t: self._call(
+            t, "unretire", {"lims": nodes[t.name].retired_lims}))
         self._forget_keys(new_keys)
         outcomes = []
         for name, n in nodes.items():
@@ -914,6 +1023,10 @@ class SshApplier:
             r = self._call(t, "del-base", plan["remove_base"])
             if not r.ok:
                 return r
+        if plan.get("unretire") and snap.get("running") and not plan["retired"]:
+            # The LIMs that were to leave stay: the agent may take them over again (best
+            # effort: its retire order ends on its own after a while in any case).
+            self._call(t, "unretire", {"lims": plan["unretire"]})
         if plan["switched"]:
             r = self._call(t, "switch", {"target": snap.get("current")})
             if not r.ok:
@@ -1030,6 +1143,53 @@ class SshApplier:
                 self.sync_key_path(c.name).unlink(missing_ok=True)
 
 
+def leaving_lims(change: Change) -> list[tuple[Cluster, ClusterLim, Server]]:
+    """The LIMs that leave their cluster in ``change`` (remove LIM, delete cluster): each
+    with its cluster and its regular server as they are before the change."""
+    after = {c.name: c for c in change.after.clusters}
+    out = []
+    for c in change.before.clusters:
+        kept = after.get(c.name)
+        for cl in c.lims:
+            if kept is None or cl.lim not in kept.lim_numbers():
+                out.append((c, cl, change.before.server_for_lim(cl.lim)))
+    return out
+
+
+def _leaving_plan(change: Change) -> list[PlanStep]:
+    """What becomes of each LIM that leaves its cluster, and of its server's addresses."""
+    steps = []
+    gone = {c.name for c in change.before.clusters} - {c.name for c in change.after.clusters}
+    for c, cl, home in leaving_lims(change):
+        n, sb = cl.lim, c.standby_name
+        steps.append(PlanStep(sb, f"first, before any config changes: LIM {n} leaves cluster "
+                              f"{c.name}; if it runs on {sb} now, {sb} stops it and removes its "
+                              f"alias {cl.alias_ip} (calls to LIM {n} drop until {home.name} runs "
+                              f"it, a few seconds) and takes it over no more; the change stops "
+                              f"with nothing changed if {sb} still runs it after "
+                              f"{HAND_BACK_TIMEOUT:.0f} s"))
+        steps.append(PlanStep(home.name, f"LIM {n} then runs on {home.name} outside any "
+                              f"cluster (started there if it does not run), reachable at "
+                              f"{cl.alias_ip}, the address its phones and gateways use, which "
+                              f"is its base address again; {home.address}, its base address in "
+                              f"the cluster, is no longer used by the cluster"))
+    for name in sorted(gone):
+        sb = change.before.cluster(name).standby_name
+        steps.append(PlanStep(sb, f"holds no LIM once cluster {name} is deleted (any LIM still "
+                              "on it is stopped and its alias removed); its own base address "
+                              "stays"))
+    return steps
+
+
+def _leave_lines(r: ssh.Result) -> list[str]:
+    """What leaving its cluster did on a node (the helper's ``retire`` answer)."""
+    try:
+        said = json.loads(r.stdout).get("leave") if r.ok else None
+    except (json.JSONDecodeError, AttributeError):
+        return []
+    return [str(x) for x in said] if isinstance(said, list) else []
+
+
 def _authorized_keys(node: _Node, line: str | None) -> dict[str, Any] | None:
     """The node's root authorized_keys with the sync line set to ``line`` (None removes
     it), from its snapshot; None when there is nothing to write (no file, no line)."""
@@ -1066,6 +1226,7 @@ def _disk_problems(change: Change, nodes: Mapping[str, _Node]) -> dict[str, str]
 def _undo_plan(node: _Node, generation: int) -> dict[str, Any]:
     return {"generation": generation, "snapshot": node.snapshot, "switched": node.switched,
             "retired": node.config is None, "agent_changed": node.agent_changed,
+            "unretire": list(node.retired_lims),
             "remove_base": node.add_base if node.added_base else None}
 
 

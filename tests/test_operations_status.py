@@ -65,3 +65,52 @@ def test_a_lim_that_runs_nowhere_is_shown_with_the_standbys_why() -> None:
                                                                (3, "none", why)]
     lines = operations.render(operations.SystemStatus(system.generation, (status,)))
     assert f"        LIM 3 runs nowhere: {why}" in lines
+
+
+def test_status_shows_pending_fallback_orders_and_lims_being_retired() -> None:
+    from pathlib import Path
+
+    from mxone_maintenance import configfile
+
+    system = configfile.parse(Path("examples/system.toml").read_text())
+    cluster = system.cluster("north")
+    waits = ("fallback of LIM 2 waits for lim2 to be ready: lim2 missed 5 heartbeats (5.0 s); "
+             "it expires in 540 s")
+    reports = {"standby1": {
+        "lims": [{"lim": 2, "owner": "standby"}, {"lim": 3, "owner": "regular"}],
+        "fallback_orders": [{"lim": 2, "regular": "lim2", "state": "pending", "text": waits,
+                             "expires_in_s": 540.0}],
+        "fallback_orders_ended": [{"lim": 3, "ordered_at": "2026-12-01T10:00:00Z",
+                                   "ended_at": "2026-12-01T10:10:00Z",
+                                   "outcome": "expired after 600 s: lim3 is not heard yet"}],
+        "retiring": [{"lim": 9, "alias_ip": "10.77.0.19", "here": "active",
+                      "why": "no longer in this node's config"},
+                     {"lim": 8, "alias_ip": "10.77.0.18", "here": None,
+                      "why": "leaving the cluster"}]}}
+    status = operations._cluster_status(system, cluster, _group(), reports)
+    lines = operations.render(operations.SystemStatus(system.generation, (status,)))
+    assert ("  Fallback of LIM 2 waits for lim2 to be ready: lim2 missed 5 heartbeats (5.0 s); it "
+            "expires in 540 s (Cancel it with `mxone_maintenance cluster fallback 2 --cancel` "
+            "(menu: Cluster handling > Move LIM from standby to regular server))") in lines
+    assert ("  Last fallback order: LIM 3, ordered 2026-12-01T10:00:00Z, ended "
+            "2026-12-01T10:10:00Z: expired after 600 s: lim3 is not heard yet") in lines
+    assert ("  standby1 is stopping LIM 9 for good (no longer in this node's config); it still "
+            "runs there (active)") in lines
+    assert not any("LIM 8" in line for line in lines)
+
+
+def test_fallback_answers_say_ok_pending_or_failed() -> None:
+    pending = operations._answer("standby1", ssh.Result("standby1", True, (
+        '{"ok": true, "pending": true, "text": "fallback of LIM 2 waits for lim2 to be ready: '
+        'lim2 is not heard yet; it is carried out once lim2 is ready, or dropped after 600 s"}'),
+        "", 0))
+    assert pending.pending and pending.word == "PENDING"
+    refused = operations._answer("standby1", ssh.Result("standby1", False, (
+        '{"ok": false, "error": "fallback of LIM 2 refused: lim2 is not heard yet"}'), "", 1))
+    assert not refused.pending and refused.word == "FAILED"
+    assert refused.text == "refused (exit 1): fallback of LIM 2 refused: lim2 is not heard yet"
+    done = operations._answer("standby1", ssh.Result("standby1", True, (
+        '{"ok": true, "pending": false, "text": "fallback of LIM 2 ordered"}'), "", 0))
+    assert operations.answer_lines([done, pending])[0] == (
+        "standby1     OK      fallback of LIM 2 ordered")
+    assert operations.answer_lines([pending])[0].startswith("standby1     PENDING fallback")

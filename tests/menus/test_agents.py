@@ -12,8 +12,13 @@ class FakeOperations:
     def status(self):
         return ["north: LIM 1 runs on lim1 (generation 5)"]
 
-    def fallback(self, cluster, lim):
-        self.calls.append(("fallback", cluster, lim))
+    def fallback(self, cluster, lim, **how):
+        self.calls.append(("fallback", cluster, lim, *sorted(how.items())))
+        if how.get("cancel"):
+            return [f"sb1          OK      fallback of LIM {lim} cancelled; LIM {lim} stays on sb1"]
+        if how.get("wait"):
+            return [f"sb1          PENDING fallback of LIM {lim} waits for lim1 to be ready: "
+                    "lim1 is not heard yet"]
         return [f"LIM {lim} is back on its regular server"]
 
     def sync(self, cluster, progress=None):
@@ -45,13 +50,32 @@ def test_move_lim_back_not_available_yet_and_with_operations(drive, maint):
     _cluster(maint)
     d = drive().open("Cluster handling", "Move LIM from standby to regular server").pick("north")
     d.pick("LIM 1")
+    assert "sb1 hands LIM 1 back only once lim1 is ready" in d.flat
+    d.pick("Now")
     assert "Move LIM 1 from standby sb1 back to lim1 now (manual fallback)?" in d.flat
     d.yes()
     assert "not available yet: manual fallback of LIM 1 in cluster north" in d.flat
     ops = FakeOperations()
     d = drive(ops).open("Cluster handling", "Move LIM from standby to regular server")
-    d.pick("north").pick("LIM 1").yes()
+    d.pick("north").pick("LIM 1").pick("Now").yes()
     assert "LIM 1 is back on its regular server" in d.flat and ops.calls == [("fallback", "north", 1)]
+
+
+def test_fallback_may_wait_for_the_regular_server_and_be_cancelled(drive, maint):
+    _cluster(maint)
+    ops = FakeOperations()
+    d = drive(ops).open("Cluster handling", "Move LIM from standby to regular server")
+    d.pick("north").pick("LIM 1").pick("Wait up to 1 hour")
+    assert "Order the fallback of LIM 1 from standby sb1 to lim1, waiting up to 1 hour" in d.flat
+    d.yes()
+    assert "PENDING fallback of LIM 1 waits for lim1 to be ready" in d.flat
+    d = drive(ops).open("Cluster handling", "Move LIM from standby to regular server")
+    d.pick("north").pick("LIM 1").pick("Cancel")
+    assert "Cancel the pending fallback order of LIM 1 on sb1?" in d.flat
+    d.yes()
+    assert "fallback of LIM 1 cancelled; LIM 1 stays on sb1" in d.flat
+    assert ops.calls == [("fallback", "north", 1, ("wait", 3600.0)),
+                         ("fallback", "north", 1, ("cancel", True))]
 
 
 def test_sync_failure_is_shown_not_raised(drive, maint):

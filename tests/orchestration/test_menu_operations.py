@@ -20,8 +20,11 @@ class StubOps:
     def status(self, system):
         return operations.SystemStatus(system.generation, ())
 
-    def fallback(self, system, cluster, lim):
-        self.calls.append(("fallback", cluster, lim))
+    def fallback(self, system, cluster, lim, **how):
+        self.calls.append(("fallback", cluster, lim, *sorted(how.items())))
+        if how:
+            return operations.AgentAnswer("standby1", True, "fallback of LIM 2 waits for lim2 "
+                                          "to be ready: lim2 is not heard yet", pending=True)
         return operations.AgentAnswer("standby1", True, "LIM 2 handed back")
 
     def tell_lock(self, system, cluster, lim, lock):
@@ -43,6 +46,9 @@ def test_agent_operations_turn_answers_into_lines(tmp_path: Path) -> None:
     assert ops.lock("north", 2, "regular") == ["lim2         OK      ok",
                                                "lim3         FAILED  agent not running"]
     assert stub.calls == [("fallback", "north", 2), ("lock", "north", 2, "regular")]
+    assert ops.fallback("north", 2, wait=60.0) == [
+        "standby1     PENDING fallback of LIM 2 waits for lim2 to be ready: lim2 is not heard yet"]
+    assert stub.calls[-1] == ("fallback", "north", 2, ("wait", 60.0))
     with pytest.raises(NotImplementedError, match="data-sync issue"):
         ops.sync("north")
     assert store.load(path).generation == 1

@@ -178,3 +178,89 @@ def test_the_plan_says_a_new_server_is_reached_first(tmp_path: Path) -> None:
                  "shown for you to accept)"),
         ("lim1", f"system config generation 2 written to {tmp_path / 'system.toml'} once every "
                  "server above succeeded")]
+
+
+# ---- LIMs that leave their cluster ----------------------------------------------------------
+
+def test_plan_says_what_becomes_of_a_leaving_lim_and_its_addresses(tmp_path: Path) -> None:
+    change = actions.remove_lim(system(), "north", 2)
+    plan = [(p.server, p.what) for p in applier(tmp_path).plan(change)]
+    assert plan[0] == ("standby1", "first, before any config changes: LIM 2 leaves cluster "
+                       "north; if it runs on standby1 now, standby1 stops it and removes its "
+                       "alias 10.77.0.12 (calls to LIM 2 drop until lim2 runs it, a few "
+                       "seconds) and takes it over no more; the change stops with nothing "
+                       "changed if standby1 still runs it after 30 s")
+    assert plan[1] == ("lim2", "LIM 2 then runs on lim2 outside any cluster (started there if "
+                       "it does not run), reachable at 10.77.0.12, the address its phones and "
+                       "gateways use, which is its base address again; 10.77.0.32, its base "
+                       "address in the cluster, is no longer used by the cluster")
+    delete = [(p.server, p.what) for p in applier(tmp_path).plan(
+        actions.delete_cluster(system(), "north"))]
+    assert [s for s, w in delete if w.startswith("first, before any config changes")] == [
+        "standby1", "standby1"]
+    assert ("standby1", "holds no LIM once cluster north is deleted (any LIM still on it is "
+            "stopped and its alias removed); its own base address stays") in delete
+    assert orchestrate.leaving_lims(actions.set_lock(system(), "north", 2, "standby")) == []
+
+
+class HandBack(orchestrate.SshApplier):
+    """The hand-back phase with the node helper's answers made up: ``answers`` maps an op
+    to the Result it gives."""
+
+    def __init__(self, tmp_path: Path, answers: dict[str, ssh.Result]) -> None:
+        super().__init__(StubPool(tmp_path), tmp_path / "system.toml", lambda: None,  # type: ignore[arg-type,return-value]
+                         secrets_dir=tmp_path / "secrets", local_name="lim1",
+                         lock_path=tmp_path / "apply.lock")
+        self.answers = answers
+        self.ops: list[tuple[str, str, dict]] = []
+
+    def _call(self, target, op, request, timeout=None, command=None):  # type: ignore[no-untyped-def,override]
+        self.ops.append((target.name, op, dict(request)))
+        return self.answers[op]
+
+
+def nodes_for(change: actions.Change, running: bool = True) -> dict:
+    reach = orchestrate.targets(change.before, change.after)
+    out = {}
+    for name in ("lim2", "lim3", "standby1"):
+        node = orchestrate._Node(reach[name], None, None)
+        node.snapshot = {"running": running}
+        out[name] = node
+    return out
+
+
+def tracker() -> orchestrate._Tracker:
+    return orchestrate._Tracker(lambda line, fraction: None, total=10)
+
+
+def test_a_leaving_lim_is_let_go_on_the_standby_before_any_config_changes(tmp_path: Path) -> None:
+    change = actions.remove_lim(system(), "north", 2)
+    said = '{"ok": true, "said": ["LIM 2 is leaving cluster north: standby1 stops it"]}'
+    a = HandBack(tmp_path, {"retire-lims": ssh.Result("standby1", True, said, "", 0)})
+    nodes = nodes_for(change)
+    assert a._hand_back_leaving_lims(change, nodes, tracker()) == {}
+    assert a.ops == [("standby1", "retire-lims", {"lims": [2], "timeout": 30.0})]
+    assert nodes["standby1"].retired_lims == [2]
+    assert orchestrate._undo_plan(nodes["standby1"], 1)["unretire"] == [2]
+
+
+def test_a_lim_the_standby_does_not_let_go_refuses_the_change_and_is_taken_back(
+        tmp_path: Path) -> None:
+    change = actions.delete_cluster(system(), "north")
+    a = HandBack(tmp_path, {
+        "retire-lims": ssh.Result("standby1", False, error="LIM 2 still runs here after 30 s"),
+        "unretire": ssh.Result("standby1", True, '{"ok": true}', "", 0)})
+    nodes = nodes_for(change)
+    refused = a._hand_back_leaving_lims(change, nodes, tracker())
+    assert refused == {"standby1": "LIM 2 still runs here after 30 s: move the LIM back to its "
+                       "regular server first (`mxone_maintenance cluster fallback LIM`), then "
+                       "try again"}
+    assert [op for _, op, _ in a.ops] == ["retire-lims", "unretire"]
+    assert a.ops[0][2]["lims"] == [2, 3] and nodes["standby1"].retired_lims == []
+
+
+def test_no_hand_back_when_the_standbys_agent_does_not_run(tmp_path: Path) -> None:
+    change = actions.remove_lim(system(), "north", 2)
+    a = HandBack(tmp_path, {})
+    assert a._hand_back_leaving_lims(change, nodes_for(change, running=False), tracker()) == {}
+    assert a.ops == []
