@@ -6,12 +6,18 @@ Applying a change runs in phases, each in parallel over the servers it touches:
 1. connect: every touched server is reached and its host key checked before anything is
    changed; a server that cannot be reached stops the change with nothing changed anywhere;
 2. snapshot: each node's agent files (node.json, node.json.prev, cluster.key), the
-   ``current`` release link and whether the agent runs are read, for the rollback;
-3. change: ensure the agent release (upload skipped when the node has it, checksum
-   verified on the node before extracting), write cluster.key and node.json atomically
+   ``current`` release link and whether the agent runs are read, for the rollback; so are
+   the network configuration files of a server whose base address changes or that leaves
+   its cluster (:mod:`~mxone_maintenance.netconfig`) - one the tool cannot change stops the
+   change here, naming the file;
+3. change: a new base address is added at run time and written into the server's network
+   configuration (the old one, now the alias, no longer comes up at boot); ensure the agent
+   release (upload skipped when the node has it, checksum verified on the node before
+   extracting), write cluster.key and node.json atomically
    (old node.json kept as node.json.prev), switch ``current``, start or reload the agent,
    and wait until ``ctl status`` reports the new generation; a server leaving every cluster
-   gets its agent stopped and its node.json and key removed;
+   gets its agent stopped, its node.json and key removed and its network configuration
+   put back as before the cluster;
 4. if any server failed (or the operator pressed Ctrl-C): every server already changed is
    put back to its snapshot, byte for byte, and its agent to its previous state;
    system.toml is not written. A server that cannot be reached for its rollback keeps its
@@ -39,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from mxone_agent import config as agent_config
-from mxone_maintenance import nodeconfig, ssh, store, synckeys
+from mxone_maintenance import netconfig, nodeconfig, ssh, store, synckeys
 from mxone_maintenance.actions import Change
 from mxone_maintenance.artefact import Artefact
 from mxone_maintenance.errors import MxoneError
@@ -254,7 +260,11 @@ def read(path):
 def put(path, data_hex, mode):
     d = os.path.dirname(path)
     tmp = "%s/.%s.tmp-%d" % (d, os.path.basename(path), os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.unlink(tmp)  # a leftover keeps its own mode: the secret goes into a new file only
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         os.write(fd, bytes.fromhex(data_hex)); os.fsync(fd)
     finally:
@@ -550,6 +560,9 @@ class _Node:
     agent_changed: bool = False  # the agent (re)loaded the new config
     add_base: dict[str, Any] | None = None  # the new base address to configure, if missing
     added_base: bool = False
+    net_request: dict[str, Any] | None = None  # netconfig request: base address persisted/undone
+    net: dict[str, Any] = field(default_factory=dict)  # netconfig's inspect answer
+    net_touched: bool = False  # its network config files may have been written
     step: str = "not started"
     error: str = ""
     rolled_back: str = ""
@@ -611,6 +624,7 @@ class SshApplier:
                 steps.append(PlanStep(name, f"leaves cluster {before[name].cluster}: agent "
                                       "stopped, node config, cluster key and sync key removed"))
         steps[:0] = _leaving_plan(change)
+        steps.extend(network_plan(change))
         steps.append(PlanStep(self.local_name, f"system config generation {gen1} written to "
                               f"{self.config_path}" + (" once every server above succeeded"
                                                        if steps else "")))
@@ -710,6 +724,8 @@ class SshApplier:
                 return fail_all_untouched(problem)
             for name, base in self._missing_base_addresses(nodes).items():
                 nodes[name].add_base = base
+            if refused := self._inspect_network_configs(change, nodes):
+                return fail_all_untouched(refused)
 
             if refused := self._hand_back_leaving_lims(change, nodes, tracker):
                 return fail_all_untouched(refused)
@@ -842,8 +858,9 @@ class SshApplier:
 
         Joining a cluster gives a LIM server a new base address (the one the operator
         entered); its old base address becomes the LIM's alias. The tool configures the new
-        address itself (at run time), so nothing needs a restart; the agent sends its
-        heartbeats from it.
+        address itself at run time, so nothing needs a restart (the agent sends its
+        heartbeats from it), and writes it into the server's network configuration
+        (:meth:`_write_network_config`).
         """
         missing = {}
         for name, n in nodes.items():
@@ -856,11 +873,51 @@ class SshApplier:
                                  "prefix": me.prefix}
         return missing
 
+    def _inspect_network_configs(self, change: Change, nodes: Mapping[str, _Node]
+                                 ) -> dict[str, str]:
+        """Read, on every server whose base address changes or that leaves its cluster,
+        the network configuration files the change will write (for the rollback), before
+        anything changes; server -> refusal for each whose configuration the tool cannot
+        change (the message names the file to change by hand)."""
+        for name, n in nodes.items():
+            n.net_request = network_request(change, name, leaves=n.config is None)
+        asked = {name: n for name, n in nodes.items() if n.net_request is not None}
+        results = self.pool.each(
+            [n.target for n in asked.values()],
+            lambda t: self._call(t, "inspect", asked[t.name].net_request or {},
+                                 command=netconfig.node_command("inspect")))
+        refused = {}
+        for name, r in results.items():
+            if r.ok:
+                asked[name].net = json.loads(r.stdout)
+            else:
+                refused[name] = f"its network configuration cannot follow: {r.describe()}"
+        return refused
+
+    def _write_network_config(self, node: _Node, tracker: _Tracker) -> None:
+        """Write what :meth:`_inspect_network_configs` found into the node's network config
+        (the new base address, or the tool's earlier change undone); the old files are kept
+        for the rollback."""
+        req, edits = node.net_request, node.net.get("edits") or []
+        if req is None or not edits:
+            return
+        node.net_touched = True
+        r = self._call(node.target, "apply", {**req, "expect": node.net.get("expect", {})},
+                       command=netconfig.node_command("apply"))
+        paths = ", ".join(e["path"] for e in edits)
+        if req.get("revert"):
+            what = f"network configuration put back as before the cluster ({paths})"
+        else:
+            what = (f"new base address {req['new']} written to {paths}: it comes back after a "
+                    f"reboot, and {req['old']} (the alias) comes up only by the agent")
+        self._step(node, what, tracker, r)
+
     # ---- one node -----------------------------------------------------------------------
 
     def _call(self, target: ssh.Target, op: str, request: Mapping[str, Any],
-              timeout: float | None = None) -> ssh.Result:
-        r = self.pool.run(target, helper_command(op), input=json.dumps(request), timeout=timeout)
+              timeout: float | None = None, command: str | None = None) -> ssh.Result:
+        r = self.pool.run(target, command or helper_command(op), input=json.dumps(request),
+                          timeout=timeout)
         if r.ok:
             try:
                 answer = json.loads(r.stdout)
@@ -891,6 +948,7 @@ class SshApplier:
                 r = self._call(t, "retire", {"auth": _authorized_keys(node, None)})
                 node.said = _leave_lines(r)
                 self._step(node, "agent stopped, node config and keys removed", tracker, r)
+                self._write_network_config(node, tracker)
                 tracker.add(4)
                 return ssh.Result(t.name, True, seconds=time.monotonic() - started)
             assert art is not None
@@ -901,8 +959,8 @@ class SshApplier:
                 node.added_base = r.ok
                 b = node.add_base
                 self._step(node, f"new base address {b['address']}/{b['prefix']} configured on "
-                           f"{b['interface']} (at run time: add it to the server's network "
-                           "configuration too)", tracker, r)
+                           f"{b['interface']} (at run time)", tracker, r)
+            self._write_network_config(node, tracker)
             if node.snapshot.get("has_release"):
                 tracker.add(1, f"{t.name}: agent release {art.release} already there (upload skipped)")
             else:
@@ -1014,6 +1072,11 @@ class SshApplier:
             # It ran no agent before: stop the one started now, and remove its fence while
             # that agent's release is still installed (its aliases answer freely again).
             r = self._call(t, "stop", {"release": True})
+            if not r.ok:
+                return r
+        if plan.get("network"):  # before the agent files: /etc/mxone may go with them
+            r = self._call(t, "restore", plan["network"],
+                           command=netconfig.node_command("restore"))
             if not r.ok:
                 return r
         r = self._call(t, "restore", {"files": snap["files"], "dirs": snap["dirs"]})
@@ -1223,11 +1286,59 @@ def _disk_problems(change: Change, nodes: Mapping[str, _Node]) -> dict[str, str]
             for v in rules.check(change.after, facts) if v.rule == "standby-disk"}
 
 
+def network_request(change: Change, name: str, leaves: bool) -> dict[str, Any] | None:
+    """What server ``name``'s own network configuration needs in ``change`` (a
+    :mod:`~mxone_maintenance.netconfig` request), or None.
+
+    A server that stays in (or joins) a cluster with a new base address gets it written in
+    place of its old one, which is now its LIM's alias; a server leaving its cluster
+    (``leaves``) gets the tool's earlier change undone.
+    """
+    old, new = _server(change.before, name), _server(change.after, name)
+    if leaves:
+        server = old or new
+        return {"interface": server.interface, "revert": True} if server else None
+    if old is None or new is None or old.address == new.address:
+        return None
+    cluster = change.after.cluster_of_server(name)
+    why = (f"base address {new.address} replaces {old.address}, now the alias of LIM {new.lim}"
+           + (f" in cluster {cluster.name}" if cluster else "") + ", which only the agent "
+           "brings up; undone when the LIM leaves the cluster")
+    return {"interface": new.interface, "old": old.address, "new": new.address, "why": why}
+
+
+def network_plan(change: Change) -> list[PlanStep]:
+    """The plan's lines about the servers' own network configuration."""
+    before, after = _node_configs(change.before), _node_configs(change.after)
+    steps = []
+    for name in after:
+        req = network_request(change, name, leaves=False)
+        if req is not None:
+            steps.append(PlanStep(name, f"base address {req['old']} -> {req['new']}: "
+                                  f"{req['new']} added on {req['interface']} and written into the "
+                                  f"server's network configuration in place of {req['old']}, so "
+                                  f"that it comes back after a reboot and {req['old']} (the alias) "
+                                  "comes up only by the agent; refused before any change if that "
+                                  "configuration is in a form the tool cannot change"))
+    for name in before:
+        old = _server(change.before, name)
+        if name not in after and old is not None and old.role == "lim":
+            steps.append(PlanStep(name, "network configuration put back as it was before the "
+                                  "cluster (the tool's change for its base address undone)"))
+    return steps
+
+
+def _server(system: System, name: str) -> Server | None:
+    return next((s for s in system.servers if s.name == name), None)
+
+
 def _undo_plan(node: _Node, generation: int) -> dict[str, Any]:
     return {"generation": generation, "snapshot": node.snapshot, "switched": node.switched,
             "retired": node.config is None, "agent_changed": node.agent_changed,
             "unretire": list(node.retired_lims),
-            "remove_base": node.add_base if node.added_base else None}
+            "remove_base": node.add_base if node.added_base else None,
+            "network": ({"files": node.net.get("files") or {}, "dirs": node.net.get("dirs") or {}}
+                        if node.net_touched else None)}
 
 
 class _NodeFailed(Exception):
