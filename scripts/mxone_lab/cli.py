@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="these hosts boot systemd as PID 1 (units, systemctl, journalctl); slower to build",
     )
+    spec_opt.add_argument(
+        "--networkd",
+        metavar="HOST[,HOST]",
+        action="append",
+        default=[],
+        help="these hosts boot systemd, whose systemd-networkd brings up their addresses from "
+        "their own /etc/systemd/network (what `reboot` then shows)",
+    )
 
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -74,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print the status as JSON")
 
     rs = sub.add_parser("reset", parents=[lab_opt], help="put every host back to as-built")
+    rb = sub.add_parser(
+        "reboot",
+        parents=[lab_opt],
+        help="power-cycle a systemd host: its processes and network state go, its disks stay",
+    )
+    rb.add_argument("host", metavar="HOST")
     rs.add_argument("id", nargs="?", metavar="ID", help="the lab (default: the current lab)")
 
     ex = sub.add_parser(
@@ -161,7 +175,9 @@ def _spec(args: argparse.Namespace) -> LabSpec:
     else:
         spec = LabSpec.default()
     systemd = [n.strip() for arg in getattr(args, "systemd", []) for n in arg.split(",")]
-    return spec.with_systemd(n for n in systemd if n) if systemd else spec
+    networkd = [n.strip() for arg in getattr(args, "networkd", []) for n in arg.split(",")]
+    spec = spec.with_systemd(n for n in systemd if n) if systemd else spec
+    return spec.with_networkd(n for n in networkd if n) if networkd else spec
 
 
 def _lab(args: argparse.Namespace) -> Lab:
@@ -311,6 +327,16 @@ def _cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reboot(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    started = time.monotonic()
+    lab.reboot(args.host)
+    h = lab.host(args.host)
+    print(f"lab {lab.id}: {h.name} rebooted in {time.monotonic() - started:.1f} s; eth0 has "
+          f"{', '.join(lab.addresses(h.name)) or 'no address'}")
+    return 0
+
+
 def _cmd_exec(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
@@ -379,6 +405,7 @@ _COMMANDS = {
     "list": _cmd_list,
     "status": _cmd_status,
     "reset": _cmd_reset,
+    "reboot": _cmd_reboot,
     "exec": _cmd_exec,
     "ssh": _cmd_ssh,
     "fault": _cmd_fault,

@@ -252,6 +252,16 @@ class Faults:
 
     # -- reading -----------------------------------------------------------------------
 
+    def replug(self, host: str) -> None:
+        """Apply again what lives on ``host``'s switch port itself (its down state, its
+        rate cap) after the port was created anew (:meth:`Lab.reboot`); the drop rules
+        match ports by name and hold already."""
+        fs = self.state
+        if host in fs.down:
+            self._set_ports({host: False})
+        if host in fs.rate:
+            self._set_rates({}, {host: fs.rate[host]})
+
     @property
     def state(self) -> FaultState:
         """The faults in force, as recorded in the lab's state file."""

@@ -84,6 +84,9 @@ TOOLS = ("ip", "nsenter", "unshare", "nft", "sh", "sleep", "mount")
 STATE_VERSION = 1
 #: Where a systemd host keeps the lab dir until its boot is over (inside the host).
 _LAB_DIR_STAGING = "/run/.mxone-lab"
+#: Every host's own network configuration (systemd-networkd's format): what a server's
+#: /etc says about its address. Only a ``networkd`` host reads it at boot.
+NETWORK_FILE = "/etc/systemd/network/10-eth0.network"
 
 # Host sysctls a test may change (blocked-alias experiments) that reset() puts back.
 _RESET_SYSCTLS = {
@@ -160,6 +163,8 @@ class Host:
     ssh_port: int = 22
     systemd: bool = False
     boot_seconds: float | None = None
+    #: systemd-networkd brings up its addresses from its own /etc (see LabSpec).
+    networkd: bool = False
 
     @property
     def cidr(self) -> str:
@@ -295,6 +300,7 @@ class Lab:
                 switch_port=h["switch_port"],
                 systemd=bool(h.get("systemd")),
                 boot_seconds=h.get("boot_seconds"),
+                networkd=bool(h.get("networkd")),
             )
         return out
 
@@ -384,6 +390,7 @@ class Lab:
                     "sshd_pid": None,
                     "sshd_start": None,
                     "systemd": h.systemd,
+                    "networkd": h.networkd,
                 }
                 if h.systemd:
                     cgroot = systemd_host.cgroup2_root() or Path("/sys/fs/cgroup")
@@ -488,6 +495,8 @@ class Lab:
             # once the lab dir (its config and keys) is visible in the host's /tmp.
             self._wait_booted(booting, boot_timeout)
             for name in booting:
+                if self._state["hosts"][name].get("networkd"):
+                    self._wait_network(name, timeout, self.host(name).cidr)
                 self._expose_lab_dir(name, timeout)
                 self._snapshot_as_built(name, timeout)
                 if sshd:
@@ -525,8 +534,11 @@ class Lab:
             self._state["hosts"][h.name]["host_key"] = host_keys[h.name].public_key
             keys.write_private(hd / "ssh_host_ed25519_key", host_keys[h.name])
             (hd / "sshd_config").write_text(self._sshd_config(h.name))
+            # A networkd host gets its address from its own config, at every boot.
             (hd / "net.batch").write_text(
-                f"link set lo up\naddr add {spec.ip_of(h)}/{spec.prefix} dev eth0\n"
+                "link set lo up\n"
+                if h.networkd
+                else f"link set lo up\naddr add {spec.ip_of(h)}/{spec.prefix} dev eth0\n"
                 "link set eth0 up\n"
             )
             for lower in OVERLAID:
@@ -540,8 +552,11 @@ class Lab:
             etc = hd / "ov" / "etc" / "upper"
             (etc / "hostname").write_text(h.name + "\n")
             (etc / "hosts").write_text(etc_hosts)
+            network = etc / NETWORK_FILE.removeprefix("/etc/")
+            network.parent.mkdir(parents=True, exist_ok=True)
+            network.write_text(self._network_file(h.name))
             if h.systemd:
-                systemd_host.write_etc(etc)
+                systemd_host.write_etc(etc, networkd=h.networkd)
             home = hd / "ov" / "root" / "upper"
             (home / ".bashrc").write_text(_PLAIN_BASHRC)
             (home / ".profile").write_text(_PLAIN_BASHRC + "[ -f ~/.bashrc ] && . ~/.bashrc\n")
@@ -553,6 +568,25 @@ class Lab:
             keys.write_private(ssh / "id_ed25519", user)
             (ssh / "known_hosts").write_text(known)
         self._write_state()
+
+    def _network_file(self, name: str) -> str:
+        """The text of host ``name``'s :data:`NETWORK_FILE` as built."""
+        h = self._state["hosts"][name]
+        reader = (
+            "systemd-networkd brings it up at every boot"
+            if h.get("networkd")
+            else "the lab brings the address up itself; nothing reads this file"
+        )
+        return (
+            f"# lab {self.id} host {name}: its own network configuration ({reader}).\n"
+            "[Match]\n"
+            "Name=eth0\n"
+            "\n"
+            "[Network]\n"
+            f"Address={h['ip']}/{h['prefix']}\n"
+            "LinkLocalAddressing=no\n"
+            "IPv6AcceptRA=no\n"
+        )
 
     def _switch_batch(self) -> str:
         lines = [
@@ -784,6 +818,36 @@ class Lab:
                     f"{', '.join(failed) or '?'} (see `journalctl -u UNIT` on {name})",
                     stacklevel=4,
                 )
+
+    def _wait_network(self, name: str, timeout: float, want: str | None = None) -> list[str]:
+        """Wait until systemd-networkd has brought up ``want`` (any IPv4 address when None)
+        on host ``name``'s eth0; the addresses it has then. Raises :class:`LabError` with
+        networkd's log when it does not within ``timeout`` s."""
+        h = self._state["hosts"][name]
+        deadline = time.monotonic() + timeout
+        while True:
+            data = _ip_json(f"/proc/{h['holder_pid']}/ns/net", ["-4", "addr", "show", "dev", "eth0"])
+            have = sorted(
+                f"{a['local']}/{a['prefixlen']}" for x in data for a in x.get("addr_info", [])
+            )
+            if (want in have) if want else have:
+                return have
+            if time.monotonic() > deadline:
+                log = ""
+                with contextlib.suppress(LabError):
+                    log = self.exec(
+                        name,
+                        "journalctl -u systemd-networkd --no-pager -o cat | tail -n 5",
+                        check=False,
+                        timeout=5,
+                    ).stdout
+                raise LabError(
+                    f"host {name}: systemd-networkd did not bring up {want or 'an address'} on "
+                    f"eth0 within {timeout:g} s (it has {', '.join(have) or 'none'}; its "
+                    f"config: {NETWORK_FILE}); networkd says: "
+                    + (" | ".join(log.strip().splitlines()) or "nothing")
+                )
+            time.sleep(0.05)
 
     def _failed_units(self, name: str) -> list[str]:
         r = self.exec(
@@ -1356,6 +1420,98 @@ class Lab:
         if problems:
             raise LabError(f"lab {self.id}: reset incomplete: " + "; ".join(problems))
 
+    def reboot(self, name: str, timeout: float = 10.0, boot_timeout: float = 120.0) -> None:
+        """Power-cycle systemd host ``name``: everything it ran ends, its disks stay.
+
+        Kept, as on a server's disks: the host's own /etc, /var, /root and /opt (its
+        overlay upper dirs). Lost, as in a power cycle: every process (its PID 1 is killed,
+        so the kernel ends everything in its PID namespace, the lab's sshd there too),
+        /run, /tmp, /dev, and the kernel's network state: the host's network namespace is
+        replaced by a new one with a fresh eth0 (same name, MAC and switch port), so its
+        addresses, routes, neighbours, nftables and sysctls are gone. Faults in force on
+        its switch port stay in force. Then systemd boots again from the host's own files:
+        on a ``networkd`` host systemd-networkd brings up whatever the host's network
+        configuration says (not necessarily the lab's base address); on another the lab
+        adds the base address as at build. Returns once boot is over, eth0 has an address
+        and (if the lab runs sshd) sshd listens.
+
+        Raises :class:`LabError` for a host that does not boot systemd (nothing would boot
+        it again), or when it does not come back (with its console log).
+        """
+        self._require_local()
+        self.host(name)
+        h = self._state["hosts"][name]
+        if not h.get("systemd"):
+            raise LabError(
+                f"host {name} does not boot systemd: only a systemd host can be rebooted "
+                f"(HostSpec systemd=True; `mxone-lab up --systemd {name}`)"
+            )
+        self._check_pid(h["holder_pid"], h.get("holder_start"), f"host {name}")
+        children = dict(self._children) | {t.proc.pid: t.proc for t in self._procs}
+        old_net = procs.process_ns(int(h["holder_pid"]), "net")
+
+        # Power off: PID 1 and with it every process of the host.
+        init = int(h["holder_pid"])
+        launcher = int(h["launcher_pid"]) if _same_process(
+            h.get("launcher_pid"), h.get("launcher_start")) else 0
+        procs.signal_all([init], signal.SIGKILL)
+        left = procs.wait_gone([init, launcher] if launcher else [init], timeout, children)
+        # The console's drain ends once nothing holds the console; anything else still in
+        # the host's network namespace (a command entered from outside) ends with it.
+        strays = procs.members({old_net} if old_net else set())
+        procs.signal_all(strays, signal.SIGKILL)
+        left += procs.wait_gone(strays, timeout, children)
+        if left:
+            raise LabError(
+                f"host {name}: did not power off within {timeout:g} s: "
+                + ", ".join(f"process {p} ({procs.comm(p)})" for p in left)
+            )
+        self._children = {p: c for p, c in self._children.items() if c.poll() is None}
+        self._procs = [t for t in self._procs if t.proc.poll() is None]
+        h.update(holder_pid=None, holder_start=None, sshd_pid=None, sshd_start=None,
+                 launcher_pid=None, launcher_start=None, console_pid=None, console_start=None)
+        self._write_state()
+
+        # A new network namespace with a fresh eth0 on the same switch port.
+        _run(["ip", "netns", "del", h["ns"]], f"host {name}: removing its network namespace")
+        deadline = time.monotonic() + timeout
+        port = h["switch_port"]
+        while _link_exists(self.switch_ns, port):
+            if time.monotonic() > deadline:
+                raise LabError(f"host {name}: its switch port {port} was not gone within "
+                               f"{timeout:g} s of its network namespace")
+            time.sleep(0.01)
+        _run(["ip", "netns", "add", h["ns"]], f"host {name}: creating its network namespace")
+        batch = self._host_dir(name) / "replug.batch"
+        batch.write_text(
+            f"link add {port} type veth peer name eth0 address {h['mac']} netns {h['ns']}\n"
+            f"link set {port} master br0\n"
+            f"link set {port} up\n"
+        )
+        _run(["ip", "-n", self.switch_ns, "-batch", str(batch)],
+             f"host {name}: plugging its eth0 into the switch")
+        self.faults.replug(name)
+        left = systemd_host.remove_cgroup(Path(h["cgroup"]))
+        if left:
+            raise LabError(f"host {name}: cannot reboot: {', '.join(left)} still there")
+
+        # Power on.
+        started = time.monotonic()
+        holder = self._spawn_systemd_host(name)
+        self._write_state()
+        self._wait_ready({f"host {name}": holder}, timeout)
+        self._find_init(name, timeout)
+        self._write_state()
+        self._wait_booted({name: started}, boot_timeout)
+        if h.get("networkd"):
+            self._wait_network(name, timeout)
+        self._expose_lab_dir(name, timeout)
+        if self._state.get("sshd"):
+            self._start_sshd(name)
+            self._write_state()
+            self._wait_sshd([name], timeout)
+        self._write_state()
+
     def _reset_script(self, name: str) -> str:
         """The shell script that puts one host back to as-built (run on that host)."""
         h = self.host(name)
@@ -1372,8 +1528,12 @@ class Lab:
             f"{{ ip link set eth0 down; ip link set eth0 address {h.mac}; }}\n"
             "ip link set lo up\n"
             "ip link set eth0 up\n"
+            # the host's own network configuration as built (the tool rewrites it), and
+            # networkd (if it runs) reading it again
+            f"printf '%s' {q(self._network_file(name))} > {NETWORK_FILE}\n"
+            + ("networkctl reload\n" if self._state["hosts"][name].get("networkd") else "")
             # addresses: the base one stays (no moment without it), others go
-            "ip -o -4 addr show dev eth0 | while read -r _ _ _ cidr _; do\n"
+            + "ip -o -4 addr show dev eth0 | while read -r _ _ _ cidr _; do\n"
             f'  [ "$cidr" = {h.cidr} ] || ip addr del "$cidr" dev eth0\n'
             "done\n"
             f"ip -o -4 addr show dev eth0 | grep -q ' {h.cidr} ' || ip addr add {h.cidr} dev eth0\n"
@@ -1786,6 +1946,12 @@ def _ip_json(netns_path: str, args: list[str], timeout: float = 10.0) -> list[di
         raise LabError(f"`{' '.join(argv)}` failed: {r.stderr.strip()}")
     data: list[dict[str, Any]] = json.loads(r.stdout or "[]")
     return data
+
+
+def _link_exists(ns: str, link: str) -> bool:
+    r = subprocess.run(["ip", "-n", ns, "link", "show", "dev", link], check=False,
+                       capture_output=True, timeout=10)
+    return r.returncode == 0
 
 
 def _run(argv: list[str], what: str, timeout: float = 10.0) -> None:

@@ -14,8 +14,11 @@ A spec file is TOML::
     client = 100
 
     systemd = ["lim2"]           # optional: these hosts boot systemd as their PID 1
+    networkd = ["lim2"]          # optional: of those, these get their address at boot from
+                                 # systemd-networkd reading their own /etc/systemd/network
 
-(in TOML, ``systemd`` is a top-level key, so it comes before the ``[hosts]`` table).
+(in TOML, ``systemd`` and ``networkd`` are top-level keys, so they come before the
+``[hosts]`` table).
 """
 
 from __future__ import annotations
@@ -53,12 +56,16 @@ class HostSpec:
 
     With ``systemd`` the host boots a real systemd as PID 1 of its own PID namespace (units,
     ``systemctl``, ``journalctl``, watchdogs and restarts work as on a server); otherwise
-    the host is a plain holder process (fast: no boot).
+    the host is a plain holder process (fast: no boot). With ``networkd`` (systemd hosts
+    only) its systemd runs systemd-networkd, which brings up the host's addresses at every
+    boot from the host's own ``/etc/systemd/network`` (every host has the file; on other
+    hosts the lab adds the base address itself and nothing reads the file).
     """
 
     name: str
     host_byte: int
     systemd: bool = False
+    networkd: bool = False
 
     @property
     def mac(self) -> str:
@@ -121,7 +128,20 @@ class LabSpec:
                 ]
             )
         hosts = tuple(
-            HostSpec(h.name, h.host_byte, systemd=h.systemd or h.name in wanted) for h in self.hosts
+            HostSpec(h.name, h.host_byte, systemd=h.systemd or h.name in wanted,
+                     networkd=h.networkd)
+            for h in self.hosts
+        )
+        return LabSpec(hosts=hosts, subnet=self.subnet)
+
+    def with_networkd(self, names: Iterable[str]) -> LabSpec:
+        """This spec with the named hosts booting systemd and getting their addresses from
+        systemd-networkd (the others unchanged); :class:`SpecError` for unknown names."""
+        wanted = list(dict.fromkeys(names))
+        spec = self.with_systemd(wanted)
+        hosts = tuple(
+            HostSpec(h.name, h.host_byte, systemd=h.systemd, networkd=h.networkd or h.name in wanted)
+            for h in spec.hosts
         )
         return LabSpec(hosts=hosts, subnet=self.subnet)
 
@@ -142,10 +162,11 @@ class LabSpec:
         Raises :class:`SpecError` naming every problem, prefixed with ``source``.
         """
         problems: list[str] = []
-        unknown = sorted(set(data) - {"subnet", "hosts", "systemd"})
+        unknown = sorted(set(data) - {"subnet", "hosts", "systemd", "networkd"})
         if unknown:
             problems.append(
-                f"unknown key(s) {', '.join(unknown)}: only subnet and hosts (and systemd)"
+                f"unknown key(s) {', '.join(unknown)}: only subnet and hosts (and systemd, "
+                "networkd)"
             )
         raw_systemd = data.get("systemd", [])
         systemd: set[str] = set()
@@ -153,6 +174,12 @@ class LabSpec:
             problems.append(f"systemd {raw_systemd!r} must be a list of host names")
         else:
             systemd = set(raw_systemd)
+        raw_networkd = data.get("networkd", [])
+        networkd: set[str] = set()
+        if not isinstance(raw_networkd, list) or not all(isinstance(n, str) for n in raw_networkd):
+            problems.append(f"networkd {raw_networkd!r} must be a list of host names")
+        else:
+            networkd = set(raw_networkd)
         subnet = DEFAULT_SUBNET
         raw_subnet = data.get("subnet", str(DEFAULT_SUBNET))
         try:
@@ -168,9 +195,13 @@ class LabSpec:
                 if isinstance(byte, bool) or not isinstance(byte, int):
                     problems.append(f"host {name}: host byte {byte!r} is not an integer")
                     continue
-                hosts.append(HostSpec(str(name), byte, systemd=str(name) in systemd))
+                hosts.append(HostSpec(str(name), byte, systemd=str(name) in systemd,
+                                      networkd=str(name) in networkd))
             problems += [
                 f"systemd host {n!r} is not in hosts" for n in sorted(systemd - set(raw_hosts))
+            ]
+            problems += [
+                f"networkd host {n!r} is not in hosts" for n in sorted(networkd - set(raw_hosts))
             ]
         if isinstance(raw_hosts, Mapping) and raw_hosts:
             problems += _problems(subnet, hosts)
@@ -201,6 +232,8 @@ class LabSpec:
         }
         if self.systemd_names:
             data["systemd"] = list(self.systemd_names)
+        if self.networkd_names:
+            data["networkd"] = list(self.networkd_names)
         return data
 
     # -- derived values ----------------------------------------------------------------
@@ -222,6 +255,11 @@ class LabSpec:
     def systemd_names(self) -> tuple[str, ...]:
         """The hosts that boot systemd, in spec order."""
         return tuple(h.name for h in self.hosts if h.systemd)
+
+    @property
+    def networkd_names(self) -> tuple[str, ...]:
+        """The hosts whose systemd-networkd brings up their addresses, in spec order."""
+        return tuple(h.name for h in self.hosts if h.networkd)
 
 
 def _problems(subnet: Any, hosts: Iterable[HostSpec]) -> list[str]:
@@ -250,6 +288,13 @@ def _problems(subnet: Any, hosts: Iterable[HostSpec]) -> list[str]:
             seen_names[h.name] = h.host_byte
         if not isinstance(h.systemd, bool):
             problems.append(f"host {h.name}: systemd {h.systemd!r} must be true or false")
+        if not isinstance(h.networkd, bool):
+            problems.append(f"host {h.name}: networkd {h.networkd!r} must be true or false")
+        elif h.networkd and not h.systemd:
+            problems.append(
+                f"host {h.name}: networkd needs systemd (only a host that boots systemd runs "
+                "systemd-networkd): add it to systemd too"
+            )
         if isinstance(h.host_byte, bool) or not isinstance(h.host_byte, int):
             problems.append(f"host {h.name}: host byte {h.host_byte!r} is not an integer")
             continue

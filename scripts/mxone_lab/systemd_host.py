@@ -121,6 +121,14 @@ MASKED_UNITS = (
     "systemd-ask-password-wall.path",
 )
 
+#: What a ``networkd`` host runs (unmasked and enabled): systemd-networkd brings up its
+#: addresses at boot, and network-online.target waits for it, as on a server.
+NETWORKD_UNITS = {
+    "systemd-networkd.service": "multi-user.target.wants",
+    "systemd-networkd.socket": "sockets.target.wants",
+    "systemd-networkd-wait-online.service": "network-online.target.wants",
+}
+
 #: Units a systemd host keeps even when the machine enables them.
 KEPT_UNITS = frozenset(
     {
@@ -281,13 +289,19 @@ def _tmpfiles_line_is_hosts(line: str) -> bool:
     return any(path == top or path.startswith(top + "/") for top in HOST_OWNED)
 
 
-def write_etc(upper: Path) -> None:
+def write_etc(upper: Path, networkd: bool = False) -> None:
     """Populate a host's overlay upper /etc before boot: masks, disabled generators,
-    tmpfiles.d overrides, drop-ins for the manager and journald, a machine id of its own."""
+    tmpfiles.d overrides, drop-ins for the manager and journald, a machine id of its own;
+    with ``networkd``, systemd-networkd enabled (:data:`NETWORKD_UNITS`)."""
     units = upper / "systemd" / "system"
     units.mkdir(parents=True, exist_ok=True)
     for unit in masked_units():
-        os.symlink("/dev/null", units / unit)
+        if not (networkd and unit in NETWORKD_UNITS):
+            os.symlink("/dev/null", units / unit)
+    if networkd:
+        for unit, wants in NETWORKD_UNITS.items():
+            (units / wants).mkdir(exist_ok=True)
+            os.symlink(f"/lib/systemd/system/{unit}", units / wants / unit)
     gens = upper / "systemd" / "system-generators"
     gens.mkdir(exist_ok=True)
     for name in generators():
