@@ -400,7 +400,6 @@ class SyncWorker:
         return self._sync(
             lim, Path(settings.xdata_root), cfg.node, peer, clock_bound_s=settings.clock_bound,
             keep_here=xdata.KEEP_ON_REGULAR if regular else xdata.KEEP_ON_STANDBY,
-            keep_there=xdata.KEEP_ON_STANDBY if regular else xdata.KEEP_ON_REGULAR,
             timeout_s=settings.timeout, peer_is_standby=regular,
             pull_only=trigger == sync_policy.TRIGGER_BEFORE_START)
 

@@ -13,18 +13,32 @@ Guarantees a caller may rely on:
   version under a version name; :func:`sweep_temporaries` removes those.
 * :func:`newest_valid` skips versions whose files do not match their manifest.
 * :func:`prune` removes old versions only after counting the valid ones, newest first, so
-  the newest valid versions always survive.
+  the newest valid versions always survive (at least one: ``keep`` below 1 is refused).
+* Nothing a peer or a manifest names reaches the filesystem unchecked (a peer holds the
+  cluster's sync key, nothing more, and must not write anywhere else as root): a version
+  name is ``lim<N>-<UTC stamp>`` in its one spelling, N a LIM number; a file path is
+  relative, in its one plain spelling, with no ``..``, control character or white space
+  (:func:`path_problem`); a size is a whole number up to :data:`MAX_FILE_BYTES`. Every path
+  is resolved and must stay under the versions root (:func:`inside`); files are opened
+  without following a symbolic link anywhere below the version (:func:`open_beneath`), so
+  none is followed or created. A receiver checks its free space against the version's
+  total before the first byte (:func:`receive`).
+* Exchange data is root's only: the versions root and every directory below it are made
+  0700, every file 0600, from their first byte.
 
 Standard library only: this module ships with the agent to every node.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +46,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mxone_agent.config import LIM_NUMBERS
 from mxone_agent.errors import AgentError
 
 MANIFEST = "MANIFEST.json"
@@ -39,11 +54,21 @@ FORMAT = 1
 KEEP_ON_REGULAR = 3
 KEEP_ON_STANDBY = 2
 TEMP_PREFIX = ".incoming-"
-_NAME = re.compile(r"lim(\d{1,3})-(\d{8}T\d{6}\.\d{6}Z)")
+_NAME = re.compile(r"lim([1-9][0-9]{0,2})-([0-9]{8}T[0-9]{6}\.[0-9]{6}Z)")  # ASCII digits
+_STAMP = "%Y%m%dT%H%M%S.%fZ"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
 MAX_BYTES = 2**63
 """The largest size or count a peer may name (a signed 64-bit file offset holds less)."""
+MAX_FILE_BYTES = 1 << 40
+"""The largest data file a manifest may list (1 TiB): far above any LIM's exchange data,
+far below what overflows anything."""
+MAX_FILES = 100_000
+"""The most files a manifest may list."""
+MAX_PATH_BYTES = 1024
+MAX_NAME_BYTES = 255  # one component of a path, as Linux file systems allow
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 MAX_TIME_S = 253402300799.0
 """The latest time a peer may name: 9999-12-31 23:59:59 UTC, the end of what clocks show."""
 _MTIME_NS = (-(2**63), 2**63 - 1)  # what os.utime accepts
@@ -98,8 +123,10 @@ class Manifest:
     @classmethod
     def from_dict(cls, d: object, where: str = "manifest") -> Manifest:
         """The manifest in a parsed JSON value (a peer's answer, say): every field of the
-        right type and range, the version named after its LIM, no file listed twice.
-        XdataError naming ``where``, the field, its value and the rule."""
+        right type and range, the version named after its LIM in its one spelling,
+        ``created`` its time stamp, every path plain (:func:`path_problem`), no file listed
+        twice or also a directory of another. XdataError naming ``where``, the field, its
+        value and the rule."""
         if not isinstance(d, dict):
             raise XdataError(f"{where}: {shown(d)} is not a manifest (a JSON object)")
         if d.get("format") != FORMAT:
@@ -108,22 +135,33 @@ class Manifest:
         missing = [k for k in ("lim", "version", "created", "files") if k not in d]
         if missing:
             raise XdataError(f"{where}: {', '.join(missing)} missing")
-        lim = whole_number(d["lim"], where, "lim", "a LIM number", high=999)
+        lim = whole_number(d["lim"], where, "lim", "a LIM number", low=LIM_NUMBERS.start,
+                           high=LIM_NUMBERS.stop - 1)
         version = d["version"]
-        parsed = parse_version_name(version) if isinstance(version, str) else None
-        if parsed is None or not version.startswith(f"lim{lim}-"):
+        parsed = parse_version_name(version)
+        if parsed is None or parsed[0] != lim:
             raise XdataError(f"{where}: version is {shown(version)}, not a version name of "
                              f"LIM {lim} (lim{lim}-<UTC time stamp>)")
-        if not isinstance(d["created"], str):
-            raise XdataError(f"{where}: created is {shown(d['created'])}, not a time stamp")
+        if d["created"] != parsed[1].isoformat():
+            raise XdataError(f"{where}: created is {shown(d['created'])}, not the time stamp "
+                             f"of version {version} ({parsed[1].isoformat()!r})")
         if not isinstance(d["files"], list):
             raise XdataError(f"{where}: files is {shown(d['files'])}, not a list")
+        if len(d["files"]) > MAX_FILES:
+            raise XdataError(f"{where}: files lists {len(d['files'])} files, more than "
+                             f"{MAX_FILES}")
         files = tuple(_file_entry(f, f"{where}: files[{i}]") for i, f in enumerate(d["files"]))
         seen: set[str] = set()
         for f in files:
             if f.path in seen:
                 raise XdataError(f"{where}: {f.path!r} is listed twice")
             seen.add(f.path)
+        for f in files:  # "a" and "a/b": one of them cannot be written
+            parts = f.path.split("/")
+            for depth in range(1, len(parts)):
+                if (parent := "/".join(parts[:depth])) in seen:
+                    raise XdataError(f"{where}: {parent!r} is listed as a file and is also "
+                                     f"a directory of {f.path!r}")
         return cls(lim, version, d["created"], files)
 
 
@@ -162,13 +200,9 @@ def _file_entry(f: object, where: str) -> FileEntry:
     path = f["path"]
     if not isinstance(path, str):
         raise XdataError(f"{where}: path is {shown(path)}, not a file path")
-    try:
-        plain = _safe_relpath(path) == path  # "a//b" or "./a" too: one spelling per file
-    except XdataError:
-        plain = False
-    if not plain:
-        raise XdataError(f"{where}: path is {shown(path)}, not a plain relative path")
-    size = whole_number(f["size"], where, "size")
+    if why := path_problem(path):
+        raise XdataError(f"{where}: path is {shown(path)}, not a plain relative path: {why}")
+    size = whole_number(f["size"], where, "size", low=0, high=MAX_FILE_BYTES)
     sha256 = f["sha256"]
     if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
         raise XdataError(f"{where}: sha256 is {shown(sha256)}, not 64 hex digits")
@@ -179,19 +213,171 @@ def _file_entry(f: object, where: str) -> FileEntry:
 
 def version_name(lim: int, when: datetime | None = None) -> str:
     when = (when or datetime.now(UTC)).astimezone(UTC)
-    return f"lim{lim}-{when.strftime('%Y%m%dT%H%M%S.%fZ')}"
+    return f"lim{lim}-{when.strftime(_STAMP)}"
 
 
-def parse_version_name(name: str) -> tuple[int, datetime] | None:
-    """(LIM, UTC time) of a version name; None when ``name`` is none (a month 13 too)."""
-    m = _NAME.fullmatch(name)
-    if m is None:
+def parse_version_name(name: object) -> tuple[int, datetime] | None:
+    """(LIM, UTC time) of a version name ``lim<N>-<YYYYMMDDTHHMMSS.ffffffZ>``; None when
+    ``name`` is none: not a string, N not a LIM number (1 to 124, no leading zero), a
+    digit that is not ASCII, an impossible date (a month 13), anything before or after."""
+    if not isinstance(name, str) or (m := _NAME.fullmatch(name)) is None:
+        return None
+    lim = int(m.group(1))
+    if lim not in LIM_NUMBERS:
         return None
     try:
-        when = datetime.strptime(m.group(2), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+        when = datetime.strptime(m.group(2), _STAMP).replace(tzinfo=UTC)
     except ValueError:
         return None
-    return int(m.group(1)), when
+    if when.strftime(_STAMP) != m.group(2):  # one spelling per time (no year 0099 as 99)
+        return None
+    return lim, when
+
+
+def parse_lim(word: object, where: str = "request") -> int:
+    """The LIM number ``word`` spells (plain ASCII digits, no sign, no leading zero, 1 to
+    124); XdataError "``where``: LIM 'x' is not a LIM number (...)" otherwise."""
+    if (not isinstance(word, str) or not re.fullmatch(r"[1-9][0-9]{0,2}", word)
+            or int(word) not in LIM_NUMBERS):
+        raise XdataError(f"{where}: LIM {shown(word)} is not a LIM number ({LIM_NUMBERS.start} "
+                         f"to {LIM_NUMBERS.stop - 1}, plain digits)")
+    return int(word)
+
+
+def path_problem(rel: str) -> str | None:
+    """Why ``rel`` is not a plain relative path of a file inside a version, or None.
+
+    Plain: relative, in its one spelling (no empty, ``.`` or ``..`` component), UTF-8, no
+    control character (NUL, newline, ...) and no white space (a ``send`` request carries
+    paths as words), at most :data:`MAX_PATH_BYTES` bytes and :data:`MAX_NAME_BYTES` per
+    component, and not the manifest's own name.
+    """
+    if rel == "":
+        return "it is empty"
+    if rel.startswith("/"):
+        return "it is absolute"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in rel):
+        return "it holds a control character"
+    if any(c.isspace() for c in rel):
+        return "it holds white space"
+    try:
+        size = len(rel.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "it is not UTF-8"
+    if size > MAX_PATH_BYTES:
+        return f"it is longer than {MAX_PATH_BYTES} bytes"
+    parts = rel.split("/")
+    if ".." in parts:
+        return "'..' leads out of the version"
+    if "" in parts or "." in parts:
+        return "it is not in its one plain spelling (an empty or '.' component)"
+    if any(len(part.encode("utf-8")) > MAX_NAME_BYTES for part in parts):
+        return f"a component is longer than {MAX_NAME_BYTES} bytes"
+    if parts[-1] == MANIFEST:
+        return f"{MANIFEST} is the manifest's own name"
+    return None
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path`` once it is checked to resolve (symbolic links followed) to a place under
+    ``root``; XdataError otherwise. The versions root itself may be a symbolic link (an
+    administrator's choice); nothing below it may lead out."""
+    base = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([base, real]) != base or real == base:
+        raise XdataError(f"{path} resolves to {real}, outside the versions root {base}; "
+                         "refused")
+    return path
+
+
+def open_beneath(directory: Path, rel: str, flags: int, mode: int = FILE_MODE) -> int:
+    """A file descriptor of ``directory / rel`` opened without following a symbolic link
+    in any component of ``rel`` (``rel`` must be plain, see :func:`path_problem`).
+    XdataError when a component is a symbolic link or no directory; OSError otherwise."""
+    if why := path_problem(rel):
+        raise XdataError(f"file path {shown(rel)} is not a plain relative path: {why}")
+    parts = rel.split("/")
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            try:
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise XdataError(f"{directory / rel}: {part!r} is not a directory (a "
+                                     "symbolic link is never followed)") from None
+                raise
+            os.close(fd)
+            fd = nxt
+        try:
+            return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise XdataError(f"{directory / rel} is a symbolic link; it is never "
+                                 "followed") from None
+            raise
+    finally:
+        os.close(fd)
+
+
+def ensure_root(root: Path) -> Path:
+    """Make the versions root (parents as the system makes them) and keep it root's only:
+    mode 0700, tightened if an older install left it open."""
+    root.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    st = os.stat(root)
+    if stat.S_IMODE(st.st_mode) != DIR_MODE:
+        os.chmod(root, DIR_MODE)
+    return root
+
+
+def make_dirs_beneath(directory: Path, rel_dir: str) -> None:
+    """Make the directories of ``rel_dir`` below ``directory`` (mode 0700), never
+    following a symbolic link; XdataError when a component exists as anything else."""
+    if rel_dir in ("", "."):
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in rel_dir.split("/"):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, DIR_MODE, dir_fd=fd)
+            try:
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise XdataError(f"{directory / rel_dir}: {part!r} exists and is not a "
+                                     "directory") from None
+                raise
+            os.close(fd)
+            fd = nxt
+    finally:
+        os.close(fd)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a new file ``path`` with mode 0600 from its first byte, and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def disk_use(root: Path) -> int:
+    """Bytes the regular files below ``root`` take (symbolic links are not followed)."""
+    total = 0
+    for top, dirs, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(top, name))
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+    return total
 
 
 def sha256_file(path: Path) -> str:
@@ -211,7 +397,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
@@ -219,20 +405,39 @@ def _fsync_file(path: Path) -> None:
 
 
 def _safe_relpath(rel: str) -> str:
-    p = Path(rel)
-    if p.is_absolute() or ".." in p.parts or rel in ("", MANIFEST):
-        raise XdataError(f"file path {rel!r} in a manifest is not a plain relative path")
-    return p.as_posix()
+    if why := path_problem(rel):
+        raise XdataError(f"file path {shown(rel)} in a manifest is not a plain relative path: "
+                         f"{why}")
+    return rel
+
+
+def _entries(directory: Path) -> list[tuple[str, bool]]:
+    """(path relative to ``directory``, is a regular file) of every entry below it that is
+    not a directory, the manifest excepted, sorted by path; symbolic links are listed,
+    never followed."""
+    found = []
+    for top, dirs, files in os.walk(directory):  # (does not descend into linked dirs)
+        rel_top = os.path.relpath(top, directory)
+        for name in [*files, *(d for d in dirs if os.path.islink(os.path.join(top, d)))]:
+            rel = name if rel_top == "." else f"{rel_top}/{name}"
+            if rel == MANIFEST:
+                continue
+            regular = stat.S_ISREG(os.lstat(os.path.join(top, name)).st_mode)
+            found.append((rel.replace(os.sep, "/"), regular))
+    return sorted(found)
 
 
 def scan(directory: Path) -> tuple[FileEntry, ...]:
-    """Every regular file below ``directory`` (the manifest excepted), sorted by path."""
+    """Every regular file below ``directory`` (the manifest excepted), sorted by path;
+    XdataError for anything else there (a symbolic link, a path no manifest may list)."""
     entries = []
-    for path in sorted(directory.rglob("*")):
-        if path.is_file() and path.name != MANIFEST:  # (hashes every file: for writing only)
-            st = path.stat()
-            entries.append(FileEntry(path.relative_to(directory).as_posix(), st.st_size,
-                                     sha256_file(path), st.st_mtime_ns))
+    for rel, regular in _entries(directory):  # (hashes every file: for writing only)
+        if not regular:
+            raise XdataError(f"{directory / rel} is not a regular file; a version holds "
+                             "regular files only")
+        _safe_relpath(rel)
+        st = os.lstat(directory / rel)
+        entries.append(FileEntry(rel, st.st_size, sha256_file(directory / rel), st.st_mtime_ns))
     return tuple(entries)
 
 
@@ -244,9 +449,7 @@ def seal(temp_dir: Path, lim: int, name: str) -> Manifest:
     manifest = Manifest(lim, name, parsed[1].isoformat(), scan(temp_dir))
     for entry in manifest.files:
         _fsync_file(temp_dir / entry.path)
-    mpath = temp_dir / MANIFEST
-    mpath.write_text(manifest.to_json(), encoding="utf-8")
-    _fsync_file(mpath)
+    write_private(temp_dir / MANIFEST, manifest.to_json().encode("utf-8"))
     for d in sorted({(temp_dir / e.path).parent for e in manifest.files} | {temp_dir}, reverse=True):
         _fsync_dir(d)
     return manifest
@@ -254,31 +457,37 @@ def seal(temp_dir: Path, lim: int, name: str) -> Manifest:
 
 def publish(temp_dir: Path, root: Path, name: str) -> Path:
     """Rename a sealed temporary directory to its version name under ``root``, durably."""
-    final = root / name
-    if final.exists():
+    if parse_version_name(name) is None:
+        raise XdataError(f"version {shown(name)} is not lim<N>-<UTC time stamp>")
+    final = inside(root, root / name)
+    if os.path.lexists(final):
         raise XdataError(f"version {name} already exists under {root}")
-    os.rename(temp_dir, final)
+    os.rename(inside(root, temp_dir), final)
     _fsync_dir(root)
     return final
 
 
 def new_temp_dir(root: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
+    """A new empty temporary directory (mode 0700) under the versions root (made 0700)."""
+    ensure_root(root)
     temp = root / f"{TEMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
-    temp.mkdir()
+    temp.mkdir(mode=DIR_MODE)
     return temp
 
 
 def write_version(root: Path, lim: int, files: Mapping[str, bytes],
                   when: datetime | None = None) -> Manifest:
-    """A data backup: write ``files`` as a new complete version of ``lim`` under ``root``."""
+    """A data backup: write ``files`` as a new complete version of ``lim`` under ``root``
+    (directories 0700, files 0600)."""
     name = version_name(lim, when)
     temp = new_temp_dir(root)
     try:
         for rel, data in files.items():
-            target = temp / _safe_relpath(rel)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            _safe_relpath(rel)
+            make_dirs_beneath(temp, rel.rpartition("/")[0])
+            # made 0600 (and no link) first; written into this new file of our own 0700 dir
+            os.close(open_beneath(temp, rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+            (temp / rel).write_bytes(data)
         manifest = seal(temp, lim, name)
         publish(temp, root, name)
     except BaseException:
@@ -289,15 +498,14 @@ def write_version(root: Path, lim: int, files: Mapping[str, bytes],
 
 def read_manifest(version_dir: Path) -> Manifest:
     try:
-        text = (version_dir / MANIFEST).read_text(encoding="utf-8")
+        fd = os.open(version_dir / MANIFEST, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with open(fd, encoding="utf-8") as f:
+            text = f.read(1 << 26)
     except OSError as exc:
         raise XdataError(f"{version_dir}: no readable manifest ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise XdataError(f"{version_dir / MANIFEST}: not UTF-8 text") from None
     return Manifest.from_json(text, str(version_dir / MANIFEST))
-
-
-def _listed_files(directory: Path) -> list[str]:
-    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
-                  if p.is_file() and p.name != MANIFEST)
 
 
 def verify(version_dir: Path, manifest: Manifest | None = None, *, quick: bool = False,
@@ -307,7 +515,9 @@ def verify(version_dir: Path, manifest: Manifest | None = None, *, quick: bool =
     Full check: every file's size and sha256, and no file the manifest does not list.
     ``quick``: sizes and modification times only (what a sync decision needs; a version
     was hashed when it was written or received). ``hashed``: digests already computed
-    while the files were written, so they are not read again.
+    while the files were written, so they are not read again. A listed file must be a
+    regular file reached without a symbolic link; anything unlisted (a link too) is a
+    problem.
     """
     try:
         manifest = manifest or read_manifest(version_dir)
@@ -318,35 +528,66 @@ def verify(version_dir: Path, manifest: Manifest | None = None, *, quick: bool =
     for entry in manifest.files:
         rel = _safe_relpath(entry.path)
         listed.add(rel)
-        path = version_dir / rel
         try:
-            st = path.stat()
-        except OSError:
+            fd = open_beneath(version_dir, rel, os.O_RDONLY)
+        except FileNotFoundError:
             problems.append(f"{rel}: missing")
             continue
-        if st.st_size != entry.size:
-            problems.append(f"{rel}: {st.st_size} bytes, manifest says {entry.size}")
-        elif quick:
-            if st.st_mtime_ns != entry.mtime_ns:
-                problems.append(f"{rel}: modified after the version was made")
-        else:
-            digest = hashed[rel] if hashed and rel in hashed else sha256_file(path)
-            if digest != entry.sha256:
-                problems.append(f"{rel}: sha256 differs from the manifest")
-    for rel in _listed_files(version_dir):
+        except (OSError, XdataError):
+            problems.append(f"{rel}: not a regular file below the version (a symbolic link "
+                            "is never followed)")
+            continue
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                problems.append(f"{rel}: not a regular file")
+            elif st.st_size != entry.size:
+                problems.append(f"{rel}: {st.st_size} bytes, manifest says {entry.size}")
+            elif quick:
+                if st.st_mtime_ns != entry.mtime_ns:
+                    problems.append(f"{rel}: modified after the version was made")
+            else:
+                digest = hashed[rel] if hashed and rel in hashed else _sha256_fd(fd)
+                if digest != entry.sha256:
+                    problems.append(f"{rel}: sha256 differs from the manifest")
+        finally:
+            os.close(fd)
+    try:
+        present = _entries(version_dir)
+    except OSError as exc:
+        return [*problems, f"{version_dir}: cannot be listed ({exc.strerror})"]
+    for rel, _ in present:
         if rel not in listed:
             problems.append(f"{rel}: not in the manifest")
     return problems
 
 
+def _sha256_fd(fd: int) -> str:
+    h = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, _CHUNK, offset):
+        h.update(chunk)
+        offset += len(chunk)
+    return h.hexdigest()
+
+
+def _real_dir(path: Path) -> bool:
+    """A directory itself, not a symbolic link to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def versions(root: Path, lim: int | None = None) -> list[Path]:
-    """Version directories under ``root`` (for one LIM if given), newest first."""
+    """Version directories under ``root`` (for one LIM if given), newest first. Only real
+    directories with a version name count (a symbolic link named like one does not)."""
     if not root.is_dir():
         return []
     found = []
     for path in root.iterdir():
         parsed = parse_version_name(path.name)
-        if parsed and path.is_dir() and (lim is None or parsed[0] == lim):
+        if parsed and _real_dir(path) and (lim is None or parsed[0] == lim):
             found.append((parsed[1], path))
     return [p for _, p in sorted(found, reverse=True)]
 
@@ -369,7 +610,11 @@ def newest_valid(root: Path, lim: int, *, quick: bool = False) -> tuple[Path, Ma
 
 def prune(root: Path, lim: int, keep: int) -> list[Path]:
     """Remove all but the ``keep`` newest *valid* versions of ``lim`` (invalid ones older
-    than the kept ones go too). Returns what was removed."""
+    than the kept ones go too). Returns what was removed. ``keep`` below 1 is refused: the
+    newest valid version always stays."""
+    if type(keep) is not int or keep < 1:
+        raise XdataError(f"keep is {shown(keep)}, not a number of versions from 1: the newest "
+                         "valid version always stays")
     kept = 0
     removed = []
     for path in versions(root, lim):
@@ -378,7 +623,7 @@ def prune(root: Path, lim: int, keep: int) -> list[Path]:
             continue
         if kept < keep:
             continue  # an invalid version newer than the kept ones: leave it to be looked at
-        shutil.rmtree(path)
+        shutil.rmtree(inside(root, path))
         removed.append(path)
     if removed:
         _fsync_dir(root)
@@ -410,7 +655,7 @@ def sweep_temporaries(root: Path) -> list[Path]:
     """
     if not root.is_dir():
         return []
-    gone = [p for p in root.iterdir() if p.name.startswith(TEMP_PREFIX) and p.is_dir()
+    gone = [p for p in root.iterdir() if p.name.startswith(TEMP_PREFIX) and _real_dir(p)
             and not _other_live_process(_temp_owner(p))]
     for p in gone:
         shutil.rmtree(p, ignore_errors=True)
@@ -490,19 +735,51 @@ class Received:
     already_had: bool = False
 
 
-def _copy_hashing(src: Path, dst: Path) -> str:
+def _copy_hashing(src_dir: Path, dst_dir: Path, rel: str) -> str:
+    """Copy ``rel`` from one version directory to another (new, 0600; no symbolic link
+    followed on either side); its sha256."""
     h = hashlib.sha256()
-    with src.open("rb") as fi, dst.open("wb") as fo:
-        while chunk := fi.read(_CHUNK):
-            h.update(chunk)
-            fo.write(chunk)
+    src = open_beneath(src_dir, rel, os.O_RDONLY)
+    with open(src, "rb") as fi:
+        if not stat.S_ISREG(os.fstat(fi.fileno()).st_mode):
+            raise XdataError(f"{src_dir / rel} is not a regular file")
+        dst = open_beneath(dst_dir, rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with open(dst, "wb") as fo:
+            while chunk := fi.read(_CHUNK):
+                h.update(chunk)
+                fo.write(chunk)
     return h.hexdigest()
+
+
+def _settle(temp: Path, entry: FileEntry) -> None:
+    """A file just written into ``temp``: a regular file (reached without a symbolic
+    link), mode 0600, the source's modification time (set before its fsync)."""
+    fd = open_beneath(temp, entry.path, os.O_RDONLY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise XdataError(f"received {entry.path!r} is not a regular file")
+        os.fchmod(fd, FILE_MODE)
+        os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+    finally:
+        os.close(fd)
 
 
 def _arrived_meanwhile(final: Path, manifest: Manifest) -> bool:
     """Whether the version is complete under its name (another transfer published it)."""
-    return final.is_dir() and (final / MANIFEST).is_file() and not verify(final, manifest,
-                                                                          quick=True)
+    return _real_dir(final) and not verify(final, manifest, quick=True)
+
+
+def free_space_problem(root: Path, manifest: Manifest) -> str | None:
+    """A refusal sentence when ``root``'s file system has less room than the version's
+    declared total (every file is written, fetched or copied locally, before the older
+    versions are pruned)."""
+    need = manifest.total_bytes
+    free = shutil.disk_usage(root).free
+    if need <= free:
+        return None
+    return (f"version {manifest.version} needs {need} bytes (the sizes its manifest "
+            f"declares), {root} has {free} bytes free; refused before the first byte, the "
+            "previous versions are kept")
 
 
 def receive(root: Path, manifest: Manifest, fetch: Callable[[FileEntry, Path], str | None],
@@ -511,17 +788,33 @@ def receive(root: Path, manifest: Manifest, fetch: Callable[[FileEntry, Path], s
     version are copied locally, the others come through ``fetch(entry, target_path)``
     (which may return the sha256 it computed while writing, to save reading it again).
 
+    ``manifest`` is a checked :class:`Manifest` (its version name and paths are plain);
+    every path is resolved and must stay under ``root``, and no symbolic link is followed.
+    The free space under ``root`` is checked against the manifest's total before anything
+    is written (XdataError naming both numbers). ``keep`` is this receiver's own policy,
+    never a sender's (at least 1).
+
     The result is checked against the manifest (every file's sha256) before it gets its
     version name; on any failure the temporary directory is removed and every existing
     version is untouched. Older versions are pruned to ``keep`` only after the new one is
     in place. Modification times are kept as the source had them (sync direction and the
-    quick check depend on them).
+    quick check depend on them). Directories are 0700, files 0600.
     """
-    existing = root / manifest.version
-    if existing.is_dir() and not verify(existing, manifest, quick=True):
+    if type(keep) is not int or keep < 1:
+        raise XdataError(f"keep is {shown(keep)}, not a number of versions from 1: the newest "
+                         "valid version always stays")
+    if parse_version_name(manifest.version) is None:
+        raise XdataError(f"version {shown(manifest.version)} is not lim<N>-<UTC time stamp>")
+    for entry in manifest.files:
+        _safe_relpath(entry.path)
+    ensure_root(root)
+    existing = inside(root, root / manifest.version)
+    if _real_dir(existing) and not verify(existing, manifest, quick=True):
         return Received(manifest.version, 0, 0, len(manifest.files), already_had=True)
-    if existing.exists():
+    if os.path.lexists(existing):
         raise XdataError(f"{existing} exists but does not match the manifest; move it aside")
+    if problem := free_space_problem(root, manifest):
+        raise XdataError(problem)
     base = newest_valid(root, manifest.lim, quick=True)
     plan = plan_transfer(manifest, base[1] if base else None)
     temp = new_temp_dir(root)
@@ -532,27 +825,25 @@ def receive(root: Path, manifest: Manifest, fetch: Callable[[FileEntry, Path], s
     pending = []
     try:
         for entry in plan.reuse:
-            target = temp / _safe_relpath(entry.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            hashed[entry.path] = _copy_hashing(base[0] / entry.path, target)  # type: ignore[index]
-            os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))  # before its fsync
-            pending.append(syncer.submit(_fsync_file, target))
+            assert base is not None
+            make_dirs_beneath(temp, entry.path.rpartition("/")[0])
+            hashed[entry.path] = _copy_hashing(base[0], temp, entry.path)
+            _settle(temp, entry)
+            pending.append(syncer.submit(_fsync_file, temp / entry.path))
         for entry in plan.fetch:
-            target = temp / _safe_relpath(entry.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            digest = fetch(entry, target)
+            make_dirs_beneath(temp, entry.path.rpartition("/")[0])
+            digest = fetch(entry, inside(root, temp / entry.path))
             if digest is not None:
                 hashed[entry.path] = digest
-            os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))  # before its fsync
-            pending.append(syncer.submit(_fsync_file, target))
+            _settle(temp, entry)
+            pending.append(syncer.submit(_fsync_file, temp / entry.path))
         problems = verify(temp, manifest, hashed=hashed)
         if problems:
             raise XdataError(f"received {manifest.version} does not match its manifest: "
                              + "; ".join(problems))
         for done in pending:
             done.result()
-        (temp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
-        _fsync_file(temp / MANIFEST)
+        write_private(temp / MANIFEST, manifest.to_json().encode("utf-8"))
         for d in sorted({(temp / e.path).parent for e in manifest.files} | {temp}, reverse=True):
             _fsync_dir(d)
         if _arrived_meanwhile(root / manifest.version, manifest):

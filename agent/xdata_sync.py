@@ -11,6 +11,14 @@ standby, its free space. Every refusal is a sentence naming the servers and the 
 Only files that changed since the receiver's newest valid version travel, over one SSH
 channel; the receiver checks the result against the manifest before it gets its name.
 
+The answering side trusts the asking one with nothing (every cluster node holds the sync
+key): it serves only the LIMs its own node config gives it (:class:`Scope`: the standby
+every LIM of its cluster, a regular server its own LIM), reads every name, number and size
+through the strict grammar of :mod:`xdata`, keeps as many versions as its own role says
+(the request carries no such number), checks its free space before the first byte, and
+writes nothing outside its versions root. Each refusal is one line naming the field and
+the rule, and leaves the versions as they were.
+
 Standard library only; SSH is the system's ``ssh`` client.
 """
 
@@ -30,8 +38,12 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from mxone_agent import xdata, xdata_wire
+from mxone_agent.config import ConfigError, NodeConfig, load_node_config
+from mxone_agent.model import Role
 
 DEFAULT_ROOT = Path("/var/opt/mxone/xdata")
+DEFAULT_CONFIG = "/etc/mxone/agent/node.json"
+MAX_MANIFEST_LINE = 1 << 24
 DEFAULT_CONTROL = "/run/mxone/agent.sock"
 CLOCK_BOUND_S = 2.0
 COMMAND_TIMEOUT_S = 30.0
@@ -159,12 +171,94 @@ class Receipt:
 
 # ---- the answering side ----------------------------------------------------------------------
 
-def serve(words: Sequence[str], root: Path, stdin: BinaryIO, stdout: BinaryIO) -> int:
+@dataclass(frozen=True)
+class Scope:
+    """What this node serves a peer, from its own node config: the LIMs it may be asked
+    about, how many versions of each it keeps when it receives one, and where its versions
+    are (``sync.xdata_root``).
+
+    The standby serves every LIM of its cluster and keeps :data:`xdata.KEEP_ON_STANDBY`;
+    a regular server serves its own LIM only and keeps :data:`xdata.KEEP_ON_REGULAR`.
+    :meth:`none` is a node that cannot tell (no readable node config): it answers
+    ``clock`` and ``df`` and refuses every request that names a LIM.
+    """
+
+    node: str
+    cluster: str
+    lims: frozenset[int]
+    keep: int
+    root: Path = DEFAULT_ROOT
+    why_none: str = ""
+
+    @classmethod
+    def of(cls, cfg: NodeConfig) -> Scope:
+        root = Path(cfg.sync_settings.xdata_root)
+        if cfg.role is Role.STANDBY:
+            return cls(cfg.node, cfg.cluster, frozenset(x.lim for x in cfg.lims),
+                       xdata.KEEP_ON_STANDBY, root)
+        own = cfg.lim_of(cfg.node)
+        return cls(cfg.node, cfg.cluster, frozenset({own.lim} if own else ()),
+                   xdata.KEEP_ON_REGULAR, root)
+
+    @classmethod
+    def none(cls, why: str) -> Scope:
+        return cls("", "", frozenset(), 0, DEFAULT_ROOT, why)
+
+    def lim(self, word: str, where: str = "request") -> int:
+        """The LIM ``word`` names, once it is a LIM number this node serves; XdataError
+        naming the value and the rule otherwise."""
+        lim = xdata.parse_lim(word, where)
+        if self.why_none:
+            raise xdata.XdataError(f"{where}: LIM {lim} refused: {self.why_none}")
+        if lim not in self.lims:
+            served = ", ".join(str(n) for n in sorted(self.lims)) or "none"
+            raise xdata.XdataError(f"{where}: LIM {lim} is not a LIM {self.node} serves in "
+                                   f"cluster {self.cluster} (LIMs served: {served})")
+        return lim
+
+
+def read_scope(path: str | os.PathLike[str]) -> Scope:
+    """The :class:`Scope` of the node config at ``path``; :meth:`Scope.none` naming the file
+    and the reason when it cannot be read or is not valid."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.loads(f.read(1 << 22))
+    except OSError as exc:
+        return Scope.none(f"this node's config {path} cannot be read ({exc.strerror or exc}), "
+                          "so it cannot tell which LIMs are its cluster's")
+    except (ValueError, RecursionError):
+        return Scope.none(f"this node's config {path} is not JSON, so it cannot tell which "
+                          "LIMs are its cluster's")
+    try:
+        return Scope.of(load_node_config(data))
+    except ConfigError as exc:
+        return Scope.none(f"this node's config {path} is not valid ({len(exc.problems)} "
+                          "problem(s)), so it cannot tell which LIMs are its cluster's")
+
+
+def _version(root: Path, lim: int, word: str) -> Path:
+    """The directory of version ``word`` of ``lim`` under ``root``: a version name of that
+    LIM, a real directory (no symbolic link) that resolves under ``root``."""
+    parsed = xdata.parse_version_name(word)
+    if parsed is None or parsed[0] != lim:
+        raise xdata.XdataError(f"request: version {xdata.shown(word)} is not lim{lim}-<UTC "
+                               "time stamp>")
+    vdir = xdata.inside(root, root / word)
+    if vdir not in xdata.versions(root, lim):
+        raise xdata.XdataError(f"no version {word} of LIM {lim} here")
+    return vdir
+
+
+def serve(words: Sequence[str], root: Path, stdin: BinaryIO, stdout: BinaryIO,
+          scope: Scope) -> int:
     """Answer one request from the initiating side; returns the exit status.
 
     ``clock`` | ``df`` | ``manifest LIM`` | ``status LIM`` (the three at once, one round
-    trip) | ``send LIM VERSION PATH...`` | ``receive LIM KEEP`` (reads a manifest line,
-    then a :mod:`xdata_wire` stream).
+    trip) | ``send LIM VERSION PATH...`` (files listed in that version's manifest only) |
+    ``receive LIM`` (reads a manifest line, then a :mod:`xdata_wire` stream; the versions
+    kept are ``scope.keep``). A LIM must be one ``scope`` serves. Every refusal is one
+    line on stderr, ``xdata serve: <field>: <value> <rule>``, exit status 1, versions as
+    they were.
     """
     def reply(obj: object) -> int:
         stdout.write(json.dumps(obj).encode() + b"\n")
@@ -176,43 +270,66 @@ def serve(words: Sequence[str], root: Path, stdin: BinaryIO, stdout: BinaryIO) -
             case ["clock"]:
                 return reply({"time": time.time()})
             case ["df"]:
-                root.mkdir(parents=True, exist_ok=True)
+                xdata.ensure_root(root)
                 return reply({"free": shutil.disk_usage(root).free,
-                              "xdata": sum(f.stat().st_size for f in root.rglob("*") if f.is_file())})
-            case ["status", lim]:
-                root.mkdir(parents=True, exist_ok=True)
-                found = xdata.newest_valid(root, int(lim), quick=True)
+                              "xdata": xdata.disk_use(root)})
+            case ["status", word]:
+                lim = scope.lim(word)
+                xdata.ensure_root(root)
+                found = xdata.newest_valid(root, lim, quick=True)
                 return reply({"time": time.time(), "free": shutil.disk_usage(root).free,
-                              "xdata": sum(f.stat().st_size for f in root.rglob("*") if f.is_file()),
+                              "xdata": xdata.disk_use(root),
                               "manifest": json.loads(found[1].to_json()) if found else None})
-            case ["manifest", lim]:
-                found = xdata.newest_valid(root, int(lim), quick=True)
+            case ["manifest", word]:
+                found = xdata.newest_valid(root, scope.lim(word), quick=True)
                 return reply(json.loads(found[1].to_json()) if found else {"none": True})
-            case ["send", lim, version, *paths]:
-                vdir = root / version
-                parsed = xdata.parse_version_name(version)
-                if parsed is None or parsed[0] != int(lim) or not vdir.is_dir():
-                    raise xdata.XdataError(f"no version {version} of LIM {lim} here")
+            case ["send", word, version, *paths]:
+                lim = scope.lim(word)
+                vdir = _version(root, lim, version)
+                listed = {f.path for f in xdata.read_manifest(vdir).files}
+                for i, path in enumerate(paths):
+                    if path not in listed:
+                        raise xdata.XdataError(f"request: path {xdata.shown(path)} (word "
+                                               f"{i + 4}) is not a file of version {version}")
                 xdata_wire.send_files(vdir, paths, stdout)
                 return 0
-            case ["receive", lim, keep]:
-                manifest = xdata.Manifest.from_json(stdin.readline(1 << 24).decode(), "sent manifest")
-                if manifest.lim != int(lim):
-                    raise xdata.XdataError(f"manifest is of LIM {manifest.lim}, not {lim}")
+            case ["receive", word]:
+                lim = scope.lim(word)
+                line = stdin.readline(MAX_MANIFEST_LINE)
+                if not line.endswith(b"\n"):
+                    raise xdata.XdataError(f"sent manifest: not one line of at most "
+                                           f"{MAX_MANIFEST_LINE} bytes")
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise xdata.XdataError("sent manifest: not UTF-8 text") from None
+                manifest = xdata.Manifest.from_json(text, "sent manifest")
+                if manifest.lim != lim:
+                    raise xdata.XdataError(f"sent manifest: lim is {manifest.lim}, not {lim} "
+                                           "(the LIM of the request)")
                 xdata.sweep_temporaries(root)
                 fetcher = xdata_wire.StreamFetcher(stdin, "the sending server")
-                got = xdata.receive(root, manifest, fetcher, keep=int(keep))
+                got = xdata.receive(root, manifest, fetcher, keep=scope.keep)
                 fetcher.finish()
                 if not got.already_had:
                     notify_agent({"cmd": "received", "lim": manifest.lim, "version": got.version})
                 return reply({"version": got.version, "fetched_files": got.fetched_files,
                               "fetched_bytes": got.fetched_bytes, "reused_files": got.reused_files,
                               "already_had": got.already_had})
+            case ["receive", _, *more]:
+                raise xdata.XdataError(
+                    f"request: receive takes the LIM only, not {xdata.shown(' '.join(more))}: "
+                    "how many versions are kept is the receiver's own rule, never the sender's")
             case _:
-                raise xdata.XdataError(f"unknown request {' '.join(words)!r}")
+                raise xdata.XdataError(f"unknown request {xdata.shown(' '.join(words), 80)}")
     except (xdata.XdataError, OSError, ValueError) as exc:
-        sys.stderr.write(f"xdata serve: {exc}\n")
+        sys.stderr.write(f"xdata serve: {_one_line(str(exc))}\n")
         return 1
+
+
+def _one_line(text: str) -> str:
+    """``text`` as one line of printable characters (a peer's words may hold others)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # ---- the initiating side (the regular server) -------------------------------------------------
@@ -246,20 +363,22 @@ def _finish(proc: subprocess.Popen[bytes], peer: Peer, what: str, timeout: float
 
 def sync_lim(lim: int, root: Path, local_name: str, peer: Peer,
              clock_bound_s: float = CLOCK_BOUND_S, keep_here: int = xdata.KEEP_ON_REGULAR,
-             keep_there: int = xdata.KEEP_ON_STANDBY, timeout_s: float = 3600.0,
-             peer_is_standby: bool = True, pull_only: bool = False) -> SyncResult:
+             timeout_s: float = 3600.0, peer_is_standby: bool = True,
+             pull_only: bool = False) -> SyncResult:
     """Bring the newer side's newest valid version of ``lim`` to the other side.
 
     Raises SyncRefused (nothing was sent) or XdataError (the transfer failed; the receiver
-    kept its previous versions). ``root`` is this server's exchange-data directory.
+    kept its previous versions). ``root`` is this server's exchange-data directory;
+    ``keep_here`` how many versions this server keeps when it receives (the peer keeps
+    what its own role says: a request never tells it).
     ``peer_is_standby`` False: this server is the standby and the peer the LIM's regular
-    server (keeps and directions then follow: ``to-regular`` is a push from here).
+    server (directions then follow: ``to-regular`` is a push from here).
     ``pull_only``: bring newer data here only; when this side's is newer, nothing is sent
     and the result says ``push_left`` (a start that waits for the pull is not delayed by
     a push).
     """
-    result = _sync_lim(lim, root, local_name, peer, clock_bound_s, keep_here, keep_there,
-                       timeout_s, pull_only)
+    result = _sync_lim(lim, root, local_name, peer, clock_bound_s, keep_here, timeout_s,
+                       pull_only)
     if peer_is_standby or result.direction == "none":
         return result
     flipped = "to-regular" if result.direction == "to-standby" else "to-standby"
@@ -267,8 +386,7 @@ def sync_lim(lim: int, root: Path, local_name: str, peer: Peer,
 
 
 def _sync_lim(lim: int, root: Path, local_name: str, peer: Peer, clock_bound_s: float,
-              keep_here: int, keep_there: int, timeout_s: float,
-              pull_only: bool = False) -> SyncResult:
+              keep_here: int, timeout_s: float, pull_only: bool = False) -> SyncResult:
     """:func:`sync_lim` with directions named as seen from a regular server: ``to-standby``
     is a push to the peer, ``to-regular`` a pull from it."""
     started = time.monotonic()
@@ -300,7 +418,7 @@ def _sync_lim(lim: int, root: Path, local_name: str, peer: Peer, clock_bound_s: 
         if problem := xdata.disk_problem(room, [manifest.total_bytes]):
             raise SyncRefused(f"{peer.name}: {problem}")
         plan = xdata.plan_transfer(manifest, there)
-        proc = subprocess.Popen(peer.argv("receive", str(lim), str(keep_there)),
+        proc = subprocess.Popen(peer.argv("receive", str(lim)),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdin is not None
         try:
@@ -347,8 +465,9 @@ def ssh_args(address: str, key: Path, known_hosts: Path, user: str = "root",
             "-o", "ServerAliveCountMax=3", "-T", f"{user}@{address}")
 
 
-USAGE = ("usage: mxone-agent xdata serve [--root DIR] REQUEST...\n"
+USAGE = ("usage: mxone-agent xdata serve [--root DIR] [--config FILE] REQUEST...\n"
          "       mxone-agent xdata keep-newest [--root DIR] LIM...\n")
+SERVE_OPTIONS = ("--root", "--config")
 
 
 def keep_newest(root: Path, lims: Sequence[int]) -> dict[str, list[str]]:
@@ -378,12 +497,24 @@ def _keep_newest_main(args: list[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str]) -> int:
-    """``xdata serve --root DIR WORDS...`` (the peer side) and ``xdata keep-newest [--root
-    DIR] LIM...`` for the agent's command line.
+def _options(words: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The leading ``--root DIR`` / ``--config FILE`` options of ``words``, and the rest."""
+    options: dict[str, str] = {}
+    while len(words) >= 2 and words[0] in SERVE_OPTIONS:
+        options[words[0]] = words[1]
+        words = words[2:]
+    return options, words
 
-    Under a forced command, the words of ``serve`` come from SSH_ORIGINAL_COMMAND instead
-    (the forced command only ever serves: a peer cannot order ``keep-newest``).
+
+def main(argv: Sequence[str]) -> int:
+    """``xdata serve [--root DIR] [--config FILE] WORDS...`` (the peer side) and ``xdata
+    keep-newest [--root DIR] LIM...`` for the agent's command line.
+
+    Under a forced command, the words of ``serve`` come from SSH_ORIGINAL_COMMAND instead,
+    and the options a client put there are dropped: the serving node decides where its
+    versions are and which config says what it serves (the forced command's own options,
+    else its node config, :data:`DEFAULT_CONFIG`, whose ``sync.xdata_root`` is the root).
+    A peer can never order ``keep-newest``.
     """
     args = list(argv)
     if args[:1] == ["xdata"]:
@@ -393,20 +524,18 @@ def main(argv: Sequence[str]) -> int:
     if not args or args[0] != "serve":
         sys.stderr.write(USAGE)
         return 2
-    args = args[1:]
-    root = DEFAULT_ROOT
-    if len(args) >= 2 and args[0] == "--root":
-        root, args = Path(args[1]), args[2:]
+    options, args = _options(args[1:])
     original = os.environ.get("SSH_ORIGINAL_COMMAND")
     if original is not None and not args:
         words = original.split()
         # a forced command sees the client's whole command line: keep only the request
         if "serve" in words:
             words = words[words.index("serve") + 1:]
-            if len(words) >= 2 and words[0] == "--root":
-                words = words[2:]
+            _, words = _options(words)  # the client's options: never honoured
         args = words
-    return serve(args, root, sys.stdin.buffer, sys.stdout.buffer)
+    scope = read_scope(options.get("--config", DEFAULT_CONFIG))
+    root = Path(options["--root"]) if "--root" in options else scope.root
+    return serve(args, root, sys.stdin.buffer, sys.stdout.buffer, scope)
 
 
 if __name__ == "__main__":

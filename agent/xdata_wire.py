@@ -5,6 +5,9 @@ The sender writes, for each requested file in the order asked, one header line o
 The receiver (:class:`StreamFetcher`) is a ``fetch`` callable for
 :func:`mxone_agent.xdata.receive`: it reads the next file from the stream and checks that it
 is the one expected, so a confused or truncated stream fails loudly, never silently.
+Neither side follows a symbolic link: the sender opens each file below its version
+directory with :func:`xdata.open_beneath`, the receiver creates each file new (mode 0600)
+and never opens one that already exists.
 
 Standard library only.
 """
@@ -26,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from mxone_agent.xdata import FileEntry, XdataError, _safe_relpath, shown
+from mxone_agent.xdata import FILE_MODE, FileEntry, XdataError, open_beneath, shown
 
 CHUNK = 1 << 20
 MAX_HEADER = 4096
@@ -87,7 +90,9 @@ class _Hasher:
 def send_files(version_dir: Path, paths: Sequence[str], out: BinaryIO) -> int:
     """Write the named files of a version to ``out``; returns the bytes of file data sent.
 
-    File bodies go with sendfile(2) when ``out`` is a real file descriptor (a pipe to ssh):
+    Each path must be plain (:func:`xdata.path_problem`) and name a regular file reached
+    without a symbolic link (XdataError otherwise, before its header is written). File
+    bodies go with sendfile(2) when ``out`` is a real file descriptor (a pipe to ssh):
     the data is not copied through Python.
     """
     sent = 0
@@ -98,9 +103,12 @@ def send_files(version_dir: Path, paths: Sequence[str], out: BinaryIO) -> int:
     if out_fd is not None:
         widen_pipe(out_fd)
     for rel in paths:
-        path = version_dir / _safe_relpath(rel)
-        with path.open("rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        path = version_dir / rel
+        with open(open_beneath(version_dir, rel, os.O_RDONLY), "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise XdataError(f"{path} is not a regular file")
+            size = st.st_size
             out.write(json.dumps({"path": rel, "size": size}).encode() + b"\n")
             left = size
             if out_fd is not None:
@@ -154,7 +162,11 @@ class StreamFetcher:
         if path != entry.path or type(size) is not int or size != entry.size:
             raise XdataError(f"{self.source} sent {shown(path)} ({shown(size)} bytes), "
                              f"expected {entry.path!r} ({entry.size} bytes)")
-        with target.open("w+b", buffering=0) as f:  # read too: spliced data is hashed back
+        # new, 0600 from its first byte, never through a symbolic link; read too: spliced
+        # data is hashed back
+        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     FILE_MODE)
+        with open(fd, "r+b", buffering=0) as f:
             hasher = _Hasher(f.fileno())
             try:
                 self._body(entry, f, hasher)

@@ -71,6 +71,19 @@ print(time.perf_counter() - t0)
 """ % {"root": ROOT}
 
 
+def standby_config(lab: Lab) -> str:
+    """standby1's node config: `xdata serve` answers only for the LIMs it names (LIM 2)."""
+    servers = [{"name": n, "base_ip": str(lab.hosts[n].ip), "prefix": 24, "interface": "eth0",
+                "role": r} for n, r in (("lim2", "regular"), ("standby1", "standby"))]
+    return json.dumps({
+        "format": 1, "generation": 1, "node": "standby1", "cluster": "bench",
+        "fallback": "manual", "failover": "regular", "timers": {"interval": 1.0, "misses": 3},
+        "garp": {"burst": 3, "second_burst_after": 1.0, "refresh_interval": None},
+        "heartbeat_port": 7011, "servers": servers,
+        "lims": [{"lim": 2, "server": "lim2", "alias_ip": "10.77.0.52", "prefix": 24,
+                  "interface": "eth0", "priority": 1, "lock": "none"}]})
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="bench-sync", description=__doc__.splitlines()[0])
     p.add_argument("--size-mb", type=int, default=1024, help="data size (default 1024 = 1 GiB)")
@@ -79,6 +92,8 @@ def main() -> int:
     spec = LabSpec(hosts=(HostSpec("lim2", 12), HostSpec("standby1", 20)))
     with Lab.up(spec) as lab:
         sb = str(lab.hosts["standby1"].ip)
+        lab.exec("standby1", "mkdir -p /etc/mxone/agent && cat > /etc/mxone/agent/node.json",
+                 input=standby_config(lab))
         made = lab.run_python("lim2", WRITE, args=[str(args.size_mb), str(FILE_MB), "v1"], timeout=600)
         total = int(made.stdout.split()[1])
         print(f"bench-sync: {total / 2**20:.0f} MiB in {args.size_mb // FILE_MB} files + reload data, "

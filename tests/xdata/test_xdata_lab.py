@@ -17,6 +17,8 @@ import pytest
 
 from mxone_lab.lab import Lab
 
+from tests.agent_lab.cluster import CONFIG, cluster_doc
+
 pytestmark = pytest.mark.lab
 
 ROOT = "/var/opt/mxone/xdata"
@@ -55,6 +57,15 @@ found = xdata.newest_valid(Path("%(root)s"), 2)
 print(json.dumps(None if found is None else [found[1].version, (found[0] / "reload/ext.db").read_text()[:20],
       sorted(p.name for p in Path("%(root)s").iterdir())]))
 """ % {"root": ROOT}
+
+
+@pytest.fixture(autouse=True)
+def node_configs(lab: Lab) -> None:
+    """lim2 and standby1 in one cluster: ``xdata serve`` serves only the LIMs its node
+    config names (standby1: LIM 2)."""
+    for node in ("lim2", "standby1"):
+        lab.exec(node, f"mkdir -p /etc/mxone/agent && cat > {CONFIG}",
+                 input=json.dumps(cluster_doc(lab, node, ("lim2",))))
 
 
 def sync(lab: Lab, agent: str = AGENT, alive: int = 5, check: bool = True) -> dict:

@@ -5,6 +5,7 @@ SSH transport, clocks and disks of real hosts are exercised in the lab."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -15,13 +16,27 @@ import pytest
 
 from mxone_agent import xdata, xdata_sync
 
+from tests.agent.builders import config_dict
+
+# argv: -c CONFIG mxone-agent xdata serve --root ROOT WORDS...
 PEER = ("import sys; from mxone_agent import xdata_sync; "
-        "sys.exit(xdata_sync.main(sys.argv[3:]))")
+        "sys.exit(xdata_sync.main(['serve', '--config', sys.argv[1], *sys.argv[5:]]))")
 T0 = datetime(2026, 11, 28, tzinfo=UTC)
 
 
-def local_peer(root: Path) -> xdata_sync.Peer:
-    return xdata_sync.Peer("standby1", (sys.executable, "-c", PEER), agent="mxone-agent", root=root)
+def node_config(directory: Path, node: str = "sb") -> Path:
+    """The reference cluster's node config of ``node`` (standby ``sb``; lim2, lim3, lim4
+    with LIMs 2, 3, 4), written in ``directory``."""
+    path = directory / f"{node}.json"
+    path.write_text(json.dumps(config_dict(node)))
+    return path
+
+
+def local_peer(root: Path, node: str = "sb") -> xdata_sync.Peer:
+    """``node`` answering through a local ``xdata serve`` process on ``root``."""
+    config = node_config(root.parent, node)
+    return xdata_sync.Peer("standby1", (sys.executable, "-c", PEER, str(config)),
+                           agent="mxone-agent", root=root)
 
 
 def test_regular_data_goes_to_the_standby_then_only_changes(tmp_path: Path) -> None:
@@ -67,9 +82,20 @@ def test_serve_refuses_unknown_requests_and_foreign_versions(tmp_path: Path, cap
     import io
 
     out = io.BytesIO()
-    assert xdata_sync.serve(["format", "disk"], tmp_path, io.BytesIO(), out) == 1
-    assert xdata_sync.serve(["send", "2", "lim3-20261128T000000.000000Z", "a"], tmp_path, io.BytesIO(), out) == 1
-    assert "no version lim3-20261128T000000.000000Z of LIM 2 here" in capsysbinary.readouterr().err.decode()
+    scope = xdata_sync.read_scope(node_config(tmp_path))
+    assert xdata_sync.serve(["format", "disk"], tmp_path, io.BytesIO(), out, scope) == 1
+    assert capsysbinary.readouterr().err.decode() == \
+        "xdata serve: unknown request 'format disk'\n"
+    assert xdata_sync.serve(["send", "2", "lim3-20261128T000000.000000Z", "a"], tmp_path,
+                            io.BytesIO(), out, scope) == 1
+    assert capsysbinary.readouterr().err.decode() == (
+        "xdata serve: request: version 'lim3-20261128T000000.000000Z' is not "
+        "lim2-<UTC time stamp>\n")
+    assert xdata_sync.serve(["send", "2", "lim2-20261128T000000.000000Z", "a"], tmp_path,
+                            io.BytesIO(), out, scope) == 1
+    assert capsysbinary.readouterr().err.decode() == (
+        "xdata serve: no version lim2-20261128T000000.000000Z of LIM 2 here\n")
+    assert out.getvalue() == b""
 
 
 def test_forced_command_takes_the_request_from_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -96,8 +122,9 @@ def test_a_receiver_that_dies_midway_keeps_its_previous_version(tmp_path: Path) 
     dying = ("import sys, os; from mxone_agent import xdata_sync\n"
              "if 'receive' in sys.argv:\n"
              "    sys.stdin.buffer.readline(); sys.stdin.buffer.read(65536); os._exit(9)\n"
-             "sys.exit(xdata_sync.main(sys.argv[3:]))")
-    peer = xdata_sync.Peer("standby1", (sys.executable, "-c", dying), agent="a", root=sb)
+             "sys.exit(xdata_sync.main(['serve', '--config', sys.argv[1], *sys.argv[5:]]))")
+    peer = xdata_sync.Peer("standby1", (sys.executable, "-c", dying, str(node_config(tmp_path))),
+                           agent="a", root=sb)
     with pytest.raises(xdata.XdataError, match="sending LIM data with standby1 failed"):
         xdata_sync.sync_lim(2, reg, "lim2", peer)
     assert xdata.newest_valid(sb, 2)[1] == before
@@ -109,8 +136,8 @@ def test_from_the_standby_directions_are_named_for_the_regular_server(tmp_path: 
     ``to-regular``, and the regular server keeps three versions."""
     sb, reg = tmp_path / "standby1", tmp_path / "lim2"
     m = xdata.write_version(sb, 2, {"ext": b"2001\n2003\n"}, T0)
-    r = xdata_sync.sync_lim(2, sb, "standby1", local_peer(reg), keep_here=xdata.KEEP_ON_STANDBY,
-                            keep_there=xdata.KEEP_ON_REGULAR, peer_is_standby=False)
+    r = xdata_sync.sync_lim(2, sb, "standby1", local_peer(reg, "lim2"),
+                            keep_here=xdata.KEEP_ON_STANDBY, peer_is_standby=False)
     assert (r.direction, r.version) == ("to-regular", m.version)
     assert xdata.newest_valid(reg, 2)[1] == m
 
@@ -142,8 +169,6 @@ SHA = "ab" * 32
 
 def answering(**answers: str) -> xdata_sync.Peer:
     """A peer that prints ``answers[request]`` (``NOW``: its clock) whatever it is asked."""
-    import json
-
     return xdata_sync.Peer("standby1", (sys.executable, "-c", FAKE_PEER, json.dumps(answers)),
                            agent="mxone-agent")
 
