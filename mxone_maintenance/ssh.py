@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko  # type: ignore[import-untyped]
+from paramiko import sftp as sftp_const  # type: ignore[import-untyped]
 
 from mxone_maintenance.errors import MxoneError
 
@@ -425,9 +426,17 @@ class Pool:
         return Result(name, status == 0, out.decode(errors="replace"), err.decode(errors="replace"),
                       status, "", time.monotonic() - started)
 
-    def put(self, target: Target, path: str, data: bytes, mode: int = 0o644) -> Result:
-        """Write ``data`` to ``path`` on the server over SFTP (not atomic: write to a temp
-        name and rename on the server for that)."""
+    def put(self, target: Target, path: str, data: bytes | Iterable[bytes],
+            mode: int = 0o644) -> Result:
+        """Create ``path`` on the server over SFTP and write ``data`` (bytes, or chunks of
+        bytes written one after the other) into it.
+
+        The file is created by the SFTP OPEN request itself with ``mode`` (OpenSSH's
+        sftp-server creates it with that mode, narrowed by its umask), so a secret is
+        private from its first byte; and exclusively (O_EXCL): a file or symlink already
+        there is refused, never written through. Once written it gets exactly ``mode``.
+        Not atomic: write to a fresh temp name and rename it on the server for that.
+        """
         started = time.monotonic()
         try:
             conn = self.connection(target)
@@ -436,9 +445,10 @@ class Pool:
                     conn.sftp = paramiko.SFTPClient.from_transport(conn.transport)
                     conn.sftp.get_channel().settimeout(self.command_timeout)
                 sftp = conn.sftp
-            with sftp.open(path, "wb") as f:
+            with _create(sftp, path, mode) as f:
                 f.set_pipelined(True)
-                f.write(data)
+                for chunk in [data] if isinstance(data, bytes | bytearray) else data:
+                    f.write(chunk)
             sftp.chmod(path, mode)
         except SshError as exc:
             return Result(target.name, False, error=str(exc), seconds=time.monotonic() - started)
@@ -454,7 +464,10 @@ class Pool:
         return Result(target.name, True, exit_status=0, seconds=time.monotonic() - started)
 
     def _why_unwritable(self, target: Target, path: str) -> str:
-        probe = (f"import os, sys\ntry:\n    fd = os.open({path!r} + '.probe', os.O_WRONLY | os.O_CREAT)\n"
+        probe = (f"import os, sys\nif os.path.lexists({path!r}):\n"
+                 f"    print('it exists already (a new file is never written through one)')\n"
+                 f"    sys.exit()\n"
+                 f"try:\n    fd = os.open({path!r} + '.probe', os.O_WRONLY | os.O_CREAT)\n"
                  f"    os.close(fd); os.unlink({path!r} + '.probe')\n"
                  f"except OSError as e:\n    print(e.strerror)\n")
         r = self.run(target, ["python3", "-c", probe], timeout=10)
@@ -510,6 +523,23 @@ class Pool:
 
         self.each(targets, work)
         return errors
+
+
+def _create(sftp: paramiko.SFTPClient, path: str, mode: int) -> paramiko.SFTPFile:
+    """``sftp.open(path, "xb")`` with ``mode`` in the OPEN request's attributes.
+
+    paramiko's ``open`` always sends empty attributes (the server then creates the file
+    0666 less its umask) and leaves ``chmod`` for later; a secret would be readable by
+    anyone until then. This sends the same request with the permissions set, as
+    OpenSSH's ``sftp`` client does with every upload.
+    """
+    attrs = paramiko.SFTPAttributes()
+    attrs.st_mode = mode & 0o7777
+    flags = sftp_const.SFTP_FLAG_WRITE | sftp_const.SFTP_FLAG_CREATE | sftp_const.SFTP_FLAG_EXCL
+    kind, msg = sftp._request(sftp_const.CMD_OPEN, sftp._adjust_cwd(path), flags, attrs)
+    if kind != sftp_const.CMD_HANDLE:
+        raise paramiko.SFTPError("Expected handle")
+    return paramiko.SFTPFile(sftp, msg.get_binary(), "wb")
 
 
 def _socket_reason(exc: OSError) -> str:
