@@ -55,6 +55,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 BEGIN = "# mxone_maintenance: begin"
 WAS = "#mxone-was# "
@@ -756,8 +757,8 @@ def handle(op: str, req: dict[str, object], root: str = "") -> dict[str, object]
     if op not in ("inspect", "apply", "restore"):
         return {"ok": False, "error": f"unknown op {op!r}"}
     if op == "restore":
-        return {"ok": True, "restored": restore(root, _mapping(req, "files"),  # type: ignore[arg-type]
-                                                _mapping(req, "dirs"))}
+        files: dict[str, Any] = _mapping(req, "files")
+        return {"ok": True, "restored": restore(root, files, _mapping(req, "dirs"))}
     plan = _plan(root, req)
     if plan.refusal:
         return {"ok": False, "error": plan.refusal}

@@ -374,8 +374,8 @@ def test_inspect_apply_restore(tmp_path: Path, fmt: str) -> None:
                "networkd [Address]": netconfig.NETWORKD, "NetworkManager": netconfig.NM,
                "SUSE": netconfig.SUSE}
     assert seen["ok"] and seen["edits"] == [{"path": path, "format": formats[fmt]}]
-    assert seen["files"] == {path: {"data": f.read_bytes().hex(), "mode": f.stat().st_mode & 0o7777},
-                             netconfig.backup_path(path): None}
+    now = {"data": f.read_bytes().hex(), "mode": f.stat().st_mode & 0o7777}
+    assert seen["files"] == {path: now, netconfig.backup_path(path): None}
     done = netconfig.handle("apply", request(expect=seen["expect"]), root)
     assert done == {"ok": True, "written": [path], "notes": []}
     assert tree(tmp_path) != before

@@ -16,7 +16,10 @@ A host marked ``systemd`` in the spec is held by a real systemd instead of `slee
 of the host's own PID namespace, with its own /tmp, /run, /dev, IPC and cgroup namespace
 (the cgroup ``<lab id>-<host>`` on the machine's cgroup2 hierarchy), booted until
 ``systemctl is-system-running`` says so; see systemd_host.py for what keeps it off the
-machine. Its console goes to ``hosts/<host>/console.log``.
+machine. Its console goes to ``hosts/<host>/console.log``. :meth:`Lab.reboot` power-cycles
+it with its disks (overlay upper dirs) kept. Every host has its own network configuration
+(:data:`NETWORK_FILE`); a ``networkd`` host's systemd-networkd brings its addresses up from
+it at every boot, on the others the lab adds the base address itself.
 
 Every veth pair is created inside the switch namespace and its host end moved straight
 into the host namespace, so the machine's own namespace never sees a lab link, address or
@@ -826,7 +829,9 @@ class Lab:
         h = self._state["hosts"][name]
         deadline = time.monotonic() + timeout
         while True:
-            data = _ip_json(f"/proc/{h['holder_pid']}/ns/net", ["-4", "addr", "show", "dev", "eth0"])
+            data = _ip_json(
+                f"/proc/{h['holder_pid']}/ns/net", ["-4", "addr", "show", "dev", "eth0"]
+            )
             have = sorted(
                 f"{a['local']}/{a['prefixlen']}" for x in data for a in x.get("addr_info", [])
             )

@@ -104,13 +104,46 @@ def tool(say: Callable[[str], None], admin: Admin, *args: str, check: bool = Tru
     return r.stdout + r.stderr
 
 
-def test_new_base_address_survives_a_reboot(netlab: Lab, real_artefact, say) -> None:
+@pytest.fixture(scope="module")
+def admin(netlab: Lab, real_artefact) -> Admin:
+    """lim1 (LIM 1), lim2 (LIM 2) and standby1 (standby) in the system, no cluster yet."""
     lab = netlab
     admin = Admin(lab, real_artefact, servers=("lim1", "lim2", "standby1"))
     admin.run("server", "add", "lim1", lab.hosts["lim1"].cidr, "--lim", "1", check=True)
     admin.run("server", "add", "lim2", lab.hosts["lim2"].cidr, "--lim", "2", check=True)
     admin.run("server", "add", "standby1", lab.hosts["standby1"].cidr, check=True)
     admin.run("standby", "convert", "standby1", check=True)
+    return admin
+
+
+def test_a_configuration_the_tool_cannot_change_is_refused_first(netlab: Lab, admin: Admin,
+                                                                 say) -> None:
+    """lim2 also has a netplan file bringing up 10.77.0.12: the create is refused before
+    anything changes, naming that file."""
+    lab = netlab
+    netplan = "/etc/netplan/01-netcfg.yaml"
+    lab.exec("lim2", f"mkdir -p /etc/netplan && cat > {netplan}", input=(
+        "network:\n  version: 2\n  ethernets:\n    eth0:\n      addresses: [10.77.0.12/24]\n"))
+    try:
+        before, etc_mxone = net_files(lab, "lim2"), tree_digest(lab, "lim2")
+        say("\n===== lim2 with a netplan file")
+        text = tool(say, admin, "cluster", "create", "c1", "--standby", "standby1", "--lim",
+                    "2:10.77.0.52", "--timers", "fast", check=False,
+                    keep=lambda x: "NOT applied" in x or x.lstrip().startswith(("lim2 ",
+                                                                                  "standby1 ")))
+        assert "NOT applied" in text
+        assert (f"its network configuration cannot follow: 10.77.0.12 is brought up at boot by "
+                f"network configuration the tool cannot change: {netplan}: a netplan file, a "
+                "format the tool does not change") in text
+        assert "nothing was changed" in text
+        assert net_files(lab, "lim2") == before and tree_digest(lab, "lim2") == etc_mxone
+        assert lab.addresses("lim2") == ["10.77.0.12/24"]
+    finally:
+        lab.exec("lim2", "rm -rf /etc/netplan")
+
+
+def test_new_base_address_survives_a_reboot(netlab: Lab, admin: Admin, say) -> None:
+    lab = netlab
     say("\n===== lim2 before the cluster")
     show(say, lab, "lim2", f"cat {NETWORK_FILE}; ip -4 -o addr show dev eth0")
     original = net_files(lab, "lim2")
