@@ -9,15 +9,18 @@ Applying a change runs in phases, each in parallel over the servers it touches:
    ``current`` release link and whether the agent runs are read, for the rollback; so are
    the network configuration files of a server whose base address changes or that leaves
    its cluster (:mod:`~mxone_maintenance.netconfig`) - one the tool cannot change stops the
-   change here, naming the file;
+   change here, naming the file; then every LIM that leaves its cluster is let go by the
+   standby's agent (``ctl retire``, waited for: stopped there for good) - if it is not, the
+   change stops here with nothing changed and the retire order is taken back;
 3. change: a new base address is added at run time and written into the server's network
    configuration (the old one, now the alias, no longer comes up at boot); ensure the agent
    release (upload skipped when the node has it, checksum verified on the node before
    extracting), write cluster.key and node.json atomically
    (old node.json kept as node.json.prev), switch ``current``, start or reload the agent,
    and wait until ``ctl status`` reports the new generation; a server leaving every cluster
-   gets its agent stopped, its node.json and key removed and its network configuration
-   put back as before the cluster;
+   gets its agent stopped, keeps running its own LIM on the LIM's alias (``mxone-agent
+   leave``: any other LIM there is stopped, the fence removed), its node.json and key
+   removed and its network configuration put back as before the cluster;
 4. if any server failed (or the operator pressed Ctrl-C): every server already changed is
    put back to its snapshot, byte for byte, and its agent to its previous state;
    system.toml is not written. A server that cannot be reached for its rollback keeps its
