@@ -6,6 +6,7 @@ loop (``App(..., runner=InlineRunner())``): tests feed it keys and render it hea
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import socket
@@ -113,11 +114,26 @@ class App:
         else:
             base = len(self.window.stack)
             try:
-                step = item.flow(self.maintenance.system())
+                system = self.maintenance.system()
+                step = item.flow(system)
+                if isinstance(step, steps.Table):
+                    step = self._with_behind(step, system.generation)
             except (MxoneError, KeyError, ValueError) as exc:  # a file that breaks rules
                 # (the file is read as written; a dangling reference must not crash the menus)
                 step = steps.Message(item.label, f"The system config cannot be used: {exc}")
             self.show(step, base)
+
+    def _with_behind(self, table: steps.Table, generation: int) -> steps.Table:
+        """A list of the system names the servers that missed a change (behind)."""
+        applier = getattr(self.maintenance, "applier", None)
+        if not hasattr(applier, "behind"):
+            return table
+        from mxone_maintenance import orchestrate
+
+        lines = orchestrate.behind_lines(applier.behind(), generation)
+        if not lines:
+            return table
+        return dataclasses.replace(table, note="\n".join(filter(None, [table.note, *lines])))
 
     def _close(self, base: int) -> Any:
         return lambda: self.window.pop_to(base)
@@ -167,8 +183,66 @@ class App:
                       "are removed; only one version is kept."]
         if form.then is not None:
             lines += ["", "Then the cluster's agents are told."]
-        self.window.push(views.ConfirmView(form.title, lines, "Apply this change?",
-                                           lambda: self.apply(form, values, change, base),
+        applier = getattr(self.maintenance, "applier", None)
+        if not (change.degradable and hasattr(applier, "unreachable")):
+            self._confirm(form, values, change, base, lines, {})
+            return
+        # A change that may be made without a server that is down: find out first which
+        # servers answer, so the plan can name those that would miss it.
+        progress = views.ProgressView(form.title)
+        self.window.push(progress)
+
+        def job(report: Any) -> dict[str, str]:
+            report("reaching every server of the change", 0.0)
+            return dict(applier.unreachable(change))  # type: ignore[union-attr]
+
+        def done(unreachable: dict[str, str] | None, error: Exception | None) -> None:
+            if error is not None or unreachable is None:
+                self.window.replace_top(views.TextView(f"{form.title}: not applied", [
+                    "The servers of the change could not be checked:", f"  {error}",
+                    "", "Nothing was changed."], self._close(base), "result"))
+                return
+            self.window.pop()
+            self._confirm(form, values, change, base, lines, unreachable)
+
+        self._start(job, lambda line, f: self._progress(progress, line, f), done)
+
+    def _confirm(self, form: steps.Form, values: dict[str, Any], change: Change, base: int,
+                 lines: list[str], unreachable: dict[str, str]) -> None:
+        """The plan and "Apply this change?"; when servers cannot be reached, a second
+        screen names them and what they miss, and only its Yes applies (degraded)."""
+        if not unreachable:
+            self.window.push(views.ConfirmView(form.title, lines, "Apply this change?",
+                                               lambda: self.apply(form, values, change, base),
+                                               self.window.pop))
+            return
+        from mxone_maintenance import orchestrate  # the SSH applier is loaded already
+
+        names = ", ".join(sorted(unreachable))
+        problem = orchestrate.degraded_problem(change, unreachable)
+        if problem is not None:
+            self.window.push(views.TextView(f"{form.title}: not possible now", [
+                f"{problem}.", "", "Nothing was changed."], self.window.pop, "result"))
+            return
+        missed = [f"  {step.server}: {step.what}"
+                  for step in orchestrate.degraded_plan(change, unreachable)]
+        first = [*lines, "", f"DEGRADED: {names} cannot be reached:", *missed]
+        second = [f"{names} cannot be reached now and will MISS this change:", "", *missed, "",
+                  "The servers that answer get the change, all or nothing. Each server that "
+                  "misses it is marked BEHIND (Show status, List all clusters) and is brought "
+                  "to the current generation the next time this tool reaches it (any action "
+                  "or a status refresh).",
+                  "", "Only make this change if it is needed to recover or makes the "
+                  "system safer."]
+        accepted = dataclasses.replace(change, accept_behind=tuple(sorted(unreachable)))
+
+        def degraded() -> None:
+            self.window.push(views.ConfirmView(
+                f"{form.title}: without {names}", second,
+                f"Make this change without {names}?",
+                lambda: self.apply(form, values, accepted, base), self.window.pop))
+
+        self.window.push(views.ConfirmView(form.title, first, "Apply this change?", degraded,
                                            self.window.pop))
 
     def apply(self, form: steps.Form, values: dict[str, Any], change: Change, base: int) -> None:

@@ -76,9 +76,23 @@ class AgentOperations:
         return self.maintenance.system().validated()
 
     def status(self) -> Sequence[str]:
+        """Servers marked behind that answer now are brought current first (a status
+        refresh is one of the times the tool reaches them); those still behind are named."""
         from mxone_maintenance import operations
 
-        return operations.render(self.operations.status(self._system()))
+        system = self._system()
+        applier = getattr(self.maintenance, "applier", None)
+        caught, behind = [], {}
+        if hasattr(applier, "catch_up"):
+            from mxone_maintenance import orchestrate
+
+            caught = applier.catch_up(system)
+            behind = applier.behind()
+            lines = orchestrate.behind_lines(behind, system.generation)
+        else:
+            lines = []
+        return [*(f"{o.server}: {o.message}" for o in caught),
+                *operations.render(self.operations.status(system)), *lines]
 
     def fallback(self, cluster: str, lim: int, wait: float | None = None,
                  cancel: bool = False) -> Sequence[str]:
@@ -106,4 +120,8 @@ class AgentOperations:
     def lock(self, cluster: str, lim: int, lock: str) -> Sequence[str]:
         from mxone_maintenance import operations
 
-        return operations.answer_lines(self.operations.tell_lock(self._system(), cluster, lim, lock))
+        applier = getattr(self.maintenance, "applier", None)
+        skip = set(applier.behind()) if hasattr(applier, "behind") else set()
+        how = {"skip": skip} if skip else {}
+        return operations.answer_lines(self.operations.tell_lock(self._system(), cluster, lim,
+                                                                 lock, **how))

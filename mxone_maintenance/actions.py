@@ -52,6 +52,12 @@ class Change:
     after: System
     effects: tuple[str, ...]
     removes_old_xdata: bool = False
+    # A change that makes the system safer or is needed to recover (lock, unlock, fallback
+    # type or priority, remove LIM, delete cluster, remove server) may be made while a
+    # server is unreachable, once the operator confirms it: ``accept_behind`` names the
+    # servers that may miss it (they are marked behind and brought current later).
+    degradable: bool = False
+    accept_behind: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,12 +71,12 @@ class NewLim:
 
 
 def _finish(before: System, after: System, effects: Sequence[str], *, xdata: bool = False,
-            facts: dict[str, NodeFacts] | None = None) -> Change:
+            facts: dict[str, NodeFacts] | None = None, degradable: bool = False) -> Change:
     after.validated(facts)
     if xdata:
         effects = [*effects, "older exchange-data versions that no longer fit are removed; "
                    "one version is kept"]
-    return Change(before, after, tuple(effects), xdata)
+    return Change(before, after, tuple(effects), xdata, degradable)
 
 
 def _server(system: System, name: str, field: str = "server") -> Server:
@@ -124,7 +130,8 @@ def remove_server(system: System, name: str) -> Change:
     if cluster is not None:
         raise ActionError("server", name, f"is in cluster {cluster.name}; remove it from the cluster first")
     after = system.next_generation(servers=tuple(s for s in system.servers if s.name != name))
-    return _finish(system, after, [f"server {name} ({server.base_ip}) leaves the system"])
+    return _finish(system, after, [f"server {name} ({server.base_ip}) leaves the system"],
+                   degradable=True)
 
 
 # ---- Standby server in system ----------------------------------------------------------
@@ -225,7 +232,7 @@ def remove_lim(system: System, cluster_name: str, lim: int) -> Change:
         effects.append(f"it was the last LIM: cluster {cluster_name} is removed")
     after = system.next_generation(servers=_replace_server(system, restored),
                                    clusters=_replace_cluster(system, new_cluster, cluster_name))
-    return _finish(system, after, effects, xdata=True)
+    return _finish(system, after, effects, xdata=True, degradable=True)
 
 
 def delete_cluster(system: System, cluster_name: str) -> Change:
@@ -237,7 +244,7 @@ def delete_cluster(system: System, cluster_name: str) -> Change:
         servers = tuple(restored if s.name == restored.name else s for s in servers)
         effects.append(effect)
     after = system.next_generation(servers=servers, clusters=_replace_cluster(system, None, cluster_name))
-    return _finish(system, after, effects, xdata=True)
+    return _finish(system, after, effects, xdata=True, degradable=True)
 
 
 def change_fallback_or_priority(system: System, cluster_name: str, fallback: str | None = None,
@@ -259,7 +266,7 @@ def change_fallback_or_priority(system: System, cluster_name: str, fallback: str
     if not effects:
         raise ActionError("cluster", cluster_name, "nothing to change: the values are the current ones")
     after = system.next_generation(clusters=_replace_cluster(system, new, cluster_name))
-    return _finish(system, after, effects, xdata=True)
+    return _finish(system, after, effects, xdata=True, degradable=True)
 
 
 def change_to_preloaded(system: System, cluster_name: str) -> Change:
@@ -287,4 +294,5 @@ def set_lock(system: System, cluster_name: str, lim: int, lock: str) -> Change:
     after = system.next_generation(clusters=_replace_cluster(system, new, cluster_name))
     words = {Lock.NONE: "unlocked", Lock.REGULAR: "locked to its regular server",
              Lock.STANDBY: "locked to the standby server"}
-    return _finish(system, after, [f"LIM {lim} is {words.get(lock, lock)}"])  # type: ignore[call-overload]
+    return _finish(system, after, [f"LIM {lim} is {words.get(lock, lock)}"],  # type: ignore[call-overload]
+                   degradable=True)

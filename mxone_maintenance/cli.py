@@ -9,6 +9,7 @@ traceback goes to a log file named in that line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -181,6 +182,11 @@ def _change_options() -> argparse.ArgumentParser:
     c = argparse.ArgumentParser(add_help=False)
     c.add_argument("--dry-run", action="store_true",
                    help="print what would be done, server by server, and change nothing")
+    c.add_argument("--degraded", action="store_true",
+                   help="make the change although a server cannot be reached (lock, unlock, "
+                   "fallback type or priority, remove LIM, delete cluster, remove server "
+                   "only): the plan names what each unreachable server misses; it is marked "
+                   "behind and brought current the next time the tool reaches it")
     return c
 
 
@@ -339,6 +345,22 @@ def _run_change(args: argparse.Namespace, action: Any, *params: Any,
     with _Session(args) as s:
         change = s.maintenance.preview(action, *params, **kw)
         plan = s.maintenance.plan(change)
+        applier = s.maintenance.applier
+        unreachable = (applier.unreachable(change)
+                       if change.degradable and not args.dry_run
+                       and hasattr(applier, "unreachable") else {})
+        from mxone_maintenance import orchestrate
+
+        if unreachable:
+            # A change that cannot leave these servers behind is tried as any other: it
+            # stops with nothing changed and says why (exit 2).
+            if orchestrate.degraded_problem(change, unreachable) is not None:
+                unreachable = {}
+        if unreachable:
+            plan += orchestrate.degraded_plan(change, unreachable)
+            if not args.degraded:
+                raise InputRefused(orchestrate.degraded_refusal(change, unreachable))
+            change = dataclasses.replace(change, accept_behind=tuple(sorted(unreachable)))
         data: dict[str, Any] = {
             "command": f"{args.command} {args.subcommand}", "dry_run": args.dry_run,
             "generation_before": change.before.generation, "generation_after": change.after.generation,
@@ -349,6 +371,12 @@ def _run_change(args: argparse.Namespace, action: Any, *params: Any,
         head += [f"  {p.server:<12} {p.what}" for p in plan]
         if change.removes_old_xdata:
             head.append("  Note: older exchange-data versions are removed; one version is kept.")
+        if unreachable:
+            data["unreachable"] = dict(unreachable)
+            head.append(f"  DEGRADED: {', '.join(sorted(unreachable))} cannot be reached and "
+                        "will miss this change (confirmed by --degraded)" if args.degraded else
+                        f"  DEGRADED: {', '.join(sorted(unreachable))} cannot be reached; "
+                        "applying needs --degraded")
         if args.dry_run:
             s.emit(data, [*head, "Dry run: nothing was changed."])
             return 0
@@ -449,8 +477,9 @@ def _lock(args: argparse.Namespace, lock: str) -> int:
     system = store.load(store.config_path(args.config)).validated()
     cluster = operations.cluster_of_lim(system, args.lim).name
     return _run_change(args, actions.set_lock, cluster, args.lim, lock,
-                       after_apply=lambda s, change: s.ops.tell_lock(change.after, cluster,
-                                                                     args.lim, lock))
+                       after_apply=lambda s, change: s.ops.tell_lock(
+                           change.after, cluster, args.lim, lock,
+                           skip=set(s.maintenance.applier.behind())))
 
 
 def cmd_cluster_lock(args: argparse.Namespace) -> int:
@@ -551,8 +580,12 @@ def cmd_cluster_list(args: argparse.Namespace) -> int:
              "lims": [{"lim": cl.lim, "server": system.server_for_lim(cl.lim).name,
                        "alias_ip": cl.alias_ip, "priority": cl.priority, "lock": str(cl.lock)}
                       for cl in c.lims]} for c in system.clusters]
+    from mxone_maintenance import orchestrate
+
+    behind = orchestrate.load_behind(orchestrate.behind_file(store.config_path(args.config)))
     if args.json:
-        print(json.dumps({"generation": system.generation, "clusters": rows}, indent=2))
+        print(json.dumps({"generation": system.generation, "clusters": rows, "behind": behind},
+                         indent=2))
         return 0
     for r in rows:
         print(f"cluster {r['name']}: standby {r['standby']}, fallback {r['fallback']}, "
@@ -560,23 +593,33 @@ def cmd_cluster_list(args: argparse.Namespace) -> int:
         for lim in r["lims"]:
             print(f"  LIM {lim['lim']:>3} on {lim['server']:<12} alias {lim['alias_ip']:<15} "
                   f"priority {lim['priority']} lock {lim['lock']}")
+    for line in orchestrate.behind_lines(behind, system.generation):
+        print(line)
     print(f"{len(rows)} cluster(s), system generation {system.generation}")
     return 0
 
 
 def cmd_cluster_status(args: argparse.Namespace) -> int:
-    from mxone_maintenance import operations
+    from mxone_maintenance import operations, orchestrate
 
     with _Session(args) as s:
         system = s.maintenance.system().validated()
+        applier = s.maintenance.applier
+        caught = applier.catch_up(system, s.progress)
         status = s.ops.status(system)
-        pending = s.maintenance.applier.pending_rollbacks()
-        lines = operations.render(status)
+        pending = applier.pending_rollbacks()
+        behind = applier.behind()
+        lines = [f"{o.server:<12} {'OK' if o.ok else 'FAILED':<7} {o.message}" for o in caught]
+        lines += operations.render(status)
+        lines += orchestrate.behind_lines(behind, system.generation)
         if pending:
             lines += ["", "Unfinished rollbacks (a server did not answer): " + ", ".join(
                 f"{k} (to generation {v.get('generation')})" for k, v in pending.items()),
                 "  they finish with the next change or `mxone_maintenance cluster repair`"]
         data = status.to_dict()
+        data["caught_up"] = [{"server": o.server, "ok": o.ok, "message": o.message}
+                             for o in caught]
+        data["behind"] = behind
         data["pending_rollbacks"] = {k: v.get("generation") for k, v in pending.items()}
         s.emit(data, lines)
     return 0

@@ -182,14 +182,16 @@ class ClusterOperations:
             a = dataclasses.replace(a, text=f"{a.text}. {cancel_hint(lim)}")
         return a
 
-    def tell_lock(self, system: System, cluster: str, lim: int, lock: str) -> list[AgentAnswer]:
-        """Tell every agent of the cluster the LIM's lock now (``none`` unlocks)."""
+    def tell_lock(self, system: System, cluster: str, lim: int, lock: str,
+                  skip: set[str] | frozenset[str] = frozenset()) -> list[AgentAnswer]:
+        """Tell every agent of the cluster the LIM's lock now (``none`` unlocks); ``skip``:
+        servers behind (unreachable), which get the lock when brought current."""
         c = _cluster(system, cluster)
         argv = ([AGENT, "ctl", "unlock", str(lim)] if lock == Lock.NONE
                 else [AGENT, "ctl", "lock", str(lim), str(lock)])
         reach = orchestrate.targets(system)
-        results = self.pool.run_all([reach[s.name] for s in system.cluster_servers(c)], argv,
-                                    timeout=30)
+        results = self.pool.run_all([reach[s.name] for s in system.cluster_servers(c)
+                                     if s.name not in skip], argv, timeout=30)
         return [_answer(name, r) for name, r in results.items()]
 
     def sync(self, system: System, cluster: str,

@@ -668,6 +668,7 @@ class SshApplier:
             if name not in nodes:
                 nodes[name] = _Node(reach[name], None, None)
         tracker = _Tracker(progress, total=max(1, len(nodes)) * 7 + 1)
+        missed: dict[str, str] = {}  # server -> what it misses (a confirmed degraded change)
         # A server joining the system is reached (and its host key checked) before it is
         # written into the system: what cannot be reached is not added.
         joining = sorted({s.name for s in change.after.servers}
@@ -697,7 +698,22 @@ class SshApplier:
             errors = self.pool.connect_all(n.target for n in nodes.values())
             tracker.add(len(nodes))
             if errors:
-                return fail_all_untouched({k: str(v) for k, v in errors.items()})
+                why = {k: str(v) for k, v in errors.items()}
+                problem = degraded_problem(change, why)
+                if problem is not None or not set(why) <= set(change.accept_behind):
+                    hint = "" if problem is not None else (
+                        " (this change can be made without it once you confirm that: "
+                        f"{DEGRADED_FLAG} on the command line, the second confirmation in the "
+                        "menus)")
+                    if problem is not None and change.degradable:
+                        hint = f" ({problem})"
+                    return fail_all_untouched({k: v + hint for k, v in why.items()})
+                # A degraded change, confirmed: the unreachable servers miss it.
+                for name in why:
+                    missed[name] = (f"{summarize(before_cfg.get(name), after_cfg[name])} "
+                                    f"(unreachable: {why[name]})")
+                    del nodes[name]
+                tracker(f"{', '.join(sorted(why))} unreachable: marked behind", None)
             finished = self.finish_rollbacks(reach, set(nodes))
             if finished:
                 tracker("finished an earlier rollback on " + ", ".join(finished.succeeded)
@@ -743,16 +759,26 @@ class SshApplier:
                                        local_error="interrupted by the operator; "
                                        f"{self.config_path} not written")
             if not results.ok:
-                return self._roll_back(nodes, gen0, gen1, new_keys, tracker)
+                return self._with_missed(self._roll_back(nodes, gen0, gen1, new_keys, tracker),
+                                         missed, gen0)
 
+        old_marks = self.behind()
+        marks = mark_behind(old_marks, change, missed, set(nodes))
         try:
             tracker(f"{self.local_name}: writing {self.config_path}", None)
+            if marks != old_marks:  # first: a server is never behind unmarked
+                self._save_behind(marks)
             store.save(self.config_path, change.after)
         except (OSError, MxoneError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            if marks != old_marks:
+                try:
+                    self._save_behind(old_marks)
+                except OSError:
+                    pass
             result = self._roll_back(nodes, gen0, gen1, new_keys, tracker,
                                      local_error=f"cannot write {self.config_path}: {why}")
-            return result
+            return self._with_missed(result, missed, gen0)
         self._drop_unused_keys(change)
         if nodes:
             self.pool.each([n.target for n in nodes.values()],
@@ -773,6 +799,9 @@ class SshApplier:
                                         f"({n.config.role} in cluster {n.config.cluster})"))
         for name in joining:
             outcomes.append(Outcome(name, True, "reached over SSH, host key pinned"))
+        for name, what in sorted(missed.items()):
+            outcomes.append(Outcome(name, True, f"BEHIND: missed generation {gen1} ({what}); "
+                                    "brought current the next time the tool reaches it"))
         outcomes.append(Outcome(self.local_name, True,
                                 f"system config generation {gen1} written to {self.config_path}"))
         return ApplyResult(gen1, tuple(outcomes + xdata_outcomes))
@@ -1105,6 +1134,135 @@ class SshApplier:
             return self._call(t, "reload", {})
         return r  # the agent never took the new config: nothing to undo there
 
+    # ---- servers behind: they missed a confirmed degraded change ------------------------
+
+    @staticmethod
+    def _with_missed(result: ApplyResult, missed: Mapping[str, str], gen0: int) -> ApplyResult:
+        return ApplyResult(result.generation, (*result.outcomes[:-1], *(
+            Outcome(name, True, f"unreachable, not changed (stays at generation {gen0})")
+            for name in sorted(missed)), *result.outcomes[-1:]))
+
+    @property
+    def behind_path(self) -> Path:
+        return behind_file(self.config_path)
+
+    def behind(self) -> dict[str, dict[str, Any]]:
+        """Server -> its behind mark (``has``: the generation it last got, ``cluster``,
+        ``missed``: what it missed), kept on LIM 1 beside the config."""
+        return load_behind(self.behind_path)
+
+    def _save_behind(self, marks: Mapping[str, Any]) -> None:
+        if not marks:
+            self.behind_path.unlink(missing_ok=True)
+            return
+        self.behind_path.parent.mkdir(parents=True, exist_ok=True)
+        store.atomic_write(self.behind_path, (json.dumps(marks, indent=1, sort_keys=True)
+                                              + "\n").encode(), mode=0o600)
+
+    def unreachable(self, change: Change) -> dict[str, str]:
+        """The servers the change touches that cannot be reached now (name -> why)."""
+        nodes = set(_node_configs(change.before)) | set(_node_configs(change.after))
+        reach = targets(change.before, change.after)
+        errors = self.pool.connect_all(reach[n] for n in sorted(nodes))
+        return {k: str(v) for k, v in errors.items()}
+
+    def catch_up(self, system: System, progress: Progress | None = None) -> list[Outcome]:
+        """Bring every server marked behind that answers now to the system's generation
+        (its node config, keys and agent as in any change, all or nothing on that server);
+        one that does not answer stays behind, one that cannot be brought current safely is
+        refused with the reason and stays behind. Skipped (empty answer) while another
+        change runs or when the config moved on meanwhile."""
+        marks = self.behind()
+        if not marks:
+            return []
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a+") as lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return []
+            on_disk = store.load(self.config_path).generation if self.config_path.exists() else 0
+            if on_disk != system.generation:
+                return []
+            return self._catch_up_locked(system, self.behind(), progress)
+
+    def _catch_up_locked(self, system: System, marks: dict[str, dict[str, Any]],
+                         progress: Progress | None) -> list[Outcome]:
+        gen = system.generation
+        cfgs = _node_configs(system)
+        reach = targets(system)
+        outcomes: list[Outcome] = []
+        refused = {}
+        for name, m in marks.items():
+            cfg = cfgs.get(name)
+            if cfg is None:
+                refused[name] = (f"{name} is behind but in no cluster now: the tool cannot "
+                                 "bring it current; remove its line from "
+                                 f"{self.behind_path} once its agent is stopped by hand")
+            elif m.get("cluster") not in (None, cfg.cluster):
+                refused[name] = (f"{name} fell behind in cluster {m.get('cluster')} and is in "
+                                 f"cluster {cfg.cluster} now: not brought current; remove it "
+                                 "from its cluster and add it again")
+        for name, why in refused.items():
+            outcomes.append(Outcome(name, False, f"BEHIND, refused: {why}"))
+        wanted = [n for n in marks if n not in refused and n in reach]
+        if not wanted:
+            return outcomes
+        tracker = _Tracker(progress or (lambda _l, _f: None), total=len(wanted) * 7 + 1)
+        tracker("reaching the servers behind: " + ", ".join(wanted), 0)
+        errors = self.pool.connect_all(reach[n] for n in wanted)
+        for name in wanted:
+            if name in errors:
+                outcomes.append(Outcome(name, False, f"BEHIND: still unreachable ({errors[name]}); "
+                                        f"stays at generation {marks[name].get('has')}"))
+        ready = [n for n in wanted if n not in errors]
+        if not ready:
+            return outcomes
+        created: list[Path] = []
+        keys, syncs = self._cluster_keys(system, created), self._sync_keys(system, created)
+        nodes = {n: _Node(reach[n], cfgs[n], keys[cfgs[n].cluster], syncs[cfgs[n].cluster])
+                 for n in ready}
+        self.finish_rollbacks(reach, set(ready))
+        try:
+            art = self.artefact()
+        except MxoneError as exc:
+            return outcomes + [Outcome(n, False, f"BEHIND: no agent to deploy: {exc}")
+                               for n in ready]
+
+        def one(t: ssh.Target) -> ssh.Result:
+            node = nodes[t.name]
+            r = self._call(t, "snapshot", {"release": art.release, "sha256": art.sha256})
+            if not r.ok:
+                return dataclasses.replace(r, error=f"cannot read its agent files: {r.describe()}")
+            node.snapshot = json.loads(r.stdout)
+            done = self._change_node(node, art, gen, tracker)
+            if done.ok:
+                self.pool.each([t], lambda t2: self._call(t2, "commit", {}))
+                return done
+            plan = _undo_plan(node, int(marks[t.name].get("has") or 0))
+            undone = self._undo(t, plan) if node.changed else None
+            if undone is not None and not undone.ok:
+                self._journal(t.name, plan)
+                return dataclasses.replace(done, error=f"{done.describe()}; ROLLBACK NOT "
+                                           f"FINISHED ({undone.describe()}), kept in "
+                                           f"{self.journal_dir / (t.name + '.json')}")
+            return dataclasses.replace(done, error=f"{done.describe()}; put back as it was")
+
+        results = self.pool.each([nodes[n].target for n in ready], one)
+        current = {n for n, r in results.items() if r.ok}
+        if current:
+            left = {k: v for k, v in self.behind().items() if k not in current}
+            self._save_behind(left)
+        for name, r in results.items():
+            if r.ok:
+                outcomes.append(Outcome(name, True, f"was behind: brought to generation {gen} "
+                                        f"(it had {marks[name].get('has')})"))
+            else:
+                outcomes.append(Outcome(name, False, f"BEHIND: not brought current: "
+                                        f"{r.describe()}; stays behind"))
+        tracker("done", 1.0)
+        return outcomes
+
     # ---- rollbacks that could not reach a server ----------------------------------------
 
     @property
@@ -1370,3 +1528,102 @@ def _node_configs(system: System) -> dict[str, agent_config.NodeConfig]:
     if not system.clusters:
         return {}
     return nodeconfig.all_nodes(system)
+
+
+# ---- degraded changes: servers that miss a change ---------------------------------------
+
+DEGRADED_FLAG = "--degraded"
+
+
+def behind_file(config_path: Path) -> Path:
+    return config_path.parent / "behind.json"
+
+
+def load_behind(path: Path) -> dict[str, dict[str, Any]]:
+    """The behind marks in ``path`` (see :meth:`SshApplier.behind`); none when no file."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MxoneError(f"{path}: unreadable ({exc}); it names the servers that missed a "
+                         "change: repair or remove it by hand") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise MxoneError(f"{path}: not an object of server marks; repair or remove it by hand")
+    return data
+
+
+def degraded_problem(change: Change, unreachable: Mapping[str, str]) -> str | None:
+    """Why this change cannot be made without the ``unreachable`` servers (None: it can,
+    once the operator confirms it). Only a change that makes the system safer or is needed
+    to recover may leave a server behind; a server that leaves its cluster with the change,
+    or joins the system, must be reached; at least one server must get it."""
+    if not unreachable:
+        return None
+    names = ", ".join(sorted(unreachable))
+    if not change.degradable:
+        return (f"{names} unreachable; this change needs every server of the system "
+                "reachable (only lock, unlock, fallback type or priority, remove LIM, delete "
+                "cluster and remove server can be made while a server is down)")
+    before, after = _node_configs(change.before), _node_configs(change.after)
+    leaving = sorted(n for n in unreachable if n in before and n not in after)
+    if leaving:
+        return (f"{', '.join(leaving)} unreachable and leaves its cluster with this change: "
+                "a server is let go only when it can be reached (its LIM and alias are "
+                "handed to it)")
+    joining = sorted(n for n in unreachable if n not in before and n not in after)
+    if joining:
+        return f"{', '.join(joining)} unreachable: a server joins the system only when reached"
+    if after and not set(after) - set(unreachable):
+        return f"{names} unreachable: no server of the change can be reached"
+    return None
+
+
+def degraded_refusal(change: Change, unreachable: Mapping[str, str]) -> str:
+    """The CLI's words when a change that can be made degraded was not confirmed."""
+    names = ", ".join(sorted(unreachable))
+    return (f"{names} unreachable ({'; '.join(f'{k}: {v}' for k, v in sorted(unreachable.items()))}); "
+            f"nothing was changed. This change can be made without {names}: "
+            f"{'they miss' if len(unreachable) > 1 else 'it misses'} generation "
+            f"{change.after.generation}, {'are' if len(unreachable) > 1 else 'is'} marked behind, "
+            f"and {'are' if len(unreachable) > 1 else 'is'} brought current the next time the "
+            f"tool reaches {'them' if len(unreachable) > 1 else 'it'}. To do so, run the command "
+            f"again with {DEGRADED_FLAG}")
+
+
+def degraded_plan(change: Change, unreachable: Mapping[str, str]) -> list[PlanStep]:
+    """What each unreachable server misses (for the plan shown before the confirmation)."""
+    before, after = _node_configs(change.before), _node_configs(change.after)
+    gen1 = change.after.generation
+    steps = []
+    for name in sorted(unreachable):
+        cfg = after.get(name)
+        missed = summarize(before.get(name), cfg) if cfg is not None else "its leaving"
+        steps.append(PlanStep(name, f"UNREACHABLE ({unreachable[name]}): misses generation "
+                              f"{gen1} ({missed}); marked behind, brought to the current "
+                              "generation the next time the tool reaches it"))
+    return steps
+
+
+def mark_behind(marks: Mapping[str, Mapping[str, Any]], change: Change,
+                missed: Mapping[str, str], current: set[str]) -> dict[str, dict[str, Any]]:
+    """The behind marks after a change: each server in ``missed`` (name -> what it missed)
+    keeps the generation it last had and adds what it missed; each in ``current`` (it got
+    the change, or left its cluster) is no longer behind."""
+    after = _node_configs(change.after)
+    names = {s.name for s in change.after.servers}
+    out = {k: dict(v) for k, v in marks.items() if k not in current and k in names}
+    for name, what in missed.items():
+        old = out.get(name, {})
+        out[name] = {"has": old.get("has", change.before.generation),
+                     "cluster": after[name].cluster if name in after else old.get("cluster"),
+                     "missed": [*old.get("missed", []), f"generation {change.after.generation}: {what}"]}
+    return out
+
+
+def behind_lines(marks: Mapping[str, Mapping[str, Any]], generation: int) -> list[str]:
+    """Show status / list clusters: one line per server that missed changes."""
+    return [f"BEHIND: {name} has generation {m.get('has')}, the system is at {generation} "
+            f"(missed: {'; '.join(m.get('missed', []))}); brought current the next time the "
+            "tool reaches it (any action or status refresh)"
+            for name, m in sorted(marks.items())]
