@@ -271,7 +271,8 @@ def test_watchdog_pings_on_its_own_clock(tmp_path: Path, monkeypatch: pytest.Mon
                                          interval: float, misses: int) -> None:
     """Pings come every quarter of WatchdogSec whatever the heartbeat interval (the rules
     accept up to 60 s): no gap reaches WatchdogSec, which is when systemd kills the agent.
-    WatchdogSec is scaled down to 0.4 s so that many pings fit in the test."""
+    WatchdogSec is scaled down to 1.6 s (a ping every 0.4 s) so that several pings fit in
+    the test and a busy machine's scheduling delays (tenths of a second) cannot reach it."""
     timers = {"interval": interval, "misses": misses}
     # The agent runs in this (large) pytest process: a full garbage collection of its heap
     # can stop every thread for longer than the scaled WatchdogSec, which a real agent's
@@ -279,17 +280,17 @@ def test_watchdog_pings_on_its_own_clock(tmp_path: Path, monkeypatch: pytest.Mon
     gc.collect()
     gc.disable()
     try:
-        with under_notify(tmp_path, monkeypatch, 400000, timers) as sock:
+        with under_notify(tmp_path, monkeypatch, 1600000, timers) as sock:
             assert sock.recv(100) == b"READY=1"
             stamps = []
-            while len(stamps) < 12:
+            while len(stamps) < 7:
                 assert sock.recv(100) == b"WATCHDOG=1"
                 stamps.append(time.monotonic())
     finally:
         gc.enable()
         gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-        assert max(gaps) < 0.4, gaps
-        assert sum(gaps) / len(gaps) < 0.2, gaps  # about every 0.1 s, not once a tick
+        assert max(gaps) < 1.6, gaps
+        assert sum(gaps) / len(gaps) < 0.8, gaps  # about every 0.4 s, not once a tick
 
 
 # ---- alarms ------------------------------------------------------------------------------
