@@ -93,6 +93,7 @@ from mxone_agent.decide import (
     Decision,
     Failure,
     LocalState,
+    behind,
     decide,
     explain_down,
     fallback_blocker,
@@ -1433,6 +1434,7 @@ class Agent:
         out = {
             "node": cfg.node, "cluster": cfg.cluster, "role": str(cfg.role),
             "generation": cfg.generation, "incarnation": self.incarnation,
+            "behind": None if (lag := behind(cfg, self.peers)) is None else lag.as_status(),
             "readiness": str(self.local.readiness), "detection_s": cfg.detection,
             "lease_s": None if self.fence is None else round(self.fence.lease, 3),
             "lease_lapses": self.lapses,

@@ -30,7 +30,9 @@ detection period, doubling up to HOLD_DOWN_CAP) counted from the latest reappear
 Split brain. When a regular server and the standby hear each other and both run a LIM
 actively, one side stops (deactivates, in a preloaded cluster): the side named by the
 config's ``split_brain_stop`` (default: the regular), unless the LIM is locked, in which
-case the side it is *not* locked to. Fallback then follows the fallback type.
+case the side it is *not* locked to; but when the two advertise different config
+generations, the side with the older one stops (see "A node that is behind"). Fallback then
+follows the fallback type.
 
 Boot. A regular server starts its LIM only once it knows the standby's state: the standby
 is alive (heard, so its heartbeat says whether it runs the LIM) or dead (silent for a full
@@ -71,6 +73,42 @@ cluster, or the cluster is being deleted), or that the maintenance tool is remov
 the cluster (``LocalState.retiring``), is stopped for good: RetireLim, before anything else
 in the decision, and a retiring LIM is never taken over. A node never crashes on, nor
 keeps, a LIM its config does not know.
+
+A node that is behind (:func:`behind`). Every heartbeat carries its sender's config
+generation. A node that hears an alive peer of its cluster advertise a higher generation
+than its own config is *behind*: its locks, priorities, fallback type and even its list of
+LIMs may be stale (the maintenance tool changed them while this node was down, and brings
+it to the current generation the next time it reaches it). So it acts on none of them:
+
+* It starts nothing new: no takeover, no preload, no activation, no retake of a fenced LIM.
+  One exception keeps a LIM from running nowhere without risking a second owner: a regular
+  server runs its *own* LIM (starts it, or takes its fenced copy again) while the standby is
+  dead - silent for a full detection period, so its lease has lapsed and no other server
+  can answer for that alias, whatever the newer generation says - unless its config locks
+  it to the standby.
+* It gives nothing away on its config's say: no fallback (automatic or ordered), no
+  priority replacement, no stop because of a lock. It keeps running what it runs.
+* It keeps every safety rule that does not read the changed fields: a fenced copy whose
+  peer runs the LIM stops, the standby runs one LIM, the lease fences its aliases, and in a
+  split brain the side with the *older generation* stops (on equal generations the
+  config's rule above), so both sides agree on who stops whatever their configs say.
+
+The other side plays along: a standby never hands a LIM back to a regular server that is
+behind (it would not start it): the fallback waits, and an order waits or is refused.
+
+Why this keeps at most one owner per alias: a LIM's alias answers only on its own regular
+server or on the standby, whatever the generation. A standby that is behind claims nothing,
+so it cannot be a second owner; a regular server that is behind claims its LIM only while
+the standby is dead, which is exactly when a current regular server would, and the split
+brain rule settles the rest the same way on both sides. The price: a LIM that runs nowhere
+while its regular server is behind and the standby is alive stays down (the reason says
+so) until the tool brings either server to the current generation; the standby does not
+take it over from an alive regular server, because that server's last heartbeat may
+predate a start it is doing right now, and the two would answer together.
+
+A peer holds the cluster secret, so it is trusted this far: one that advertises a higher
+generation than exists can only make this node more conservative (it starts nothing, gives
+nothing back, and yields in a split brain - the alias it could take by ARP anyway).
 
 Manual fallback orders (:func:`judge_fallback_order`). An operator's order is refused when
 it cannot be carried out (not the standby, the LIM does not run here, it is locked to the
@@ -282,6 +320,32 @@ class Decision:
     split_brain: frozenset[int] = frozenset()
 
 
+@dataclass(frozen=True)
+class Behind:
+    """This node is behind: ``peers`` (alive, of its cluster) hold config generation
+    ``current``, higher than this node's ``generation``."""
+
+    generation: int
+    current: int
+    peers: tuple[str, ...]
+
+    def as_status(self) -> dict:
+        return {"generation": self.generation, "current": self.current,
+                "peers": list(self.peers)}
+
+
+def behind(config: NodeConfig, peers: Mapping[str, PeerView]) -> Behind | None:
+    """Whether this node is behind (see the module docstring): the highest generation an
+    alive peer advertises, if it is higher than this node's, and the peers that hold it."""
+    seen = {name: v.heartbeat.generation for name, v in peers.items()
+            if name != config.node and v.alive and v.heartbeat is not None
+            and v.heartbeat.cluster == config.cluster}
+    top = max(seen.values(), default=0)
+    if top <= config.generation:
+        return None
+    return Behind(config.generation, top, tuple(sorted(n for n, g in seen.items() if g == top)))
+
+
 # ---- the decision -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -298,6 +362,34 @@ class _Ctx:
 
     def peer(self, name: str) -> PeerView:
         return self.peers.get(name) or PeerView.unknown(name)
+
+    @property
+    def behind(self) -> Behind | None:
+        return behind(self.config, self.peers)
+
+    def lags(self, view: PeerView) -> bool:
+        """True when ``view`` is an alive peer that advertises an older generation than
+        this node's config (the peer is behind)."""
+        return view.alive and view.heartbeat is not None and (
+            view.heartbeat.generation < self.config.generation)
+
+    def lag_clause(self, view: PeerView) -> str:
+        assert view.heartbeat is not None
+        return (f"{view.name} is at generation {view.heartbeat.generation}, behind "
+                f"{self.me}'s {self.config.generation}")
+
+    def behind_clause(self) -> str:
+        """The sentence of a node that is behind."""
+        b = self.behind
+        assert b is not None
+        who = ", ".join(b.peers)
+        verb = "holds" if len(b.peers) == 1 else "hold"
+        head = f"{who} {verb} generation {b.current} and {self.me} is at {b.generation} (behind)"
+        until = f"until the maintenance tool brings it to generation {b.current}"
+        if self.config.role is Role.STANDBY:
+            return f"{head}: {self.me} starts nothing and hands nothing back {until}"
+        return (f"{head}: {self.me} starts nothing but its own LIM while "
+                f"{self.config.standby.name} is dead, {until}")
 
     def known(self, lim: int) -> bool:
         return any(x.lim == lim for x in self.config.lims)
@@ -353,6 +445,8 @@ def decide(config: NodeConfig, peers: Mapping[str, PeerView], local: LocalState,
     """
     c = _Ctx(config, peers, local, now)
     actions, clauses = _retire(c)
+    if c.behind is not None:
+        clauses.append(c.behind_clause())
     if config.role is Role.STANDBY:
         more, said = (_standby_preloaded(c) if config.preloaded else _standby_regular(c))
     else:
@@ -390,8 +484,18 @@ def _retire(c: _Ctx) -> _Step:
     return actions, clauses
 
 
-def _split_brain_stopper(config: NodeConfig, lim: LimConfig) -> tuple[Role, str]:
-    """Which side stops when both run ``lim``, and why (for the sentence)."""
+def _split_brain_stopper(c: _Ctx, lim: LimConfig, other: PeerView) -> tuple[Role, str]:
+    """Which side stops when this node and ``other`` (alive) both run ``lim``, and why (for
+    the sentence): the side with the older generation, else the config's rule."""
+    config = c.config
+    theirs = other.heartbeat.generation if other.heartbeat is not None else config.generation
+    if theirs != config.generation:
+        mine = config.role
+        older = mine if config.generation < theirs else (
+            Role.REGULAR if mine is Role.STANDBY else Role.STANDBY)
+        who = c.me if older is mine else other.name
+        return older, (f"{who} holds the older config generation ({config.generation} here, "
+                       f"{theirs} on {other.name})")
     if lim.lock is Lock.REGULAR:
         return Role.STANDBY, "the LIM is locked to its regular server"
     if lim.lock is Lock.STANDBY:
@@ -411,12 +515,14 @@ def _release(c: _Ctx, lim: LimConfig, fenced: bool = False) -> tuple[bool, str]:
     if fenced and home.runs_active(n):
         return True, f"{home.name} runs LIM {n}; {me} {verb} its copy, whose {_LAPSED[4:]}"
     if home.runs_active(n):
-        side, why = _split_brain_stopper(c.config, lim)
+        side, why = _split_brain_stopper(c, lim, home)
         both = f"{home.name} and {me} both run LIM {n} (split brain)"
         if side is Role.STANDBY:
             c.split_brain.add(n)
             return True, f"{both}; {me} {verb} it because {why}"
         return False, f"{both}; {home.name} is the side that stops, because {why}"
+    if c.behind is not None:
+        return False, f"{me} keeps LIM {n}"
     requested = n in c.local.fallback_requests
     if requested and c.config.fallback is FallbackType.MANUAL and lim.lock is not Lock.STANDBY:
         why = _blocker(c, lim)
@@ -430,6 +536,9 @@ def _release(c: _Ctx, lim: LimConfig, fenced: bool = False) -> tuple[bool, str]:
         return False, f"{me} runs LIM {n} for {home.name}, which is {state}"
     if not home.ready:
         return False, f"{home.name} is back but still loading; {me} keeps LIM {n}"
+    if c.lags(home):
+        return False, (f"{c.lag_clause(home)}; {me} keeps LIM {n} until the maintenance tool "
+                       f"brings {home.name} to generation {c.config.generation}")
     if lim.lock is Lock.STANDBY:
         if requested:
             return False, f"manual fallback of LIM {n} refused: it is locked to the standby"
@@ -461,6 +570,11 @@ def _blocker(c: _Ctx, lim: LimConfig) -> str | None:
         return c.silence(home) if home.dead else f"{home.name} is not heard yet"
     if not home.ready:
         return f"{home.name} is alive but its agent is still loading"
+    if c.behind is not None:
+        return c.behind_clause()
+    if c.lags(home):
+        return (f"{c.lag_clause(home)}, and a server that is behind starts nothing until the "
+                "maintenance tool brings it to the current generation")
     if c.held(n):
         return c.waits(n)
     hd = c.hold_down(lim)
@@ -540,6 +654,10 @@ def judge_fallback_order(config: NodeConfig, peers: Mapping[str, PeerView], loca
             return OrderVerdict(False, f"fallback of LIM {lim} refused: {home.name} is {state}; "
                                 f"the automatic fallback hands LIM {lim} back once {home.name} "
                                 "is ready")
+        if (why := _blocker(c, x)) is not None and (c.behind is not None or c.lags(home)):
+            return OrderVerdict(False, f"fallback of LIM {lim} refused: {why}; the automatic "
+                                f"fallback hands LIM {lim} back once both are at the current "
+                                "generation")
         if hd.remaining > 0:
             return OrderVerdict(False, f"fallback of LIM {lim} refused: {home.name} came back "
                                 f"{hd.appearances} times within {FLAP_WINDOW / 60:.0f} min and "
@@ -570,7 +688,7 @@ def _standby_may_claim(c: _Ctx, lim: LimConfig) -> bool:
     """Whether the standby may take ``lim`` over: its regular server is dead, or the LIM is
     locked to the standby and its (alive) regular server does not run it. Never a LIM
     locked to its regular server."""
-    if lim.lock is Lock.REGULAR or not c.mine(lim.lim):
+    if lim.lock is Lock.REGULAR or not c.mine(lim.lim) or c.behind is not None:
         return False
     home = c.home(lim)
     return home.dead or (lim.lock is Lock.STANDBY and home.alive and not home.runs_active(lim.lim))
@@ -643,6 +761,8 @@ def _standby_regular(c: _Ctx) -> _Step:
             if kept.lim in unsure:
                 clause += (f"; {_LAPSED}, and {me} waits to hear {kept.server} before it "
                            "answers for it again")
+            elif kept.lim in fenced and c.behind is not None:
+                clause += f"; {_LAPSED}, and {me} does not answer for it again while behind"
             elif kept.lim in fenced and c.held(kept.lim) is None:
                 actions.append(ActivateLim(kept.lim))
                 clause += f"; {_LAPSED}, and {me} takes it again"
@@ -689,6 +809,8 @@ def _standby_regular(c: _Ctx) -> _Step:
 def _standby_idle(c: _Ctx) -> str:
     """The sentence of a standby that runs no LIM and takes none over."""
     me = c.me
+    if c.behind is not None:
+        return f"{me} runs no LIM and takes none over"
     regulars = [x.server for x in c.config.lims]
     locked = [x for x in c.config.lims if x.lock is Lock.REGULAR and c.home(x).dead]
     if locked:
@@ -725,6 +847,8 @@ def _standby_preloaded(c: _Ctx) -> _Step:
         if run.fenced and not home.alive and not home.dead:
             return [], [f"{clause}; {_LAPSED}, and {me} waits to hear {home.name} before it "
                         "answers for it again"]
+        if run.fenced and c.behind is not None:
+            return [], [f"{clause}; {_LAPSED}, and {me} does not answer for it again while behind"]
         if run.fenced:
             return [ActivateLim(n)], [f"{clause}; {_LAPSED}, and {me} takes it again"]
         return [], [clause]
@@ -734,6 +858,8 @@ def _standby_preloaded(c: _Ctx) -> _Step:
     if run is None:
         if not c.local.ready:
             return [], [f"{me} is still loading; it does not load LIM {n} yet"]
+        if c.behind is not None:
+            return [], [f"{me} does not preload LIM {n} while behind"]
         if takeover:
             return [StartLim(n, Mode.ACTIVE)], [(
                 f"{_why_claim(c, lim)}; {me} takes over LIM {n}, which was not preloaded here "
@@ -742,6 +868,8 @@ def _standby_preloaded(c: _Ctx) -> _Step:
     if takeover:
         still = ", which is still loading (recovery takes longer)" if run.loading else ""
         return [ActivateLim(n)], [f"{_why_claim(c, lim)}; {me} activates preloaded LIM {n}{still}"]
+    if home.dead and c.behind is not None:
+        return [], [f"{c.silence(home)}; {me} keeps LIM {n} passive while behind"]
     if home.dead:
         return [], [(f"{c.silence(home)} but LIM {n} is locked to its regular server; {me} "
                      "keeps it passive")]
@@ -768,7 +896,7 @@ def _regular(c: _Ctx) -> _Step:
     standby_holds = (r := sb.runs(n)) is not None and r.mode is Mode.ACTIVE
     if run is not None and run.active:
         if standby_runs:
-            side, why = _split_brain_stopper(cfg, lim)
+            side, why = _split_brain_stopper(c, lim, sb)
             both = f"{me} and {sb.name} both run LIM {n} (split brain)"
             if side is Role.REGULAR:
                 verb, act = ("deactivates", DeactivateLim(n)) if cfg.preloaded else ("stops",
@@ -783,11 +911,16 @@ def _regular(c: _Ctx) -> _Step:
         return [], [f"{me} runs LIM {n}{note}"]
 
     fenced = run is not None and run.fenced
-    may_run = lim.lock is not Lock.STANDBY and (sb.dead or (sb.alive and not standby_holds))
+    lag = c.behind
+    # Behind, it runs its LIM only while no other server can answer for it: the standby dead.
+    may_run = lim.lock is not Lock.STANDBY and (
+        sb.dead or (sb.alive and not standby_holds and lag is None))
     if not c.local.ready:
         return [], [f"{me} is still loading; it starts nothing yet"]
     if may_run:
         why = c.silence(sb) if sb.dead else f"{sb.name} does not run LIM {n}"
+        if lag is not None:
+            why += f", so no other server can answer for LIM {n}"
         if run is None:
             return [StartLim(n, Mode.ACTIVE)], [f"{why}; {me} starts LIM {n}"]
         if fenced:
@@ -799,6 +932,19 @@ def _regular(c: _Ctx) -> _Step:
         return [], [f"LIM {n}'s {_LAPSED[4:]}; {me} waits to hear {sb.name} before it answers "
                     f"for it again (at most {cfg.detection:.1f} s)"]
     holds_fenced = standby_holds and not standby_runs
+    if lag is not None:
+        if fenced and standby_runs:
+            verb, act = ("keeps it passive", DeactivateLim(n)) if cfg.preloaded else (
+                "stops its service", StopLim(n))
+            return [act], [f"{sb.name} runs LIM {n} and LIM {n}'s {_LAPSED[4:]}; {me} {verb}"]
+        state = (f"{sb.name} runs LIM {n}" if standby_runs else
+                 f"{sb.name} holds LIM {n} but its lease there lapsed" if holds_fenced else
+                 f"{sb.name} is not heard yet" if not sb.alive else
+                 f"LIM {n} is locked to the standby" if lim.lock is Lock.STANDBY else
+                 f"{sb.name} is alive and does not run LIM {n}")
+        kept = f"LIM {n}'s {_LAPSED[4:]} and {me} keeps it silent" if fenced else \
+            f"{me} does not run LIM {n}"
+        return [], [f"{state}; {kept} while behind"]
     if fenced and not holds_fenced:
         verb, act = ("keeps it passive", DeactivateLim(n)) if cfg.preloaded else (
             "stops its service", StopLim(n))
@@ -900,9 +1046,14 @@ def explain_down(config: NodeConfig, peers: Mapping[str, PeerView], local: Local
                      f"{config.detection:.1f} s of silence)"
         elif (f := local.held(n, now)) is not None:
             out[n] = f"{f.reason}; tried again in {max(0.0, f.retry_at - now):.0f} s"
+        elif c.behind is not None:
+            out[n] = c.behind_clause()
         elif here is not None and here.fenced:
             out[n] = f"{_LAPSED[4:].capitalize()} on {me}; {me} answers for it again once " \
                      "its decision says it owns it"
+        elif standby and c.lags(other):
+            out[n] = (f"{c.lag_clause(other)}: it starts nothing while {me} is alive, until the "
+                      f"maintenance tool brings it to generation {config.generation}")
         elif not local.ready:
             out[n] = f"{me} is still loading"
         elif not standby:

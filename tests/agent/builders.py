@@ -83,17 +83,20 @@ def heartbeat(sender: str, runs: Iterable[LimRun] = (), *, ready: bool = True,
 
 
 def alive(name: str, runs: Iterable[LimRun] = (), *, ready: bool = True,
-          incarnation: int = 1) -> PeerView:
-    """A peer heard half a second ago."""
+          incarnation: int = 1, generation: int = 1) -> PeerView:
+    """A peer heard half a second ago, advertising config ``generation``."""
     return PeerView(name, Liveness.ALIVE, NOW - 0.5,
-                    heartbeat(name, runs, ready=ready, incarnation=incarnation))
+                    heartbeat(name, runs, ready=ready, incarnation=incarnation,
+                              generation=generation))
 
 
-def dead(name: str, silent: float | None = 3.5, runs: Iterable[LimRun] = ()) -> PeerView:
+def dead(name: str, silent: float | None = 3.5, runs: Iterable[LimRun] = (), *,
+         generation: int = 1) -> PeerView:
     """A peer judged dead: last heard ``silent`` seconds ago (None: never heard)."""
     if silent is None:
         return PeerView(name, Liveness.DEAD)
-    return PeerView(name, Liveness.DEAD, NOW - silent, heartbeat(name, runs))
+    return PeerView(name, Liveness.DEAD, NOW - silent,
+                    heartbeat(name, runs, generation=generation))
 
 
 def unknown(name: str) -> PeerView:
