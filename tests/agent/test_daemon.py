@@ -458,7 +458,7 @@ def test_a_reload_without_the_lim_the_standby_runs_stops_it_and_goes_on(
     import logging
 
     caplog.set_level(logging.INFO, logger="mxone_agent")
-    doc = standby_doc(tmp_path, 18500 + os.getpid() % 400)
+    doc = standby_doc(tmp_path, 20000 + os.getpid() % 300)
     with agent_thread(tmp_path, doc) as sb:
         wait_for(lambda: sb.local.run(2) is not None)
         wait_for((tmp_path / "lim2-running").exists)
@@ -490,7 +490,7 @@ def test_a_reload_without_the_lim_the_standby_runs_stops_it_and_goes_on(
 def test_a_restarted_agent_stops_a_lim_its_new_config_no_longer_names(tmp_path: Path) -> None:
     """The agent restarted with a config without LIM 2 while LIM 2 ran here (a release
     upgrade in the same change): held-lims.json tells it what ran, and it stops it."""
-    doc = standby_doc(tmp_path, 18100 + os.getpid() % 400)
+    doc = standby_doc(tmp_path, 20300 + os.getpid() % 300)
     net = RecordingNetwork()
     cfg, sec = write_files(tmp_path, doc)
 
@@ -527,7 +527,7 @@ def test_a_restarted_agent_stops_a_lim_its_new_config_no_longer_names(tmp_path: 
 
 
 def test_ctl_retire_stops_the_lim_for_good_and_can_be_cancelled(tmp_path: Path) -> None:
-    doc = standby_doc(tmp_path, 18900 + os.getpid() % 90)
+    doc = standby_doc(tmp_path, 20600 + os.getpid() % 200)
     with agent_thread(tmp_path, doc) as sb:
         wait_for(lambda: sb.local.run(2) is not None)
         reply = ask(sb, cmd="retire", lim=2)
@@ -558,7 +558,7 @@ def test_ctl_retire_is_refused_for_a_regular_servers_own_lim(running: daemon.Age
 
 
 def test_fallback_orders_are_refused_pending_cancelled_or_expire(tmp_path: Path) -> None:
-    doc = standby_doc(tmp_path, 18990 + os.getpid() % 9, fallback="manual")
+    doc = standby_doc(tmp_path, 20800 + os.getpid() % 100, fallback="manual")
     with agent_thread(tmp_path, doc) as sb:
         wait_for(lambda: 2 in sb.local.active_lims())
         wait_for(lambda: sb.peers["lim2"].dead)
