@@ -816,8 +816,18 @@ class SshApplier:
         leave``). Server -> refusal when a LIM could not be let go; what was let go is then
         taken back (nothing was changed)."""
         work: dict[str, list[int]] = {}
-        for cluster, cl, _home in leaving_lims(change):
-            work.setdefault(cluster.standby_name, []).append(cl.lim)
+        cut_off: dict[str, str] = {}
+        for cluster, cl, home in leaving_lims(change):
+            sb = cluster.standby_name
+            work.setdefault(sb, []).append(cl.lim)
+            if sb not in nodes:  # unreachable: a degraded change would leave it behind
+                cut_off[home.name] = (
+                    f"LIM {cl.lim} leaves cluster {cluster.name}, but {sb}, its standby, cannot "
+                    f"be told to let it go: once {home.name}'s agent stops, {sb} would take "
+                    f"LIM {cl.lim} over while {home.name} runs it outside the cluster (two "
+                    f"servers on {cl.alias_ip}); remove the LIM once {sb} can be reached")
+        if cut_off:
+            return cut_off
         work = {k: v for k, v in work.items() if k in nodes and nodes[k].snapshot.get("running")}
         if not work:
             return {}

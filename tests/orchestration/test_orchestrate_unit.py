@@ -264,3 +264,18 @@ def test_no_hand_back_when_the_standbys_agent_does_not_run(tmp_path: Path) -> No
     a = HandBack(tmp_path, {})
     assert a._hand_back_leaving_lims(change, nodes_for(change, running=False), tracker()) == {}
     assert a.ops == []
+
+
+def test_a_lim_whose_standby_cannot_be_reached_does_not_leave(tmp_path: Path) -> None:
+    """A degraded remove-LIM without the standby would have the standby take the LIM over
+    once its regular server's agent stops, while that server runs it outside the cluster."""
+    change = actions.remove_lim(system(), "north", 2)
+    a = HandBack(tmp_path, {})
+    nodes = nodes_for(change)
+    del nodes["standby1"]
+    assert a._hand_back_leaving_lims(change, nodes, tracker()) == {"lim2": (
+        "LIM 2 leaves cluster north, but standby1, its standby, cannot be told to let it go: "
+        "once lim2's agent stops, standby1 would take LIM 2 over while lim2 runs it outside "
+        "the cluster (two servers on 10.77.0.12); remove the LIM once standby1 can be "
+        "reached")}
+    assert a.ops == []
