@@ -11,9 +11,11 @@ what runs).
 Faults: a server crashes (agent and LIMs stop) and recovers (boots afresh); an agent
 restarts while its LIMs keep running; a node freezes (SIGSTOP: nothing runs, nothing is sent,
 its LIMs keep running) and later resumes; links are cut and healed; LIMs are locked and
-unlocked; manual fallbacks are ordered; a LIM is removed from the cluster (every node gets
-the config without it, its server leaves - the standby may be running it then). Priorities,
-fallback type and split-brain side are drawn per run, with ties.
+unlocked (also while a server is down: it keeps its older config, comes back behind, and
+runs so until the tool catches it up); manual fallbacks are ordered; a LIM is removed from
+the cluster (every node gets the config without it, its server leaves - the standby may be
+running it then). Priorities, fallback type and split-brain side are drawn per run, with
+ties.
 
 Invariants:
 * the client's view: at every moment at most one server answers for each alias (its LIM is
@@ -21,15 +23,16 @@ Invariants:
   are cut from each other or were within the last two ticks (a partition and its heal);
 * two nodes that have heard each other for one detection period never both run a LIM;
 * the standby never runs two LIMs;
-* no action moves a locked LIM away from, or onto, the wrong server;
+* no action moves a locked LIM away from, or onto, the wrong server (by the node's own
+  config; a node that is behind yields in a split brain whatever its lock);
 * a regular starts nothing actively after booting until it heard the standby or a full
   detection period passed;
 * the standby gives up the LIM of a server still down only for a strictly higher priority;
-* once things settle, the failed LIM with the highest priority runs on the standby
-  (unless the standby holds a LIM locked to it, or one of equal or higher priority); a LIM
+* once things settle (and every node holds the same generation), the failed LIM with the
+  highest priority runs on the standby (unless the standby holds a LIM locked to it, or one of equal or higher priority); a LIM
   locked to the standby that its regular server does not run counts as failed;
-* once things settle in a healthy network, every LIM whose server is up runs on exactly one
-  server (allowing the one tick of a fallback hand-over), unless it is locked to the standby
+* once things settle in a healthy network at one generation, every LIM whose server is up
+  runs on exactly one server (allowing the one tick of a fallback hand-over), unless it is locked to the standby
   and the standby is busy with another LIM;
 * the standby holds exactly the "LIM on standby" alarms of the LIMs it runs; one regular at
   most holds "standby out of order", and only while the standby is down;
@@ -267,6 +270,11 @@ class Cluster(RuleBasedStateMachine):
                 # A fenced LIM answers nowhere: letting it go moves nothing, and taking it
                 # again (where it runs) claims nothing new.
                 claims = releases = False
+            if a.lim in decision.split_brain and any(
+                    v.alive and v.heartbeat is not None
+                    and v.heartbeat.generation > node.config.generation
+                    for v in node.peers.values()):
+                releases = False  # behind: the older generation yields, whatever its lock
             if lock is not Lock.NONE:
                 assert not (releases and lock.value == node.role.value), (
                     f"{node.name}: {a} against LIM {a.lim} locked to it: {decision.reason}")
@@ -386,9 +394,51 @@ class Cluster(RuleBasedStateMachine):
     def lock(self, data: st.DataObject, lock: str) -> None:
         n = data.draw(st.sampled_from(self.lim_numbers))
         self.locks[n] = lock
-        for node in self.nodes.values():
-            node.config = node.config.with_lock(n, Lock(lock), node.config.generation + 1)
+        self._deploy(self.nodes.values())
+
+    def _deploy(self, nodes) -> None:
+        """The tool deploys the current config, at a new generation, to ``nodes``."""
+        generation = max(node.config.generation for node in self.nodes.values()) + 1
+        for node in nodes:
+            node.config = cluster_config(node.name, **self.kw, locks=self.locks,
+                                         generation=generation)
         self._event()
+
+    @rule(data=st.data(), lock=st.sampled_from(["none", "regular", "standby"]),
+          back=st.booleans())
+    def degraded_lock(self, data: st.DataObject, lock: str, back: bool) -> None:
+        """A lock or unlock deployed while a server is down (one is crashed for it if none
+        is): it keeps its older config and, recovered now (``back``) or later, runs behind
+        until ``catch_up``."""
+        down = [x.name for x in self.nodes.values() if not x.up]
+        name = data.draw(st.sampled_from(down or sorted(self.nodes)))
+        node = self.nodes[name]
+        if node.up:
+            node.up, node.frozen = False, False
+            node.local, node.peers, node.renewed = LocalState.empty(), {}, {}
+            self.pair_since = {p: t for p, t in self.pair_since.items() if name not in p}
+        n = data.draw(st.sampled_from(self.lim_numbers))
+        self.locks[n] = lock
+        self._deploy([x for x in self.nodes.values() if x.up])
+        if back:
+            node.up = True
+            self._boot(node, keep_runs=False)
+
+    @precondition(lambda self: self._behind())
+    @rule()
+    def catch_up(self) -> None:
+        """The tool reaches the servers that are behind and brings them to the current
+        generation."""
+        top = max(node.config.generation for node in self.nodes.values())
+        for node in self.nodes.values():
+            if node.config.generation < top:
+                node.config = cluster_config(node.name, **self.kw, locks=self.locks,
+                                             generation=top)
+        self._event()
+
+    def _behind(self) -> bool:
+        """Some node's config is older than another's."""
+        return len({node.config.generation for node in self.nodes.values()}) > 1
 
     @rule(data=st.data())
     def order_fallback(self, data: st.DataObject) -> None:
@@ -449,7 +499,7 @@ class Cluster(RuleBasedStateMachine):
     @invariant()
     def best_failed_lim_gets_the_standby(self) -> None:
         sb = self.nodes[STANDBY]
-        if not (self._settled() and sb.running and sb.local.ready):
+        if not (self._settled() and sb.running and sb.local.ready) or self._behind():
             return
         cfg = sb.config
         failed = [x for x in cfg.lims if x.lock is not Lock.REGULAR and (
@@ -468,7 +518,7 @@ class Cluster(RuleBasedStateMachine):
     @invariant()
     def every_lim_of_a_live_server_runs_once_in_a_healthy_network(self) -> None:
         sb = self.nodes[STANDBY]
-        if not (self._settled() and not self.cuts and sb.running):
+        if not (self._settled() and not self.cuts and sb.running) or self._behind():
             return
         for x in sb.config.lims:
             home = self.nodes[x.server]
