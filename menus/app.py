@@ -176,16 +176,21 @@ class App:
             view.show_errors([f"the system config cannot be used: {exc}"])  # type: ignore[attr-defined]
             return
         view.show_errors([])  # type: ignore[attr-defined]
-        lines = ["This change will do:", ""]
-        lines += [f"  {step.server}: {step.what}" for step in plan]
-        if change.removes_old_xdata:
-            lines += ["", "Note: older exchange-data versions (reload and system database data) "
-                      "are removed; only one version is kept."]
-        if form.then is not None:
-            lines += ["", "Then the cluster's agents are told."]
+
+        def plan_lines(unreachable: dict[str, str]) -> list[str]:
+            lines = ["This change will do:", ""]
+            lines += [f"  {step.server}: {step.what}" for step in plan
+                      if step.server not in unreachable]
+            if change.removes_old_xdata:
+                lines += ["", "Note: older exchange-data versions (reload and system database "
+                          "data) are removed; only one version is kept."]
+            if form.then is not None:
+                lines += ["", "Then the cluster's agents are told."]
+            return lines
+
         applier = getattr(self.maintenance, "applier", None)
         if not (change.degradable and hasattr(applier, "unreachable")):
-            self._confirm(form, values, change, base, lines, {})
+            self._confirm(form, values, change, base, plan_lines({}), {})
             return
         # A change that may be made without a server that is down: find out first which
         # servers answer, so the plan can name those that would miss it.
@@ -203,7 +208,7 @@ class App:
                     "", "Nothing was changed."], self._close(base), "result"))
                 return
             self.window.pop()
-            self._confirm(form, values, change, base, lines, unreachable)
+            self._confirm(form, values, change, base, plan_lines(unreachable), unreachable)
 
         self._start(job, lambda line, f: self._progress(progress, line, f), done)
 

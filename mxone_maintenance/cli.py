@@ -357,6 +357,7 @@ def _run_change(args: argparse.Namespace, action: Any, *params: Any,
             if orchestrate.degraded_problem(change, unreachable) is not None:
                 unreachable = {}
         if unreachable:
+            plan = [p for p in plan if p.server not in unreachable]
             plan += orchestrate.degraded_plan(change, unreachable)
             if not args.degraded:
                 raise InputRefused(orchestrate.degraded_refusal(change, unreachable))

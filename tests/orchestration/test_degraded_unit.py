@@ -284,6 +284,7 @@ def test_cli_refuses_without_the_flag_naming_the_server_and_the_flag(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "lim2         UNREACHABLE (server lim2 unreachable" in out
+    assert "lim3         agent reloads" in out and "lim2         agent reloads" not in out
     assert "DEGRADED: lim2 cannot be reached and will miss this change (confirmed by --degraded)" in out
     assert "lim2         OK      BEHIND: missed generation 2" in out
     assert store.load(cfg).cluster("north").fallback == "automatic"
@@ -303,6 +304,8 @@ def test_menu_asks_a_second_time_naming_the_server_and_what_it_misses(
     d.fill(lim=2, lock="regular").submit()
     assert "DEGRADED: lim2 cannot be reached:" in d.flat
     assert "Apply this change?" in d.flat
+    assert "lim3: agent reloads; it must report generation 2" in d.flat
+    assert "lim2: agent reloads" not in d.flat  # lim2 shows what it misses instead
     d.yes()
     assert "lim2 cannot be reached now and will MISS this change:" in d.flat
     assert "misses generation 2 (LIM 2 lock none -> regular)" in d.flat
