@@ -29,11 +29,12 @@ Invariants:
   detection period passed;
 * the standby gives up the LIM of a server still down only for a strictly higher priority;
 * once things settle (and every node holds the same generation), the failed LIM with the
-  highest priority runs on the standby (unless the standby holds a LIM locked to it, or one of equal or higher priority); a LIM
-  locked to the standby that its regular server does not run counts as failed;
+  highest priority runs on the standby (unless the standby holds a LIM locked to it, or one
+  of equal or higher priority); a LIM locked to the standby that its regular server does not
+  run counts as failed;
 * once things settle in a healthy network at one generation, every LIM whose server is up
-  runs on exactly one server (allowing the one tick of a fallback hand-over), unless it is locked to the standby
-  and the standby is busy with another LIM;
+  runs on exactly one server (allowing the one tick of a fallback hand-over), unless it is
+  locked to the standby and the standby is busy with another LIM;
 * the standby holds exactly the "LIM on standby" alarms of the LIMs it runs; one regular at
   most holds "standby out of order", and only while the standby is down;
 * after each tick no running node runs a LIM its config does not give it (a LIM removed
