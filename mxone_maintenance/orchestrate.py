@@ -1581,6 +1581,12 @@ def degraded_problem(change: Change, unreachable: Mapping[str, str]) -> str | No
         return (f"{', '.join(leaving)} unreachable and leaves its cluster with this change: "
                 "a server is let go only when it can be reached (its LIM and alias are "
                 "handed to it)")
+    for cluster, cl, home in leaving_lims(change):
+        if cluster.standby_name in unreachable:
+            return (f"{cluster.standby_name} unreachable: LIM {cl.lim} leaves cluster "
+                    f"{cluster.name} and its standby must be told to let it go (else it "
+                    f"takes LIM {cl.lim} over while {home.name} runs it outside the cluster); "
+                    f"remove the LIM once {cluster.standby_name} can be reached")
     joining = sorted(n for n in unreachable if n not in before and n not in after)
     if joining:
         return f"{', '.join(joining)} unreachable: a server joins the system only when reached"

@@ -91,6 +91,11 @@ def test_a_server_that_leaves_its_cluster_must_be_reached() -> None:
         actions.remove_lim(s, "north", 2), down)
     assert "leaves its cluster" in orchestrate.degraded_problem(
         actions.delete_cluster(s, "north"), down)
+    assert orchestrate.degraded_problem(actions.remove_lim(s, "north", 3),
+                                        {"standby1": "no answer"}) == (
+        "standby1 unreachable: LIM 3 leaves cluster north and its standby must be told to let "
+        "it go (else it takes LIM 3 over while lim3 runs it outside the cluster); remove the "
+        "LIM once standby1 can be reached")
     every = {"lim2": "x", "lim3": "x", "standby1": "x"}
     assert orchestrate.degraded_problem(actions.set_lock(s, "north", 2, "regular"), every) == (
         "lim2, lim3, standby1 unreachable: no server of the change can be reached")
