@@ -1406,7 +1406,8 @@ def _leaving_plan(change: Change) -> list[PlanStep]:
                               f"cluster (started there if it does not run), reachable at "
                               f"{cl.alias_ip}, the address its phones and gateways use, which "
                               f"is its base address again; {home.address}, its base address in "
-                              f"the cluster, is no longer used by the cluster"))
+                              f"the cluster, is no longer used (it stays up on {home.name} until "
+                              "its network is restarted)"))
     for name in sorted(gone):
         sb = change.before.cluster(name).standby_name
         steps.append(PlanStep(sb, f"holds no LIM once cluster {name} is deleted (any LIM still "

@@ -139,6 +139,8 @@ def test_a_lim_on_the_standby_leaves_its_cluster_and_runs_on_its_own_server(
         time.sleep(3)  # the probe watches a while after the change
         assert f"{ALIAS[2]}/24" not in addresses(lab, "standby1")
         assert f"{ALIAS[2]}/24" in addresses(lab, "lim2")
+        say("addresses on eth0 after the change", "\n".join(
+            f"  {h}: {', '.join(addresses(lab, h))}" for h in NODES))
         st = agent_status(lab, "standby1")
         if how == "remove-lim":
             assert st is not None and [x["lim"] for x in st["lims"]] == [3]

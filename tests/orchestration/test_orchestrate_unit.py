@@ -193,7 +193,8 @@ def test_plan_says_what_becomes_of_a_leaving_lim_and_its_addresses(tmp_path: Pat
     assert plan[1] == ("lim2", "LIM 2 then runs on lim2 outside any cluster (started there if "
                        "it does not run), reachable at 10.77.0.12, the address its phones and "
                        "gateways use, which is its base address again; 10.77.0.32, its base "
-                       "address in the cluster, is no longer used by the cluster")
+                       "address in the cluster, is no longer used (it stays up on lim2 until its "
+                       "network is restarted)")
     delete = [(p.server, p.what) for p in applier(tmp_path).plan(
         actions.delete_cluster(system(), "north"))]
     assert [s for s, w in delete if w.startswith("first, before any config changes")] == [
