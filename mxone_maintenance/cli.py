@@ -345,23 +345,24 @@ def _run_change(args: argparse.Namespace, action: Any, *params: Any,
     with _Session(args) as s:
         change = s.maintenance.preview(action, *params, **kw)
         plan = s.maintenance.plan(change)
-        applier = s.maintenance.applier
-        unreachable = (applier.unreachable(change)
-                       if change.degradable and not args.dry_run
-                       and hasattr(applier, "unreachable") else {})
-        from mxone_maintenance import orchestrate
+        unreachable: dict[str, str] = {}
+        if args.degraded:
+            from mxone_maintenance import orchestrate
 
-        if unreachable:
-            # A change that cannot leave these servers behind is tried as any other: it
-            # stops with nothing changed and says why (exit 2).
-            if orchestrate.degraded_problem(change, unreachable) is not None:
-                unreachable = {}
-        if unreachable:
-            plan = [p for p in plan if p.server not in unreachable]
-            plan += orchestrate.degraded_plan(change, unreachable)
-            if not args.degraded:
-                raise InputRefused(orchestrate.degraded_refusal(change, unreachable))
-            change = dataclasses.replace(change, accept_behind=tuple(sorted(unreachable)))
+            if not change.degradable:
+                raise InputRefused(
+                    "--degraded: this change needs every server of the system reachable (only "
+                    "lock, unlock, fallback type or priority, remove LIM, delete cluster and "
+                    "remove server can be made while a server is down)")
+            applier = s.maintenance.applier
+            unreachable = applier.unreachable(change) if hasattr(applier, "unreachable") else {}
+            if unreachable:
+                problem = orchestrate.degraded_problem(change, unreachable)
+                if problem is not None:
+                    raise InputRefused(f"{problem}; nothing was changed")
+                plan = [p for p in plan if p.server not in unreachable]
+                plan += orchestrate.degraded_plan(change, unreachable)
+                change = dataclasses.replace(change, accept_behind=tuple(sorted(unreachable)))
         data: dict[str, Any] = {
             "command": f"{args.command} {args.subcommand}", "dry_run": args.dry_run,
             "generation_before": change.before.generation, "generation_after": change.after.generation,
@@ -375,9 +376,7 @@ def _run_change(args: argparse.Namespace, action: Any, *params: Any,
         if unreachable:
             data["unreachable"] = dict(unreachable)
             head.append(f"  DEGRADED: {', '.join(sorted(unreachable))} cannot be reached and "
-                        "will miss this change (confirmed by --degraded)" if args.degraded else
-                        f"  DEGRADED: {', '.join(sorted(unreachable))} cannot be reached; "
-                        "applying needs --degraded")
+                        "will miss this change (confirmed by --degraded)")
         if args.dry_run:
             s.emit(data, [*head, "Dry run: nothing was changed."])
             return 0

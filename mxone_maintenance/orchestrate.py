@@ -702,9 +702,10 @@ class SshApplier:
                 problem = degraded_problem(change, why)
                 if problem is not None or not set(why) <= set(change.accept_behind):
                     hint = "" if problem is not None else (
-                        " (this change can be made without it once you confirm that: "
-                        f"{DEGRADED_FLAG} on the command line, the second confirmation in the "
-                        "menus)")
+                        " (this change can be made without it: it then misses this change, "
+                        "is marked behind and is brought current the next time the tool "
+                        f"reaches it; confirm that with {DEGRADED_FLAG} on the command line, "
+                        "or the second confirmation in the menus)")
                     if problem is not None and change.degradable:
                         hint = f" ({problem})"
                     return fail_all_untouched({k: v + hint for k, v in why.items()})
@@ -1594,18 +1595,6 @@ def degraded_problem(change: Change, unreachable: Mapping[str, str]) -> str | No
     if after and not set(after) - set(unreachable):
         return f"{names} unreachable: no server of the change can be reached"
     return None
-
-
-def degraded_refusal(change: Change, unreachable: Mapping[str, str]) -> str:
-    """The CLI's words when a change that can be made degraded was not confirmed."""
-    names = ", ".join(sorted(unreachable))
-    return (f"{names} unreachable ({'; '.join(f'{k}: {v}' for k, v in sorted(unreachable.items()))}); "
-            f"nothing was changed. This change can be made without {names}: "
-            f"{'they miss' if len(unreachable) > 1 else 'it misses'} generation "
-            f"{change.after.generation}, {'are' if len(unreachable) > 1 else 'is'} marked behind, "
-            f"and {'are' if len(unreachable) > 1 else 'is'} brought current the next time the "
-            f"tool reaches {'them' if len(unreachable) > 1 else 'it'}. To do so, run the command "
-            f"again with {DEGRADED_FLAG}")
 
 
 def degraded_plan(change: Change, unreachable: Mapping[str, str]) -> list[PlanStep]:

@@ -101,7 +101,7 @@ def test_a_server_that_leaves_its_cluster_must_be_reached() -> None:
         "lim2, lim3, standby1 unreachable: no server of the change can be reached")
 
 
-def test_the_plan_and_the_refusal_name_the_servers_what_they_miss_and_the_flag() -> None:
+def test_the_plan_names_the_servers_and_what_they_miss() -> None:
     change = actions.set_lock(system(), "north", 2, "regular")
     down = {"lim2": "server lim2 unreachable: 10.77.0.32: timed out"}
     [step] = orchestrate.degraded_plan(change, down)
@@ -109,11 +109,6 @@ def test_the_plan_and_the_refusal_name_the_servers_what_they_miss_and_the_flag()
     assert step.what == ("UNREACHABLE (server lim2 unreachable: 10.77.0.32: timed out): misses "
                          "generation 2 (LIM 2 lock none -> regular); marked behind, brought to "
                          "the current generation the next time the tool reaches it")
-    text = orchestrate.degraded_refusal(change, down)
-    assert text.startswith("lim2 unreachable (lim2: server lim2 unreachable: 10.77.0.32: "
-                           "timed out); nothing was changed.")
-    assert "it misses generation 2, is marked behind" in text
-    assert text.endswith("run the command again with --degraded")
 
 
 # ---- apply --------------------------------------------------------------------------
@@ -125,7 +120,9 @@ def test_unconfirmed_the_change_stops_with_nothing_changed_and_says_how(cfg: Pat
     result = a.apply(actions.set_lock(system(), "north", 2, "regular"), lambda *_: None)
     assert not result.ok and result.generation == 1
     msg = {o.server: o.message for o in result.outcomes}["lim2"]
-    assert "--degraded on the command line, the second confirmation in the menus" in msg
+    assert msg.startswith("server lim2 unreachable: 10.77.0.11: no answer (this change can be "
+                          "made without it: it then misses this change, is marked behind")
+    assert "confirm that with --degraded on the command line, or the second confirmation" in msg
     assert msg.endswith("nothing was changed")
     assert a.changed == [] and cfg.read_bytes() == before and a.behind() == {}
 
@@ -278,11 +275,20 @@ def test_cli_refuses_without_the_flag_naming_the_server_and_the_flag(
     monkeypatch.setattr(operations, "backend", lambda *_a, **_k: _Backend(a))
     before = cfg.read_bytes()
     code = cli.main(["cluster", "set", "north", "--fallback", "automatic", "--config", str(cfg)])
-    err = capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert code == cli.EXIT_FAILED
+    assert "NOT applied: the system stays at generation 1." in out
+    assert "lim2         FAILED  server lim2 unreachable: 10.77.0.11: no answer (this change " in out
+    assert "confirm that with --degraded on the command line" in out
+    assert cfg.read_bytes() == before and a.changed == [] and a.behind() == {}
+
+    # --degraded for a change that needs every server: refused, naming the flag and the rule
+    code = cli.main(["server", "add", "lim4", "10.77.0.34/24", "--lim", "4", "--degraded",
+                     "--config", str(cfg)])
     assert code == cli.EXIT_REFUSED
-    assert "refused: lim2 unreachable (lim2: server lim2 unreachable" in err
-    assert "run the command again with --degraded" in err
-    assert cfg.read_bytes() == before and a.changed == []
+    assert "refused: --degraded: this change needs every server of the system reachable" in \
+        capsys.readouterr().err
+    assert cfg.read_bytes() == before
 
     code = cli.main(["cluster", "set", "north", "--fallback", "automatic", "--degraded",
                      "--config", str(cfg)])
