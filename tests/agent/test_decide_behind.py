@@ -313,3 +313,12 @@ def test_current_standby_does_not_take_over_from_an_alive_regular_that_is_behind
     assert lim_actions(decide(cfg, views, local(), NOW)) == []
     why = explain_down(cfg, views, local(), NOW)
     assert why[2].startswith("lim2 is at generation 6, behind sb's 7: it starts nothing")
+
+
+def test_current_preloaded_standby_keeps_its_lim_active_for_a_regular_that_is_behind() -> None:
+    state = local(active(2), standby=True)
+    up = peers(alive("lim2", [passive(2)], generation=NEW))
+    cfg = preloaded_config(generation=NEW)
+    assert lim_actions(decide(cfg, up, state, NOW)) == [DeactivateLim(2)]
+    d = decide(cfg, peers(alive("lim2", [passive(2)], generation=OLD)), state, NOW)
+    assert lim_actions(d) == [] and "lim2 is at generation 6, behind sb's 7" in d.reason
