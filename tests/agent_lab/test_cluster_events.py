@@ -64,7 +64,9 @@ def test_higher_priority_regular_fails_later_replaces(cluster: Cluster) -> None:
     assert answers_during(cluster.lab, 3, 0.5) == set()
     st = cluster.status(STANDBY)
     assert [a["lim"] for a in st["alarms"]] == [1]
-    assert [(t["lim"], t["kind"]) for t in st["transitions"]][-2:] in (
+    # A lease lapsed and retaken on a busy machine is an event of its own, not this one's.
+    moves = [(t["lim"], t["kind"]) for t in st["transitions"] if t["kind"] != "lease retaken"]
+    assert moves[-2:] in (
         [(3, "fallback"), (1, "failover")], [(3, "stop"), (1, "failover")])
 
 
