@@ -116,6 +116,10 @@ def lim2_on_the_standby(admin: Admin, lab) -> None:
     lab.faults.restore("lim2")
     wait(lambda: next((p["liveness"] for p in (agent_status(lab, "standby1") or {}).get(
         "peers", []) if p["name"] == "lim2"), None) == "alive", 60, "standby1 hears lim2 again")
+    # Cut off, lim2 kept LIM 2 (a partition); back, it yields to the standby (split brain:
+    # the regular stops) - the probe starts once it has.
+    wait(lambda: (lim_row(agent_status(lab, "lim2"), 2) or {}).get("here") is None, 60,
+         "lim2 yields LIM 2 to the standby")
     assert who(lab, 2) == "LIM 2 on standby1"
 
 
