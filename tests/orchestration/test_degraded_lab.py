@@ -66,6 +66,13 @@ def test_unlock_while_lim2_is_cut_then_lim2_is_brought_current(admin: Admin, lab
         assert re.search(r"lim2\s+FAILED\s+server lim2 unreachable: .*confirm that with "
                          r"--degraded on the command line", refused.stdout), refused.stdout
         assert generation(admin) == gen0
+        dry = admin.run("cluster", "unlock", "2", "--degraded", "--dry-run", timeout=300)
+        say(f"lim2 cut: mxone_maintenance cluster unlock 2 --degraded --dry-run  (exit "
+            f"{dry.returncode})", dry.stdout + dry.stderr)
+        assert dry.returncode == 0 and "Dry run: nothing was changed." in dry.stdout
+        assert re.search(rf"lim2\s+UNREACHABLE \(.*\): misses generation {gen0 + 1} \(LIM 2 "
+                         r"lock regular -> none\)", dry.stdout), dry.stdout
+        assert generation(admin) == gen0
 
         # ---- the menus: the plan names lim2, a second screen asks again --------------------
         t = Tui(lab, real_artefact, refresh=0)

@@ -329,3 +329,24 @@ def test_menu_asks_a_second_time_naming_the_server_and_what_it_misses(
     assert "BEHIND: missed generation 2" in d.flat
     assert store.load(cfg).cluster("north").cluster_lim(2).lock == "regular"
     assert list(a.behind()) == ["lim2"]
+
+
+def test_menu_show_status_brings_a_server_behind_current_and_names_those_still_behind(
+        cfg: Path, tmp_path: Path) -> None:
+    from mxone_maintenance import operations
+    from mxone_menus.operations import AgentOperations
+
+    class Status:
+        def status(self, s):  # type: ignore[no-untyped-def]
+            return operations.SystemStatus(s.generation, ())
+
+    a = behind_lim2(cfg, tmp_path)
+    ops = AgentOperations(Maintenance(cfg, a), Status())
+    lines = list(ops.status())
+    assert lines[0].startswith("lim2: BEHIND: still unreachable")
+    assert lines[-1].startswith("BEHIND: lim2 has generation 1, the system is at 2")
+    a.stub.unreachable.clear()
+    lines = list(ops.status())
+    assert lines[0] == "lim2: was behind: brought to generation 2 (it had 1)"
+    assert not any("BEHIND" in line for line in lines)
+    assert a.changed == [("lim2", 2, "regular")]
