@@ -1231,9 +1231,19 @@ class SshApplier:
             return outcomes
         created: list[Path] = []
         keys, syncs = self._cluster_keys(system, created), self._sync_keys(system, created)
+        if created:  # a new key would differ from the one its peers hold: never deployed
+            self._forget_keys(created)
+            return outcomes + [Outcome(n, False, "BEHIND, refused: the cluster keys of its "
+                                       f"cluster are missing in {self.secrets_dir} (they were "
+                                       "created with the cluster); stays behind")
+                               for n in ready]
+        finished = self.finish_rollbacks(reach, set(ready))
+        for name, r in finished.failed.items():
+            outcomes.append(Outcome(name, False, "BEHIND: an earlier rollback is unfinished here "
+                                    f"and still fails: {r.describe()}; stays behind"))
+        ready = [n for n in ready if n not in finished.failed]
         nodes = {n: _Node(reach[n], cfgs[n], keys[cfgs[n].cluster], syncs[cfgs[n].cluster])
                  for n in ready}
-        self.finish_rollbacks(reach, set(ready))
         try:
             art = self.artefact()
         except MxoneError as exc:

@@ -47,9 +47,12 @@ class Recording(orchestrate.SshApplier):
         self.changed.append((node.target.name, gen1, str(node.config.lims[0].lock)))
         return ssh.Result(node.target.name, True)
 
+    undo_fails = False
+
     def _undo(self, t, plan):  # type: ignore[no-untyped-def]
         self.undone.append((t.name, plan["generation"]))
-        return ssh.Result(t.name, True)
+        return ssh.Result(t.name, not self.undo_fails, error="restore: disk full"
+                          if self.undo_fails else "")
 
 
 @pytest.fixture
@@ -214,6 +217,32 @@ def test_catch_up_that_fails_puts_the_server_back_and_keeps_it_behind(
     [out] = a.catch_up(store.load(cfg).validated())
     assert not out.ok and "put back as it was; stays behind" in out.message
     assert a.undone == [("lim2", 1)] and "lim2" in a.behind()
+
+
+def test_catch_up_never_deploys_a_cluster_key_made_for_it_alone(cfg: Path,
+                                                                 tmp_path: Path) -> None:
+    a = behind_lim2(cfg, tmp_path)
+    for f in a.secrets_dir.iterdir():
+        f.unlink()
+    a.stub.unreachable.clear()
+    [out] = a.catch_up(store.load(cfg).validated())
+    assert not out.ok and out.message.startswith("BEHIND, refused: the cluster keys of its "
+                                                 "cluster are missing in")
+    assert a.changed == [] and not a.secrets_dir.exists() and "lim2" in a.behind()
+
+
+def test_catch_up_waits_for_an_unfinished_rollback(cfg: Path, tmp_path: Path) -> None:
+    a = behind_lim2(cfg, tmp_path)
+    a._journal("lim2", {"generation": 1, "snapshot": {}})
+    a.stub.unreachable.clear()
+    a.undo_fails = True
+    [out] = a.catch_up(store.load(cfg).validated())
+    assert not out.ok and out.message == ("BEHIND: an earlier rollback is unfinished here and "
+                                          "still fails: restore: disk full; stays behind")
+    assert a.changed == [] and "lim2" in a.behind() and "lim2" in a.pending_rollbacks()
+    a.undo_fails = False
+    [out] = a.catch_up(store.load(cfg).validated())
+    assert out.ok and a.pending_rollbacks() == {} and a.behind() == {}
 
 
 def test_catch_up_refuses_a_server_that_changed_cluster_meanwhile(cfg: Path,
