@@ -687,11 +687,18 @@ def judge_fallback_order(config: NodeConfig, peers: Mapping[str, PeerView], loca
 def _standby_may_claim(c: _Ctx, lim: LimConfig) -> bool:
     """Whether the standby may take ``lim`` over: its regular server is dead, or the LIM is
     locked to the standby and its (alive) regular server does not run it. Never a LIM
-    locked to its regular server."""
+    locked to its regular server.
+
+    "Does not run it" is believed only from a heartbeat of the lock's generation or later:
+    a regular server that has the lock never starts the LIM, but one on an older config may
+    have started it just after its last heartbeat was sent (a new lock deployed at that very
+    moment) - then both would answer. So the standby waits for a heartbeat of its own
+    generation."""
     if lim.lock is Lock.REGULAR or not c.mine(lim.lim) or c.behind is not None:
         return False
     home = c.home(lim)
-    return home.dead or (lim.lock is Lock.STANDBY and home.alive and not home.runs_active(lim.lim))
+    return home.dead or (lim.lock is Lock.STANDBY and home.alive and not c.lags(home)
+                         and not home.runs_active(lim.lim))
 
 
 def _why_claim(c: _Ctx, lim: LimConfig) -> str:

@@ -322,3 +322,19 @@ def test_current_preloaded_standby_keeps_its_lim_active_for_a_regular_that_is_be
     assert lim_actions(decide(cfg, up, state, NOW)) == [DeactivateLim(2)]
     d = decide(cfg, peers(alive("lim2", [passive(2)], generation=OLD)), state, NOW)
     assert lim_actions(d) == [] and "lim2 is at generation 6, behind sb's 7" in d.reason
+
+
+# ---- a new lock to the standby ----------------------------------------------------------------
+
+def test_a_new_lock_to_the_standby_waits_for_the_regulars_heartbeat_of_that_generation() -> None:
+    """The regular server's last heartbeat, from its older config, says it runs nothing -
+    but it may have started its LIM right after sending it (found by the cluster simulation:
+    both answered). Only a heartbeat of the lock's generation proves it never will."""
+    cfg = cluster_config(STANDBY, locks={2: "standby"}, generation=NEW)
+    stale = decide(cfg, peers(alive("lim2", generation=OLD), alive("lim3", generation=NEW)),
+                   local(), NOW)
+    assert lim_actions(stale) == []
+    current = decide(cfg, peers(alive("lim2", generation=NEW), alive("lim3", generation=NEW)),
+                     local(), NOW)
+    assert lim_actions(current) == [StartLim(2, Mode.ACTIVE)]
+    assert "LIM 2 is locked to the standby and lim2 does not run it" in current.reason
