@@ -1171,11 +1171,15 @@ class SshApplier:
                                               + "\n").encode(), mode=0o600)
 
     def unreachable(self, change: Change) -> dict[str, str]:
-        """The servers the change touches that cannot be reached now (name -> why)."""
+        """The servers the change touches that cannot be reached now (name -> why).
+
+        A server that answers with a host key other than the pinned one is not "down": it
+        is refused by the change itself (HOST KEY CHANGED, or asked about when unknown),
+        never left behind as if it were unreachable."""
         nodes = set(_node_configs(change.before)) | set(_node_configs(change.after))
         reach = targets(change.before, change.after)
         errors = self.pool.connect_all(reach[n] for n in sorted(nodes))
-        return {k: str(v) for k, v in errors.items()}
+        return {k: str(v) for k, v in errors.items() if not isinstance(v, ssh.HostKeyError)}
 
     def catch_up(self, system: System, progress: Progress | None = None) -> list[Outcome]:
         """Bring every server marked behind that answers now to the system's generation

@@ -379,3 +379,15 @@ def test_menu_show_status_brings_a_server_behind_current_and_names_those_still_b
     assert lines[0] == "lim2: was behind: brought to generation 2 (it had 1)"
     assert not any("BEHIND" in line for line in lines)
     assert a.changed == [("lim2", 2, "regular")]
+
+
+def test_a_server_with_a_changed_host_key_is_not_unreachable(cfg: Path) -> None:
+    """A server that answers with another key than the pinned one is refused by the change
+    itself (HOST KEY CHANGED), never left behind as if it were down."""
+    changed = ssh.HostKeyError("server lim3 (10.77.0.53): HOST KEY CHANGED: pinned ...")
+    down = ssh.SshError("server lim2 unreachable: 10.77.0.52: no answer")
+    pool = SimpleNamespace(connect_all=lambda targets: (list(targets), {"lim2": down,
+                                                                       "lim3": changed})[1])
+    applier = SimpleNamespace(pool=pool)
+    got = orchestrate.SshApplier.unreachable(applier, unlock_lim2(cfg))  # type: ignore[arg-type]
+    assert got == {"lim2": "server lim2 unreachable: 10.77.0.52: no answer"}
