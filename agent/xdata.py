@@ -300,14 +300,8 @@ def open_beneath(directory: Path, rel: str, flags: int, mode: int = FILE_MODE) -
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for part in parts[:-1]:
-            try:
-                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                              dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise XdataError(f"{directory / rel}: {part!r} is not a directory (a "
-                                     "symbolic link is never followed)") from None
-                raise
+            nxt = _subdir(fd, part, directory / rel, "is not a directory (a symbolic link is "
+                          "never followed)")
             os.close(fd)
             fd = nxt
         try:
@@ -341,18 +335,23 @@ def make_dirs_beneath(directory: Path, rel_dir: str) -> None:
         for part in rel_dir.split("/"):
             with contextlib.suppress(FileExistsError):
                 os.mkdir(part, DIR_MODE, dir_fd=fd)
-            try:
-                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                              dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise XdataError(f"{directory / rel_dir}: {part!r} exists and is not a "
-                                     "directory") from None
-                raise
+            nxt = _subdir(fd, part, directory / rel_dir, "exists and is not a directory")
             os.close(fd)
             fd = nxt
     finally:
         os.close(fd)
+
+
+def _subdir(fd: int, part: str, where: Path, is_not: str) -> int:
+    """Open directory ``part`` below the directory open as ``fd``, never following a
+    symbolic link; XdataError "``where``: ``part`` ``is_not``" when it is no directory."""
+    try:
+        return os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       dir_fd=fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise XdataError(f"{where}: {part!r} {is_not}") from None
+        raise
 
 
 def write_private(path: Path, data: bytes) -> None:
