@@ -135,15 +135,23 @@ def systemd_lab_module() -> Iterator[Lab]:
     Hosts: lim1 .11, lim2 .12, standby1 .20 (systemd), client .100 on 10.77.0.0/24 - the
     default lab's names and addresses, sshd on each. Skips where no lab can be built.
     """
-    import functools
-
     from mxone_lab import LabSpec
+
+    with systemd_lab_up(LabSpec.systemd_standby()) as lab:
+        yield lab
+
+
+@contextlib.contextmanager
+def systemd_lab_up(spec) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
+    """A lab of ``spec`` (some hosts booting systemd) for a module's fixture: skips where no
+    such lab can be built; torn down at the end, also on failure, Ctrl-C and SIGTERM."""
+    import functools
 
     reason = _lab_skip_reason() or _systemd_skip_reason()
     if reason:
         pytest.skip(reason)
     with _sigterm_as_interrupt():
-        lab = Lab.up(LabSpec.systemd_standby())
+        lab = Lab.up(spec)
         last_resort = functools.partial(_down_quietly, lab)  # its own: unregister only it
         atexit.register(last_resort)
         try:

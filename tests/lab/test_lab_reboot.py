@@ -8,8 +8,6 @@ port stay in force.
 
 from __future__ import annotations
 
-import atexit
-import functools
 import subprocess
 import sys
 import time
@@ -61,25 +59,10 @@ def test_the_cli_knows_reboot_and_networkd() -> None:
 
 @pytest.fixture(scope="module")
 def netlab() -> Iterator[Lab]:
-    from tests.conftest import (
-        _down_quietly,
-        _lab_skip_reason,
-        _sigterm_as_interrupt,
-        _systemd_skip_reason,
-    )
+    from tests.conftest import systemd_lab_up
 
-    reason = _lab_skip_reason() or _systemd_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    with _sigterm_as_interrupt():
-        lab = Lab.up(SPEC)
-        last_resort = functools.partial(_down_quietly, lab)
-        atexit.register(last_resort)
-        try:
-            yield lab
-        finally:
-            atexit.unregister(last_resort)
-            lab.down()
+    with systemd_lab_up(SPEC) as lab:
+        yield lab
 
 
 @pytest.mark.lab

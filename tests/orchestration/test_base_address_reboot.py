@@ -9,8 +9,6 @@ disks kept. The test prints a transcript of what an operator would see (``pytest
 
 from __future__ import annotations
 
-import atexit
-import functools
 import json
 from collections.abc import Callable, Iterator
 
@@ -32,25 +30,10 @@ AGENT = "/opt/mxone/agent/current/bin/mxone-agent"
 
 @pytest.fixture(scope="module")
 def netlab() -> Iterator[Lab]:
-    from tests.conftest import (
-        _down_quietly,
-        _lab_skip_reason,
-        _sigterm_as_interrupt,
-        _systemd_skip_reason,
-    )
+    from tests.conftest import systemd_lab_up
 
-    reason = _lab_skip_reason() or _systemd_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    with _sigterm_as_interrupt():
-        lab = Lab.up(SPEC)
-        last_resort = functools.partial(_down_quietly, lab)
-        atexit.register(last_resort)
-        try:
-            yield lab
-        finally:
-            atexit.unregister(last_resort)
-            lab.down()
+    with systemd_lab_up(SPEC) as lab:
+        yield lab
 
 
 @pytest.fixture
