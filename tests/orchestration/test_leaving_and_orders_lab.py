@@ -8,15 +8,16 @@ to see it.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from mxone_lab.probe import Prober, ProbeLog
 
 from mxone_maintenance import orchestrate
+from tests.agent_lab.cluster import eventually
 from tests.orchestration.conftest import Admin
 
 pytestmark = pytest.mark.lab
@@ -40,15 +41,8 @@ def say(title: str, text: str = "") -> None:
     print(f"\n===== {title}\n{text.rstrip()}" if text else f"\n===== {title}")
 
 
-def wait(pred: Callable[[], Any], timeout: float, what: str, step: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"not within {timeout:g} s: {what} (last: {last!r})")
+# Each check reads an agent's status over the lab: every half second is enough.
+wait = functools.partial(eventually, step=0.5)
 
 
 def who(lab, lim: int) -> str:
