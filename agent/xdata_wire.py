@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from mxone_agent.xdata import FILE_MODE, FileEntry, XdataError, open_beneath, shown
+from mxone_agent.xdata_beneath import FILE_MODE, open_beneath
+from mxone_agent.xdata_manifest import FileEntry, XdataError, shown
 
 CHUNK = 1 << 20
 MAX_HEADER = 4096
