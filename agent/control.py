@@ -1,12 +1,8 @@
 """The agent's control socket, served without ever blocking the agent's loop.
 
-Protocol: a unix stream socket (mode 0600, by default ``/run/mxone/agent.sock``). A client
-connects, sends ONE JSON object terminated by ``"\\n"`` (or half-closes its side after the
-object), and receives ONE JSON object terminated by ``"\\n"``; then the server closes the
-connection. A request is strict JSON in UTF-8: an object whose ``"cmd"`` is a string
-(``NaN``, ``Infinity`` and numbers that overflow a float are refused). Every refusal is a
-reply ``{"ok": false, "error": "..."}``; a command handler may answer at once or later
-(:class:`Deferred`, e.g. a sync that takes minutes).
+Protocol (:mod:`mxone_agent.control_request`): a client connects to the unix socket
+(:mod:`mxone_agent.control_socket`), sends ONE JSON object terminated by ``"\\n"`` and
+receives ONE JSON object terminated by ``"\\n"``; then the server closes the connection.
 
 Why the limits: the same single-threaded loop that serves this socket sends the UDP
 heartbeats, and a heartbeat that goes out late looks, to the peers, like a dead server -
@@ -26,9 +22,6 @@ every client has a deadline.
 * At most ``ACCEPTS_PER_CALL`` connections are accepted, and at most ``max_request + 1``
   bytes are read from one connection, per :meth:`ControlServer.handle` call.
 
-Replies are written with :func:`json.dumps` defaults (a float ``inf`` in a status reply is
-written as ``Infinity``, as before), so the command handlers' replies keep their shape.
-
 The server is driven by its owner's selector loop (the daemon's)::
 
     server = ControlServer(path, handler)
@@ -46,25 +39,32 @@ The server is driven by its owner's selector loop (the daemon's)::
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import json
 import logging
-import math
-import os
-import re
-import select
 import selectors
 import socket
-import stat
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
-from mxone_agent.errors import AgentError
+from mxone_agent import control_socket
+from mxone_agent.control_request import (
+    BadRequest,
+    Deferred,
+    Handler,
+    Reply,
+    encode_error,
+    encode_reply,
+    lim_number,
+    parse_request,
+)
+from mxone_agent.control_socket import BACKLOG, ControlError
+
+__all__ = [
+    "ACCEPTS_PER_CALL", "ACCEPT_PAUSE", "BACKLOG", "DEADLINE", "HANGUP_POLL",
+    "MAX_CONNECTIONS", "MAX_REQUEST", "BadRequest", "ControlError", "ControlServer",
+    "Deferred", "Handler", "Reply", "lim_number", "parse_request",
+]
 
 MAX_REQUEST = 65536
 """Bytes a request may have before its newline."""
@@ -78,119 +78,12 @@ MAX_CONNECTIONS = 16
 ACCEPTS_PER_CALL = 4
 """Connections accepted per :meth:`ControlServer.handle` call (the loop comes back for more)."""
 
-BACKLOG = 64
-"""Connections the kernel queues for us; past it a client's connect() waits, not the loop."""
-
 ACCEPT_PAUSE = 0.5
 """Seconds the server stops accepting after accept() failed (out of file descriptors):
 the listening socket stays readable, and retrying at once would spin the loop and the log."""
 
 HANGUP_POLL = 1.0
 """Seconds between checks whether a half-closed client awaiting a deferred reply is gone."""
-
-_UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
-
-_LIM_TEXT = re.compile(r"[0-9]{1,3}")
-
-
-class ControlError(AgentError):
-    """The control socket cannot be opened (path in use, not a socket, not writable, ...)."""
-
-
-class BadRequest(ControlError):
-    """A request is not one JSON object with a string ``"cmd"``; the message says why."""
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Deferred:
-    """The ticket of one connection whose reply comes later.
-
-    A handler receives the ticket of its connection and returns it to say "the reply
-    comes later"; whoever finishes the work passes it to :meth:`ControlServer.reply` (on
-    the loop thread). Tickets compare by identity; ``number`` only names the connection in
-    logs.
-    """
-
-    number: int
-
-
-Reply = dict[str, Any]
-Handler = Callable[[dict[str, Any], Deferred], Reply | Deferred]
-"""``handler(request, ticket)``: the reply now, or ``ticket`` for a reply later. The request
-is an object whose ``"cmd"`` is a string. An exception is logged and answered with an
-``internal error``; it never reaches the loop."""
-
-
-def lim_number(raw: object) -> int | None:
-    """The LIM number in a request argument, or None when ``raw`` is not one.
-
-    Accepts an int from 0 to 999 (not a bool) or a string of 1 to 3 ASCII digits; anything
-    else (floats, ``inf``, negative or huge ints, ``" 1"``, lists, None, ...) is None.
-    Whether the number is a LIM of the cluster is the config's to say.
-    """
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return raw if 0 <= raw <= 999 else None
-    if isinstance(raw, str) and _LIM_TEXT.fullmatch(raw):
-        return int(raw)
-    return None
-
-
-def parse_request(line: bytes) -> dict[str, Any]:
-    """The request in ``line`` (one JSON object, without its newline).
-
-    Raises BadRequest, whose message says what is wrong, for anything else; no other
-    exception escapes (deep nesting, huge numbers and bad UTF-8 included).
-    """
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise BadRequest(f"not UTF-8: byte 0x{line[e.start]:02x} at offset {e.start}") from None
-    if not text.strip():
-        raise BadRequest('empty request; send one JSON object such as {"cmd": "status"}')
-    try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except BadRequest:
-        raise
-    except RecursionError:
-        raise BadRequest("nested too deeply") from None
-    except ValueError as e:  # JSONDecodeError, and ints past the interpreter's digit limit
-        raise BadRequest(f"not JSON: {e}") from None
-    except Exception as e:  # noqa: BLE001 - whatever the parser throws is the client's fault
-        raise BadRequest(f"not JSON: {type(e).__name__}: {e}") from None
-    if not isinstance(value, dict):
-        raise BadRequest(f"a request is a JSON object, not {_kind(value)}")
-    if "cmd" not in value:
-        raise BadRequest('the request has no "cmd"')
-    if not isinstance(value["cmd"], str):
-        raise BadRequest(f'"cmd" must be a string, not {_kind(value["cmd"])}')
-    return value
-
-
-def _refuse_constant(name: str) -> float:
-    raise BadRequest(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise BadRequest(f"number {text[:40]} is out of range")
-    return value
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 class _Phase(enum.Enum):
@@ -243,7 +136,7 @@ class ControlServer:
         self._clock = clock
         self._log = log if log is not None else logging.getLogger("mxone_agent.control")
         self._listener: socket.socket | None = None
-        self._inode: tuple[int, int] | None = None  # (st_dev, st_ino) of our socket file
+        self._inode: control_socket.Inode | None = None  # of our socket file
         self._sel: selectors.BaseSelector | None = None
         self._loop_thread: int | None = None
         self._conns: set[_Connection] = set()
@@ -268,73 +161,7 @@ class ControlServer:
         """
         if self._listener is not None:
             raise ControlError(f"the control socket {self.path} is already open")
-        path = Path(self.path)
-        if len(os.fsencode(self.path)) > _UNIX_PATH_MAX:
-            raise ControlError(f"control socket path {self.path} has "
-                               f"{len(os.fsencode(self.path))} bytes; a unix socket path has "
-                               f"at most {_UNIX_PATH_MAX}")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ControlError(f"cannot create {path.parent} for the control socket: "
-                               f"{e.strerror}") from e
-        self._remove_stale(path)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self._bind_private(listener, path)
-            listener.listen(BACKLOG)
-            listener.setblocking(False)
-            st = os.stat(path)
-        except OSError as e:
-            listener.close()
-            raise ControlError(f"cannot listen on {path}: {e.strerror or e}") from e
-        self._listener = listener
-        self._inode = (st.st_dev, st.st_ino)
-
-    def _remove_stale(self, path: Path) -> None:
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            return
-        if not stat.S_ISSOCK(mode):
-            raise ControlError(f"{path} exists and is not a socket; remove it or choose "
-                               "another control path")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.setblocking(False)  # a full backlog answers EAGAIN instead of making us wait
-        try:
-            probe.connect(str(path))
-        except ConnectionRefusedError:
-            path.unlink(missing_ok=True)  # stale: its process is gone
-            return
-        except FileNotFoundError:
-            return
-        except BlockingIOError:
-            pass  # someone listens, with a full backlog
-        except OSError as e:
-            raise ControlError(f"cannot tell whether another process listens on {path}: "
-                               f"{e.strerror}") from e
-        finally:
-            probe.close()
-        raise ControlError(f"another process already listens on {path}; is an agent "
-                           "already running?")
-
-    @staticmethod
-    def _bind_private(listener: socket.socket, path: Path) -> None:
-        # Bound in a private 0700 dir, made 0600, then renamed into place: the socket is
-        # 0600 from the moment it can be reached at ``path``, without changing the
-        # process-wide umask under the feet of other threads.
-        private = tempfile.mkdtemp(prefix=".c", dir=path.parent)
-        try:
-            inner = os.path.join(private, "s")
-            listener.bind(inner)
-            os.chmod(inner, 0o600)
-            os.rename(inner, path)
-        finally:
-            try:
-                os.unlink(os.path.join(private, "s"))
-            except FileNotFoundError:
-                pass
-            os.rmdir(private)
+        self._listener, self._inode = control_socket.listen(self.path)
 
     def register(self, sel: selectors.BaseSelector) -> None:
         """Watch the listening socket (and, later, each connection) with ``sel``.
@@ -358,12 +185,7 @@ class ControlServer:
             self._listener.close()
             self._listener = None
         if self._inode is not None:
-            try:
-                st = os.lstat(self.path)
-                if (st.st_dev, st.st_ino) == self._inode:
-                    os.unlink(self.path)
-            except OSError:
-                pass  # already gone
+            control_socket.remove_if_ours(self.path, self._inode)
             self._inode = None
 
     # ---- the loop's calls ----------------------------------------------------------------------
@@ -414,13 +236,13 @@ class ControlServer:
                 if conn.phase is _Phase.READING:
                     self._log.debug("control connection %d: no complete request within %s s",
                                     conn.ticket.number, self.deadline)
-                    _send_once(conn.sock, _encode_error(
+                    control_socket.send_once(conn.sock, encode_error(
                         f"request not complete within {self.deadline} s"))
                 else:
                     self._log.debug("control connection %d: reply not taken within %s s",
                                     conn.ticket.number, self.deadline)
                 self._close(conn)
-            elif conn.phase is _Phase.WAITING and conn.half_closed and _hung_up(conn.sock):
+            elif conn.phase is _Phase.WAITING and conn.half_closed and control_socket.hung_up(conn.sock):
                 self._close(conn)
 
     def reply(self, ticket: Deferred, reply: Reply) -> None:
@@ -465,7 +287,7 @@ class ControlServer:
                     self._log.warning("control socket %s: %d connections are open; refusing "
                                       "new ones until one closes", self.path, len(self._conns))
                     self._full_logged = True
-                _send_once(sock, _encode_error(f"busy: {self.max_connections} control "
+                control_socket.send_once(sock, encode_error(f"busy: {self.max_connections} control "
                                                "connections are open; try again"))
                 sock.close()
                 continue
@@ -516,7 +338,7 @@ class ControlServer:
             conn.discarded += len(chunk)
             if conn.discarded > self.max_request:
                 self._close(conn)
-        elif _hung_up(conn.sock):
+        elif control_socket.hung_up(conn.sock):
             self._close(conn)
         else:
             # Half-closed: its end of stream would report readable forever, so stop
@@ -561,11 +383,11 @@ class ControlServer:
         try:
             if not isinstance(reply, dict):
                 raise TypeError(f"a reply is a dict, not {type(reply).__name__}")
-            data = json.dumps(reply).encode("utf-8") + b"\n"
+            data = encode_reply(reply)
         except Exception as e:  # noqa: BLE001 - a handler's unserializable reply
             self._log.exception("control connection %d: the reply cannot be sent",
                                 conn.ticket.number)
-            data = _encode_error(f"internal error: {type(e).__name__}: {e}")
+            data = encode_error(f"internal error: {type(e).__name__}: {e}")
         conn.out = memoryview(data)
         conn.phase = _Phase.WRITING
         conn.deadline = self._clock() + self.deadline
@@ -615,26 +437,3 @@ class ControlServer:
         self._tickets.pop(conn.ticket, None)
         if len(self._conns) <= self.max_connections // 2:
             self._full_logged = False  # hysteresis: one warning per flood, not per slot
-
-
-def _encode_error(message: str) -> bytes:
-    return json.dumps({"ok": False, "error": message}).encode("utf-8") + b"\n"
-
-
-def _send_once(sock: socket.socket, data: bytes) -> None:
-    """Best effort: what the socket takes now (a fresh socket takes a short error whole)."""
-    try:
-        sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
-    except OSError:
-        pass  # the client is gone or not reading; it is being closed anyway
-
-
-def _hung_up(sock: socket.socket) -> bool:
-    """True when the client closed its socket (not merely its sending side)."""
-    poller = select.poll()
-    poller.register(sock, 0)  # POLLHUP and POLLERR are always reported
-    try:
-        return any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL)
-                   for _, ev in poller.poll(0))
-    except OSError:
-        return True

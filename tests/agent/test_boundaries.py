@@ -16,6 +16,7 @@ PURE = ["config", "heartbeat", "peers", "decide", "actions", "model", "errors", 
 # The modules with side effects (sockets, processes, files); stdlib + pyroute2 only.
 IO = ["alarms", "control", "daemon", "executor", "files", "lease", "leave", "network",
       "sdnotify", "service_node", "sync_worker", "xdata", "xdata_sync", "xdata_wire",
+      "control_request", "control_socket",
       "xdata_beneath", "xdata_manifest", "xdata_store", "xdata_transfer"]
 # What a pure module may import: the standard library's data tools, and the agent itself.
 ALLOWED = {"__future__", "collections", "dataclasses", "enum", "hashlib", "hmac", "ipaddress",
