@@ -4,23 +4,23 @@ Fabric is the model. :class:`Pool` connects once per server and reuses the conne
 every later command and file transfer; :meth:`Pool.run_all` runs a command on many servers
 in parallel and returns a per-server result map (:class:`GroupResult`); one server's
 failure never stops the others, and :class:`GroupError` wraps the map when a caller wants
-an exception.
+an exception (both in :mod:`mxone_maintenance.sshresult`).
 
-Host keys are pinned in the tool's own known-hosts file (default ``/etc/mxone/known_hosts``),
-never in the operator's ``~/.ssh``. A server whose key is not pinned yet is refused with
-:class:`UnknownHostKey` (naming the key type and SHA256 fingerprint, so that the operator can
-compare it with the server's console before accepting it with :meth:`Pool.accept`); a server
-whose key differs from the pinned one is refused with :class:`ChangedHostKey`, and there is
-no option that overrides it: the operator must find out why the key changed, then remove the
-old line from the known-hosts file.
+Every server's host key is checked against the tool's own pinned keys
+(:mod:`mxone_maintenance.knownhosts`) before the login: a key not pinned yet is refused
+with :class:`UnknownHostKey` unless the pool was told to accept new keys (then it is
+pinned, or accepted later with :meth:`Pool.accept` once the operator compared its
+fingerprint); a changed key is always refused with :class:`ChangedHostKey`. An alias
+address moves with its LIM, so another pinned server's key there means "not here".
 
 Every wait is bounded: TCP connect, SSH handshake, authentication, each command.
+
+This module is the one name callers use (``from mxone_maintenance import ssh``): it also
+gives the names of the results and of the host-key modules.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import os
 import shlex
@@ -31,11 +31,27 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import paramiko  # type: ignore[import-untyped]
-from paramiko import sftp as sftp_const  # type: ignore[import-untyped]
+from paramiko import sftp as sftp_const
 
 from mxone_maintenance.errors import MxoneError
+from mxone_maintenance.knownhosts import (
+    ChangedHostKey,
+    HostKeyError,
+    KnownHosts,
+    UnknownHostKey,
+    fingerprint,
+)
+from mxone_maintenance.sshresult import GroupError, GroupResult, Result, SshError
+
+__all__ = [
+    "COMMAND_TIMEOUT", "CONNECT_TIMEOUT", "DEFAULT_KNOWN_HOSTS", "DEFAULT_USER_KEY",
+    "ChangedHostKey", "GroupError", "GroupResult", "HostKeyError", "KnownHosts", "Pool",
+    "Result", "SshError", "Target", "UnknownHostKey", "fingerprint", "load_user_key",
+    "user_key_default",
+]
 
 # paramiko logs handshake failures with tracebacks; the operator gets our one-line reason.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -44,48 +60,6 @@ DEFAULT_KNOWN_HOSTS = Path("/etc/mxone/known_hosts")
 DEFAULT_USER_KEY = Path("/root/.ssh/id_ed25519")
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 60.0
-
-
-class SshError(MxoneError):
-    """A server could not be reached, authenticated or commanded."""
-
-
-class HostKeyError(SshError):
-    """The server's host key is not the pinned one (base of unknown and changed)."""
-
-
-class UnknownHostKey(HostKeyError):
-    """The server offered a host key that is not pinned yet: show it, ask, then accept."""
-
-    def __init__(self, server: str, address: str, key: paramiko.PKey) -> None:
-        self.server, self.address, self.key = server, address, key
-        self.key_type = key.get_name()
-        self.fingerprint = fingerprint(key)
-        super().__init__(
-            f"server {server} ({address}): host key not known yet: {self.key_type} "
-            f"{self.fingerprint}; compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` "
-            f"on the server's console, then accept it (--accept-new-host-key)")
-
-
-class ChangedHostKey(HostKeyError):
-    """The server offered a different key than the pinned one: refused, never overridden."""
-
-    def __init__(self, server: str, address: str, old: str, new: paramiko.PKey,
-                 known_hosts: Path) -> None:
-        self.server, self.address, self.old_fingerprint = server, address, old
-        self.new_fingerprint = fingerprint(new)
-        super().__init__(
-            f"server {server} ({address}): HOST KEY CHANGED: pinned {old}, offered "
-            f"{self.new_fingerprint} ({new.get_name()}); refused. Someone may be intercepting "
-            f"the connection, or the server was reinstalled. Check the key on the server's "
-            f"console; if the change is expected, remove the line for {server} from "
-            f"{known_hosts} and connect again to accept the new key")
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """``SHA256:...`` as ssh-keygen -l prints it."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 @dataclass(frozen=True)
@@ -104,123 +78,9 @@ class Target:
     over), so another server's key there means "not here", not a changed key."""
 
     def candidates(self) -> tuple[tuple[str, bool], ...]:
+        """(address, is an alias) in the order they are tried: addresses, then aliases."""
         return tuple((a, False) for a in self.addresses) + tuple(
             (a, True) for a in self.aliases if a not in self.addresses)
-
-
-@dataclass(frozen=True)
-class Result:
-    """One command (or transfer) on one server.
-
-    ``ok``: connected and the command exited 0. ``error``: why the command could not run
-    or finish ('' when it ran; then ``exit_status`` says how it ended).
-    """
-
-    server: str
-    ok: bool
-    stdout: str = ""
-    stderr: str = ""
-    exit_status: int | None = None
-    error: str = ""
-    seconds: float = 0.0
-
-    def describe(self) -> str:
-        """One line saying why it failed ('' when ok)."""
-        if self.ok:
-            return ""
-        if self.error:
-            return self.error
-        tail = (self.stderr.strip() or self.stdout.strip()).splitlines()
-        return f"exit status {self.exit_status}" + (f": {tail[-1]}" if tail else "")
-
-
-class GroupResult(dict[str, Result]):
-    """Server name -> Result, for a call over many servers."""
-
-    @property
-    def succeeded(self) -> dict[str, Result]:
-        return {k: v for k, v in self.items() if v.ok}
-
-    @property
-    def failed(self) -> dict[str, Result]:
-        return {k: v for k, v in self.items() if not v.ok}
-
-    @property
-    def ok(self) -> bool:
-        return all(r.ok for r in self.values())
-
-
-class GroupError(SshError):
-    """Some servers of a group call failed; ``result`` holds every server's Result."""
-
-    def __init__(self, result: GroupResult) -> None:
-        self.result = result
-        super().__init__("; ".join(f"{name}: {r.describe()}" for name, r in result.failed.items()))
-
-
-class KnownHosts:
-    """The tool's own pinned host keys: an OpenSSH known_hosts file, one line per server
-    (``name,address keytype base64``). Thread-safe; writes are atomic."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-
-    def _load(self) -> paramiko.HostKeys:
-        keys = paramiko.HostKeys()
-        if self.path.exists():
-            keys.load(str(self.path))
-        return keys
-
-    def holder(self, key: paramiko.PKey) -> str | None:
-        """The server (first name on its line) this key is pinned for, if any."""
-        with self._lock:
-            keys = self._load()
-        for entry in keys._entries:
-            if entry.key == key and entry.hostnames:
-                return str(entry.hostnames[0])
-        return None
-
-    def pinned(self, server: str) -> paramiko.PKey | None:
-        """The key pinned for the server (by name), if any."""
-        with self._lock:
-            keys = self._load()
-        found = keys.lookup(server)
-        return next(iter(found.values())) if found else None
-
-    def check(self, server: str, address: str, key: paramiko.PKey) -> None:
-        """Return when ``key`` is pinned for the server; raise Unknown/ChangedHostKey.
-
-        ``address`` '' checks by server name only (an alias address, which moves)."""
-        with self._lock:
-            keys = self._load()
-        for name in (server, address):
-            pinned = keys.lookup(name) if name else None
-            if not pinned:
-                continue
-            if key.get_name() in pinned:
-                if pinned[key.get_name()] == key:
-                    return
-                raise ChangedHostKey(server, address, fingerprint(pinned[key.get_name()]), key,
-                                     self.path)
-            # Pinned under another key type: as suspicious as a changed key.
-            old = next(iter(pinned.values()))
-            raise ChangedHostKey(server, address, f"{fingerprint(old)} ({old.get_name()})", key,
-                                 self.path)
-        raise UnknownHostKey(server, address, key)
-
-    def add(self, server: str, address: str, key: paramiko.PKey) -> None:
-        """Pin ``key`` for the server (by name and address)."""
-        from mxone_maintenance import store
-
-        with self._lock:
-            old = self.path.read_bytes() if self.path.exists() else b""
-            names = f"{server},{address}" if address else server
-            line = f"{names} {key.get_name()} {key.get_base64()}\n".encode()
-            if old and not old.endswith(b"\n"):
-                old += b"\n"
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            store.atomic_write(self.path, old + line, mode=0o644)
 
 
 @dataclass
@@ -357,6 +217,7 @@ class Pool:
         self.known_hosts.add(unknown.server, unknown.address, unknown.key)
 
     def close(self) -> None:
+        """Close every connection (and its SFTP session); the pool may connect again."""
         with self._lock:
             conns, self._conns = list(self._conns.values()), {}
         for conn in conns:
@@ -364,7 +225,7 @@ class Pool:
                 conn.sftp.close()
             conn.transport.close()
 
-    def __enter__(self) -> Pool:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -491,7 +352,7 @@ class Pool:
                 return work(t)
             except MxoneError as exc:
                 return Result(t.name, False, error=str(exc), seconds=time.monotonic() - started)
-            except Exception as exc:  # one server's bug must not stop the others
+            except Exception as exc:  # noqa: BLE001 - one server's bug must not stop the others
                 return Result(t.name, False, error=f"server {t.name}: {type(exc).__name__}: {exc}",
                               seconds=time.monotonic() - started)
 
@@ -549,4 +410,5 @@ def _socket_reason(exc: OSError) -> str:
 
 
 def user_key_default() -> Path:
+    """The key to log in with: ``$MXONE_SSH_KEY``, else :data:`DEFAULT_USER_KEY`."""
     return Path(os.environ.get("MXONE_SSH_KEY") or DEFAULT_USER_KEY)
