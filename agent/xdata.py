@@ -49,6 +49,7 @@ from mxone_agent.xdata_beneath import (
     inside,
     make_dirs_beneath,
     open_beneath,
+    write_private,
 )
 from mxone_agent.xdata_manifest import (
     FORMAT,
@@ -86,7 +87,6 @@ from mxone_agent.xdata_store import (
     sweep_temporaries,
     verify,
     versions,
-    write_private,
     write_version,
 )
 from mxone_agent.xdata_transfer import (

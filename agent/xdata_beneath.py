@@ -101,7 +101,11 @@ def _subdir(fd: int, part: str, where: Path, is_not: str) -> int:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write a new file ``path`` with mode 0600 from its first byte, and fsync it."""
+    """Write a new file ``path`` with mode 0600 from its first byte, and fsync it.
+
+    Exclusive and without following a symbolic link (not a replace through a temporary
+    name, as :func:`mxone_agent.files.write_private` does): a version's manifest is written
+    once into a directory of the version's own, whose other names a peer chose."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  FILE_MODE)
     try:

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from mxone_agent.xdata_beneath import (
     DIR_MODE,
-    FILE_MODE,
     ensure_root,
     entries_below,
     fsync_dir,
@@ -34,6 +33,7 @@ from mxone_agent.xdata_beneath import (
     is_real_dir,
     make_dirs_beneath,
     open_beneath,
+    write_private,
 )
 from mxone_agent.xdata_manifest import (
     MANIFEST,
@@ -59,23 +59,6 @@ def check_keep(keep: object) -> int:
         raise XdataError(f"keep is {shown(keep)}, not a number of versions from 1: the newest "
                          "valid version always stays")
     return keep
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a new file ``path`` with mode 0600 from its first byte, and fsync it.
-
-    Exclusive and without following a symbolic link (not a replace through a temporary
-    name, as :func:`mxone_agent.files.write_private` does): a version's manifest is written
-    once into a directory of the version's own, whose other names a peer chose."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 FILE_MODE)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sha256_file(path: Path) -> str:
@@ -120,10 +103,16 @@ def seal(temp_dir: Path, lim: int, name: str) -> Manifest:
     manifest = Manifest(lim, name, parsed[1].isoformat(), scan(temp_dir))
     for entry in manifest.files:
         fsync_file(temp_dir / entry.path)
+    write_manifest(temp_dir, manifest)
+    return manifest
+
+
+def write_manifest(temp_dir: Path, manifest: Manifest) -> None:
+    """Write the manifest into a temporary version directory whose files are all durable
+    already, then fsync every directory of the version, deepest first."""
     write_private(temp_dir / MANIFEST, manifest.to_json().encode("utf-8"))
     for d in sorted({(temp_dir / e.path).parent for e in manifest.files} | {temp_dir}, reverse=True):
         fsync_dir(d)
-    return manifest
 
 
 def publish(temp_dir: Path, root: Path, name: str) -> Path:

@@ -26,7 +26,6 @@ from pathlib import Path
 from mxone_agent.xdata_beneath import (
     FILE_MODE,
     ensure_root,
-    fsync_dir,
     fsync_file,
     inside,
     is_real_dir,
@@ -34,7 +33,6 @@ from mxone_agent.xdata_beneath import (
     open_beneath,
 )
 from mxone_agent.xdata_manifest import (
-    MANIFEST,
     FileEntry,
     Manifest,
     XdataError,
@@ -50,7 +48,7 @@ from mxone_agent.xdata_store import (
     prune,
     publish,
     verify,
-    write_private,
+    write_manifest,
 )
 
 _CHUNK = 1 << 20
@@ -241,9 +239,7 @@ def receive(root: Path, manifest: Manifest, fetch: Callable[[FileEntry, Path], s
                              + "; ".join(problems))
         for done in pending:
             done.result()
-        write_private(temp / MANIFEST, manifest.to_json().encode("utf-8"))
-        for d in sorted({(temp / e.path).parent for e in manifest.files} | {temp}, reverse=True):
-            fsync_dir(d)
+        write_manifest(temp, manifest)
         if _arrived_meanwhile(root / manifest.version, manifest):
             shutil.rmtree(temp, ignore_errors=True)  # a concurrent transfer brought it
             syncer.shutdown(wait=True)
