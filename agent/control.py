@@ -242,7 +242,8 @@ class ControlServer:
                     self._log.debug("control connection %d: reply not taken within %s s",
                                     conn.ticket.number, self.deadline)
                 self._close(conn)
-            elif conn.phase is _Phase.WAITING and conn.half_closed and control_socket.hung_up(conn.sock):
+            elif (conn.phase is _Phase.WAITING and conn.half_closed
+                  and control_socket.hung_up(conn.sock)):
                 self._close(conn)
 
     def reply(self, ticket: Deferred, reply: Reply) -> None:

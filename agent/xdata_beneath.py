@@ -38,7 +38,8 @@ def inside(root: Path, path: Path) -> Path:
 
 def open_beneath(directory: Path, rel: str, flags: int, mode: int = FILE_MODE) -> int:
     """A file descriptor of ``directory / rel`` opened without following a symbolic link
-    in any component of ``rel`` (``rel`` must be plain, see :func:`~mxone_agent.xdata_manifest.path_problem`).
+    in any component of ``rel`` (``rel`` must be plain, see
+    :func:`~mxone_agent.xdata_manifest.path_problem`).
     XdataError when a component is a symbolic link or no directory; OSError otherwise."""
     if why := path_problem(rel):
         raise XdataError(f"file path {shown(rel)} is not a plain relative path: {why}")

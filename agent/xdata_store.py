@@ -111,7 +111,8 @@ def write_manifest(temp_dir: Path, manifest: Manifest) -> None:
     """Write the manifest into a temporary version directory whose files are all durable
     already, then fsync every directory of the version, deepest first."""
     write_private(temp_dir / MANIFEST, manifest.to_json().encode("utf-8"))
-    for d in sorted({(temp_dir / e.path).parent for e in manifest.files} | {temp_dir}, reverse=True):
+    dirs = {(temp_dir / e.path).parent for e in manifest.files} | {temp_dir}
+    for d in sorted(dirs, reverse=True):
         fsync_dir(d)
 
 

@@ -3,11 +3,11 @@
 The sender writes, for each requested file in the order asked, one header line of JSON
 ``{"path": ..., "size": N}`` followed by exactly N bytes; then a line ``{"end": true}``.
 The receiver (:class:`StreamFetcher`) is a ``fetch`` callable for
-:func:`mxone_agent.xdata.receive`: it reads the next file from the stream and checks that it
-is the one expected, so a confused or truncated stream fails loudly, never silently.
-Neither side follows a symbolic link: the sender opens each file below its version
-directory with :func:`xdata.open_beneath`, the receiver creates each file new (mode 0600)
-and never opens one that already exists.
+:func:`mxone_agent.xdata_transfer.receive`: it reads the next file from the stream and
+checks that it is the one expected, so a confused or truncated stream fails loudly, never
+silently. Neither side follows a symbolic link: the sender opens each file below its
+version directory with :func:`~mxone_agent.xdata_beneath.open_beneath`, the receiver
+creates each file new (mode 0600) and never opens one that already exists.
 
 Standard library only.
 """
@@ -91,8 +91,9 @@ class _Hasher:
 def send_files(version_dir: Path, paths: Sequence[str], out: BinaryIO) -> int:
     """Write the named files of a version to ``out``; returns the bytes of file data sent.
 
-    Each path must be plain (:func:`xdata.path_problem`) and name a regular file reached
-    without a symbolic link (XdataError otherwise, before its header is written). File
+    Each path must be plain (:func:`~mxone_agent.xdata_manifest.path_problem`) and name a
+    regular file reached without a symbolic link (XdataError otherwise, before its header
+    is written). File
     bodies go with sendfile(2) when ``out`` is a real file descriptor (a pipe to ssh):
     the data is not copied through Python.
     """

@@ -35,8 +35,8 @@ class UnknownHostKey(HostKeyError):
         self.fingerprint = fingerprint(key)
         super().__init__(
             f"server {server} ({address}): host key not known yet: {self.key_type} "
-            f"{self.fingerprint}; compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` "
-            f"on the server's console, then accept it (--accept-new-host-key)")
+            f"{self.fingerprint}; compare it with "
+            f"`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the server's console, then accept it (--accept-new-host-key)")
 
 
 class ChangedHostKey(HostKeyError):

@@ -161,7 +161,8 @@ class Pool:
         for address, alias in target.candidates():
             started = time.monotonic()
             try:
-                sock = socket.create_connection((address, target.port), timeout=self.connect_timeout)
+                sock = socket.create_connection((address, target.port),
+                                                timeout=self.connect_timeout)
             except OSError as exc:
                 problems.append(f"{address}: {_socket_reason(exc)}")
                 continue
