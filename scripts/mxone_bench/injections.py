@@ -14,9 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mxone_bench.matrix import NODES, PY, ROOT, Matrix
 from mxone_lab import LabError, heartbeats
 from mxone_lab.probe import Prober
+
+from mxone_bench.matrix import NODES, PY, ROOT, Matrix
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout, for tests.*
 from tests.agent_lab.cluster import Cluster, alias  # noqa: E402

@@ -129,7 +129,6 @@ class Matrix:
         on lim1 (no cluster), cluster c1 of lim2 and lim3 (their old base addresses are now
         the aliases) and standby1, fast timers, the real agent deployed over SSH."""
         from mxone_maintenance import artefact
-
         from tests.orchestration.conftest import Admin
 
         self.lab.reset()

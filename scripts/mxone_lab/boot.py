@@ -16,6 +16,7 @@ import termios
 import time
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import mxone_lab.procs as procs
@@ -28,13 +29,13 @@ from mxone_lab.state import NETNS_DIR, NETWORK_FILE, LabState, Processes
 LAB_DIR_STAGING = "/run/.mxone-lab"
 
 
+@dataclass(frozen=True, eq=False)
 class SystemdHosts:
     """The systemd hosts of one lab: start, wait for boot, record what runs as built."""
 
-    def __init__(self, state: LabState, processes: Processes, commands: HostCommands) -> None:
-        self._state = state
-        self._processes = processes
-        self._commands = commands
+    state: LabState
+    processes: Processes
+    commands: HostCommands
 
     def spawn(self, name: str) -> tuple[subprocess.Popen[bytes], Path]:
         """Start the host's systemd (via its setup script) and the drain of its console.
@@ -42,8 +43,8 @@ class SystemdHosts:
         Returns the launcher (its stdout says ``ready`` once the host's mounts are done)
         and the console log (where the setup's errors go too).
         """
-        h = self._state.records[name]
-        console_log = self._state.host_dir(name) / "console.log"
+        h = self.state.records[name]
+        console_log = self.state.host_dir(name) / "console.log"
         cgroup = Path(h["cgroup"])
         cgroup.mkdir()  # fails if it exists: the name is this lab's alone
         master, slave = os.openpty()
@@ -61,7 +62,7 @@ class SystemdHosts:
                     start_new_session=True,
                     close_fds=True,
                 )
-            self._processes.children[drain.pid] = drain
+            self.processes.children[drain.pid] = drain
             h.update(console_pid=drain.pid, console_start=procs.start_time(drain.pid))
             argv = [
                 "sh",
@@ -86,7 +87,7 @@ class SystemdHosts:
                 "sh",
                 "-c",
                 self.holder_script(name),
-                f"{self._state.id}-{name}",
+                f"{self.state.id}-{name}",
                 os.ttyname(slave),
             ]
             p = subprocess.Popen(
@@ -101,16 +102,16 @@ class SystemdHosts:
         finally:
             os.close(master)
             os.close(slave)
-        self._processes.children[p.pid] = p
+        self.processes.children[p.pid] = p
         h.update(launcher_pid=p.pid, launcher_start=procs.start_time(p.pid))
         return p, console_log
 
     def holder_script(self, name: str) -> str:
         return systemd_host.holder_script(
             name=name,
-            tag=f"{self._state.id}-{name}",
-            net_batch=self._state.host_dir(name) / "net.batch",
-            overlays=self._state.overlays(name),
+            tag=f"{self.state.id}-{name}",
+            net_batch=self.state.host_dir(name) / "net.batch",
+            overlays=self.state.overlays(name),
             shown=self.shown_in_tmp(),
         )
 
@@ -118,7 +119,7 @@ class SystemdHosts:
         """The machine's dirs under /tmp a systemd host needs in its own /tmp, each with its
         staging dir: the lab dir, and the checkout and venv whose python runs on the hosts
         when they live in /tmp (a CI clone, say)."""
-        out = [(self._state.dir, LAB_DIR_STAGING)]
+        out = [(self.state.dir, LAB_DIR_STAGING)]
         tmp = Path("/tmp")
         for d in (Path(__file__).resolve().parents[2], Path(sys.prefix).resolve()):
             if d.is_relative_to(tmp) and not any(d.is_relative_to(p) for p, _ in out):
@@ -127,7 +128,7 @@ class SystemdHosts:
 
     def find_init(self, name: str, timeout: float) -> None:
         """Record the host's PID 1 (the launcher's only child) as its holder."""
-        h = self._state.records[name]
+        h = self.state.records[name]
         launcher = int(h["launcher_pid"])
         deadline = time.monotonic() + timeout
         while True:
@@ -138,7 +139,7 @@ class SystemdHosts:
             if not procs.alive(launcher) or time.monotonic() > deadline:
                 raise LabError(
                     f"host {name}: systemd did not start"
-                    + log_tail(self._state.host_dir(name) / "console.log")
+                    + log_tail(self.state.host_dir(name) / "console.log")
                 )
             time.sleep(0.005)
 
@@ -152,7 +153,7 @@ class SystemdHosts:
         """
         deadline = min(started.values()) + timeout
         for name, since in started.items():
-            h = self._state.records[name]
+            h = self.state.records[name]
             state = ""
             while True:
                 left = deadline - time.monotonic()
@@ -161,7 +162,7 @@ class SystemdHosts:
                         self._boot_problem(name, f"did not finish booting within {timeout:g} s")
                     )
                 try:
-                    r = self._commands.exec(
+                    r = self.commands.exec(
                         name,
                         ["systemctl", "is-system-running", "--wait"],
                         check=False,
@@ -181,7 +182,7 @@ class SystemdHosts:
             # machine's CLOCK_MONOTONIC): not when this loop got round to the host.
             finished = time.monotonic()
             with contextlib.suppress(LabError, ValueError):
-                r = self._commands.exec(
+                r = self.commands.exec(
                     name, ["systemctl", "show", "-p", "FinishTimestampMonotonic", "--value"]
                 )
                 finished = int(r.stdout.strip()) / 1e6 or finished
@@ -191,7 +192,7 @@ class SystemdHosts:
                 failed = self._failed_units(name)
                 h["failed_units"] = failed
                 warnings.warn(
-                    f"lab {self._state.id}: systemd host {name} booted degraded; failed units: "
+                    f"lab {self.state.id}: systemd host {name} booted degraded; failed units: "
                     f"{', '.join(failed) or '?'} (see `journalctl -u UNIT` on {name})",
                     stacklevel=4,
                 )
@@ -200,7 +201,7 @@ class SystemdHosts:
         """Wait until systemd-networkd has brought up ``want`` (any IPv4 address when None)
         on host ``name``'s eth0; the addresses it has then. Raises :class:`LabError` with
         networkd's log when it does not within ``timeout`` s."""
-        h = self._state.records[name]
+        h = self.state.records[name]
         deadline = time.monotonic() + timeout
         while True:
             have = eth0_addresses(f"/proc/{h['holder_pid']}/ns/net")
@@ -209,7 +210,7 @@ class SystemdHosts:
             if time.monotonic() > deadline:
                 log = ""
                 with contextlib.suppress(LabError):
-                    log = self._commands.exec(
+                    log = self.commands.exec(
                         name,
                         "journalctl -u systemd-networkd --no-pager -o cat | tail -n 5",
                         check=False,
@@ -228,7 +229,7 @@ class SystemdHosts:
         /tmp at their own paths (configs, keys and the python the lab runs keep their
         paths), now that boot-time cleaning of /tmp is over."""
         q = shlex.quote
-        self._commands.exec(
+        self.commands.exec(
             name,
             " && ".join(
                 f"mkdir -p {q(str(path))} && mount --bind {staging} {q(str(path))} "
@@ -240,9 +241,9 @@ class SystemdHosts:
 
     def snapshot_as_built(self, name: str, timeout: float) -> None:
         """Record what reset() puts back: the running units, the unit files and masks."""
-        h = self._state.records[name]
-        hd = self._state.host_dir(name)
-        exec_ = self._commands.exec
+        h = self.state.records[name]
+        hd = self.state.host_dir(name)
+        exec_ = self.commands.exec
         r = exec_(
             name,
             ["systemctl", "list-units", "--all", "--plain", "--no-legend", "--full"],
@@ -258,7 +259,7 @@ class SystemdHosts:
         exec_(name, systemd_host.save_units_command(hd / "units.tar"), timeout=timeout)
 
     def _failed_units(self, name: str) -> list[str]:
-        r = self._commands.exec(
+        r = self.commands.exec(
             name,
             ["systemctl", "list-units", "--failed", "--plain", "--no-legend", "--full"],
             check=False,
@@ -269,11 +270,11 @@ class SystemdHosts:
         """`host X: systemd ...` with the host's state, pending jobs and console tail."""
         detail = ""
         with contextlib.suppress(LabError):
-            st = self._commands.exec(
+            st = self.commands.exec(
                 name, ["systemctl", "is-system-running"], check=False, timeout=5
             )
             detail = f" (state {st.stdout.strip() or '?'}"
-            jobs = self._commands.exec(
+            jobs = self.commands.exec(
                 name,
                 ["systemctl", "list-jobs", "--plain", "--no-legend", "--full"],
                 check=False,
@@ -284,5 +285,5 @@ class SystemdHosts:
             ]
             detail += f"; waiting for {', '.join(pending[:8])})" if pending else ")"
         return f"host {name}: systemd {what}{detail}" + log_tail(
-            self._state.host_dir(name) / "console.log"
+            self.state.host_dir(name) / "console.log"
         )

@@ -15,6 +15,7 @@ import shlex
 import subprocess
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import mxone_lab.keys as keys
@@ -32,24 +33,18 @@ _PLAIN_BASHRC = (
 )
 
 
+@dataclass(frozen=True, eq=False)
 class Builder:
     """Builds the lab recorded in ``state`` (claimed, nothing started yet)."""
 
-    def __init__(
-        self,
-        state: LabState,
-        processes: Processes,
-        sshd: Sshd,
-        systemd: SystemdHosts,
-    ) -> None:
-        self._state = state
-        self._processes = processes
-        self._sshd = sshd
-        self._systemd = systemd
+    state: LabState
+    processes: Processes
+    sshd: Sshd
+    systemd: SystemdHosts
 
-    def build(self, sshd: bool, timeout: float, boot_timeout: float = 120.0) -> None:
+    def build(self, with_sshd: bool, timeout: float, boot_timeout: float = 120.0) -> None:
         """Build everything, in order; raises on the first failure (the caller tears down)."""
-        st = self._state
+        st = self.state
         self.write_files()
         # Namespaces and the switch wiring go through `ip -batch`: measured on this kernel,
         # one `ip -batch` for all namespaces costs ~3 ms where pyroute2's netns.create and
@@ -75,7 +70,7 @@ class Builder:
         for name, h in st.records.items():
             if h.get("systemd"):
                 booting[name] = time.monotonic()
-                holders[f"host {name}"] = self._systemd.spawn(name)
+                holders[f"host {name}"] = self.systemd.spawn(name)
                 continue
             log = st.host_dir(name) / "holder.log"
             argv = ["ip", "netns", "exec", h["ns"], "unshare", "--uts", "--mount",
@@ -86,35 +81,35 @@ class Builder:
         st.write()
         wait_ready(holders, timeout)
         for name in booting:
-            self._systemd.find_init(name, timeout)
+            self.systemd.find_init(name, timeout)
         st.write()
 
         plain = [n for n in st.records if n not in booting]
-        if sshd:
+        if with_sshd:
             st.data["sshd"] = True
             for name in plain:
-                self._sshd.start(name)
+                self.sshd.start(name)
             st.write()
         if booting:
             # Meanwhile the plain hosts' sshd come up; a systemd host's starts after boot,
             # once the lab dir (its config and keys) is visible in the host's /tmp.
-            self._systemd.wait_booted(booting, boot_timeout)
+            self.systemd.wait_booted(booting, boot_timeout)
             for name in booting:
                 if st.records[name].get("networkd"):
-                    self._systemd.wait_network(name, timeout, st.host(name).cidr)
-                self._systemd.expose_lab_dir(name, timeout)
-                self._systemd.snapshot_as_built(name, timeout)
-                if sshd:
-                    self._sshd.start(name)
+                    self.systemd.wait_network(name, timeout, st.host(name).cidr)
+                self.systemd.expose_lab_dir(name, timeout)
+                self.systemd.snapshot_as_built(name, timeout)
+                if with_sshd:
+                    self.sshd.start(name)
             st.write()
-        if sshd:
-            self._sshd.wait(list(st.records), timeout)
+        if with_sshd:
+            self.sshd.wait(list(st.records), timeout)
         st.data["state"] = "up"
         st.write()
 
     def write_files(self) -> None:
         """Keys, configs and the hosts' pre-populated overlay upper dirs."""
-        st = self._state
+        st = self.state
         spec = st.spec
         kdir = st.dir / "keys"
         kdir.mkdir(mode=0o700)
@@ -136,7 +131,7 @@ class Builder:
             hd.mkdir(parents=True)
             st.records[h.name]["host_key"] = host_keys[h.name].public_key
             keys.write_private(hd / "ssh_host_ed25519_key", host_keys[h.name])
-            (hd / "sshd_config").write_text(self._sshd.config(h.name))
+            (hd / "sshd_config").write_text(self.sshd.config(h.name))
             # A networkd host gets its address from its own config, at every boot.
             (hd / "net.batch").write_text(
                 "link set lo up\n"
@@ -178,12 +173,12 @@ class Builder:
             "link add br0 type bridge stp_state 0 forward_delay 0",
             "link set br0 up",
         ]
-        for h in self._state.records.values():
+        for h in self.state.records.values():
             lines += plug_lines(h["switch_port"], h["mac"], h["ns"])
         return "\n".join(lines) + "\n"
 
     def switch_script(self) -> str:
-        batch = shlex.quote(str(self._state.dir / "switch" / "setup.batch"))
+        batch = shlex.quote(str(self.state.dir / "switch" / "setup.batch"))
         # IPv6 off before the bridge exists, so the switch never speaks on the lab segment.
         return (
             "set -e\n"
@@ -197,10 +192,10 @@ class Builder:
     def holder_script(self, name: str) -> str:
         """The script of a plain host's holder: network, hostname, overlays, /run."""
         q = shlex.quote
-        tag = f"{self._state.id}-{name}"
+        tag = f"{self.state.id}-{name}"
         mounts = [
             f"mount -t overlay {q(source)} -o {q(opts)} {lower}"
-            for lower, source, opts in self._state.overlays(name)
+            for lower, source, opts in self.state.overlays(name)
         ]
         return (
             "\n".join(
@@ -208,7 +203,7 @@ class Builder:
                     "set -e",
                     "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6",
                     "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
-                    f"ip -batch {q(str(self._state.host_dir(name) / 'net.batch'))}",
+                    f"ip -batch {q(str(self.state.host_dir(name) / 'net.batch'))}",
                     f"echo {q(name)} > /proc/sys/kernel/hostname",
                     # This mount namespace is a private copy: its copies of the /run/netns
                     # bind mounts would keep every other lab's namespaces alive after their
@@ -234,7 +229,7 @@ class Builder:
                 start_new_session=True,  # survive the builder's terminal (Ctrl-C, hangup)
                 close_fds=True,
             )
-        self._processes.children[p.pid] = p
+        self.processes.children[p.pid] = p
         return p
 
 

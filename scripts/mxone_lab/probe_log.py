@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 
-
 @dataclass(frozen=True)
 class ArpRound:
     """One ARP round for one alias: sent at ``t``, answered by ``macs`` (maybe none)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import mxone_lab.machine as machine
@@ -19,25 +20,18 @@ from mxone_lab.sshd import Sshd
 from mxone_lab.state import LabState, Processes
 
 
+@dataclass(frozen=True, eq=False)
 class Rebooter:
     """Reboots the systemd hosts of one lab (see :meth:`Lab.reboot`)."""
 
-    def __init__(
-        self,
-        state: LabState,
-        processes: Processes,
-        sshd: Sshd,
-        systemd: SystemdHosts,
-        faults: Faults,
-    ) -> None:
-        self._state = state
-        self._processes = processes
-        self._sshd = sshd
-        self._systemd = systemd
-        self._faults = faults
+    state: LabState
+    processes: Processes
+    sshd: Sshd
+    systemd: SystemdHosts
+    faults: Faults
 
     def reboot(self, name: str, timeout: float, boot_timeout: float) -> None:
-        st = self._state
+        st = self.state
         machine.require_local(st)
         st.host(name)
         h = st.records[name]
@@ -55,25 +49,25 @@ class Rebooter:
 
         # Power on.
         started = time.monotonic()
-        holder = self._systemd.spawn(name)
+        holder = self.systemd.spawn(name)
         st.write()
         wait_ready({f"host {name}": holder}, timeout)
-        self._systemd.find_init(name, timeout)
+        self.systemd.find_init(name, timeout)
         st.write()
-        self._systemd.wait_booted({name: started}, boot_timeout)
+        self.systemd.wait_booted({name: started}, boot_timeout)
         if h.get("networkd"):
-            self._systemd.wait_network(name, timeout)
-        self._systemd.expose_lab_dir(name, timeout)
+            self.systemd.wait_network(name, timeout)
+        self.systemd.expose_lab_dir(name, timeout)
         if st.data.get("sshd"):
-            self._sshd.start(name)
+            self.sshd.start(name)
             st.write()
-            self._sshd.wait([name], timeout)
+            self.sshd.wait([name], timeout)
         st.write()
 
     def _power_off(self, name: str, timeout: float) -> None:
         """End PID 1 of host ``name`` and with it every process of the host."""
-        h = self._state.records[name]
-        children = self._processes.all()
+        h = self.state.records[name]
+        children = self.processes.all()
         old_net = procs.process_ns(int(h["holder_pid"]), "net")
         init = int(h["holder_pid"])
         launcher = (
@@ -93,15 +87,15 @@ class Rebooter:
                 f"host {name}: did not power off within {timeout:g} s: "
                 + ", ".join(f"process {p} ({procs.comm(p)})" for p in left)
             )
-        self._processes.forget_ended()
+        self.processes.forget_ended()
         h.update(holder_pid=None, holder_start=None, sshd_pid=None, sshd_start=None,
                  launcher_pid=None, launcher_start=None, console_pid=None, console_start=None)
-        self._state.write()
+        self.state.write()
 
     def _replug(self, name: str, timeout: float) -> None:
         """A new network namespace for host ``name`` with a fresh eth0 on the same switch
         port; the faults on that port are applied to it again."""
-        st = self._state
+        st = self.state
         h = st.records[name]
         run(["ip", "netns", "del", h["ns"]], f"host {name}: removing its network namespace")
         deadline = time.monotonic() + timeout
@@ -116,4 +110,4 @@ class Rebooter:
         batch.write_text("".join(line + "\n" for line in plug_lines(port, h["mac"], h["ns"])))
         run(["ip", "-n", st.switch_ns, "-batch", str(batch)],
             f"host {name}: plugging its eth0 into the switch")
-        self._faults.replug(name)
+        self.faults.replug(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import time
+from dataclasses import dataclass
 
 import mxone_lab.machine as machine
 import mxone_lab.procs as procs
@@ -39,29 +40,22 @@ _SYSTEMD_RESET = (
 )
 
 
+@dataclass(frozen=True, eq=False)
 class Resetter:
     """Resets the hosts of one lab (see :meth:`Lab.reset`)."""
 
-    def __init__(
-        self,
-        state: LabState,
-        processes: Processes,
-        commands: HostCommands,
-        sshd: Sshd,
-        faults: Faults,
-    ) -> None:
-        self._state = state
-        self._processes = processes
-        self._commands = commands
-        self._sshd = sshd
-        self._faults = faults
+    state: LabState
+    processes: Processes
+    commands: HostCommands
+    sshd: Sshd
+    faults: Faults
 
     def reset(self, timeout: float) -> None:
-        st = self._state
+        st = self.state
         machine.require_local(st)
         for name, h in st.records.items():
             st.check_pid(h["holder_pid"], h.get("holder_start"), f"host {name}")
-        self._faults.restore()
+        self.faults.restore()
 
         problems: list[str] = []
         for name, h in st.records.items():
@@ -69,24 +63,24 @@ class Resetter:
                 problems += self._reset_units(name, timeout)
 
         # Processes: everything in the lab's namespaces but the lab's own.
-        tracked = self._processes.tracked
+        tracked = self.processes.tracked
         keep = {t.proc.pid for t in tracked if t.keep_on_reset and t.proc.poll() is None}
         keep |= self._as_built_processes()
         lab_pids = procs.members(st.net_ids(), pid=st.systemd_pid_ids())
         victims = [p for p in lab_pids if p not in st.infra_pids() | keep]
-        left = procs.end(victims, grace=0.5, children=self._processes.all())
-        self._processes.tracked = [t for t in tracked if t.proc.poll() is None]
+        left = procs.end(victims, grace=0.5, children=self.processes.all())
+        self.processes.tracked = [t for t in tracked if t.proc.poll() is None]
         problems += [f"process {p} ({procs.comm(p)}) did not end" for p in left]
 
         # One shell per host, all hosts at once: network, files, firewall, sysctls.
         shells = {
-            name: self._commands.host_popen(
+            name: self.commands.host_popen(
                 name,
                 ["sh", "-c", self._reset_script(name)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                env=self._commands.host_env(name),
+                env=self.commands.host_env(name),
                 text=True,
             )
             for name in st.records
@@ -105,13 +99,13 @@ class Resetter:
 
         # An sshd that a test stopped comes back.
         if st.data.get("sshd"):
-            dead = self._sshd.dead()
+            dead = self.sshd.dead()
             if dead:
                 with st.lock():
                     for name in dead:
-                        self._sshd.start(name)
+                        self.sshd.start(name)
                 try:
-                    self._sshd.wait(dead, timeout)
+                    self.sshd.wait(dead, timeout)
                 except LabError as exc:
                     problems.append(str(exc))
         if problems:
@@ -119,8 +113,8 @@ class Resetter:
 
     def _reset_script(self, name: str) -> str:
         """The shell script that puts one host back to as-built (run on that host)."""
-        h = self._state.host(name)
-        record = self._state.records[name]
+        h = self.state.host(name)
+        record = self.state.records[name]
         q = shlex.quote
         sysctls = "".join(
             f"[ -e /proc/sys/{k} ] && echo {v} > /proc/sys/{k}\n" for k, v in _RESET_SYSCTLS.items()
@@ -136,7 +130,7 @@ class Resetter:
             "ip link set eth0 up\n"
             # the host's own network configuration as built (the tool rewrites it), and
             # networkd (if it runs) reading it again
-            f"printf '%s' {q(network_file(self._state, name))} > {NETWORK_FILE}\n"
+            f"printf '%s' {q(network_file(self.state, name))} > {NETWORK_FILE}\n"
             + ("networkctl reload\n" if record.get("networkd") else "")
             # addresses: the base one stays (no moment without it), others go
             + "ip -o -4 addr show dev eth0 | while read -r _ _ _ cidr _; do\n"
@@ -166,13 +160,13 @@ class Resetter:
     def _reset_units(self, name: str, timeout: float) -> list[str]:
         """Stop what runs on systemd host ``name`` but did not as built, and put its unit
         files back; the problems met (none normally)."""
-        h = self._state.records[name]
-        hd = self._state.host_dir(name)
+        h = self.state.records[name]
+        hd = self.state.host_dir(name)
         problems = []
 
         def run(argv: list[str] | str, check: bool = True) -> str:
             try:
-                return self._commands.exec(name, argv, check=check, timeout=timeout).stdout
+                return self.commands.exec(name, argv, check=check, timeout=timeout).stdout
             except HostCommandError as exc:
                 problems.append(str(exc))
                 return ""
@@ -221,7 +215,7 @@ class Resetter:
 
     def _as_built_processes(self) -> set[int]:
         """The processes of the systemd hosts' as-built units (journald, dbus, logind...)."""
-        ids = self._state.systemd_pid_ids()
+        ids = self.state.systemd_pid_ids()
         spared: set[int] = set()
         if not ids:
             return spared
@@ -229,7 +223,7 @@ class Resetter:
             ns = procs.process_ns(pid, "pid")
             if ns is None or ns not in ids:
                 continue
-            host = self._state.records[ids[ns]]
+            host = self.state.records[ids[ns]]
             units = set(host.get("as_built_units") or [])
             if systemd_host.in_units(procs.cgroup2(pid), host["cgroup_path"], units):
                 spared.add(pid)

@@ -8,6 +8,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import mxone_lab.procs as procs
 from mxone_lab.commands import HostCommands, log_tail
@@ -17,19 +18,19 @@ from mxone_lab.state import LabState, Processes
 SSHD = "/usr/sbin/sshd"
 
 
+@dataclass(frozen=True, eq=False)
 class Sshd:
     """The sshd of each host of one lab."""
 
-    def __init__(self, state: LabState, processes: Processes, commands: HostCommands) -> None:
-        self._state = state
-        self._processes = processes
-        self._commands = commands
+    state: LabState
+    processes: Processes
+    commands: HostCommands
 
     def config(self, name: str) -> str:
         """The text of host ``name``'s sshd_config."""
-        hd = self._state.host_dir(name)
+        hd = self.state.host_dir(name)
         return (
-            f"# lab {self._state.id} host {name}: lab-only keys, nothing from /etc/ssh\n"
+            f"# lab {self.state.id} host {name}: lab-only keys, nothing from /etc/ssh\n"
             # Every address of the host's own namespace, as on a real server: after a LIM
             # joins a cluster it has a new base address (and its old one is the alias).
             "ListenAddress 0.0.0.0\n"
@@ -38,7 +39,7 @@ class Sshd:
             f"PidFile {hd / 'sshd.pid'}\n"
             # The lab's root key for every host, then the host's own file (where the tool
             # installs the cluster's sync key with its forced command).
-            f"AuthorizedKeysFile {self._state.dir / 'keys' / 'authorized_keys'} "
+            f"AuthorizedKeysFile {self.state.dir / 'keys' / 'authorized_keys'} "
             ".ssh/authorized_keys\n"
             "PermitRootLogin prohibit-password\n"
             "PubkeyAuthentication yes\n"
@@ -57,12 +58,12 @@ class Sshd:
 
     def start(self, name: str) -> None:
         """Start host ``name``'s sshd and record it (the caller writes the state)."""
-        h = self._state.records[name]
-        hd = self._state.host_dir(name)
+        h = self.state.records[name]
+        hd = self.state.host_dir(name)
         argv = [SSHD, "-D", "-f", str(hd / "sshd_config"), "-E", str(hd / "sshd.log")]
         # nsenter -n -m -u sets the namespaces and execs without forking (only -p/-U
         # need a fork), so this PID is sshd's own.
-        p = self._commands.host_popen(
+        p = self.commands.host_popen(
             name,
             argv,
             stdin=subprocess.DEVNULL,
@@ -71,9 +72,9 @@ class Sshd:
             start_new_session=True,
             close_fds=True,
             cwd="/",
-            env=self._commands.host_env(name),
+            env=self.commands.host_env(name),
         )
-        self._processes.children[p.pid] = p
+        self.processes.children[p.pid] = p
         h.update(sshd_pid=p.pid, sshd_start=procs.start_time(p.pid))
 
     def wait(self, names: Sequence[str], timeout: float) -> None:
@@ -82,21 +83,21 @@ class Sshd:
         deadline = time.monotonic() + timeout
         while pending:
             for name in list(pending):
-                h = self._state.records[name]
+                h = self.state.records[name]
                 pid = h["sshd_pid"]
                 if listening(pid, "0.0.0.0", 22):
                     pending.remove(name)
                 elif not procs.alive(pid):
-                    self._processes.reap(pid)
+                    self.processes.reap(pid)
                     raise LabError(
                         f"sshd on {name} exited before listening on {h['ip']}:22"
-                        + log_tail(self._state.host_dir(name) / "sshd.log")
+                        + log_tail(self.state.host_dir(name) / "sshd.log")
                     )
             if pending and time.monotonic() > deadline:
                 name = pending[0]
                 raise LabError(
-                    f"sshd on {name} did not listen on {self._state.records[name]['ip']}:22 "
-                    f"within {timeout:g} s" + log_tail(self._state.host_dir(name) / "sshd.log")
+                    f"sshd on {name} did not listen on {self.state.records[name]['ip']}:22 "
+                    f"within {timeout:g} s" + log_tail(self.state.host_dir(name) / "sshd.log")
                 )
             if pending:
                 time.sleep(0.003)
@@ -105,7 +106,7 @@ class Sshd:
         """The hosts whose sshd is no longer running (a test stopped it)."""
         return [
             n
-            for n, h in self._state.records.items()
+            for n, h in self.state.records.items()
             if not procs.same(h.get("sshd_pid"), h.get("sshd_start"))
         ]
 

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import mxone_lab.machine as machine
@@ -18,15 +19,15 @@ from mxone_lab.errors import TeardownError
 from mxone_lab.state import NETNS_DIR, LabState, Processes, forbidden_ids, netns_names
 
 
+@dataclass(frozen=True, eq=False)
 class Teardown:
     """Tears down the lab recorded in ``state`` (see :meth:`Lab.down`)."""
 
-    def __init__(self, state: LabState, processes: Processes) -> None:
-        self._state = state
-        self._processes = processes
+    state: LabState
+    processes: Processes
 
     def down(self, timeout: float) -> None:
-        st = self._state
+        st = self.state
         if st.torn_down:
             return
         machine.require_local(st)
@@ -43,7 +44,7 @@ class Teardown:
                 if mid is not None:
                     mnt_ids.add(mid)
         mnt_ids -= forbidden_ids("mnt")
-        children = self._processes.all()
+        children = self.processes.all()
         pid_ids = {
             nid: name
             for nid, name in st.systemd_pid_ids().items()
@@ -75,7 +76,7 @@ class Teardown:
         for p in children.values():
             with contextlib.suppress(subprocess.TimeoutExpired, ChildProcessError):
                 p.wait(0.5)
-        self._processes.tracked.clear()
+        self.processes.tracked.clear()
 
         from pyroute2 import netns  # type: ignore[import-untyped]
 
@@ -107,13 +108,13 @@ class Teardown:
             return []
         with contextlib.suppress(OSError):
             return sorted(
-                str(root / n) for n in os.listdir(root) if n.startswith(self._state.prefix)
+                str(root / n) for n in os.listdir(root) if n.startswith(self.state.prefix)
             )
         return []
 
     def mounts_left(self) -> list[str]:
         """Mount points in the machine's mount table that belong to this lab (want: none)."""
-        st = self._state
+        st = self.state
         marks = (str(st.dir), str(NETNS_DIR / st.prefix), f"{st.id}-")
         found = []
         with open("/proc/self/mountinfo", encoding="utf-8") as f:
@@ -126,11 +127,11 @@ class Teardown:
         """Remove the systemd hosts' cgroup trees (only ones named with this lab's prefix)."""
         left = []
         root = systemd_host.cgroup2_root()
-        for h in self._state.records.values():
+        for h in self.state.records.values():
             path = Path(h["cgroup"]) if h.get("cgroup") else None
             if path is None or root is None:
                 continue
-            if path.parent != root or not path.name.startswith(self._state.prefix):
+            if path.parent != root or not path.name.startswith(self.state.prefix):
                 left.append(f"cgroup {path} (not this lab's: left alone)")
                 continue
             left += systemd_host.remove_cgroup(path)
@@ -138,7 +139,7 @@ class Teardown:
 
     def _wait_keeper(self) -> list[str]:
         """The keeper of an ``mxone-lab up`` lab exits once its children are gone."""
-        pid, start = self._state.data.get("keeper_pid"), self._state.data.get("keeper_start")
+        pid, start = self.state.data.get("keeper_pid"), self.state.data.get("keeper_start")
         if not pid or pid == os.getpid() or not procs.same(pid, start):
             return []
         if not procs.wait_gone([pid], 2.0):
