@@ -26,6 +26,9 @@ pytest fixtures are ``lab_session`` and ``lab`` in tests/conftest.py, and
 
 from __future__ import annotations
 
+# The modules of this package import each other by their full names
+# (``import mxone_lab.procs as procs``), never through this file: re-exporting here then
+# makes no import cycle.
 from mxone_lab.errors import (
     BuildError,
     HostCommandError,
@@ -37,9 +40,12 @@ from mxone_lab.errors import (
     UnknownHost,
 )
 from mxone_lab.faults import Faults, FaultState
-from mxone_lab.lab import Host, HostStatus, Lab, LabStatus, check_prerequisites
+from mxone_lab.lab import Lab
+from mxone_lab.machine import check_prerequisites
 from mxone_lab.remote import SshResult
 from mxone_lab.spec import HostSpec, LabSpec
+from mxone_lab.state import Host
+from mxone_lab.status import HostStatus, LabStatus
 
 __all__ = [
     "BuildError",

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 
 from mxone_lab import procs
 from mxone_lab.errors import LabError
-from mxone_lab.lab import NETNS_DIR, Lab
+from mxone_lab.lab import Lab
 from mxone_lab.spec import LabSpec
+from mxone_lab.state import NETNS_DIR
 
 
 def _machine_network() -> str:

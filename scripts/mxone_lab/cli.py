@@ -27,8 +27,10 @@ from typing import Any
 from mxone_lab import demo, keeper
 from mxone_lab.errors import LabError
 from mxone_lab.faults import DIRECTIONS
-from mxone_lab.lab import Lab, LabStatus, check_prerequisites, current_link
+from mxone_lab.lab import Lab
+from mxone_lab.machine import check_prerequisites, current_link
 from mxone_lab.spec import LabSpec
+from mxone_lab.status import LabStatus
 
 PROG = "mxone-lab"
 
@@ -261,7 +263,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             lab = Lab.attach(lab_id)
         except LabError:
             continue
-        st = lab._read_state()
+        st = lab.state.read()
         age = time.time() - float(st.get("created", time.time()))
         mark = "  (current)" if lab_id == current else ""
         print(f"{lab_id}  {st.get('state')}  {len(lab.hosts)} hosts  up {age:.0f} s{mark}")

@@ -21,7 +21,9 @@ from types import FrameType
 from typing import Any, TextIO
 
 from mxone_lab import procs
-from mxone_lab.lab import Lab, clear_current, current_link, set_current, venv_bin
+from mxone_lab.commands import venv_bin
+from mxone_lab.lab import Lab
+from mxone_lab.machine import clear_current, current_link, set_current
 from mxone_lab.spec import LabSpec
 
 

@@ -85,6 +85,10 @@ class TeardownError(LabError):
         super().__init__(f"lab {lab_id}: teardown left behind: " + "; ".join(self.leftovers))
 
 
+class ProbeError(LabError):
+    """The probe could not start, or its output could not be read back."""
+
+
 def _tail(text: str, lines: int = 3) -> str:
     """The last few non-empty lines of ``text``, joined with ' | ' (for one-line messages)."""
     kept = [line.strip() for line in text.strip().splitlines() if line.strip()]

@@ -29,12 +29,10 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mxone_lab.errors import LabError
-
-if TYPE_CHECKING:
-    from mxone_lab.lab import Lab
+from mxone_lab.state import LabState
 
 TABLE = "mxone_lab_faults"
 DIRECTIONS = ("both", "from", "to")
@@ -151,14 +149,14 @@ class Faults:
     raises :class:`~mxone_lab.errors.LabError` and leaves the previous fault set in force.
     """
 
-    def __init__(self, lab: Lab) -> None:
-        self._lab = lab
+    def __init__(self, state: LabState) -> None:
+        self._state = state
 
     # -- the faults --------------------------------------------------------------------
 
     def cut(self, host: str) -> None:
         """Drop every frame from and to ``host`` in the switch (the host stays up)."""
-        self._lab.host(host)
+        self._state.host(host)
         self._change(lambda s: s.cut.add(host))
 
     def loss(self, host: str, percent: int, direction: str = "both") -> None:
@@ -167,7 +165,7 @@ class Faults:
         ``direction``: ``"both"`` (frames it sends and frames sent to it), ``"from"``
         (frames it sends), ``"to"`` (frames sent to it). ``percent`` 0 lifts the loss.
         """
-        self._lab.host(host)
+        self._state.host(host)
         if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
             raise LabError(f"loss percent {percent!r} is invalid: an integer 0..100")
         if direction not in DIRECTIONS:
@@ -185,25 +183,25 @@ class Faults:
 
     def partition(self, a: str, b: str) -> None:
         """Drop every frame between ``a`` and ``b``; each still reaches all other hosts."""
-        self._lab.host(a)
-        self._lab.host(b)
+        self._state.host(a)
+        self._state.host(b)
         if a == b:
             raise LabError(f"partition needs two different hosts, got {a} twice")
         self._change(lambda s: s.partitions.add((min(a, b), max(a, b))))
 
     def link_down(self, host: str) -> None:
         """Take ``host``'s switch port down: its eth0 loses carrier, like a pulled cable."""
-        self._lab.host(host)
+        self._state.host(host)
         self._change(lambda s: s.down.add(host), nft=False, ports={host: False})
 
     def link_up(self, host: str) -> None:
         """Bring ``host``'s switch port back up."""
-        self._lab.host(host)
+        self._state.host(host)
         self._change(lambda s: s.down.discard(host), nft=False, ports={host: True})
 
     def rate(self, host: str, kbit: int) -> None:
         """Pass frames sent to ``host`` through a token bucket of ``kbit`` kbit/s (0 lifts it)."""
-        self._lab.host(host)
+        self._state.host(host)
         if isinstance(kbit, bool) or not isinstance(kbit, int) or not 0 <= kbit <= 10_000_000:
             raise LabError(f"rate {kbit!r} is invalid: kbit/s, an integer 0..10000000")
 
@@ -228,7 +226,7 @@ class Faults:
 
     def drop_ssh(self, host: str) -> None:
         """Drop ``host``'s SSH traffic (TCP port 22 both ways); everything else passes."""
-        self._lab.host(host)
+        self._state.host(host)
         self._change(lambda s: s.ssh.add(host))
 
     def restore(self, host: str | None = None) -> None:
@@ -237,15 +235,15 @@ class Faults:
         With None every switch port is brought up, also one downed behind the lab's back.
         """
         if host is not None:
-            self._lab.host(host)
-        with self._lab._state_lock() as state:
+            self._state.host(host)
+        with self._state.lock() as state:
             old = FaultState.from_mapping(state.get("faults"))
             new = old.without(host)
             self._apply_nft(new)
             if old.rate != new.rate:
                 self._set_rates(old.rate, new.rate)
             if host is None:
-                self._set_ports({h: True for h in self._lab.hosts})
+                self._set_ports({h: True for h in self._state.records})
             elif host in old.down:
                 self._set_ports({host: True})
             state["faults"] = new.to_mapping()
@@ -265,7 +263,7 @@ class Faults:
     @property
     def state(self) -> FaultState:
         """The faults in force, as recorded in the lab's state file."""
-        return FaultState.from_mapping(self._lab._read_state().get("faults"))
+        return FaultState.from_mapping(self._state.read().get("faults"))
 
     def active(self) -> list[str]:
         """One human line per fault in force (empty when the network is healthy)."""
@@ -285,7 +283,7 @@ class Faults:
         tc: bool = False,
     ) -> None:
         # Read-modify-apply-write under the lab's lock: another process may change faults too.
-        with self._lab._state_lock() as state:
+        with self._state.lock() as state:
             fs = FaultState.from_mapping(state.get("faults"))
             before = dict(fs.rate)
             edit(fs)
@@ -298,60 +296,62 @@ class Faults:
             state["faults"] = fs.to_mapping()
 
     def _apply_nft(self, fs: FaultState) -> None:
-        ports = {h.name: h.switch_port for h in self._lab.hosts.values()}
+        ports = {h.name: h.switch_port for h in self._state.hosts.values()}
         self._nft(["-f", "-"], fs.nft_script(ports))
 
     def _nft(self, args: list[str], script: str | None = None) -> subprocess.CompletedProcess[str]:
-        argv = ["nsenter", f"--net={self._lab.switch_netns_path}", "--", "nft", *args]
-        try:
-            r = subprocess.run(
-                argv, check=False, input=script, capture_output=True, text=True, timeout=10
-            )
-        except subprocess.TimeoutExpired:
-            raise LabError(
-                f"lab {self._lab.id}: nft in the switch did not finish within 10 s"
-            ) from None
-        if r.returncode != 0:
-            raise LabError(
-                f"lab {self._lab.id}: nft in the switch failed ({r.returncode}): {r.stderr.strip()}"
-            )
-        return r
+        return self._in_switch(
+            ["nft", *args],
+            script,
+            "nft in the switch did not finish within 10 s",
+            "nft in the switch failed ({rc}): {err}",
+        )
 
     def _set_rates(self, old: dict[str, int], new: dict[str, int]) -> None:
         batch = ""
         for h in sorted(set(old) | set(new)):
-            port = self._lab.host(h).switch_port
+            port = self._state.host(h).switch_port
             if h in new:
                 batch += (f"qdisc replace dev {port} root tbf rate {new[h]}kbit burst 16kb "
                           "latency 200ms\n")
             else:
                 batch += f"qdisc del dev {port} root\n"
-        argv = ["nsenter", f"--net={self._lab.switch_netns_path}", "--", "tc", "-batch", "-"]
-        try:
-            r = subprocess.run(
-                argv, check=False, input=batch, capture_output=True, text=True, timeout=10
-            )
-        except subprocess.TimeoutExpired:
-            raise LabError(f"lab {self._lab.id}: tc in the switch timed out") from None
-        if r.returncode != 0:
-            raise LabError(f"lab {self._lab.id}: tc in the switch failed: {r.stderr.strip()}")
+        self._in_switch(
+            ["tc", "-batch", "-"],
+            batch,
+            "tc in the switch timed out",
+            "tc in the switch failed: {err}",
+        )
 
     def _set_ports(self, up: dict[str, bool]) -> None:
         # `ip -batch` in the switch, not pyroute2's IPRoute(netns=...): that one forks the
         # calling Python process to open its socket, and the fork inherits the caller's
-        # signal handlers (see lab.py).
+        # signal handlers (see build.py).
         batch = "".join(
-            f"link set {self._lab.host(n).switch_port} {'up' if on else 'down'}\n"
+            f"link set {self._state.host(n).switch_port} {'up' if on else 'down'}\n"
             for n, on in up.items()
         )
-        argv = ["nsenter", f"--net={self._lab.switch_netns_path}", "--", "ip", "-batch", "-"]
+        self._in_switch(
+            ["ip", "-batch", "-"],
+            batch,
+            "setting switch ports timed out",
+            f"cannot set switch ports {sorted(up)}: " + "{err}",
+        )
+
+    def _in_switch(
+        self, argv: list[str], script: str | None, timed_out: str, failed: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in the switch's network namespace, ``script`` on its stdin; a
+        :class:`LabError` saying ``timed_out``, or ``failed`` with ``{rc}`` and ``{err}``
+        filled in, when it does not succeed within 10 s."""
+        argv = ["nsenter", f"--net={self._state.switch_netns_path}", "--", *argv]
         try:
             r = subprocess.run(
-                argv, check=False, input=batch, capture_output=True, text=True, timeout=10
+                argv, check=False, input=script, capture_output=True, text=True, timeout=10
             )
         except subprocess.TimeoutExpired:
-            raise LabError(f"lab {self._lab.id}: setting switch ports timed out") from None
+            raise LabError(f"lab {self._state.id}: {timed_out}") from None
         if r.returncode != 0:
-            raise LabError(
-                f"lab {self._lab.id}: cannot set switch ports {sorted(up)}: {r.stderr.strip()}"
-            )
+            why = failed.format(rc=r.returncode, err=r.stderr.strip())
+            raise LabError(f"lab {self._state.id}: {why}")
+        return r

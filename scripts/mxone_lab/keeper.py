@@ -21,7 +21,8 @@ from typing import NoReturn
 
 from mxone_lab import procs
 from mxone_lab.errors import LabError
-from mxone_lab.lab import Lab, set_current
+from mxone_lab.lab import Lab
+from mxone_lab.machine import set_current
 from mxone_lab.spec import LabSpec
 
 

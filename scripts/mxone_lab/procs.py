@@ -92,6 +92,15 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def same(pid: int | None, start: int | None) -> bool:
+    """True while ``pid`` is the very process that had ``start`` (its start time; None:
+    any) - a recorded PID is trusted only while it is, since a recycled one could belong
+    to anything, even a process of the machine itself."""
+    if not pid:
+        return False
+    return alive(pid) and (start is None or start_time(pid) == start)
+
+
 def parent(pid: int) -> int | None:
     """The parent PID of ``pid`` (None if gone)."""
     try:

@@ -48,7 +48,7 @@ def test_up_status_exec_fault_down(cli_env: dict[str, str], tmp_path: Path) -> N
         lab = Lab.attach(lab_id)
         assert list(lab.hosts) == ["lim1", "lim2", "client"]
         # The CLI has exited; the lab lives on, its processes the children of its keeper.
-        keeper = lab._state["keeper_pid"]
+        keeper = lab.state.data["keeper_pid"]
         assert procs.alive(keeper)
         for h in lab.hosts.values():
             assert _ppid(h.holder_pid) == keeper and _ppid(h.sshd_pid) == keeper

@@ -138,13 +138,13 @@ def test_mxone_lab_reboot(netlab: Lab) -> None:
     # The host's processes started here (its systemd's launcher, its sshd) are this
     # process's children: reap them as they end, or the host's PID 1 cannot finish dying.
     while p.poll() is None:
-        procs.reap(lab._children)
+        procs.reap(lab.processes.children)
         time.sleep(0.02)
     out, err = p.communicate()
     r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"lab {lab.id}: alpha rebooted in ")
     assert r.stdout.strip().endswith("eth0 has 10.77.0.12/24")
-    lab._read_state()  # another process rebooted it: this object learns the new PIDs
+    lab.state.read()  # another process rebooted it: this object learns the new PIDs
     assert lab.hosts["alpha"].holder_pid != old
     assert lab.exec("alpha", ["systemctl", "is-system-running"]).stdout.strip() == "running"

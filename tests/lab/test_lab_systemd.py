@@ -301,10 +301,10 @@ def test_a_systemd_host_leaves_the_machine_as_it_was(capsys: pytest.CaptureFixtu
         pids = _lab_pids(lab) | set(procs.members((), pid={pid_ns}))
         assert len(pids) >= 8  # switch, 2 holders, 2 sshd, journald, dbus, logind...
         pids |= {
-            lab._state["hosts"]["alpha"]["launcher_pid"],
-            lab._state["hosts"]["alpha"]["console_pid"],
+            lab.state.records["alpha"]["launcher_pid"],
+            lab.state.records["alpha"]["console_pid"],
         }
-        assert Path(lab._state["hosts"]["alpha"]["cgroup"]).is_dir()
+        assert Path(lab.state.records["alpha"]["cgroup"]).is_dir()
     finally:
         lab.down()
     _assert_nothing_left(lab, pids, holders)
@@ -355,7 +355,7 @@ def test_the_cli_builds_exec_and_tears_down_a_systemd_host(tmp_path: Path) -> No
         r = cli("exec", "lim1", "ssh", "-o", "BatchMode=yes", "lim2", "cat", "/proc/1/comm")
         assert r.stdout == "systemd\n", r.stderr
         lab = Lab.attach(lab_id)
-        cgroup = Path(lab._state["hosts"]["lim2"]["cgroup"])
+        cgroup = Path(lab.state.records["lim2"]["cgroup"])
         assert cgroup.is_dir()
     finally:
         down = cli("down", lab_id)

@@ -6,9 +6,13 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
-from mxone_lab import BuildError, HostSpec, Lab, LabSpec, procs
+from mxone_lab import BuildError, HostSpec, Lab, LabSpec, machine, procs
+from mxone_lab.build import Builder
+from mxone_lab.sshd import Sshd
+from mxone_lab.state import LabState
 
 pytestmark = pytest.mark.lab
 
@@ -84,34 +88,35 @@ def test_a_second_lab_coexists_and_leaves_nothing_behind(lab: Lab) -> None:
 
 
 def test_a_failed_build_is_torn_down(monkeypatch: pytest.MonkeyPatch) -> None:
-    claimed: list[Lab] = []
-    real_claim = Lab._claim.__func__  # type: ignore[attr-defined]
+    claimed: list[LabState] = []
+    real_claim = machine.claim
 
-    def claim(cls: type[Lab], *args: object) -> Lab:
-        claimed.append(real_claim(cls, *args))
+    def claim(*args: Any) -> LabState:
+        claimed.append(real_claim(*args))
         return claimed[-1]
 
-    real_config = Lab._sshd_config
+    real_config = Sshd.config
 
-    def broken_config(self: Lab, name: str) -> str:
+    def broken_config(self: Sshd, name: str) -> str:
         text = real_config(self, name)
         return text + "NoSuchOption yes\n" if name == "client" else text
 
-    monkeypatch.setattr(Lab, "_claim", classmethod(claim))
-    monkeypatch.setattr(Lab, "_sshd_config", broken_config)
+    monkeypatch.setattr(machine, "claim", claim)
+    monkeypatch.setattr(Sshd, "config", broken_config)
     with pytest.raises(BuildError) as err:
         Lab.up(SMALL)
     msg = str(err.value)
     assert "sshd on client" in msg and "NoSuchOption" in msg and "torn down" in msg
-    (lab,) = claimed
+    (state,) = claimed
+    lab = Lab(state)
     assert re.search(lab.id, msg)
     _assert_nothing_left(lab, set(), [])
 
 
 def test_a_failed_host_setup_is_named_and_torn_down(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_script = Lab._holder_script
+    real_script = Builder.holder_script
 
-    def broken(self: Lab, name: str) -> str:
+    def broken(self: Builder, name: str) -> str:
         script = real_script(self, name)
         return (
             script.replace("echo ready", "mount -t nosuchfs x /mnt\necho ready")
@@ -119,7 +124,7 @@ def test_a_failed_host_setup_is_named_and_torn_down(monkeypatch: pytest.MonkeyPa
             else script
         )
 
-    monkeypatch.setattr(Lab, "_holder_script", broken)
+    monkeypatch.setattr(Builder, "holder_script", broken)
     before = set(os.listdir("/tmp"))
     with pytest.raises(BuildError, match=r"setting up host alpha failed.*holder.log: mount: /mnt"):
         Lab.up(SMALL)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from mxone_lab import FaultState, HostSpec, LabSpec, SpecError, systemd_host
+from mxone_lab import FaultState, HostSpec, LabSpec, SpecError, systemd_etc, systemd_host
 
 
 def test_default_spec_is_the_documented_one() -> None:
@@ -159,24 +159,24 @@ def test_systemd_hosts_are_part_of_the_spec(tmp_path: Path) -> None:
 
 
 def test_a_systemd_host_masks_what_the_machine_enables_but_keeps_its_basics() -> None:
-    masked = set(systemd_host.masked_units())
+    masked = set(systemd_etc.masked_units())
     assert {"ssh.service", "systemd-udevd.service", "systemd-sysctl.service"} <= masked
     assert {"getty@.service", "console-getty.service", "systemd-tmpfiles-clean.timer"} <= masked
-    assert not masked & systemd_host.KEPT_UNITS
+    assert not masked & systemd_etc.KEPT_UNITS
     enabled = {u for d in Path("/etc/systemd/system").glob("*.wants") for u in os.listdir(d)}
-    assert enabled - systemd_host.KEPT_UNITS <= masked
+    assert enabled - systemd_etc.KEPT_UNITS <= masked
 
 
 def test_a_systemd_host_sets_up_only_paths_of_its_own_at_boot() -> None:
     # /home, /srv, /forcefsck... are the machine's: their tmpfiles.d lines are left out.
-    for text in systemd_host.tmpfiles_overrides().values():
+    for text in systemd_etc.tmpfiles_overrides().values():
         for line in text.splitlines():
             if line.strip() and not line.startswith("#"):
-                assert line.split()[1].startswith(systemd_host.HOST_OWNED), line
-    assert systemd_host._tmpfiles_line_is_hosts("d /run/lock/subsys 0755 root root -")
-    assert not systemd_host._tmpfiles_line_is_hosts("Q /home 0755 - - -")
-    assert not systemd_host._tmpfiles_line_is_hosts("r! /forcefsck")
-    assert not systemd_host._tmpfiles_line_is_hosts("d /etcetera 0755")
+                assert line.split()[1].startswith(systemd_etc.HOST_OWNED), line
+    assert systemd_etc._tmpfiles_line_is_hosts("d /run/lock/subsys 0755 root root -")
+    assert not systemd_etc._tmpfiles_line_is_hosts("Q /home 0755 - - -")
+    assert not systemd_etc._tmpfiles_line_is_hosts("r! /forcefsck")
+    assert not systemd_etc._tmpfiles_line_is_hosts("d /etcetera 0755")
 
 
 def test_the_systemd_holder_hides_the_machines_tmp_before_systemd_starts() -> None:

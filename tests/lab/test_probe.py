@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
-from mxone_lab import Lab, probe
+from mxone_lab import Lab, frames, probe, probe_loop
 from mxone_lab.probe import ProbeError, ProbeLog, ProbeOptions, Prober
 
 ALIAS = "10.77.0.52"
@@ -113,8 +113,8 @@ def test_options_name_every_broken_rule_at_once() -> None:
 
 
 def test_aliases_outside_the_interfaces_subnet_are_refused() -> None:
-    assert probe.subnet_problems([ALIAS, "10.77.0.254"], "10.77.0.100", 24) == []
-    assert probe.subnet_problems(
+    assert probe_loop.subnet_problems([ALIAS, "10.77.0.254"], "10.77.0.100", 24) == []
+    assert probe_loop.subnet_problems(
         ["10.78.0.1", "10.77.0.0", "10.77.0.255", "10.77.0.100"], "10.77.0.100", 24
     ) == [
         "alias 10.78.0.1 is not in the interface's subnet 10.77.0.0/24",
@@ -127,21 +127,21 @@ def test_aliases_outside_the_interfaces_subnet_are_refused() -> None:
 def test_frames_are_well_formed() -> None:
     mac = bytes.fromhex("027700000064")
     own, alias = socket.inet_aton("10.77.0.100"), socket.inet_aton(ALIAS)
-    frame = probe.arp_frame(1, mac, own, alias)
+    frame = frames.arp_frame(1, mac, own, alias)
     assert len(frame) == 60 and frame[:6] == b"\xff" * 6 and frame[6:12] == mac
-    assert probe.parse_arp(frame) == probe.ArpSeen(1, mac, own, alias)
-    assert probe.parse_arp(frame[:41]) is None
+    assert frames.parse_arp(frame) == frames.ArpSeen(1, mac, own, alias)
+    assert frames.parse_arp(frame[:41]) is None
 
-    echo = probe.echo_request(0x1234, 70000)
-    assert probe.inet_checksum(echo) == 0  # a valid checksum sums to zero
+    echo = frames.echo_request(0x1234, 70000)
+    assert frames.inet_checksum(echo) == 0  # a valid checksum sums to zero
     assert struct.unpack("!BBHHH", echo[:8])[3:] == (0x1234, 70000 & 0xFFFF)
     # The same echo, answered: Ethernet + a 20-byte IP header + type 0.
     ip = bytes([0x45, 0, 0, 44, 0, 0, 0x40, 0, 64, 1, 0, 0]) + alias + own
     reply = mac + bytes.fromhex("02770000000c") + b"\x08\x00" + ip + b"\x00" + echo[1:]
-    assert probe.parse_echo_reply(reply) == (bytes.fromhex("02770000000c"), alias, 0x1234, 4464)
-    assert probe.parse_echo_reply(frame) is None
+    assert frames.parse_echo_reply(reply) == (bytes.fromhex("02770000000c"), alias, 0x1234, 4464)
+    assert frames.parse_echo_reply(frame) is None
 
-    program = probe.echo_reply_filter(0x1234)
+    program = frames.echo_reply_filter(0x1234)
     drop = len(program) - 1
     assert program[drop] == (0x06, 0, 0, 0)
     for i, (code, jt, jf, _) in enumerate(program):
@@ -246,7 +246,7 @@ def test_gratuitous_arp_moves_the_client_and_outage_measures_the_gap(alias_on_li
         wait_for(lambda: len(p.log().rounds_of(ALIAS, since=t_added)) >= 3, "3 rounds")
         t_garp = time.monotonic()
         lab.run_python(
-            "standby1", f"from mxone_lab import probe; probe.announce('eth0', {ALIAS!r})"
+            "standby1", f"from mxone_lab import frames; frames.announce('eth0', {ALIAS!r})"
         )
         wait_for(lambda: len(p.log().replies_of(ALIAS, since=t_garp)) >= 20, "20 echo replies")
     log = p.log()
