@@ -12,16 +12,17 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import urwid
 
-from mxone_maintenance.actions import ActionError, Change
-from mxone_maintenance.errors import MxoneError, ValidationError
+from mxone_maintenance.actions import Change
+from mxone_maintenance.commands.base import Failure, crash_line, explain, ok_word, outcome_line
+from mxone_maintenance.errors import MxoneError
 from mxone_maintenance.service import ApplyResult, Maintenance
-from mxone_menus import steps, tree, views
+from mxone_menus import flows, steps, tree, views
 from mxone_menus.operations import NoOperations, Operations
 from mxone_menus.runner import InlineRunner, PipeRunner, Runner
 from mxone_menus.window import PALETTE, Window
@@ -42,11 +43,37 @@ def status_refresh_default() -> float:
         return DEFAULT_STATUS_REFRESH
 
 
-def refusal_lines(exc: Exception) -> list[str]:
-    """What the form shows when the core (or the form) refuses the input."""
-    if isinstance(exc, ValidationError):
-        return [str(v) for v in exc.violations]
-    return [str(exc)]
+def failure_lines(exc: BaseException, where: str, title: str = "") -> list[str]:
+    """The menus' one error path: what the operator sees of ``exc`` on the screen ``where``
+    it happened, from the shared mapping (:func:`mxone_maintenance.commands.base.explain`).
+
+    ``where``: ``read`` (opening a menu item), ``form`` (checking a form), ``reach``
+    (finding the servers of a change), ``apply``, ``agents`` (telling them after a change),
+    ``ask`` (an agent request titled ``title``). Never a crash: an unexpected error while a
+    screen is built is logged (its line names the log); background work that fails says
+    how.
+    """
+    shown = explain(exc)
+    if (shown.failure is Failure.INTERNAL and where in ("read", "form")
+            and not isinstance(exc, KeyError | ValueError)):  # a config read as written may dangle
+        text = crash_line(exc)
+    else:
+        text = str(exc)
+    if where == "form":
+        if shown.failure is Failure.REFUSED:
+            return list(shown.lines)
+        return [f"the system config cannot be used: {text}"]
+    if where == "read":
+        return [f"The system config cannot be used: {text}"]
+    if where == "reach":
+        return ["The servers of the change could not be checked:", f"  {text}", "",
+                "Nothing was changed."]
+    if where == "apply":
+        return ["The change was NOT applied:", f"  {text}"]
+    unavailable = shown.failure is Failure.UNAVAILABLE
+    if where == "agents":
+        return ["", f"Agents: {NOT_AVAILABLE}: {text}" if unavailable else f"Agents: failed: {text}"]
+    return [f"{title}: {NOT_AVAILABLE}: {text}" if unavailable else f"{title} failed: {text}"]
 
 
 @dataclass
@@ -115,12 +142,11 @@ class App:
             base = len(self.window.stack)
             try:
                 system = self.maintenance.system()
-                step = item.flow(system)
+                step = flows.FLOWS[item.command](system)
                 if isinstance(step, steps.Table):
                     step = self._with_behind(step, system.generation)
-            except (MxoneError, KeyError, ValueError) as exc:  # a file that breaks rules
-                # (the file is read as written; a dangling reference must not crash the menus)
-                step = steps.Message(item.label, f"The system config cannot be used: {exc}")
+            except Exception as exc:  # a file that breaks rules must not crash the menus
+                step = steps.Message(item.label, failure_lines(exc, "read")[0])
             self.show(step, base)
 
     def _with_behind(self, table: steps.Table, generation: int) -> steps.Table:
@@ -167,13 +193,11 @@ class App:
         view = self.window.top
         try:
             call = form.to_call(values)
-            change = self.maintenance.preview(call.action, *call.args, **call.kwargs)
+            assert call.command.change is not None
+            change = self.maintenance.preview(call.command.change, call.values)
             plan = self.maintenance.plan(change)
-        except (ActionError, ValidationError, steps.FormInputError) as exc:
-            view.show_errors(refusal_lines(exc))  # type: ignore[attr-defined]
-            return
-        except MxoneError as exc:
-            view.show_errors([f"the system config cannot be used: {exc}"])  # type: ignore[attr-defined]
+        except Exception as exc:
+            view.show_errors(failure_lines(exc, "form"))  # type: ignore[attr-defined]
             return
         view.show_errors([])  # type: ignore[attr-defined]
 
@@ -203,9 +227,9 @@ class App:
 
         def done(unreachable: dict[str, str] | None, error: Exception | None) -> None:
             if error is not None or unreachable is None:
-                self.window.replace_top(views.TextView(f"{form.title}: not applied", [
-                    "The servers of the change could not be checked:", f"  {error}",
-                    "", "Nothing was changed."], self._close(base), "result"))
+                self.window.replace_top(views.TextView(f"{form.title}: not applied",
+                                                       failure_lines(error or ValueError(), "reach"),
+                                                       self._close(base), "result"))
                 return
             self.window.pop()
             self._confirm(form, values, change, base, plan_lines(unreachable), unreachable)
@@ -263,14 +287,14 @@ class App:
 
         def done(applied: _Applied | None, error: Exception | None) -> None:
             if error is not None or applied is None:
-                lines = ["The change was NOT applied:", f"  {error}"]
+                lines = failure_lines(error or ValueError(), "apply")
                 ok = False
             else:
                 r = applied.result
                 ok = r.ok
                 lines = [("Applied: system generation %d." % r.generation) if r.ok
                          else "The change failed on some servers:", ""]
-                lines += [f"  {o.server:<12} {'OK' if o.ok else 'FAILED':<7} {o.message}"
+                lines += [f"  {outcome_line(o.server, ok_word(o.ok), o.message)}"
                           for o in r.outcomes]
                 lines += applied.agent_lines
             self.window.replace_top(views.TextView(
@@ -292,21 +316,17 @@ class App:
     # ---- the agents --------------------------------------------------------------------
 
     @staticmethod
-    def _agent_call(call: Any) -> list[str]:
+    def _agent_call(call: Callable[[], Sequence[str]]) -> list[str]:
         try:
             return ["", "Agents:", *(f"  {line}" for line in call())]
-        except NotImplementedError as exc:
-            return ["", f"Agents: {NOT_AVAILABLE}: {exc}"]
         except Exception as exc:  # an agent failure is shown, never a crash
-            return ["", f"Agents: failed: {exc}"]
+            return failure_lines(exc, "agents")
 
     @staticmethod
     def _request_lines(request: steps.AgentRequest, lines: Sequence[str] | None,
                        error: Exception | None) -> list[str]:
-        if isinstance(error, NotImplementedError):
-            return [f"{request.title}: {NOT_AVAILABLE}: {error}"]
         if error is not None:
-            return [f"{request.title} failed: {error}"]
+            return failure_lines(error, "ask", request.title)
         return list(lines or ["(no answer)"])
 
     def ask_agents(self, request: steps.AgentRequest, base: int) -> None:
