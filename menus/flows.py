@@ -336,6 +336,7 @@ def move_lim_to_regular(system: System) -> Step:
         return Pick(f"{title}: {name}", "Choose the LIM to move back to its regular server.",
                     _options(lim_options(system, c)), lambda lim: pick_how(c, int(lim)))
 
+
     def pick_how(c: Cluster, lim: int) -> Step:
         home, sb = system.server_for_lim(lim).name, c.standby_name
         return Pick(
@@ -367,9 +368,11 @@ def move_lim_to_regular(system: System) -> Step:
                             f"Move LIM {lim} from standby {c.standby_name} back to {home} now "
                             "(manual fallback)?")
 
-    manual = [Option(cluster_label(c), c.name) for c in system.clusters
-              if c.fallback == FallbackType.MANUAL]
-    return _pick_cluster(system, manual, title,
+    # The clusters of the LIMs the command offers (its rule: fallback type manual).
+    offered = {int(o.value) for o in registry.command("cluster.fallback").offer("lim", system)}
+    clusters = [Option(cluster_label(c), c.name) for c in system.clusters
+                if offered & set(c.lim_numbers())]
+    return _pick_cluster(system, clusters, title,
                          "Manual fallback: clusters with fallback type manual.", pick_lim)
 
 

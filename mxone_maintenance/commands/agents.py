@@ -15,6 +15,7 @@ from mxone_maintenance.commands.base import (
     Command,
     Context,
     Kind,
+    Option,
     Param,
     Report,
     Result,
@@ -23,7 +24,7 @@ from mxone_maintenance.commands.base import (
     outcome_line,
 )
 from mxone_maintenance.commands.changes import all_clusters
-from mxone_maintenance.model import Cluster, System
+from mxone_maintenance.model import Cluster, FallbackType, System
 from mxone_maintenance.operations import OperationError, answer_lines, cluster_of_lim
 from mxone_maintenance.service import Outcome, Progress
 
@@ -77,8 +78,31 @@ def _status(ctx: Context, v: Values, report: Report) -> Result:
 
 # ---- Move LIM from standby to regular server / cluster fallback ----------------------------
 
+# The vendor's directions: "Manual fallback: a command has to be used to do the fallback
+# to the regular server"; with automatic fallback it "will take place as soon as the regular
+# server has recovered" (and a LIM unlocked on the standby "with manual fallback the user has
+# to manually order the fallback"). So manual fallback is the command of a cluster whose
+# fallback type is manual, on both faces.
+
+def orders_fallback(c: Cluster) -> bool:
+    """Whether the operator orders the fallback of the cluster's LIMs (fallback manual)."""
+    return c.fallback == FallbackType.MANUAL
+
+
+def fallback_lims(system: System) -> tuple[Option, ...]:
+    """The LIMs whose fallback the operator may order: those of manual-fallback clusters."""
+    return tuple(Option(f"LIM {cl.lim} of cluster {c.name}", cl.lim) for c in system.clusters
+                 if orders_fallback(c) for cl in c.lims)
+
+
 def _fallback_target(system: System, v: Values) -> Cluster:
-    return cluster_of_lim(system, v["lim"])
+    cluster = cluster_of_lim(system, v["lim"])
+    if not orders_fallback(cluster):
+        raise OperationError(
+            f"LIM = {v['lim']}: cluster {cluster.name} has fallback type {cluster.fallback}: "
+            "its agents move the LIM back to its regular server as soon as that server has "
+            "recovered; manual fallback is only for clusters with fallback type manual")
+    return cluster
 
 
 def _fallback_plan(system: System, v: Values) -> Result:
@@ -96,9 +120,9 @@ def _fallback_plan(system: System, v: Values) -> Result:
 
 
 def _fallback(ctx: Context, v: Values, report: Report) -> Result:
-    agents = ctx.need_agents()
     system = ctx.system()
-    cluster = _fallback_target(system, v)
+    cluster = _fallback_target(system, v)  # refused before any agent is asked
+    agents = ctx.need_agents()
     how: dict[str, Any] = {}
     if v.get("wait") is not None:
         how["wait"] = v["wait"]
@@ -175,14 +199,15 @@ def _repair(ctx: Context, v: Values, report: Report) -> Result:
 
 
 # A manual fallback order is a command of the cluster's standby; the LIM names its cluster.
-FALLBACK_LIM = Param("lim", kind="int", metavar="LIM")
+FALLBACK_LIM = Param("lim", kind="int", metavar="LIM", offer=fallback_lims)
 
 AGENT_COMMANDS = (
     Command("cluster.status", "ask every agent of every cluster for its status", Kind.AGENT,
             run=_status),
     Command("cluster.fallback", "move a LIM that runs on the standby back to its regular "
-            "server: carried out once that server is ready, refused with the reason, or left "
-            "pending (shown in `cluster status`)", Kind.AGENT, (
+            "server (manual fallback, clusters with fallback type manual): carried out once "
+            "that server is ready, refused with the reason, or left pending (shown in "
+            "`cluster status`)", Kind.AGENT, (
                 FALLBACK_LIM,
                 Param("wait", "let the order wait this long for the regular server to be ready "
                       "(also when it is down now); default: the agent's (600 s), and an order "
