@@ -18,16 +18,25 @@ from typing import TYPE_CHECKING, Any
 
 import urwid
 
+from mxone_maintenance import orchestrate
 from mxone_maintenance.actions import Change
-from mxone_maintenance.commands.base import Failure, crash_line, explain, ok_word, outcome_line
+from mxone_maintenance.commands.base import (
+    Context,
+    Failure,
+    crash_line,
+    explain,
+    ok_word,
+    outcome_line,
+)
 from mxone_maintenance.errors import MxoneError
 from mxone_maintenance.service import ApplyResult, Maintenance
 from mxone_menus import flows, steps, tree, views
 from mxone_menus.operations import NoOperations, Operations
-from mxone_menus.runner import InlineRunner, PipeRunner, Runner
+from mxone_menus.runner import Done, InlineRunner, Job, PipeRunner, Progress, Runner, T
 from mxone_menus.window import PALETTE, Window
 
 if TYPE_CHECKING:  # the real one brings paramiko: only the entry point imports it
+    from mxone_maintenance import ssh
     from mxone_maintenance.hostkeys import AskingKnownHosts
 
 NOT_AVAILABLE = "not available yet"
@@ -87,7 +96,7 @@ class _Refresh:
     """One Show status screen's refresh state (UI thread only)."""
 
     view: views.StatusView | None = None
-    timer: Any = None
+    timer: object = None
     running: bool = False
     closed: bool = False
 
@@ -151,17 +160,12 @@ class App:
 
     def _with_behind(self, table: steps.Table, generation: int) -> steps.Table:
         """A list of the system names the servers that missed a change (behind)."""
-        applier = getattr(self.maintenance, "applier", None)
-        if not hasattr(applier, "behind"):
-            return table
-        from mxone_maintenance import orchestrate
-
-        lines = orchestrate.behind_lines(applier.behind(), generation)
+        lines = orchestrate.behind_lines(Context(self.maintenance).behind(), generation)
         if not lines:
             return table
         return dataclasses.replace(table, note="\n".join(filter(None, [table.note, *lines])))
 
-    def _close(self, base: int) -> Any:
+    def _close(self, base: int) -> Callable[[], None]:
         return lambda: self.window.pop_to(base)
 
     def show(self, step: steps.Step, base: int) -> None:
@@ -212,8 +216,8 @@ class App:
                 lines += ["", "Then the cluster's agents are told."]
             return lines
 
-        applier = getattr(self.maintenance, "applier", None)
-        if not (change.degradable and hasattr(applier, "unreachable")):
+        applier = self.maintenance.applier
+        if not (change.degradable and isinstance(applier, orchestrate.SshApplier)):
             self._confirm(form, values, change, base, plan_lines({}), {})
             return
         # A change that may be made without a server that is down: find out first which
@@ -221,9 +225,9 @@ class App:
         progress = views.ProgressView(form.title)
         self.window.push(progress)
 
-        def job(report: Any) -> dict[str, str]:
+        def job(report: Progress) -> dict[str, str]:
             report("reaching every server of the change", 0.0)
-            return dict(applier.unreachable(change))  # type: ignore[union-attr]
+            return dict(applier.unreachable(change))
 
         def done(unreachable: dict[str, str] | None, error: Exception | None) -> None:
             if error is not None or unreachable is None:
@@ -245,8 +249,6 @@ class App:
                                                lambda: self.apply(form, values, change, base),
                                                self.window.pop))
             return
-        from mxone_maintenance import orchestrate  # the SSH applier is loaded already
-
         names = ", ".join(sorted(unreachable))
         problem = orchestrate.degraded_problem(change, unreachable)
         if problem is not None:
@@ -278,11 +280,13 @@ class App:
         progress = views.ProgressView(form.title)
         self.window.push(progress)
 
-        def job(report: Any) -> _Applied:
+        then = form.then
+
+        def job(report: Progress) -> _Applied:
             result = self.maintenance.apply(change, report)
             agent_lines: list[str] = []
-            if form.then is not None and result.ok:
-                agent_lines = self._agent_call(lambda: form.then(values, self.operations))
+            if then is not None and result.ok:
+                agent_lines = self._agent_call(lambda: then(values, self.operations))
             return _Applied(result, agent_lines)
 
         def done(applied: _Applied | None, error: Exception | None) -> None:
@@ -302,7 +306,8 @@ class App:
 
         self._start(job, lambda line, fraction: self._progress(progress, line, fraction), done)
 
-    def _start(self, job: Any, on_progress: Any, on_done: Any, new_action: bool = True) -> None:
+    def _start(self, job: Job[T], on_progress: Progress, on_done: Done[T],
+               new_action: bool = True) -> None:
         """Start one piece of background work. A new action asks about unknown host keys
         again; a status refresh does not (a key refused on this screen stays refused)."""
         if new_action and self.host_keys is not None:
@@ -333,7 +338,7 @@ class App:
         progress = views.ProgressView(request.title)
         self.window.push(progress)
 
-        def job(report: Any) -> Sequence[str]:
+        def job(report: Progress) -> Sequence[str]:
             report("asking the node agents", 0.0)
             return list(request.run(self.operations, report))
 
@@ -369,7 +374,7 @@ class App:
             if state.view is not None:
                 state.view.set_stamp("refreshing ...")
 
-            def job(report: Any) -> Sequence[str]:
+            def job(report: Progress) -> Sequence[str]:
                 if state.view is None:
                     report("asking the node agents", 0.0)
                 return list(request.run(self.operations, report))
@@ -409,7 +414,7 @@ class App:
 
     # ---- host keys: asked from a worker thread, answered in the UI ---------------------
 
-    def ask_host_key(self, unknown: Any) -> bool:
+    def ask_host_key(self, unknown: ssh.UnknownHostKey) -> bool:
         """Show an unknown host key and wait for Accept (True) or Refuse (False).
 
         Called by the SSH layer from a worker thread, which blocks until the operator

@@ -43,7 +43,7 @@ class ChoiceField:
     key: str
     label: str
     options: tuple[tuple[str, Any], ...]
-    default: Any = None
+    default: object = None
     help: str = ""
 
 

@@ -44,9 +44,6 @@ from mxone_maintenance.service import Maintenance
 
 __all__ = ["EXIT_FAILED", "EXIT_REFUSED", "PROG", "main"]
 
-Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -143,10 +140,10 @@ def _add_param(target: Any, p: Param) -> None:
     target.add_argument(p.flag, dest=p.name, **kw)
 
 
-def add_system_parsers(sub: Subparsers) -> None:
+def add_system_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """One subcommand per command of the registry, under its group's word."""
     common, change = _common_options(), _change_options()
-    groups: dict[str, Subparsers] = {}
+    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for word, help in registry.GROUPS.items():
         g = sub.add_parser(word, help=help, description=help)
         g.set_defaults(group_parser=g)

@@ -56,8 +56,8 @@ class ClusterOperations:
         fresh and its agent alive (no process started on the server), else ``ctl status``."""
         reach = orchestrate.targets(system)
         names = [s.name for c in system.clusters for s in system.cluster_servers(c)]
-        results = self.pool.run_all([reach[n] for n in names], STATUS_COMMAND, timeout=20)
-        results = _from_status_files(results)
+        results = _from_status_files(
+            self.pool.run_all([reach[n] for n in names], STATUS_COMMAND, timeout=20))
         stale = [n for n, r in results.items() if r is None]
         if stale:
             again = self.pool.run_all([reach[n] for n in stale], [AGENT, "ctl", "status"], timeout=20)

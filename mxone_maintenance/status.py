@@ -102,10 +102,10 @@ def cluster_status(system: System, c: Cluster, results: ssh.GroupResult,
                     reports: dict[str, dict[str, Any]]) -> ClusterStatus:
     members = list(system.cluster_servers(c))
     seen: dict[str, dict[str, str]] = {s.name: {} for s in members}
-    for name, rep in reports.items():
+    for name, report in reports.items():
         if name not in seen:
             continue
-        for p in rep.get("peers") or []:
+        for p in report.get("peers") or []:
             if isinstance(p, dict) and p.get("name") in seen:
                 seen[p["name"]][name] = str(p.get("liveness", "unknown"))
     servers = []

@@ -221,6 +221,6 @@ AGENT_COMMANDS = (
             (Param("name", metavar="CLUSTER", offer=all_clusters),), plan=_sync_plan, run=_sync),
     Command("cluster.repair", "finish the rollbacks that could not reach a server (kept on "
             "LIM 1)", Kind.AGENT, run=_repair, only="cli",
-            why="the real utility has no menu item for it: an unfinished rollback finishes "
-            "with the next change (Show status names it); the command is for scripts"),
+            why="the real utility has no menu item for it: an unfinished rollback also "
+            "finishes with the next change; `cluster status` names it and this command"),
 )

@@ -24,7 +24,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,17 +92,6 @@ class Param:
 
 
 @dataclass(frozen=True)
-class AgentPlan:
-    """What an agent command will ask, and of which server (its dry run and the menus'
-    question)."""
-
-    server: str
-    what: str  # the agent command line
-    said: str  # the same in the operator's words
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Table:
     """Rows for a screen: headers, rows of cells, a note below."""
 
@@ -157,7 +146,7 @@ class Context:
 
 ChangeFn = Callable[[System, Values], Change]
 TellFn = Callable[[ClusterOperations, System, Values, frozenset[str]], list[AgentAnswer]]
-PlanFn = Callable[[System, Values], AgentPlan]
+PlanFn = Callable[[System, Values], Result]
 RunFn = Callable[[Context, Values, Report], Result]
 
 

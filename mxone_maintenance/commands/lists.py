@@ -50,7 +50,7 @@ def _timers(c: Cluster, cli: bool) -> str:
 
 def clusters(system: System, behind: dict[str, dict[str, Any]]) -> Result:
     """Every cluster with its LIMs; ``behind``: the servers that missed a change."""
-    rows = [{"name": c.name, "standby": c.standby_name, "fallback": str(c.fallback),
+    rows: list[dict[str, Any]] = [{"name": c.name, "standby": c.standby_name, "fallback": str(c.fallback),
              "failover": str(c.failover), "timers": _timers(c, True),
              "lims": [{"lim": cl.lim, "server": system.server_for_lim(cl.lim).name,
                        "alias_ip": cl.alias_ip, "priority": cl.priority, "lock": str(cl.lock)}
