@@ -9,6 +9,7 @@ commands': a system that changed meanwhile is refused there with the rule named.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 from mxone_maintenance import rules
@@ -35,7 +36,6 @@ from mxone_menus.steps import (
     Message,
     Pick,
     Step,
-    Table,
     TextField,
 )
 
@@ -135,8 +135,7 @@ def remove_server(system: System) -> Step:
 def _table(title: str, result: Result) -> Step:
     """A list command's result as a table."""
     assert result.table is not None
-    t = result.table
-    return Table(title, t.headers, t.rows, t.note)
+    return dataclasses.replace(result.table, title=title)
 
 
 def list_servers(system: System) -> Step:

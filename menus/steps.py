@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from mxone_maintenance.commands.base import Command
+from mxone_maintenance.commands.base import Table as Table  # a list's screen is its result's table
 from mxone_menus.operations import Operations, Report
 
 Values = Mapping[str, Any]
@@ -77,14 +78,6 @@ class Pick:
     intro: str
     options: tuple[tuple[str, Any], ...]
     next: Callable[[Any], Step]
-
-
-@dataclass(frozen=True)
-class Table:
-    title: str
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    note: str = ""
 
 
 @dataclass(frozen=True)

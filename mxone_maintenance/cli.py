@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mxone_maintenance import actions, configtools, operations, orchestrate, store
+from mxone_maintenance import actions, configtools, store
 from mxone_maintenance.commands import registry
 from mxone_maintenance.commands.base import (
     EXIT_FAILED,
@@ -166,6 +166,8 @@ class _Session:
     """One command's backend, plus the host keys it accepted (for the output)."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        from mxone_maintenance import operations  # the SSH stack, for this command only
+
         self.args = args
         self.accepted: list[dict[str, str]] = []
         self.backend = operations.backend(
@@ -204,6 +206,8 @@ class _Session:
 
 def _run_change(args: argparse.Namespace, cmd: Command, values: Values) -> int:
     """Preview, plan, (dry run or) apply a change command, then tell the agents."""
+    from mxone_maintenance import orchestrate
+
     assert cmd.change is not None
     with _Session(args) as s:
         change = s.maintenance.preview(cmd.change, values)

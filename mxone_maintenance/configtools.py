@@ -9,7 +9,7 @@ import json
 import tomllib
 from pathlib import Path
 
-from mxone_maintenance import configfile, nodeconfig, rules, store
+from mxone_maintenance import configfile, rules, store
 from mxone_maintenance.errors import ConfigFileError, MxoneError
 from mxone_maintenance.model import NodeFacts
 
@@ -104,6 +104,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_node_config(args: argparse.Namespace) -> int:
+    from mxone_maintenance import nodeconfig  # the agent's config types, for this tool only
+
     system = store.load(Path(args.file)).validated()
     configs = nodeconfig.all_nodes(system)
     if args.node not in configs:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from mxone_maintenance import orchestrate, status
 from mxone_maintenance.commands.base import (
     SILENT,
     Command,
@@ -23,10 +22,12 @@ from mxone_maintenance.commands.base import (
     ok_word,
     outcome_line,
 )
-from mxone_maintenance.commands.changes import all_clusters
+from mxone_maintenance.commands.changes import all_clusters, cluster_of_lim
 from mxone_maintenance.model import Cluster, FallbackType, System
-from mxone_maintenance.operations import OperationError, answer_lines, cluster_of_lim
 from mxone_maintenance.service import Outcome, Progress
+
+# Each command loads the SSH stack (operations, orchestrate) when it runs, not before: the
+# registry is read to build the CLI's parser.
 
 
 @runtime_checkable
@@ -50,6 +51,8 @@ class RollingBack(Protocol):
 def _status(ctx: Context, v: Values, report: Report) -> Result:
     """Servers marked behind that answer now are brought current first (a status refresh is
     one of the times the tool reaches them); those still behind are named."""
+    from mxone_maintenance import orchestrate, status
+
     agents = ctx.need_agents()
     system = ctx.system()
     applier = ctx.maintenance.applier
@@ -96,6 +99,8 @@ def fallback_lims(system: System) -> tuple[Option, ...]:
 
 
 def _fallback_target(system: System, v: Values) -> Cluster:
+    from mxone_maintenance.operations import OperationError
+
     cluster = cluster_of_lim(system, v["lim"])
     if not orders_fallback(cluster):
         raise OperationError(
@@ -120,6 +125,8 @@ def _fallback_plan(system: System, v: Values) -> Result:
 
 
 def _fallback(ctx: Context, v: Values, report: Report) -> Result:
+    from mxone_maintenance.operations import answer_lines
+
     system = ctx.system()
     cluster = _fallback_target(system, v)  # refused before any agent is asked
     agents = ctx.need_agents()
@@ -137,6 +144,8 @@ def _fallback(ctx: Context, v: Values, report: Report) -> Result:
 # ---- Sync exchange data within cluster / cluster sync --------------------------------------
 
 def _sync_cluster(system: System, v: Values) -> Cluster:
+    from mxone_maintenance.operations import OperationError
+
     try:
         return system.cluster(v["name"])
     except KeyError:
@@ -158,6 +167,8 @@ def _sync_plan(system: System, v: Values) -> Result:
 
 
 def _sync(ctx: Context, v: Values, report: Report) -> Result:
+    from mxone_maintenance.operations import answer_lines
+
     agents = ctx.need_agents()
     system = ctx.system()
     cluster = _sync_cluster(system, v)
@@ -183,6 +194,8 @@ def _sync(ctx: Context, v: Values, report: Report) -> Result:
 # ---- cluster repair ------------------------------------------------------------------------
 
 def _repair(ctx: Context, v: Values, report: Report) -> Result:
+    from mxone_maintenance import orchestrate
+
     applier = ctx.maintenance.applier
     if not isinstance(applier, orchestrate.SshApplier):
         raise NotImplementedError("rollbacks are finished over SSH")

@@ -31,9 +31,11 @@ from typing import TYPE_CHECKING, Any
 from mxone_maintenance.actions import ActionError, Change
 from mxone_maintenance.errors import ConfigFileError, MxoneError, ValidationError
 from mxone_maintenance.model import System
-from mxone_maintenance.operations import AgentAnswer, ClusterOperations, OperationError
 
+# The SSH stack (paramiko) is loaded only when a command reaches a server: the CLI's parser
+# is built from the registry, and the file tools and --help start without it.
 if TYPE_CHECKING:
+    from mxone_maintenance.operations import AgentAnswer, ClusterOperations
     from mxone_maintenance.service import Maintenance
 
 PROG = "mxone_maintenance"
@@ -93,11 +95,12 @@ class Param:
 
 @dataclass(frozen=True)
 class Table:
-    """Rows for a screen: headers, rows of cells, a note below."""
+    """Rows for a screen: headers, rows of cells, a note below, the screen's title."""
 
     headers: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     note: str = ""
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ class Context:
 
 
 ChangeFn = Callable[[System, Values], Change]
-TellFn = Callable[[ClusterOperations, System, Values, frozenset[str]], list[AgentAnswer]]
+TellFn = Callable[["ClusterOperations", System, Values, frozenset[str]], "list[AgentAnswer]"]
 PlanFn = Callable[[System, Values], Result]
 RunFn = Callable[[Context, Values, Report], Result]
 
@@ -213,7 +216,6 @@ class Failure(enum.Enum):
     INTERNAL = "internal"  # a bug: one line for the operator, the traceback in a log
 
 
-REFUSALS = (ActionError, ValidationError, InputRefused, OperationError)
 
 
 @dataclass(frozen=True)
@@ -236,9 +238,11 @@ def explain(exc: BaseException) -> Explained:
     ValidationError, one line each). Pure: an internal error is logged by the face's crash
     guard (:func:`crash_line`), not here.
     """
+    from mxone_maintenance.operations import OperationError
+
     if isinstance(exc, ValidationError):
         return Explained(Failure.REFUSED, tuple(str(v) for v in exc.violations), EXIT_REFUSED)
-    if isinstance(exc, REFUSALS):
+    if isinstance(exc, ActionError | InputRefused | OperationError):
         return Explained(Failure.REFUSED, (str(exc),), EXIT_REFUSED)
     if isinstance(exc, NotImplementedError):
         return Explained(Failure.UNAVAILABLE, (str(exc),), EXIT_FAILED)

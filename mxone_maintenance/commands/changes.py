@@ -6,7 +6,9 @@ the offers say what the system offers now (the menus' pick lists), the action st
 
 from __future__ import annotations
 
-from mxone_maintenance import actions, operations
+from typing import TYPE_CHECKING
+
+from mxone_maintenance import actions
 from mxone_maintenance.actions import Change, NewLim
 from mxone_maintenance.commands.base import (
     PRIORITY_RULE,
@@ -29,7 +31,9 @@ from mxone_maintenance.model import (
     System,
     Timers,
 )
-from mxone_maintenance.operations import AgentAnswer, ClusterOperations
+
+if TYPE_CHECKING:
+    from mxone_maintenance.operations import AgentAnswer, ClusterOperations
 
 FALLBACK_TYPES = (FallbackType.MANUAL.value, FallbackType.AUTOMATIC.value)
 
@@ -141,8 +145,15 @@ def lock_of(v: Values) -> str:
     return str(v.get("to") or Lock.NONE.value)
 
 
+def cluster_of_lim(system: System, lim: int) -> Cluster:
+    """The cluster LIM ``lim`` is in; refused (OperationError) naming the LIM otherwise."""
+    from mxone_maintenance import operations
+
+    return operations.cluster_of_lim(system, lim)
+
+
 def _set_lock(system: System, v: Values) -> Change:
-    cluster = operations.cluster_of_lim(system, v["lim"]).name
+    cluster = cluster_of_lim(system, v["lim"]).name
     return actions.set_lock(system, cluster, v["lim"], lock_of(v))
 
 
@@ -150,7 +161,7 @@ def _tell_lock(agents: ClusterOperations, system: System, v: Values,
                skip: frozenset[str]) -> list[AgentAnswer]:
     """Every agent of the LIM's cluster learns its lock now; servers behind (``skip``) get
     it when they are brought current."""
-    cluster = operations.cluster_of_lim(system, v["lim"]).name
+    cluster = cluster_of_lim(system, v["lim"]).name
     if skip:
         return agents.tell_lock(system, cluster, v["lim"], lock_of(v), skip=set(skip))
     return agents.tell_lock(system, cluster, v["lim"], lock_of(v))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from mxone_maintenance import orchestrate
 from mxone_maintenance.commands.base import Command, Context, Kind, Report, Result, Table, Values
 from mxone_maintenance.model import Cluster, Server, System
 
@@ -50,6 +49,8 @@ def _timers(c: Cluster, cli: bool) -> str:
 
 def clusters(system: System, behind: dict[str, dict[str, Any]]) -> Result:
     """Every cluster with its LIMs; ``behind``: the servers that missed a change."""
+    from mxone_maintenance import orchestrate
+
     rows: list[dict[str, Any]] = [{"name": c.name, "standby": c.standby_name, "fallback": str(c.fallback),
              "failover": str(c.failover), "timers": _timers(c, True),
              "lims": [{"lim": cl.lim, "server": system.server_for_lim(cl.lim).name,
