@@ -1,5 +1,9 @@
 """The app: the window, the menu tree and the flows, wired to Maintenance and Operations.
 
+Every error on every screen goes through :func:`mxone_menus.failures.failure_lines` (the
+shared mapping of :mod:`mxone_maintenance.commands.base`, worded for the screen);
+background work runs off the loop (:mod:`mxone_menus.runner`) and reports its failure
+there, never as a crash.
 ``run(maintenance)`` builds the MainLoop and runs it. :class:`App` also works without a
 loop (``App(..., runner=InlineRunner())``): tests feed it keys and render it headless.
 """
@@ -20,17 +24,11 @@ import urwid
 
 from mxone_maintenance import orchestrate
 from mxone_maintenance.actions import Change
-from mxone_maintenance.commands.base import (
-    Context,
-    Failure,
-    crash_line,
-    explain,
-    ok_word,
-    outcome_line,
-)
+from mxone_maintenance.commands.base import Context, ok_word, outcome_line
 from mxone_maintenance.errors import MxoneError
 from mxone_maintenance.service import ApplyResult, Maintenance
 from mxone_menus import flows, steps, tree, views
+from mxone_menus.failures import failure_lines
 from mxone_menus.operations import NoOperations, Operations
 from mxone_menus.runner import Done, InlineRunner, Job, PipeRunner, Progress, Runner, T
 from mxone_menus.window import PALETTE, Window
@@ -39,7 +37,6 @@ if TYPE_CHECKING:  # the real one brings paramiko: only the entry point imports 
     from mxone_maintenance import ssh
     from mxone_maintenance.hostkeys import AskingKnownHosts
 
-NOT_AVAILABLE = "not available yet"
 DEFAULT_STATUS_REFRESH = 3.0  # seconds between two Show status refreshes
 
 
@@ -50,39 +47,6 @@ def status_refresh_default() -> float:
         return max(0.0, float(text)) if text else DEFAULT_STATUS_REFRESH
     except ValueError:
         return DEFAULT_STATUS_REFRESH
-
-
-def failure_lines(exc: BaseException, where: str, title: str = "") -> list[str]:
-    """The menus' one error path: what the operator sees of ``exc`` on the screen ``where``
-    it happened, from the shared mapping (:func:`mxone_maintenance.commands.base.explain`).
-
-    ``where``: ``read`` (opening a menu item), ``form`` (checking a form), ``reach``
-    (finding the servers of a change), ``apply``, ``agents`` (telling them after a change),
-    ``ask`` (an agent request titled ``title``). Never a crash: an unexpected error while a
-    screen is built is logged (its line names the log); background work that fails says
-    how.
-    """
-    shown = explain(exc)
-    if (shown.failure is Failure.INTERNAL and where in ("read", "form")
-            and not isinstance(exc, KeyError | ValueError)):  # a config read as written may dangle
-        text = crash_line(exc)
-    else:
-        text = str(exc)
-    if where == "form":
-        if shown.failure is Failure.REFUSED:
-            return list(shown.lines)
-        return [f"the system config cannot be used: {text}"]
-    if where == "read":
-        return [f"The system config cannot be used: {text}"]
-    if where == "reach":
-        return ["The servers of the change could not be checked:", f"  {text}", "",
-                "Nothing was changed."]
-    if where == "apply":
-        return ["The change was NOT applied:", f"  {text}"]
-    unavailable = shown.failure is Failure.UNAVAILABLE
-    if where == "agents":
-        return ["", f"Agents: {NOT_AVAILABLE}: {text}" if unavailable else f"Agents: failed: {text}"]
-    return [f"{title}: {NOT_AVAILABLE}: {text}" if unavailable else f"{title} failed: {text}"]
 
 
 @dataclass
