@@ -120,17 +120,16 @@ def _name(v: Values) -> str:
 # ---- Server in system ----------------------------------------------------------------------
 
 def _add_server(system: System, v: Values) -> Change:
-    return actions.add_server(system, v["name"], v["base_ip"], v.get("interface") or "eth0",
-                              v.get("lim"))
+    return actions.add_server(system, v["name"], v["base_ip"], v["interface"], v.get("lim"))
 
 
 def _create(system: System, v: Values) -> Change:
-    timers = v.get("timers") or "mxone"
+    timers = v["timers"]
     if timers not in TIMER_PRESETS:
         raise InputRefused(f"--timers = {timers}: not a timer preset (one of "
                            f"{', '.join(TIMER_PRESETS)})")
     return actions.create_cluster(system, _name(v), v["standby"], list(v["lims"]),
-                                  v.get("fallback") or "manual", Timers(preset=timers))
+                                  v["fallback"], Timers(preset=timers))
 
 
 def _set(system: System, v: Values) -> Change:
