@@ -20,6 +20,7 @@ from mxone_maintenance.model import (
     MAX_LIM_NUMBER,
     TIMER_PRESETS,
     Cluster,
+    FailoverBehaviour,
     FallbackType,
     Lock,
     Role,
@@ -262,7 +263,7 @@ def change_to_preloaded(system: System) -> Step:
                      lambda v: {"name": name})
 
     if not command.offer("name", system):
-        why = "; ".join(f"{c.name} is preloaded already" if c.failover == "preloaded"
+        why = "; ".join(f"{c.name} is preloaded already" if c.failover == FailoverBehaviour.PRELOADED
                         else f"{c.name} has {len(c.lims)} LIMs" for c in system.clusters)
         return Message(title, f"No cluster qualifies{': ' + why if why else ''} "
                        f"({_rule('preloaded-1+1')}). " + PRELOADED_EXPLAINED)
