@@ -1,5 +1,9 @@
 """The app: the window, the menu tree and the flows, wired to Maintenance and Operations.
 
+Every error on every screen goes through :func:`mxone_menus.failures.failure_lines` (the
+shared mapping of :mod:`mxone_maintenance.commands.base`, worded for the screen);
+background work runs off the loop (:mod:`mxone_menus.runner`) and reports its failure
+there, never as a crash.
 ``run(maintenance)`` builds the MainLoop and runs it. :class:`App` also works without a
 loop (``App(..., runner=InlineRunner())``): tests feed it keys and render it headless.
 """
@@ -12,24 +16,27 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import urwid
 
-from mxone_maintenance.actions import ActionError, Change
-from mxone_maintenance.errors import MxoneError, ValidationError
+from mxone_maintenance import orchestrate
+from mxone_maintenance.actions import Change
+from mxone_maintenance.commands.base import Context, ok_word, outcome_line
+from mxone_maintenance.errors import MxoneError
 from mxone_maintenance.service import ApplyResult, Maintenance
-from mxone_menus import steps, tree, views
+from mxone_menus import flows, steps, tree, views
+from mxone_menus.failures import failure_lines
 from mxone_menus.operations import NoOperations, Operations
-from mxone_menus.runner import InlineRunner, PipeRunner, Runner
+from mxone_menus.runner import Done, InlineRunner, Job, PipeRunner, Progress, Runner, T
 from mxone_menus.window import PALETTE, Window
 
 if TYPE_CHECKING:  # the real one brings paramiko: only the entry point imports it
+    from mxone_maintenance import ssh
     from mxone_maintenance.hostkeys import AskingKnownHosts
 
-NOT_AVAILABLE = "not available yet"
 DEFAULT_STATUS_REFRESH = 3.0  # seconds between two Show status refreshes
 
 
@@ -40,13 +47,6 @@ def status_refresh_default() -> float:
         return max(0.0, float(text)) if text else DEFAULT_STATUS_REFRESH
     except ValueError:
         return DEFAULT_STATUS_REFRESH
-
-
-def refusal_lines(exc: Exception) -> list[str]:
-    """What the form shows when the core (or the form) refuses the input."""
-    if isinstance(exc, ValidationError):
-        return [str(v) for v in exc.violations]
-    return [str(exc)]
 
 
 @dataclass
@@ -60,7 +60,7 @@ class _Refresh:
     """One Show status screen's refresh state (UI thread only)."""
 
     view: views.StatusView | None = None
-    timer: Any = None
+    timer: object = None
     running: bool = False
     closed: bool = False
 
@@ -115,27 +115,21 @@ class App:
             base = len(self.window.stack)
             try:
                 system = self.maintenance.system()
-                step = item.flow(system)
+                step = flows.FLOWS[item.command](system)
                 if isinstance(step, steps.Table):
                     step = self._with_behind(step, system.generation)
-            except (MxoneError, KeyError, ValueError) as exc:  # a file that breaks rules
-                # (the file is read as written; a dangling reference must not crash the menus)
-                step = steps.Message(item.label, f"The system config cannot be used: {exc}")
+            except Exception as exc:  # a file that breaks rules must not crash the menus
+                step = steps.Message(item.label, failure_lines(exc, "read")[0])
             self.show(step, base)
 
     def _with_behind(self, table: steps.Table, generation: int) -> steps.Table:
         """A list of the system names the servers that missed a change (behind)."""
-        applier = getattr(self.maintenance, "applier", None)
-        if not hasattr(applier, "behind"):
-            return table
-        from mxone_maintenance import orchestrate
-
-        lines = orchestrate.behind_lines(applier.behind(), generation)
+        lines = orchestrate.behind_lines(Context(self.maintenance).behind(), generation)
         if not lines:
             return table
         return dataclasses.replace(table, note="\n".join(filter(None, [table.note, *lines])))
 
-    def _close(self, base: int) -> Any:
+    def _close(self, base: int) -> Callable[[], None]:
         return lambda: self.window.pop_to(base)
 
     def show(self, step: steps.Step, base: int) -> None:
@@ -167,13 +161,11 @@ class App:
         view = self.window.top
         try:
             call = form.to_call(values)
-            change = self.maintenance.preview(call.action, *call.args, **call.kwargs)
+            assert call.command.change is not None
+            change = self.maintenance.preview(call.command.change, call.values)
             plan = self.maintenance.plan(change)
-        except (ActionError, ValidationError, steps.FormInputError) as exc:
-            view.show_errors(refusal_lines(exc))  # type: ignore[attr-defined]
-            return
-        except MxoneError as exc:
-            view.show_errors([f"the system config cannot be used: {exc}"])  # type: ignore[attr-defined]
+        except Exception as exc:
+            view.show_errors(failure_lines(exc, "form"))  # type: ignore[attr-defined]
             return
         view.show_errors([])  # type: ignore[attr-defined]
 
@@ -188,8 +180,8 @@ class App:
                 lines += ["", "Then the cluster's agents are told."]
             return lines
 
-        applier = getattr(self.maintenance, "applier", None)
-        if not (change.degradable and hasattr(applier, "unreachable")):
+        applier = self.maintenance.applier
+        if not (change.degradable and isinstance(applier, orchestrate.SshApplier)):
             self._confirm(form, values, change, base, plan_lines({}), {})
             return
         # A change that may be made without a server that is down: find out first which
@@ -197,15 +189,15 @@ class App:
         progress = views.ProgressView(form.title)
         self.window.push(progress)
 
-        def job(report: Any) -> dict[str, str]:
+        def job(report: Progress) -> dict[str, str]:
             report("reaching every server of the change", 0.0)
-            return dict(applier.unreachable(change))  # type: ignore[union-attr]
+            return dict(applier.unreachable(change))
 
         def done(unreachable: dict[str, str] | None, error: Exception | None) -> None:
             if error is not None or unreachable is None:
-                self.window.replace_top(views.TextView(f"{form.title}: not applied", [
-                    "The servers of the change could not be checked:", f"  {error}",
-                    "", "Nothing was changed."], self._close(base), "result"))
+                self.window.replace_top(views.TextView(f"{form.title}: not applied",
+                                                       failure_lines(error or ValueError(), "reach"),
+                                                       self._close(base), "result"))
                 return
             self.window.pop()
             self._confirm(form, values, change, base, plan_lines(unreachable), unreachable)
@@ -221,8 +213,6 @@ class App:
                                                lambda: self.apply(form, values, change, base),
                                                self.window.pop))
             return
-        from mxone_maintenance import orchestrate  # the SSH applier is loaded already
-
         names = ", ".join(sorted(unreachable))
         problem = orchestrate.degraded_problem(change, unreachable)
         if problem is not None:
@@ -254,23 +244,25 @@ class App:
         progress = views.ProgressView(form.title)
         self.window.push(progress)
 
-        def job(report: Any) -> _Applied:
+        then = form.then
+
+        def job(report: Progress) -> _Applied:
             result = self.maintenance.apply(change, report)
             agent_lines: list[str] = []
-            if form.then is not None and result.ok:
-                agent_lines = self._agent_call(lambda: form.then(values, self.operations))
+            if then is not None and result.ok:
+                agent_lines = self._agent_call(lambda: then(values, self.operations))
             return _Applied(result, agent_lines)
 
         def done(applied: _Applied | None, error: Exception | None) -> None:
             if error is not None or applied is None:
-                lines = ["The change was NOT applied:", f"  {error}"]
+                lines = failure_lines(error or ValueError(), "apply")
                 ok = False
             else:
                 r = applied.result
                 ok = r.ok
                 lines = [("Applied: system generation %d." % r.generation) if r.ok
                          else "The change failed on some servers:", ""]
-                lines += [f"  {o.server:<12} {'OK' if o.ok else 'FAILED':<7} {o.message}"
+                lines += [f"  {outcome_line(o.server, ok_word(o.ok), o.message)}"
                           for o in r.outcomes]
                 lines += applied.agent_lines
             self.window.replace_top(views.TextView(
@@ -278,7 +270,8 @@ class App:
 
         self._start(job, lambda line, fraction: self._progress(progress, line, fraction), done)
 
-    def _start(self, job: Any, on_progress: Any, on_done: Any, new_action: bool = True) -> None:
+    def _start(self, job: Job[T], on_progress: Progress, on_done: Done[T],
+               new_action: bool = True) -> None:
         """Start one piece of background work. A new action asks about unknown host keys
         again; a status refresh does not (a key refused on this screen stays refused)."""
         if new_action and self.host_keys is not None:
@@ -292,28 +285,24 @@ class App:
     # ---- the agents --------------------------------------------------------------------
 
     @staticmethod
-    def _agent_call(call: Any) -> list[str]:
+    def _agent_call(call: Callable[[], Sequence[str]]) -> list[str]:
         try:
             return ["", "Agents:", *(f"  {line}" for line in call())]
-        except NotImplementedError as exc:
-            return ["", f"Agents: {NOT_AVAILABLE}: {exc}"]
         except Exception as exc:  # an agent failure is shown, never a crash
-            return ["", f"Agents: failed: {exc}"]
+            return failure_lines(exc, "agents")
 
     @staticmethod
     def _request_lines(request: steps.AgentRequest, lines: Sequence[str] | None,
                        error: Exception | None) -> list[str]:
-        if isinstance(error, NotImplementedError):
-            return [f"{request.title}: {NOT_AVAILABLE}: {error}"]
         if error is not None:
-            return [f"{request.title} failed: {error}"]
+            return failure_lines(error, "ask", request.title)
         return list(lines or ["(no answer)"])
 
     def ask_agents(self, request: steps.AgentRequest, base: int) -> None:
         progress = views.ProgressView(request.title)
         self.window.push(progress)
 
-        def job(report: Any) -> Sequence[str]:
+        def job(report: Progress) -> Sequence[str]:
             report("asking the node agents", 0.0)
             return list(request.run(self.operations, report))
 
@@ -349,7 +338,7 @@ class App:
             if state.view is not None:
                 state.view.set_stamp("refreshing ...")
 
-            def job(report: Any) -> Sequence[str]:
+            def job(report: Progress) -> Sequence[str]:
                 if state.view is None:
                     report("asking the node agents", 0.0)
                 return list(request.run(self.operations, report))
@@ -389,7 +378,7 @@ class App:
 
     # ---- host keys: asked from a worker thread, answered in the UI ---------------------
 
-    def ask_host_key(self, unknown: Any) -> bool:
+    def ask_host_key(self, unknown: ssh.UnknownHostKey) -> bool:
         """Show an unknown host key and wait for Accept (True) or Refuse (False).
 
         Called by the SSH layer from a worker thread, which blocks until the operator

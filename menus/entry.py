@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from mxone_maintenance import cli
+from mxone_maintenance.commands.base import crash_line
 
 MENU_OPTIONS = ("--config", "--known-hosts", "--ssh-key", "--agent-artefact", "--status-refresh")
 
@@ -70,9 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             backend.close()
     except Exception as exc:  # the last guard: one line for the operator, details in the log
-        log = cli.log_internal_error()
-        print(f"{cli.PROG}: internal error: {type(exc).__name__}: {exc} (details in {log})",
-              file=sys.stderr)
+        print(f"{cli.PROG}: {crash_line(exc)}", file=sys.stderr)
         return 2
 
 

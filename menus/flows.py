@@ -1,15 +1,21 @@
-"""One function per menu action: the current system in, the first step of its screens out.
+"""One function per menu item: the current system in, the first step of its screens out.
 
-Pick lists offer what makes sense now (only free servers to become standby, only
-one-LIM clusters to become preloaded); the core still decides, so a system that changed
-meanwhile is refused there with the rule named.
+Each flow is a view of one registry command (:mod:`mxone_maintenance.commands`): its pick
+lists are the command's parameters' offers (only free servers to become standby, only
+one-LIM clusters to become preloaded), its form gives the command's values, and the app
+runs the command. The words on the screens are the menus' own; the rules are the
+commands': a system that changed meanwhile is refused there with the rule named.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 
-from mxone_maintenance import actions, rules
+from mxone_maintenance import rules
+from mxone_maintenance.commands import lists, registry
+from mxone_maintenance.commands.base import Option, Result, Values, whole
+from mxone_maintenance.commands.changes import all_clusters, cluster_label, lim_options, new_lim
 from mxone_maintenance.model import (
     MAX_LIM_NUMBER,
     TIMER_PRESETS,
@@ -18,22 +24,20 @@ from mxone_maintenance.model import (
     FallbackType,
     Lock,
     Role,
-    Server,
     System,
 )
+from mxone_menus.operations import Operations, Report
 from mxone_menus.steps import (
     AgentRequest,
     Call,
     CheckField,
     ChoiceField,
+    Field,
     Form,
-    FormInputError,
     Message,
     Pick,
     Step,
-    Table,
     TextField,
-    Values,
 )
 
 NEW_IP_EXPLAINED = (
@@ -41,26 +45,15 @@ NEW_IP_EXPLAINED = (
     "the server's base address and the old base address becomes the LIM's alias address "
     "(the address that moves to the standby on failover), so no restart is needed."
 )
-XDATA_NOTE = ("After this change only one exchange-data version is kept: older versions "
-              "(reload and system database data) that do not fit are removed.")
+PRIORITY_RULE = "a whole number from 0 to 99"
+
+Flow = Callable[[System], Step]
 
 
 # ---- helpers ---------------------------------------------------------------------------
 
-def _whole(text: str, field: str, rule: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise FormInputError(field, text.strip() or '""', rule) from None
-
-
-def _server_label(s: Server) -> str:
-    what = f"LIM {s.lim}" if s.role == Role.LIM else str(s.role)
-    return f"{s.name} ({s.base_ip}, {what})"
-
-
-def _unclustered(system: System, role: str) -> list[Server]:
-    return [s for s in system.servers if s.role == role and system.cluster_of_server(s.name) is None]
+def _options(options: Sequence[Option]) -> tuple[tuple[str, object], ...]:
+    return tuple((o.label, o.value) for o in options)
 
 
 def _rule(code: str) -> str:
@@ -82,41 +75,34 @@ def _not_offered(system: System, role: str) -> str:
     return f" Not offered: {', '.join(taken)}; {_rule(code)}."
 
 
-def _cluster_label(system: System, c: Cluster) -> str:
-    lims = ", ".join(str(n) for n in c.lim_numbers())
-    return f"{c.name} (LIMs {lims}; standby {c.standby_name}; fallback {c.fallback}; {c.failover})"
-
-
-def _pick_cluster(system: System, title: str, intro: str, next_step, clusters=None) -> Step:
-    clusters = list(system.clusters if clusters is None else clusters)
-    if not clusters:
+def _pick_cluster(system: System, offered: Sequence[Option], title: str, intro: str,
+                  next_step: Callable[[str], Step]) -> Step:
+    """Choose a cluster among those offered (a command's parameter's offer)."""
+    if not offered:
         return Message(title, "There is no cluster for this action in the system."
                        if system.clusters else "There is no cluster in the system yet.")
-    return Pick(title, intro, tuple((_cluster_label(system, c), c.name) for c in clusters),
-                next_step)
+    return Pick(title, intro, _options(offered), lambda name: next_step(str(name)))
 
 
-def _lim_options(system: System, cluster: Cluster, locked: bool | None = None) -> tuple:
-    options = []
-    for cl in cluster.lims:
-        if locked is not None and (cl.lock != Lock.NONE) != locked:
-            continue
-        name = system.server_for_lim(cl.lim).name
-        options.append((f"LIM {cl.lim} on {name} (alias {cl.alias_ip}, lock {cl.lock})", cl.lim))
-    return tuple(options)
+def _form(title: str, intro: str, fields: Sequence[Field], command: str,
+          values: Callable[[Values], Values],
+          then: Callable[[Values, Operations], Sequence[str]] | None = None) -> Form:
+    """A form whose values run the change command named ``command``."""
+    cmd = registry.command(command)
+    return Form(title, intro, tuple(fields), lambda v: Call(cmd, values(v)), then)
 
 
 # ---- Server in system ------------------------------------------------------------------
 
 def add_server(system: System) -> Step:
-    def to_call(v: Values) -> Call:
+    def values(v: Values) -> Values:
         lim_text = v["lim"].strip()
-        lim = None if not lim_text else _whole(
+        lim = None if not lim_text else whole(
             lim_text, "LIM number", f"a whole number from 1 to {MAX_LIM_NUMBER}, or empty for a free server")
-        return Call(actions.add_server, (v["name"].strip(), v["base_ip"].strip(),
-                                         v["interface"].strip(), lim))
+        return {"name": v["name"].strip(), "base_ip": v["base_ip"].strip(),
+                "interface": v["interface"].strip(), "lim": lim}
 
-    return Form(
+    return _form(
         "Add a server to the system",
         "A server with a LIM number joins as a LIM server; without one it joins as a free "
         "server (which can later be converted to a standby server).",
@@ -126,97 +112,73 @@ def add_server(system: System) -> Step:
             TextField("interface", "Interface", "eth0", help="The network interface that carries the base address."),
             TextField("lim", "LIM number", help="1 to 124 for a LIM server; leave empty for a free server."),
         ),
-        to_call,
-    )
+        "server.add", values)
+
+
+def _server_form(system: System, command: str, title: str, empty: str, intro: str, label: str,
+                 help: str) -> Step:
+    """A form that chooses one server among those the command offers."""
+    offered = registry.command(command).offer("name", system)
+    if not offered:
+        return Message(title, empty)
+    return _form(title, intro, (ChoiceField("server", label, _options(offered), help=help),),
+                 command, lambda v: {"name": v["server"]})
 
 
 def remove_server(system: System) -> Step:
-    title = "Remove a server from the system"
-    servers = [s for s in system.servers if system.cluster_of_server(s.name) is None]
-    if not servers:
-        return Message(title, "No server can be removed: every server is in a cluster "
-                       "(remove it from its cluster first), or the system has none.")
-    return Form(title, "Only servers that are in no cluster are offered.",
-                (ChoiceField("server", "Server", tuple((_server_label(s), s.name) for s in servers),
-                             help="The server to remove from the system."),),
-                lambda v: Call(actions.remove_server, (v["server"],)))
+    return _server_form(system, "server.remove", "Remove a server from the system",
+                        "No server can be removed: every server is in a cluster (remove it "
+                        "from its cluster first), or the system has none.",
+                        "Only servers that are in no cluster are offered.", "Server",
+                        "The server to remove from the system.")
 
 
-def _cluster_of(system: System, s: Server) -> Cluster | None:
-    try:
-        return system.cluster_of_server(s.name)
-    except KeyError:
-        return None
+def _table(title: str, result: Result) -> Step:
+    """A list command's result as a table."""
+    assert result.table is not None
+    return dataclasses.replace(result.table, title=title)
 
 
 def list_servers(system: System) -> Step:
-    rows = []
-    for s in system.servers:
-        c = _cluster_of(system, s)
-        cl = c.cluster_lim(s.lim) if c and s.lim is not None and s.lim in c.lim_numbers() else None
-        rows.append((s.name, str(s.role), "" if s.lim is None else str(s.lim), str(s.base_ip),
-                     cl.alias_ip if cl else "", s.interface, c.name if c else "",
-                     str(cl.priority) if cl else "", str(cl.lock) if cl else ""))
-    return Table("List servers", ("Server", "Role", "LIM", "Base IP", "Alias IP", "Iface",
-                                  "Cluster", "Prio", "Lock"), tuple(rows),
-                 f"{len(rows)} server(s), system generation {system.generation}")
+    return _table("List servers", lists.servers(system))
 
 
 # ---- Standby server in system ----------------------------------------------------------
 
 def convert_to_standby(system: System) -> Step:
-    title = "Convert a free server to standby server"
-    free = [s for s in system.servers if s.role == Role.FREE]
-    if not free:
-        return Message(title, "There is no free server. Add one with Server in system -> "
-                       "Add a server to the system (without a LIM number) first.")
-    return Form(title, "Only free servers are offered. A standby server can then be used "
-                "in one cluster.",
-                (ChoiceField("server", "Free server", tuple((_server_label(s), s.name) for s in free),
-                             help="The free server that becomes a standby server."),),
-                lambda v: Call(actions.convert_to_standby, (v["server"],)))
+    return _server_form(system, "standby.convert", "Convert a free server to standby server",
+                        "There is no free server. Add one with Server in system -> Add a "
+                        "server to the system (without a LIM number) first.",
+                        "Only free servers are offered. A standby server can then be used in "
+                        "one cluster.", "Free server",
+                        "The free server that becomes a standby server.")
 
 
 def convert_to_free(system: System) -> Step:
-    title = "Convert a standby server to free server"
-    standbys = _unclustered(system, Role.STANDBY)
-    if not standbys:
-        return Message(title, "There is no standby server outside a cluster. A standby in a "
-                       "cluster becomes free only after its cluster is deleted.")
-    return Form(title, "Only standby servers that are in no cluster are offered.",
-                (ChoiceField("server", "Standby server", tuple((_server_label(s), s.name) for s in standbys),
-                             help="The standby server that becomes a free server."),),
-                lambda v: Call(actions.convert_to_free, (v["server"],)))
+    return _server_form(system, "standby.free", "Convert a standby server to free server",
+                        "There is no standby server outside a cluster. A standby in a cluster "
+                        "becomes free only after its cluster is deleted.",
+                        "Only standby servers that are in no cluster are offered.",
+                        "Standby server", "The standby server that becomes a free server.")
 
 
 # ---- Cluster handling ------------------------------------------------------------------
 
 def list_clusters(system: System) -> Step:
-    rows = []
-    for c in system.clusters:
-        timers = c.timers.preset or f"{c.timers.interval}s x {c.timers.misses}"
-        for cl in c.lims:
-            s = system.server_for_lim(cl.lim)
-            rows.append((c.name, s.name, "regular", str(cl.lim), s.base_ip, cl.alias_ip,
-                         str(cl.priority), str(cl.lock), str(c.fallback), str(c.failover), timers))
-        s = system.server(c.standby_name)
-        rows.append((c.name, s.name, "standby", "", s.base_ip, "", "", "", str(c.fallback),
-                     str(c.failover), timers))
-    return Table("List all clusters", ("Cluster", "Server", "Role", "LIM", "Base IP", "Alias IP",
-                                       "Prio", "Lock", "Fallback", "Failover", "Timers"),
-                 tuple(rows), f"{len(system.clusters)} cluster(s)")
+    return _table("List all clusters", lists.clusters(system, {}))
 
 
 def show_status(system: System) -> Step:
     return AgentRequest("Show status", lambda ops, report: ops.status(), refresh=True)
 
 
-def _new_lim_fields(servers: Sequence[Server], ticked: bool = False) -> list:
-    fields: list = []
-    for s in servers:
+def _new_lim_fields(system: System, lims: Sequence[Option]) -> list[Field]:
+    fields: list[Field] = []
+    for o in lims:
+        s = system.server_for_lim(int(o.value))
         n = s.lim
         fields += [
-            CheckField(f"use_{n}", f"LIM {n} on {s.name} (base now {s.base_ip})", ticked,
+            CheckField(f"use_{n}", f"LIM {n} on {s.name} (base now {s.base_ip})", False,
                        help=f"Tick to put LIM {n} in the cluster."),
             TextField(f"ip_{n}", f"  new base IP of LIM {n}",
                       help=NEW_IP_EXPLAINED + f" Enter a free address on {s.name}'s subnet, "
@@ -227,64 +189,62 @@ def _new_lim_fields(servers: Sequence[Server], ticked: bool = False) -> list:
     return fields
 
 
-def _new_lim(v: Values, n: int) -> actions.NewLim:
-    prio = _whole(v[f"prio_{n}"], f"priority of LIM {n}", "a whole number from 0 to 99")
-    return actions.NewLim(n, v[f"ip_{n}"].strip(), prio)
-
-
 def create_cluster(system: System) -> Step:
     title = "Create new cluster in system"
-    standbys = _unclustered(system, Role.STANDBY)
-    lims = sorted(_unclustered(system, Role.LIM), key=lambda s: s.lim or 0)
+    command = registry.command("cluster.create")
+    standbys = command.offer("standby", system)
+    lims = command.offer("lims", system)
     if not standbys:
         return Message(title, "There is no standby server outside a cluster. Convert a free "
                        "server to standby server first (Standby server in system).")
     if not lims:
         return Message(title, "There is no LIM server outside a cluster.")
+    numbers = [int(o.value) for o in lims]
 
-    def to_call(v: Values) -> Call:
-        chosen = [_new_lim(v, s.lim) for s in lims if v[f"use_{s.lim}"]]
-        return Call(actions.create_cluster, (v["name"].strip(), v["standby"], chosen),
-                    {"fallback": v["fallback"], "timers": actions.Timers(preset=v["timers"])})
+    def values(v: Values) -> Values:
+        chosen = [new_lim(n, v[f"ip_{n}"], v[f"prio_{n}"], f"priority of LIM {n}")
+                  for n in numbers if v[f"use_{n}"]]
+        return {"name": v["name"].strip(), "standby": v["standby"], "lims": chosen,
+                "fallback": v["fallback"], "timers": v["timers"]}
 
-    return Form(title, NEW_IP_EXPLAINED + " A cluster has one standby and up to ten regular LIMs."
-                + _not_offered(system, Role.STANDBY) + _not_offered(system, Role.LIM),
-                (
-                    TextField("name", "Cluster name", help="Letters, digits and -."),
-                    ChoiceField("standby", "Standby server",
-                                tuple((_server_label(s), s.name) for s in standbys),
-                                help="A standby server that is in no cluster yet."),
-                    ChoiceField("fallback", "Fallback type",
-                                tuple((f.value, f.value) for f in (FallbackType.MANUAL, FallbackType.AUTOMATIC)),
-                                help="automatic: a LIM goes back to its regular server when that "
-                                "is functional again; manual: an operator orders the fallback."),
-                    ChoiceField("timers", "Detection timers", tuple((p, p) for p in TIMER_PRESETS),
-                                help="How fast a failed regular server is detected."),
-                    *_new_lim_fields(lims),
-                ),
-                to_call)
+    return _form(title, NEW_IP_EXPLAINED + " A cluster has one standby and up to ten regular LIMs."
+                 + _not_offered(system, Role.STANDBY) + _not_offered(system, Role.LIM),
+                 (
+                     TextField("name", "Cluster name", help="Letters, digits and -."),
+                     ChoiceField("standby", "Standby server", _options(standbys),
+                                 help="A standby server that is in no cluster yet."),
+                     ChoiceField("fallback", "Fallback type", _options(command.offer("fallback", system)),
+                                 help="automatic: a LIM goes back to its regular server when that "
+                                 "is functional again; manual: an operator orders the fallback."),
+                     ChoiceField("timers", "Detection timers", tuple((p, p) for p in TIMER_PRESETS),
+                                 help="How fast a failed regular server is detected."),
+                     *_new_lim_fields(system, lims),
+                 ),
+                 "cluster.create", values)
 
 
 def change_fallback_or_priority(system: System) -> Step:
+    command = registry.command("cluster.set")
+
     def form(name: str) -> Step:
         c = system.cluster(name)
 
-        def to_call(v: Values) -> Call:
-            prios = {cl.lim: _whole(v[f"prio_{cl.lim}"], f"priority of LIM {cl.lim}",
-                                    "a whole number from 0 to 99") for cl in c.lims}
-            return Call(actions.change_fallback_or_priority, (name,),
-                        {"fallback": v["fallback"], "priorities": prios})
+        def values(v: Values) -> Values:
+            prios = [(cl.lim, whole(v[f"prio_{cl.lim}"], f"priority of LIM {cl.lim}", PRIORITY_RULE))
+                     for cl in c.lims]
+            return {"name": name, "fallback": v["fallback"], "priority": prios}
 
-        return Form(f"Change fallback type or priority: {name}",
-                    "A lower priority value gives a higher priority to run on the standby server.",
-                    (ChoiceField("fallback", "Fallback type",
-                                 tuple((f.value, f.value) for f in FallbackType), c.fallback,
-                                 help="automatic or manual fallback to the regular server."),
-                     *(TextField(f"prio_{cl.lim}", f"Priority of LIM {cl.lim}", str(cl.priority),
-                                 help="0 to 99; lower runs first on the standby.") for cl in c.lims)),
-                    to_call)
+        return _form(f"Change fallback type or priority: {name}",
+                     "A lower priority value gives a higher priority to run on the standby server.",
+                     (ChoiceField("fallback", "Fallback type",
+                                  tuple((f.value, f.value) for f in FallbackType), c.fallback,
+                                  help="automatic or manual fallback to the regular server."),
+                      *(TextField(f"prio_{cl.lim}", f"Priority of LIM {cl.lim}", str(cl.priority),
+                                  help="0 to 99; lower runs first on the standby.") for cl in c.lims)),
+                     command.name, values)
 
-    return _pick_cluster(system, "Change fallback type or priority", "Choose the cluster.", form)
+    return _pick_cluster(system, command.offer("name", system), "Change fallback type or priority",
+                         "Choose the cluster.", form)
 
 
 PRELOADED_EXPLAINED = (
@@ -296,72 +256,73 @@ PRELOADED_EXPLAINED = (
 
 def change_to_preloaded(system: System) -> Step:
     title = "Change failover behavior to preloaded"
-    eligible = [c for c in system.clusters
-                if len(c.lims) == 1 and c.failover != FailoverBehaviour.PRELOADED]
+    command = registry.command("cluster.preloaded")
 
     def form(name: str) -> Step:
-        return Form(f"{title}: {name}", PRELOADED_EXPLAINED, (),
-                    lambda v: Call(actions.change_to_preloaded, (name,)))
+        return _form(f"{title}: {name}", PRELOADED_EXPLAINED, (), command.name,
+                     lambda v: {"name": name})
 
-    if not eligible:
+    if not command.offer("name", system):
         why = "; ".join(f"{c.name} is preloaded already" if c.failover == FailoverBehaviour.PRELOADED
                         else f"{c.name} has {len(c.lims)} LIMs" for c in system.clusters)
         return Message(title, f"No cluster qualifies{': ' + why if why else ''} "
                        f"({_rule('preloaded-1+1')}). " + PRELOADED_EXPLAINED)
-    return _pick_cluster(system, title, "Only clusters of one LIM + standby are offered. "
-                         + PRELOADED_EXPLAINED, form, eligible)
+    return _pick_cluster(system, command.offer("name", system), title, "Only clusters of one LIM + standby are "
+                         "offered. " + PRELOADED_EXPLAINED, form)
 
 
 def add_lim(system: System) -> Step:
     title = "Add a LIM to existing cluster"
-    free_lims = sorted(_unclustered(system, Role.LIM), key=lambda s: s.lim or 0)
+    command = registry.command("cluster.add-lim")
+    free_lims = command.offer("lim", system)
 
     def form(name: str) -> Step:
         if not free_lims:
             return Message(title, "There is no LIM server outside a cluster.")
 
-        def to_call(v: Values) -> Call:
-            prio = _whole(v["prio_new"], "priority", "a whole number from 0 to 99")
-            return Call(actions.add_lim, (name, actions.NewLim(v["lim"], v["ip_new"].strip(), prio)))
+        def values(v: Values) -> Values:
+            return {"name": name, "lim": new_lim(v["lim"], v["ip_new"], v["prio_new"], "priority")}
 
-        fields = [ChoiceField("lim", "LIM", tuple((_server_label(s), s.lim) for s in free_lims),
-                              help="A LIM server that is in no cluster.")]
-        return Form(f"{title}: {name}", NEW_IP_EXPLAINED + _not_offered(system, Role.LIM),
-                    (*fields, TextField("ip_new", "New base IP", help=NEW_IP_EXPLAINED),
-                     TextField("prio_new", "Priority", "1", help="0 to 99; lower runs first on the standby.")),
-                    to_call)
+        fields = [ChoiceField("lim", "LIM", _options(free_lims), help="A LIM server that is in no cluster.")]
+        return _form(f"{title}: {name}", NEW_IP_EXPLAINED + _not_offered(system, Role.LIM),
+                     (*fields, TextField("ip_new", "New base IP", help=NEW_IP_EXPLAINED),
+                      TextField("prio_new", "Priority", "1", help="0 to 99; lower runs first on the standby.")),
+                     command.name, values)
 
-    clusters = [c for c in system.clusters if c.failover != FailoverBehaviour.PRELOADED]
-    return _pick_cluster(system, title, "Preloaded clusters are not offered (one LIM only).",
-                         form, clusters)
+    return _pick_cluster(system, command.offer("name", system), title,
+                         "Preloaded clusters are not offered (one LIM only).", form)
 
 
 def remove_lim(system: System) -> Step:
     title = "Remove a LIM from existing cluster"
+    command = registry.command("cluster.remove-lim")
 
     def form(name: str) -> Step:
         c = system.cluster(name)
         last = (f" LIM {c.lims[0].lim} is the only LIM of {name}: removing it removes the "
                 "cluster." if len(c.lims) == 1 else "")
-        return Form(f"{title}: {name}",
-                    "The LIM's alias becomes its base address again. Removing the last LIM of "
-                    "a cluster removes the whole cluster." + last,
-                    (ChoiceField("lim", "LIM", _lim_options(system, c), help="The LIM to remove."),),
-                    lambda v: Call(actions.remove_lim, (name, v["lim"])))
+        return _form(f"{title}: {name}",
+                     "The LIM's alias becomes its base address again. Removing the last LIM of "
+                     "a cluster removes the whole cluster." + last,
+                     (ChoiceField("lim", "LIM", _options(lim_options(system, c)),
+                                  help="The LIM to remove."),),
+                     command.name, lambda v: {"name": name, "lim": v["lim"]})
 
-    return _pick_cluster(system, title, "Choose the cluster.", form)
+    return _pick_cluster(system, command.offer("name", system), title, "Choose the cluster.", form)
 
 
 def delete_cluster(system: System) -> Step:
     title = "Delete cluster in system"
+    command = registry.command("cluster.delete")
 
     def form(name: str) -> Step:
-        return Form(f"{title}: {name}",
-                    "Every LIM's alias becomes its base address again; the standby stays a "
-                    "standby server (convert it to free afterwards if wanted).", (),
-                    lambda v: Call(actions.delete_cluster, (name,)))
+        return _form(f"{title}: {name}",
+                     "Every LIM's alias becomes its base address again; the standby stays a "
+                     "standby server (convert it to free afterwards if wanted).", (),
+                     command.name, lambda v: {"name": name})
 
-    return _pick_cluster(system, title, "Choose the cluster to delete.", form)
+    return _pick_cluster(system, command.offer("name", system), title,
+                         "Choose the cluster to delete.", form)
 
 
 FALLBACK_NOW, FALLBACK_WAIT, FALLBACK_CANCEL = "now", "wait", "cancel"
@@ -370,11 +331,11 @@ FALLBACK_WAIT_S = 3600.0
 
 def move_lim_to_regular(system: System) -> Step:
     title = "Move LIM from standby to regular server"
-
     def pick_lim(name: str) -> Step:
         c = system.cluster(name)
         return Pick(f"{title}: {name}", "Choose the LIM to move back to its regular server.",
-                    _lim_options(system, c), lambda lim: pick_how(c, lim))
+                    _options(lim_options(system, c)), lambda lim: pick_how(c, int(lim)))
+
 
     def pick_how(c: Cluster, lim: int) -> Step:
         home, sb = system.server_for_lim(lim).name, c.standby_name
@@ -388,7 +349,7 @@ def move_lim_to_regular(system: System) -> Step:
               "down)", FALLBACK_NOW),
              (f"Wait up to 1 hour for {home} to be ready, also if it is down now", FALLBACK_WAIT),
              (f"Cancel a pending fallback order of LIM {lim}", FALLBACK_CANCEL)),
-            lambda how: fallback_request(c, lim, home, how))
+            lambda how: fallback_request(c, lim, home, str(how)))
 
     def fallback_request(c: Cluster, lim: int, home: str, how: str) -> Step:
         if how == FALLBACK_CANCEL:
@@ -407,9 +368,12 @@ def move_lim_to_regular(system: System) -> Step:
                             f"Move LIM {lim} from standby {c.standby_name} back to {home} now "
                             "(manual fallback)?")
 
-    manual = [c for c in system.clusters if c.fallback == FallbackType.MANUAL]
-    return _pick_cluster(system, title, "Manual fallback: clusters with fallback type manual.",
-                         pick_lim, manual)
+    # The clusters of the LIMs the command offers (its rule: fallback type manual).
+    offered = {int(o.value) for o in registry.command("cluster.fallback").offer("lim", system)}
+    clusters = [Option(cluster_label(c), c.name) for c in system.clusters
+                if offered & set(c.lim_numbers())]
+    return _pick_cluster(system, clusters, title,
+                         "Manual fallback: clusters with fallback type manual.", pick_lim)
 
 
 def lock_lim(system: System) -> Step:
@@ -417,15 +381,15 @@ def lock_lim(system: System) -> Step:
 
     def form(name: str) -> Step:
         c = system.cluster(name)
-        return Form(f"{title}: {name}", "A locked LIM does not fail over (or fall back).",
-                    (ChoiceField("lim", "LIM", _lim_options(system, c), help="The LIM to lock."),
-                     ChoiceField("lock", "Lock to", (("its regular server", Lock.REGULAR.value),
-                                                     (f"the standby {c.standby_name}", Lock.STANDBY.value)),
-                                 help="Where the LIM must stay.")),
-                    lambda v: Call(actions.set_lock, (name, v["lim"], v["lock"])),
-                    then=lambda v, ops: ops.lock(name, v["lim"], v["lock"]))
+        return _form(f"{title}: {name}", "A locked LIM does not fail over (or fall back).",
+                     (ChoiceField("lim", "LIM", _options(lim_options(system, c)), help="The LIM to lock."),
+                      ChoiceField("lock", "Lock to", (("its regular server", Lock.REGULAR.value),
+                                                      (f"the standby {c.standby_name}", Lock.STANDBY.value)),
+                                  help="Where the LIM must stay.")),
+                     "cluster.lock", lambda v: {"lim": v["lim"], "to": v["lock"]},
+                     then=lambda v, ops: ops.lock(name, v["lim"], v["lock"]))
 
-    return _pick_cluster(system, title, "Choose the cluster.", form)
+    return _pick_cluster(system, all_clusters(system), title, "Choose the cluster.", form)
 
 
 def unlock_lim(system: System) -> Step:
@@ -433,35 +397,46 @@ def unlock_lim(system: System) -> Step:
 
     def form(name: str) -> Step:
         c = system.cluster(name)
-        options = _lim_options(system, c, locked=True)
+        options = lim_options(system, c, locked=True)
         if not options:
             return Message(title, f"No LIM of cluster {name} is locked.")
-        return Form(f"{title}: {name}",
-                    f"Failover actions can occur again. A LIM unlocked while on the standby "
-                    f"follows the fallback type ({c.fallback}).",
-                    (ChoiceField("lim", "LIM", options, help="The LIM to unlock."),),
-                    lambda v: Call(actions.set_lock, (name, v["lim"], Lock.NONE.value)),
-                    then=lambda v, ops: ops.lock(name, v["lim"], Lock.NONE.value))
+        return _form(f"{title}: {name}",
+                     f"Failover actions can occur again. A LIM unlocked while on the standby "
+                     f"follows the fallback type ({c.fallback}).",
+                     (ChoiceField("lim", "LIM", _options(options), help="The LIM to unlock."),),
+                     "cluster.unlock", lambda v: {"lim": v["lim"]},
+                     then=lambda v, ops: ops.lock(name, v["lim"], Lock.NONE.value))
 
-    return _pick_cluster(system, title, "Choose the cluster.", form)
+    return _pick_cluster(system, all_clusters(system), title, "Choose the cluster.", form)
 
 
 def sync_exchange_data(system: System) -> Step:
     title = "Sync exchange data within cluster"
+    command = registry.command("cluster.sync")
 
     def request(name: str) -> Step:
         c = system.cluster(name)
-        total = len(c.lims)
 
-        def run(ops, report):  # type: ignore[no-untyped-def]
-            report(f"syncing the exchange data of {total} LIM(s) with standby "
-                   f"{c.standby_name}", 0.0)
-            return ops.sync(name, progress=lambda done, of, line: report(
-                f"{done}/{of}  {line}", done / of if of else 1.0))
+        def run(ops: Operations, report: Report) -> Sequence[str]:
+            return ops.sync(name, report)
 
         return AgentRequest(
             f"{title}: {name}", run,
             f"Order a sync of exchange data between the regular servers of {name} "
             f"(LIMs {', '.join(map(str, c.lim_numbers()))}) and standby {c.standby_name} now?")
 
-    return _pick_cluster(system, title, "Choose the cluster.", request)
+    return _pick_cluster(system, command.offer("name", system), title, "Choose the cluster.",
+                         request)
+
+
+FLOWS: dict[str, Flow] = {
+    "server.add": add_server, "server.remove": remove_server, "server.list": list_servers,
+    "standby.convert": convert_to_standby, "standby.free": convert_to_free,
+    "cluster.list": list_clusters, "cluster.status": show_status,
+    "cluster.create": create_cluster, "cluster.set": change_fallback_or_priority,
+    "cluster.preloaded": change_to_preloaded, "cluster.add-lim": add_lim,
+    "cluster.remove-lim": remove_lim, "cluster.delete": delete_cluster,
+    "cluster.fallback": move_lim_to_regular, "cluster.lock": lock_lim,
+    "cluster.unlock": unlock_lim, "cluster.sync": sync_exchange_data,
+}
+"""The flow of each command the menus offer, by the command's name."""

@@ -2,19 +2,25 @@
 
 Show status, manual fallback, sync of exchange data and telling the agents about a lock
 happen on the nodes, not in the config file. The app receives an :class:`Operations`
-object: :class:`AgentOperations` reaches the node agents over SSH (the real one);
-:class:`NoOperations` refuses every call with NotImplementedError, and the menus then show
-"not available yet" instead of crashing.
+object: :class:`AgentOperations` runs the registry's commands
+(:mod:`mxone_maintenance.commands`) against the node agents over SSH; :class:`NoOperations`
+(the menus without SSH, ``python -m mxone_menus``) refuses every call with
+NotImplementedError, and the menus then show "not available yet" instead of crashing.
 Calls run in a worker thread, never in the UI loop, so they may block.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
-SyncProgress = Callable[[int, int, str], None]
-"""``progress(done, total, line)``: called (from a worker thread) as each LIM finishes."""
+from mxone_maintenance.commands import registry
+from mxone_maintenance.commands.base import SILENT, Context, Values
+from mxone_maintenance.operations import ClusterOperations, answer_lines
+from mxone_maintenance.service import Maintenance
+
+Report = Callable[[str, float], None]
+"""``report(line, fraction)``: progress of an agent request, from its worker thread."""
 
 
 class Operations(Protocol):
@@ -31,7 +37,7 @@ class Operations(Protocol):
         ``cancel`` withdraws a pending order."""
         ...
 
-    def sync(self, cluster: str, progress: SyncProgress | None = None) -> Sequence[str]:
+    def sync(self, cluster: str, progress: Report | None = None) -> Sequence[str]:
         """Order a sync of exchange data between the cluster's regular servers and its
         standby; one line per LIM (OK or FAILED), ``progress`` told as each LIM finishes."""
         ...
@@ -42,7 +48,7 @@ class Operations(Protocol):
 
 
 class NoOperations:
-    """The stand-in while the agent protocol does not exist: every call refuses."""
+    """The menus without the node agents (no SSH backend): every call refuses."""
 
     def status(self) -> Sequence[str]:
         raise NotImplementedError("cluster status comes from the node agents, which the "
@@ -53,7 +59,7 @@ class NoOperations:
         raise NotImplementedError(f"manual fallback of LIM {lim} in cluster {cluster} is ordered "
                                   "through the node agents, which the maintenance tool cannot reach yet")
 
-    def sync(self, cluster: str, progress: SyncProgress | None = None) -> Sequence[str]:
+    def sync(self, cluster: str, progress: Report | None = None) -> Sequence[str]:
         raise NotImplementedError(f"sync of exchange data in cluster {cluster} is ordered through "
                                   "the node agents, which the maintenance tool cannot reach yet")
 
@@ -63,65 +69,34 @@ class NoOperations:
 
 
 class AgentOperations:
-    """The real backend: the node agents over SSH, through mxone_maintenance.operations.
+    """The real backend: the registry's agent commands, run against the node agents.
 
-    Lines only: the typed results and every rule stay in the core.
+    Lines only: the typed results and every rule stay in the commands.
     """
 
-    def __init__(self, maintenance: Any, operations: Any) -> None:
-        self.maintenance = maintenance
-        self.operations = operations
+    def __init__(self, maintenance: Maintenance, operations: ClusterOperations) -> None:
+        self.context = Context(maintenance, operations)
 
-    def _system(self) -> Any:
-        return self.maintenance.system().validated()
+    def _run(self, name: str, values: Values, report: Report = SILENT) -> Sequence[str]:
+        command = registry.command(name)
+        assert command.run is not None
+        return list(command.run(self.context, values, report).shown())
 
     def status(self) -> Sequence[str]:
         """Servers marked behind that answer now are brought current first (a status
         refresh is one of the times the tool reaches them); those still behind are named."""
-        from mxone_maintenance import operations
-
-        system = self._system()
-        applier = getattr(self.maintenance, "applier", None)
-        caught, behind = [], {}
-        if hasattr(applier, "catch_up"):
-            from mxone_maintenance import orchestrate
-
-            caught = applier.catch_up(system)
-            behind = applier.behind()
-            lines = orchestrate.behind_lines(behind, system.generation)
-        else:
-            lines = []
-        return [*(f"{o.server}: {o.message}" for o in caught),
-                *operations.render(self.operations.status(system)), *lines]
+        return self._run("cluster.status", {})
 
     def fallback(self, cluster: str, lim: int, wait: float | None = None,
                  cancel: bool = False) -> Sequence[str]:
-        from mxone_maintenance import operations
+        return self._run("cluster.fallback", {"lim": lim, "wait": wait, "cancel": cancel})
 
-        how: dict[str, Any] = {}
-        if wait is not None:
-            how["wait"] = wait
-        if cancel:
-            how["cancel"] = True
-        return operations.answer_lines([self.operations.fallback(self._system(), cluster, lim,
-                                                                 **how)])
-
-    def sync(self, cluster: str, progress: SyncProgress | None = None) -> Sequence[str]:
-        from mxone_maintenance import operations
-
-        system = self._system()
-        answers = (self.operations.sync(system, cluster) if progress is None
-                   else self.operations.sync(system, cluster, progress=progress))
-        answers = list(answers)
-        good = sum(1 for a in answers if a.ok)
-        return [f"Sync of exchange data in cluster {cluster}: {good} of {len(answers)} "
-                f"LIM(s) OK.", "", *operations.answer_lines(answers)]
+    def sync(self, cluster: str, progress: Report | None = None) -> Sequence[str]:
+        return self._run("cluster.sync", {"name": cluster}, progress or SILENT)
 
     def lock(self, cluster: str, lim: int, lock: str) -> Sequence[str]:
-        from mxone_maintenance import operations
-
-        applier = getattr(self.maintenance, "applier", None)
-        skip = set(applier.behind()) if hasattr(applier, "behind") else set()
-        how = {"skip": skip} if skip else {}
-        return operations.answer_lines(self.operations.tell_lock(self._system(), cluster, lim,
-                                                                 lock, **how))
+        command = registry.command("cluster.lock")
+        assert command.tell is not None
+        agents = self.context.need_agents()
+        return answer_lines(command.tell(agents, self.context.system(), {"lim": lim, "to": lock},
+                                         frozenset(self.context.behind())))

@@ -14,17 +14,20 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 import urwid
 
+T = TypeVar("T")
 Progress = Callable[[str, float], None]
-Job = Callable[[Progress], Any]
-Done = Callable[[Any, Exception | None], None]
+Job = Callable[[Progress], T]
+"""A piece of background work: reports its progress, gives its result."""
+Done = Callable[[T | None, Exception | None], None]
+"""Called in the UI with the job's result, or None and the error it raised."""
 
 
 class Runner(Protocol):
-    def start(self, job: Job, on_progress: Progress, on_done: Done) -> None:
+    def start(self, job: Job[T], on_progress: Progress, on_done: Done[T]) -> None:
         """Run ``job(progress)``; call on_progress and then on_done(result, error) in the UI."""
         ...
 
@@ -32,11 +35,11 @@ class Runner(Protocol):
         """Run ``fn`` in the UI (callable from any thread)."""
         ...
 
-    def after(self, seconds: float, fn: Callable[[], None]) -> Any:
+    def after(self, seconds: float, fn: Callable[[], None]) -> object:
         """Call ``fn`` in the UI after ``seconds``; returns a handle for :meth:`cancel`."""
         ...
 
-    def cancel(self, handle: Any) -> None:
+    def cancel(self, handle: object) -> None:
         """Forget a timer from :meth:`after` (a no-op once it fired)."""
         ...
 
@@ -52,7 +55,7 @@ class InlineRunner:
     def __init__(self) -> None:
         self.timers: list[tuple[float, Callable[[], None]]] = []
 
-    def start(self, job: Job, on_progress: Progress, on_done: Done) -> None:
+    def start(self, job: Job[T], on_progress: Progress, on_done: Done[T]) -> None:
         try:
             result = job(on_progress)
         except Exception as exc:  # reported on screen by on_done, never raised into the UI
@@ -63,12 +66,12 @@ class InlineRunner:
     def call_in_ui(self, fn: Callable[[], None]) -> None:
         fn()
 
-    def after(self, seconds: float, fn: Callable[[], None]) -> Any:
+    def after(self, seconds: float, fn: Callable[[], None]) -> object:
         timer = (seconds, fn)
         self.timers.append(timer)
         return timer
 
-    def cancel(self, handle: Any) -> None:
+    def cancel(self, handle: object) -> None:
         if handle in self.timers:
             self.timers.remove(handle)
 
@@ -100,41 +103,52 @@ class PipeRunner:
         self._calls.put(fn)
         os.write(self._calls_fd, b"!")
 
-    def after(self, seconds: float, fn: Callable[[], None]) -> Any:
+    def after(self, seconds: float, fn: Callable[[], None]) -> object:
         return self.loop.set_alarm_in(seconds, lambda _loop, _data: fn())
 
-    def cancel(self, handle: Any) -> None:
+    def cancel(self, handle: object) -> None:
         self.loop.remove_alarm(handle)
 
-    def start(self, job: Job, on_progress: Progress, on_done: Done) -> None:
-        messages: queue.SimpleQueue[tuple[str, Any, Any]] = queue.SimpleQueue()
+    def start(self, job: Job[T], on_progress: Progress, on_done: Done[T]) -> None:
+        messages: queue.SimpleQueue[Callable[[], bool]] = queue.SimpleQueue()
 
         def deliver(_data: bytes) -> bool:
             while True:
                 try:
-                    kind, a, b = messages.get_nowait()
+                    message = messages.get_nowait()
                 except queue.Empty:
                     return True
-                if kind == "progress":
-                    on_progress(a, b)
-                else:
-                    on_done(a, b)
-                    return False  # removes the watch and closes the read end
+                if not message():
+                    return False  # done: removes the watch and closes the read end
 
         fd = self.loop.watch_pipe(deliver)
 
-        def post(kind: str, a: Any, b: Any) -> None:
-            messages.put((kind, a, b))
+        def post(message: Callable[[], bool]) -> None:
+            messages.put(message)
             os.write(fd, b"!")
+
+        def progress(line: str, fraction: float) -> None:
+            def show() -> bool:
+                on_progress(line, fraction)
+                return True
+
+            post(show)
+
+        def done(result: T | None, error: Exception | None) -> None:
+            def finish() -> bool:
+                on_done(result, error)
+                return False
+
+            post(finish)
 
         def work() -> None:
             try:
                 try:
-                    result = job(lambda line, fraction: post("progress", line, fraction))
+                    result = job(progress)
                 except Exception as exc:
-                    post("done", None, exc)
+                    done(None, exc)
                 else:
-                    post("done", result, None)
+                    done(result, None)
             finally:
                 os.close(fd)
 

@@ -1,9 +1,10 @@
 """What a flow shows, as plain data: the views render it, the app drives it.
 
 A flow is a function ``(System) -> Step``. A :class:`Form` turns the operator's values into
-one :class:`Call` of a core action; the app previews that call through Maintenance, so every
-rule stays in the core. A :class:`Pick` chooses one value (a cluster, a LIM) and leads to
-the next step. :class:`AgentRequest` asks the node agents through Operations.
+one :class:`Call` of a registry command (:mod:`mxone_maintenance.commands`); the app
+previews that call through Maintenance, so every rule stays in the core. A :class:`Pick`
+chooses one value (a cluster, a LIM) and leads to the next step. :class:`AgentRequest`
+asks the node agents through Operations.
 """
 
 from __future__ import annotations
@@ -12,27 +13,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from mxone_maintenance.actions import Change
-from mxone_menus.operations import Operations
+from mxone_maintenance.commands.base import Command
+from mxone_maintenance.commands.base import Table as Table  # a list's screen is its result's table
+from mxone_menus.operations import Operations, Report
 
 Values = Mapping[str, Any]
-
-
-class FormInputError(Exception):
-    """A value the form cannot even hand to the core (a LIM number that is not a number)."""
-
-    def __init__(self, field: str, value: object, message: str) -> None:
-        self.field, self.value, self.message = field, value, message
-        super().__init__(f"{field} = {value}: {message}")
+"""A form's field values by field key."""
 
 
 @dataclass(frozen=True)
 class Call:
-    """One call of a core action, made by Maintenance.preview."""
+    """One run of a change command with the values the form gave (Maintenance.preview)."""
 
-    action: Callable[..., Change]
-    args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    command: Command
+    values: Values = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,7 +44,7 @@ class ChoiceField:
     key: str
     label: str
     options: tuple[tuple[str, Any], ...]
-    default: Any = None
+    default: object = None
     help: str = ""
 
 
@@ -87,21 +81,9 @@ class Pick:
 
 
 @dataclass(frozen=True)
-class Table:
-    title: str
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    note: str = ""
-
-
-@dataclass(frozen=True)
 class Message:
     title: str
     text: str
-
-
-Report = Callable[[str, float], None]
-"""``report(line, fraction)``: progress of an agent request, from its worker thread."""
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,22 @@ rules, do no I/O and know nothing of Maintenance.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import urwid
+from urwid.widget.widget import AbstractFlowWidget
 
 from mxone_menus import steps, tree
 
+Size = tuple[()] | tuple[int] | tuple[int, int]
+"""What urwid hands a widget's keypress and render: (), (columns,) or (columns, rows)."""
+Walker = urwid.SimpleFocusListWalker[AbstractFlowWidget]
+Markup = str | tuple[str, str]
+"""A line of text, or (palette attribute, text)."""
 
-class View(urwid.WidgetWrap):
+
+class View(urwid.WidgetWrap[urwid.Widget]):
     """The contract the window relies on."""
 
     title: str = ""
@@ -34,7 +41,7 @@ class View(urwid.WidgetWrap):
         return ""
 
 
-class _Row(urwid.WidgetWrap):
+class _Row(urwid.WidgetWrap[urwid.Widget]):
     """A selectable line that calls back on Enter."""
 
     def __init__(self, label: str, on_enter: Callable[[], None], help: str = "") -> None:
@@ -45,7 +52,7 @@ class _Row(urwid.WidgetWrap):
     def selectable(self) -> bool:
         return True
 
-    def keypress(self, size: tuple[int], key: str) -> str | None:
+    def keypress(self, size: Size, key: str) -> str | None:
         if key == "enter":
             self._on_enter()
             return None
@@ -63,9 +70,9 @@ class MenuView(View):
         self.menu = menu
         self.title = menu.label
         self.menu_rows = [_Row(f"{i}. {item.label}" + ("  >" if isinstance(item, tree.SubMenu) else ""),
-                          lambda item=item: on_choose(item), item.help)
-                     for i, item in enumerate(menu.items, start=1)]
-        self.listbox = urwid.ListBox(urwid.SimpleFocusListWalker(self.menu_rows))
+                               functools.partial(on_choose, item), item.help)
+                          for i, item in enumerate(menu.items, start=1)]
+        self.listbox = urwid.ListBox(Walker(list(self.menu_rows)))
         super().__init__(urwid.Padding(self.listbox, left=2, right=2))
 
     def focused_item(self) -> tree.Item:
@@ -79,12 +86,11 @@ class MenuView(View):
 class PickView(View):
     keyctx = "pick"
 
-    def __init__(self, pick: steps.Pick, on_pick: Callable[[Any], None]) -> None:
+    def __init__(self, pick: steps.Pick, on_pick: Callable[[object], None]) -> None:
         self.title = pick.title
         self.intro = pick.intro
-        rows = [_Row(label, lambda value=value: on_pick(value)) for label, value in pick.options]
-        self.listbox = urwid.ListBox(urwid.SimpleFocusListWalker(
-            [urwid.Text(pick.intro), urwid.Divider(), *rows]))
+        rows = [_Row(label, functools.partial(on_pick, value)) for label, value in pick.options]
+        self.listbox = urwid.ListBox(Walker([urwid.Text(pick.intro), urwid.Divider(), *rows]))
         self.listbox.focus_position = 2
         super().__init__(urwid.Padding(self.listbox, left=2, right=2))
 
@@ -111,7 +117,7 @@ class _FieldWidget:
             widget = urwid.Pile(buttons)
         self.row = urwid.Columns([(30, urwid.Text(field.label)), widget], dividechars=1)
 
-    def value(self) -> Any:
+    def value(self) -> object:
         if isinstance(self.field, steps.TextField):
             return self.edit.edit_text
         if isinstance(self.field, steps.CheckField):
@@ -127,7 +133,7 @@ class FormView(View):
 
     keyctx = "form"
 
-    def __init__(self, form: steps.Form, on_submit: Callable[[dict[str, Any]], None],
+    def __init__(self, form: steps.Form, on_submit: Callable[[dict[str, object]], None],
                  on_cancel: Callable[[], None]) -> None:
         self.form = form
         self.title = form.title
@@ -138,16 +144,16 @@ class FormView(View):
             focus_map="focus"), width=14)
         cancel_button = urwid.Padding(urwid.AttrMap(
             urwid.Button("Cancel", lambda _b: on_cancel()), "button", focus_map="focus"), width=14)
-        self.body = urwid.ListBox(urwid.SimpleFocusListWalker(
-            [urwid.Text(form.intro), urwid.Divider(), *(f.row for f in self.fields),
-             urwid.Divider(), continue_button, cancel_button]))
-        self.continue_position = len(self.body.body) - 2
+        self.walker = Walker([urwid.Text(form.intro), urwid.Divider(), *(f.row for f in self.fields),
+                              urwid.Divider(), continue_button, cancel_button])
+        self.body = urwid.ListBox(self.walker)
+        self.continue_position = len(self.walker) - 2
         self.body.focus_position = 2 if self.fields else self.continue_position
         self.errors = urwid.Text("")
         super().__init__(urwid.Padding(urwid.Pile([
             self.body, ("pack", urwid.AttrMap(self.errors, "error"))]), left=2, right=2))
 
-    def values(self) -> dict[str, Any]:
+    def values(self) -> dict[str, object]:
         return {fw.field.key: fw.value() for fw in self.fields}
 
     def field_widget(self, key: str) -> _FieldWidget:
@@ -157,7 +163,7 @@ class FormView(View):
         self.errors.set_text(("error", "Not accepted:\n" + "\n".join(f"- {line}" for line in lines))
                              if lines else "")
 
-    def keypress(self, size: tuple[int, int], key: str) -> str | None:
+    def keypress(self, size: Size, key: str) -> str | None:
         focused = self._focused_field()
         if key == "enter" and focused is not None and isinstance(focused.field, steps.TextField):
             key = "tab"  # Enter in an edit goes to the next field, like Tab
@@ -170,8 +176,8 @@ class FormView(View):
 
     def _next_field(self, step: int) -> None:
         position = self.body.focus_position + step
-        while 0 <= position < len(self.body.body):
-            if self.body.body[position].selectable():
+        while 0 <= position < len(self.walker):
+            if self.walker[position].selectable():
                 self.body.set_focus(position, "below" if step > 0 else "above")
                 return
             position += step
@@ -192,7 +198,7 @@ class ConfirmView(View):
 
     keyctx = "plan"
 
-    def __init__(self, title: str, lines: Sequence[Any], question: str,
+    def __init__(self, title: str, lines: Sequence[Markup], question: str,
                  on_yes: Callable[[], None], on_no: Callable[[], None],
                  yes: str = "Yes", no: str = "No") -> None:
         self.title = title
@@ -203,10 +209,10 @@ class ConfirmView(View):
                                         focus_map="focus")),
         ], dividechars=2)
         self.yes_no.focus_position = 1
-        body = urwid.ListBox(urwid.SimpleFocusListWalker(
-            [*(urwid.Text(line) for line in lines), urwid.Divider(), urwid.Text(question),
-             self.yes_no]))
-        body.focus_position = len(body.body) - 1
+        walker = Walker([*(urwid.Text(line) for line in lines), urwid.Divider(),
+                         urwid.Text(question), self.yes_no])
+        body = urwid.ListBox(walker)
+        body.focus_position = len(walker) - 1
         super().__init__(urwid.Padding(body, left=2, right=2))
 
     def help_text(self) -> str:
@@ -223,7 +229,7 @@ class HostKeyView(ConfirmView):
                  known_hosts: str, on_answer: Callable[[bool], None]) -> None:
         self._on_answer = on_answer
         self._answered = False
-        lines = [
+        lines: list[Markup] = [
             ("heading", f"The host key of server {server} is not known yet."), "",
             f"  server:       {server}",
             f"  address:      {address}",
@@ -259,7 +265,7 @@ class ProgressView(View):
     def __init__(self, title: str) -> None:
         self.title = title
         self.bar = urwid.ProgressBar("bar normal", "bar done", 0, 100)
-        self.log = urwid.SimpleFocusListWalker([])
+        self.log = Walker([])
         super().__init__(urwid.Padding(urwid.Pile([
             ("pack", urwid.Text("Working - please wait.")), ("pack", urwid.Divider()),
             ("pack", self.bar), ("pack", urwid.Divider()), urwid.ListBox(self.log)]), left=2, right=2))
@@ -275,16 +281,17 @@ class ProgressView(View):
 class TextView(View):
     """Lines to read; Enter or Esc closes (result and message screens)."""
 
-    def __init__(self, title: str, lines: Sequence[Any], on_close: Callable[[], None],
+    def __init__(self, title: str, lines: Sequence[Markup], on_close: Callable[[], None],
                  keyctx: str = "message") -> None:
         self.title = title
         self.keyctx = keyctx
         self._on_close = on_close
         self.lines = lines
-        super().__init__(urwid.Padding(urwid.ListBox(urwid.SimpleFocusListWalker(
-            [urwid.Text(line) for line in lines])), left=2, right=2))
+        self.walker = Walker([urwid.Text(line) for line in lines])
+        self.listbox = urwid.ListBox(self.walker)
+        super().__init__(urwid.Padding(self.listbox, left=2, right=2))
 
-    def keypress(self, size: tuple[int, int], key: str) -> str | None:
+    def keypress(self, size: Size, key: str) -> str | None:
         if key == "enter":
             self._on_close()
             return None
@@ -302,19 +309,18 @@ class StatusView(TextView):
     """Lines that refresh themselves: the app calls :meth:`show` with new lines; ``r``
     asks for a refresh now (``on_refresh``), Esc or Enter leaves (``on_close``)."""
 
-    def __init__(self, title: str, lines: Sequence[Any], on_close: Callable[[], None],
+    def __init__(self, title: str, lines: Sequence[Markup], on_close: Callable[[], None],
                  on_refresh: Callable[[], None], every: float) -> None:
         self._on_refresh = on_refresh
         self.every = every
         self.stamp = urwid.Text("")
         super().__init__(title, [], on_close, keyctx="status")
-        self.walker: urwid.SimpleFocusListWalker = self._w.original_widget.body
         self._w = urwid.Padding(urwid.Pile([
             ("pack", urwid.AttrMap(self.stamp, "status")), ("pack", urwid.Divider()),
-            self._w.original_widget]), left=2, right=2)
+            self.listbox]), left=2, right=2)
         self.show(lines, "")
 
-    def show(self, lines: Sequence[Any], stamp: str) -> None:
+    def show(self, lines: Sequence[Markup], stamp: str) -> None:
         self.lines = lines
         self.walker[:] = [urwid.Text(line) for line in lines]
         self.set_stamp(stamp)
@@ -323,7 +329,7 @@ class StatusView(TextView):
         every = f"every {self.every:g} s" if self.every > 0 else "automatic refresh off"
         self.stamp.set_text(f"{stamp}  ({every}; r refreshes now)" if stamp else f"({every})")
 
-    def keypress(self, size: tuple[int, int], key: str) -> str | None:
+    def keypress(self, size: Size, key: str) -> str | None:
         if key == "r":
             self._on_refresh()
             return None
@@ -342,13 +348,13 @@ class TableView(TextView):
         def line(r: Sequence[str]) -> str:
             return "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
 
-        lines: list[Any] = [("heading", line(table.headers))]
+        lines: list[Markup] = [("heading", line(table.headers))]
         lines += [line(r) for r in table.rows] or ["(none)"]
         lines += ["", table.note] if table.note else []
         super().__init__(table.title, lines, on_close, keyctx="table")
 
 
-class HelpBox(urwid.WidgetWrap):
+class HelpBox(urwid.WidgetWrap[urwid.Widget]):
     def __init__(self, text: str, keys: Sequence[str]) -> None:
         body = urwid.Pile([urwid.Text(text), urwid.Divider(), urwid.Text("Keys:"),
                            *(urwid.Text(f"  {k}") for k in keys), urwid.Divider(),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import urwid
 
 from mxone_menus import keymap
-from mxone_menus.views import HelpBox, View
+from mxone_menus.views import HelpBox, Size, View
 
 PALETTE = [
     ("header", "black", "light gray"),
@@ -24,7 +24,7 @@ PALETTE = [
 ]
 
 
-class Window(urwid.WidgetWrap):
+class Window(urwid.WidgetWrap[urwid.Widget]):
     """Keeps the stack of views; Esc pops one, ``?`` shows help for the focused item."""
 
     def __init__(self, title: Callable[[], str], on_exit: Callable[[], None]) -> None:
@@ -35,7 +35,7 @@ class Window(urwid.WidgetWrap):
         self.header = urwid.Text("")
         self.status = urwid.Text("")
         self.keys = urwid.Text("")
-        self.frame = urwid.Frame(
+        self.frame: urwid.Frame[urwid.Widget, urwid.Pile, urwid.Pile] = urwid.Frame(
             urwid.SolidFill(" "),
             header=urwid.Pile([urwid.AttrMap(self.header, "header"), urwid.Text("")]),
             footer=urwid.Pile([urwid.AttrMap(self.status, "status"), urwid.AttrMap(self.keys, "keys")]),
@@ -85,7 +85,7 @@ class Window(urwid.WidgetWrap):
         self.overlay = HelpBox(self.top.help_text() or self.top.title, keys)
         self.refresh()
 
-    def keypress(self, size: tuple[int, int], key: str) -> str | None:
+    def keypress(self, size: Size, key: str) -> str | None:
         if self.overlay is not None:
             self.overlay = None
             self.refresh()

@@ -1,10 +1,10 @@
-"""The one entry point the menus and the CLI subcommands use: read, preview, apply.
+"""The config on LIM 1 and the changes to it: read, preview, plan, apply.
 
-The menus hold no rules and do no I/O of their own: they ask :class:`Maintenance` for the
-current system, turn the operator's input into a :class:`~mxone_maintenance.actions.Change`
-through :meth:`Maintenance.preview` (which raises with the field named when the input
-breaks a rule), show :meth:`Maintenance.plan` for it, and on confirmation call
-:meth:`Maintenance.apply` with a progress callback.
+A change command (:mod:`mxone_maintenance.commands`) runs through :class:`Maintenance` on
+both faces: the current system, its :class:`~mxone_maintenance.actions.Change` through
+:meth:`Maintenance.preview` (which raises with the field named when the input breaks a
+rule), :meth:`Maintenance.plan` for it, and on confirmation :meth:`Maintenance.apply` with a
+progress callback.
 
 Applying a change goes through an :class:`Applier`. The :class:`LocalApplier` here only
 writes the system config file on this server; the orchestration over SSH implements the
@@ -13,7 +13,7 @@ same interface to bring every node of the system to the new generation, or none.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -133,10 +133,3 @@ class Maintenance:
                 f"this change was made from {change.before.generation}); start the action again"])
         return self.applier.apply(change, progress or (lambda _line, _fraction: None))
 
-
-def servers_by_role(system: System) -> Mapping[str, list[str]]:
-    """Server names grouped by role, for pick lists."""
-    groups: dict[str, list[str]] = {"lim": [], "standby": [], "free": []}
-    for s in system.servers:
-        groups.setdefault(str(s.role), []).append(s.name)
-    return groups

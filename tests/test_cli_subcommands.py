@@ -131,3 +131,19 @@ def test_unreachable_server_fails_with_exit_two_and_nothing_written(config: Path
     assert "NOT applied: the system stays at generation 1." in r.stdout
     assert "server lim2 unreachable" in r.stdout
     assert config.read_bytes() == before
+
+
+def test_fallback_is_refused_for_a_cluster_with_automatic_fallback(config: Path) -> None:
+    """Manual fallback is the command of a manual-fallback cluster (the vendor's directions);
+    the menu offers no other cluster, and the CLI refuses it the same way (one rule, in the
+    command)."""
+    config.write_text(config.read_text().replace('fallback = "manual"', 'fallback = "automatic"'))
+    r = run("cluster", "fallback", "2", "--dry-run", config=config)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert ("LIM = 2: cluster north has fallback type automatic: its agents move the LIM back "
+            "to its regular server as soon as that server has recovered; manual fallback is "
+            "only for clusters with fallback type manual") in r.stderr
+    config.write_text(config.read_text().replace('fallback = "automatic"', 'fallback = "manual"'))
+    r = run("cluster", "fallback", "2", "--dry-run", config=config)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Plan: order standby standby1 of cluster north to hand LIM 2 back" in r.stdout

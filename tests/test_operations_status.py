@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mxone_maintenance import operations, ssh
+from mxone_maintenance import status as agent_status
 
 
 def _group(**results: ssh.Result) -> ssh.GroupResult:
@@ -31,16 +32,16 @@ def test_ctl_status_answers_and_failures_pass_through() -> None:
 
 
 def test_status_shows_each_lims_exchange_data_sync() -> None:
-    assert operations.sync_status_text({"lim": 2, "disabled": "no sync key"}) == \
+    assert agent_status.sync_status_text({"lim": 2, "disabled": "no sync key"}) == \
         "Exchange data LIM 2: sync off (no sync key)"
-    assert operations.sync_status_text({"lim": 2, "last_success": None, "failures": 0}) == \
+    assert agent_status.sync_status_text({"lim": 2, "last_success": None, "failures": 0}) == \
         "Exchange data LIM 2: not synced yet"
-    assert operations.sync_status_text({
+    assert agent_status.sync_status_text({
         "lim": 2, "last_success": "2026-11-28T19:30:00Z", "last_direction": "to-standby",
         "last_version": "lim2-20261128T193000.000000Z", "failures": 0}) == (
         "Exchange data LIM 2: synced 2026-11-28T19:30:00Z (to-standby, version "
         "lim2-20261128T193000.000000Z)")
-    assert operations.sync_status_text({
+    assert agent_status.sync_status_text({
         "lim": 3, "last_success": "2026-11-28T19:30:00Z", "failures": 2,
         "last_error": "standby1: 2.0 MiB free, two backups need 9.0 MiB",
         "last_error_at": "2026-11-28T19:40:00Z", "next_attempt": "2026-11-28T19:41:00Z"}) == (
@@ -60,10 +61,10 @@ def test_a_lim_that_runs_nowhere_is_shown_with_the_standbys_why() -> None:
     reports = {"standby1": {"lims": [{"lim": 2, "owner": "standby", "why": None},
                                      {"lim": 3, "owner": "none", "why": why}]},
                "lim2": {"lims": [{"lim": 2, "owner": "standby"}, {"lim": 3, "owner": "none"}]}}
-    status = operations._cluster_status(system, cluster, _group(), reports)
+    status = agent_status.cluster_status(system, cluster, _group(), reports)
     assert [(x.lim, x.owner, x.why) for x in status.lims] == [(2, "standby", None),
                                                                (3, "none", why)]
-    lines = operations.render(operations.SystemStatus(system.generation, (status,)))
+    lines = agent_status.render(agent_status.SystemStatus(system.generation, (status,)))
     assert f"        LIM 3 runs nowhere: {why}" in lines
 
 
@@ -87,8 +88,8 @@ def test_status_shows_pending_fallback_orders_and_lims_being_retired() -> None:
                       "why": "no longer in this node's config"},
                      {"lim": 8, "alias_ip": "10.77.0.18", "here": None,
                       "why": "leaving the cluster"}]}}
-    status = operations._cluster_status(system, cluster, _group(), reports)
-    lines = operations.render(operations.SystemStatus(system.generation, (status,)))
+    status = agent_status.cluster_status(system, cluster, _group(), reports)
+    lines = agent_status.render(agent_status.SystemStatus(system.generation, (status,)))
     assert ("  Fallback of LIM 2 waits for lim2 to be ready: lim2 missed 5 heartbeats (5.0 s); it "
             "expires in 540 s (Cancel it with `mxone_maintenance cluster fallback 2 --cancel` "
             "(menu: Cluster handling > Move LIM from standby to regular server))") in lines

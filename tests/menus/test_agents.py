@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from mxone_maintenance import actions
 from mxone_menus import views
 from tests.menus.conftest import apply, build_lims
@@ -140,3 +142,22 @@ def test_progress_view_renders_bar_and_lines():
 def test_help_on_a_form_field_with_f1(drive):
     d = drive().open("Server in system", "Add a server to the system").keys("down", "f1")
     assert "Its base address with prefix, e.g. 10.0.2.11/24." in d.flat
+
+
+def test_fallback_is_offered_and_ordered_only_for_manual_fallback_clusters(drive, maint):
+    """The same rule as `cluster fallback` (tests/test_cli_subcommands.py): the command's."""
+    build_lims(maint, 2, standby=2)
+    apply(maint, actions.create_cluster, "north", "sb1", [actions.NewLim(1, "10.0.2.111")])
+    apply(maint, actions.create_cluster, "south", "sb2", [actions.NewLim(2, "10.0.2.112")],
+          fallback="automatic")
+    d = drive(FakeOperations()).open("Cluster handling", "Move LIM from standby to regular server")
+    assert "north (LIMs 1;" in d.flat and "south (" not in d.flat
+    apply(maint, actions.change_fallback_or_priority, "north", "automatic")
+    d = drive(FakeOperations()).open("Cluster handling", "Move LIM from standby to regular server")
+    assert "There is no cluster for this action in the system." in d.flat
+    # Reached without the pick list (the system changed meanwhile), the command refuses.
+    from mxone_maintenance.operations import OperationError
+    from mxone_menus.operations import AgentOperations
+
+    with pytest.raises(OperationError, match="LIM = 1: cluster north has fallback type automatic"):
+        AgentOperations(maint, None).fallback("north", 1)  # type: ignore[arg-type]

@@ -278,3 +278,10 @@ def test_forms_name_the_servers_they_leave_out_and_the_rule(drive, maint):
     assert "LIM 1 on lim1" not in flat and "LIM 2 on lim2" in flat
     d = drive().open("Cluster handling", "Add a LIM to existing cluster").pick("one")
     assert "Not offered: lim1 (LIM 1 in cluster one); rule lim-one-cluster" in d.flat
+
+
+def test_add_server_empty_interface_is_refused_not_defaulted(drive, maint):
+    d = drive().open("Server in system", "Add a server to the system")
+    d.fill(name="x9", base_ip="10.0.2.40/24", interface="").submit()
+    assert 'server[x9].interface = "": not a network interface name' in d.flat
+    assert "Apply this change?" not in d.flat and not maint.path.exists()

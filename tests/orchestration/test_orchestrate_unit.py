@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mxone_maintenance import actions, nodeconfig, operations, orchestrate, ssh, store
+from mxone_maintenance import actions, nodeconfig, orchestrate, ssh, store
+from mxone_maintenance import status as agent_status
 from mxone_maintenance.model import System
 from mxone_maintenance.service import Maintenance, Outcome
 
@@ -145,10 +146,10 @@ def test_status_rendering_flags_what_needs_attention() -> None:
     results = ssh.GroupResult(
         lim2=ssh.Result("lim2", False, error="server lim2 unreachable: 10.77.0.32: no answer"),
         lim3=ssh.Result("lim3", True), standby1=ssh.Result("standby1", True))
-    cs = operations._cluster_status(s, s.cluster("north"), results, reports)
+    cs = agent_status.cluster_status(s, s.cluster("north"), results, reports)
     assert [(x.lim, x.owner) for x in cs.lims] == [(2, "standby"), (3, "regular")]
     assert not cs.healthy
-    lines = operations.render(operations.SystemStatus(1, (cs,)))
+    lines = agent_status.render(agent_status.SystemStatus(1, (cs,)))
     text = "\n".join(lines)
     assert "Cluster north: standby standby1, fallback manual, failover regular  [ATTENTION]" in text
     assert "     2  lim2         10.77.0.12      standby   none     1" in text
