@@ -228,8 +228,7 @@ class SshApplier:
             except MxoneError as exc:
                 return fail_all_untouched({k: f"no agent to deploy: {exc}" for k in nodes})
             snaps = self.pool.each([n.target for n in nodes.values()],
-                                   lambda t: self._call(t, "snapshot", {
-                                       "release": art.release, "sha256": art.sha256}))
+                                   lambda t: self._call(t, "snapshot", {}))
             tracker.add(len(nodes))
             bad = {k: f"cannot read its agent files: {r.describe()}" for k, r in snaps.items()
                    if not r.ok}

@@ -7,8 +7,8 @@ answer is one JSON object on stdout with ``ok`` (and ``error`` when false). Exit
 an answer was printed, whatever it says; anything else (a crash) is the tool's to report.
 
 =================  ==============================================================
-snapshot           {release, sha256}: files, dirs, ``current``, agent running,
-                   addresses, whether the release is there, exchange-data facts
+snapshot           files, dirs, ``current``, agent running (under systemd or not),
+                   addresses, exchange-data facts
 prepare-dirs       the agent's directories made where missing
 switch             {target}: ``current`` -> target (None: removed)
 write              {keep_prev, files: [{name, tmp, mode}]}: uploads put in place
@@ -97,7 +97,7 @@ def _net(op: str) -> Callable[[Request], Answer]:
 
 
 OPS: dict[str, Callable[[Request], Answer]] = {
-    "snapshot": lambda req: snapshot.snapshot(ROOT, req.get("release"), req.get("sha256")),
+    "snapshot": lambda req: snapshot.snapshot(ROOT),
     "prepare-dirs": _prepare_dirs,
     "switch": _switch,
     "write": _write,

@@ -37,19 +37,13 @@ def xdata_facts(root: str = "", xdata: str = paths.XDATA) -> dict[str, Any]:
     return {"free": st.f_bavail * st.f_frsize, "used": used, "newest": newest}
 
 
-def snapshot(root: str, release: str | None, sha256: str | None) -> dict[str, Any]:
+def snapshot(root: str) -> dict[str, Any]:
     """The node as the rollback puts it back (files, directories, ``current``, whether the
-    agent runs, under systemd or not), whether it holds the release ``release``, its
-    addresses and its exchange-data facts."""
+    agent runs, under systemd or not), its addresses and its exchange-data facts."""
     try:
         addrs: list[tuple[str, str]] | None = address.addresses()
     except Exception:  # noqa: BLE001 - no netlink here: the tool adds no base address then
         addrs = None
-    marker = os.path.join(root + paths.release_dir(release or ""), paths.RELEASE_MARKER)
-    has = False
-    if release and os.path.exists(marker):
-        with open(marker) as f:
-            has = f.read().strip() == sha256
     return {"ok": True, **files.snapshot(root), "current": files.current(root),
             "running": service.running(), "systemd": service.systemd(), "addresses": addrs,
-            "has_release": has, "xdata": xdata_facts(root)}
+            "xdata": xdata_facts(root)}

@@ -215,7 +215,7 @@ def test_every_upload_of_a_change_is_created_0600(tmp_path: Path) -> None:
     a = applier(tmp_path, pool)
     key, sync = "ab" * 32, synckeys.SyncKey.generate()
     node = nodechange.Node(ssh.Target("lim2", ("10.77.0.32",)), cfg, key, sync,
-                             snapshot={"has_release": False, "running": True, "files": {}})
+                             snapshot={"running": True, "files": {}})
     art_path = tmp_path / "agent.tar.gz"
     art_path.write_bytes(b"artefact")
     art = Artefact(art_path, "0" * 64)
