@@ -436,6 +436,8 @@ def _parser() -> argparse.ArgumentParser:
                        "answers a syncing peer (usable as an SSH forced command); `xdata "
                        "keep-newest [--root DIR] LIM...` keeps only each LIM's newest version")
     x.add_argument("words", nargs=argparse.REMAINDER)
+    from mxone_agent.node import cli as node_cli
+    node_cli.add_parser(sub)
     return parser
 
 
@@ -446,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The peer side of a sync speaks on stdin/stdout: no argparse, no daemon imports.
         from mxone_agent import xdata_sync
         return xdata_sync.main(args_list[1:])
+    if args_list[:1] == ["node"]:  # the maintenance tool's node operations: JSON in and out
+        from mxone_agent.node import cli as node_cli
+        return node_cli.main(args_list[1:])
     parser = _parser()
     if not args_list:
         parser.print_usage(sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 
 from mxone_agent import config as agent_config
+from mxone_agent import model as agent_model
 from mxone_maintenance.model import Cluster, Role, System
 
 
@@ -29,7 +30,7 @@ def for_cluster(system: System, cluster: Cluster, node: str) -> agent_config.Nod
         iface = s.interface_address()
         servers.append(agent_config.Server(
             name=s.name, base_ip=iface.ip, prefix=iface.network.prefixlen, interface=s.interface,
-            role=agent_config.Role.STANDBY if s.role == Role.STANDBY else agent_config.Role.REGULAR,
+            role=agent_model.Role.STANDBY if s.role == Role.STANDBY else agent_model.Role.REGULAR,
         ))
     lims = []
     for cl in cluster.lims:
@@ -44,7 +45,7 @@ def for_cluster(system: System, cluster: Cluster, node: str) -> agent_config.Nod
         fallback=agent_config.FallbackType(cluster.fallback),
         failover=agent_config.FailoverBehaviour(cluster.failover),
         timers=timers, servers=tuple(servers), lims=tuple(lims),
-        split_brain_stop=agent_config.Role(cluster.split_brain_stop),
+        split_brain_stop=agent_model.Role(cluster.split_brain_stop),
     )
 
 

@@ -4,7 +4,8 @@ Every cluster has one ed25519 key pair, generated on LIM 1 when the cluster is c
 kept there beside the cluster's heartbeat secret (``secrets/<cluster>.sync``, 0600). Each
 server of the cluster gets:
 
-* the private key, ``/etc/mxone/agent/sync.key`` (0600);
+* the private key, ``/etc/mxone/agent/sync.key`` (0600; the node's paths are
+  :mod:`mxone_agent.paths`);
 * the cluster's host keys by base address, ``/etc/mxone/agent/known_hosts``, taken from
   the host keys the tool itself pinned, so a peer's key is never accepted blindly;
 * one line in ``/root/.ssh/authorized_keys`` that lets the key run nothing but
@@ -21,11 +22,10 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-FORCED_COMMAND = "/opt/mxone/agent/current/bin/mxone-agent xdata serve"
+from mxone_agent import paths
+
+FORCED_COMMAND = f"{paths.AGENT_BIN} xdata serve"
 MARKER_PREFIX = "mxone-sync-"
-KEY_FILE = "/etc/mxone/agent/sync.key"
-KNOWN_HOSTS_FILE = "/etc/mxone/agent/known_hosts"
-AUTHORIZED_KEYS = "/root/.ssh/authorized_keys"
 
 
 @dataclass(frozen=True)

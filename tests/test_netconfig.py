@@ -1,4 +1,4 @@
-"""The node's network configuration writers (mxone_maintenance.netconfig), on temp dirs that
+"""The node's network configuration writers (mxone_agent.netconfig), on temp dirs that
 hold real sample files of each format: ifupdown, systemd-networkd, NetworkManager keyfiles,
 SUSE ifcfg. Each is rewritten so the new base address comes back at boot and the old one
 (now the alias) does not, kept as it was under /etc/mxone/netconfig, and put back byte for
@@ -6,6 +6,7 @@ byte on revert and on restore."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -15,7 +16,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mxone_maintenance import netconfig
+from mxone_agent.netconfig import formats as nc_formats
+from mxone_agent.netconfig import plan as nc_plan
+from mxone_agent.netconfig import request as nc_request
+from mxone_agent.netconfig import text as nc_text
+from mxone_agent.netconfig import write as nc_write
+from mxone_agent.node import release as node_release
+from mxone_maintenance import artefact
 
 OLD, NEW = "10.77.0.12", "10.77.0.52"
 WHY = "base address 10.77.0.52 replaces 10.77.0.12, now the alias of LIM 2 (cluster c1)"
@@ -133,17 +140,17 @@ def test_each_format_gets_the_new_base_then_is_put_back_byte_for_byte(tmp_path: 
     path, f = node(tmp_path, fmt)
     before_bytes, mode = f.read_bytes(), f.stat().st_mode & 0o7777
     root = str(tmp_path)
-    plan = netconfig.plan_rebase(root, "eth0", OLD, NEW, WHY)
+    plan = nc_plan.plan_rebase(root, "eth0", OLD, NEW, WHY)
     assert not plan.refusal, plan.refusal
     assert [e.path for e in plan.edits] == [path]
-    assert netconfig.apply_plan(root, plan, keep_backup=True) == [path]
+    assert nc_write.apply_plan(root, plan, keep_backup=True) == [path]
 
     text = f.read_text()
     lines = active(text)
-    assert any(NEW in x for x in lines) and not any(netconfig.mentions(x, OLD) for x in lines)
-    assert f"{netconfig.WAS}" in text and WHY in text
+    assert any(NEW in x for x in lines) and not any(nc_text.mentions(x, OLD) for x in lines)
+    assert f"{nc_text.WAS}" in text and WHY in text
     assert f.stat().st_mode & 0o7777 == mode  # NetworkManager ignores a keyfile that is not 0600
-    backup = tmp_path / netconfig.backup_path(path).lstrip("/")
+    backup = tmp_path / nc_write.backup_path(path).lstrip("/")
     assert backup.read_bytes() == before_bytes and backup.stat().st_mode & 0o7777 == mode
     assert (tmp_path / "etc/mxone/netconfig").stat().st_mode & 0o777 == 0o700
     if fmt.startswith("networkd"):
@@ -151,12 +158,12 @@ def test_each_format_gets_the_new_base_then_is_put_back_byte_for_byte(tmp_path: 
     if fmt == "SUSE":  # the secondary 10.77.0.120 is another address: untouched
         assert "IPADDR_1='10.77.0.120/24'" in lines and "IPADDR='10.77.0.52/24'" in lines
     # A second look finds nothing to do: the new base is configured.
-    again = netconfig.plan_rebase(root, "eth0", OLD, NEW, WHY)
+    again = nc_plan.plan_rebase(root, "eth0", OLD, NEW, WHY)
     assert again.edits == [] and not again.refusal
 
-    undo = netconfig.plan_revert(root, "eth0")
+    undo = nc_plan.plan_revert(root, "eth0")
     assert [e.path for e in undo.edits] == [path]
-    netconfig.apply_plan(root, undo, keep_backup=False)
+    nc_write.apply_plan(root, undo, keep_backup=False)
     assert f.read_bytes() == before_bytes and f.stat().st_mode & 0o7777 == mode
     assert not (tmp_path / "etc/mxone/netconfig").exists()
 
@@ -164,7 +171,7 @@ def test_each_format_gets_the_new_base_then_is_put_back_byte_for_byte(tmp_path: 
 def test_exact_lines_per_format(tmp_path: Path) -> None:
     root = str(tmp_path)
     node(tmp_path, "ifupdown")
-    netconfig.apply_plan(root, netconfig.plan_rebase(root, "eth0", OLD, NEW, WHY), True)
+    nc_write.apply_plan(root, nc_plan.plan_rebase(root, "eth0", OLD, NEW, WHY), True)
     assert (tmp_path / "etc/network/interfaces.d/eth0").read_text() == (
         "auto eth0\n"
         "iface eth0 inet static\n"
@@ -176,7 +183,7 @@ def test_exact_lines_per_format(tmp_path: Path) -> None:
         "    dns-nameservers 10.77.0.1\n")
     (tmp_path / "etc").rename(tmp_path / "etc.ifupdown")
     node(tmp_path, "networkd [Address]")
-    netconfig.apply_plan(root, netconfig.plan_rebase(root, "eth0", OLD, NEW, WHY), True)
+    nc_write.apply_plan(root, nc_plan.plan_rebase(root, "eth0", OLD, NEW, WHY), True)
     text = (tmp_path / "etc/systemd/network/10-eth0.network").read_text()
     assert text == (
         "[Match]\nName=eth0\n\n"
@@ -192,7 +199,7 @@ def test_exact_lines_per_format(tmp_path: Path) -> None:
 def test_an_existing_keep_configuration_is_left_alone(tmp_path: Path) -> None:
     put(tmp_path, "/etc/systemd/network/10-eth0.network",
         NETWORKD.replace("DNS=", "KeepConfiguration=yes\nDNS="))
-    plan = netconfig.plan_rebase(str(tmp_path), "eth0", OLD, NEW, WHY)
+    plan = nc_plan.plan_rebase(str(tmp_path), "eth0", OLD, NEW, WHY)
     assert plan.edits[0].after.count("KeepConfiguration") == 1
 
 
@@ -203,7 +210,7 @@ def test_ifupdown_with_netmask_and_a_sourced_directory(tmp_path: Path) -> None:
         "iface eth0 inet static\n\taddress 10.77.0.12\n\tnetmask 255.255.255.0\n")
     put(tmp_path, "/etc/network/interfaces.d/eth0.bak",  # not sourced: name with a dot
         "iface eth0 inet static\n\taddress 10.77.0.12\n")
-    plan = netconfig.plan_rebase(str(tmp_path), "eth0", OLD, NEW, WHY)
+    plan = nc_plan.plan_rebase(str(tmp_path), "eth0", OLD, NEW, WHY)
     assert [e.path for e in plan.edits] == ["/etc/network/interfaces.d/eth0"]
     assert "\taddress 10.77.0.52\n" in plan.edits[0].after
     assert "\tnetmask 255.255.255.0\n" in plan.edits[0].after
@@ -217,11 +224,11 @@ def test_ifupdown_with_netmask_and_a_sourced_directory(tmp_path: Path) -> None:
 def test_odd_line_endings_round_trip(tmp_path: Path, text: str, end: str | None) -> None:
     f = put(tmp_path, "/etc/systemd/network/eth0.network", text)
     root = str(tmp_path)
-    plan = netconfig.plan_rebase(root, "eth0", OLD, NEW, WHY)
-    netconfig.apply_plan(root, plan, True)
+    plan = nc_plan.plan_rebase(root, "eth0", OLD, NEW, WHY)
+    nc_write.apply_plan(root, plan, True)
     if end is not None:  # no newline at the end of the file: none after the block either
         assert f.read_text().endswith(end)
-    netconfig.apply_plan(root, netconfig.plan_revert(root, "eth0"), False)
+    nc_write.apply_plan(root, nc_plan.plan_revert(root, "eth0"), False)
     assert f.read_bytes() == text.encode()
 
 
@@ -231,33 +238,33 @@ def test_odd_line_endings_round_trip(tmp_path: Path, text: str, end: str | None)
 ]), max_size=12), st.booleans())
 def test_revert_undoes_any_rewrite_exactly(lines: list[str], trailing: bool) -> None:
     text = "\n".join(lines) + ("\n" if trailing and lines else "")
-    f = netconfig.ConfigFile("/etc/systemd/network/a.network", netconfig.NETWORKD, text, 0o644,
+    f = nc_formats.ConfigFile("/etc/systemd/network/a.network", nc_formats.NETWORKD, text, 0o644,
                              True)
-    uses = [u for u in netconfig.uses_networkd(f, "eth0", OLD) if u.handled]
+    uses = [u for u in nc_formats.uses_networkd(f, "eth0", OLD) if u.handled]
     for has_new in (False, True):
-        rewritten = netconfig._rebased(f, uses, OLD, NEW, has_new, WHY)
-        reverted, count, problems = netconfig.revert_text(rewritten)
+        rewritten = nc_plan._rebased(f, uses, OLD, NEW, has_new, WHY)
+        reverted, count, problems = nc_text.revert_text(rewritten)
         assert reverted == text and not problems
-        assert count == rewritten.count(netconfig.BEGIN) >= len(uses)
+        assert count == rewritten.count(nc_text.BEGIN) >= len(uses)
         if uses:  # each handled line is commented out; only the others still hold OLD
             assert "KeepConfiguration=static" in active(rewritten)
-            others = [u for u in netconfig.uses_networkd(f, "eth0", OLD) if not u.handled]
-            assert sum(netconfig.mentions(x, OLD) for x in active(rewritten)) == len(others)
+            others = [u for u in nc_formats.uses_networkd(f, "eth0", OLD) if not u.handled]
+            assert sum(nc_text.mentions(x, OLD) for x in active(rewritten)) == len(others)
 
 
 def test_a_whole_address_only(tmp_path: Path) -> None:
-    assert netconfig.mentions("IPADDR='10.77.0.12/24'", OLD)
-    assert netconfig.mentions("address1=10.77.0.12,10.77.0.1", OLD)
-    assert not netconfig.mentions("IPADDR='10.77.0.120/24'", OLD)
-    assert not netconfig.mentions("Address=110.77.0.12/24", OLD)
-    assert not netconfig.mentions("x=10.77.0.12.5", OLD)
+    assert nc_text.mentions("IPADDR='10.77.0.12/24'", OLD)
+    assert nc_text.mentions("address1=10.77.0.12,10.77.0.1", OLD)
+    assert not nc_text.mentions("IPADDR='10.77.0.120/24'", OLD)
+    assert not nc_text.mentions("Address=110.77.0.12/24", OLD)
+    assert not nc_text.mentions("x=10.77.0.12.5", OLD)
 
 
 # ---- refusals, each naming the file to change ------------------------------------------
 
 
 def refusal(tmp_path: Path) -> str:
-    plan = netconfig.plan_rebase(str(tmp_path), "eth0", OLD, NEW, WHY)
+    plan = nc_plan.plan_rebase(str(tmp_path), "eth0", OLD, NEW, WHY)
     assert plan.refusal and not plan.edits
     return plan.refusal
 
@@ -304,7 +311,7 @@ def test_a_networkd_file_outside_etc_is_refused_unless_shadowed(tmp_path: Path) 
            "/etc/systemd/network" in msg
     # The operator's copy of the same name in /etc hides it: that one is changed.
     put(tmp_path, "/etc/systemd/network/80-eth0.network", NETWORKD)
-    plan = netconfig.plan_rebase(str(tmp_path), "eth0", OLD, NEW, WHY)
+    plan = nc_plan.plan_rebase(str(tmp_path), "eth0", OLD, NEW, WHY)
     assert [e.path for e in plan.edits] == ["/etc/systemd/network/80-eth0.network"]
 
 
@@ -312,7 +319,7 @@ def test_a_networkd_drop_in_is_changed(tmp_path: Path) -> None:
     put(tmp_path, "/etc/systemd/network/10-eth0.network", "[Match]\nName=eth*\n")
     put(tmp_path, "/etc/systemd/network/10-eth0.network.d/addr.conf",
         "[Network]\nAddress=10.77.0.12/24\n")
-    plan = netconfig.plan_rebase(str(tmp_path), "eth0", OLD, NEW, WHY)
+    plan = nc_plan.plan_rebase(str(tmp_path), "eth0", OLD, NEW, WHY)
     assert [e.path for e in plan.edits] == ["/etc/systemd/network/10-eth0.network.d/addr.conf"]
 
 
@@ -328,10 +335,10 @@ def test_an_earlier_change_never_undone_is_refused(tmp_path: Path) -> None:
     (someone added it back by hand) is not rewritten a second time."""
     root = str(tmp_path)
     _, f = node(tmp_path, "networkd")
-    netconfig.apply_plan(root, netconfig.plan_rebase(root, "eth0", OLD, NEW, WHY), True)
+    nc_write.apply_plan(root, nc_plan.plan_rebase(root, "eth0", OLD, NEW, WHY), True)
     f.write_text(f.read_text() + "[Address]\nAddress=10.77.0.12/24\n")
-    msg = netconfig.plan_rebase(root, "eth0", OLD, NEW, WHY).refusal
-    assert f"{netconfig.NETWORKD_DIRS[0]}/10-eth0.network: holds an earlier change of " \
+    msg = nc_plan.plan_rebase(root, "eth0", OLD, NEW, WHY).refusal
+    assert f"{nc_formats.NETWORKD_DIRS[0]}/10-eth0.network: holds an earlier change of " \
            "mxone_maintenance" in msg
 
 
@@ -344,16 +351,16 @@ def test_nm_profile_of_another_interface_is_not_ours(tmp_path: Path) -> None:
 def test_revert_keeps_what_the_operator_changed_since(tmp_path: Path) -> None:
     root = str(tmp_path)
     _, f = node(tmp_path, "networkd")
-    netconfig.apply_plan(root, netconfig.plan_rebase(root, "eth0", OLD, NEW, WHY), True)
+    nc_write.apply_plan(root, nc_plan.plan_rebase(root, "eth0", OLD, NEW, WHY), True)
     f.write_text(f.read_text() + "NTP=10.77.0.1\n")
-    netconfig.apply_plan(root, netconfig.plan_revert(root, "eth0"), False)
+    nc_write.apply_plan(root, nc_plan.plan_revert(root, "eth0"), False)
     assert f.read_text() == NETWORKD + "NTP=10.77.0.1\n"
 
 
 def test_an_unterminated_block_is_left_and_named() -> None:
-    text = f"{netconfig.BEGIN}: x\n#mxone-was# Address=1\nAddress=2\n"
-    assert netconfig.revert_text(text) == (text, 0, [
-        f"line 1: a '{netconfig.BEGIN}' without its '{netconfig.END}' line (left as is)"])
+    text = f"{nc_text.BEGIN}: x\n#mxone-was# Address=1\nAddress=2\n"
+    assert nc_text.revert_text(text) == (text, 0, [
+        f"line 1: a '{nc_text.BEGIN}' without its '{nc_text.END}' line (left as is)"])
 
 
 # ---- the node program: inspect, apply, restore --------------------------------------------
@@ -369,30 +376,30 @@ def test_inspect_apply_restore(tmp_path: Path, fmt: str) -> None:
     path, f = node(tmp_path, fmt)
     (tmp_path / "etc/mxone").mkdir(mode=0o755)  # as the tool made it on the node
     before = tree(tmp_path)
-    seen = netconfig.handle("inspect", request(), root)
-    formats = {"ifupdown": netconfig.IFUPDOWN, "networkd": netconfig.NETWORKD,
-               "networkd [Address]": netconfig.NETWORKD, "NetworkManager": netconfig.NM,
-               "SUSE": netconfig.SUSE}
+    seen = nc_request.handle("inspect", request(), root)
+    formats = {"ifupdown": nc_formats.IFUPDOWN, "networkd": nc_formats.NETWORKD,
+               "networkd [Address]": nc_formats.NETWORKD, "NetworkManager": nc_formats.NM,
+               "SUSE": nc_formats.SUSE}
     assert seen["ok"] and seen["edits"] == [{"path": path, "format": formats[fmt]}]
     now = {"data": f.read_bytes().hex(), "mode": f.stat().st_mode & 0o7777}
-    assert seen["files"] == {path: now, netconfig.backup_path(path): None}
-    done = netconfig.handle("apply", request(expect=seen["expect"]), root)
+    assert seen["files"] == {path: now, nc_write.backup_path(path): None}
+    done = nc_request.handle("apply", request(expect=seen["expect"]), root)
     assert done == {"ok": True, "written": [path], "notes": []}
     assert tree(tmp_path) != before
-    assert seen["dirs"] == {"/etc/mxone": True, netconfig.BACKUP_ROOT: False}
-    back = netconfig.handle("restore", {"files": seen["files"], "dirs": seen["dirs"]}, root)
+    assert seen["dirs"] == {"/etc/mxone": True, nc_write.BACKUP_ROOT: False}
+    back = nc_request.handle("restore", {"files": seen["files"], "dirs": seen["dirs"]}, root)
     assert back["ok"] and sorted(back["restored"]) == sorted(seen["files"])
     assert tree(tmp_path) == before
 
     # Leaving the cluster: revert, and the rollback of that revert.
-    netconfig.handle("apply", request(expect=seen["expect"]), root)
+    nc_request.handle("apply", request(expect=seen["expect"]), root)
     changed = tree(tmp_path)
-    undo = netconfig.handle("inspect", {"interface": "eth0", "revert": True}, root)
-    assert set(undo["files"]) == {path, netconfig.backup_path(path)}
-    r = netconfig.handle("apply", {"interface": "eth0", "revert": True,
+    undo = nc_request.handle("inspect", {"interface": "eth0", "revert": True}, root)
+    assert set(undo["files"]) == {path, nc_write.backup_path(path)}
+    r = nc_request.handle("apply", {"interface": "eth0", "revert": True,
                                    "expect": undo["expect"]}, root)
     assert r["ok"] and tree(tmp_path) == before
-    netconfig.handle("restore", {"files": undo["files"], "dirs": undo["dirs"]}, root)
+    nc_request.handle("restore", {"files": undo["files"], "dirs": undo["dirs"]}, root)
     assert tree(tmp_path) == changed
 
 
@@ -400,20 +407,20 @@ def test_restore_removes_the_directories_it_made(tmp_path: Path) -> None:
     root = str(tmp_path)
     node(tmp_path, "SUSE")
     before = tree(tmp_path)
-    seen = netconfig.handle("inspect", request(), root)
-    assert seen["dirs"] == {"/etc/mxone": False, netconfig.BACKUP_ROOT: False}
-    netconfig.handle("apply", request(expect=seen["expect"]), root)
+    seen = nc_request.handle("inspect", request(), root)
+    assert seen["dirs"] == {"/etc/mxone": False, nc_write.BACKUP_ROOT: False}
+    nc_request.handle("apply", request(expect=seen["expect"]), root)
     assert (tmp_path / "etc/mxone").stat().st_mode & 0o777 == 0o700
-    netconfig.handle("restore", {"files": seen["files"], "dirs": seen["dirs"]}, root)
+    nc_request.handle("restore", {"files": seen["files"], "dirs": seen["dirs"]}, root)
     assert tree(tmp_path) == before
 
 
 def test_apply_refuses_a_file_changed_since_inspect(tmp_path: Path) -> None:
     root = str(tmp_path)
     path, f = node(tmp_path, "networkd")
-    seen = netconfig.handle("inspect", request(), root)
+    seen = nc_request.handle("inspect", request(), root)
     f.write_text(NETWORKD + "# edited meanwhile\n")
-    r = netconfig.handle("apply", request(expect=seen["expect"]), root)
+    r = nc_request.handle("apply", request(expect=seen["expect"]), root)
     assert r == {"ok": False, "error": "network configuration changed since it was read: "
                  f"{path}; nothing written (start the action again)"}
     assert f.read_text() == NETWORKD + "# edited meanwhile\n"
@@ -421,16 +428,32 @@ def test_apply_refuses_a_file_changed_since_inspect(tmp_path: Path) -> None:
 
 
 def test_a_refused_node_says_why(tmp_path: Path) -> None:
-    r = netconfig.handle("inspect", request(), str(tmp_path))
+    r = nc_request.handle("inspect", request(), str(tmp_path))
     assert r["ok"] is False and str(r["error"]).startswith("no network configuration file")
-    assert netconfig.handle("bogus", {}, str(tmp_path)) == {"ok": False,
+    assert nc_request.handle("bogus", {}, str(tmp_path)) == {"ok": False,
                                                            "error": "unknown op 'bogus'"}
 
 
-def test_the_node_command_runs_on_a_bare_python3() -> None:
-    """What the tool sends runs under `python3 -c` (no tool installed), read-only here: an
+def release_program(tmp_path: Path) -> str:
+    """The agent release as the tool deploys it, unpacked here by the tool's bootstrap
+    (``python3 -c``): its ``mxone-agent``."""
+    data = artefact.build_bytes()
+    upload = tmp_path / ".upload"
+    upload.write_bytes(data)
+    req = {"releases": str(tmp_path / "releases"), "release": "r1",
+           "sha256": hashlib.sha256(data).hexdigest(), "upload": str(upload)}
+    r = subprocess.run(["sh", "-c", node_release.bootstrap_command()], input=json.dumps(req),
+                       capture_output=True, text=True, timeout=60, check=True, cwd="/")
+    assert json.loads(r.stdout) == {"ok": True}
+    return str(tmp_path / "releases" / "r1" / "bin" / "mxone-agent")
+
+
+def test_the_node_command_runs_on_a_bare_python3(tmp_path: Path) -> None:
+    """What the tool runs on a node - the network configuration's operations of the
+    release it deploys - needs nothing but python3 (no tool installed), read-only here: an
     interface that does not exist is refused with the places it looked."""
-    cmd = netconfig.node_command("inspect")
+    program = release_program(tmp_path)
+    cmd = f"{program} node net-inspect"
     assert len(cmd.encode()) < 128 * 1024  # one argument of at most MAX_ARG_STRLEN
     r = subprocess.run(["sh", "-c", cmd], check=False, input=json.dumps({
         "interface": "mxtest0", "old": "192.0.2.1", "new": "192.0.2.2", "why": "test"}),
@@ -439,11 +462,11 @@ def test_the_node_command_runs_on_a_bare_python3() -> None:
     out = json.loads(r.stdout)
     assert out["ok"] is False and "no network configuration file here brings up 192.0.2.1" \
         in out["error"]
-    bad = subprocess.run(["sh", "-c", netconfig.node_command("restore")], check=False, input="[]",
+    bad = subprocess.run(["sh", "-c", f"{program} node net-restore"], check=False, input="[]",
                          capture_output=True, text=True, timeout=60, cwd="/")
     assert json.loads(bad.stdout) == {"ok": False, "error": "network configuration: the "
                                       "request must be a JSON object, not list"}
-    bad = subprocess.run(["sh", "-c", netconfig.node_command("restore")], check=False,
+    bad = subprocess.run(["sh", "-c", f"{program} node net-restore"], check=False,
                          input='{"files": [1]}', capture_output=True, text=True, timeout=60,
                          cwd="/")
     assert json.loads(bad.stdout) == {"ok": False, "error": "network configuration: request "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -20,15 +21,31 @@ import pytest
 from mxone_maintenance import artefact
 
 FAKE_AGENT = Path(__file__).resolve().parent / "fake_agent" / "mxone_agent"
+NODE_SIDE = ("node", "netconfig", "paths.py")  # what the fake agent takes of the real one
 KNOWN_HOSTS = "/etc/mxone/known_hosts"  # on lim1: the tool's default place
 SERVERS = ("lim1", "lim2", "lim3", "standby1")
+
+
+def fake_agent_sources(work: Path) -> dict[str, Path]:
+    """The fake agent's package with the real node operations in it (the tool runs every
+    node operation from the release it deploys), and pyroute2 they use."""
+    real = artefact.package_dir("mxone_agent")
+    package = work / "mxone_agent"
+    shutil.copytree(FAKE_AGENT, package, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in NODE_SIDE:
+        if (real / name).is_dir():
+            shutil.copytree(real / name, package / name,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(real / name, package / name)
+    return {"mxone_agent": package, "pyroute2": artefact.package_dir("pyroute2")}
 
 
 @pytest.fixture(scope="session")
 def fake_artefact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A deployable tarball whose agent is the fake (the contract, no failover logic)."""
     path = tmp_path_factory.mktemp("artefact") / "fake-agent.tar.gz"
-    path.write_bytes(artefact.build_bytes({"mxone_agent": FAKE_AGENT}))
+    path.write_bytes(artefact.build_bytes(fake_agent_sources(tmp_path_factory.mktemp("fake"))))
     path.parent.chmod(0o755)
     path.chmod(0o644)
     return path

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mxone_maintenance import actions, cli, orchestrate, ssh, store
+from mxone_maintenance import actions, cli, degraded, orchestrate, ssh, store
 from mxone_maintenance.errors import MxoneError
 from mxone_maintenance.service import Maintenance
 from tests.menus.conftest import Driver
@@ -233,7 +233,7 @@ def test_catch_up_never_deploys_a_cluster_key_made_for_it_alone(cfg: Path,
 
 def test_catch_up_waits_for_an_unfinished_rollback(cfg: Path, tmp_path: Path) -> None:
     a = behind_lim2(cfg, tmp_path)
-    a._journal("lim2", {"generation": 1, "snapshot": {}})
+    a.journal.keep("lim2", {"generation": 1, "snapshot": {}})
     a.stub.unreachable.clear()
     a.undo_fails = True
     [out] = a.catch_up(store.load(cfg).validated())
@@ -250,7 +250,7 @@ def test_catch_up_refuses_a_server_that_changed_cluster_meanwhile(cfg: Path,
     a = behind_lim2(cfg, tmp_path)
     marks = a.behind()
     marks["lim2"]["cluster"] = "south"
-    a._save_behind(marks)
+    degraded.save_behind(a.behind_path, marks)
     a.stub.unreachable.clear()
     [out] = a.catch_up(store.load(cfg).validated())
     assert not out.ok and out.message == (

@@ -175,7 +175,7 @@ def test_a_lim_on_the_standby_leaves_its_cluster_and_runs_on_its_own_server(
 
 
 def restart_agent(lab, host: str) -> None:
-    lab.exec(host, orchestrate.helper_command("restart"), input="{}", timeout=60)
+    lab.exec(host, [AGENT, "node", "restart"], input="{}", timeout=60)
 
 
 def test_fallback_orders_while_lim2_is_cut_and_while_it_flaps(admin: Admin, lab) -> None:

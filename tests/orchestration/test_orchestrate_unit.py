@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mxone_maintenance import actions, nodeconfig, orchestrate, ssh, store
+from mxone_maintenance import (
+    actions,
+    changeplan,
+    nodechange,
+    nodeconfig,
+    orchestrate,
+    phases,
+    rollback,
+    ssh,
+    store,
+)
 from mxone_maintenance import status as agent_status
+from mxone_maintenance.artefact import Artefact
 from mxone_maintenance.model import System
 from mxone_maintenance.service import Maintenance, Outcome
 
@@ -33,7 +44,9 @@ class StubPool(ssh.Pool):
 
 def applier(tmp_path: Path, pool: ssh.Pool | None = None) -> orchestrate.SshApplier:
     pool = pool or StubPool(tmp_path)
-    return orchestrate.SshApplier(pool, tmp_path / "system.toml", lambda: None,  # type: ignore[arg-type,return-value]
+    art = tmp_path / "agent.tar.gz"
+    art.write_bytes(b"artefact")
+    return orchestrate.SshApplier(pool, tmp_path / "system.toml", lambda: Artefact(art, "0" * 64),
                                   secrets_dir=tmp_path / "secrets", local_name="lim1",
                                   lock_path=tmp_path / "apply.lock")
 
@@ -78,7 +91,7 @@ def test_summary_of_each_kind_of_change() -> None:
         (actions.add_server(s, "lim4", "10.77.0.14/24", lim=4), "no change but the generation"),
     ]:
         after = nodeconfig.all_nodes(change.after)["lim2"]
-        assert orchestrate.summarize(before, after) == expect
+        assert changeplan.summarize(before, after) == expect
 
 
 def test_targets_try_every_base_address_then_the_alias() -> None:
@@ -92,12 +105,12 @@ def test_targets_try_every_base_address_then_the_alias() -> None:
 def test_missing_new_base_address_is_found_for_configuring() -> None:
     s = system()
     cfg = nodeconfig.all_nodes(s)["lim2"]
-    node = orchestrate._Node(ssh.Target("lim2", ("10.77.0.32",)), cfg, "00" * 32,
+    node = nodechange.Node(ssh.Target("lim2", ("10.77.0.32",)), cfg, "00" * 32,
                              snapshot={"addresses": [["eth0", "10.77.0.12"]]})
-    missing = orchestrate.SshApplier._missing_base_addresses({"lim2": node})
+    missing = phases.missing_base_addresses({"lim2": node})
     assert missing["lim2"] == {"interface": "eth0", "address": "10.77.0.32", "prefix": 24}
     node.snapshot["addresses"].append(["eth0", "10.77.0.32"])
-    assert orchestrate.SshApplier._missing_base_addresses({"lim2": node}) == {}
+    assert phases.missing_base_addresses({"lim2": node}) == {}
 
 
 def test_adding_a_server_only_reaches_that_server(tmp_path: Path) -> None:
@@ -202,7 +215,7 @@ def test_plan_says_what_becomes_of_a_leaving_lim_and_its_addresses(tmp_path: Pat
         "standby1", "standby1"]
     assert ("standby1", "holds no LIM once cluster north is deleted (any LIM still on it is "
             "stopped and its alias removed); its own base address stays") in delete
-    assert orchestrate.leaving_lims(actions.set_lock(system(), "north", 2, "standby")) == []
+    assert changeplan.leaving_lims(actions.set_lock(system(), "north", 2, "standby")) == []
 
 
 class HandBack(orchestrate.SshApplier):
@@ -225,14 +238,14 @@ def nodes_for(change: actions.Change, running: bool = True) -> dict:
     reach = orchestrate.targets(change.before, change.after)
     out = {}
     for name in ("lim2", "lim3", "standby1"):
-        node = orchestrate._Node(reach[name], None, None)
+        node = nodechange.Node(reach[name], None, None)
         node.snapshot = {"running": running}
         out[name] = node
     return out
 
 
-def tracker() -> orchestrate._Tracker:
-    return orchestrate._Tracker(lambda line, fraction: None, total=10)
+def tracker() -> nodechange.Tracker:
+    return nodechange.Tracker(lambda line, fraction: None, total=10)
 
 
 def test_a_leaving_lim_is_let_go_on_the_standby_before_any_config_changes(tmp_path: Path) -> None:
@@ -243,7 +256,7 @@ def test_a_leaving_lim_is_let_go_on_the_standby_before_any_config_changes(tmp_pa
     assert a._hand_back_leaving_lims(change, nodes, tracker()) == {}
     assert a.ops == [("standby1", "retire-lims", {"lims": [2], "timeout": 30.0})]
     assert nodes["standby1"].retired_lims == [2]
-    assert orchestrate._undo_plan(nodes["standby1"], 1)["unretire"] == [2]
+    assert rollback.undo_plan(nodes["standby1"], 1)["unretire"] == [2]
 
 
 def test_a_lim_the_standby_does_not_let_go_refuses_the_change_and_is_taken_back(

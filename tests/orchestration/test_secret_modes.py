@@ -19,7 +19,7 @@ from typing import Any
 import paramiko
 import pytest
 
-from mxone_maintenance import nodeconfig, orchestrate, ssh, store, synckeys
+from mxone_maintenance import nodechange, nodeconfig, ssh, store, synckeys
 from mxone_maintenance.artefact import Artefact
 from tests.agent_lab.cluster import eventually
 from tests.orchestration.test_orchestrate_unit import applier, system
@@ -178,8 +178,8 @@ def test_local_secrets_are_private_from_the_first_byte(tmp_path: Path,
         store.atomic_write(tmp_path / "c1.key", b"secret\n", mode=0o600)
         a = applier(tmp_path)
         created: list[Path] = []
-        a._cluster_keys(system(), created)
-        a._sync_keys(system(), created)
+        a.keys.cluster_keys(system(), created)
+        a.keys.sync_keys(system(), created)
     finally:
         os.umask(old)
     assert seen and all(m == 0o600 for m in seen), seen
@@ -214,14 +214,14 @@ def test_every_upload_of_a_change_is_created_0600(tmp_path: Path) -> None:
     pool = _UploadPool(tmp_path, s.generation)
     a = applier(tmp_path, pool)
     key, sync = "ab" * 32, synckeys.SyncKey.generate()
-    node = orchestrate._Node(ssh.Target("lim2", ("10.77.0.32",)), cfg, key, sync,
-                             snapshot={"has_release": False, "running": True, "files": {}})
+    node = nodechange.Node(ssh.Target("lim2", ("10.77.0.32",)), cfg, key, sync,
+                             snapshot={"running": True, "files": {}})
     art_path = tmp_path / "agent.tar.gz"
     art_path.write_bytes(b"artefact")
     art = Artefact(art_path, "0" * 64)
     lines: list[str] = []
     r = a._change_node(node, art, s.generation,
-                       orchestrate._Tracker(lambda line, f: lines.append(line), 10))
+                       nodechange.Tracker(lambda line, f: lines.append(line), 10))
     assert r.ok, r.error
     secrets = {p: data for p, _, data in pool.uploads
                if key.encode() in data or sync.private.encode() in data}

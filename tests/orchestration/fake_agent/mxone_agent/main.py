@@ -1,4 +1,5 @@
-"""Fake ``mxone-agent``: ``run --daemon``, ``ctl status|reload|fallback|lock|unlock``.
+"""Fake ``mxone-agent``: ``run --daemon``, ``ctl status|reload|fallback|lock|unlock``; its
+``node`` operations are the real agent's (the fake artefact carries those modules).
 
 It keeps the generation it "runs" in /run/mxone/fake-agent.json and logs every ctl call to
 /run/mxone/fake-ctl.log, so tests can see what the orchestrator asked. Standard library only.
@@ -96,6 +97,9 @@ def _ctl(args):
 
 def main():
     args = sys.argv[1:]
+    if args and args[0] == "node":  # the maintenance tool's node operations: the real ones
+        from mxone_agent.node import cli
+        return cli.main(args[1:])
     if args and args[0] == "run":
         return _run(args[1:])
     if args and args[0] == "ctl" and len(args) > 1:

@@ -1,0 +1,86 @@
+"""An agent release unpacked on a node, beside the others, not yet ``current``.
+
+This is the one node operation that runs before the node has the tool's release: the tool
+runs this file's source as ``python3 -c SOURCE install`` (:func:`bootstrap_command`), so it
+uses python3's standard library only and imports nothing of its package. Every other node
+operation then runs from the release it installed (``mxone-agent node OP``).
+
+Request ``{"releases": DIR, "release": NAME, "sha256": HEX}``: answers ``{"ok": true,
+"has": bool}`` - whether ``DIR/NAME`` holds that artefact (``DIR`` is created, so that the
+upload can land there). With ``"upload": PATH`` (the uploaded tarball): its checksum is
+verified, it is unpacked to a temp dir, marked with the checksum and renamed into place;
+the upload is removed either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tarfile
+from typing import Any
+
+MARKER = "ARTEFACT.sha256"  # mxone_agent.paths.RELEASE_MARKER (this file imports nothing)
+
+
+def has(releases: str, release: str, sha256: str) -> bool:
+    marker = os.path.join(releases, release, MARKER)
+    try:
+        with open(marker) as f:
+            return f.read().strip() == sha256
+    except OSError:
+        return False
+
+
+def install(releases: str, release: str, sha256: str, upload: str) -> dict[str, Any]:
+    h = hashlib.sha256()
+    with open(upload, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() != sha256:
+        os.unlink(upload)
+        return {"ok": False, "error": f"uploaded artefact has sha256 {h.hexdigest()}, expected "
+                f"{sha256} (upload damaged; try again)"}
+    tmpdir = os.path.join(releases, f".tmp-{release}-{os.getpid()}")
+    shutil.rmtree(tmpdir, ignore_errors=True)
+    os.makedirs(tmpdir)
+    with tarfile.open(upload, "r:gz") as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(tmpdir, filter="data")
+        else:  # a python3 older than the extraction filters
+            tar.extractall(tmpdir)
+    with open(os.path.join(tmpdir, MARKER), "w") as f:
+        f.write(sha256 + "\n")
+    final = os.path.join(releases, release)
+    shutil.rmtree(final, ignore_errors=True)
+    os.rename(tmpdir, final)
+    fd = os.open(releases, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.unlink(upload)
+    return {"ok": True}
+
+
+def handle(req: dict[str, Any]) -> dict[str, Any]:
+    releases, release, sha = str(req["releases"]), str(req["release"]), str(req["sha256"])
+    if req.get("upload"):
+        return install(releases, release, sha, str(req["upload"]))
+    os.makedirs(releases, mode=0o755, exist_ok=True)
+    return {"ok": True, "has": has(releases, release, sha)}
+
+
+def bootstrap_command() -> str:
+    """The shell command that runs this file on a node with nothing but python3."""
+    import shlex
+
+    with open(__file__, encoding="utf-8") as f:
+        source = f.read()
+    return f"python3 -c {shlex.quote(source)} install"
+
+
+if __name__ == "__main__":
+    print(json.dumps(handle(json.load(sys.stdin))))

@@ -1,0 +1,48 @@
+"""Where the agent's files live on a node: written here once, for the agent and the tool.
+
+The maintenance tool writes the node's files (:mod:`mxone_agent.node`), the agent reads
+them; both name them through this module. Standard library only.
+"""
+
+from __future__ import annotations
+
+ETC = "/etc/mxone"
+AGENT_DIR = f"{ETC}/agent"
+NODE_JSON = f"{AGENT_DIR}/node.json"
+NODE_JSON_PREV = f"{AGENT_DIR}/node.json.prev"
+"""The node config before the change being applied, kept until the change is committed."""
+CLUSTER_KEY = f"{AGENT_DIR}/cluster.key"
+SYNC_KEY = f"{AGENT_DIR}/sync.key"
+KNOWN_HOSTS = f"{AGENT_DIR}/known_hosts"
+ROOT_SSH = "/root/.ssh"
+AUTHORIZED_KEYS = f"{ROOT_SSH}/authorized_keys"
+
+AGENT_HOME = "/opt/mxone/agent"
+RELEASES = f"{AGENT_HOME}/releases"
+CURRENT = f"{AGENT_HOME}/current"
+"""The link to the release that runs (``releases/<sha256[:12]>``, relative)."""
+AGENT_BIN = f"{CURRENT}/bin/mxone-agent"
+RELEASE_MARKER = "ARTEFACT.sha256"
+"""In each release directory: the SHA256 of the artefact it was unpacked from."""
+
+
+def release_dir(release: str) -> str:
+    """The directory of release ``release`` (the artefact's ``sha256[:12]``)."""
+    return f"{RELEASES}/{release}"
+
+
+def release_bin(release: str) -> str:
+    """The ``mxone-agent`` program of release ``release`` (installed or not yet current)."""
+    return f"{release_dir(release)}/bin/mxone-agent"
+
+
+RUN_DIR = "/run/mxone"
+PIDFILE = f"{RUN_DIR}/agent.pid"
+CONTROL = f"{RUN_DIR}/agent.sock"
+LOG_DIR = "/var/log/mxone"
+LOG = f"{LOG_DIR}/agent.log"
+STATE_DIR = "/var/opt/mxone/agent"
+XDATA = "/var/opt/mxone/xdata"
+UNIT = "/etc/systemd/system/mxone-agent.service"
+NETCONFIG_BACKUP = f"{ETC}/netconfig"
+"""Where a network config file the tool changed keeps its previous content, at its own path."""
