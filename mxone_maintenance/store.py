@@ -1,20 +1,22 @@
 """Reading and writing the system config file safely.
 
-Writes are atomic: the new text goes to a temporary file in the same directory, is
-fsynced, and is renamed over the old one, and the directory is fsynced; a crash leaves
-either the old file or the new one, never a mix. The previous generation is kept beside
-the file as ``<name>.prev``.
+Writes are atomic (:func:`mxone_agent.files.atomic_write`, re-exported here as
+``atomic_write``): a crash leaves either the old file or the new one, never a mix. The
+previous generation is kept beside the file as ``<name>.prev``.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
+
+from mxone_agent.files import atomic_write
 
 from mxone_maintenance import configfile
 from mxone_maintenance.errors import ConfigFileError, MxoneError
 from mxone_maintenance.model import System
+
+__all__ = ["DEFAULT_PATH", "atomic_write", "config_path", "load", "read_text", "save"]
 
 DEFAULT_PATH = Path("/etc/mxone/system.toml")
 
@@ -24,28 +26,6 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     if explicit:
         return Path(explicit)
     return Path(os.environ.get("MXONE_SYSTEM_CONFIG") or DEFAULT_PATH)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new bytes only."""
-    directory = path.parent
-    tmp = directory / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def read_text(path: Path) -> str:
