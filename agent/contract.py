@@ -43,8 +43,9 @@ _IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 class FallbackType(StrEnum):
     """How a LIM that runs on the standby goes back to its recovered regular server."""
 
-    MANUAL = "manual"  # only when an operator orders it
+    # In the order the operator is offered them (the menu lists them so).
     AUTOMATIC = "automatic"  # as soon as the regular server is back and ready
+    MANUAL = "manual"  # only when an operator orders it
 
 
 class FailoverBehaviour(StrEnum):
