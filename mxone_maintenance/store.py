@@ -7,7 +7,10 @@ previous generation is kept beside the file as ``<name>.prev``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from mxone_agent.files import atomic_write
@@ -47,18 +50,32 @@ def load(path: Path) -> System:
 def save(path: Path, system: System) -> None:
     """Write a new generation of the system, refusing to overwrite a change made meanwhile.
 
-    ``system.generation`` must be one more than the generation on disk (or any value when
-    there is no file yet). The system must break no rule. The old file is kept as .prev.
+    The one compare-and-swap of the generation: ``system.generation`` must be one more
+    than the generation on disk (or any value when there is no file yet). The comparison
+    and the write happen under an exclusive lock on the file's directory, so of two tools
+    saving the same next generation at once, one writes and the other is refused. The
+    system must break no rule. The old file is kept as .prev.
     """
     system.validated()
-    if path.exists():
-        current = load(path).generation
-        if system.generation != current + 1:
-            raise MxoneError(
-                f"{path} is at generation {current}; refusing to write generation "
-                f"{system.generation} (someone changed the system meanwhile: read it again)"
-            )
-        atomic_write(path.with_name(path.name + ".prev"), path.read_bytes())
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, configfile.dump(system).encode("utf-8"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _directory_locked(path.parent):
+        if path.exists():
+            current = load(path).generation
+            if system.generation != current + 1:
+                raise MxoneError(
+                    f"{path} is at generation {current}; refusing to write generation "
+                    f"{system.generation} (someone changed the system meanwhile: read it again)"
+                )
+            atomic_write(path.with_name(path.name + ".prev"), path.read_bytes())
+        atomic_write(path, configfile.dump(system).encode("utf-8"))
+
+
+@contextlib.contextmanager
+def _directory_locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (no lock file: the directory itself)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
