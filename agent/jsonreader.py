@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -124,28 +124,26 @@ class Reader:
             return None
         return v
 
-    def name(self, obj: Mapping[str, Any], key: str, parent: str) -> str | None:
+    def _matching(self, obj: Mapping[str, Any], key: str, parent: str,
+                  ok: Callable[[str], bool], what: str) -> str | None:
+        """The string at ``key`` when ``ok`` accepts it; else the problem "``v`` ``what``"."""
         v = self._string(obj, key, parent)
-        if v is not None and not contract.is_name(v):
-            self.problem(f"{parent}.{key}", f"{v!r} is not a valid name (1-63 letters, digits "
-                         "and -, not starting or ending with -)")
+        if v is not None and not ok(v):
+            self.problem(f"{parent}.{key}", f"{v!r} {what}")
             return None
         return v
+
+    def name(self, obj: Mapping[str, Any], key: str, parent: str) -> str | None:
+        return self._matching(obj, key, parent, contract.is_name, "is not a valid name (1-63 "
+                              "letters, digits and -, not starting or ending with -)")
 
     def interface(self, obj: Mapping[str, Any], key: str, parent: str) -> str | None:
-        v = self._string(obj, key, parent)
-        if v is not None and not contract.is_interface_name(v):
-            self.problem(f"{parent}.{key}", f"{v!r} is not a network interface name "
-                         "(1-15 of A-Z a-z 0-9 _ . -)")
-            return None
-        return v
+        return self._matching(obj, key, parent, contract.is_interface_name,
+                              "is not a network interface name (1-15 of A-Z a-z 0-9 _ . -)")
 
     def absolute_path(self, obj: Mapping[str, Any], key: str, parent: str) -> str | None:
-        v = self._string(obj, key, parent)
-        if v is not None and (not v.startswith("/") or "\0" in v or "\n" in v):
-            self.problem(f"{parent}.{key}", f"{v!r} is not an absolute path (e.g. /etc/mxone/...)")
-            return None
-        return v
+        return self._matching(obj, key, parent, _is_absolute_path,
+                              "is not an absolute path (e.g. /etc/mxone/...)")
 
     def ipv4(self, obj: Mapping[str, Any], key: str, parent: str) -> ipaddress.IPv4Address | None:
         v = self._string(obj, key, parent)
@@ -193,3 +191,7 @@ class Reader:
                          f"{v[i]!r}")
         return None if bad else tuple(v)
 
+
+
+def _is_absolute_path(value: str) -> bool:
+    return value.startswith("/") and "\0" not in value and "\n" not in value

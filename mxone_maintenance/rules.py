@@ -19,55 +19,16 @@ from dataclasses import dataclass
 from mxone_agent import contract
 from mxone_agent.contract import FailoverBehaviour, FallbackType, Lock
 
-from mxone_maintenance.values import (
-    MAX_LIM_NUMBER,
-    MAX_LIMS_PER_CLUSTER,
-    PRIORITY_RANGE,
-    TIMER_PRESETS,
-    Cluster,
-    ClusterLim,
-    NodeFacts,
-    Role,
-    Server,
-    SplitBrainStop,
-    SystemValues,
-)
+from mxone_maintenance.errors import Loc, Violation
+from mxone_maintenance.values import Cluster, ClusterLim, NodeFacts, Role, Server, SystemValues
 
-Loc = tuple[str | int, ...]
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One broken rule at one field.
-
-    ``field`` names the field the way the config file does (``cluster[north].lim[2].alias_ip``);
-    ``loc`` is the same place as indexes into the file's tables, for finding its line.
-    """
-
-    rule: str
-    field: str
-    value: object
-    detail: str
-    rule_text: str
-    loc: Loc = ()
-
-    def __str__(self) -> str:
-        return f"{self.field} = {_show(self.value)}: {self.detail} (rule {self.rule}: {self.rule_text})"
-
+__all__ = ["RULES", "RULES_BY_CODE", "Loc", "Rule", "Violation", "check"]
 
 @dataclass(frozen=True)
 class Rule:
     code: str
     text: str
     check: Callable[[SystemValues, Mapping[str, NodeFacts]], Iterable[tuple[str, object, str, Loc]]]
-
-
-def _show(value: object) -> str:
-    if isinstance(value, str):
-        return value if value else '""'
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    return repr(value)
 
 
 # ---- field names and well-formed values -------------------------------------------------
@@ -125,13 +86,40 @@ def _servers_by_name(system: SystemValues) -> dict[str, Server]:
 # ---- the rules ------------------------------------------------------------------------
 
 _Found = Iterator[tuple[str, object, str, Loc]]  # field, value, what is wrong, place in the file
+_Check = Callable[[SystemValues, Mapping[str, NodeFacts]], _Found]
 
 
-def _server_names(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
-    for i, s in enumerate(system.servers):
-        if not contract.is_name(s.name):
-            f, loc = _srv(i, s, "name")
-            yield f, s.name, "not a valid host name", loc
+def _each_server(key: str, ok: Callable[[object], bool], detail: str) -> _Check:
+    """The rule "field ``key`` of every server is ``ok``"; ``detail`` says what is wrong."""
+    def check(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
+        for i, s in enumerate(system.servers):
+            if not ok(value := getattr(s, key)):
+                f, loc = _srv(i, s, key)
+                yield f, value, detail, loc
+    return check
+
+
+def _each_lim(key: str, ok: Callable[[object], bool], detail: str) -> _Check:
+    """The rule "field ``key`` of every LIM of every cluster is ``ok``"."""
+    def check(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
+        for i, c in enumerate(system.clusters):
+            for j, cl in enumerate(c.lims):
+                if not ok(value := getattr(cl, key)):
+                    f, loc = _lim(i, c, j, cl, key)
+                    yield f, value, detail, loc
+    return check
+
+
+_server_names = _each_server("name", contract.is_name, "not a valid host name")
+_base_ip_syntax = _each_server("base_ip", lambda v: _iface(v) is not None,
+                               "not an IPv4 address with a prefix length from 8 to 30")
+_interface_names = _each_server("interface", contract.is_interface_name,
+                                "not a network interface name (1-15 of A-Z a-z 0-9 _ . -)")
+_alias_ip_syntax = _each_lim("alias_ip", lambda v: _addr(v) is not None,
+                             "not an IPv4 address (dotted quad, no prefix)")
+_priorities = _each_lim("priority", lambda v: _is_int(v) and v in contract.PRIORITIES,
+                        f"must be a whole number from {contract.PRIORITIES.start} to "
+                        f"{contract.PRIORITIES.stop - 1}")
 
 
 def _unique_server_names(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
@@ -140,21 +128,6 @@ def _unique_server_names(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _
         if counts[s.name] > 1:
             f, loc = _srv(i, s, "name")
             yield f, s.name, f"{counts[s.name]} servers have this name", loc
-
-
-def _base_ip_syntax(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
-    for i, s in enumerate(system.servers):
-        if _iface(s.base_ip) is None:
-            f, loc = _srv(i, s, "base_ip")
-            yield f, s.base_ip, "not an IPv4 address with a prefix length from 8 to 30", loc
-
-
-def _alias_ip_syntax(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
-    for i, c in enumerate(system.clusters):
-        for j, cl in enumerate(c.lims):
-            if _addr(cl.alias_ip) is None:
-                f, loc = _lim(i, c, j, cl, "alias_ip")
-                yield f, cl.alias_ip, "not an IPv4 address (dotted quad, no prefix)", loc
 
 
 def _usable(addr: ipaddress.IPv4Address, net: ipaddress.IPv4Network | None) -> str | None:
@@ -208,13 +181,6 @@ def _unique_addresses(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Fou
             yield f, v, f"address {addr} is also used by {', '.join(others)}", loc
 
 
-def _interface_names(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
-    for i, s in enumerate(system.servers):
-        if not contract.is_interface_name(s.interface):
-            f, loc = _srv(i, s, "interface")
-            yield f, s.interface, "not a network interface name (1-15 of A-Z a-z 0-9 _ . -)", loc
-
-
 def _roles(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     allowed = [r.value for r in Role]
     for i, s in enumerate(system.servers):
@@ -228,8 +194,9 @@ def _lim_numbers(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     for i, s in enumerate(system.servers):
         f, loc = _srv(i, s, "lim")
         if s.role == Role.LIM:
-            if not _is_int(s.lim) or not 1 <= s.lim <= MAX_LIM_NUMBER:  # type: ignore[operator]
-                yield f, s.lim, f"a LIM server needs a LIM number from 1 to {MAX_LIM_NUMBER}", loc
+            if not _is_int(s.lim) or s.lim not in contract.LIM_NUMBERS:
+                yield f, s.lim, ("a LIM server needs a LIM number from "
+                                 f"{contract.LIM_NUMBERS.start} to {contract.LIM_NUMBERS.stop - 1}"), loc
             elif counts[s.lim] > 1:
                 yield f, s.lim, f"{counts[s.lim]} servers have LIM number {s.lim}", loc
         elif s.lim is not None and s.role in (Role.STANDBY, Role.FREE):
@@ -255,7 +222,7 @@ def _cluster_has_lims(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Fou
 
 def _max_lims(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     for i, c in enumerate(system.clusters):
-        if len(c.lims) > MAX_LIMS_PER_CLUSTER:
+        if len(c.lims) > contract.MAX_LIMS_PER_CLUSTER:
             f, loc = _cl(i, c, "lim")
             yield f, list(c.lim_numbers()), f"{len(c.lims)} LIMs", loc
 
@@ -343,8 +310,8 @@ def _same_subnet(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
                 yield (
                     f"server[{s.name}].base_ip",
                     s.base_ip,
-                    f"server {s.name} of cluster {c.name} is on {net}, "
-                    f"server {first.name} on {first_net}",
+                    (f"server {s.name} of cluster {c.name} is on {net}, "
+                     f"server {first.name} on {first_net}"),
                     ("server", system.servers.index(s), "base_ip"),
                 )
 
@@ -396,22 +363,12 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _priorities(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
-    for i, c in enumerate(system.clusters):
-        for j, cl in enumerate(c.lims):
-            if not _is_int(cl.priority) or cl.priority not in PRIORITY_RANGE:
-                f, loc = _lim(i, c, j, cl, "priority")
-                yield f, cl.priority, (
-                    f"must be a whole number from {PRIORITY_RANGE.start} to {PRIORITY_RANGE.stop - 1}"
-                ), loc
-
-
 def _choices(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     for i, c in enumerate(system.clusters):
         for key, enum in (
             ("fallback", FallbackType),
             ("failover", FailoverBehaviour),
-            ("split_brain_stop", SplitBrainStop),
+            ("split_brain_stop", contract.Role),
         ):
             value = getattr(c, key)
             if value not in [e.value for e in enum]:
@@ -428,8 +385,8 @@ def _timers(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
         t = c.timers
         f, loc = _cl(i, c, "timers")
         if t.preset is not None:
-            if t.preset not in TIMER_PRESETS:
-                yield f, t.preset, f"unknown preset; use one of {', '.join(TIMER_PRESETS)}", loc
+            if t.preset not in contract.TIMER_PRESETS:
+                yield f, t.preset, f"unknown preset; use one of {', '.join(contract.TIMER_PRESETS)}", loc
             continue
         ok_interval = isinstance(t.interval, int | float) and not isinstance(t.interval, bool)
         low, high = contract.TIMER_INTERVAL
