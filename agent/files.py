@@ -13,14 +13,22 @@ import secrets
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` (file mode ``mode``, whatever the umask)."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, *,
+                 owner: tuple[int, int] | None = None, sync_directory: bool = True) -> None:
+    """Replace ``path`` with ``data``: file mode ``mode`` whatever the umask, and owner
+    ``(uid, gid)`` when given, both set before the first byte.
+
+    ``sync_directory`` False skips the fsync of the directory, for a file rewritten every
+    few seconds whose loss in a crash costs nothing (the rename is still atomic).
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         # A buffered file writes every byte or raises (a short write on a full disk
         # must not pass for the whole file).
         with os.fdopen(fd, "wb") as f:
+            if owner is not None:
+                os.fchown(f.fileno(), *owner)
             os.fchmod(f.fileno(), mode)  # the umask may have taken bits away
             f.write(data)
             f.flush()
@@ -29,6 +37,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if not sync_directory:
+        return
     dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dfd)
