@@ -39,11 +39,11 @@ media server co-located with the LIM's Service Node is started by the standby wi
 LIM, a stand-alone media server (``colocated`` false) keeps running on its own server and
 the standby only goes on controlling it, so the standby starts nothing for it.
 
-Cross-field rules (the seed's prerequisites as far as one node can check them): the node is
-one of the servers; exactly one standby and at least one regular server; every regular server
-runs exactly one LIM and every LIM belongs to a regular server; at most ten LIMs; names,
-LIM numbers and addresses are unique; all base IPs share one subnet and every alias IP is on
-its server's subnet; preloaded failover only for one regular plus one standby server.
+The cross-field rules are in :mod:`mxone_agent.config_rules`, the parts in
+:mod:`mxone_agent.config_types`, the words and limits shared with the maintenance tool in
+:mod:`mxone_agent.contract`, the JSON reader in :mod:`mxone_agent.jsonreader`; this module
+puts them together and re-exports their names, so ``config.NodeConfig``, ``config.Lock``,
+``config.load_node_config`` and friends are all reached from here.
 
 ``lims[].interface`` is the interface of the LIM's own regular server; on the standby the
 alias goes on the standby's interface (``servers[]`` entry of the standby).
@@ -52,210 +52,44 @@ alias goes on the standby's interface (``servers[]`` entry of the standby).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import math
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Mapping
+from dataclasses import InitVar, dataclass
 from typing import Any
 
-from mxone_agent.errors import AgentError
-from mxone_agent.model import Role
+from mxone_agent import jsonreader
+from mxone_agent.config_rules import rule_problems
+from mxone_agent.config_types import (
+    Companion,
+    CompanionKind,
+    ConfigError,
+    Garp,
+    LimConfig,
+    Server,
+    ServiceCommands,
+    Sync,
+    timers_for_preset,
+)
+from mxone_agent.contract import (
+    DEFAULT_HEARTBEAT_PORT,
+    FORMAT,
+    LIM_NUMBERS,
+    MAX_LIMS_PER_CLUSTER,
+    PRIORITIES,
+    TIMER_PRESETS,
+    FailoverBehaviour,
+    FallbackType,
+    Lock,
+    Role,
+    Timers,
+)
+from mxone_agent.jsonreader import MISSING, ConfigProblem, Reader
 
-FORMAT = 1
-MAX_LIMS_PER_CLUSTER = 10
-LIM_NUMBERS = range(1, 125)  # the largest MX-ONE system has 124 LIMs
-PRIORITIES = range(100)  # lower value = higher priority to run on the standby
-DEFAULT_HEARTBEAT_PORT = 7011
-
-_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
-
-
-class FallbackType(StrEnum):
-    """How a LIM that runs on the standby goes back to its recovered regular server."""
-
-    MANUAL = "manual"  # only when an operator orders it
-    AUTOMATIC = "automatic"  # as soon as the regular server is back and ready
-
-
-class FailoverBehaviour(StrEnum):
-    REGULAR = "regular"  # the standby starts the LIM when it takes over
-    PRELOADED = "preloaded"  # the LIM is loaded on both; takeover only unblocks the alias
-
-
-class Lock(StrEnum):
-    """Where an operator pinned a LIM. A lock stops the cluster from moving the LIM."""
-
-    NONE = "none"
-    REGULAR = "regular"  # no failover: the standby never starts this LIM
-    STANDBY = "standby"  # no fallback: the LIM never leaves (nor starts on) its regular server
-
-
-@dataclass(frozen=True)
-class ConfigProblem:
-    """One broken rule: the JSON path of the value and what is wrong with it."""
-
-    path: str  # e.g. "$.lims[1].alias_ip"
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-class ConfigError(AgentError):
-    """A node config breaks one or more rules; ``problems`` lists every one, in file order."""
-
-    def __init__(self, problems: Iterable[ConfigProblem]) -> None:
-        self.problems: tuple[ConfigProblem, ...] = tuple(problems)
-        count = len(self.problems)
-        head = "1 problem" if count == 1 else f"{count} problems"
-        super().__init__(f"{head} in node config:\n" + "\n".join(f"  {p}" for p in self.problems))
-
-
-@dataclass(frozen=True)
-class Timers:
-    """Heartbeat interval (seconds) and how many missed heartbeats make a peer dead."""
-
-    interval: float
-    misses: int
-
-    @property
-    def detection(self) -> float:
-        """Seconds of silence after which a peer is declared dead: ``interval * misses``."""
-        return self.interval * self.misses
-
-
-# "mxone" follows the vendor: a preloaded cluster detects a failed server in 30 s, a regular
-# cluster takes longer (60 s here). "fast" and "fastest" trade false alarms for speed and
-# need a sound network (the seed: a shorter detection time raises the risk of false failover).
-TIMER_PRESETS: Mapping[str, Mapping[FailoverBehaviour, Timers]] = {
-    "mxone": {
-        FailoverBehaviour.REGULAR: Timers(interval=5.0, misses=12),
-        FailoverBehaviour.PRELOADED: Timers(interval=5.0, misses=6),
-    },
-    "fast": {b: Timers(interval=1.0, misses=3) for b in FailoverBehaviour},
-    "fastest": {b: Timers(interval=0.1, misses=3) for b in FailoverBehaviour},
-}
-
-
-def timers_for_preset(name: str, failover: FailoverBehaviour | str) -> Timers:
-    """The timers of preset ``name`` for a cluster of the given failover behaviour.
-
-    Raises ConfigError for an unknown preset or failover behaviour.
-    """
-    problems = []
-    if name not in TIMER_PRESETS:
-        problems.append(ConfigProblem("preset", f"unknown preset {name!r}; use one of "
-                                      + ", ".join(TIMER_PRESETS)))
-    if failover not in set(FailoverBehaviour):
-        problems.append(ConfigProblem("failover", f"{failover!r} is not one of "
-                                      + ", ".join(FailoverBehaviour)))
-    if problems:
-        raise ConfigError(problems)
-    return TIMER_PRESETS[name][FailoverBehaviour(failover)]
-
-
-@dataclass(frozen=True)
-class Garp:
-    """Gratuitous ARP after an alias moves: a burst, a second burst, then optional refreshes."""
-
-    burst: int = 3
-    second_burst_after: float = 2.0
-    refresh_interval: float | None = 30.0  # None: no periodic refresh
-
-
-@dataclass(frozen=True)
-class Sync:
-    """How this node syncs exchange data with its peers (``sync`` in node.json).
-
-    Times are seconds: a periodic sync every ``interval``; after a failure a retry after
-    ``retry_min``, doubling up to ``retry_max``; clocks must agree within ``clock_bound``;
-    one transfer may last ``timeout``. ``key`` is the cluster's SSH sync key (sync is off
-    while it is absent), ``known_hosts`` pins the peers' host keys, ``user`` logs in on the
-    peer, ``xdata_root`` holds the versions here (and, by the forced command, on peers).
-    """
-
-    interval: float = 86400.0
-    retry_min: float = 10.0
-    retry_max: float = 600.0
-    clock_bound: float = 2.0
-    timeout: float = 3600.0
-    key: str = "/etc/mxone/agent/sync.key"
-    known_hosts: str = "/etc/mxone/agent/known_hosts"
-    user: str = "root"
-    xdata_root: str = "/var/opt/mxone/xdata"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class Server:
-    """A server of the cluster, with its base address (its own, never moved)."""
-
-    name: str
-    base_ip: ipaddress.IPv4Address
-    prefix: int
-    interface: str
-    role: Role
-
-    @property
-    def network(self) -> ipaddress.IPv4Network:
-        """The subnet the base IP is on."""
-        if self.base_ip is None or self.prefix is None:  # only while loading a broken file
-            return None  # unreachable for a valid Server; keeps the rules simple
-        return ipaddress.IPv4Network(f"{self.base_ip}/{self.prefix}", strict=False)
-
-
-@dataclass(frozen=True)
-class ServiceCommands:
-    """The commands (argv lists, no shell) that start, stop and query one LIM's service."""
-
-    start: tuple[str, ...]
-    stop: tuple[str, ...]
-    status: tuple[str, ...]
-
-
-class CompanionKind(StrEnum):
-    MANAGEMENT = "management"  # the management system: never on the standby
-    MEDIA_SERVER = "media-server"  # on the standby only when co-located with the LIM
-    CSTA = "csta"  # CSTA Phase III web service: never on the standby
-    OTHER = "other"  # a site's own service: never on the standby
-
-
-@dataclass(frozen=True)
-class Companion:
-    """A service that runs beside a LIM on its regular server (see the module docstring)."""
-
-    name: str
-    kind: CompanionKind
-    service: ServiceCommands
-    colocated: bool = True
-
-    @property
-    def runs_on_standby(self) -> bool:
-        """Whether the standby starts this companion when it runs the LIM."""
-        return self.kind is CompanionKind.MEDIA_SERVER and self.colocated
-
-
-@dataclass(frozen=True)
-class LimConfig:
-    """A LIM of the cluster: its regular server, its alias IP and its claim on the standby.
-
-    ``service`` None means the reference Service Node commands (decided by the executor).
-    """
-
-    lim: int
-    server: str
-    alias_ip: ipaddress.IPv4Address
-    prefix: int
-    interface: str
-    priority: int
-    lock: Lock = Lock.NONE
-    service: ServiceCommands | None = None
-    companions: tuple[Companion, ...] = ()
+__all__ = [
+    "DEFAULT_HEARTBEAT_PORT", "FORMAT", "LIM_NUMBERS", "MAX_LIMS_PER_CLUSTER", "PRIORITIES",
+    "TIMER_PRESETS", "Companion", "CompanionKind", "ConfigError", "ConfigProblem",
+    "FailoverBehaviour", "FallbackType", "Garp", "LimConfig", "Lock", "NodeConfig", "Role",
+    "Server", "ServiceCommands", "Sync", "Timers", "load_node_config", "timers_for_preset",
+]
 
 
 @dataclass(frozen=True)
@@ -275,17 +109,22 @@ class NodeConfig:
     servers: tuple[Server, ...]
     lims: tuple[LimConfig, ...]
     split_brain_stop: Role = Role.REGULAR
-    garp: Garp = Garp()
+    garp: Garp = dataclasses.field(default_factory=Garp)
     heartbeat_port: int = DEFAULT_HEARTBEAT_PORT
     sync: Sync | None = None  # None: the document had no "sync" object (defaults apply)
+    # True only from load_node_config, which has just checked the same rules on the same
+    # values (with every other problem of the document): the rules run once per load.
+    rules_checked: InitVar[bool] = False
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, rules_checked: bool) -> None:
         object.__setattr__(self, "fallback", FallbackType(self.fallback))
         object.__setattr__(self, "failover", FailoverBehaviour(self.failover))
         object.__setattr__(self, "split_brain_stop", Role(self.split_brain_stop))
         object.__setattr__(self, "servers", tuple(self.servers))
         object.__setattr__(self, "lims", tuple(self.lims))
-        problems = _rule_problems(
+        if rules_checked:
+            return
+        problems = rule_problems(
             self.node, self.failover, list(enumerate(self.servers)), list(enumerate(self.lims)),
             {s.name for s in self.servers})
         if problems:
@@ -390,7 +229,6 @@ class NodeConfig:
 _TOP_REQUIRED = ("format", "generation", "node", "cluster", "fallback", "failover", "timers",
                  "garp", "heartbeat_port", "servers", "lims")
 _TOP_OPTIONAL = ("split_brain_stop", "sync")
-_MISSING = object()
 
 
 def load_node_config(data: Mapping[str, Any]) -> NodeConfig:
@@ -400,12 +238,12 @@ def load_node_config(data: Mapping[str, Any]) -> NodeConfig:
     cross-field rule), each with its JSON path. A document of another ``format`` is refused
     with that single problem, since its other fields may mean something else.
     """
-    r = _Reader()
+    r = Reader()
     top = r.obj(data, "$", _TOP_REQUIRED, _TOP_OPTIONAL)
     if top is None:
         raise ConfigError(r.problems)
-    fmt = top.get("format", _MISSING)
-    if fmt is not _MISSING and (_kind(fmt) != "integer" or fmt != FORMAT):
+    fmt = top.get("format", MISSING)
+    if fmt is not MISSING and (jsonreader.kind(fmt) != "integer" or fmt != FORMAT):
         raise ConfigError([ConfigProblem(
             "$.format", f"{fmt!r} is not a supported format (this agent reads format {FORMAT})")])
 
@@ -416,8 +254,8 @@ def load_node_config(data: Mapping[str, Any]) -> NodeConfig:
     failover = r.choice(top, "failover", "$", FailoverBehaviour)
     split = r.choice(top, "split_brain_stop", "$", Role) if "split_brain_stop" in top \
         else Role.REGULAR
-    timers = _timers(r, top.get("timers", _MISSING))
-    garp = _garp(r, top.get("garp", _MISSING))
+    timers = _timers(r, top.get("timers", MISSING))
+    garp = _garp(r, top.get("garp", MISSING))
     port = r.integer(top, "heartbeat_port", "$", minimum=1, maximum=65535)
     sync = _sync(r, top["sync"]) if "sync" in top else None
 
@@ -434,7 +272,7 @@ def load_node_config(data: Mapping[str, Any]) -> NodeConfig:
             lims.append((j, lim))
 
     lims_listed = len(top["lims"]) if isinstance(top.get("lims"), list | tuple) else None
-    r.problems.extend(_rule_problems(
+    r.problems.extend(rule_problems(
         node, failover, servers, lims, names_seen, lims_listed=lims_listed,
         servers_listed=isinstance(top.get("servers"), list | tuple)))
     if r.problems:
@@ -445,11 +283,11 @@ def load_node_config(data: Mapping[str, Any]) -> NodeConfig:
     return NodeConfig(generation=generation, node=node, cluster=cluster, fallback=fallback,
                       failover=failover, timers=timers, servers=tuple(s for _, s in servers),
                       lims=tuple(x for _, x in lims), split_brain_stop=split, garp=garp,
-                      heartbeat_port=port, sync=sync)
+                      heartbeat_port=port, sync=sync, rules_checked=True)
 
 
-def _timers(r: _Reader, value: Any) -> Timers | None:
-    if value is _MISSING:
+def _timers(r: Reader, value: Any) -> Timers | None:
+    if value is MISSING:
         return None
     obj = r.obj(value, "$.timers", ("interval", "misses"))
     if obj is None:
@@ -461,8 +299,8 @@ def _timers(r: _Reader, value: Any) -> Timers | None:
     return Timers(interval=interval, misses=misses)
 
 
-def _garp(r: _Reader, value: Any) -> Garp | None:
-    if value is _MISSING:
+def _garp(r: Reader, value: Any) -> Garp | None:
+    if value is MISSING:
         return None
     obj = r.obj(value, "$.garp", ("burst", "second_burst_after", "refresh_interval"))
     if obj is None:
@@ -483,7 +321,7 @@ _SYNC_SECONDS = ("interval", "retry_min", "retry_max", "clock_bound", "timeout")
 _SYNC_PATHS = ("key", "known_hosts", "xdata_root")
 
 
-def _sync(r: _Reader, value: Any) -> Sync | None:
+def _sync(r: Reader, value: Any) -> Sync | None:
     """The optional ``sync`` object: every key of :class:`Sync`, checked."""
     path = "$.sync"
     obj = r.obj(value, path, (*_SYNC_SECONDS, *_SYNC_PATHS, "user"))
@@ -502,7 +340,7 @@ def _sync(r: _Reader, value: Any) -> Sync | None:
     return Sync(**seconds, **paths, user=user)  # type: ignore[arg-type]
 
 
-def _server(r: _Reader, value: Any, path: str, names_seen: set[str]) -> Server | None:
+def _server(r: Reader, value: Any, path: str, names_seen: set[str]) -> Server | None:
     obj = r.obj(value, path, ("name", "base_ip", "prefix", "interface", "role"))
     if obj is None:
         return None
@@ -515,12 +353,12 @@ def _server(r: _Reader, value: Any, path: str, names_seen: set[str]) -> Server |
     role = r.choice(obj, "role", path, Role)
     # A field that is wrong stays None: the cross-field rules skip what they cannot check,
     # and a config with any problem is refused before a NodeConfig is built.
-    fields: dict[str, Any] = dict(name=name, base_ip=base_ip, prefix=prefix,
-                                  interface=interface, role=role)
+    fields: dict[str, Any] = {"name": name, "base_ip": base_ip, "prefix": prefix,
+                              "interface": interface, "role": role}
     return Server(**fields)
 
 
-def _lim(r: _Reader, value: Any, path: str) -> LimConfig | None:
+def _lim(r: Reader, value: Any, path: str) -> LimConfig | None:
     obj = r.obj(value, path, ("lim", "server", "alias_ip", "prefix", "interface", "priority",
                               "lock"), ("service", "companions"))
     if obj is None:
@@ -544,19 +382,19 @@ def _lim(r: _Reader, value: Any, path: str) -> LimConfig | None:
         kind = r.choice(cobj, "kind", cpath, CompanionKind)
         colocated = cobj.get("colocated", True)
         if not isinstance(colocated, bool):
-            r.problem(f"{cpath}.colocated", f"must be true or false, not {_kind(colocated)}")
+            r.problem(f"{cpath}.colocated", f"must be true or false, not {jsonreader.kind(colocated)}")
         csvc = _service(r, cobj["service"], f"{cpath}.service") if "service" in cobj else None
         if cname is not None and kind is not None and csvc is not None and isinstance(
                 colocated, bool):
             companions.append(Companion(cname, kind, csvc, colocated))
     # As for servers: wrong fields stay None for the cross-field rules.
-    fields: dict[str, Any] = dict(lim=number, server=server, alias_ip=alias, prefix=prefix,
-                                  interface=interface, priority=priority, lock=lock,
-                                  service=service, companions=tuple(companions))
+    fields: dict[str, Any] = {"lim": number, "server": server, "alias_ip": alias,
+                              "prefix": prefix, "interface": interface, "priority": priority,
+                              "lock": lock, "service": service, "companions": tuple(companions)}
     return LimConfig(**fields)
 
 
-def _service(r: _Reader, value: Any, spath: str) -> ServiceCommands | None:
+def _service(r: Reader, value: Any, spath: str) -> ServiceCommands | None:
     sobj = r.obj(value, spath, ("start", "stop", "status"))
     if sobj is None:
         return None
@@ -565,275 +403,3 @@ def _service(r: _Reader, value: Any, spath: str) -> ServiceCommands | None:
         return ServiceCommands(*argvs)  # type: ignore[arg-type]
     return None
 
-
-def _kind(value: Any) -> str:
-    """The JSON kind of a value, for messages ("string", "integer", "object", ...)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
-
-
-class _Reader:
-    """Reads typed fields out of a parsed document, collecting every problem on the way.
-
-    Each getter returns the typed value, or None when the key is missing (already reported
-    by :meth:`obj`) or the value is wrong (reported here).
-    """
-
-    def __init__(self) -> None:
-        self.problems: list[ConfigProblem] = []
-
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(ConfigProblem(path, message))
-
-    def obj(self, value: Any, path: str, required: Sequence[str],
-            optional: Sequence[str] = ()) -> Mapping[str, Any] | None:
-        if not isinstance(value, Mapping):
-            self.problem(path, f"must be an object, not {_kind(value)}")
-            return None
-        known = set(required) | set(optional)
-        for key in value:
-            if key not in known:
-                self.problem(f"{path}.{key}", "unknown key (a typo, or a newer format?); "
-                             f"known keys: {', '.join(sorted(known))}")
-        for key in required:
-            if key not in value:
-                self.problem(f"{path}.{key}", "missing")
-        return value
-
-    def _get(self, obj: Mapping[str, Any], key: str) -> Any:
-        return obj.get(key, _MISSING)
-
-    def integer(self, obj: Mapping[str, Any], key: str, parent: str,
-                minimum: int | None = None, maximum: int | None = None) -> int | None:
-        v = self._get(obj, key)
-        if v is _MISSING:
-            return None
-        path = f"{parent}.{key}"
-        if _kind(v) != "integer":
-            self.problem(path, f"must be a whole number, not {_kind(v)} {v!r}")
-        elif minimum is not None and v < minimum:
-            self.problem(path, f"{v} is below the minimum {minimum}")
-        elif maximum is not None and v > maximum:
-            self.problem(path, f"{v} is above the maximum {maximum}")
-        else:
-            return int(v)
-        return None
-
-    def number(self, obj: Mapping[str, Any], key: str, parent: str,
-               positive: bool = False) -> float | None:
-        v = self._get(obj, key)
-        if v is _MISSING:
-            return None
-        path = f"{parent}.{key}"
-        if _kind(v) not in ("integer", "number"):
-            self.problem(path, f"must be a number of seconds, not {_kind(v)} {v!r}")
-        elif not math.isfinite(v):
-            self.problem(path, f"{v!r} is not a finite number")
-        elif positive and v <= 0:
-            self.problem(path, f"{v!r} must be greater than 0")
-        else:
-            return float(v)
-        return None
-
-    def _string(self, obj: Mapping[str, Any], key: str, parent: str) -> str | None:
-        v = self._get(obj, key)
-        if v is _MISSING:
-            return None
-        if not isinstance(v, str):
-            self.problem(f"{parent}.{key}", f"must be a string, not {_kind(v)} {v!r}")
-            return None
-        return v
-
-    def name(self, obj: Mapping[str, Any], key: str, parent: str) -> str | None:
-        v = self._string(obj, key, parent)
-        if v is not None and not _NAME.fullmatch(v):
-            self.problem(f"{parent}.{key}", f"{v!r} is not a valid name (1-63 letters, digits "
-                         "and -, not starting or ending with -)")
-            return None
-        return v
-
-    def interface(self, obj: Mapping[str, Any], key: str, parent: str) -> str | None:
-        v = self._string(obj, key, parent)
-        if v is not None and not _IFNAME.fullmatch(v):
-            self.problem(f"{parent}.{key}", f"{v!r} is not a network interface name "
-                         "(1-15 of A-Z a-z 0-9 _ . -)")
-            return None
-        return v
-
-    def absolute_path(self, obj: Mapping[str, Any], key: str, parent: str) -> str | None:
-        v = self._string(obj, key, parent)
-        if v is not None and (not v.startswith("/") or "\0" in v or "\n" in v):
-            self.problem(f"{parent}.{key}", f"{v!r} is not an absolute path (e.g. /etc/mxone/...)")
-            return None
-        return v
-
-    def ipv4(self, obj: Mapping[str, Any], key: str, parent: str) -> ipaddress.IPv4Address | None:
-        v = self._string(obj, key, parent)
-        if v is None:
-            return None
-        try:
-            return ipaddress.IPv4Address(v)
-        except ValueError:
-            self.problem(f"{parent}.{key}", f"{v!r} is not an IPv4 address (e.g. 10.0.2.11)")
-            return None
-
-    def choice(self, obj: Mapping[str, Any], key: str, parent: str, enum: type[StrEnum]) -> Any:
-        v = self._get(obj, key)
-        if v is _MISSING:
-            return None
-        words = [str(e) for e in enum]
-        if not isinstance(v, str) or v not in words:
-            self.problem(f"{parent}.{key}", f"{v!r} is not one of {', '.join(words)}")
-            return None
-        return enum(v)
-
-    def array(self, obj: Mapping[str, Any], key: str, parent: str,
-              quiet: bool = False) -> list[Any]:
-        v = self._get(obj, key)
-        if v is _MISSING:
-            return []
-        if not isinstance(v, list | tuple):
-            if not quiet:
-                self.problem(f"{parent}.{key}", f"must be an array, not {_kind(v)}")
-            return []
-        return list(v)
-
-    def argv(self, obj: Mapping[str, Any], key: str, parent: str) -> tuple[str, ...] | None:
-        v = self._get(obj, key)
-        if v is _MISSING:
-            return None
-        path = f"{parent}.{key}"
-        if not isinstance(v, list | tuple) or not v:
-            self.problem(path, "must be a non-empty array of strings (a command and its "
-                         "arguments, no shell)")
-            return None
-        bad = [i for i, a in enumerate(v) if not isinstance(a, str) or not a]
-        for i in bad:
-            self.problem(f"{path}[{i}]", f"must be a non-empty string, not {_kind(v[i])} "
-                         f"{v[i]!r}")
-        return None if bad else tuple(v)
-
-
-# ---- cross-field rules --------------------------------------------------------------------
-
-def _rule_problems(node: str | None, failover: FailoverBehaviour | None,
-                   servers: Sequence[tuple[int, Server]], lims: Sequence[tuple[int, LimConfig]],
-                   names_seen: set[str], lims_listed: int | None = -1,
-                   servers_listed: bool = True) -> list[ConfigProblem]:
-    """Every cross-field rule broken by the servers and LIMs (given with their indexes).
-
-    When loading, a field that was wrong (``node`` and ``failover`` included) is None and
-    every rule that needs it is skipped (its problem is already reported). ``names_seen``
-    holds every server name in the document, so a reference to a server whose entry is
-    broken is not called unknown.
-    ``lims_listed`` is the number of entries in ``lims`` of the document (-1: count
-    ``lims``; None: the document has no list of LIMs, so their number is not checked);
-    ``servers_listed`` False: the document has no list of servers.
-    """
-    out: list[ConfigProblem] = []
-
-    def problem(path: str, message: str) -> None:
-        out.append(ConfigProblem(path, message))
-
-    complete_servers = servers_listed and len(servers) == len(names_seen) and all(
-        s.name is not None and s.role is not None for _, s in servers)
-    if node is not None and servers_listed and node not in names_seen:
-        problem("$.node", f"{node!r} is not one of the servers ({', '.join(sorted(names_seen))})")
-
-    by_name: dict[str, Server] = {}
-    for i, s in servers:
-        if s.name is None:
-            continue
-        if s.name in by_name:
-            problem(f"$.servers[{i}].name", f"server name {s.name!r} is used twice")
-        by_name.setdefault(s.name, s)
-    standbys = [s.name for _, s in servers if s.role is Role.STANDBY]
-    if len(standbys) > 1:
-        problem("$.servers", f"{len(standbys)} standby servers ({', '.join(map(str, standbys))}); "
-                "a cluster has exactly one")
-    if complete_servers and not standbys:
-        problem("$.servers", "no standby server; a cluster has exactly one")
-    if complete_servers and not any(s.role is Role.REGULAR for _, s in servers):
-        problem("$.servers", "no regular server; a cluster has at least one")
-
-    addresses: dict[ipaddress.IPv4Address, str] = {}
-    addressed = [(i, s) for i, s in servers if s.base_ip is not None and s.prefix is not None]
-    first = addressed[0][1] if addressed else None
-    for i, s in addressed:
-        path = f"$.servers[{i}].base_ip"
-        if s.base_ip in addresses:
-            problem(path, f"{s.base_ip} is also the {addresses[s.base_ip]}")
-        addresses.setdefault(s.base_ip, f"base IP of server {s.name}")
-        if s.prefix < 31 and s.base_ip in (s.network.network_address, s.network.broadcast_address):
-            problem(path, f"{s.base_ip}/{s.prefix} is the network or broadcast address")
-        if first is not None and s.network != first.network:
-            problem(path, f"{s.base_ip}/{s.prefix} is not on the cluster subnet {first.network} "
-                    f"(of server {first.name}); all servers of a cluster share one subnet")
-
-    count = len(lims) if lims_listed is None or lims_listed < 0 else lims_listed
-    if lims_listed is None:
-        pass
-    elif count == 0:
-        problem("$.lims", "no LIM; a cluster has at least one")
-    elif count > MAX_LIMS_PER_CLUSTER:
-        problem("$.lims", f"{count} LIMs; a cluster can have up to {MAX_LIMS_PER_CLUSTER}")
-
-    numbers: set[int] = set()
-    lim_of_server: dict[str, int | None] = {}
-    for j, lim in lims:
-        path = f"$.lims[{j}]"
-        if lim.lim is not None:
-            if lim.lim in numbers:
-                problem(f"{path}.lim", f"LIM {lim.lim} is listed twice")
-            numbers.add(lim.lim)
-        server = by_name.get(lim.server) if lim.server is not None else None
-        if lim.server is None:
-            pass
-        elif lim.server not in names_seen and servers_listed:
-            problem(f"{path}.server", f"{lim.server!r} is not one of the servers")
-        elif server is not None and server.role is Role.STANDBY:
-            problem(f"{path}.server", f"{lim.server} is the standby server; a LIM belongs to a "
-                    "regular server")
-        elif lim.server in lim_of_server:
-            problem(f"{path}.server", f"server {lim.server} already runs LIM "
-                    f"{lim_of_server[lim.server]}; a regular server runs one LIM")
-        if lim.server is not None:
-            lim_of_server.setdefault(lim.server, lim.lim)
-
-        if lim.alias_ip is None:
-            continue
-        apath = f"{path}.alias_ip"
-        if lim.alias_ip in addresses:
-            problem(apath, f"{lim.alias_ip} is also the {addresses[lim.alias_ip]}")
-        addresses.setdefault(lim.alias_ip, f"alias IP of LIM {lim.lim}")
-        if server is not None and server.network is not None and lim.prefix is not None:
-            alias_net = ipaddress.IPv4Network(f"{lim.alias_ip}/{lim.prefix}", strict=False)
-            if alias_net != server.network:
-                problem(apath, f"{lim.alias_ip}/{lim.prefix} is not on the subnet "
-                        f"{server.network} of server {server.name}")
-    if lims_listed is not None and len(lims) == count and all(
-            lim.server is not None for _, lim in lims):
-        for i, s in servers:
-            if s.role is Role.REGULAR and s.name is not None and s.name not in lim_of_server:
-                problem(f"$.servers[{i}]", f"regular server {s.name} runs no LIM; every "
-                        "regular server of a cluster runs one")
-
-    if failover is FailoverBehaviour.PRELOADED:
-        regulars = [s.name for _, s in servers if s.role is Role.REGULAR]
-        if len(regulars) > 1 or count > 1:
-            problem("$.failover", f"preloaded failover is only for one regular and one standby "
-                    f"server; this cluster has {len(regulars)} regular servers and {count} LIMs")
-    return out

@@ -1,33 +1,51 @@
-"""Small files the agent keeps in its state dir, written so that no crash leaves half of one."""
+"""The one atomic file write of the project, for the agent's state and the tool's files.
+
+A reader of a file written here, also after a crash or a full disk, finds the old content
+or the new, never half of one: temp file beside the target (created fresh, its mode set
+from the first byte), every byte written, fsync, rename over the target, fsync of the
+directory. On any failure the temp file is removed and the target is untouched.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
+import secrets
 from pathlib import Path
 
 
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` (mode 0600) so that a reader, also after a crash, finds the old or
-    the new content, never half of one: temp file, fsync, rename, fsync of the directory."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, *,
+                 owner: tuple[int, int] | None = None, sync_directory: bool = True) -> None:
+    """Replace ``path`` with ``data``: file mode ``mode`` whatever the umask, and owner
+    ``(uid, gid)`` when given, both set before the first byte.
+
+    ``sync_directory`` False skips the fsync of the directory, for a file rewritten every
+    few seconds whose loss in a crash costs nothing (the rename is still atomic).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        try:
-            os.fchmod(fd, 0o600)  # an older temp file may have had another mode
-            data = memoryview(text.encode("utf-8"))
-            while data:  # a short write (a full disk) must not pass for the whole file
-                data = data[os.write(fd, data):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        # A buffered file writes every byte or raises (a short write on a full disk
+        # must not pass for the whole file).
+        with os.fdopen(fd, "wb") as f:
+            if owner is not None:
+                os.fchown(f.fileno(), *owner)
+            os.fchmod(f.fileno(), mode)  # the umask may have taken bits away
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
+    if not sync_directory:
+        return
     dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8, mode 0600), atomically as :func:`atomic_write`."""
+    atomic_write(path, text.encode("utf-8"), 0o600)

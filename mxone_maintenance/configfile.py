@@ -164,29 +164,25 @@ def _tables(data: Mapping[str, Any], key: str, loc: Loc, problem: Any) -> list[d
     return value
 
 
+# A key the file leaves out takes the model's default (one place for every default).
+
 def _server(s: Mapping[str, Any]) -> Server:
-    return Server(
-        name=s["name"], base_ip=s["base_ip"], interface=s.get("interface", "eth0"),
-        role=s["role"], lim=s.get("lim"),
-    )
+    return Server(**{key: s[key] for key in _SERVER if key in s})
 
 
 def _cluster(c: Mapping[str, Any]) -> Cluster:
     standby = c["standby"]
-    timers = c.get("timers", "mxone")
+    fields = {key: c[key] for key in ("fallback", "failover", "split_brain_stop") if key in c}
+    if isinstance(timers := c.get("timers"), str):
+        fields["timers"] = Timers(preset=timers)
+    elif timers is not None:
+        fields["timers"] = Timers.explicit(timers["interval"], timers["misses"])
     return Cluster(
         name=c["name"],
         standby=(standby,) if isinstance(standby, str) else tuple(standby),
-        lims=tuple(
-            ClusterLim(lim=x["lim"], alias_ip=x["alias_ip"], priority=x.get("priority", 1),
-                       lock=x.get("lock", "none"))
-            for x in c.get("lim", [])
-        ),
-        fallback=c.get("fallback", "manual"),
-        failover=c.get("failover", "regular"),
-        timers=Timers(preset=timers) if isinstance(timers, str)
-        else Timers.explicit(timers["interval"], timers["misses"]),
-        split_brain_stop=c.get("split_brain_stop", "regular"),
+        lims=tuple(ClusterLim(**{key: x[key] for key in _LIM if key in x})
+                   for x in c.get("lim", [])),
+        **fields,
     )
 
 

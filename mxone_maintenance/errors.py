@@ -7,10 +7,7 @@ message that names the field, the value and the rule; the CLI prints it as is.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from mxone_maintenance.rules import Violation
+from dataclasses import dataclass
 
 
 class MxoneError(Exception):
@@ -28,6 +25,37 @@ class ConfigFileError(MxoneError):
         self.path = path
         self.problems = tuple(problems)
         super().__init__("\n".join(self.problems))
+
+
+# A place in the config file as indexes into its tables: ("cluster", 0, "lim", 1, "alias_ip").
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule at one field.
+
+    ``field`` names the field the way the config file does (``cluster[north].lim[2].alias_ip``);
+    ``loc`` is the same place as indexes into the file's tables, for finding its line.
+    """
+
+    rule: str
+    field: str
+    value: object
+    detail: str
+    rule_text: str
+    loc: Loc = ()
+
+    def __str__(self) -> str:
+        return f"{self.field} = {_show(self.value)}: {self.detail} (rule {self.rule}: {self.rule_text})"
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        return value if value else '""'
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return repr(value)
 
 
 class ValidationError(MxoneError):

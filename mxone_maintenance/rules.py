@@ -1,4 +1,4 @@
-"""Every prerequisite of server redundancy, as declarative rules over a :class:`System`.
+"""Every prerequisite of server redundancy, as declarative rules over a :class:`SystemValues`.
 
 Each :class:`Rule` has a short code, the rule in an administrator's words, and a check
 that yields a :class:`Violation` per offending field. :func:`check` runs them all and
@@ -16,58 +16,19 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from mxone_maintenance.model import (
-    MAX_LIM_NUMBER,
-    MAX_LIMS_PER_CLUSTER,
-    PRIORITY_RANGE,
-    TIMER_PRESETS,
-    Cluster,
-    ClusterLim,
-    FailoverBehaviour,
-    FallbackType,
-    Lock,
-    NodeFacts,
-    Role,
-    Server,
-    SplitBrainStop,
-    System,
-)
+from mxone_agent import contract
+from mxone_agent.contract import FailoverBehaviour, FallbackType, Lock
 
-Loc = tuple[str | int, ...]
+from mxone_maintenance.errors import Loc, Violation
+from mxone_maintenance.values import Cluster, ClusterLim, NodeFacts, Role, Server, SystemValues
 
-
-@dataclass(frozen=True)
-class Violation:
-    """One broken rule at one field.
-
-    ``field`` names the field the way the config file does (``cluster[north].lim[2].alias_ip``);
-    ``loc`` is the same place as indexes into the file's tables, for finding its line.
-    """
-
-    rule: str
-    field: str
-    value: object
-    detail: str
-    rule_text: str
-    loc: Loc = ()
-
-    def __str__(self) -> str:
-        return f"{self.field} = {_show(self.value)}: {self.detail} (rule {self.rule}: {self.rule_text})"
-
+__all__ = ["RULES", "RULES_BY_CODE", "Loc", "Rule", "Violation", "check"]
 
 @dataclass(frozen=True)
 class Rule:
     code: str
     text: str
-    check: Callable[[System, Mapping[str, NodeFacts]], Iterable[tuple[str, object, str, Loc]]]
-
-
-def _show(value: object) -> str:
-    if isinstance(value, str):
-        return value if value else '""'
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    return repr(value)
+    check: Callable[[SystemValues, Mapping[str, NodeFacts]], Iterable[tuple[str, object, str, Loc]]]
 
 
 # ---- field names and well-formed values -------------------------------------------------
@@ -108,7 +69,7 @@ def _addr(value: object) -> ipaddress.IPv4Address | None:
         return None
 
 
-def _lim_servers(system: System) -> dict[int, Server]:
+def _lim_servers(system: SystemValues) -> dict[int, Server]:
     """LIM number -> server, for LIM servers with a well-formed, unique number."""
     counts = Counter(s.lim for s in system.servers if s.role == Role.LIM and _is_int(s.lim))
     return {
@@ -118,44 +79,55 @@ def _lim_servers(system: System) -> dict[int, Server]:
     }
 
 
-def _servers_by_name(system: System) -> dict[str, Server]:
+def _servers_by_name(system: SystemValues) -> dict[str, Server]:
     return {s.name: s for s in system.servers}
 
 
 # ---- the rules ------------------------------------------------------------------------
 
-_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+_Found = Iterator[tuple[str, object, str, Loc]]  # field, value, what is wrong, place in the file
+_Check = Callable[[SystemValues, Mapping[str, NodeFacts]], _Found]
 
 
-def _server_names(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
-    for i, s in enumerate(system.servers):
-        if not isinstance(s.name, str) or not _NAME.fullmatch(s.name):
-            f, loc = _srv(i, s, "name")
-            yield f, s.name, "not a valid host name", loc
+def _each_server(key: str, ok: Callable[[object], bool], detail: str) -> _Check:
+    """The rule "field ``key`` of every server is ``ok``"; ``detail`` says what is wrong."""
+    def check(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
+        for i, s in enumerate(system.servers):
+            if not ok(value := getattr(s, key)):
+                f, loc = _srv(i, s, key)
+                yield f, value, detail, loc
+    return check
 
 
-def _unique_server_names(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _each_lim(key: str, ok: Callable[[object], bool], detail: str) -> _Check:
+    """The rule "field ``key`` of every LIM of every cluster is ``ok``"."""
+    def check(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
+        for i, c in enumerate(system.clusters):
+            for j, cl in enumerate(c.lims):
+                if not ok(value := getattr(cl, key)):
+                    f, loc = _lim(i, c, j, cl, key)
+                    yield f, value, detail, loc
+    return check
+
+
+_server_names = _each_server("name", contract.is_name, "not a valid host name")
+_base_ip_syntax = _each_server("base_ip", lambda v: _iface(v) is not None,
+                               "not an IPv4 address with a prefix length from 8 to 30")
+_interface_names = _each_server("interface", contract.is_interface_name,
+                                "not a network interface name (1-15 of A-Z a-z 0-9 _ . -)")
+_alias_ip_syntax = _each_lim("alias_ip", lambda v: _addr(v) is not None,
+                             "not an IPv4 address (dotted quad, no prefix)")
+_priorities = _each_lim("priority", lambda v: _is_int(v) and v in contract.PRIORITIES,
+                        f"must be a whole number from {contract.PRIORITIES.start} to "
+                        f"{contract.PRIORITIES.stop - 1}")
+
+
+def _unique_server_names(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     counts = Counter(s.name for s in system.servers)
     for i, s in enumerate(system.servers):
         if counts[s.name] > 1:
             f, loc = _srv(i, s, "name")
             yield f, s.name, f"{counts[s.name]} servers have this name", loc
-
-
-def _base_ip_syntax(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
-    for i, s in enumerate(system.servers):
-        if _iface(s.base_ip) is None:
-            f, loc = _srv(i, s, "base_ip")
-            yield f, s.base_ip, "not an IPv4 address with a prefix length from 8 to 30", loc
-
-
-def _alias_ip_syntax(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
-    for i, c in enumerate(system.clusters):
-        for j, cl in enumerate(c.lims):
-            if _addr(cl.alias_ip) is None:
-                f, loc = _lim(i, c, j, cl, "alias_ip")
-                yield f, cl.alias_ip, "not an IPv4 address (dotted quad, no prefix)", loc
 
 
 def _usable(addr: ipaddress.IPv4Address, net: ipaddress.IPv4Network | None) -> str | None:
@@ -170,7 +142,7 @@ def _usable(addr: ipaddress.IPv4Address, net: ipaddress.IPv4Network | None) -> s
     return None
 
 
-def _host_addresses(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _host_addresses(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     by_lim = _lim_servers(system)
     for i, s in enumerate(system.servers):
         iface = _iface(s.base_ip)
@@ -189,7 +161,7 @@ def _host_addresses(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
                 yield f, cl.alias_ip, f"is {why}", loc
 
 
-def _unique_addresses(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _unique_addresses(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     places: list[tuple[ipaddress.IPv4Address, str, object, Loc]] = []
     for i, s in enumerate(system.servers):
         if (iface := _iface(s.base_ip)) is not None:
@@ -209,14 +181,7 @@ def _unique_addresses(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
             yield f, v, f"address {addr} is also used by {', '.join(others)}", loc
 
 
-def _interface_names(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
-    for i, s in enumerate(system.servers):
-        if not isinstance(s.interface, str) or not _IFNAME.fullmatch(s.interface):
-            f, loc = _srv(i, s, "interface")
-            yield f, s.interface, "not a network interface name (1-15 of A-Z a-z 0-9 _ . -)", loc
-
-
-def _roles(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _roles(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     allowed = [r.value for r in Role]
     for i, s in enumerate(system.servers):
         if s.role not in allowed:
@@ -224,51 +189,52 @@ def _roles(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
             yield f, s.role, f"must be one of {', '.join(allowed)}", loc
 
 
-def _lim_numbers(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _lim_numbers(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     counts = Counter(s.lim for s in system.servers if s.role == Role.LIM and _is_int(s.lim))
     for i, s in enumerate(system.servers):
         f, loc = _srv(i, s, "lim")
         if s.role == Role.LIM:
-            if not _is_int(s.lim) or not 1 <= s.lim <= MAX_LIM_NUMBER:  # type: ignore[operator]
-                yield f, s.lim, f"a LIM server needs a LIM number from 1 to {MAX_LIM_NUMBER}", loc
+            if not _is_int(s.lim) or s.lim not in contract.LIM_NUMBERS:
+                yield f, s.lim, ("a LIM server needs a LIM number from "
+                                 f"{contract.LIM_NUMBERS.start} to {contract.LIM_NUMBERS.stop - 1}"), loc
             elif counts[s.lim] > 1:
                 yield f, s.lim, f"{counts[s.lim]} servers have LIM number {s.lim}", loc
         elif s.lim is not None and s.role in (Role.STANDBY, Role.FREE):
             yield f, s.lim, f"only a LIM server has a LIM number; this one is {s.role}", loc
 
 
-def _cluster_names(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _cluster_names(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     counts = Counter(c.name for c in system.clusters)
     for i, c in enumerate(system.clusters):
         f, loc = _cl(i, c, "name")
-        if not isinstance(c.name, str) or not _NAME.fullmatch(c.name):
+        if not contract.is_name(c.name):
             yield f, c.name, "not a valid cluster name (letters, digits and -)", loc
         elif counts[c.name] > 1:
             yield f, c.name, f"{counts[c.name]} clusters have this name", loc
 
 
-def _cluster_has_lims(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _cluster_has_lims(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     for i, c in enumerate(system.clusters):
         if not c.lims:
             f, loc = _cl(i, c, "lim")
             yield f, [], "a cluster needs at least one regular LIM", loc
 
 
-def _max_lims(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _max_lims(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     for i, c in enumerate(system.clusters):
-        if len(c.lims) > MAX_LIMS_PER_CLUSTER:
+        if len(c.lims) > contract.MAX_LIMS_PER_CLUSTER:
             f, loc = _cl(i, c, "lim")
             yield f, list(c.lim_numbers()), f"{len(c.lims)} LIMs", loc
 
 
-def _one_standby(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _one_standby(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     for i, c in enumerate(system.clusters):
         if len(c.standby) != 1:
             f, loc = _cl(i, c, "standby")
             yield f, list(c.standby), f"{len(c.standby)} standby servers named", loc
 
 
-def _standby_is_standby(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _standby_is_standby(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     by_name = _servers_by_name(system)
     for i, c in enumerate(system.clusters):
         for name in c.standby:
@@ -280,7 +246,7 @@ def _standby_is_standby(system: System, _f: Mapping[str, NodeFacts]) -> Iterator
                 yield f, name, f"server {name} has role {server.role}, not standby", loc
 
 
-def _lim_exists(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _lim_exists(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     # Every LIM server's number counts here, duplicates too: a duplicate is lim-number's.
     numbers = {s.lim for s in system.servers if s.role == Role.LIM}
     for i, c in enumerate(system.clusters):
@@ -292,7 +258,7 @@ def _lim_exists(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
                 yield f, cl.lim, f"no LIM server with LIM number {cl.lim} is in the system", loc
 
 
-def _standby_one_cluster(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _standby_one_cluster(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     seen: dict[str, str] = {}
     for i, c in enumerate(system.clusters):
         for name in c.standby:
@@ -302,7 +268,7 @@ def _standby_one_cluster(system: System, _f: Mapping[str, NodeFacts]) -> Iterato
             seen.setdefault(name, c.name)
 
 
-def _lim_one_cluster(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _lim_one_cluster(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     seen: dict[object, str] = {}
     for i, c in enumerate(system.clusters):
         for j, cl in enumerate(c.lims):
@@ -314,7 +280,7 @@ def _lim_one_cluster(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
                 seen[cl.lim] = c.name
 
 
-def _clusters_vs_lims(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _clusters_vs_lims(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     # Implied by the other rules for clusters (each has its own LIMs), but not for standby
     # servers: converting free servers to standby is bounded by the LIM servers too.
     lim_servers = sum(1 for s in system.servers if s.role == Role.LIM)
@@ -330,7 +296,7 @@ def _clusters_vs_lims(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
             ), loc
 
 
-def _same_subnet(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _same_subnet(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     by_lim, by_name = _lim_servers(system), _servers_by_name(system)
     for c in system.clusters:
         members = [by_lim[cl.lim] for cl in c.lims if _is_int(cl.lim) and cl.lim in by_lim]
@@ -344,34 +310,35 @@ def _same_subnet(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
                 yield (
                     f"server[{s.name}].base_ip",
                     s.base_ip,
-                    f"server {s.name} of cluster {c.name} is on {net}, "
-                    f"server {first.name} on {first_net}",
+                    (f"server {s.name} of cluster {c.name} is on {net}, "
+                     f"server {first.name} on {first_net}"),
                     ("server", system.servers.index(s), "base_ip"),
                 )
 
 
-def _alias_in_subnet(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _alias_in_subnet(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     by_lim = _lim_servers(system)
     for i, c in enumerate(system.clusters):
         for j, cl in enumerate(c.lims):
             addr = _addr(cl.alias_ip)
             owner = by_lim.get(cl.lim) if _is_int(cl.lim) else None
             iface = _iface(owner.base_ip) if owner else None
-            if addr is not None and iface is not None and addr not in iface.network:
+            if addr is not None and iface is not None and not contract.alias_in_subnet(
+                    addr, iface.network.prefixlen, iface.network):
                 f, loc = _lim(i, c, j, cl, "alias_ip")
                 yield f, cl.alias_ip, (
                     f"not in base subnet {iface.network} of server {owner.name}"  # type: ignore[union-attr]
                 ), loc
 
 
-def _preloaded_one_plus_one(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _preloaded_one_plus_one(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     for i, c in enumerate(system.clusters):
         if c.failover == FailoverBehaviour.PRELOADED and len(c.lims) != 1:
             f, loc = _cl(i, c, "failover")
             yield f, c.failover, f"cluster has {len(c.lims)} regular LIMs", loc
 
 
-def _standby_disk(system: System, facts: Mapping[str, NodeFacts]) -> Iterator:
+def _standby_disk(system: SystemValues, facts: Mapping[str, NodeFacts]) -> _Found:
     by_lim = _lim_servers(system)
     for i, c in enumerate(system.clusters):
         if len(c.standby) != 1 or c.standby[0] not in facts:
@@ -396,22 +363,12 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _priorities(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
-    for i, c in enumerate(system.clusters):
-        for j, cl in enumerate(c.lims):
-            if not _is_int(cl.priority) or cl.priority not in PRIORITY_RANGE:
-                f, loc = _lim(i, c, j, cl, "priority")
-                yield f, cl.priority, (
-                    f"must be a whole number from {PRIORITY_RANGE.start} to {PRIORITY_RANGE.stop - 1}"
-                ), loc
-
-
-def _choices(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _choices(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     for i, c in enumerate(system.clusters):
         for key, enum in (
             ("fallback", FallbackType),
             ("failover", FailoverBehaviour),
-            ("split_brain_stop", SplitBrainStop),
+            ("split_brain_stop", contract.Role),
         ):
             value = getattr(c, key)
             if value not in [e.value for e in enum]:
@@ -423,24 +380,27 @@ def _choices(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
                 yield f, cl.lock, f"must be one of {', '.join(e.value for e in Lock)}", loc
 
 
-def _timers(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _timers(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     for i, c in enumerate(system.clusters):
         t = c.timers
         f, loc = _cl(i, c, "timers")
         if t.preset is not None:
-            if t.preset not in TIMER_PRESETS:
-                yield f, t.preset, f"unknown preset; use one of {', '.join(TIMER_PRESETS)}", loc
+            if t.preset not in contract.TIMER_PRESETS:
+                yield f, t.preset, f"unknown preset; use one of {', '.join(contract.TIMER_PRESETS)}", loc
             continue
         ok_interval = isinstance(t.interval, int | float) and not isinstance(t.interval, bool)
-        if not ok_interval or not 0.05 <= t.interval <= 60:  # type: ignore[operator]
-            yield f + ".interval", t.interval, "heartbeat interval must be 0.05 to 60 seconds", (
+        low, high = contract.TIMER_INTERVAL
+        if not ok_interval or not low <= t.interval <= high:  # type: ignore[operator]
+            yield f + ".interval", t.interval, (
+                f"heartbeat interval must be {low:g} to {high:g} seconds"), (
                 *loc, "interval")
-        if not _is_int(t.misses) or not 2 <= t.misses <= 100:  # type: ignore[operator]
-            yield f + ".misses", t.misses, "miss count must be a whole number from 2 to 100", (
+        if not _is_int(t.misses) or t.misses not in contract.MISSES:
+            yield f + ".misses", t.misses, ("miss count must be a whole number from "
+                                            f"{contract.MISSES.start} to {contract.MISSES.stop - 1}"), (
                 *loc, "misses")
 
 
-def _generation(system: System, _f: Mapping[str, NodeFacts]) -> Iterator:
+def _generation(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
     if not _is_int(system.generation) or system.generation < 1:
         yield "generation", system.generation, "must be a whole number of 1 or more", ("generation",)
 
@@ -488,7 +448,7 @@ RULES: tuple[Rule, ...] = (
 RULES_BY_CODE = {r.code: r for r in RULES}
 
 
-def check(system: System, facts: Mapping[str, NodeFacts] | None = None) -> list[Violation]:
+def check(system: SystemValues, facts: Mapping[str, NodeFacts] | None = None) -> list[Violation]:
     """Every violation of every rule, in rule order then field order. Never raises.
 
     ``facts`` are the nodes' own reports (disk); rules needing facts a node did not

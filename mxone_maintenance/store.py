@@ -1,20 +1,25 @@
 """Reading and writing the system config file safely.
 
-Writes are atomic: the new text goes to a temporary file in the same directory, is
-fsynced, and is renamed over the old one, and the directory is fsynced; a crash leaves
-either the old file or the new one, never a mix. The previous generation is kept beside
-the file as ``<name>.prev``.
+Writes are atomic (:func:`mxone_agent.files.atomic_write`, re-exported here as
+``atomic_write``): a crash leaves either the old file or the new one, never a mix. The
+previous generation is kept beside the file as ``<name>.prev``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-import secrets
+from collections.abc import Iterator
 from pathlib import Path
+
+from mxone_agent.files import atomic_write
 
 from mxone_maintenance import configfile
 from mxone_maintenance.errors import ConfigFileError, MxoneError
 from mxone_maintenance.model import System
+
+__all__ = ["DEFAULT_PATH", "atomic_write", "config_path", "load", "read_text", "save"]
 
 DEFAULT_PATH = Path("/etc/mxone/system.toml")
 
@@ -24,28 +29,6 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     if explicit:
         return Path(explicit)
     return Path(os.environ.get("MXONE_SYSTEM_CONFIG") or DEFAULT_PATH)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new bytes only."""
-    directory = path.parent
-    tmp = directory / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def read_text(path: Path) -> str:
@@ -67,18 +50,32 @@ def load(path: Path) -> System:
 def save(path: Path, system: System) -> None:
     """Write a new generation of the system, refusing to overwrite a change made meanwhile.
 
-    ``system.generation`` must be one more than the generation on disk (or any value when
-    there is no file yet). The system must break no rule. The old file is kept as .prev.
+    The one compare-and-swap of the generation: ``system.generation`` must be one more
+    than the generation on disk (or any value when there is no file yet). The comparison
+    and the write happen under an exclusive lock on the file's directory, so of two tools
+    saving the same next generation at once, one writes and the other is refused. The
+    system must break no rule. The old file is kept as .prev.
     """
     system.validated()
-    if path.exists():
-        current = load(path).generation
-        if system.generation != current + 1:
-            raise MxoneError(
-                f"{path} is at generation {current}; refusing to write generation "
-                f"{system.generation} (someone changed the system meanwhile: read it again)"
-            )
-        atomic_write(path.with_name(path.name + ".prev"), path.read_bytes())
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, configfile.dump(system).encode("utf-8"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _directory_locked(path.parent):
+        if path.exists():
+            current = load(path).generation
+            if system.generation != current + 1:
+                raise MxoneError(
+                    f"{path} is at generation {current}; refusing to write generation "
+                    f"{system.generation} (someone changed the system meanwhile: read it again)"
+                )
+            atomic_write(path.with_name(path.name + ".prev"), path.read_bytes())
+        atomic_write(path, configfile.dump(system).encode("utf-8"))
+
+
+@contextlib.contextmanager
+def _directory_locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (no lock file: the directory itself)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock

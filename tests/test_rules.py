@@ -244,3 +244,40 @@ def test_check_never_raises_on_wild_values() -> None:
     codes = {v.rule for v in rules.check(s)}
     assert {"generation", "server-name", "base-ip-syntax", "alias-ip-syntax", "choice", "timers",
             "priority", "lim-in-system", "server-role", "interface-name"} <= codes
+
+
+def test_the_contract_with_the_agent_is_written_once() -> None:
+    """The tool's words and limits are the agent's contract, spelt as both files spell them."""
+    from mxone_agent import config, contract
+    from mxone_maintenance import model
+
+    for name in ("FallbackType", "FailoverBehaviour", "Lock"):
+        assert getattr(model, name) is getattr(contract, name) is getattr(config, name)
+    assert model.SplitBrainStop is contract.Role is config.Role
+    assert [str(w) for w in contract.FallbackType] == ["automatic", "manual"]
+    assert [str(w) for w in contract.FailoverBehaviour] == ["regular", "preloaded"]
+    assert [str(w) for w in contract.Lock] == ["none", "regular", "standby"]
+    assert [str(w) for w in contract.Role] == ["regular", "standby"]
+    assert model.TIMER_PRESETS == tuple(config.TIMER_PRESETS) == ("mxone", "fast", "fastest")
+    assert model.MAX_LIMS_PER_CLUSTER == config.MAX_LIMS_PER_CLUSTER == 10
+    assert model.MAX_LIM_NUMBER == config.LIM_NUMBERS.stop - 1 == 124
+    assert model.PRIORITY_RANGE == config.PRIORITIES == range(100)
+
+
+def test_rules_and_model_do_not_import_each_other() -> None:
+    """The rules read the values; only the model (values + validated) imports the rules."""
+    import ast
+    from pathlib import Path
+
+    import mxone_maintenance
+
+    top = Path(mxone_maintenance.__file__).parent
+
+    def tool_imports(module: str) -> set[str]:
+        tree = ast.parse((top / f"{module}.py").read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                and n.module and n.module.startswith("mxone_maintenance")}
+
+    assert tool_imports("rules") == {"mxone_maintenance.errors", "mxone_maintenance.values"}
+    assert tool_imports("values") == set()
+    assert tool_imports("errors") == set()

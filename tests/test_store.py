@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,32 @@ def test_config_path_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MXONE_SYSTEM_CONFIG", "/x/y.toml")
     assert store.config_path() == Path("/x/y.toml")
     assert store.config_path("/a.toml") == Path("/a.toml")
+
+
+
+def test_the_generation_is_compared_and_swapped_under_one_lock(tmp_path: Path) -> None:
+    """Of two saves of the same next generation, one writes and the other is refused."""
+    path = tmp_path / "system.toml"
+    s1 = valid_system()
+    store.save(path, s1)
+    first, second = s1.next_generation(clusters=()), s1.next_generation()
+    errors: list[Exception] = []
+
+    def save_second() -> None:
+        try:
+            store.save(path, second)
+        except MxoneError as exc:
+            errors.append(exc)
+
+    with store._directory_locked(tmp_path):  # the first tool, between compare and swap
+        other = threading.Thread(target=save_second)
+        other.start()
+        other.join(0.3)
+        assert other.is_alive()  # the second waits: it has not compared yet
+        store.atomic_write(path, configfile.dump(first).encode())  # the first one's swap
+    other.join(5)
+    assert not other.is_alive()
+    assert [str(e) for e in errors] == [
+        f"{path} is at generation 4; refusing to write generation 4 "
+        "(someone changed the system meanwhile: read it again)"]
+    assert store.load(path) == first

@@ -12,8 +12,8 @@ import pytest
 import mxone_agent
 
 AGENT_DIR = Path(mxone_agent.__file__).parent
-PURE = ["config", "heartbeat", "peers", "decide", "actions", "model", "errors", "sync_policy",
-        "paths"]
+PURE = ["config", "config_rules", "config_types", "contract", "jsonreader", "heartbeat", "peers",
+        "decide", "actions", "model", "errors", "sync_policy", "paths"]
 # The modules with side effects (sockets, processes, files); stdlib + pyroute2 only.
 IO = ["alarms", "control", "daemon", "executor", "files", "lease", "leave", "network",
       "sdnotify", "service_node", "sync_worker", "xdata", "xdata_sync", "xdata_wire",

@@ -294,3 +294,23 @@ def test_unknown_preset() -> None:
     assert info.value.problems[0].path == "preset"
     with pytest.raises(ConfigError):
         timers_for_preset("fast", "hot")
+
+
+def test_a_load_checks_the_cross_field_rules_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader checks the rules with every other problem; the config it builds is not
+    checked again. Built any other way (directly, ``replace``), a config is checked."""
+    from mxone_agent import config as config_mod
+
+    calls: list[str] = []
+    real = config_mod.rule_problems
+
+    def counting(*args: object, **kwargs: object) -> list:
+        calls.append("rules")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(config_mod, "rule_problems", counting)
+    cfg = load_node_config(config_dict("lim3"))
+    assert calls == ["rules"]
+    with pytest.raises(ConfigError, match="is not one of the servers"):
+        dataclasses.replace(cfg, node="ghost")
+    assert calls == ["rules", "rules"]
