@@ -74,7 +74,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mxone_agent import control, files, sdnotify, service_node, sync_policy, sync_worker
+from mxone_agent import control, control_client, files, sdnotify, service_node, sync_policy, sync_worker
 from mxone_agent import heartbeat as hbmod
 from mxone_agent import peers as peers_mod
 from mxone_agent.actions import (
@@ -133,7 +133,7 @@ ORDERS_ENDED_KEPT = 5
 DEFAULT_CONFIG = "/etc/mxone/agent/node.json"
 DEFAULT_SECRET = "/etc/mxone/agent/cluster.key"
 DEFAULT_STATE_DIR = "/var/opt/mxone/agent"
-DEFAULT_CONTROL = "/run/mxone/agent.sock"
+DEFAULT_CONTROL = control_client.DEFAULT_CONTROL
 MIN_SECRET_HEX_BYTES = 32
 TRANSITIONS_KEPT = 20
 LOADING_POLL = 0.25

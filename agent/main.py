@@ -51,6 +51,7 @@ import sys
 from collections.abc import Sequence
 
 from mxone_agent.config import ConfigError, NodeConfig, load_node_config
+from mxone_agent.control_client import ctl_request
 from mxone_agent.errors import AgentError
 
 EXIT_OK = 0
@@ -202,32 +203,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ---- ctl -------------------------------------------------------------------------------------
-
-def ctl_request(path: str, request: dict, timeout: float = 10.0) -> dict:
-    """Send one request to the agent's control socket; its JSON answer.
-
-    Raises ConnectionError when no agent listens there.
-    """
-    import socket
-
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        try:
-            s.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError) as e:
-            raise ConnectionError(f"the agent is not running (no one listens on {path})") from e
-        s.sendall(json.dumps(request).encode("utf-8") + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
-    return json.loads(data.decode("utf-8"))
-
 
 def fence(args: argparse.Namespace) -> int:
     from pathlib import Path

@@ -37,14 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from mxone_agent import xdata, xdata_wire
+from mxone_agent import control_client, xdata, xdata_wire
 from mxone_agent.config import ConfigError, NodeConfig, load_node_config
 from mxone_agent.model import Role
 
 DEFAULT_ROOT = Path("/var/opt/mxone/xdata")
 DEFAULT_CONFIG = "/etc/mxone/agent/node.json"
 MAX_MANIFEST_LINE = 1 << 24
-DEFAULT_CONTROL = "/run/mxone/agent.sock"
+DEFAULT_CONTROL = control_client.DEFAULT_CONTROL
 CLOCK_BOUND_S = 2.0
 COMMAND_TIMEOUT_S = 30.0
 NOTIFY_TIMEOUT_S = 2.0
@@ -57,10 +57,8 @@ def notify_agent(request: dict[str, object], control: str = DEFAULT_CONTROL,
     Returns the agent's JSON answer, or None when no agent listens or it did not answer
     in ``timeout`` seconds: the agent's periodic scan notices new versions anyway.
     """
-    from mxone_agent.main import ctl_request  # the ctl client (main imports little at load)
-
     try:
-        answer = ctl_request(control, dict(request), timeout=timeout)
+        answer = control_client.ctl_request(control, dict(request), timeout=timeout)
     except (OSError, ValueError):
         return None
     return answer if isinstance(answer, dict) else None

@@ -14,7 +14,7 @@ import mxone_agent
 AGENT_DIR = Path(mxone_agent.__file__).parent
 PURE = ["config", "heartbeat", "peers", "decide", "actions", "model", "errors", "sync_policy"]
 # The modules with side effects (sockets, processes, files); stdlib + pyroute2 only.
-IO = ["alarms", "control", "daemon", "executor", "files", "lease", "leave", "network",
+IO = ["alarms", "control", "control_client", "daemon", "executor", "files", "lease", "leave", "network",
       "sdnotify", "service_node", "sync_worker", "xdata", "xdata_sync", "xdata_wire"]
 # What a pure module may import: the standard library's data tools, and the agent itself.
 ALLOWED = {"__future__", "collections", "dataclasses", "enum", "hashlib", "hmac", "ipaddress",

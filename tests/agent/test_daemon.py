@@ -19,7 +19,7 @@ from mxone_agent import daemon, sdnotify, service_node
 from mxone_agent.actions import AlarmCode
 from mxone_agent.alarms import AlarmBook
 from mxone_agent.heartbeat import Heartbeat, encode
-from mxone_agent.main import ctl_request
+from mxone_agent.control_client import ctl_request
 from mxone_agent.model import Readiness, Role
 from mxone_agent.network import RecordingNetwork
 
