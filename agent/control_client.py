@@ -9,12 +9,13 @@ module may import it without pulling in the daemon.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 DEFAULT_CONTROL = "/run/mxone/agent.sock"
 """Where the agent listens for control requests (``mxone-agent run --control``)."""
 
 
-def ctl_request(path: str, request: dict, timeout: float = 10.0) -> dict:
+def ctl_request(path: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
     """Send one request to the agent's control socket; its JSON answer.
 
     Raises ConnectionError when no agent listens there.
@@ -37,4 +38,5 @@ def ctl_request(path: str, request: dict, timeout: float = 10.0) -> dict:
             data += chunk
     finally:
         s.close()
-    return json.loads(data.decode("utf-8"))
+    answer: dict[str, Any] = json.loads(data.decode("utf-8"))
+    return answer
