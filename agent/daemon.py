@@ -59,7 +59,6 @@ lists them with what each waits for.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import os
@@ -80,10 +79,8 @@ from mxone_agent import peers as peers_mod
 from mxone_agent.actions import (
     ActivateLim,
     AlarmCode,
-    DeactivateLim,
     RetireLim,
     StartLim,
-    StopLim,
 )
 from mxone_agent.alarms import AlarmBook, iso_now
 from mxone_agent.config import ConfigError, LimConfig, Lock, NodeConfig, load_node_config
@@ -104,7 +101,7 @@ from mxone_agent.decide import (
 from mxone_agent.errors import AgentError
 from mxone_agent.executor import Executor, Outcome
 from mxone_agent.lease import Fence, LeaseError, lease_seconds
-from mxone_agent.model import LimRun, Mode, Readiness, Role
+from mxone_agent.model import LimRun, Mode, Readiness, Role, TransitionKind
 from mxone_agent.network import NetworkBackend
 from mxone_agent.peers import PeerView, reappeared, resumed_at
 
@@ -240,26 +237,6 @@ class Transition:
     service_up: str | None = None
     ok: bool = True
     error: str | None = None
-
-
-def _kind(config: NodeConfig, action: Any, decision: Decision, standby_alive: bool,
-          fenced: frozenset[int] = frozenset()) -> str:
-    """The transition kind of a LIM action, for status (``fenced``: the LIMs that were
-    fenced here when the decision was taken)."""
-    split = action.lim in decision.split_brain
-    if isinstance(action, RetireLim):
-        return "retire"
-    if isinstance(action, ActivateLim) and action.lim in fenced:
-        return "lease retaken"
-    if config.role is Role.STANDBY:
-        if isinstance(action, StartLim | ActivateLim):
-            return "failover"
-        return "split-brain" if split else "fallback"
-    if isinstance(action, StopLim | DeactivateLim):
-        return "split-brain" if split else "stop"
-    if isinstance(action, StartLim) and action.mode is Mode.PRELOADED:
-        return "preload"
-    return "fallback" if standby_alive else "start"
 
 
 # ---- the daemon -----------------------------------------------------------------------------
@@ -900,10 +877,18 @@ class Agent:
         ex = self.executor
         macs.add(self.own_mac)
         pull = self._pull_before_start(cfg, actions)
-        fenced = frozenset(r.lim for r in local.runs if r.fenced)
         retired = dict(self.retired)
-        self._submit("apply", lambda: (decision, actions, decided, cfg, fenced, pull(),
-                                       ex.apply(cfg, actions, macs, retired)))
+        # What a dead service left behind is cleared before anything else, also before a
+        # regular server waits for newer data to start its LIM again.
+        cleanup = [a for a in actions if decision.kind(a) is TransitionKind.CLEANUP]
+        rest = [a for a in actions if decision.kind(a) is not TransitionKind.CLEANUP]
+
+        def apply() -> tuple[Decision, float, NodeConfig, str, list[Outcome]]:
+            cleared = ex.apply(cfg, cleanup, macs, retired) if cleanup else []
+            pulled = pull()
+            return decision, decided, cfg, pulled, cleared + ex.apply(cfg, rest, macs, retired)
+
+        self._submit("apply", apply)
 
     def _pull_before_start(self, cfg: NodeConfig, actions: tuple) -> Callable[[], str]:
         """What the action worker does before a regular server starts its own LIM: pull
@@ -986,21 +971,24 @@ class Agent:
             elif kind == "macs":
                 self._merge_macs(result)
 
-    def _applied(self, decision: Decision, actions: tuple, decided: float, cfg: NodeConfig,
-                 fenced: frozenset[int], pulled: str, outcomes: list[Outcome]) -> None:
+    def _applied(self, decision: Decision, decided: float, cfg: NodeConfig, pulled: str,
+                 outcomes: list[Outcome]) -> None:
         now = time.monotonic()
         done = [o.action for o in outcomes if o.ok]
         self.local = self.local.applied(done, now)
+        # A cleanup is tried once: what it could not clear, learn_local clears at the next
+        # start, and the LIM counts as stopped here meanwhile.
+        cleared = {o.action.lim for o in outcomes
+                   if decision.kind(o.action) is TransitionKind.CLEANUP}
+        self.local = dataclasses.replace(self.local, died=self.local.died - cleared)
         self._busy = None
         self._next_loading_poll = 0.0  # learn soon whether started services are up
-        standby_alive = cfg.role is Role.REGULAR and self.peers.get(cfg.standby.name,
-                                                                    PeerView("x")).alive
         failures = dict(self.local.failures)
         for o in outcomes:
             a = o.action
-            if not isinstance(a, StartLim | StopLim | RetireLim | ActivateLim | DeactivateLim):
+            kind = decision.kind(a)
+            if kind is None or kind is TransitionKind.CLEANUP:
                 continue
-            kind = _kind(cfg, a, decision, standby_alive, fenced)
             if o.ok:
                 failures.pop(a.lim, None)
                 if isinstance(a, StartLim | ActivateLim):
@@ -1022,7 +1010,7 @@ class Agent:
                             cfg.node, why, a.lim, RETRY_AFTER)
             at = {k: iso_now(v) for k, v in o.steps.items()}
             self.transitions.append(Transition(
-                lim=a.lim, kind=kind,
+                lim=a.lim, kind=str(kind),
                 reason=f"{decision.reason} {pulled}".strip(), detected=iso_now(min(self.last_change_wall, decided)),
                 decided=iso_now(decided), alias_up=at.get("alias_up"),
                 first_garp=at.get("first_garp"), service_up=at.get("service_up"), ok=o.ok,
@@ -1035,6 +1023,7 @@ class Agent:
 
     def _statuses(self, codes: dict[int, int]) -> None:
         runs = {r.lim: r for r in self.local.runs}
+        died = set(self.local.died)
         changed = False
         for n, code in codes.items():
             r = runs.get(n)
@@ -1047,21 +1036,15 @@ class Agent:
                 log.warning("%s: the service of LIM %d is no longer running; it counts as "
                             "stopped here", self.config.node, n)
                 runs.pop(n)
+                died.add(n)
                 changed = True
-                cfg = self.config
-                ex = self.executor
-                assert ex is not None
-                mine = any(x.lim == n for x in Executor.guarded(cfg))
-                self._submit("cleanup", functools.partial(
-                    ex.apply, cfg, [StopLim(n) if mine else RetireLim(n)], set(),
-                    dict(self.retired)))
         if changed:
             started = {k: v for k, v in self.local.started_at.items() if k in runs}
             self.local = dataclasses.replace(self.local, runs=tuple(runs.values()),
-                                             started_at=started)
-            self._dirty = True
+                                             started_at=started, died=frozenset(died))
+            self._dirty = True  # the next decision clears what the dead service left
             if self.retired:
-                self._forget_retired(set(runs))
+                self._forget_retired(set(runs) | died)
 
     # ---- control ---------------------------------------------------------------------------
 
@@ -1310,7 +1293,7 @@ class Agent:
         self._next_loading_poll = 0.0  # learn soon when it has loaded
         at = {k: iso_now(v) for k, v in outcome.steps.items()}
         self.transitions.append(Transition(
-            lim=lim, kind="reload", reason=f"New data {version} of LIM {lim} arrived: its "
+            lim=lim, kind=str(TransitionKind.RELOAD), reason=f"New data {version} of LIM {lim} arrived: its "
             "preloaded service reloads to load it.", detected=iso_now(decided),
             decided=iso_now(decided), service_up=at.get("service_up"), ok=outcome.ok,
             error=outcome.error))
@@ -1342,7 +1325,7 @@ class Agent:
         # LIMs that run here (or are being started) and that the new config no longer gives
         # this node: their last LimConfig is kept so that a decision can stop them.
         mine = {x.lim for x in Executor.guarded(cfg)}
-        present = {r.lim for r in self.local.runs}
+        present = {r.lim for r in self.local.runs} | self.local.died
         if self._busy is not None:
             present |= {r.lim for r in (*self._busy[1], *self._busy[2])}
         retired = {n: x for n, x in self.retired.items() if n not in mine}

@@ -146,7 +146,7 @@ from mxone_agent.actions import (
     StopLim,
 )
 from mxone_agent.config import FallbackType, LimConfig, Lock, NodeConfig
-from mxone_agent.model import LimRun, Mode, Readiness, Role
+from mxone_agent.model import LimRun, Mode, Readiness, Role, TransitionKind
 from mxone_agent.peers import PeerView
 
 FLAP_WINDOW = 900.0
@@ -194,6 +194,9 @@ class LocalState:
       and drops them once an action on that LIM succeeds.
     * ``retiring``: LIMs the maintenance tool is removing from the cluster: stopped here if
       they run, never taken over (until the new config arrives or the order is cancelled).
+    * ``died``: LIMs whose service was found no longer running here (the daemon's status
+      poll; they are no longer in ``runs``) and whose leftovers - lease, alias, block,
+      companions - are not cleared yet. A decision clears them first (see ``decide``).
     """
 
     runs: tuple[LimRun, ...] = ()
@@ -204,6 +207,7 @@ class LocalState:
     alarms: frozenset[AlarmKey] = frozenset()
     failures: Mapping[int, Failure] = field(default_factory=dict)
     retiring: frozenset[int] = frozenset()
+    died: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "runs", tuple(sorted(self.runs, key=lambda r: r.lim)))
@@ -215,6 +219,7 @@ class LocalState:
         object.__setattr__(self, "alarms", frozenset(self.alarms))
         object.__setattr__(self, "failures", _frozen_map(self.failures))
         object.__setattr__(self, "retiring", frozenset(self.retiring))
+        object.__setattr__(self, "died", frozenset(self.died))
 
     @classmethod
     def empty(cls) -> LocalState:
@@ -242,12 +247,16 @@ class LocalState:
 
         A started LIM is loading until the daemon learns otherwise; the executor (or a
         test's simulated node) uses this for its optimistic view. Activating a fenced LIM
-        grants its lease again: it is no longer fenced.
+        grants its lease again: it is no longer fenced. Stopping a LIM whose service died
+        clears it from ``died``.
         """
         runs = {r.lim: r for r in self.runs}
         started = dict(self.started_at)
         alarms = set(self.alarms)
+        died = set(self.died)
         for a in actions:
+            if isinstance(a, StopLim | RetireLim):
+                died.discard(a.lim)
             if isinstance(a, StartLim):
                 runs[a.lim] = LimRun(a.lim, a.mode, loading=True)
                 started[a.lim] = now
@@ -266,7 +275,8 @@ class LocalState:
         return LocalState(runs=tuple(runs.values()), readiness=self.readiness,
                           started_at=started, fallback_requests=self.fallback_requests,
                           appearances=self.appearances, alarms=frozenset(alarms),
-                          failures=self.failures, retiring=self.retiring)
+                          failures=self.failures, retiring=self.retiring,
+                          died=frozenset(died))
 
 
 def record_appearance(appearances: Mapping[int, Sequence[float]], lim: int,
@@ -311,13 +321,22 @@ class Decision:
     ``actions`` are applied in order by the executor. ``reason`` is one sentence, logged
     once per decision. ``hold_downs`` lists the fallback hold-downs in force on this node
     (for status). ``split_brain``: the LIMs this decision stops (or deactivates) because
-    this node and a peer both ran them.
+    this node and a peer both ran them. ``kinds``: the transition kind of each LIM action
+    (start, stop, activate, deactivate, retire) of ``actions``; see :meth:`kind`.
     """
 
     actions: tuple[Action, ...]
     reason: str
     hold_downs: tuple[HoldDown, ...] = ()
     split_brain: frozenset[int] = frozenset()
+    kinds: Mapping[Action, TransitionKind] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kinds", _frozen_map(self.kinds))
+
+    def kind(self, action: Action) -> TransitionKind | None:
+        """The transition kind of one of this decision's LIM actions (None: an alarm)."""
+        return self.kinds.get(action)
 
 
 @dataclass(frozen=True)
@@ -394,15 +413,18 @@ class _Ctx:
     def known(self, lim: int) -> bool:
         return any(x.lim == lim for x in self.config.lims)
 
-    def mine(self, lim: int) -> bool:
-        """True when this node may run ``lim``: any LIM of the cluster on the standby, its
-        own on a regular server - and not one the maintenance tool is removing."""
-        if lim in self.local.retiring:
-            return False
+    def may_hold(self, lim: int) -> bool:
+        """True when this node may hold ``lim``'s alias under its config: any LIM of the
+        cluster on the standby, its own on a regular server (also while it is retiring)."""
         if self.config.role is Role.STANDBY:
             return self.known(lim)
         own = self.config.lim_of(self.me)
         return own is not None and own.lim == lim
+
+    def mine(self, lim: int) -> bool:
+        """True when this node may run ``lim``: any LIM of the cluster on the standby, its
+        own on a regular server - and not one the maintenance tool is removing."""
+        return lim not in self.local.retiring and self.may_hold(lim)
 
     def home(self, lim: LimConfig) -> PeerView:
         return self.peer(lim.server)
@@ -444,7 +466,10 @@ def decide(config: NodeConfig, peers: Mapping[str, PeerView], local: LocalState,
     (an alarm about a LIM is raised only once the LIM runs), and then nothing.
     """
     c = _Ctx(config, peers, local, now)
-    actions, clauses = _retire(c)
+    cleanup, clauses = _cleanup(c)
+    more, said = _retire(c)
+    actions = cleanup + more
+    clauses += said
     if c.behind is not None:
         clauses.append(c.behind_clause())
     if config.role is Role.STANDBY:
@@ -457,7 +482,59 @@ def decide(config: NodeConfig, peers: Mapping[str, PeerView], local: LocalState,
     clauses += alarm_clauses
     return Decision(actions=tuple(actions + alarm_actions),
                     reason="; ".join(clauses) + ".", hold_downs=_hold_downs(c),
-                    split_brain=frozenset(c.split_brain))
+                    split_brain=frozenset(c.split_brain), kinds=_kinds(c, actions, cleanup))
+
+
+_LIM_ACTIONS = (StartLim, StopLim, RetireLim, ActivateLim, DeactivateLim)
+
+
+def _kinds(c: _Ctx, actions: Sequence[Action],
+           cleanup: Sequence[Action]) -> dict[Action, TransitionKind]:
+    """The transition kind of each LIM action: ``cleanup`` clears what a dead service left;
+    the others are named by what this node is and does."""
+    cfg = c.config
+    standby_alive = cfg.role is Role.REGULAR and c.peer(cfg.standby.name).alive
+    fenced = {r.lim for r in c.local.runs if r.fenced}
+    out: dict[Action, TransitionKind] = {}
+    for a in actions:
+        if not isinstance(a, _LIM_ACTIONS):
+            continue
+        split = a.lim in c.split_brain
+        if a in cleanup:
+            kind = TransitionKind.CLEANUP
+        elif isinstance(a, RetireLim):
+            kind = TransitionKind.RETIRE
+        elif isinstance(a, ActivateLim) and a.lim in fenced:
+            kind = TransitionKind.LEASE_RETAKEN
+        elif cfg.role is Role.STANDBY:
+            kind = (TransitionKind.FAILOVER if isinstance(a, StartLim | ActivateLim)
+                    else TransitionKind.SPLIT_BRAIN if split else TransitionKind.FALLBACK)
+        elif isinstance(a, StopLim | DeactivateLim):
+            kind = TransitionKind.SPLIT_BRAIN if split else TransitionKind.STOP
+        elif isinstance(a, StartLim) and a.mode is Mode.PRELOADED:
+            kind = TransitionKind.PRELOAD
+        else:
+            kind = TransitionKind.FALLBACK if standby_alive else TransitionKind.START
+        out[a] = kind
+    return out
+
+
+def _cleanup(c: _Ctx) -> _Step:
+    """Clear what the service of a LIM that died here left behind (its lease, alias and
+    block), before anything else: StopLim for a LIM this node may hold (it may start it
+    again in the same decision), RetireLim for one it may not. A failure hold does not
+    delay this: nothing answers for the LIM here any more."""
+    actions: list[Action] = []
+    clauses: list[str] = []
+    for n in sorted(c.local.died):
+        dead = f"the service of LIM {n} is no longer running on {c.me}"
+        if c.may_hold(n):
+            actions.append(StopLim(n))
+            clauses.append(f"{dead}; {c.me} clears its lease and alias")
+        else:
+            actions.append(RetireLim(n))
+            clauses.append(f"{dead}; {c.me} clears its lease and alias for good")
+    return actions, clauses
 
 
 def _retire(c: _Ctx) -> _Step:
