@@ -12,7 +12,8 @@ import pytest
 import mxone_agent
 
 AGENT_DIR = Path(mxone_agent.__file__).parent
-PURE = ["config", "heartbeat", "peers", "decide", "actions", "model", "errors", "sync_policy"]
+PURE = ["config", "heartbeat", "peers", "decide", "local_state", "situation", "fallback",
+        "takeover", "explain", "actions", "model", "errors", "sync_policy"]
 # The modules with side effects (sockets, processes, files); stdlib + pyroute2 only.
 IO = ["alarms", "control", "control_client", "daemon", "executor", "files", "lease", "leave", "network",
       "sdnotify", "service_node", "sync_worker", "xdata", "xdata_sync", "xdata_wire"]
