@@ -207,12 +207,12 @@ def run(args: argparse.Namespace) -> int:
 def fence(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mxone_agent import daemon
+    from mxone_agent import node_files
     from mxone_agent.lease import GUARDED, TABLE, LeaseError, NftLeases
     from mxone_agent.model import Role
 
     kernel = NftLeases()
-    record = Path(args.state_dir) / daemon.FENCE_RECORD
+    record = Path(args.state_dir) / node_files.FENCE_RECORD
     if args.action == "show":
         import subprocess
 
@@ -241,7 +241,7 @@ def fence(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_REFUSED
     try:
-        cfg = daemon.read_config(args.config)
+        cfg = node_files.read_config(args.config)
     except (AgentError, ConfigError):
         cfg = None  # no config left: nothing says this node holds a LIM of a cluster
     if cfg is not None and cfg.role is Role.STANDBY:
@@ -271,7 +271,7 @@ def fence(args: argparse.Namespace) -> int:
 def leave(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mxone_agent import daemon
+    from mxone_agent import node_files
     from mxone_agent import leave as leave_mod
     from mxone_agent.lease import LeaseError, NftLeases
     from mxone_agent.network import LinuxNetwork, NetworkError
@@ -284,7 +284,7 @@ def leave(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": False, "error": "the agent runs; stop it before the node "
                           "leaves its cluster"}))
         return EXIT_REFUSED
-    record = Path(args.state_dir) / daemon.FENCE_RECORD
+    record = Path(args.state_dir) / node_files.FENCE_RECORD
     kernel = NftLeases()
 
     def release_fence() -> None:
@@ -292,7 +292,7 @@ def leave(args: argparse.Namespace) -> int:
         record.unlink(missing_ok=True)
 
     try:
-        cfg = daemon.read_config(args.config)
+        cfg = node_files.read_config(args.config)
     except (AgentError, ConfigError) as e:
         try:
             release_fence()
@@ -302,7 +302,7 @@ def leave(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": True, "done": [(f"no usable node config ({e}): no LIM to "
                                                 "keep or stop; fence removed")]}))
         return EXIT_OK
-    held, problems = daemon.read_held(Path(args.state_dir) / daemon.HELD_LIMS)
+    held, problems = node_files.read_held(Path(args.state_dir) / node_files.HELD_LIMS)
     mine = {x.lim for x in cfg.lims}
     retired = {n: x for n, (x, _doc) in held.items() if n not in mine}
     net = LinuxNetwork()
@@ -314,7 +314,7 @@ def leave(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     finally:
         net.close()
-    (Path(args.state_dir) / daemon.HELD_LIMS).unlink(missing_ok=True)
+    (Path(args.state_dir) / node_files.HELD_LIMS).unlink(missing_ok=True)
     print(json.dumps({"ok": True, "done": [*problems, *done]}))
     return EXIT_OK
 

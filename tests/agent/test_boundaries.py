@@ -13,10 +13,12 @@ import mxone_agent
 
 AGENT_DIR = Path(mxone_agent.__file__).parent
 PURE = ["config", "heartbeat", "peers", "decide", "local_state", "situation", "fallback",
-        "takeover", "explain", "actions", "model", "errors", "sync_policy"]
+        "takeover", "explain", "data_reloads", "actions", "model", "errors", "sync_policy"]
 # The modules with side effects (sockets, processes, files); stdlib + pyroute2 only.
-IO = ["alarms", "control", "control_client", "daemon", "executor", "files", "lease", "leave", "network",
-      "sdnotify", "service_node", "sync_worker", "xdata", "xdata_sync", "xdata_wire"]
+IO = ["action_worker", "alarms", "control", "control_client", "control_service", "daemon",
+      "executor", "files", "heartbeat_link", "lease", "lease_upkeep", "leave",
+      "network", "node_files", "orders", "sdnotify", "service_node", "status_report",
+      "sync_worker", "xdata", "xdata_sync", "xdata_wire"]
 # What a pure module may import: the standard library's data tools, and the agent itself.
 ALLOWED = {"__future__", "collections", "dataclasses", "enum", "hashlib", "hmac", "ipaddress",
            "math", "re", "secrets", "struct", "types", "typing", "mxone_agent"}
