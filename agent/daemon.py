@@ -61,27 +61,35 @@ import logging
 import os
 import selectors
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mxone_agent import control, control_client, sdnotify, service_node, sync_policy, sync_worker
+from mxone_agent import (
+    control,
+    control_client,
+    sdnotify,
+    service_node,
+    sync_policy,
+    sync_worker,
+)
 from mxone_agent import peers as peers_mod
 from mxone_agent.action_worker import CALL, ActionWorker
-from mxone_agent.actions import Action, ActivateLim, AlarmCode, RetireLim, StartLim
-from mxone_agent.alarms import AlarmBook, iso_now
-from mxone_agent.config import ConfigError, LimConfig, Lock, NodeConfig
+from mxone_agent.actions import AlarmCode
+from mxone_agent.alarms import AlarmBook
+from mxone_agent.config import LimConfig, Lock
+from mxone_agent.config_reload import load_new
 from mxone_agent.control_service import ControlService, Reply
 from mxone_agent.data_reloads import DataReloads
-from mxone_agent.decide import Decision, Failure, HoldDown, LocalState, behind, decide
+from mxone_agent.decide import LocalState, behind
+from mxone_agent.decision_cycle import Applied, DecisionCycle, answering
 from mxone_agent.errors import AgentError
 from mxone_agent.executor import Executor, Outcome
 from mxone_agent.heartbeat_link import HEARTBEAT_COPIES, HeartbeatLink
 from mxone_agent.lease import Fence, LeaseError, lease_seconds
 from mxone_agent.lease_upkeep import LeaseUpkeep
 from mxone_agent.local_state import record_appearance
-from mxone_agent.model import LimRun, Readiness, Role, TransitionKind
+from mxone_agent.model import LimRun, Readiness, Role
 from mxone_agent.network import NetworkBackend
 from mxone_agent.node_files import (
     FENCE_RECORD,
@@ -92,11 +100,15 @@ from mxone_agent.node_files import (
     read_config,
     read_held,
     read_secret,
-    reload_problems,
 )
 from mxone_agent.orders import Orders
 from mxone_agent.peers import PeerView, resumed_at
-from mxone_agent.status_report import STATUS_FILE_AT_LEAST, StatusFile, Transition, lim_rows
+from mxone_agent.service_watch import ServiceWatch
+from mxone_agent.status_report import (
+    STATUS_FILE_AT_LEAST,
+    StatusFile,
+    lim_rows,
+)
 
 __all__ = ["FENCE_RECORD", "HELD_LIMS", "Agent", "StartupError", "read_config", "read_held",
            "read_secret"]
@@ -109,16 +121,6 @@ DEFAULT_CONFIG = "/etc/mxone/agent/node.json"
 DEFAULT_SECRET = "/etc/mxone/agent/cluster.key"
 DEFAULT_STATE_DIR = "/var/opt/mxone/agent"
 DEFAULT_CONTROL = control_client.DEFAULT_CONTROL
-TRANSITIONS_KEPT = 20
-LOADING_POLL = 0.25
-HEALTH_POLL = 2.0
-MAC_REFRESH = 5.0
-RETRY_AFTER = 5.0
-"""Seconds before a LIM action that failed (or found a foreign host on the alias) is tried
-again; meanwhile decisions leave that LIM alone, so a failure is logged once per retry."""
-PULL_BEFORE_START_S = 30.0
-"""At most this long a regular server waits for newer data from the standby before it
-starts its own LIM (fallback, boot); then it starts with the data it has."""
 
 
 class Agent:
@@ -140,12 +142,7 @@ class Agent:
         self._run_dir = run_dir
         self.executor: Executor | None = None
         self.local = LocalState.empty()
-        self.transitions: deque[Transition] = deque(maxlen=TRANSITIONS_KEPT)
-        self.last_decision = ""
-        self.hold_downs: tuple[HoldDown, ...] = ()
-        self.foreign_mac: dict[int, str] = {}
         self.tick_late_max = 0.0  # the longest a tick came after its time, since start
-        self.macs: dict[str, str] = {}  # base IP -> MAC of cluster servers seen
         self.own_mac = ""
         self.started = time.monotonic()
         self.prev_tick: float | None = None
@@ -153,10 +150,6 @@ class Agent:
         self.stop_flag = False
         self.reload_flag = False
         self._sel = selectors.DefaultSelector()
-        self._busy: tuple[Decision, tuple[LimRun, ...], tuple[LimRun, ...]] | None = None
-        self._next_loading_poll = 0.0
-        self._next_health_poll = 0.0
-        self._next_mac_refresh = 0.0
         self._watchdog = sdnotify.watchdog_period()
         self._next_watchdog = 0.0 if self._watchdog else float("inf")
         self._dirty = True
@@ -167,11 +160,15 @@ class Agent:
         self.orders = Orders()
         self.reloads = DataReloads()
         self.worker = ActionWorker()
+        self.watch = ServiceWatch(lambda: self.config, run_dir,
+                                  lambda n: self.held.lim_config(self.config, n),
+                                  self.worker.submit)
         self.control = ControlService(control_path, self)
-        self.status_file = StatusFile(control_path, self.status)
         self.sync = sync_worker.SyncWorker(
             lambda: self.config, self.alarms, self.link.alive,
             lambda: set(self.local.active_lims()), self._pulled)
+        self.status_file = StatusFile(control_path, self.status)
+        self.cycle = DecisionCycle(self.worker.submit, self.sync)
 
     @property
     def peers(self) -> dict[str, PeerView]:
@@ -237,8 +234,9 @@ class Agent:
                 log.warning("%s: LIM %d runs here but the lease of its alias %s lapsed while "
                             "no agent ran; it stays silent until this node knows it owns it",
                             cfg.node, r.lim, cfg.lim(r.lim).alias_ip)
+        self.watch.executor = self.executor
         try:
-            self._merge_macs(self._neighbour_macs())
+            self.watch.merge_macs(self.watch.neighbour_macs(), self.link.by_ip)
         except AgentError:
             pass
         self.worker.start()
@@ -343,13 +341,13 @@ class Agent:
         # length, the last heartbeat this node sent (see mxone_agent.lease).
         if self.leases.renew():
             self._sync_fences()
-        lims = self._advertised()
+        lims = self.cycle.advertised(self.local)
         for _ in range(HEARTBEAT_COPIES):
             self.link.send(lims, self.local.readiness)
         self._decide(now)
-        if self._busy is None:
+        if self.cycle.busy is None:
             self._start_reloads()
-            self._background_jobs(now)
+            self.watch.due(now, self.local)
 
     def _sync_fences(self) -> None:
         """Mark as fenced every active LIM here whose alias holds no lease."""
@@ -370,54 +368,6 @@ class Agent:
         assert self._watchdog is not None
         self._next_watchdog = now + self._watchdog
 
-    def _background_jobs(self, now: float) -> None:
-        ex = self.executor
-        assert ex is not None
-        nxt = ex.next_announce()
-        if nxt is not None and now >= nxt:
-            self.worker.submit("announce", lambda: ex.announce_due(self.config))
-        loading = [r.lim for r in self.local.runs if r.loading]
-        if (loading and now >= self._next_loading_poll) or now >= self._next_health_poll:
-            self._next_loading_poll = now + LOADING_POLL
-            if now >= self._next_health_poll:
-                self._next_health_poll = now + HEALTH_POLL
-                lims = [r.lim for r in self.local.runs]
-            else:
-                lims = loading
-            known = {n: x for n in lims if (x := self.held.lim_config(self.config, n))}
-            self.worker.submit("status", lambda: {n: self._service_status(x)
-                                                  for n, x in known.items()})
-        if now >= self._next_mac_refresh:
-            self._next_mac_refresh = now + MAC_REFRESH
-            self.worker.submit("macs", self._neighbour_macs)
-
-    def _service_status(self, lim: LimConfig) -> int:
-        if lim.service is None:  # the reference Service Node: no need for a subprocess
-            return service_node.status(self._run_dir, lim.lim)
-        assert self.executor is not None
-        return self.executor.service_status(lim)
-
-    def _neighbour_macs(self) -> dict[str, str]:
-        assert self.executor is not None
-        return self.executor.network.neighbour_macs(self.config.local.interface)
-
-    def _merge_macs(self, table: dict[str, str]) -> None:
-        for ip, mac in table.items():
-            if ip in self.link.by_ip and mac != "00:00:00:00:00:00":
-                self.macs[ip] = mac
-
-    def _advertised(self) -> tuple[LimRun, ...]:
-        runs = {r.lim: r for r in self.local.runs}
-        if self._busy is not None:
-            # While a decision is applied, a LIM going away is claimed until it is gone and
-            # a LIM being started from the moment it starts: peers never see a gap.
-            _, before, after = self._busy
-            for r in (*before, *after):
-                cur = runs.get(r.lim)
-                if cur is None or (r.active and not cur.active):
-                    runs[r.lim] = r
-        return tuple(runs.values())
-
     def _news(self) -> None:
         """A heartbeat changed what a peer runs or says, or brought it back: decide now."""
         self._dirty = True
@@ -435,58 +385,16 @@ class Agent:
     def _decide(self, now: float) -> None:
         self.link.judge(now, self._liveness_changed)
         self._dirty = False
-        if self._busy is not None:
+        if self.cycle.busy is not None:
             return
         self._drop_done_requests()
-        local = self.local
-        decision = decide(self.config, self.peers, local, now)
-        actions = decision.actions
-        self.hold_downs = decision.hold_downs
-        self.last_decision = decision.reason
-        if not actions:
-            return
-        log.info("%s", decision.reason)
-        after = local.applied(actions, now)
-        self._busy = (decision, local.runs, after.runs)
-        decided = time.time()
-        cfg = self.config
-        macs = set(self.macs.values())
         assert self.executor is not None
-        ex = self.executor
-        macs.add(self.own_mac)
-        pull = self._pull_before_start(cfg, actions)
-        retired = dict(self.retired)
-        # What a dead service left behind is cleared before anything else, also before a
-        # regular server waits for newer data to start its LIM again.
-        cleanup = [a for a in actions if decision.kind(a) is TransitionKind.CLEANUP]
-        rest = [a for a in actions if decision.kind(a) is not TransitionKind.CLEANUP]
-
-        def apply() -> tuple[Decision, float, NodeConfig, str, list[Outcome]]:
-            cleared = ex.apply(cfg, cleanup, macs, retired) if cleanup else []
-            pulled = pull()
-            return decision, decided, cfg, pulled, cleared + ex.apply(cfg, rest, macs, retired)
-
-        self.worker.submit("apply", apply)
+        macs = {*self.watch.macs.values(), self.own_mac}
+        self.cycle.take(self.config, self.peers, self.local, now, self.executor, macs,
+                        self.retired)
 
     def _liveness_changed(self) -> None:
         self.last_change_wall = time.time()
-
-    def _pull_before_start(self, cfg: NodeConfig,
-                           actions: Sequence[Action]) -> Callable[[], str]:
-        """What the action worker does before a regular server starts its own LIM: pull
-        newer data from the standby (bounded), unless the standby is known dead. Returns
-        a callable giving the sentence for the transition's reason."""
-        starts = [a.lim for a in actions if isinstance(a, StartLim)]
-        if cfg.role is not Role.REGULAR or not starts:
-            return lambda: ""
-        if self.sync.disabled_reason(cfg) is not None:
-            return lambda: ""
-        sb = cfg.standby.name
-        if self.peers.get(sb, PeerView.unknown(sb)).dead:
-            note = f"{sb} is not alive: LIM {starts[0]} starts with the data it has here."
-            return lambda: note
-        sync = self.sync
-        return lambda: " ".join(sync.pull_before_start(n, PULL_BEFORE_START_S) for n in starts)
 
     def _drop_done_requests(self) -> None:
         """End the orders that are done (:meth:`Orders.drop_done`); forget failures of LIMs
@@ -495,9 +403,8 @@ class Agent:
             self._dirty = True
         self.local = self.orders.into(self.local)
         if self.local.failures:
-            answering = set(self.local.active_lims()) | {
-                n for v in self.peers.values() for n in self.local.failures if v.runs_active(n)}
-            failures = {n: f for n, f in self.local.failures.items() if n not in answering}
+            heard = answering(self.local, self.peers.values())
+            failures = {n: f for n, f in self.local.failures.items() if n not in heard}
             if len(failures) != len(self.local.failures):
                 self.local = dataclasses.replace(self.local, failures=failures)
 
@@ -505,7 +412,7 @@ class Agent:
         for kind, result in self.worker.results():
             if isinstance(result, Exception):
                 if kind == "apply":
-                    self._busy = None
+                    self.cycle.busy = None
                 elif kind == "reload":
                     self.reloads.reloading.clear()
                 continue
@@ -515,93 +422,31 @@ class Agent:
                 except Exception:  # a bug in a posted call must not end the loop
                     log.exception("a call posted to the loop failed")
             elif kind == "apply":
-                self._applied(*result)
+                self._applied(result)
                 self._start_reloads()
             elif kind == "reload":
                 self._reloaded(*result)
             elif kind == "status":
                 self._statuses(result)
             elif kind == "macs":
-                self._merge_macs(result)
+                self.watch.merge_macs(result, self.link.by_ip)
 
-    def _applied(self, decision: Decision, decided: float, cfg: NodeConfig, pulled: str,
-                 outcomes: list[Outcome]) -> None:
-        """Record what came of a decision: what runs here now, each transition (for status)
-        and each failure (a decision input: the LIM waits RETRY_AFTER before it is tried
-        again)."""
-        now = time.monotonic()
-        self.local = self.local.applied([o.action for o in outcomes if o.ok], now)
-        # A cleanup is tried once: what it could not clear, learn_local clears at the next
-        # start, and the LIM counts as stopped here meanwhile.
-        cleared = {o.action.lim for o in outcomes
-                   if decision.kind(o.action) is TransitionKind.CLEANUP}
-        self.local = dataclasses.replace(self.local, died=self.local.died - cleared)
-        self._busy = None
-        self._next_loading_poll = 0.0  # learn soon whether started services are up
-        failures = dict(self.local.failures)
-        for o in outcomes:
-            a = o.action
-            kind = decision.kind(a)
-            if kind is None or kind is TransitionKind.CLEANUP:
-                continue
-            if o.ok:
-                failures.pop(a.lim, None)
-                if isinstance(a, StartLim | ActivateLim):
-                    self.foreign_mac.pop(a.lim, None)
-                if isinstance(a, RetireLim):
-                    log.info("%s: LIM %d is stopped for good here; its alias no longer answers "
-                             "on this node", cfg.node, a.lim)
-            else:
-                if o.foreign_mac:
-                    self.foreign_mac[a.lim] = o.foreign_mac
-                    x = self.held.lim_config(cfg, a.lim)
-                    why = (f"{kind} of LIM {a.lim} failed: its alias "
-                           f"{x.alias_ip if x else '?'} is answered by {o.foreign_mac}, a host "
-                           "outside the cluster")
-                else:
-                    why = f"{kind} of LIM {a.lim} failed: {o.error}"
-                failures[a.lim] = Failure(why, now + RETRY_AFTER)
-                log.warning("%s: %s; LIM %d runs nowhere here and is tried again in %.0f s",
-                            cfg.node, why, a.lim, RETRY_AFTER)
-            at = {k: iso_now(v) for k, v in o.steps.items()}
-            self.transitions.append(Transition(
-                lim=a.lim, kind=str(kind), reason=f"{decision.reason} {pulled}".strip(),
-                detected=iso_now(min(self.last_change_wall, decided)),
-                decided=iso_now(decided), alias_up=at.get("alias_up"),
-                first_garp=at.get("first_garp"), service_up=at.get("service_up"), ok=o.ok,
-                error=o.error))
-        self.local = dataclasses.replace(self.local, failures=failures)
+    def _applied(self, result: Applied) -> None:
+        self.local = self.cycle.applied(self.local, result, self.last_change_wall,
+                                        lambda n: self.held.lim_config(self.config, n))
+        self.watch.poll_soon()  # learn soon whether started services are up
         if self.retired:
             self.held.forget(self.config, {r.lim for r in self.local.runs})
         self._sync_fences()
         self._dirty = True
 
     def _statuses(self, codes: dict[int, int]) -> None:
-        """What the status polls found: a LIM done loading, or a service no longer running
-        (it counts as stopped here, and the next decision clears what it left)."""
-        runs = {r.lim: r for r in self.local.runs}
-        died = set(self.local.died)
-        changed = False
-        for n, code in codes.items():
-            r = runs.get(n)
-            if r is None or n in self.reloads.reloading:
-                continue  # a reload's restart is no failure; its outcome comes separately
-            if code == 0 and r.loading:
-                runs[n] = LimRun(n, r.mode, loading=False, fenced=r.fenced)
-                changed = True
-            elif code not in (0, service_node.STATUS_LOADING):
-                log.warning("%s: the service of LIM %d is no longer running; it counts as "
-                            "stopped here", self.config.node, n)
-                runs.pop(n)
-                died.add(n)
-                changed = True
-        if changed:
-            started = {k: v for k, v in self.local.started_at.items() if k in runs}
-            self.local = dataclasses.replace(self.local, runs=tuple(runs.values()),
-                                             started_at=started, died=frozenset(died))
-            self._dirty = True  # the next decision clears what the dead service left
+        local = self.watch.found(codes, self.local, self.reloads.reloading)
+        if local is not None:
+            self.local = local
+            self._dirty = True  # the next decision clears what a dead service left
             if self.retired:
-                self.held.forget(self.config, set(runs) | died)
+                self.held.forget(self.config, {r.lim for r in local.runs} | local.died)
 
     # ---- what the control verbs ask (control_service.Commands) -----------------------------
 
@@ -662,81 +507,43 @@ class Agent:
 
     def _data_arrived(self, lim: int, version: str | None) -> str:
         said = self.reloads.arrived(self.local, lim, version)
-        if self._busy is None:
+        if self.cycle.busy is None:
             self._start_reloads()
         return said
 
     def _start_reloads(self) -> None:
         """Restart a preloaded service that has new data (one at a time, between
         decisions, on the action worker)."""
-        nxt = self.reloads.next(self.local)
-        if nxt is None:
-            return
-        lim, version, self.local = nxt
-        cfg = self.config
-        ex = self.executor
-        assert ex is not None
-        decided = time.time()
-        log.info("%s: LIM %d's preloaded service reloads to load the new data %s",
-                 cfg.node, lim, version)
-        self.worker.submit("reload", lambda: (lim, version, decided,
-                                              ex.reload_service(cfg, cfg.lim(lim))))
+        assert self.executor is not None
+        local = self.reloads.start_next(self.local, self.config, self.executor,
+                                        self.worker.submit)
+        if local is not None:
+            self.local = local
 
     def _reloaded(self, lim: int, version: str, decided: float, outcome: Outcome) -> None:
-        self.reloads.reloading.discard(lim)
-        self._next_loading_poll = 0.0  # learn soon when it has loaded
-        at = {k: iso_now(v) for k, v in outcome.steps.items()}
-        self.transitions.append(Transition(
-            lim=lim, kind=str(TransitionKind.RELOAD), reason=f"New data {version} of LIM {lim} "
-            "arrived: its preloaded service reloads to load it.", detected=iso_now(decided),
-            decided=iso_now(decided), service_up=at.get("service_up"), ok=outcome.ok,
-            error=outcome.error))
-        if not outcome.ok:
-            log.warning("%s: %s", self.config.node, outcome.error)
+        self.watch.poll_soon()  # learn soon when it has loaded
+        self.cycle.transitions.append(self.reloads.reloaded(self.config.node, lim, version, decided,
+                                                      outcome))
         self._start_reloads()
         self._dirty = True
 
     # ---- config reload ---------------------------------------------------------------------
 
     def reload(self) -> Reply:
-        """Load the config and secret again (SIGHUP, ``ctl reload``); refused, with every
-        reason, when only a restart may make the change."""
+        """Load the config and secret again (SIGHUP, ``ctl reload``): see
+        :mod:`mxone_agent.config_reload`."""
         old = self.config
-        try:
-            cfg = read_config(self.config_path)
-            secret = read_secret(self.secret_path)
-        except (StartupError, ConfigError) as e:
-            log.warning("%s refuses the new config and keeps generation %d: %s",
-                        old.node, old.generation, e)
-            return {"ok": False, "error": f"new config refused, generation "
-                    f"{old.generation} kept: {e}"}
-        refused = f"new config refused, generation {old.generation} kept: "
-        problems = reload_problems(old, cfg)
-        if problems:
-            return {"ok": False, "error": refused + "; ".join(problems)}
-        # LIMs that run here (or are being started) and that the new config no longer gives
-        # this node: their last LimConfig is kept so that a decision can stop them.
         present = {r.lim for r in self.local.runs} | self.local.died
-        if self._busy is not None:
-            present |= {r.lim for r in (*self._busy[1], *self._busy[2])}
-        retired, docs = self.held.reloaded(old, cfg, present)
-        if self.fence is not None:
-            try:  # the aliases may have changed; leases running now stay guarded
-                self.fence.setup([x.alias_ip for x in Executor.guarded(cfg)]
-                                 + [x.alias_ip for x in retired.values()])
-            except LeaseError as e:
-                return {"ok": False, "error": f"{refused}cannot guard its aliases: {e}"}
-            self.fence.lease = lease_seconds(cfg.timers)
-        for n in sorted(set(retired) - set(self.retired)):
-            log.warning("%s: config generation %d no longer gives LIM %d to this node, which "
-                        "runs it; it is stopped and its alias %s removed", cfg.node,
-                        cfg.generation, n, retired[n].alias_ip)
-        self.held.retired, self.held.docs = retired, docs
+        present |= self.cycle.in_hand()
+        new = load_new(old, self.config_path, self.secret_path, self.held, present, self.fence)
+        if isinstance(new, str):
+            return {"ok": False, "error": new}
+        cfg = self.config = new.config
+        self.held.retired, self.held.docs = new.retired, new.docs
         self.orders.reloaded(cfg)
         self.local = self.orders.into(self.local)
-        self.config = cfg
         self.held.write(cfg)
-        self.secret = secret
+        self.secret = new.secret
         if self.executor is not None:
             self.executor.xdata_root = cfg.sync_settings.xdata_root
         self.link.reset_peers()
@@ -751,7 +558,7 @@ class Agent:
     def status(self) -> dict[str, Any]:
         cfg = self.config
         now = time.monotonic()
-        here = {r.lim: r for r in self._advertised()}
+        here = {r.lim: r for r in self.cycle.advertised(self.local)}
         leases = self.fence.held() if self.fence is not None else {}
         active, alarm_log = self.alarms.status()
         retiring = self.orders.retiring_until
@@ -763,11 +570,11 @@ class Agent:
             "lease_s": None if self.fence is None else round(self.fence.lease, 3),
             "lease_lapses": self.leases.lapses,
             "tick_late_max_s": round(self.tick_late_max, 3),
-            "lims": lim_rows(cfg, self.link, self.local, here, self.hold_downs, leases, now),
+            "lims": lim_rows(cfg, self.link, self.local, here, self.cycle.hold_downs, leases,
+                             now),
             "peers": self.link.status(now), "alarms": active, "alarm_log": alarm_log,
             "drops": {str(k): v for k, v in self.link.drops.items()},
-            "transitions": [dataclasses.asdict(t) for t in self.transitions],
-            "last_decision": self.last_decision,
+            **self.cycle.status(),
             "fallback_requests": sorted(self.local.fallback_requests),
             "fallback_orders": self.orders.status(cfg, self.peers, self.local, now),
             "fallback_orders_ended": list(self.orders.ended),
@@ -780,6 +587,6 @@ class Agent:
             "sync": self.sync.status(),
             "pid": os.getpid(),
         }
-        if self.foreign_mac:
-            out["foreign_mac"] = {str(k): v for k, v in self.foreign_mac.items()}
+        if self.cycle.foreign_mac:
+            out["foreign_mac"] = {str(k): v for k, v in self.cycle.foreign_mac.items()}
         return out

@@ -4,15 +4,25 @@ then preloaded. A restart for new data is no failure of the service
 (:attr:`DataReloads.reloading`: the status polls leave those LIMs alone meanwhile).
 
 :class:`DataReloads` keeps what is to reload; the loop asks it for the next one
-(:meth:`DataReloads.next`) whenever no decision is being applied.
+(:meth:`DataReloads.start_next`) whenever no decision is being applied.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
 
+from mxone_agent.alarms import iso_now
+from mxone_agent.config import NodeConfig
 from mxone_agent.decide import LocalState
-from mxone_agent.model import LimRun, Mode
+from mxone_agent.executor import Executor, Outcome
+from mxone_agent.model import LimRun, Mode, TransitionKind
+from mxone_agent.status_report import Transition
+
+log = logging.getLogger("mxone_agent")
 
 
 class DataReloads:
@@ -31,9 +41,10 @@ class DataReloads:
         self.pending[lim] = version or "?"
         return f"the preloaded service reloads to load {version}"
 
-    def next(self, local: LocalState) -> tuple[int, str, LocalState] | None:
-        """The next reload to start, if any and none runs: the LIM, its version, and
-        ``local`` with that LIM loading."""
+    def start_next(self, local: LocalState, cfg: NodeConfig, ex: Executor,
+                   submit: Callable[[str, Callable[[], Any]], None]) -> LocalState | None:
+        """Hand the action worker the next reload, if any and none runs; ``local`` with that
+        LIM loading (None: nothing started)."""
         if not self.pending or self.reloading:
             return None
         lim, version = self.pending.popitem()
@@ -43,4 +54,21 @@ class DataReloads:
             return None
         runs[lim] = LimRun(lim, Mode.PRELOADED, loading=True)
         self.reloading.add(lim)
-        return lim, version, dataclasses.replace(local, runs=tuple(runs.values()))
+        decided = time.time()
+        log.info("%s: LIM %d's preloaded service reloads to load the new data %s",
+                 cfg.node, lim, version)
+        submit("reload", lambda: (lim, version, decided, ex.reload_service(cfg, cfg.lim(lim))))
+        return dataclasses.replace(local, runs=tuple(runs.values()))
+
+    def reloaded(self, node: str, lim: int, version: str, decided: float,
+                 outcome: Outcome) -> Transition:
+        """A reload is done: its transition, for status (a failure is logged)."""
+        self.reloading.discard(lim)
+        at = {k: iso_now(v) for k, v in outcome.steps.items()}
+        if not outcome.ok:
+            log.warning("%s: %s", node, outcome.error)
+        return Transition(
+            lim=lim, kind=str(TransitionKind.RELOAD), reason=f"New data {version} of LIM {lim} "
+            "arrived: its preloaded service reloads to load it.", detected=iso_now(decided),
+            decided=iso_now(decided), service_up=at.get("service_up"), ok=outcome.ok,
+            error=outcome.error)

@@ -13,9 +13,10 @@ import mxone_agent
 
 AGENT_DIR = Path(mxone_agent.__file__).parent
 PURE = ["config", "heartbeat", "peers", "decide", "local_state", "situation", "fallback",
-        "takeover", "explain", "data_reloads", "actions", "model", "errors", "sync_policy"]
+        "takeover", "explain", "actions", "model", "errors", "sync_policy"]
 # The modules with side effects (sockets, processes, files); stdlib + pyroute2 only.
-IO = ["action_worker", "alarms", "control", "control_client", "control_service", "daemon",
+IO = ["action_worker", "alarms", "config_reload", "control", "control_client", "control_service",
+      "daemon", "data_reloads", "decision_cycle", "outcomes", "service_watch",
       "executor", "files", "heartbeat_link", "lease", "lease_upkeep", "leave",
       "network", "node_files", "orders", "sdnotify", "service_node", "status_report",
       "sync_worker", "xdata", "xdata_sync", "xdata_wire"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mxone_agent import daemon, sdnotify, service_node
+from mxone_agent import daemon, sdnotify, service_node, service_watch
 from mxone_agent.actions import AlarmCode
 from mxone_agent.alarms import AlarmBook
 from mxone_agent.heartbeat import Heartbeat, encode
@@ -479,7 +479,7 @@ def test_a_reload_without_the_lim_the_standby_runs_stops_it_and_goes_on(
         # crash detection of the other LIMs still works
         (tmp_path / "lim3-running").unlink()
         wait_for(lambda: any("service of LIM 3 is no longer running" in r.getMessage()
-                             for r in caplog.records), timeout=daemon.HEALTH_POLL + 3)
+                             for r in caplog.records), timeout=service_watch.HEALTH_POLL + 3)
     said = [r.getMessage() for r in caplog.records]
     assert any("no longer gives LIM 2 to this node, which runs it" in m for m in said)
     assert any("LIM 2 runs on sb but the config of cluster cluster1 (generation 2) does not "
