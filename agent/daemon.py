@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import selectors
 import time
 from collections.abc import Callable
@@ -81,7 +80,7 @@ from mxone_agent.config import LimConfig, Lock
 from mxone_agent.config_reload import load_new
 from mxone_agent.control_service import ControlService, Reply
 from mxone_agent.data_reloads import DataReloads
-from mxone_agent.decide import LocalState, behind
+from mxone_agent.decide import LocalState
 from mxone_agent.decision_cycle import Applied, DecisionCycle, answering
 from mxone_agent.errors import AgentError
 from mxone_agent.executor import Executor, Outcome
@@ -107,7 +106,7 @@ from mxone_agent.service_watch import ServiceWatch
 from mxone_agent.status_report import (
     STATUS_FILE_AT_LEAST,
     StatusFile,
-    lim_rows,
+    node_status,
 )
 
 __all__ = ["FENCE_RECORD", "HELD_LIMS", "Agent", "StartupError", "read_config", "read_held",
@@ -556,37 +555,7 @@ class Agent:
     # ---- status ----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        cfg = self.config
-        now = time.monotonic()
-        here = {r.lim: r for r in self.cycle.advertised(self.local)}
-        leases = self.fence.held() if self.fence is not None else {}
-        active, alarm_log = self.alarms.status()
-        retiring = self.orders.retiring_until
-        out = {
-            "node": cfg.node, "cluster": cfg.cluster, "role": str(cfg.role),
-            "generation": cfg.generation, "incarnation": self.incarnation,
-            "behind": None if (lag := behind(cfg, self.peers)) is None else lag.as_status(),
-            "readiness": str(self.local.readiness), "detection_s": cfg.detection,
-            "lease_s": None if self.fence is None else round(self.fence.lease, 3),
-            "lease_lapses": self.leases.lapses,
-            "tick_late_max_s": round(self.tick_late_max, 3),
-            "lims": lim_rows(cfg, self.link, self.local, here, self.cycle.hold_downs, leases,
-                             now),
-            "peers": self.link.status(now), "alarms": active, "alarm_log": alarm_log,
-            "drops": {str(k): v for k, v in self.link.drops.items()},
-            **self.cycle.status(),
-            "fallback_requests": sorted(self.local.fallback_requests),
-            "fallback_orders": self.orders.status(cfg, self.peers, self.local, now),
-            "fallback_orders_ended": list(self.orders.ended),
-            "retiring": [{"lim": n, "alias_ip": str(x.alias_ip) if x else None,
-                          "here": None if (r := here.get(n)) is None else r.describe(),
-                          "why": "leaving the cluster" if n in retiring
-                          else "no longer in this node's config"}
-                         for n in sorted(set(retiring) | set(self.retired))
-                         for x in [self.held.lim_config(cfg, n)]],
-            "sync": self.sync.status(),
-            "pid": os.getpid(),
-        }
-        if self.cycle.foreign_mac:
-            out["foreign_mac"] = {str(k): v for k, v in self.cycle.foreign_mac.items()}
-        return out
+        return node_status(self.config, incarnation=self.incarnation, local=self.local,
+                           link=self.link, cycle=self.cycle, leases=self.leases,
+                           orders=self.orders, held=self.held, alarms=self.alarms,
+                           sync=self.sync, tick_late_max=self.tick_late_max)

@@ -20,7 +20,7 @@ from mxone_agent.config import NodeConfig
 from mxone_agent.decide import LocalState
 from mxone_agent.executor import Executor, Outcome
 from mxone_agent.model import LimRun, Mode, TransitionKind
-from mxone_agent.status_report import Transition
+from mxone_agent.outcomes import Transition
 
 log = logging.getLogger("mxone_agent")
 

@@ -113,7 +113,14 @@ from mxone_agent.local_state import (
 )
 from mxone_agent.model import Mode, Role, TransitionKind
 from mxone_agent.peers import PeerView
-from mxone_agent.situation import LAPSED, Behind, Situation, Step, behind, split_brain_stopper
+from mxone_agent.situation import (
+    LAPSED,
+    Behind,
+    Situation,
+    Step,
+    behind,
+    split_brain_stopper,
+)
 from mxone_agent.takeover import standby_preloaded, standby_regular
 
 __all__ = [

@@ -24,9 +24,8 @@ from mxone_agent.config import LimConfig, NodeConfig
 from mxone_agent.decide import Decision, HoldDown, LocalState, decide
 from mxone_agent.executor import Executor, Outcome
 from mxone_agent.model import LimRun, Role, TransitionKind
-from mxone_agent.outcomes import cleaned_up, read_outcomes
+from mxone_agent.outcomes import Transition, cleaned_up, read_outcomes
 from mxone_agent.peers import PeerView
-from mxone_agent.status_report import Transition
 from mxone_agent.sync_worker import SyncWorker
 
 log = logging.getLogger("mxone_agent")
@@ -134,12 +133,6 @@ class DecisionCycle:
             self.foreign_mac, lim_config))
         return dataclasses.replace(local, failures=failures,
                                    died=local.died - cleaned_up(decision, outcomes))
-
-    def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "transitions": [dataclasses.asdict(t) for t in self.transitions],
-            "last_decision": self.last_decision}
-        return out
 
 
 def answering(local: LocalState, peers: Collection[PeerView]) -> set[int]:

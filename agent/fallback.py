@@ -37,7 +37,6 @@ from mxone_agent.model import Role
 from mxone_agent.peers import PeerView
 from mxone_agent.situation import LAPSED, Situation, split_brain_stopper
 
-
 ORDER_WAIT_DEFAULT = 600.0
 """Seconds a manual fallback order waits for its regular server to be ready, unless the
 operator gives another wait."""

@@ -13,9 +13,9 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TypeVar
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
 
 from mxone_agent.actions import (
     Action,
@@ -29,7 +29,6 @@ from mxone_agent.actions import (
     StopLim,
 )
 from mxone_agent.model import LimRun, Mode, Readiness
-
 
 FLAP_WINDOW = 900.0
 """Seconds a regular server's reappearance is remembered for the fallback hold-down."""

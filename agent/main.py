@@ -271,8 +271,8 @@ def fence(args: argparse.Namespace) -> int:
 def leave(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mxone_agent import node_files
     from mxone_agent import leave as leave_mod
+    from mxone_agent import node_files
     from mxone_agent.lease import LeaseError, NftLeases
     from mxone_agent.network import LinuxNetwork, NetworkError
 

@@ -5,6 +5,7 @@ decisions (``LocalState.failures``: the LIM waits RETRY_AFTER before it is tried
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 
@@ -14,13 +15,29 @@ from mxone_agent.config import LimConfig, NodeConfig
 from mxone_agent.decide import Decision, Failure
 from mxone_agent.executor import Outcome
 from mxone_agent.model import TransitionKind
-from mxone_agent.status_report import Transition
 
 log = logging.getLogger("mxone_agent")
 
 RETRY_AFTER = 5.0
 """Seconds before a LIM action that failed (or found a foreign host on the alias) is tried
 again; meanwhile decisions leave that LIM alone, so a failure is logged once per retry."""
+
+
+@dataclasses.dataclass
+class Transition:
+    """One LIM transition made here, for status: its kind (``model.TransitionKind``), the
+    decision's sentence, and when each step happened (wall clock, ISO)."""
+
+    lim: int
+    kind: str
+    reason: str
+    detected: str
+    decided: str
+    alias_up: str | None = None
+    first_garp: str | None = None
+    service_up: str | None = None
+    ok: bool = True
+    error: str | None = None
 
 
 def cleaned_up(decision: Decision, outcomes: Iterable[Outcome]) -> set[int]:

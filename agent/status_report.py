@@ -1,5 +1,5 @@
-"""What ``ctl status`` and the status file show of a node: the transitions it made
-(:class:`Transition`), one row per LIM (:func:`lim_rows`), and the status file beside the
+"""What ``ctl status`` and the status file show of a node: the whole report
+(:func:`node_status`), one row per LIM (:func:`lim_rows`), and the status file beside the
 control socket (:class:`StatusFile`) that a reader needs no process here to read.
 """
 
@@ -14,33 +14,22 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mxone_agent.alarms import AlarmBook
 from mxone_agent.config import NodeConfig
-from mxone_agent.decide import HoldDown, LocalState, explain_down, hold_down
+from mxone_agent.decide import HoldDown, LocalState, behind, explain_down, hold_down
+from mxone_agent.decision_cycle import DecisionCycle
 from mxone_agent.heartbeat_link import HeartbeatLink
+from mxone_agent.lease_upkeep import LeaseUpkeep
 from mxone_agent.model import LimRun, Role
+from mxone_agent.node_files import HeldLims
+from mxone_agent.orders import Orders
+from mxone_agent.sync_worker import SyncWorker
 
 log = logging.getLogger("mxone_agent")
 
 STATUS_FILE = "status.json"  # beside the control socket: /run/mxone/status.json
 STATUS_FILE_EVERY = 0.5  # written at most this often ...
 STATUS_FILE_AT_LEAST = 2.0  # ... and at least this often, so its age shows the agent lives
-
-
-@dataclasses.dataclass
-class Transition:
-    """One LIM transition made here, for status: its kind (``model.TransitionKind``), the
-    decision's sentence, and when each step happened (wall clock, ISO)."""
-
-    lim: int
-    kind: str
-    reason: str
-    detected: str
-    decided: str
-    alias_up: str | None = None
-    first_garp: str | None = None
-    service_up: str | None = None
-    ok: bool = True
-    error: str | None = None
 
 
 def lim_rows(cfg: NodeConfig, link: HeartbeatLink, local: LocalState, here: Mapping[int, LimRun],
@@ -82,6 +71,46 @@ def lim_rows(cfg: NodeConfig, link: HeartbeatLink, local: LocalState, here: Mapp
             "hold_down_left_s": None if hd is None or hd.seconds == 0 else round(
                 hd.remaining, 1)})
     return lims
+
+
+def node_status(cfg: NodeConfig, *, incarnation: int, local: LocalState, link: HeartbeatLink,
+                cycle: DecisionCycle, leases: LeaseUpkeep, orders: Orders, held: HeldLims,
+                alarms: AlarmBook, sync: SyncWorker, tick_late_max: float) -> dict[str, Any]:
+    """The answer to ``ctl status`` (and line 2 of the status file), at this moment."""
+    now = time.monotonic()
+    here = {r.lim: r for r in cycle.advertised(local)}
+    fence = leases.fence
+    leased = fence.held() if fence is not None else {}
+    active, alarm_log = alarms.status()
+    retiring = orders.retiring_until
+    out = {
+        "node": cfg.node, "cluster": cfg.cluster, "role": str(cfg.role),
+        "generation": cfg.generation, "incarnation": incarnation,
+        "behind": None if (lag := behind(cfg, link.peers)) is None else lag.as_status(),
+        "readiness": str(local.readiness), "detection_s": cfg.detection,
+        "lease_s": None if fence is None else round(fence.lease, 3),
+        "lease_lapses": leases.lapses,
+        "tick_late_max_s": round(tick_late_max, 3),
+        "lims": lim_rows(cfg, link, local, here, cycle.hold_downs, leased, now),
+        "peers": link.status(now), "alarms": active, "alarm_log": alarm_log,
+        "drops": {str(k): v for k, v in link.drops.items()},
+        "transitions": [dataclasses.asdict(t) for t in cycle.transitions],
+        "last_decision": cycle.last_decision,
+        "fallback_requests": sorted(local.fallback_requests),
+        "fallback_orders": orders.status(cfg, link.peers, local, now),
+        "fallback_orders_ended": list(orders.ended),
+        "retiring": [{"lim": n, "alias_ip": str(x.alias_ip) if x else None,
+                      "here": None if (r := here.get(n)) is None else r.describe(),
+                      "why": "leaving the cluster" if n in retiring
+                      else "no longer in this node's config"}
+                     for n in sorted(set(retiring) | set(held.retired))
+                     for x in [held.lim_config(cfg, n)]],
+        "sync": sync.status(),
+        "pid": os.getpid(),
+    }
+    if cycle.foreign_mac:
+        out["foreign_mac"] = {str(k): v for k, v in cycle.foreign_mac.items()}
+    return out
 
 
 class StatusFile:
