@@ -67,6 +67,7 @@ from typing import Any
 from mxone_agent import (
     control,
     control_client,
+    node_files,
     sdnotify,
     service_node,
     sync_policy,
@@ -85,32 +86,15 @@ from mxone_agent.decision_cycle import Applied, DecisionCycle, answering
 from mxone_agent.errors import AgentError
 from mxone_agent.executor import Executor, Outcome
 from mxone_agent.heartbeat_link import HEARTBEAT_COPIES, HeartbeatLink
-from mxone_agent.lease import Fence, LeaseError, lease_seconds
+from mxone_agent.lease import Fence
 from mxone_agent.lease_upkeep import LeaseUpkeep
 from mxone_agent.local_state import record_appearance
-from mxone_agent.model import LimRun, Readiness, Role
+from mxone_agent.model import Readiness, Role
 from mxone_agent.network import NetworkBackend
-from mxone_agent.node_files import (
-    FENCE_RECORD,
-    HELD_LIMS,
-    HeldLims,
-    StartupError,
-    next_incarnation,
-    read_config,
-    read_held,
-    read_secret,
-)
 from mxone_agent.orders import Orders
 from mxone_agent.peers import PeerView, resumed_at
 from mxone_agent.service_watch import ServiceWatch
-from mxone_agent.status_report import (
-    STATUS_FILE_AT_LEAST,
-    StatusFile,
-    node_status,
-)
-
-__all__ = ["FENCE_RECORD", "HELD_LIMS", "Agent", "StartupError", "read_config", "read_held",
-           "read_secret"]
+from mxone_agent.status_report import STATUS_FILE_AT_LEAST, StatusFile, node_status
 
 log = logging.getLogger("mxone_agent")
 
@@ -133,8 +117,8 @@ class Agent:
         self.secret_path = secret_path
         self.state_dir = state_dir
         self.control_path = control_path
-        self.config = read_config(config_path)
-        self.secret = read_secret(secret_path)
+        self.config = node_files.read_config(config_path)
+        self.secret = node_files.read_secret(secret_path)
         self.incarnation = 0  # set by start(), persisted and rising across restarts
         self.alarms = AlarmBook(state_dir, alarm_file)
         self._network_factory = network_factory
@@ -155,7 +139,7 @@ class Agent:
         self.link = HeartbeatLink(lambda: self.config, lambda: self.secret, self._news,
                                   self._reappeared)
         self.leases = LeaseUpkeep(lambda: self.config)
-        self.held = HeldLims(state_dir)
+        self.held = node_files.HeldLims(state_dir)
         self.orders = Orders()
         self.reloads = DataReloads()
         self.worker = ActionWorker()
@@ -188,36 +172,27 @@ class Agent:
         StartupError."""
         cfg = self.config
         Path(self.state_dir).mkdir(parents=True, exist_ok=True)
-        self.incarnation = self.link.incarnation = next_incarnation(self.state_dir)
+        self.incarnation = self.link.incarnation = node_files.next_incarnation(self.state_dir)
         self._sel.register(self.link.open(), selectors.EVENT_READ, "udp")
         try:
             self.control.server.open()
         except control.ControlError as e:
-            raise StartupError(str(e)) from e
+            raise node_files.StartupError(str(e)) from e
         self._sel.register(self.worker.wake_fd, selectors.EVENT_READ, "wake")
         network = self._network_factory()
-        fence = self.leases.fence = Fence(network.lease_kernel(), lease_seconds(cfg.timers))
-        record = Path(self.state_dir) / FENCE_RECORD
         self.held.load(cfg)
-        try:
-            existed = fence.setup(self.held.aliases(cfg))
-        except LeaseError as e:
-            raise StartupError(f"cannot set up the self-fencing leases: {e}") from e
-        self.executor = Executor(network, self.alarms, fence, run_dir=self._run_dir)
+        existed = self.leases.set_up(network.lease_kernel(), self.held.aliases(cfg))
+        fence = self.leases.fence
+        assert fence is not None
+        self.executor = self.watch.executor = Executor(network, self.alarms, fence,
+                                                       run_dir=self._run_dir)
         self.executor.xdata_root = cfg.sync_settings.xdata_root
         self.own_mac = self.executor.network.mac_of(cfg.local.interface)
         runs = self.executor.learn_local(cfg, self.retired)
         self.held.forget(cfg, {r.lim for r in runs}, force=True)
-        try:
-            joined = record.read_text(encoding="utf-8").strip() == cfg.cluster
-        except OSError:
-            joined = False
-        if not existed and not joined:
-            runs = self._first_join(fence, runs)
-        try:
-            record.write_text(cfg.cluster + "\n", encoding="utf-8")
-        except OSError as e:
-            raise StartupError(f"cannot write {record}: {e.strerror}") from e
+        if not existed and not node_files.joined(self.state_dir, cfg.cluster):
+            runs = self.leases.first_join(runs, self.retired)
+        node_files.record_joined(self.state_dir, cfg.cluster)
         now = time.monotonic()
         self.local = dataclasses.replace(
             self.local, runs=runs, readiness=Readiness.READY,
@@ -233,7 +208,6 @@ class Agent:
                 log.warning("%s: LIM %d runs here but the lease of its alias %s lapsed while "
                             "no agent ran; it stays silent until this node knows it owns it",
                             cfg.node, r.lim, cfg.lim(r.lim).alias_ip)
-        self.watch.executor = self.executor
         try:
             self.watch.merge_macs(self.watch.neighbour_macs(), self.link.by_ip)
         except AgentError:
@@ -244,22 +218,6 @@ class Agent:
         log.info("%s (%s) of cluster %s started, generation %d, detection %.1f s, lease "
                  "%.2f s, incarnation %d; runs %s here", cfg.node, cfg.role, cfg.cluster,
                  cfg.generation, cfg.detection, fence.lease, self.incarnation, here)
-
-    def _first_join(self, fence: Fence, runs: tuple[LimRun, ...]) -> tuple[LimRun, ...]:
-        """This node's first start in its cluster: until the fence was set up a moment ago,
-        its addresses answered unfenced, as any server's do before it joins a cluster, and
-        no peer can have run its LIM. A LIM running here keeps answering (it is granted its
-        lease at once) instead of going silent until the standby is heard."""
-        out = []
-        for r in runs:
-            if r.fenced and r.lim not in self.retired:
-                alias = self.config.lim(r.lim).alias_ip
-                fence.grant(alias)
-                log.info("%s: LIM %d ran here before this node joined cluster %s; it keeps "
-                         "answering on %s", self.config.node, r.lim, self.config.cluster, alias)
-                r = LimRun(r.lim, r.mode, r.loading)
-            out.append(r)
-        return tuple(out)
 
     def close(self) -> None:
         self.sync.stop()
@@ -377,7 +335,6 @@ class Agent:
         if lim is not None and self.config.role is Role.STANDBY:
             self.local = dataclasses.replace(self.local, appearances=record_appearance(
                 self.local.appearances, lim.lim, now))
-
 
     # ---- deciding --------------------------------------------------------------------------
 
@@ -521,8 +478,8 @@ class Agent:
 
     def _reloaded(self, lim: int, version: str, decided: float, outcome: Outcome) -> None:
         self.watch.poll_soon()  # learn soon when it has loaded
-        self.cycle.transitions.append(self.reloads.reloaded(self.config.node, lim, version, decided,
-                                                      outcome))
+        self.cycle.transitions.append(
+            self.reloads.reloaded(self.config.node, lim, version, decided, outcome))
         self._start_reloads()
         self._dirty = True
 

@@ -7,11 +7,13 @@ says this node owns it again (:meth:`LeaseUpkeep.fenced_runs`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 from mxone_agent.config import NodeConfig
-from mxone_agent.lease import Fence, LeaseError
+from mxone_agent.lease import Fence, LeaseError, LeaseKernel, lease_seconds
 from mxone_agent.model import LimRun, Mode
+from mxone_agent.node_files import StartupError
 
 log = logging.getLogger("mxone_agent")
 
@@ -24,6 +26,35 @@ class LeaseUpkeep:
         self.fence: Fence | None = None
         self.lapses = 0  # leases found lapsed since start (each is logged)
         self._error = ""
+
+    def set_up(self, kernel: LeaseKernel, aliases: list[Any]) -> bool:
+        """Build the fence over ``aliases`` (the LIMs this node may hold); whether it was
+        there already (False: the node's first start since it booted or joined).
+        StartupError when it cannot be set up."""
+        self.fence = Fence(kernel, lease_seconds(self._config().timers))
+        try:
+            return self.fence.setup(aliases)
+        except LeaseError as e:
+            raise StartupError(f"cannot set up the self-fencing leases: {e}") from e
+
+    def first_join(self, runs: Sequence[LimRun], retired: Collection[int]) -> tuple[LimRun, ...]:
+        """``runs`` at this node's first start in its cluster: until the fence was set up a
+        moment ago, its addresses answered unfenced, as any server's do before it joins a
+        cluster, and no peer can have run its LIM. A LIM running here (not a ``retired``
+        one) keeps answering - it is granted its lease at once - instead of going silent
+        until the standby is heard."""
+        assert self.fence is not None
+        cfg = self._config()
+        out = []
+        for r in runs:
+            if r.fenced and r.lim not in retired:
+                alias = cfg.lim(r.lim).alias_ip
+                self.fence.grant(alias)
+                log.info("%s: LIM %d ran here before this node joined cluster %s; it keeps "
+                         "answering on %s", cfg.node, r.lim, cfg.cluster, alias)
+                r = LimRun(r.lim, r.mode, r.loading)
+            out.append(r)
+        return tuple(out)
 
     def renew(self) -> bool:
         """Renew every lease; True when one was found lapsed (then the runs' fences are to

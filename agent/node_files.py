@@ -195,3 +195,20 @@ def reload_problems(old: NodeConfig, new: NodeConfig) -> list[str]:
     if new.local.base_ip != old.local.base_ip or new.heartbeat_port != old.heartbeat_port:
         problems.append("base IP or heartbeat port changes; restart the agent for that")
     return problems
+
+
+def joined(state_dir: str, cluster: str) -> bool:
+    """Whether this node kept the fence of ``cluster`` before (FENCE_RECORD names it)."""
+    try:
+        return (Path(state_dir) / FENCE_RECORD).read_text(encoding="utf-8").strip() == cluster
+    except OSError:
+        return False
+
+
+def record_joined(state_dir: str, cluster: str) -> None:
+    """Record that this node keeps the fence of ``cluster``; StartupError when it cannot."""
+    record = Path(state_dir) / FENCE_RECORD
+    try:
+        record.write_text(cluster + "\n", encoding="utf-8")
+    except OSError as e:
+        raise StartupError(f"cannot write {record}: {e.strerror}") from e
