@@ -12,11 +12,16 @@ worker through the loop (the loop never waits for a sync). After an order (any v
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from mxone_agent import control, sync_policy
 from mxone_agent.config import Lock, NodeConfig
+from mxone_agent.decide import LocalState
+from mxone_agent.heartbeat_link import HeartbeatLink
+from mxone_agent.orders import Orders
+from mxone_agent.sync_worker import SyncWorker
 
 log = logging.getLogger("mxone_agent")
 
@@ -24,28 +29,29 @@ Reply = dict[str, Any]
 
 
 class Commands(Protocol):
-    """What the control verbs ask of the agent (its loop's thread calls them)."""
+    """What the control verbs need of the agent (its loop's thread calls them)."""
 
-    @property
-    def config(self) -> NodeConfig: ...
+    config: NodeConfig
+    local: LocalState
+    link: HeartbeatLink
+    orders: Orders
+    sync: SyncWorker
 
     def status(self) -> Reply: ...
 
     def reload(self) -> Reply: ...
 
-    def data_news(self, backup: bool, lim: int, version: str | None) -> Reply: ...
+    def data_arrived(self, lim: int, version: str | None) -> str: ...
 
-    def order_retire(self, req: Reply) -> Reply: ...
-
-    def order_fallback(self, lim: int, req: Reply) -> Reply: ...
-
-    def lock(self, lim: int, to: Lock) -> None: ...
-
-    def order_sync(self, lims: list[int], answer: Callable[[list[Reply]], None]) -> None: ...
+    def judge(self, now: float) -> None:
+        """Judge the peers at ``now``."""
 
     def post(self, fn: Callable[[], None]) -> None: ...
 
     def publish_status(self) -> None: ...
+
+    def changed(self) -> None:
+        """The inputs of the next decision changed: decide soon."""
 
 
 class ControlService:
@@ -95,7 +101,7 @@ class ControlService:
             reply = {"ok": all(r["ok"] for r in results), "results": results}
             self._commands.post(lambda: self.server.reply(ticket, reply))
 
-        self._commands.order_sync(lims, answer)
+        self._commands.sync.order(lims, sync_policy.TRIGGER_ORDER, answer)
         return ticket
 
     def handle(self, req: Reply) -> Reply:
@@ -113,9 +119,10 @@ class ControlService:
             if version is not None and not (isinstance(version, str)
                                             and 0 < len(version) <= 200):
                 return {"ok": False, "error": "version must be a version name (a short string)"}
-            return agent.data_news(cmd == "backup", checked, version)
+            return self._data_news(cmd == "backup", checked, version)
         if cmd == "retire":
-            return agent.order_retire(req)
+            reply, changed = agent.orders.order_retire(agent.config, agent.local, req)
+            return self._orders_changed(reply, changed)
         lim = 0
         if cmd in ("fallback", "lock", "unlock"):
             checked = self.lim_arg(req.get("lim"))
@@ -123,14 +130,38 @@ class ControlService:
                 return {"ok": False, "error": checked}
             lim = checked
         if cmd == "fallback":
-            return agent.order_fallback(lim, req)
+            now = time.monotonic()
+            agent.judge(now)
+            reply, changed = agent.orders.order_fallback(agent.config, agent.link.peers,
+                                                         agent.local, lim, req, now)
+            return self._orders_changed(reply, changed)
         if cmd in ("lock", "unlock"):
             to = Lock.NONE if cmd == "unlock" else req.get("to")
             if not isinstance(to, str) or to not in (Lock.REGULAR, Lock.STANDBY, Lock.NONE):
                 return {"ok": False, "error": f"lock target {str(to)[:40]!r} is not regular or "
                         "standby"}
-            agent.lock(lim, Lock(to))
+            agent.config = agent.config.with_lock(lim, Lock(to))
+            agent.changed()
             log.info("%s: LIM %d %s by the operator", agent.config.node, lim,
                      "unlocked" if to == Lock.NONE else f"locked to the {to} server")
             return {"ok": True, "lim": lim, "lock": str(Lock(to))}
         return {"ok": False, "error": f"unknown command {str(cmd)[:40]!r}"}
+
+    def _orders_changed(self, reply: Reply, changed: bool) -> Reply:
+        agent = self._commands
+        agent.local = agent.orders.into(agent.local)
+        if changed:
+            agent.changed()
+        return reply
+
+    def _data_news(self, backup: bool, lim: int, version: str | None) -> Reply:
+        """``backup``: a data backup was written here (sync it); else a peer sent a new
+        version here (a preloaded passive service reloads it)."""
+        agent = self._commands
+        if backup:
+            said = agent.sync.backup_happened(lim, version)
+            log.info("%s: data backup %s of LIM %d; %s", agent.config.node, version, lim, said)
+            return {"ok": True, "lim": lim, "result": said}
+        if version is not None:
+            agent.sync.version_arrived(lim, version)
+        return {"ok": True, "lim": lim, "result": agent.data_arrived(lim, version)}

@@ -5,37 +5,22 @@ The loop (main thread) owns every piece of state. At each heartbeat interval it
 1. notices when it was not running (a stall longer than ``peers.STALL_FACTOR`` intervals:
    SIGSTOP, a paused VM) - then datagrams queued meanwhile are of unknown age and are
    discarded, and peers are judged from the resume time on (the late-wakeup rule);
-2. renews the lease of every alias it answers for (:mod:`mxone_agent.lease_upkeep`); a lease
-   found lapsed fences its LIM until a decision takes it again;
-3. sends a heartbeat to every peer's base IP (:mod:`mxone_agent.heartbeat_link`);
-4. judges every peer, calls ``decide`` and hands a non-empty Decision to the action worker.
+2. renews the lease of every alias it answers for; a lease found lapsed fences its LIM
+   until a decision takes it again (:mod:`~mxone_agent.lease_upkeep`);
+3. sends a heartbeat to every peer (:mod:`~mxone_agent.heartbeat_link`);
+4. judges every peer, calls ``decide`` and hands a non-empty Decision to the action worker
+   (:mod:`~mxone_agent.decision_cycle`).
 
-The :class:`Agent` wires its collaborators and runs the loop; it gathers the inputs of
-``decide`` (what runs here, as the status polls and the executor's outcomes tell; the
-orders; the peers) and decides nothing itself:
-
-* :class:`~mxone_agent.heartbeat_link.HeartbeatLink` - the UDP socket, the peers, liveness.
-  A heartbeat that changes what a peer runs, or brings a peer back, triggers a decision at
-  once, not at the next tick.
-* :class:`~mxone_agent.lease_upkeep.LeaseUpkeep` - the self-fencing leases.
-* :class:`~mxone_agent.action_worker.ActionWorker` - the executor's thread (service
-  commands, probes, nftables: things that take time), so the loop keeps sending heartbeats
-  meanwhile. While a Decision is being applied no new one is taken, and heartbeats list the
-  LIMs of both the state before and the state after it (a LIM is claimed until it is really
-  gone, and from the moment it starts).
-* :class:`~mxone_agent.control_service.ControlService` - the control socket's verbs, served
-  in the loop without ever blocking it; :class:`~mxone_agent.orders.Orders` - fallback and
-  retire orders; :class:`~mxone_agent.data_reloads.DataReloads` - new data for a preloaded
-  LIM; :class:`~mxone_agent.node_files.HeldLims` - LIMs that leave;
-  :class:`~mxone_agent.status_report.StatusFile` - the status file.
-
-systemd's watchdog is pinged from the loop on a clock of its own. Exchange-data syncs run on
-a third thread (:mod:`mxone_agent.sync_worker`), so no sync ever delays a failover. Before a
-regular server starts its own LIM (fallback, boot) the action worker waits up to
-PULL_BEFORE_START_S for newer data from the standby and says in the transition's reason
-what came of it; on failure the LIM starts with the data it has and the sync alarm is
-raised. A service found dead by the status polls is an input of ``decide``
-(``LocalState.died``), which clears what it left and starts it again where its rules say.
+:class:`Agent` wires its collaborators and runs the loop. It decides nothing itself: it
+gathers the inputs of ``decide`` - the peers; what runs here, as the status polls
+(:mod:`~mxone_agent.service_watch`: a dead service is ``LocalState.died``) and the
+executor's outcomes (:mod:`~mxone_agent.outcomes`: a failure is a retry hold) tell; the
+orders (:mod:`~mxone_agent.orders`) - and records what came of each decision. The control
+socket (:mod:`~mxone_agent.control_service`) and the status file
+(:mod:`~mxone_agent.status_report`) are served in the loop without ever blocking it; the
+slow work runs on the action worker (:mod:`~mxone_agent.action_worker`), exchange-data
+syncs on a thread of their own (:mod:`~mxone_agent.sync_worker`), so no sync ever delays a
+failover; systemd's watchdog is pinged on a clock of its own.
 
 Signals only set flags. SIGTERM/SIGINT: the agent stops and leaves every service as it is,
 so an agent restart or upgrade causes no outage *if it is back within the lease*
@@ -45,13 +30,13 @@ aliases are silent (fenced) and the standby may take over once the detection tim
 passed; the restarted agent then stops its fenced service, or takes it again if no peer
 runs it (with the "fastest" preset, practically every restart is a short outage; restart
 agents with "fast" or slower timers, or lock the LIM to its regular server first).
-SIGHUP: reload.
+SIGHUP: reload (:mod:`~mxone_agent.config_reload`).
 
-LIMs that leave. A reload whose config no longer gives this node a LIM that runs here keeps
-that LIM's last LimConfig (``HeldLims.retired``, also kept across restarts in the state
-dir's ``held-lims.json``); ``decide`` then stops it for good (RetireLim) and the executor
-stops guarding its alias. No LIM is ever looked up in the config without a fallback: an
-unknown LIM never stops the loop, the status polls or the other LIMs' crash detection.
+LIMs that leave. A LIM a new config no longer gives this node is kept with its last
+LimConfig (:class:`~mxone_agent.node_files.HeldLims`, also across restarts) until
+``decide`` has stopped it for good. No LIM is ever looked up in the config without a
+fallback: an unknown LIM never stops the loop, the status polls or the other LIMs' crash
+detection.
 """
 
 from __future__ import annotations
@@ -70,14 +55,13 @@ from mxone_agent import (
     node_files,
     sdnotify,
     service_node,
-    sync_policy,
     sync_worker,
 )
 from mxone_agent import peers as peers_mod
 from mxone_agent.action_worker import CALL, ActionWorker
 from mxone_agent.actions import AlarmCode
 from mxone_agent.alarms import AlarmBook
-from mxone_agent.config import LimConfig, Lock
+from mxone_agent.config import LimConfig
 from mxone_agent.config_reload import load_new
 from mxone_agent.control_service import ControlService, Reply
 from mxone_agent.data_reloads import DataReloads
@@ -339,7 +323,7 @@ class Agent:
     # ---- deciding --------------------------------------------------------------------------
 
     def _decide(self, now: float) -> None:
-        self.link.judge(now, self._liveness_changed)
+        self.judge(now)
         self._dirty = False
         if self.cycle.busy is not None:
             return
@@ -418,50 +402,20 @@ class Agent:
         self.status_file.force()
         self.status_file.publish(time.monotonic())
 
-    def lock(self, lim: int, to: Lock) -> None:
-        self.config = self.config.with_lock(lim, to)
+    def changed(self) -> None:
         self._dirty = True
 
-    def order_sync(self, lims: list[int], answer: Callable[[list[Reply]], None]) -> None:
-        self.sync.order(lims, sync_policy.TRIGGER_ORDER, answer)
-
-    def order_fallback(self, lim: int, req: Reply) -> Reply:
-        now = time.monotonic()
+    def judge(self, now: float) -> None:
         self.link.judge(now, self._liveness_changed)
-        reply, changed = self.orders.order_fallback(self.config, self.peers, self.local, lim,
-                                                    req, now)
-        self._orders_changed(changed)
-        return reply
-
-    def order_retire(self, req: Reply) -> Reply:
-        reply, changed = self.orders.order_retire(self.config, self.local, req)
-        self._orders_changed(changed)
-        return reply
-
-    def _orders_changed(self, changed: bool) -> None:
-        self.local = self.orders.into(self.local)
-        if changed:
-            self._dirty = True
-
-    def data_news(self, backup: bool, lim: int, version: str | None) -> Reply:
-        """``backup``: a data backup was written here (sync it); else a peer sent a new
-        version here (a preloaded passive service reloads it)."""
-        if backup:
-            said = self.sync.backup_happened(lim, version)
-            log.info("%s: data backup %s of LIM %d; %s", self.config.node, version, lim, said)
-            return {"ok": True, "lim": lim, "result": said}
-        if version is not None:
-            self.sync.version_arrived(lim, version)
-        return {"ok": True, "lim": lim, "result": self._data_arrived(lim, version)}
 
     # ---- new data for a preloaded LIM ------------------------------------------------------
 
     def _pulled(self, lim: int, version: str) -> None:
         """The sync worker brought a newer version here (called on its thread)."""
         self.post(lambda: log.info("%s: LIM %d: %s", self.config.node, lim,
-                                   self._data_arrived(lim, version)))
+                                   self.data_arrived(lim, version)))
 
-    def _data_arrived(self, lim: int, version: str | None) -> str:
+    def data_arrived(self, lim: int, version: str | None) -> str:
         said = self.reloads.arrived(self.local, lim, version)
         if self.cycle.busy is None:
             self._start_reloads()
