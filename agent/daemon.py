@@ -66,11 +66,10 @@ from mxone_agent.config_reload import load_new
 from mxone_agent.control_service import ControlService, Reply
 from mxone_agent.data_reloads import DataReloads
 from mxone_agent.decide import LocalState
-from mxone_agent.decision_cycle import Applied, DecisionCycle, answering
+from mxone_agent.decision_cycle import Applied, DecisionCycle, forget_answered
 from mxone_agent.errors import AgentError
 from mxone_agent.executor import Executor, Outcome
 from mxone_agent.heartbeat_link import HEARTBEAT_COPIES, HeartbeatLink
-from mxone_agent.lease import Fence
 from mxone_agent.lease_upkeep import LeaseUpkeep
 from mxone_agent.local_state import record_appearance
 from mxone_agent.model import Readiness, Role
@@ -117,8 +116,7 @@ class Agent:
         self.stop_flag = False
         self.reload_flag = False
         self._sel = selectors.DefaultSelector()
-        self._watchdog = sdnotify.watchdog_period()
-        self._next_watchdog = 0.0 if self._watchdog else float("inf")
+        self._watchdog = sdnotify.Watchdog()
         self._dirty = True
         self.link = HeartbeatLink(lambda: self.config, lambda: self.secret, self._news,
                                   self._reappeared)
@@ -140,10 +138,6 @@ class Agent:
     @property
     def peers(self) -> dict[str, PeerView]:
         return self.link.peers
-
-    @property
-    def fence(self) -> Fence | None:
-        return self.leases.fence
 
     @property
     def retired(self) -> dict[int, LimConfig]:
@@ -208,8 +202,8 @@ class Agent:
         self.worker.close()
         self.link.close()
         self.control.server.close()
-        if self.fence is not None:
-            self.fence.close()  # the leases run out on their own: see mxone_agent.lease
+        if self.leases.fence is not None:
+            self.leases.fence.close()  # the leases run out on their own: see mxone_agent.lease
         if self.executor is not None:
             self.executor.network.close()
         self.status_file.remove()
@@ -227,16 +221,17 @@ class Agent:
             on_ready()
         sdnotify.notify("READY=1")
         while not self.stop_flag:
-            wake = min(next_tick, self.link.next_death(), self._next_watchdog,
+            wake = min(next_tick, self.link.next_death(), self._watchdog.next,
                        self.status_file.written + STATUS_FILE_AT_LEAST,
                        self.control.server.next_deadline() or float("inf"))
             timeout = max(0.0, wake - time.monotonic())
             events = self._sel.select(timeout)
             now = time.monotonic()
-            self._keep_watchdog(now)
+            self._watchdog.keep(now, healthy=self.worker.alive())
             last = self.prev_tick if self.prev_tick is not None else self.started
             if now - last > interval * peers_mod.STALL_FACTOR:
-                self._stalled(now)
+                self.link.stalled(now)  # queued datagrams are of unknown age
+                self.prev_tick = now
             for key, mask in events:
                 if self.control.server.handle(key, mask):
                     continue
@@ -266,14 +261,6 @@ class Agent:
             self.status_file.publish(time.monotonic())
         log.info("%s stops; LIM services are left as they are", self.config.node)
 
-    def _stalled(self, now: float) -> None:
-        """The loop did not run for a while: queued datagrams are of unknown age."""
-        dropped = self.link.discard_queued()
-        self.link.resumed = now
-        self.prev_tick = now
-        log.warning("%s's loop did not run for a while; it discards %d queued heartbeats and "
-                    "judges its peers afresh", self.config.node, dropped)
-
     def _tick(self, now: float) -> None:
         self.link.resumed = resumed_at(self.prev_tick, self.link.resumed, now,
                                        self.config.timers)
@@ -296,18 +283,6 @@ class Agent:
         if runs is not None:
             self.local = dataclasses.replace(self.local, runs=runs)
             self._dirty = True
-
-    def _keep_watchdog(self, now: float) -> None:
-        """Ping systemd's watchdog every WATCHDOG_FRACTION of WatchdogSec, on its own
-        schedule (a heartbeat interval may be longer than WatchdogSec), and only while the
-        loop runs and the action worker lives: a frozen loop is then restarted by systemd."""
-        if now < self._next_watchdog:
-            return
-        if not self.worker.alive():
-            return  # no action could be applied: let systemd restart the agent
-        sdnotify.notify("WATCHDOG=1")
-        assert self._watchdog is not None
-        self._next_watchdog = now + self._watchdog
 
     def _news(self) -> None:
         """A heartbeat changed what a peer runs or says, or brought it back: decide now."""
@@ -342,11 +317,7 @@ class Agent:
         if self.orders.drop_done(self.config, self.peers, self.local, time.monotonic()):
             self._dirty = True
         self.local = self.orders.into(self.local)
-        if self.local.failures:
-            heard = answering(self.local, self.peers.values())
-            failures = {n: f for n, f in self.local.failures.items() if n not in heard}
-            if len(failures) != len(self.local.failures):
-                self.local = dataclasses.replace(self.local, failures=failures)
+        self.local = forget_answered(self.local, self.peers.values())
 
     def _collect(self) -> None:
         for kind, result in self.worker.results():
@@ -445,7 +416,8 @@ class Agent:
         old = self.config
         present = {r.lim for r in self.local.runs} | self.local.died
         present |= self.cycle.in_hand()
-        new = load_new(old, self.config_path, self.secret_path, self.held, present, self.fence)
+        new = load_new(old, self.config_path, self.secret_path, self.held, present,
+                       self.leases.fence)
         if isinstance(new, str):
             return {"ok": False, "error": new}
         cfg = self.config = new.config

@@ -135,7 +135,14 @@ class DecisionCycle:
                                    died=local.died - cleaned_up(decision, outcomes))
 
 
-def answering(local: LocalState, peers: Collection[PeerView]) -> set[int]:
-    """The LIMs that answer here or on a peer (a failure no longer says anything of them)."""
-    return set(local.active_lims()) | {
+def forget_answered(local: LocalState, peers: Collection[PeerView]) -> LocalState:
+    """``local`` without the failures of LIMs that now answer here or on a peer (such a
+    failure no longer says anything of them)."""
+    if not local.failures:
+        return local
+    answering = set(local.active_lims()) | {
         n for v in peers for n in local.failures if v.runs_active(n)}
+    failures = {n: f for n, f in local.failures.items() if n not in answering}
+    if len(failures) == len(local.failures):
+        return local
+    return dataclasses.replace(local, failures=failures)

@@ -171,8 +171,9 @@ class HeartbeatLink:
                 return
             self.accept(data, ip, now)
 
-    def discard_queued(self) -> int:
-        """Drop every datagram queued now (of unknown age after a stall); how many."""
+    def stalled(self, now: float) -> None:
+        """The loop did not run for a while: drop every datagram queued now (of unknown
+        age) and judge the peers afresh from ``now``."""
         dropped = 0
         while self.udp is not None:
             try:
@@ -180,7 +181,9 @@ class HeartbeatLink:
                 dropped += 1
             except BlockingIOError:
                 break
-        return dropped
+        self.resumed = now
+        log.warning("%s's loop did not run for a while; it discards %d queued heartbeats and "
+                    "judges its peers afresh", self._config().node, dropped)
 
     def accept(self, data: bytes, ip: str, now: float) -> None:
         cfg = self._config()
