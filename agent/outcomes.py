@@ -43,8 +43,8 @@ class Transition:
 def cleaned_up(decision: Decision, outcomes: Iterable[Outcome]) -> set[int]:
     """The LIMs whose dead service's leftovers this decision cleared (or tried to: a
     cleanup is tried once; what it could not clear, the next start clears)."""
-    return {o.action.lim for o in outcomes
-            if decision.kind(o.action) is TransitionKind.CLEANUP}
+    return {o.action.lim for o in outcomes if o.action.lim is not None
+            and decision.kind(o.action) is TransitionKind.CLEANUP}
 
 
 def read_outcomes(decision: Decision, cfg: NodeConfig, outcomes: Iterable[Outcome], pulled: str,
@@ -57,32 +57,32 @@ def read_outcomes(decision: Decision, cfg: NodeConfig, outcomes: Iterable[Outcom
     holds the LIM back until ``now`` + RETRY_AFTER."""
     out = []
     for o in outcomes:
-        a = o.action
+        a, lim = o.action, o.action.lim
         kind = decision.kind(a)
-        if kind is None or kind is TransitionKind.CLEANUP:
+        if kind is None or kind is TransitionKind.CLEANUP or lim is None:
             continue
         if o.ok:
-            failures.pop(a.lim, None)
+            failures.pop(lim, None)
             if isinstance(a, StartLim | ActivateLim):
-                foreign_mac.pop(a.lim, None)
+                foreign_mac.pop(lim, None)
             if isinstance(a, RetireLim):
                 log.info("%s: LIM %d is stopped for good here; its alias no longer answers "
-                         "on this node", cfg.node, a.lim)
+                         "on this node", cfg.node, lim)
         else:
             if o.foreign_mac:
-                foreign_mac[a.lim] = o.foreign_mac
-                x = lim_config(a.lim)
-                why = (f"{kind} of LIM {a.lim} failed: its alias "
+                foreign_mac[lim] = o.foreign_mac
+                x = lim_config(lim)
+                why = (f"{kind} of LIM {lim} failed: its alias "
                        f"{x.alias_ip if x else '?'} is answered by {o.foreign_mac}, a host "
                        "outside the cluster")
             else:
-                why = f"{kind} of LIM {a.lim} failed: {o.error}"
-            failures[a.lim] = Failure(why, now + RETRY_AFTER)
+                why = f"{kind} of LIM {lim} failed: {o.error}"
+            failures[lim] = Failure(why, now + RETRY_AFTER)
             log.warning("%s: %s; LIM %d runs nowhere here and is tried again in %.0f s",
-                        cfg.node, why, a.lim, RETRY_AFTER)
+                        cfg.node, why, lim, RETRY_AFTER)
         at = {k: iso_now(v) for k, v in o.steps.items()}
         out.append(Transition(
-            lim=a.lim, kind=str(kind), reason=f"{decision.reason} {pulled}".strip(),
+            lim=lim, kind=str(kind), reason=f"{decision.reason} {pulled}".strip(),
             detected=iso_now(detected), decided=iso_now(decided),
             alias_up=at.get("alias_up"), first_garp=at.get("first_garp"),
             service_up=at.get("service_up"), ok=o.ok, error=o.error))
