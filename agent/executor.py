@@ -1,6 +1,8 @@
 """The executor: applies a Decision's actions, in order, through a NetworkBackend.
 
-It holds no policy; ``decide`` chose the actions. What it adds is how each one is done:
+``decide`` chose the actions and their order; the executor decides only how each one is
+carried out safely, and reports what came of it (:class:`Outcome`; a failure becomes a
+retry hold, an input of the next decisions):
 
 * ``StartLim`` active: an ARP probe for the alias first (a MAC that belongs to no cluster
   server answering it means the address is taken by a foreign host: the LIM is *not*
@@ -19,9 +21,10 @@ It holds no policy; ``decide`` chose the actions. What it adds is how each one i
   its alias stops being guarded once it is down. A LIM found in neither fails cleanly (the
   outcome says so); no action ever raises for an unknown LIM.
 
-Leases (:class:`mxone_agent.lease.Fence`) are granted and ended here; the daemon's loop
-renews them.
 * ``RaiseAlarm``/``ClearAlarm``: the alarm book.
+
+Leases (:class:`mxone_agent.lease.Fence`) are granted and ended here; the daemon's loop
+renews them (:mod:`mxone_agent.lease_upkeep`).
 
 Services run through the LIM's configured commands (argv, no shell, bounded timeouts);
 without any, the reference Service Node of :mod:`mxone_agent.service_node`. Companion

@@ -3,13 +3,14 @@
 * :class:`LinuxNetwork` - pyroute2 for addresses and the neighbour table, nftables for the
   blocked (preloaded, passive) alias, ARP frames sent and received on an AF_PACKET socket.
 
+* :class:`RecordingNetwork` - records every call and keeps a model of the addresses,
+  blocks, ARP answers and leases, for unit tests.
+
 The ARP frames (42 bytes) are packed here with ``struct`` rather than built with scapy:
 measured in the lab, importing ``scapy.layers.l2`` alone takes the agent from 40 MB to 87 MB
 RSS (scapy.data loads the manufacturer DB, /etc/services and more at import), above the
 64 MB budget, for two fixed frame layouts. scapy stays the tool of the tests, which check
-these frames with it and inject forged heartbeats.
-* :class:`RecordingNetwork` - records every call and keeps a model of the addresses,
-  blocks, ARP answers and leases, for unit tests.
+these frames with it and inject forged heartbeats; the agent never imports it.
 
 A backend never decides anything; the executor tells it what to do. Every method may raise
 :class:`NetworkError` (an AgentError) with a message naming the address and the interface.
