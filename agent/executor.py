@@ -20,7 +20,6 @@ retry hold, an input of the next decisions):
   longer names is found in ``retired`` (its last known LimConfig, kept by the daemon), and
   its alias stops being guarded once it is down. A LIM found in neither fails cleanly (the
   outcome says so); no action ever raises for an unknown LIM.
-
 * ``RaiseAlarm``/``ClearAlarm``: the alarm book.
 
 Leases (:class:`mxone_agent.lease.Fence`) are granted and ended here; the daemon's loop
