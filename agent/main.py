@@ -326,7 +326,7 @@ def ctl(args: argparse.Namespace) -> int:
     if args.cancel and args.verb not in ("fallback", "retire"):
         print("mxone-agent ctl: --cancel goes with fallback or retire only", file=sys.stderr)
         return EXIT_REFUSED
-    req: dict = {"cmd": args.verb}
+    req: dict[str, object] = {"cmd": args.verb}
     if args.verb == "sync" and args.args:
         if len(args.args) != 1:
             print("mxone-agent ctl sync [LIM]", file=sys.stderr)
@@ -419,8 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["xdata"]:
         # The peer side of a sync speaks on stdin/stdout: no argparse, no daemon imports.
-        from mxone_agent import xdata_sync
-        return xdata_sync.main(args_list[1:])
+        from mxone_agent import xdata_serve
+        return xdata_serve.main(args_list[1:])
     parser = _parser()
     if not args_list:
         parser.print_usage(sys.stderr)

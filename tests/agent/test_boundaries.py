@@ -19,7 +19,7 @@ IO = ["action_worker", "alarms", "config_reload", "control", "control_client", "
       "daemon", "data_reloads", "decision_cycle", "outcomes", "service_watch",
       "executor", "files", "heartbeat_link", "lease", "lease_upkeep", "leave",
       "network", "node_files", "orders", "sdnotify", "service_node", "status_report",
-      "sync_worker", "xdata", "xdata_sync", "xdata_wire"]
+      "sync_worker", "xdata", "xdata_serve", "xdata_sync", "xdata_wire"]
 # What a pure module may import: the standard library's data tools, and the agent itself.
 ALLOWED = {"__future__", "collections", "dataclasses", "enum", "hashlib", "hmac", "ipaddress",
            "math", "re", "secrets", "struct", "types", "typing", "mxone_agent"}
