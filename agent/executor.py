@@ -55,7 +55,7 @@ from mxone_agent.actions import (
     StopLim,
 )
 from mxone_agent.alarms import AlarmBook
-from mxone_agent.config import LimConfig, NodeConfig, ServiceCommands
+from mxone_agent.config import Companion, LimConfig, NodeConfig, ServiceCommands
 from mxone_agent.lease import Fence, LeaseError
 from mxone_agent.model import LimRun, Mode, Role
 from mxone_agent.network import NetworkBackend, NetworkError
@@ -146,7 +146,7 @@ class Executor:
     def service(self, lim: LimConfig) -> ServiceCommands:
         return lim.service or reference_service(lim, self._run_dir, self.xdata_root)
 
-    def _companions(self, config: NodeConfig, lim: LimConfig) -> list:
+    def _companions(self, config: NodeConfig, lim: LimConfig) -> list[Companion]:
         on_standby = config.role is Role.STANDBY
         return [c for c in lim.companions if not on_standby or c.runs_on_standby]
 

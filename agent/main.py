@@ -208,7 +208,8 @@ def fence(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mxone_agent import node_files
-    from mxone_agent.lease import GUARDED, TABLE, LeaseError, NftLeases
+    from mxone_agent.lease import GUARDED, TABLE, LeaseError
+    from mxone_agent.lease_nft import NftLeases
     from mxone_agent.model import Role
 
     kernel = NftLeases()
@@ -273,7 +274,8 @@ def leave(args: argparse.Namespace) -> int:
 
     from mxone_agent import leave as leave_mod
     from mxone_agent import node_files
-    from mxone_agent.lease import LeaseError, NftLeases
+    from mxone_agent.lease import LeaseError
+    from mxone_agent.lease_nft import NftLeases
     from mxone_agent.network import LinuxNetwork, NetworkError
 
     try:

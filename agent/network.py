@@ -31,9 +31,11 @@ import struct
 import subprocess
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from mxone_agent.errors import AgentError
-from mxone_agent.lease import LeaseKernel, NftLeases, RecordingLeases
+from mxone_agent.lease import LeaseKernel, RecordingLeases
+from mxone_agent.lease_nft import NftLeases
 
 ETH_P_ARP = 0x0806
 PROBE_WAIT = 0.25
@@ -128,7 +130,7 @@ class RecordingNetwork(NetworkBackend):
     """
 
     local_mac: str = "02:00:00:00:00:01"
-    calls: list[tuple] = field(default_factory=list)
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
     aliases: set[tuple[str, str]] = field(default_factory=set)
     blocked: dict[int, str] = field(default_factory=dict)
     answers: dict[str, set[str]] = field(default_factory=dict)
@@ -269,7 +271,7 @@ class LinuxNetwork(NetworkBackend):
         except Exception as e:
             raise NetworkError(f"cannot remove alias {alias} from {interface}: {e}") from e
 
-    def _nft(self, args: list[str], script: str | None = None) -> subprocess.CompletedProcess:
+    def _nft(self, args: list[str], script: str | None = None) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(["nft", *args], input=script, capture_output=True, text=True,
                                   timeout=NFT_TIMEOUT, check=False)

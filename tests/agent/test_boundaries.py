@@ -18,7 +18,7 @@ PURE = ["config", "heartbeat", "peers", "decide", "local_state", "situation", "f
 IO = ["action_worker", "alarms", "config_reload", "control", "control_client", "control_service",
       "daemon", "data_reloads", "decision_cycle", "outcomes", "service_watch",
       "executor", "files", "heartbeat_link", "lease", "lease_upkeep", "leave",
-      "network", "node_files", "orders", "sdnotify", "service_node", "status_report",
+      "network", "node_files", "orders", "lease_nft", "sdnotify", "service_node", "status_report",
       "sync_worker", "xdata", "xdata_serve", "xdata_sync", "xdata_wire"]
 # What a pure module may import: the standard library's data tools, and the agent itself.
 ALLOWED = {"__future__", "collections", "dataclasses", "enum", "hashlib", "hmac", "ipaddress",
