@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 from mxone_agent import files
 from mxone_agent.actions import ALARM_SEVERITY, ALARM_TITLE, SEVERITY_CLEARED, AlarmCode
@@ -60,7 +61,7 @@ class Alarm:
     text: str
     cleared_at: str | None = None
 
-    def as_dict(self, with_cleared: bool = False) -> dict:
+    def as_dict(self, with_cleared: bool = False) -> dict[str, Any]:
         d = asdict(self)
         if not with_cleared:
             d.pop("cleared_at")
@@ -72,21 +73,22 @@ class Alarm:
         is wrong. Name and severity are those of its code in this agent."""
         if not isinstance(d, dict):
             raise ValueError(f"{d!r} is not an alarm")
-        code = AlarmCode(d.get("code"))  # ValueError for an unknown code
+        code = AlarmCode(cast(str, d.get("code")))  # ValueError for an unknown code
         handle, lim = d.get("handle"), d.get("lim")
         if type(handle) is not int or handle < 1:
             raise ValueError(f"handle {handle!r} is not a positive whole number")
         if lim is not None and type(lim) is not int:
             raise ValueError(f"lim {lim!r} is not a LIM number")
         texts = {k: d.get(k) for k in ("raised_at", "text")}
-        if not all(isinstance(v, str) for v in texts.values()):
+        raised_at, text = texts["raised_at"], texts["text"]
+        if not (isinstance(raised_at, str) and isinstance(text, str)):
             raise ValueError(f"{texts!r}: raised_at and text must be strings")
         cleared_at = d.get("cleared_at")
         if cleared_at is not None and not isinstance(cleared_at, str):
             raise ValueError(f"cleared_at {cleared_at!r} is not a time stamp")
         severity = SEVERITY_CLEARED if cleared_at is not None else ALARM_SEVERITY[code]
         return cls(code=str(code), name=ALARM_TITLE[code], severity=severity, handle=handle,
-                   lim=lim, raised_at=texts["raised_at"], text=texts["text"],
+                   lim=lim, raised_at=raised_at, text=text,
                    cleared_at=cleared_at)
 
 
@@ -258,7 +260,7 @@ class AlarmBook:
                     syslog.LOG_CRIT if alarm.severity >= 4 else syslog.LOG_WARNING)
                 syslog.syslog(syslog.LOG_DAEMON | prio, line.strip())
 
-    def status(self) -> tuple[list[dict], list[dict]]:
+    def status(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(active alarms, alarm log) as JSON-ready lists."""
         with self._lock:
             return ([a.as_dict() for a in self.active.values()],

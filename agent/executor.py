@@ -1,6 +1,8 @@
 """The executor: applies a Decision's actions, in order, through a NetworkBackend.
 
-It holds no policy; ``decide`` chose the actions. What it adds is how each one is done:
+``decide`` chose the actions and their order; the executor decides only how each one is
+carried out safely, and reports what came of it (:class:`Outcome`; a failure becomes a
+retry hold, an input of the next decisions):
 
 * ``StartLim`` active: an ARP probe for the alias first (a MAC that belongs to no cluster
   server answering it means the address is taken by a foreign host: the LIM is *not*
@@ -18,10 +20,10 @@ It holds no policy; ``decide`` chose the actions. What it adds is how each one i
   longer names is found in ``retired`` (its last known LimConfig, kept by the daemon), and
   its alias stops being guarded once it is down. A LIM found in neither fails cleanly (the
   outcome says so); no action ever raises for an unknown LIM.
+* ``RaiseAlarm``/``ClearAlarm``: the alarm book.
 
 Leases (:class:`mxone_agent.lease.Fence`) are granted and ended here; the daemon's loop
-renews them.
-* ``RaiseAlarm``/``ClearAlarm``: the alarm book.
+renews them (:mod:`mxone_agent.lease_upkeep`).
 
 Services run through the LIM's configured commands (argv, no shell, bounded timeouts);
 without any, the reference Service Node of :mod:`mxone_agent.service_node`. Companion
@@ -53,7 +55,7 @@ from mxone_agent.actions import (
     StopLim,
 )
 from mxone_agent.alarms import AlarmBook
-from mxone_agent.config import LimConfig, NodeConfig, ServiceCommands
+from mxone_agent.config import Companion, LimConfig, NodeConfig, ServiceCommands
 from mxone_agent.lease import Fence, LeaseError
 from mxone_agent.model import LimRun, Mode, Role
 from mxone_agent.network import NetworkBackend, NetworkError
@@ -144,7 +146,7 @@ class Executor:
     def service(self, lim: LimConfig) -> ServiceCommands:
         return lim.service or reference_service(lim, self._run_dir, self.xdata_root)
 
-    def _companions(self, config: NodeConfig, lim: LimConfig) -> list:
+    def _companions(self, config: NodeConfig, lim: LimConfig) -> list[Companion]:
         on_standby = config.role is Role.STANDBY
         return [c for c in lim.companions if not on_standby or c.runs_on_standby]
 

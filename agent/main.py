@@ -51,6 +51,7 @@ import sys
 from collections.abc import Sequence
 
 from mxone_agent.config import ConfigError, NodeConfig, load_node_config
+from mxone_agent.control_client import ctl_request
 from mxone_agent.errors import AgentError
 
 EXIT_OK = 0
@@ -203,41 +204,16 @@ def run(args: argparse.Namespace) -> int:
 
 # ---- ctl -------------------------------------------------------------------------------------
 
-def ctl_request(path: str, request: dict, timeout: float = 10.0) -> dict:
-    """Send one request to the agent's control socket; its JSON answer.
-
-    Raises ConnectionError when no agent listens there.
-    """
-    import socket
-
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        try:
-            s.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError) as e:
-            raise ConnectionError(f"the agent is not running (no one listens on {path})") from e
-        s.sendall(json.dumps(request).encode("utf-8") + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
-    return json.loads(data.decode("utf-8"))
-
-
 def fence(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mxone_agent import daemon
-    from mxone_agent.lease import GUARDED, TABLE, LeaseError, NftLeases
+    from mxone_agent import node_files
+    from mxone_agent.lease import GUARDED, TABLE, LeaseError
+    from mxone_agent.lease_nft import NftLeases
     from mxone_agent.model import Role
 
     kernel = NftLeases()
-    record = Path(args.state_dir) / daemon.FENCE_RECORD
+    record = Path(args.state_dir) / node_files.FENCE_RECORD
     if args.action == "show":
         import subprocess
 
@@ -266,7 +242,7 @@ def fence(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_REFUSED
     try:
-        cfg = daemon.read_config(args.config)
+        cfg = node_files.read_config(args.config)
     except (AgentError, ConfigError):
         cfg = None  # no config left: nothing says this node holds a LIM of a cluster
     if cfg is not None and cfg.role is Role.STANDBY:
@@ -296,9 +272,10 @@ def fence(args: argparse.Namespace) -> int:
 def leave(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mxone_agent import daemon
     from mxone_agent import leave as leave_mod
-    from mxone_agent.lease import LeaseError, NftLeases
+    from mxone_agent import node_files
+    from mxone_agent.lease import LeaseError
+    from mxone_agent.lease_nft import NftLeases
     from mxone_agent.network import LinuxNetwork, NetworkError
 
     try:
@@ -309,7 +286,7 @@ def leave(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": False, "error": "the agent runs; stop it before the node "
                           "leaves its cluster"}))
         return EXIT_REFUSED
-    record = Path(args.state_dir) / daemon.FENCE_RECORD
+    record = Path(args.state_dir) / node_files.FENCE_RECORD
     kernel = NftLeases()
 
     def release_fence() -> None:
@@ -317,7 +294,7 @@ def leave(args: argparse.Namespace) -> int:
         record.unlink(missing_ok=True)
 
     try:
-        cfg = daemon.read_config(args.config)
+        cfg = node_files.read_config(args.config)
     except (AgentError, ConfigError) as e:
         try:
             release_fence()
@@ -327,7 +304,7 @@ def leave(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": True, "done": [(f"no usable node config ({e}): no LIM to "
                                                 "keep or stop; fence removed")]}))
         return EXIT_OK
-    held, problems = daemon.read_held(Path(args.state_dir) / daemon.HELD_LIMS)
+    held, problems = node_files.read_held(Path(args.state_dir) / node_files.HELD_LIMS)
     mine = {x.lim for x in cfg.lims}
     retired = {n: x for n, (x, _doc) in held.items() if n not in mine}
     net = LinuxNetwork()
@@ -339,7 +316,7 @@ def leave(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     finally:
         net.close()
-    (Path(args.state_dir) / daemon.HELD_LIMS).unlink(missing_ok=True)
+    (Path(args.state_dir) / node_files.HELD_LIMS).unlink(missing_ok=True)
     print(json.dumps({"ok": True, "done": [*problems, *done]}))
     return EXIT_OK
 
@@ -351,7 +328,7 @@ def ctl(args: argparse.Namespace) -> int:
     if args.cancel and args.verb not in ("fallback", "retire"):
         print("mxone-agent ctl: --cancel goes with fallback or retire only", file=sys.stderr)
         return EXIT_REFUSED
-    req: dict = {"cmd": args.verb}
+    req: dict[str, object] = {"cmd": args.verb}
     if args.verb == "sync" and args.args:
         if len(args.args) != 1:
             print("mxone-agent ctl sync [LIM]", file=sys.stderr)
@@ -446,8 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["xdata"]:
         # The peer side of a sync speaks on stdin/stdout: no argparse, no daemon imports.
-        from mxone_agent import xdata_sync
-        return xdata_sync.main(args_list[1:])
+        from mxone_agent import xdata_serve
+        return xdata_serve.main(args_list[1:])
     if args_list[:1] == ["node"]:  # the maintenance tool's node operations: JSON in and out
         from mxone_agent.node import cli as node_cli
         return node_cli.main(args_list[1:])

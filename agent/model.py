@@ -25,6 +25,26 @@ class Mode(StrEnum):
     PRELOADED = "preloaded"
 
 
+class TransitionKind(StrEnum):
+    """What kind of move an action on a LIM is, as status shows it (``transitions[].kind``).
+
+    ``decide`` names the kind of each LIM action it takes (``Decision.kinds``); the daemon
+    adds RELOAD, a preloaded service restarted for new exchange data. CLEANUP clears what
+    a service that died here left behind; status lists no transition for it.
+    """
+
+    FAILOVER = "failover"  # the standby takes a LIM over
+    FALLBACK = "fallback"  # a LIM goes back to its regular server (either side of the move)
+    SPLIT_BRAIN = "split-brain"  # this side stops a LIM both sides ran
+    STOP = "stop"  # a regular server stops (or deactivates) its own LIM
+    START = "start"  # a regular server starts its LIM with no standby alive to take it from
+    PRELOAD = "preload"  # a passive copy is loaded
+    RETIRE = "retire"  # a LIM that is not this node's any more is stopped for good
+    LEASE_RETAKEN = "lease retaken"  # a fenced LIM answers again
+    CLEANUP = "cleanup"  # the leftovers of a service that died here are cleared
+    RELOAD = "reload"  # a preloaded service restarts to load new data
+
+
 class Readiness(StrEnum):
     """Whether a node can run a LIM: ``LOADING`` while its agent is still starting up."""
 

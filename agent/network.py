@@ -3,13 +3,14 @@
 * :class:`LinuxNetwork` - pyroute2 for addresses and the neighbour table, nftables for the
   blocked (preloaded, passive) alias, ARP frames sent and received on an AF_PACKET socket.
 
+* :class:`RecordingNetwork` - records every call and keeps a model of the addresses,
+  blocks, ARP answers and leases, for unit tests.
+
 The ARP frames (42 bytes) are packed here with ``struct`` rather than built with scapy:
 measured in the lab, importing ``scapy.layers.l2`` alone takes the agent from 40 MB to 87 MB
 RSS (scapy.data loads the manufacturer DB, /etc/services and more at import), above the
 64 MB budget, for two fixed frame layouts. scapy stays the tool of the tests, which check
-these frames with it and inject forged heartbeats.
-* :class:`RecordingNetwork` - records every call and keeps a model of the addresses,
-  blocks, ARP answers and leases, for unit tests.
+these frames with it and inject forged heartbeats; the agent never imports it.
 
 A backend never decides anything; the executor tells it what to do. Every method may raise
 :class:`NetworkError` (an AgentError) with a message naming the address and the interface.
@@ -30,9 +31,11 @@ import struct
 import subprocess
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from mxone_agent.errors import AgentError
-from mxone_agent.lease import LeaseKernel, NftLeases, RecordingLeases
+from mxone_agent.lease import LeaseKernel, RecordingLeases
+from mxone_agent.lease_nft import NftLeases
 
 ETH_P_ARP = 0x0806
 PROBE_WAIT = 0.25
@@ -127,7 +130,7 @@ class RecordingNetwork(NetworkBackend):
     """
 
     local_mac: str = "02:00:00:00:00:01"
-    calls: list[tuple] = field(default_factory=list)
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
     aliases: set[tuple[str, str]] = field(default_factory=set)
     blocked: dict[int, str] = field(default_factory=dict)
     answers: dict[str, set[str]] = field(default_factory=dict)
@@ -268,7 +271,7 @@ class LinuxNetwork(NetworkBackend):
         except Exception as e:
             raise NetworkError(f"cannot remove alias {alias} from {interface}: {e}") from e
 
-    def _nft(self, args: list[str], script: str | None = None) -> subprocess.CompletedProcess:
+    def _nft(self, args: list[str], script: str | None = None) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(["nft", *args], input=script, capture_output=True, text=True,
                                   timeout=NFT_TIMEOUT, check=False)

@@ -56,6 +56,25 @@ def watchdog_period(env: Mapping[str, str] | None = None) -> float | None:
     return usec / 1e6 * WATCHDOG_FRACTION if usec > 0 else None
 
 
+class Watchdog:
+    """systemd's watchdog as the loop keeps it: pinged every :func:`watchdog_period` on a
+    clock of its own (a heartbeat interval may be longer than WatchdogSec), and only while
+    the loop runs and the action worker lives - a frozen loop is then restarted by systemd.
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.period = watchdog_period(env)
+        self.next = 0.0 if self.period else float("inf")  # monotonic time of the next ping
+
+    def keep(self, now: float, healthy: bool) -> None:
+        """Ping when due and ``healthy`` (else let systemd restart the agent)."""
+        if now < self.next or not healthy:
+            return
+        notify("WATCHDOG=1")
+        assert self.period is not None
+        self.next = now + self.period
+
+
 UNIT = """\
 [Unit]
 Description=MX-ONE server redundancy agent

@@ -341,10 +341,11 @@ def _passive_here(lim: int, control: str) -> str | None:
     """Why a backup must not be made here: the LIM is the passive (preloaded) side, whose
     data comes from the active side; its files would look newer than the active side's
     data and win the next sync. None when it may (or no agent answers: no cluster here)."""
-    from mxone_agent import xdata_sync
+    from mxone_agent import xdata_serve
 
-    status = xdata_sync.notify_agent({"cmd": "status"}, control)
-    for row in (status or {}).get("lims") or []:
+    status = xdata_serve.notify_agent({"cmd": "status"}, control)
+    rows = (status or {}).get("lims")
+    for row in rows if isinstance(rows, list) else []:
         if isinstance(row, dict) and row.get("lim") == lim and row.get("here") == "preloaded":
             active = "the standby" if row.get("owner") == "standby" else "its regular server"
             return (f"LIM {lim} is the passive (preloaded) side on {socket.gethostname()}: make "
@@ -354,7 +355,7 @@ def _passive_here(lim: int, control: str) -> str | None:
 
 
 def _data_backup_main(args: argparse.Namespace) -> int:
-    from mxone_agent import xdata_sync
+    from mxone_agent import xdata_serve
 
     if problem := _passive_here(args.lim, args.control):
         print(f"data backup refused: {problem}", file=sys.stderr)
@@ -364,7 +365,7 @@ def _data_backup_main(args: argparse.Namespace) -> int:
     except BackupError as exc:
         print(f"data backup failed: {exc}", file=sys.stderr)
         return 1
-    answer = xdata_sync.notify_agent({"cmd": "backup", "lim": args.lim,
+    answer = xdata_serve.notify_agent({"cmd": "backup", "lim": args.lim,
                                       "version": manifest.version}, args.control)
     told = f"agent: {answer.get('result')}" if answer and answer.get("ok") else \
         "no agent answered (its scan finds the new version)"

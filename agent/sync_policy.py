@@ -41,7 +41,7 @@ def backoff_delay(failures: int, retry_min: float, retry_max: float) -> float:
     exponent = max(0, failures - 1)
     if exponent > 60:  # 2**60 * anything positive is beyond any retry_max
         return retry_max
-    return min(retry_max, retry_min * (2 ** exponent))
+    return min(retry_max, retry_min * 2.0 ** exponent)
 
 
 def initiated_lims(config: NodeConfig) -> tuple[int, ...]:

@@ -8,6 +8,7 @@ peer is dead after 3.0 s. Decisions are taken at NOW.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from mxone_agent.actions import AlarmCode
@@ -111,9 +112,10 @@ def local(*runs: LimRun, ready: bool = True, requests: Iterable[int] = (),
           appearances: Mapping[int, Sequence[float]] | None = None,
           alarms: Iterable[tuple[AlarmCode, int | None]] | None = None,
           standby: bool = False, failures: Mapping[int, Failure] | None = None,
-          retiring: Iterable[int] = ()) -> LocalState:
+          retiring: Iterable[int] = (), died: Iterable[int] = ()) -> LocalState:
     """A local state; with ``standby`` the LIM-on-standby alarms of its runs with an alias
-    (active or fenced) are held; ``retiring``: LIMs the maintenance tool is removing."""
+    (active or fenced) are held; ``retiring``: LIMs the maintenance tool is removing;
+    ``died``: LIMs whose service was found dead here."""
     if alarms is None:
         alarms = [(AlarmCode.LIM_ON_STANDBY, r.lim) for r in runs
                   if r.mode is Mode.ACTIVE] if standby else []
@@ -121,4 +123,32 @@ def local(*runs: LimRun, ready: bool = True, requests: Iterable[int] = (),
                       started_at={r.lim: NOW - 100.0 for r in runs},
                       fallback_requests=frozenset(requests), appearances=appearances or {},
                       alarms=frozenset(alarms), failures=failures or {},
-                      retiring=frozenset(retiring))
+                      retiring=frozenset(retiring), died=frozenset(died))
+
+
+def failed(lim: int, left: float = 4.0,
+           why: str = "the service did not start") -> dict[int, Failure]:
+    """A failure of an action on ``lim`` that holds it back for ``left`` more seconds."""
+    return {lim: Failure(f"LIM {lim}: {why}", NOW + left)}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of a decide() table: a node's view in, the actions and the sentence out
+    (``says``: fragments of the sentence, or the whole sentence); ``kinds``: the transition
+    kind of each LIM action, where a table asserts them."""
+
+    id: str
+    node: str
+    peers: dict[str, PeerView]
+    local: LocalState
+    actions: tuple[Any, ...]
+    says: tuple[str, ...]
+    config: dict[str, Any] = field(default_factory=dict)
+    preloaded: bool = False
+    kinds: tuple[Any, ...] = ()
+
+
+def case_config(case: Case) -> NodeConfig:
+    builder = preloaded_config if case.preloaded else cluster_config
+    return builder(case.node, **case.config)

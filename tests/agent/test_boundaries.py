@@ -13,10 +13,14 @@ import mxone_agent
 
 AGENT_DIR = Path(mxone_agent.__file__).parent
 PURE = ["config", "config_rules", "config_types", "contract", "jsonreader", "heartbeat", "peers",
-        "decide", "actions", "model", "errors", "sync_policy", "paths"]
+        "decide", "local_state", "situation", "fallback", "takeover", "explain", "actions",
+        "model", "errors", "sync_policy", "paths"]
 # The modules with side effects (sockets, processes, files); stdlib + pyroute2 only.
-IO = ["alarms", "control", "daemon", "executor", "files", "lease", "leave", "network",
-      "sdnotify", "service_node", "sync_worker", "xdata", "xdata_sync", "xdata_wire",
+IO = ["action_worker", "alarms", "config_reload", "control", "control_client", "control_service",
+      "daemon", "data_reloads", "decision_cycle", "outcomes", "service_watch",
+      "executor", "files", "heartbeat_link", "lease", "lease_upkeep", "leave",
+      "network", "node_files", "orders", "lease_nft", "sdnotify", "service_node", "status_report",
+      "sync_worker", "xdata", "xdata_serve", "xdata_sync", "xdata_wire",
       "control_request", "control_socket",
       "xdata_beneath", "xdata_manifest", "xdata_store", "xdata_transfer"]
 # What a pure module may import: the standard library's data tools, and the agent itself.

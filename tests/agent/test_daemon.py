@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from mxone_agent import daemon, sdnotify, service_node
+from mxone_agent import daemon, node_files, sdnotify, service_node, service_watch, status_report
 from mxone_agent.actions import AlarmCode
 from mxone_agent.alarms import AlarmBook
 from mxone_agent.heartbeat import Heartbeat, encode
-from mxone_agent.main import ctl_request
+from mxone_agent.control_client import ctl_request
 from mxone_agent.model import Readiness, Role
 from mxone_agent.network import RecordingNetwork
 
@@ -90,16 +90,16 @@ def ask(agent: daemon.Agent, **req) -> dict:
 
 def test_secret_must_be_0600(tmp_path: Path) -> None:
     _, sec = write_files(tmp_path, loopback_doc("lim2"), mode=0o644)
-    with pytest.raises(daemon.StartupError, match="mode 0644; it must be 0600"):
-        daemon.read_secret(sec)
+    with pytest.raises(node_files.StartupError, match="mode 0644; it must be 0600"):
+        node_files.read_secret(sec)
 
 
 @pytest.mark.parametrize("key, message", [("ab" * 16, "has 16 bytes; at least 32"),
                                           ("not hex at all", "must be hex text")])
 def test_secret_must_be_long_hex(tmp_path: Path, key: str, message: str) -> None:
     _, sec = write_files(tmp_path, loopback_doc("lim2"), key=key)
-    with pytest.raises(daemon.StartupError, match=message):
-        daemon.read_secret(sec)
+    with pytest.raises(node_files.StartupError, match=message):
+        node_files.read_secret(sec)
 
 
 def test_control_socket_is_root_only(running: daemon.Agent) -> None:
@@ -421,7 +421,7 @@ def test_the_status_file_shows_an_order_at_once_and_stays_fresh(tmp_path: Path) 
         assert lock() == "regular"  # no wait: written before the answer went out
         first = float(path.read_text().split()[1])
         wait_for(lambda: float(path.read_text().split()[1]) > first,
-                 timeout=daemon.STATUS_FILE_AT_LEAST + 2)
+                 timeout=status_report.STATUS_FILE_AT_LEAST + 2)
 
 
 # ---- LIMs that leave the cluster, and fallback orders ----------------------------------------
@@ -474,12 +474,12 @@ def test_a_reload_without_the_lim_the_standby_runs_stops_it_and_goes_on(
             (2, "retire", True), (3, "failover", True)]
         assert st["retiring"] == [] and [x["lim"] for x in st["lims"]] == [3, 4]
         wait_for(lambda: not any(a["lim"] == 2 for a in ask(sb, cmd="status")["alarms"]))
-        held = json.loads((tmp_path / "state" / daemon.HELD_LIMS).read_text())
+        held = json.loads((tmp_path / "state" / node_files.HELD_LIMS).read_text())
         assert [e["lims"] for e in held["held"]] == [[3, 4]]
         # crash detection of the other LIMs still works
         (tmp_path / "lim3-running").unlink()
         wait_for(lambda: any("service of LIM 3 is no longer running" in r.getMessage()
-                             for r in caplog.records), timeout=daemon.HEALTH_POLL + 3)
+                             for r in caplog.records), timeout=service_watch.HEALTH_POLL + 3)
     said = [r.getMessage() for r in caplog.records]
     assert any("no longer gives LIM 2 to this node, which runs it" in m for m in said)
     assert any("LIM 2 runs on sb but the config of cluster cluster1 (generation 2) does not "

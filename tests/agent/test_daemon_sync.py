@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mxone_agent import daemon
-from mxone_agent.main import ctl_request
+from mxone_agent.control_client import ctl_request
 
 from tests.agent.test_daemon import loopback_doc, start_agent_thread, stop_agent_thread
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -22,10 +21,10 @@ from mxone_agent.actions import (
 )
 from mxone_agent.decide import (
     FLAP_WINDOW,
-    Failure,
     HOLD_DOWN_BASE,
     HOLD_DOWN_CAP,
     Decision,
+    Failure,
     HoldDown,
     LocalState,
     decide,
@@ -41,16 +40,18 @@ from mxone_agent.peers import Liveness, PeerView
 from tests.agent.builders import (
     NOW,
     STANDBY,
+    Case,
     active,
     alive,
+    case_config,
     cluster_config,
     dead,
+    failed,
     fenced,
     heartbeat,
     local,
     passive,
     peers,
-    preloaded_config,
     unknown,
 )
 
@@ -64,18 +65,6 @@ def raise_on_sb(lim: int) -> RaiseAlarm:
 
 
 RAISE_OOO = RaiseAlarm(OOO, None, "Standby server is out of order: sb is not heard")
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    node: str
-    peers: dict[str, PeerView]
-    local: LocalState
-    actions: tuple[Any, ...]
-    says: tuple[str, ...]  # fragments of the sentence, or the whole sentence
-    config: dict[str, Any] = field(default_factory=dict)
-    preloaded: bool = False
 
 
 ALL_ALIVE = peers(alive("lim2"), alive("lim3"), alive("lim4"))
@@ -406,10 +395,6 @@ FENCED_CASES = [
 ]
 
 
-def failed(lim: int, left: float = 4.0, why: str = "the service did not start") -> dict:
-    return {lim: Failure(f"LIM {lim}: {why}", NOW + left)}
-
-
 FAILURE_CASES = [
     Case("failed-takeover-waits", STANDBY, regs(lim2=dead("lim2")), local(failures=failed(2)),
          (), ("LIM 2 (priority 1) waits: LIM 2: the service did not start; sb tries LIM 2 "
@@ -510,14 +495,9 @@ ALL_CASES = (STANDBY_CASES + FALLBACK_CASES + SPLIT_BRAIN_CASES + REGULAR_CASES 
              + PRELOADED_CASES + FENCED_CASES + FAILURE_CASES + RETIRE_CASES + ORDER_CASES)
 
 
-def _config(case: Case):
-    builder = preloaded_config if case.preloaded else cluster_config
-    return builder(case.node, **case.config)
-
-
 @pytest.mark.parametrize("case", ALL_CASES, ids=[c.id for c in ALL_CASES])
 def test_decide(case: Case) -> None:
-    d = decide(_config(case), case.peers, case.local, NOW)
+    d = decide(case_config(case), case.peers, case.local, NOW)
     assert d.actions == case.actions, d.reason
     for fragment in case.says:
         assert fragment in d.reason
@@ -529,7 +509,7 @@ def test_split_brain_travels_as_a_field() -> None:
                       ("regular-deactivates-on-split-brain", {2}), ("auto-fallback", set()),
                       ("fenced-standby-home-runs-it", set())):
         case = cases[cid]
-        assert decide(_config(case), case.peers, case.local, NOW).split_brain == lims, cid
+        assert decide(case_config(case), case.peers, case.local, NOW).split_brain == lims, cid
 
 
 def own(*views: PeerView) -> dict[str, PeerView]:
@@ -569,7 +549,7 @@ def test_case_ids_are_unique() -> None:
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=[c.id for c in ALL_CASES])
 def test_reason_is_one_sentence(case: Case) -> None:
-    reason = decide(_config(case), case.peers, case.local, NOW).reason
+    reason = decide(case_config(case), case.peers, case.local, NOW).reason
     assert reason.endswith(".") and ". " not in reason and "\n" not in reason
     assert not reason.endswith("..")
 
@@ -590,7 +570,7 @@ def settles(cfg, views, state: LocalState) -> tuple[Decision, Decision]:
 def test_applied_decision_settles(case: Case) -> None:
     """Deciding again after the actions were carried out asks for at most the alarms that
     follow from them, and then for nothing more."""
-    settles(_config(case), case.peers, case.local)
+    settles(case_config(case), case.peers, case.local)
 
 
 def test_alarm_follows_a_takeover_once_the_lim_runs() -> None:

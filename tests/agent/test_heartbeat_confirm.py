@@ -42,15 +42,15 @@ def flags_sent(rec: RecordingSocket) -> list[int]:
 def test_heartbeats_confirm_the_path_only_to_a_peer_heard_lately(tmp_path: Path) -> None:
     port = 19000 + os.getpid() % 900
     sb, sb_thread = start_agent(tmp_path, "sb", port)
-    rec = RecordingSocket(sb._udp)
-    sb._udp = rec
+    rec = RecordingSocket(sb.link.udp)
+    sb.link.udp = rec
     try:
         # Nobody heard yet: plain sends, the kernel resolves the peer as it always does.
         wait_for(lambda: len(flags_sent(rec)) >= 3)
         assert set(flags_sent(rec)) == {0}
         lim2, lim2_thread = start_agent(tmp_path, "lim2", port)
         try:
-            wait_for(lambda: sb._peer_alive("lim2"))
+            wait_for(lambda: sb.link.alive("lim2"))
             n = len(flags_sent(rec))
             wait_for(lambda: len(flags_sent(rec)) >= n + 3)
             assert set(flags_sent(rec)[n:]) == {socket.MSG_CONFIRM}
@@ -59,12 +59,12 @@ def test_heartbeats_confirm_the_path_only_to_a_peer_heard_lately(tmp_path: Path)
             lim2_thread.join(timeout=5)
             lim2.close()
         # Silent for longer than detection: the kernel is no longer told the path works.
-        wait_for(lambda: not sb._peer_alive("lim2"), timeout=sb.config.detection + 3)
+        wait_for(lambda: not sb.link.alive("lim2"), timeout=sb.config.detection + 3)
         n = len(flags_sent(rec))
         wait_for(lambda: len(flags_sent(rec)) >= n + 3)
         assert set(flags_sent(rec)[n:]) == {0}
     finally:
         sb.stop_flag = True
         sb_thread.join(timeout=5)
-        sb._udp = rec.real
+        sb.link.udp = rec.real
         sb.close()

@@ -12,12 +12,10 @@ from mxone_agent.lease import (
     Fence,
     LeaseError,
     RecordingLeases,
-    _element_list,
-    _expiration_ms,
-    _nla,
     lease_seconds,
     ruleset,
 )
+from mxone_agent.lease_nft import _element_list, _expiration_ms, _nla
 
 
 class Clock:
