@@ -124,6 +124,10 @@ def test_sigstop_of_a_regular_agent_beyond_detection(make, lab: Lab,
         fault = time.monotonic()
         cluster.kill_agent("lim2", signal.SIGSTOP)
         owner_settles(p, lab, STANDBY, fault + d, d + MARGIN)
+        # Stay frozen a second longer: the one-owner check below reads the rounds from
+        # detection + 1 s up to the resume, and owner_settles may return just after that
+        # mark, leaving a window shorter than one probe round (an empty check).
+        time.sleep(1.0)
         resumed = time.monotonic()
         cluster.kill_agent("lim2", signal.SIGCONT)
         owner_settles(p, lab, "lim2", resumed, 2 * d + 2 * MARGIN)
