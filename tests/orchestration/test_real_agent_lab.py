@@ -70,11 +70,16 @@ def test_failover_shows_in_status_and_manual_fallback_brings_the_lim_back(real_a
     lab.faults.cut("lim2")
 
     def lim2_on_standby():
+        # The failover's alarm and transition are recorded right after the owner changes:
+        # a status read between the two shows the new owner without them yet.
         c = real_admin.json("cluster", "status", timeout=120)["clusters"][0]
-        return c if c["lims"][0]["owner"] == "standby" else None
+        settled = (c["lims"][0]["owner"] == "standby"
+                   and any(a.get("lim") == 2 for a in c["alarms"])
+                   and any(t.get("lim") == 2 for t in c["transitions"]))
+        return c if settled else None
 
     c = _wait(lim2_on_standby)
-    assert c, "LIM 2 did not fail over to standby1"
+    assert c, "LIM 2 did not fail over to standby1 with its alarm and transition in status"
     servers = {s["server"]: s for s in c["servers"]}
     assert servers["lim2"]["agent"] == "unreachable"
     assert servers["lim2"]["liveness"] == "dead"
