@@ -64,6 +64,68 @@ def test_the_bootstrap_runs_under_a_bare_python3(tmp_path: Path) -> None:
     assert release.MARKER == paths.RELEASE_MARKER
 
 
+def unpacked(releases: Path, name: str, sha: str) -> Path:
+    d = releases / name
+    (d / "bin").mkdir(parents=True)
+    (d / "bin/mxone-agent").write_text("#!/usr/bin/python3\n")
+    (d / paths.RELEASE_MARKER).write_text(sha + "\n")
+    return d
+
+
+def test_remove_takes_back_an_unpacked_release_and_nothing_else(tmp_path: Path) -> None:
+    home = tmp_path / "opt/agent"
+    releases, sha, other = home / "releases", "a" * 64, "b" * 64
+    old, new = unpacked(releases, "111111111111", other), unpacked(releases, "aaaaaaaaaaaa", sha)
+    (home / "current").symlink_to("releases/111111111111")
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    (new / "lib").symlink_to(outside)  # a link inside is removed, never followed
+
+    def rm(name: str, sha256: str = sha) -> dict[str, Any]:
+        return release.handle({"releases": str(releases), "release": name, "sha256": sha256,
+                               "remove": True})
+
+    assert rm("aaaaaaaaaaaa") == {"ok": True, "removed": True}
+    assert sorted(p.name for p in releases.iterdir()) == ["111111111111"]
+    assert (outside / "keep").read_text() == "x" and old.is_dir()
+    assert rm("aaaaaaaaaaaa") == {"ok": True, "removed": False}  # gone already: nothing to do
+
+    refused = {
+        "111111111111": "is the current release",  # what current points to
+        "../precious": "is not a release name",
+        "current": "is not a release name",
+        "AAAAAAAAAAAA": "is not a release name",
+        "cccccccccccc": "is not a release directory",  # a link to a release
+        "dddddddddddd": "is not a release directory",  # a file
+        "eeeeeeeeeeee": "holds another artefact",
+    }
+    (releases / "cccccccccccc").symlink_to(old)
+    (releases / "dddddddddddd").write_text("")
+    unpacked(releases, "eeeeeeeeeeee", other)
+    for name, why in refused.items():
+        answer = rm(name, other if name == "111111111111" else sha)
+        assert answer["ok"] is False and why in answer["error"], (name, answer)
+    assert sorted(p.name for p in releases.iterdir()) == [
+        "111111111111", "cccccccccccc", "dddddddddddd", "eeeeeeeeeeee"]
+    assert (old / paths.RELEASE_MARKER).read_text() == other + "\n"
+    # current by an absolute link: still current
+    (home / "current").unlink()
+    (home / "current").symlink_to(releases / "eeeeeeeeeeee")
+    assert "is the current release" in rm("eeeeeeeeeeee", other)["error"]
+
+
+def test_remove_runs_under_a_bare_python3(tmp_path: Path) -> None:
+    releases = tmp_path / "rel"
+    unpacked(releases, "aaaaaaaaaaaa", "a" * 64)
+    r = subprocess.run(["sh", "-c", release.bootstrap_command()], input=json.dumps({
+        "releases": str(releases), "release": "aaaaaaaaaaaa", "sha256": "a" * 64,
+        "remove": True}), capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin"}, cwd="/", check=True)
+    assert json.loads(r.stdout) == {"ok": True, "removed": True}
+    assert list(releases.iterdir()) == []
+
+
 def run_cli(op: str, stdin: str) -> tuple[int, dict[str, Any]]:
     r = subprocess.run([sys.executable, "-m", "mxone_agent.main", "node", op], input=stdin,
                        capture_output=True, text=True, timeout=60, check=False)
