@@ -6,14 +6,15 @@ uses python3's standard library only and imports nothing of its package. Every o
 operation then runs from the release it installed (``mxone-agent node OP``).
 
 Request ``{"releases": DIR, "release": NAME, "sha256": HEX}``: answers ``{"ok": true,
-"has": bool}`` - whether ``DIR/NAME`` holds that artefact (``DIR`` is created, so that the
-upload can land there). With ``"upload": PATH`` (the uploaded tarball): its checksum is
+"has": bool, "created": [PATH]}`` - whether ``DIR/NAME`` holds that artefact (``DIR`` is
+created, so that the upload can land there: ``created``, the directories that were not
+there, deepest first). With ``"upload": PATH`` (the uploaded tarball): its checksum is
 verified, it is unpacked to a temp dir, marked with the checksum and renamed into place;
 the upload is removed either way. With ``"remove": true``: the release the tool unpacked
 for a change that was then refused or rolled back is removed again - only a
 ``releases/<12 hex>`` directory (never a link) holding that artefact, and never the one
 ``current`` (beside ``DIR``) points to; answers ``{"ok": true, "removed": bool}`` (false:
-it was not there).
+it was not there); ``"dirs": [PATH]`` (a probe's ``created``) are then removed while empty.
 """
 
 from __future__ import annotations
@@ -98,14 +99,36 @@ def remove(releases: str, release: str, sha256: str) -> dict[str, Any]:
     return {"ok": True, "removed": True}
 
 
+def remove_dirs(releases: str, dirs: list[str]) -> None:
+    """Remove those of ``dirs`` that are ``releases`` or hold it, deepest first, while they
+    are empty (``rmdir`` removes nothing else, and no link)."""
+    inner = os.path.abspath(releases)
+    for d in sorted(dirs, key=len, reverse=True):
+        if d != inner and not inner.startswith(d.rstrip(os.sep) + os.sep):
+            continue
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            continue
+        except OSError:  # not empty (or not a directory): nor is any above it
+            return
+
+
 def handle(req: dict[str, Any]) -> dict[str, Any]:
     releases, release, sha = str(req["releases"]), str(req["release"]), str(req["sha256"])
     if req.get("remove"):
-        return remove(releases, release, sha)
+        answer = remove(releases, release, sha)
+        if answer["ok"]:
+            remove_dirs(releases, [str(d) for d in req.get("dirs") or []])
+        return answer
     if req.get("upload"):
         return install(releases, release, sha, str(req["upload"]))
+    created, d = [], os.path.abspath(releases)
+    while not os.path.lexists(d):
+        created.append(d)
+        d = os.path.dirname(d)
     os.makedirs(releases, mode=0o755, exist_ok=True)
-    return {"ok": True, "has": has(releases, release, sha)}
+    return {"ok": True, "has": has(releases, release, sha), "created": created}
 
 
 def bootstrap_command() -> str:

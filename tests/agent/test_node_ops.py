@@ -34,7 +34,7 @@ def test_release_probe_install_and_a_damaged_upload(tmp_path: Path) -> None:
     data = tarball({"bin/mxone-agent": b"#!/usr/bin/python3\n"})
     sha = hashlib.sha256(data).hexdigest()
     assert release.handle({"releases": releases, "release": "r1", "sha256": sha}) == {
-        "ok": True, "has": False}
+        "ok": True, "has": False, "created": [releases, str(tmp_path / "opt")]}
     upload = Path(releases) / ".upload-r1-0001"
     upload.write_bytes(data[:-1] + b"x")
     bad = release.handle({"releases": releases, "release": "r1", "sha256": sha,
@@ -59,7 +59,8 @@ def test_the_bootstrap_runs_under_a_bare_python3(tmp_path: Path) -> None:
         "releases": str(tmp_path / "rel"), "release": "x", "sha256": "0" * 64}),
         capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"}, cwd="/",
         check=True)
-    assert json.loads(r.stdout) == {"ok": True, "has": False}
+    assert json.loads(r.stdout) == {"ok": True, "has": False,
+                                    "created": [str(tmp_path / "rel")]}
     assert (tmp_path / "rel").is_dir()
     assert release.MARKER == paths.RELEASE_MARKER
 
@@ -115,15 +116,28 @@ def test_remove_takes_back_an_unpacked_release_and_nothing_else(tmp_path: Path) 
     assert "is the current release" in rm("eeeeeeeeeeee", other)["error"]
 
 
-def test_remove_runs_under_a_bare_python3(tmp_path: Path) -> None:
-    releases = tmp_path / "rel"
+def test_remove_runs_under_a_bare_python3_and_takes_back_the_probes_dirs(
+        tmp_path: Path) -> None:
+    releases = tmp_path / "opt/mxone/agent/releases"
+    (tmp_path / "opt").mkdir()
+    (tmp_path / "opt/other").write_text("")
+    req = {"releases": str(releases), "release": "aaaaaaaaaaaa", "sha256": "a" * 64}
+    probe = release.handle(req)
+    assert probe["created"] == [str(releases), str(releases.parent), str(releases.parent.parent)]
     unpacked(releases, "aaaaaaaaaaaa", "a" * 64)
+    (releases.parent / "current").symlink_to("releases/bbbbbbbbbbbb")  # not this one
     r = subprocess.run(["sh", "-c", release.bootstrap_command()], input=json.dumps({
-        "releases": str(releases), "release": "aaaaaaaaaaaa", "sha256": "a" * 64,
-        "remove": True}), capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin"}, cwd="/", check=True)
+        **req, "remove": True, "dirs": probe["created"]}), capture_output=True, text=True,
+        timeout=60, env={"PATH": "/usr/bin:/bin"}, cwd="/", check=True)
     assert json.loads(r.stdout) == {"ok": True, "removed": True}
-    assert list(releases.iterdir()) == []
+    # the release and releases/ gone; agent/ is not empty (current): it and mxone/ stay
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "opt", "opt/mxone", "opt/mxone/agent", "opt/mxone/agent/current", "opt/other"]
+    (releases.parent / "current").unlink()
+    assert release.handle({**req, "remove": True, "dirs": [*probe["created"], "/etc", "/"]}
+                          ) == {"ok": True, "removed": False}
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "opt", "opt/other"]
 
 
 def run_cli(op: str, stdin: str) -> tuple[int, dict[str, Any]]:

@@ -12,6 +12,7 @@ from mxone_maintenance import nodechange, orchestrate, ssh, store
 from tests.orchestration.test_network_config_unit import create
 from tests.orchestration.test_orchestrate_unit import EXAMPLE, applier, tracker
 
+RELEASES = "/opt/mxone/agent/releases"
 SNAPSHOT = {"ok": True, "files": {}, "dirs": {}, "addresses": [], "running": True,
             "xdata": {"free": 10**12, "used": 0, "newest": {}}}
 
@@ -25,6 +26,7 @@ class ReleasePool(ssh.Pool):
         super().__init__(tmp_path / "kh", tmp_path / "key")
         self.has, self.answers = has, answers
         self.bootstrap: list[tuple[str, str]] = []
+        self.requests: list[tuple[str, dict[str, Any]]] = []
         self.ops: list[tuple[str, str]] = []
 
     def connect_all(self, targets):  # type: ignore[no-untyped-def]
@@ -38,8 +40,10 @@ class ReleasePool(ssh.Pool):
         if command.startswith("python3 -c "):
             kind = "remove" if req.get("remove") else "install" if req.get("upload") else "probe"
             self.bootstrap.append((target.name, kind))
-            answer = {"ok": True, "has": target.name in self.has} if kind == "probe" else {
-                "ok": True, "removed": True}
+            self.requests.append((target.name, req))
+            answer = {"ok": True, "has": target.name in self.has,
+                      "created": [] if target.name in self.has else [RELEASES]
+                      } if kind == "probe" else {"ok": True, "removed": True}
         else:
             op = command.rsplit(" ", 1)[-1]
             self.ops.append((target.name, op))
@@ -62,6 +66,9 @@ def test_a_refused_change_takes_back_the_release_it_unpacked(tmp_path: Path) -> 
     uploaded = sorted(n for n, kind in pool.bootstrap if kind == "install")
     assert uploaded and "lim2" not in uploaded
     assert pool.removed() == uploaded  # lim2 had it before: it keeps it
+    removes = [r for _, r in pool.requests if r.get("remove")]
+    assert all(r["releases"] == RELEASES and r["release"] == "0" * 12 and r["sha256"] == "0" * 64
+               and r["dirs"] == [RELEASES] for r in removes)  # the dirs its probe made
     # Taken back: the next change probes again (and would upload again).
     reach = orchestrate.targets(change.before, change.after)
     assert not any(a.calls.uploaded(reach[n]) for n in uploaded)
