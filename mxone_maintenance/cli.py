@@ -254,7 +254,7 @@ def _run_change(args: argparse.Namespace, cmd: Command, values: Values) -> int:
                             for o in result.outcomes]
         lines = [*head, "", (f"Applied: system generation {result.generation}." if result.ok else
                              f"NOT applied: the system stays at generation {result.generation}.")]
-        lines += [outcome_line(o.server, ok_word(o.ok), o.message) for o in result.outcomes]
+        lines += [f"  {outcome_line(o.server, ok_word(o.ok), o.message)}" for o in result.outcomes]
         ok = result.ok
         if result.ok and cmd.tell is not None:
             behind = s.maintenance.applier.behind() if isinstance(

@@ -16,7 +16,7 @@ import json
 import secrets
 import shlex
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mxone_agent import paths
@@ -90,6 +90,9 @@ class NodeCalls:
         self._artefact = artefact
         self._lock = threading.Lock()
         self._release: dict[str, str] = {}  # server -> "found" / "uploaded"
+        # server -> the directories its probe created: the release was not there, this
+        # change puts it there (taken back if the change does not go through)
+        self._unpacking: dict[str, list[str]] = {}
 
     def artefact(self) -> Artefact:
         return self._artefact()
@@ -111,11 +114,40 @@ class NodeCalls:
         """True when this run uploaded the release to ``target`` (it was not there)."""
         return self._release.get(target.name) == "uploaded"
 
+    def keep_unpacked(self) -> None:
+        """The change succeeded: the releases it unpacked stay (they are ``current`` now)."""
+        with self._lock:
+            self._unpacking.clear()
+            self._release = {k: "found" for k in self._release}
+
+    def remove_unpacked(self, targets: Iterable[ssh.Target]) -> ssh.GroupResult:
+        """The change was refused or rolled back: remove again the release this change
+        unpacked on those of ``targets`` that did not have it, and the directories made for
+        it, by the bootstrap's ``remove`` (which never removes the release ``current``
+        points to). A server it fails on keeps that release: unused, harmless, and found
+        by the next change of the same release."""
+        with self._lock:
+            mine = [t for t in targets if t.name in self._unpacking]
+
+        def remove(t: ssh.Target) -> ssh.Result:
+            art = self.artefact()
+            req = {"releases": paths.RELEASES, "release": art.release, "sha256": art.sha256,
+                   "remove": True, "dirs": self._unpacking[t.name]}
+            r = parse(self.pool.run(t, node_release.bootstrap_command(), input=json.dumps(req)),
+                      "remove release")
+            if r.ok:
+                with self._lock:
+                    del self._unpacking[t.name]
+                    self._release.pop(t.name, None)
+            return r
+
+        return self.pool.each(mine, remove)
+
     def ensure_release(self, target: ssh.Target) -> ssh.Result:
         """The tool's release unpacked on ``target`` beside the others (never ``current``
         here): uploaded only when missing, its checksum verified on the node before it is
-        unpacked. Done once per server; additive - a rollback leaves it, as it leaves
-        every release."""
+        unpacked. Done once per server; one unpacked here (it was not there) is taken back
+        by :meth:`remove_unpacked` when the change is refused or rolled back."""
         with self._lock:
             if target.name in self._release:
                 return ssh.Result(target.name, True, exit_status=0)
@@ -130,6 +162,8 @@ class NodeCalls:
             return r
         found = bool(answer(r).get("has"))
         if not found:
+            with self._lock:
+                self._unpacking[target.name] = [str(d) for d in answer(r).get("created", [])]
             upload = f"{paths.RELEASES}/.upload-{art.release}-{secrets.token_hex(4)}"
             r = self.pool.put(target, upload, art.path.read_bytes(), 0o600)
             if r.ok:

@@ -28,7 +28,9 @@ Applying a change runs in phases, each in parallel over the servers it touches:
    put back to its snapshot, byte for byte, and its agent to its previous state;
    system.toml is not written. A server that cannot be reached for its rollback keeps its
    rollback in a journal on LIM 1 (:mod:`~mxone_maintenance.rollback`), finished before
-   any later change touches it, or by ``cluster repair``;
+   any later change touches it, or by ``cluster repair``. A change refused after step 1, or
+   rolled back, removes again the release it unpacked where it was not there before
+   (except on a server whose rollback is in the journal);
 5. on full success only: system.toml is written on LIM 1 (store.save), and the
    node.json.prev files are removed.
 
@@ -174,6 +176,7 @@ class SshApplier:
 
         def fail_all_untouched(why: Mapping[str, str]) -> ApplyResult:
             self.keys.forget(new_keys)
+            self._take_back_releases([n.target for n in nodes.values()], tracker)
             outcomes = []
             for name in [*nodes, *(n for n in joining if n in why)]:
                 if name in why:
@@ -277,6 +280,7 @@ class SshApplier:
                                      local_error=f"cannot write {self.config_path}: {cause}")
             return self._with_missed(result, missed, gen0)
         self.keys.drop_unused(change)
+        self.calls.keep_unpacked()
         if nodes:
             self.pool.each([n.target for n in nodes.values()],
                            lambda t: self._call(t, "commit", {}))
@@ -334,6 +338,9 @@ class SshApplier:
         self.pool.each([n.target for n in untouched], lambda t: self._call(
             t, "unretire", {"lims": nodes[t.name].retired_lims}))
         self.keys.forget(new_keys)
+        # A server whose rollback is kept in the journal keeps the release until it is done.
+        self._take_back_releases([n.target for name, n in nodes.items()
+                                  if name not in undone.failed], tracker)
         outcomes = []
         for name, n in nodes.items():
             r = undone.get(name)
@@ -354,6 +361,12 @@ class SshApplier:
                                 f"{self.config_path} not written: the system stays at generation {gen0}"))
         tracker("rolled back", 1.0)
         return ApplyResult(gen0, tuple(outcomes))
+
+    def _take_back_releases(self, targets: list[ssh.Target], tracker: nodechange.Tracker) -> None:
+        """A refused or rolled-back change leaves no release it unpacked (NodeCalls)."""
+        for name, r in sorted(self.calls.remove_unpacked(targets).failed.items()):
+            tracker(f"{name}: agent release {self.artefact().release} unpacked for this change "
+                    f"left there, unused: {r.describe()}", None)
 
     @staticmethod
     def _with_missed(result: ApplyResult, missed: Mapping[str, str], gen0: int) -> ApplyResult:

@@ -34,7 +34,7 @@ def test_release_probe_install_and_a_damaged_upload(tmp_path: Path) -> None:
     data = tarball({"bin/mxone-agent": b"#!/usr/bin/python3\n"})
     sha = hashlib.sha256(data).hexdigest()
     assert release.handle({"releases": releases, "release": "r1", "sha256": sha}) == {
-        "ok": True, "has": False}
+        "ok": True, "has": False, "created": [releases, str(tmp_path / "opt")]}
     upload = Path(releases) / ".upload-r1-0001"
     upload.write_bytes(data[:-1] + b"x")
     bad = release.handle({"releases": releases, "release": "r1", "sha256": sha,
@@ -59,9 +59,85 @@ def test_the_bootstrap_runs_under_a_bare_python3(tmp_path: Path) -> None:
         "releases": str(tmp_path / "rel"), "release": "x", "sha256": "0" * 64}),
         capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"}, cwd="/",
         check=True)
-    assert json.loads(r.stdout) == {"ok": True, "has": False}
+    assert json.loads(r.stdout) == {"ok": True, "has": False,
+                                    "created": [str(tmp_path / "rel")]}
     assert (tmp_path / "rel").is_dir()
     assert release.MARKER == paths.RELEASE_MARKER
+
+
+def unpacked(releases: Path, name: str, sha: str) -> Path:
+    d = releases / name
+    (d / "bin").mkdir(parents=True)
+    (d / "bin/mxone-agent").write_text("#!/usr/bin/python3\n")
+    (d / paths.RELEASE_MARKER).write_text(sha + "\n")
+    return d
+
+
+def test_remove_takes_back_an_unpacked_release_and_nothing_else(tmp_path: Path) -> None:
+    home = tmp_path / "opt/agent"
+    releases, sha, other = home / "releases", "a" * 64, "b" * 64
+    old, new = unpacked(releases, "111111111111", other), unpacked(releases, "aaaaaaaaaaaa", sha)
+    (home / "current").symlink_to("releases/111111111111")
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    (new / "lib").symlink_to(outside)  # a link inside is removed, never followed
+
+    def rm(name: str, sha256: str = sha) -> dict[str, Any]:
+        return release.handle({"releases": str(releases), "release": name, "sha256": sha256,
+                               "remove": True})
+
+    assert rm("aaaaaaaaaaaa") == {"ok": True, "removed": True}
+    assert sorted(p.name for p in releases.iterdir()) == ["111111111111"]
+    assert (outside / "keep").read_text() == "x" and old.is_dir()
+    assert rm("aaaaaaaaaaaa") == {"ok": True, "removed": False}  # gone already: nothing to do
+
+    refused = {
+        "111111111111": "is the current release",  # what current points to
+        "../precious": "is not a release name",
+        "current": "is not a release name",
+        "AAAAAAAAAAAA": "is not a release name",
+        "cccccccccccc": "is not a release directory",  # a link to a release
+        "dddddddddddd": "is not a release directory",  # a file
+        "eeeeeeeeeeee": "holds another artefact",
+    }
+    (releases / "cccccccccccc").symlink_to(old)
+    (releases / "dddddddddddd").write_text("")
+    unpacked(releases, "eeeeeeeeeeee", other)
+    for name, why in refused.items():
+        answer = rm(name, other if name == "111111111111" else sha)
+        assert answer["ok"] is False and why in answer["error"], (name, answer)
+    assert sorted(p.name for p in releases.iterdir()) == [
+        "111111111111", "cccccccccccc", "dddddddddddd", "eeeeeeeeeeee"]
+    assert (old / paths.RELEASE_MARKER).read_text() == other + "\n"
+    # current by an absolute link: still current
+    (home / "current").unlink()
+    (home / "current").symlink_to(releases / "eeeeeeeeeeee")
+    assert "is the current release" in rm("eeeeeeeeeeee", other)["error"]
+
+
+def test_remove_runs_under_a_bare_python3_and_takes_back_the_probes_dirs(
+        tmp_path: Path) -> None:
+    releases = tmp_path / "opt/mxone/agent/releases"
+    (tmp_path / "opt").mkdir()
+    (tmp_path / "opt/other").write_text("")
+    req = {"releases": str(releases), "release": "aaaaaaaaaaaa", "sha256": "a" * 64}
+    probe = release.handle(req)
+    assert probe["created"] == [str(releases), str(releases.parent), str(releases.parent.parent)]
+    unpacked(releases, "aaaaaaaaaaaa", "a" * 64)
+    (releases.parent / "current").symlink_to("releases/bbbbbbbbbbbb")  # not this one
+    r = subprocess.run(["sh", "-c", release.bootstrap_command()], input=json.dumps({
+        **req, "remove": True, "dirs": probe["created"]}), capture_output=True, text=True,
+        timeout=60, env={"PATH": "/usr/bin:/bin"}, cwd="/", check=True)
+    assert json.loads(r.stdout) == {"ok": True, "removed": True}
+    # the release and releases/ gone; agent/ is not empty (current): it and mxone/ stay
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "opt", "opt/mxone", "opt/mxone/agent", "opt/mxone/agent/current", "opt/other"]
+    (releases.parent / "current").unlink()
+    assert release.handle({**req, "remove": True, "dirs": [*probe["created"], "/etc", "/"]}
+                          ) == {"ok": True, "removed": False}
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "opt", "opt/other"]
 
 
 def run_cli(op: str, stdin: str) -> tuple[int, dict[str, Any]]:

@@ -133,10 +133,28 @@ def tree_digest(lab, host: str, root: str = "/etc/mxone") -> dict[str, str]:
     return json.loads(lab.run_python(host, code, args=[root]).stdout)
 
 
+def agent_home(lab, host: str) -> dict[str, str]:
+    """/opt/mxone and below down to the agent's releases (each by name, not by content),
+    and the ``current`` link."""
+    code = (
+        "import json, os\n"
+        "out = {}\n"
+        "for d in ('/opt/mxone', '/opt/mxone/agent', '/opt/mxone/agent/releases'):\n"
+        "    if os.path.isdir(d):\n"
+        "        out[d] = ' '.join(sorted(os.listdir(d)))\n"
+        "c = '/opt/mxone/agent/current'\n"
+        "if os.path.islink(c):\n"
+        "    out[c] = 'link:' + os.readlink(c)\n"
+        "print(json.dumps(out))\n"
+    )
+    return json.loads(lab.run_python(host, code).stdout)
+
+
 def all_trees(lab) -> dict[str, dict[str, str]]:
-    """Every file the tool writes on each server: /etc/mxone and root's ~/.ssh (where the
-    cluster's sync key is authorized)."""
-    return {h: {**tree_digest(lab, h), **tree_digest(lab, h, "/root/.ssh")} for h in SERVERS}
+    """Every file the tool writes on each server: /etc/mxone, root's ~/.ssh (where the
+    cluster's sync key is authorized) and the agent's releases under /opt/mxone."""
+    return {h: {**tree_digest(lab, h), **tree_digest(lab, h, "/root/.ssh"),
+                **agent_home(lab, h)} for h in SERVERS}
 
 
 @pytest.fixture(scope="session")

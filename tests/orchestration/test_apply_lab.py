@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.orchestration.conftest import all_trees
+from tests.orchestration.conftest import Admin, all_trees
 
 pytestmark = pytest.mark.lab
 
@@ -146,6 +146,27 @@ def test_failure_midway_rolls_every_node_back_byte_for_byte(admin, lab) -> None:
     assert system_toml(lab) == toml
     assert all(agent_generation(lab, h) == 6 for h in NODES)
     assert all(x["lock"] == "none" for x in node_json(lab, "lim2")["lims"])
+
+
+def test_a_rolled_back_upgrade_takes_back_the_release_it_unpacked(admin, lab,
+                                                                  fake_artefact) -> None:
+    admin.build_system()
+    before, toml = all_trees(lab), system_toml(lab)
+    new = hashlib.sha256(fake_artefact.read_bytes()).hexdigest()[:12]
+    lab.exec("standby1", "mount --bind /etc/mxone /etc/mxone && "
+             "mount -o remount,bind,ro /etc/mxone /etc/mxone")
+    try:
+        r = Admin(lab, fake_artefact).run("cluster", "set", "c1", "--fallback", "automatic")
+    finally:
+        lab.exec("standby1", "umount /etc/mxone")
+    assert r.returncode == 2, r.stdout + r.stderr
+    for host in NODES:
+        assert f"{host}: agent release {new} uploaded and verified" in r.stderr
+    lines = outcomes(r.stdout)
+    assert "FAILED" in lines["standby1"] and "rolled back to generation 6" in lines["standby1"]
+    # every node back on its release, the new one gone again: as before, byte for byte
+    assert all_trees(lab) == before and system_toml(lab) == toml
+    assert all(agent_generation(lab, h) == 6 for h in NODES)
 
 
 def addresses(lab, host: str) -> list[str]:
