@@ -28,6 +28,9 @@ class Steps:
                           ssh.Result]
     undo: rollback.Undo
     finish_rollbacks: Callable[[Mapping[str, ssh.Target], set[str]], ssh.GroupResult]
+    releases: nodecalls.NodeCalls
+    """Who unpacked which agent release: a server that is not brought current gets no
+    release left behind by the catch-up (unless its rollback waits in the journal)."""
 
 
 def catch_up(system: System, marks: Mapping[str, Mapping[str, Any]], progress: Progress | None,
@@ -88,6 +91,8 @@ def catch_up(system: System, marks: Mapping[str, Mapping[str, Any]], progress: P
         return outcomes + [Outcome(n, False, f"BEHIND: no agent to deploy: {exc}")
                            for n in ready]
 
+    journaled: set[str] = set()
+
     def one(t: ssh.Target) -> ssh.Result:
         node = nodes[t.name]
         r = steps.call(t, "snapshot", {})
@@ -102,6 +107,7 @@ def catch_up(system: System, marks: Mapping[str, Mapping[str, Any]], progress: P
         undone = steps.undo(t, plan) if node.changed else None
         if undone is not None and not undone.ok:
             journal.keep(t.name, plan)
+            journaled.add(t.name)  # its pending undo runs from the release: it stays
             return dataclasses.replace(done, error=f"{done.describe()}; ROLLBACK NOT "
                                        f"FINISHED ({undone.describe()}), kept in "
                                        f"{journal.dir / (t.name + '.json')}")
@@ -109,6 +115,11 @@ def catch_up(system: System, marks: Mapping[str, Mapping[str, Any]], progress: P
 
     results = pool.each([nodes[n].target for n in ready], one)
     current = {n for n, r in results.items() if r.ok}
+    not_current = [nodes[n].target for n in results if n not in current and n not in journaled]
+    for name, r in sorted(steps.releases.remove_unpacked(not_current).failed.items()):
+        tracker(f"{name}: agent release {art.release} unpacked for the catch-up left there, "
+                f"unused: {r.describe()}", None)
+    steps.releases.keep_unpacked()
     if current:
         left = {k: v for k, v in degraded.load_behind(behind_path).items() if k not in current}
         degraded.save_behind(behind_path, left)

@@ -421,7 +421,7 @@ class SshApplier:
             if on_disk != system.generation:
                 return []
             steps = catchup.Steps(self._call, self._change_node, self._undo,
-                                  self.finish_rollbacks)
+                                  self.finish_rollbacks, self.calls)
             return catchup.catch_up(system, self.behind(), progress, pool=self.pool,
                                     steps=steps, keys=self.keys, journal=self.journal,
                                     behind_path=self.behind_path, artefact=self.artefact)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mxone_maintenance import nodechange, orchestrate, ssh, store
+from mxone_maintenance import degraded, nodechange, orchestrate, ssh, store
 from tests.orchestration.test_network_config_unit import create
 from tests.orchestration.test_orchestrate_unit import EXAMPLE, applier, tracker
 
@@ -105,3 +105,25 @@ def test_a_successful_change_keeps_it(tmp_path: Path) -> None:
     a.calls.keep_unpacked()
     assert not a.calls.remove_unpacked([t]) and pool.removed() == []
     assert [kind for _, kind in pool.bootstrap] == ["probe", "install"]
+
+
+def test_a_catch_up_takes_it_back_where_the_server_is_not_brought_current(
+        tmp_path: Path) -> None:
+    class Fails(orchestrate.SshApplier):
+        def _change_node(self, node, art, gen, tracker):  # type: ignore[no-untyped-def]
+            return ssh.Result(node.target.name, node.target.name != "lim3", error="disk full")
+
+    pool = ReleasePool(tmp_path, has=set(), answers={"snapshot": SNAPSHOT})
+    a = Fails(pool, tmp_path / "system.toml", applier(tmp_path).artefact,
+              secrets_dir=tmp_path / "secrets", local_name="lim1", lock_path=tmp_path / "lock")
+    s = store.load(EXAMPLE).validated()
+    store.save(tmp_path / "system.toml", s)
+    a.keys.cluster_keys(s, []), a.keys.sync_keys(s, [])  # made with the cluster
+    degraded.save_behind(a.behind_path, {n: {"has": s.generation - 1, "cluster": "north"}
+                                         for n in ("lim2", "lim3")})
+    outcomes = {o.server: o for o in a.catch_up(s)}
+    assert outcomes["lim2"].ok and not outcomes["lim3"].ok
+    assert "disk full" in outcomes["lim3"].message
+    assert sorted(n for n, kind in pool.bootstrap if kind == "install") == ["lim2", "lim3"]
+    assert pool.removed() == ["lim3"]  # lim2 runs it now; lim3 stays as it was
+    assert not a.calls.remove_unpacked([ssh.Target("lim2", ("10.77.0.12",))])
