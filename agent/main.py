@@ -50,6 +50,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from mxone_agent import paths
 from mxone_agent.config import ConfigError, NodeConfig, load_node_config
 from mxone_agent.control_client import ctl_request
 from mxone_agent.errors import AgentError
@@ -60,7 +61,7 @@ EXIT_REFUSED = 1
 EXIT_NOT_RUNNING = 2
 EXIT_NOT_BUILT = 2  # kept for callers of the check-config-only version
 
-DEFAULT_PIDFILE = "/run/mxone/agent.pid"
+DEFAULT_PIDFILE = paths.PIDFILE
 CTL_TIMEOUT = 10.0
 CTL_SYNC_TIMEOUT = 2 * 3600.0 + 120.0
 """``ctl sync`` waits for the transfer (bounded by ``sync.timeout`` on the agent's side)."""
@@ -382,7 +383,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--control", default=daemon.DEFAULT_CONTROL)
     r.add_argument("--run-dir", default=service_node.DEFAULT_RUN_DIR,
                    help="where the reference Service Node keeps its pidfiles")
-    r.add_argument("--alarm-file", default="/var/log/mxone/alarms.log")
+    r.add_argument("--alarm-file", default=paths.ALARMS_LOG)
     c = sub.add_parser("ctl", help="talk to the running agent")
     c.add_argument("verb", choices=("status", "fallback", "lock", "unlock", "retire", "reload",
                                     "sync"))

@@ -43,17 +43,17 @@ import sys
 import time
 from pathlib import Path
 
-from mxone_agent import xdata
+from mxone_agent import paths, xdata
 
 DEFAULT_PORT = 7100
-DEFAULT_RUN_DIR = "/run/mxone"
+DEFAULT_RUN_DIR = paths.RUN_DIR
 STATUS_RUNNING = 0
 STATUS_STOPPED = 3
 STATUS_LOADING = 150
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 START_TIMEOUT = 5.0
-DEFAULT_XDATA_ROOT = "/var/opt/mxone/xdata"
-DEFAULT_CONTROL = "/run/mxone/agent.sock"
+DEFAULT_XDATA_ROOT = paths.XDATA
+DEFAULT_CONTROL = paths.CONTROL
 RELOAD_FILE = "reload/extensions.json"
 DATA_FORMAT = 1
 _EXTENSION = re.compile(r"[0-9]{1,20}")

@@ -27,7 +27,7 @@ from mxone_agent.sync_worker import SyncWorker
 
 log = logging.getLogger("mxone_agent")
 
-STATUS_FILE = "status.json"  # beside the control socket: /run/mxone/status.json
+STATUS_FILE = "status.json"  # beside the control socket: mxone_agent.paths.STATUS
 STATUS_FILE_EVERY = 0.5  # written at most this often ...
 STATUS_FILE_AT_LEAST = 2.0  # ... and at least this often, so its age shows the agent lives
 
