@@ -123,11 +123,13 @@ def _setup_logging(path: str | None) -> None:
 
 
 def _write_pidfile(path: str) -> None:
+    from pathlib import Path
+
+    from mxone_agent.files import atomic_write
+
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="ascii") as f:
-        f.write(f"{os.getpid()}\n")
-    os.replace(tmp, path)
+    # In /run: a crash loses the file with the process anyway, no directory fsync.
+    atomic_write(Path(path), f"{os.getpid()}\n".encode("ascii"), sync_directory=False)
 
 
 def _daemonize() -> int | None:
