@@ -16,16 +16,12 @@ from typing import Any
 
 from mxone_agent import paths
 from mxone_maintenance import artefact, orchestrate, ssh, status, store
-from mxone_maintenance.errors import MxoneError
+from mxone_maintenance.errors import OperationError as OperationError  # re-exported
 from mxone_maintenance.model import Cluster, Lock, System
 from mxone_maintenance.service import Maintenance
 from mxone_maintenance.status import SystemStatus, cancel_hint
 
 AGENT = orchestrate.AGENT_BIN
-
-
-class OperationError(MxoneError):
-    pass
 
 
 @dataclass(frozen=True)
