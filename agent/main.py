@@ -1,41 +1,51 @@
-"""The ``mxone-agent`` command.
+"""The ``mxone-agent`` command: its parser, and each subcommand handed to the module that
+does the work (the package's map: :mod:`mxone_agent`).
 
-* ``mxone-agent check-config FILE`` - load a node config and name every problem in it.
+* ``mxone-agent check-config FILE`` - load a node config and name every problem in it
+  (:mod:`mxone_agent.config`).
 * ``mxone-agent run [--config F] [--secret F] [--state-dir D] [--daemon --pidfile F]
   [--log F] [--control SOCK]`` - the agent. In the foreground by default; ``--daemon``
   double-forks and writes the pidfile (atomically) once the control socket listens, so an
   existing pidfile means the agent is ready. Under systemd (NOTIFY_SOCKET) it sends
-  READY=1 and watchdog pings. Exit 1 with a clear message when it cannot start.
+  READY=1 and watchdog pings. Exit 1 with a clear message when it cannot start. The agent
+  itself: :class:`mxone_agent.daemon.Agent`.
 * ``mxone-agent ctl status | fallback LIM [--wait SECONDS] [--cancel] | lock LIM
   regular|standby | unlock LIM | retire LIM [--cancel] | reload | sync [LIM]`` - talk to
   the running agent over its control socket (root only, mode 0600); prints the JSON
   answer. Exit 0 done, 1 refused (``{"ok": false, "error": ...}``), 2 the agent is not
   running. ``fallback`` is carried out now, refused with the reason, or left pending
   (``"pending": true``) until the regular server is ready, for at most ``--wait`` seconds
-  (see ``decide.judge_fallback_order``); ``--cancel`` withdraws a pending one. ``retire``
+  (see ``fallback.judge_fallback_order``); ``--cancel`` withdraws a pending one. ``retire``
   (the maintenance tool, before a LIM leaves the cluster): stop the LIM here for good and
   take it over no more. ``sync`` syncs the LIM's exchange data now (without
   LIM: every LIM this node is regular for), waits for it and answers ``{"ok": bool,
   "results": [{"lim", "ok", "direction", "version", "fetched_files", "fetched_bytes",
   "reused_files", "seconds", "notes" | "error"}]}``; exit 0 when every LIM synced.
+  The client side: :mod:`mxone_agent.control_client`; the agent's side:
+  :mod:`mxone_agent.control_service`.
 * ``mxone-agent service start|stop|status|data_backup --lim N ...`` - the reference
-  Service Node, and a data backup of its live data.
+  Service Node, and a data backup of its live data (:mod:`mxone_agent.service_node`).
 * ``mxone-agent xdata serve [--root D] REQUEST...`` - the peer side of a sync (an SSH
   forced command); ``mxone-agent xdata keep-newest [--root D] LIM...`` - keep only the
-  newest valid version of each LIM, print ``{"removed": {"<lim>": [versions]}}``.
-* ``mxone-agent unit`` - print the systemd unit file to install.
+  newest valid version of each LIM, print ``{"removed": {"<lim>": [versions]}}``
+  (:mod:`mxone_agent.xdata_serve`).
+* ``mxone-agent unit`` - print the systemd unit file to install (:mod:`mxone_agent.sdnotify`).
 * ``mxone-agent fence show | release [--config F] [--state-dir D]`` - the self-fencing
-  leases of this node (:mod:`mxone_agent.lease`): ``show`` prints the guarded aliases and
-  the time left on each lease (JSON); ``release`` removes the fence when the node leaves
-  its cluster, so that its addresses answer as plain addresses again. ``release`` is
-  refused while an agent runs (it would set the fence up again), and on a standby that
-  still holds a LIM's alias (that alias stays silent). Exit 0 done, 1 refused.
+  leases of this node (:mod:`mxone_agent.lease`, :mod:`mxone_agent.lease_nft`): ``show``
+  prints the guarded aliases and the time left on each lease (JSON); ``release`` removes
+  the fence when the node leaves its cluster, so that its addresses answer as plain
+  addresses again. ``release`` is refused while an agent runs (it would set the fence up
+  again), and on a standby that still holds a LIM's alias (that alias stays silent). Exit
+  0 done, 1 refused.
 * ``mxone-agent leave [--config F] [--state-dir D]`` - this node leaves its cluster (the
   maintenance tool runs it once the agent is stopped): a regular server keeps its own LIM
   running (started if need be) on the LIM's alias as a plain address, every other LIM
   here is stopped and its alias removed, and the fence is removed
   (:mod:`mxone_agent.leave`). Prints ``{"ok", "done": [lines]}`` (or ``"error"``); exit 0
   done, 1 refused or failed.
+* ``mxone-agent node OP`` - the maintenance tool's operations on this node (snapshot,
+  write, switch, start, stop, add-base, retire, net-apply, ...), run over SSH with a JSON
+  request on stdin; one JSON answer on stdout (:mod:`mxone_agent.node.cli`).
 
 The agent needs only the standard library and pyroute2.
 """
