@@ -4,7 +4,7 @@ Each raised alarm gets a handle: a rising integer persisted in the state dir (fi
 ``alarm-handle``), so handles never repeat across agent restarts. A cleared alarm stays in
 the alarm log with severity 0 (the last LOG_KEPT entries). Every raise and clear is one line
 appended (a single ``write`` on an O_APPEND file, so lines never interleave) to the alarm
-file (default /var/log/mxone/alarms.log) and sent to syslog when /dev/log exists; neither
+file (default :data:`~mxone_agent.paths.ALARMS_LOG`) and sent to syslog when /dev/log exists; neither
 may fail the agent. The book is shared by the action worker and the sync worker: every
 method holds its lock.
 
@@ -31,13 +31,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from mxone_agent import files
+from mxone_agent import files, paths
 from mxone_agent.actions import ALARM_SEVERITY, ALARM_TITLE, SEVERITY_CLEARED, AlarmCode
 
 log = logging.getLogger("mxone_agent")
 
 LOG_KEPT = 100
-DEFAULT_ALARM_FILE = "/var/log/mxone/alarms.log"
+DEFAULT_ALARM_FILE = paths.ALARMS_LOG
 HANDLE_FILE = "alarm-handle"
 STATE_FILE = "alarms.json"
 STATE_FORMAT = 1

@@ -21,9 +21,9 @@ Schema, format 1 (all keys required unless marked optional; unknown keys are ref
       "heartbeat_port": 7011,
       "sync": {"interval": 86400, "retry_min": 10, "retry_max": 600,   # optional: the
                "clock_bound": 2.0, "timeout": 3600,                      # defaults of
-               "key": "/etc/mxone/agent/sync.key",                       # :class:`Sync`
-               "known_hosts": "/etc/mxone/agent/known_hosts",            # when absent;
-               "user": "root", "xdata_root": "/var/opt/mxone/xdata"},   # all keys needed
+               "key": SYNC_KEY,                     # :class:`Sync` when absent (paths
+               "known_hosts": KNOWN_HOSTS,          # in :mod:`mxone_agent.paths`);
+               "user": "root", "xdata_root": XDATA},                    # all keys needed
       "servers": [{"name", "base_ip", "prefix", "interface", "role": "regular" | "standby"}],
       "lims": [{"lim", "server", "alias_ip", "prefix", "interface", "priority",
                 "lock": "none" | "regular" | "standby",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from mxone_agent import contract
+from mxone_agent import contract, paths
 from mxone_agent.contract import FailoverBehaviour, Lock, Role, Timers
 from mxone_agent.errors import AgentError
 from mxone_agent.jsonreader import ConfigProblem
@@ -73,10 +73,10 @@ class Sync:
     retry_max: float = 600.0
     clock_bound: float = 2.0
     timeout: float = 3600.0
-    key: str = "/etc/mxone/agent/sync.key"
-    known_hosts: str = "/etc/mxone/agent/known_hosts"
+    key: str = paths.SYNC_KEY
+    known_hosts: str = paths.KNOWN_HOSTS
     user: str = "root"
-    xdata_root: str = "/var/opt/mxone/xdata"
+    xdata_root: str = paths.XDATA
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from mxone_agent.model import Role
-
 __all__ = [
     "DEFAULT_HEARTBEAT_PORT", "FORMAT", "LIM_NUMBERS", "MAX_LIMS_PER_CLUSTER", "MISSES",
     "PRIORITIES", "TIMER_INTERVAL", "TIMER_PRESETS", "FailoverBehaviour", "FallbackType",
@@ -38,6 +36,13 @@ MISSES = range(2, 101)  # missed heartbeats an operator may set before a peer is
 
 _NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+
+
+class Role(StrEnum):
+    """What a server is in its cluster."""
+
+    REGULAR = "regular"  # a LIM server: its own LIM normally runs here
+    STANDBY = "standby"  # takes over the LIM of a failed regular server
 
 
 class FallbackType(StrEnum):

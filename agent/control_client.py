@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-DEFAULT_CONTROL = "/run/mxone/agent.sock"
+from mxone_agent import paths
+
+DEFAULT_CONTROL = paths.CONTROL
 """Where the agent listens for control requests (``mxone-agent run --control``)."""
 
 

@@ -53,6 +53,7 @@ from mxone_agent import (
     control,
     control_client,
     node_files,
+    paths,
     sdnotify,
     service_node,
     sync_worker,
@@ -83,9 +84,9 @@ log = logging.getLogger("mxone_agent")
 
 DECIDED_ALARMS = frozenset({AlarmCode.LIM_ON_STANDBY, AlarmCode.STANDBY_OUT_OF_ORDER})
 """The alarms decisions raise and clear (the sync alarm is the sync worker's)."""
-DEFAULT_CONFIG = "/etc/mxone/agent/node.json"
-DEFAULT_SECRET = "/etc/mxone/agent/cluster.key"
-DEFAULT_STATE_DIR = "/var/opt/mxone/agent"
+DEFAULT_CONFIG = paths.NODE_JSON
+DEFAULT_SECRET = paths.CLUSTER_KEY
+DEFAULT_STATE_DIR = paths.STATE_DIR
 DEFAULT_CONTROL = control_client.DEFAULT_CONTROL
 
 
@@ -95,7 +96,7 @@ class Agent:
     def __init__(self, config_path: str, secret_path: str, state_dir: str,
                  control_path: str, network_factory: Callable[[], NetworkBackend],
                  run_dir: str = service_node.DEFAULT_RUN_DIR,
-                 alarm_file: str | None = "/var/log/mxone/alarms.log") -> None:
+                 alarm_file: str | None = paths.ALARMS_LOG) -> None:
         self.config_path = config_path
         self.secret_path = secret_path
         self.state_dir = state_dir

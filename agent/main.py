@@ -1,41 +1,51 @@
-"""The ``mxone-agent`` command.
+"""The ``mxone-agent`` command: its parser, and each subcommand handed to the module that
+does the work (the package's map: :mod:`mxone_agent`).
 
-* ``mxone-agent check-config FILE`` - load a node config and name every problem in it.
+* ``mxone-agent check-config FILE`` - load a node config and name every problem in it
+  (:mod:`mxone_agent.config`).
 * ``mxone-agent run [--config F] [--secret F] [--state-dir D] [--daemon --pidfile F]
   [--log F] [--control SOCK]`` - the agent. In the foreground by default; ``--daemon``
   double-forks and writes the pidfile (atomically) once the control socket listens, so an
   existing pidfile means the agent is ready. Under systemd (NOTIFY_SOCKET) it sends
-  READY=1 and watchdog pings. Exit 1 with a clear message when it cannot start.
+  READY=1 and watchdog pings. Exit 1 with a clear message when it cannot start. The agent
+  itself: :class:`mxone_agent.daemon.Agent`.
 * ``mxone-agent ctl status | fallback LIM [--wait SECONDS] [--cancel] | lock LIM
   regular|standby | unlock LIM | retire LIM [--cancel] | reload | sync [LIM]`` - talk to
   the running agent over its control socket (root only, mode 0600); prints the JSON
   answer. Exit 0 done, 1 refused (``{"ok": false, "error": ...}``), 2 the agent is not
   running. ``fallback`` is carried out now, refused with the reason, or left pending
   (``"pending": true``) until the regular server is ready, for at most ``--wait`` seconds
-  (see ``decide.judge_fallback_order``); ``--cancel`` withdraws a pending one. ``retire``
+  (see ``fallback.judge_fallback_order``); ``--cancel`` withdraws a pending one. ``retire``
   (the maintenance tool, before a LIM leaves the cluster): stop the LIM here for good and
   take it over no more. ``sync`` syncs the LIM's exchange data now (without
   LIM: every LIM this node is regular for), waits for it and answers ``{"ok": bool,
   "results": [{"lim", "ok", "direction", "version", "fetched_files", "fetched_bytes",
   "reused_files", "seconds", "notes" | "error"}]}``; exit 0 when every LIM synced.
+  The client side: :mod:`mxone_agent.control_client`; the agent's side:
+  :mod:`mxone_agent.control_service`.
 * ``mxone-agent service start|stop|status|data_backup --lim N ...`` - the reference
-  Service Node, and a data backup of its live data.
+  Service Node, and a data backup of its live data (:mod:`mxone_agent.service_node`).
 * ``mxone-agent xdata serve [--root D] REQUEST...`` - the peer side of a sync (an SSH
   forced command); ``mxone-agent xdata keep-newest [--root D] LIM...`` - keep only the
-  newest valid version of each LIM, print ``{"removed": {"<lim>": [versions]}}``.
-* ``mxone-agent unit`` - print the systemd unit file to install.
+  newest valid version of each LIM, print ``{"removed": {"<lim>": [versions]}}``
+  (:mod:`mxone_agent.xdata_serve`).
+* ``mxone-agent unit`` - print the systemd unit file to install (:mod:`mxone_agent.sdnotify`).
 * ``mxone-agent fence show | release [--config F] [--state-dir D]`` - the self-fencing
-  leases of this node (:mod:`mxone_agent.lease`): ``show`` prints the guarded aliases and
-  the time left on each lease (JSON); ``release`` removes the fence when the node leaves
-  its cluster, so that its addresses answer as plain addresses again. ``release`` is
-  refused while an agent runs (it would set the fence up again), and on a standby that
-  still holds a LIM's alias (that alias stays silent). Exit 0 done, 1 refused.
+  leases of this node (:mod:`mxone_agent.lease`, :mod:`mxone_agent.lease_nft`): ``show``
+  prints the guarded aliases and the time left on each lease (JSON); ``release`` removes
+  the fence when the node leaves its cluster, so that its addresses answer as plain
+  addresses again. ``release`` is refused while an agent runs (it would set the fence up
+  again), and on a standby that still holds a LIM's alias (that alias stays silent). Exit
+  0 done, 1 refused.
 * ``mxone-agent leave [--config F] [--state-dir D]`` - this node leaves its cluster (the
   maintenance tool runs it once the agent is stopped): a regular server keeps its own LIM
   running (started if need be) on the LIM's alias as a plain address, every other LIM
   here is stopped and its alias removed, and the fence is removed
   (:mod:`mxone_agent.leave`). Prints ``{"ok", "done": [lines]}`` (or ``"error"``); exit 0
   done, 1 refused or failed.
+* ``mxone-agent node OP`` - the maintenance tool's operations on this node (snapshot,
+  write, switch, start, stop, add-base, retire, net-apply, ...), run over SSH with a JSON
+  request on stdin; one JSON answer on stdout (:mod:`mxone_agent.node.cli`).
 
 The agent needs only the standard library and pyroute2.
 """
@@ -50,6 +60,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from mxone_agent import paths
 from mxone_agent.config import ConfigError, NodeConfig, load_node_config
 from mxone_agent.control_client import ctl_request
 from mxone_agent.errors import AgentError
@@ -60,7 +71,7 @@ EXIT_REFUSED = 1
 EXIT_NOT_RUNNING = 2
 EXIT_NOT_BUILT = 2  # kept for callers of the check-config-only version
 
-DEFAULT_PIDFILE = "/run/mxone/agent.pid"
+DEFAULT_PIDFILE = paths.PIDFILE
 CTL_TIMEOUT = 10.0
 CTL_SYNC_TIMEOUT = 2 * 3600.0 + 120.0
 """``ctl sync`` waits for the transfer (bounded by ``sync.timeout`` on the agent's side)."""
@@ -122,11 +133,13 @@ def _setup_logging(path: str | None) -> None:
 
 
 def _write_pidfile(path: str) -> None:
+    from pathlib import Path
+
+    from mxone_agent.files import atomic_write
+
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="ascii") as f:
-        f.write(f"{os.getpid()}\n")
-    os.replace(tmp, path)
+    # In /run: a crash loses the file with the process anyway, no directory fsync.
+    atomic_write(Path(path), f"{os.getpid()}\n".encode("ascii"), sync_directory=False)
 
 
 def _daemonize() -> int | None:
@@ -382,7 +395,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--control", default=daemon.DEFAULT_CONTROL)
     r.add_argument("--run-dir", default=service_node.DEFAULT_RUN_DIR,
                    help="where the reference Service Node keeps its pidfiles")
-    r.add_argument("--alarm-file", default="/var/log/mxone/alarms.log")
+    r.add_argument("--alarm-file", default=paths.ALARMS_LOG)
     c = sub.add_parser("ctl", help="talk to the running agent")
     c.add_argument("verb", choices=("status", "fallback", "lock", "unlock", "retire", "reload",
                                     "sync"))

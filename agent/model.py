@@ -1,16 +1,12 @@
-"""Words shared by the config, the wire format and the decision: roles and LIM run states."""
+"""Words shared by the wire format and the decision: LIM run states, transition kinds (and
+the node config's :class:`~mxone_agent.contract.Role`, re-exported)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
 
-
-class Role(StrEnum):
-    """What a server is in its cluster."""
-
-    REGULAR = "regular"  # a LIM server: its own LIM normally runs here
-    STANDBY = "standby"  # takes over the LIM of a failed regular server
+from mxone_agent.contract import Role as Role  # re-exported: the contract's word
 
 
 class Mode(StrEnum):

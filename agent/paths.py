@@ -37,10 +37,14 @@ def release_bin(release: str) -> str:
 
 
 RUN_DIR = "/run/mxone"
+"""The agent's control socket and status file, and the reference Service Node's pidfiles."""
 PIDFILE = f"{RUN_DIR}/agent.pid"
 CONTROL = f"{RUN_DIR}/agent.sock"
+STATUS = f"{RUN_DIR}/status.json"
+"""The agent's status file, beside its control socket."""
 LOG_DIR = "/var/log/mxone"
 LOG = f"{LOG_DIR}/agent.log"
+ALARMS_LOG = f"{LOG_DIR}/alarms.log"
 STATE_DIR = "/var/opt/mxone/agent"
 XDATA = "/var/opt/mxone/xdata"
 UNIT = "/etc/systemd/system/mxone-agent.service"

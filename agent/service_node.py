@@ -43,17 +43,17 @@ import sys
 import time
 from pathlib import Path
 
-from mxone_agent import xdata
+from mxone_agent import files, paths, xdata
 
 DEFAULT_PORT = 7100
-DEFAULT_RUN_DIR = "/run/mxone"
+DEFAULT_RUN_DIR = paths.RUN_DIR
 STATUS_RUNNING = 0
 STATUS_STOPPED = 3
 STATUS_LOADING = 150
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 START_TIMEOUT = 5.0
-DEFAULT_XDATA_ROOT = "/var/opt/mxone/xdata"
-DEFAULT_CONTROL = "/run/mxone/agent.sock"
+DEFAULT_XDATA_ROOT = paths.XDATA
+DEFAULT_CONTROL = paths.CONTROL
 RELOAD_FILE = "reload/extensions.json"
 DATA_FORMAT = 1
 _EXTENSION = re.compile(r"[0-9]{1,20}")
@@ -108,19 +108,9 @@ def _bind(alias: str, port: int) -> socket.socket:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so a reader sees the old or the new file, never half
-    of one, also after a crash: temp file, fsync, rename, fsync of the directory."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Replace ``path`` with ``text`` (UTF-8, mode 0644) so a reader sees the old or the new
+    file, never half of one, also after a crash (:func:`mxone_agent.files.atomic_write`)."""
+    files.atomic_write(path, text.encode("utf-8"), 0o644)
 
 
 # ---- the LIM's data ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ from mxone_agent.alarms import AlarmBook
 from mxone_agent.config import NodeConfig
 from mxone_agent.decide import HoldDown, LocalState, behind, explain_down, hold_down
 from mxone_agent.decision_cycle import DecisionCycle
+from mxone_agent.files import atomic_write
 from mxone_agent.heartbeat_link import HeartbeatLink
 from mxone_agent.lease_upkeep import LeaseUpkeep
 from mxone_agent.model import LimRun, Role
@@ -27,7 +28,7 @@ from mxone_agent.sync_worker import SyncWorker
 
 log = logging.getLogger("mxone_agent")
 
-STATUS_FILE = "status.json"  # beside the control socket: /run/mxone/status.json
+STATUS_FILE = "status.json"  # beside the control socket: mxone_agent.paths.STATUS
 STATUS_FILE_EVERY = 0.5  # written at most this often ...
 STATUS_FILE_AT_LEAST = 2.0  # ... and at least this often, so its age shows the agent lives
 
@@ -143,15 +144,11 @@ class StatusFile:
         body = json.dumps({"ok": True, **self._status()}, sort_keys=True)
         if body == self._body and now - self.written < STATUS_FILE_AT_LEAST:
             return
-        tmp = self.path.with_name(f".{STATUS_FILE}.{os.getpid()}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, f"{os.getpid()} {time.time():.3f}\n{body}\n".encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
+            # Rewritten every few seconds and lost with the agent in a crash anyway: the
+            # rename is atomic, the directory needs no fsync.
+            atomic_write(self.path, f"{os.getpid()} {time.time():.3f}\n{body}\n".encode(),
+                         0o600, sync_directory=False)
         except OSError as exc:
             if str(exc) != self._error:  # say it once, not every tick
                 log.warning("cannot write the status file %s: %s", self.path, exc)

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from mxone_agent.config import LIM_NUMBERS
+from mxone_agent.contract import LIM_NUMBERS
 from mxone_agent.errors import AgentError
 
 MANIFEST = "MANIFEST.json"

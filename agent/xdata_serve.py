@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from mxone_agent import control_client, xdata, xdata_wire
+from mxone_agent import control_client, paths, xdata, xdata_wire
 from mxone_agent.config import ConfigError, NodeConfig, load_node_config
 from mxone_agent.model import Role
 
-DEFAULT_ROOT = Path("/var/opt/mxone/xdata")
-DEFAULT_CONFIG = "/etc/mxone/agent/node.json"
+DEFAULT_ROOT = Path(paths.XDATA)
+DEFAULT_CONFIG = paths.NODE_JSON
 MAX_MANIFEST_LINE = 1 << 24
 DEFAULT_CONTROL = control_client.DEFAULT_CONTROL
 NOTIFY_TIMEOUT_S = 2.0

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from mxone_agent import xdata, xdata_wire
+from mxone_agent import paths, xdata, xdata_wire
 from mxone_agent.xdata import Manifest
 from mxone_agent.xdata_serve import (
     DEFAULT_CONFIG,
@@ -59,7 +59,7 @@ class Peer:
 
     name: str
     ssh: tuple[str, ...]
-    agent: str = "/opt/mxone/agent/current/bin/mxone-agent"
+    agent: str = paths.AGENT_BIN
     root: Path = DEFAULT_ROOT
 
     def argv(self, *words: str) -> list[str]:

@@ -58,6 +58,11 @@ def _show(value: object) -> str:
     return repr(value)
 
 
+class OperationError(MxoneError):
+    """An operation on the running cluster is refused before it starts: a LIM or cluster
+    that is not in the system, or arguments that do not go together."""
+
+
 class ValidationError(MxoneError):
     """A system breaks one or more prerequisite rules; ``violations`` lists every one."""
 

@@ -14,17 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mxone_agent import paths
 from mxone_maintenance import artefact, orchestrate, ssh, status, store
-from mxone_maintenance.errors import MxoneError
+from mxone_maintenance.errors import OperationError as OperationError  # re-exported
 from mxone_maintenance.model import Cluster, Lock, System
 from mxone_maintenance.service import Maintenance
 from mxone_maintenance.status import SystemStatus, cancel_hint
 
 AGENT = orchestrate.AGENT_BIN
-
-
-class OperationError(MxoneError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -146,7 +143,7 @@ class ClusterOperations:
 WAIT_MIN, WAIT_MAX = 1.0, 86400.0  # the agent's bounds for a fallback order's wait
 
 
-STATUS_FILE = "/run/mxone/status.json"
+STATUS_FILE = paths.STATUS
 STATUS_FRESH_S = 5.0  # the agent rewrites it at least every 2 s
 # The status file when its agent is alive: the server's clock, then the file (line 1 "pid
 # written", line 2 the JSON of ctl status). Otherwise ctl status itself, which also says

@@ -29,7 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mxone_maintenance.actions import ActionError, Change
-from mxone_maintenance.errors import ConfigFileError, MxoneError, ValidationError
+from mxone_maintenance.errors import (
+    ConfigFileError,
+    MxoneError,
+    OperationError,
+    ValidationError,
+)
 from mxone_maintenance.model import System
 
 # The SSH stack (paramiko) is loaded only when a command reaches a server: the CLI's parser
@@ -238,8 +243,6 @@ def explain(exc: BaseException) -> Explained:
     ValidationError, one line each). Pure: an internal error is logged by the face's crash
     guard (:func:`crash_line`), not here.
     """
-    from mxone_maintenance.operations import OperationError
-
     if isinstance(exc, ValidationError):
         return Explained(Failure.REFUSED, tuple(str(v) for v in exc.violations), EXIT_REFUSED)
     if isinstance(exc, ActionError | InputRefused | OperationError):

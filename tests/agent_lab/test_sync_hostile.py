@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +38,15 @@ SYNC = {"interval": 86400, "retry_min": 60, "retry_max": 600, "clock_bound": 2.0
 # finding): its log, its status file (replaced atomically through a temp file named with
 # the agent's PID, so /run/mxone itself changes too), and its state files in
 # /var/opt/mxone/agent replaced the same way (alarms, alarm handle, the LIMs it may hold).
-def agent_files(pid: int) -> set[str]:
+# The temp files are mxone_agent.files.atomic_write's: ``.<name>.<pid>.<8 hex>.tmp``.
+def agent_files(pid: int, written: Iterable[str]) -> set[str]:
     state = "/var/opt/mxone/agent"
-    return {"/var/log/mxone/agent.log", "/run/mxone", "/run/mxone/status.json",
-            f"/run/mxone/.status.json.{pid}", state,
+    temp = re.compile(rf"/run/mxone/\.status\.json\.{pid}\.[0-9a-f]{{8}}\.tmp|"
+                      rf"{state}/\.(alarms\.json|alarm-handle|held-lims\.json)\.{pid}"
+                      r"\.[0-9a-f]{8}\.tmp")
+    return {"/var/log/mxone/agent.log", "/run/mxone", "/run/mxone/status.json", state,
             *(f"{state}/{name}" for name in ("alarms.json", "alarm-handle", "held-lims.json")),
-            *(f"{state}/.{name}.{pid}.tmp" for name in ("alarms.json", "alarm-handle",
-                                                        "held-lims.json"))}
+            *(p for p in written if temp.fullmatch(p))}
 
 
 # Pruned from the search: the kernel's and devices' pseudo file systems, and the two trees
@@ -283,7 +287,7 @@ def test_a_compromised_node_cannot_write_outside_the_versions_root_through_the_s
         outside = outside_root(found)
         print(f"-- outside {ROOT}:\n" + "\n".join(outside))
         assert f"{ROOT}/lim2-20261128T160000.000000Z/reload/ext.db" in found  # it sees writes
-        unexpected = sorted(set(outside) - agent_files(cluster.procs[STANDBY].pid))
+        unexpected = sorted(set(outside) - agent_files(cluster.procs[STANDBY].pid, outside))
         assert unexpected == [], f"written outside {ROOT}: {unexpected}"
         # and the search would show a write outside the root (a control, then undone)
         lab.exec(STANDBY, f"touch /etc/mxone/{word}-control")
