@@ -37,13 +37,17 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, *,
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    if not sync_directory:
-        return
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    if sync_directory:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make a directory's entries durable (a rename, a new or a removed file in it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(dfd)
+        os.fsync(fd)
     finally:
-        os.close(dfd)
+        os.close(fd)
 
 
 def write_private(path: Path, text: str) -> None:

@@ -18,6 +18,7 @@ import os
 import stat
 from pathlib import Path
 
+from mxone_agent.files import fsync_dir as fsync_dir
 from mxone_agent.xdata_manifest import MANIFEST, XdataError, path_problem, shown
 
 DIR_MODE = 0o700
@@ -128,15 +129,6 @@ def disk_use(root: Path) -> int:
                 if stat.S_ISREG(st.st_mode):
                     total += st.st_size
     return total
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory's entries durable (a rename or a new file in it)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def fsync_file(path: Path) -> None:

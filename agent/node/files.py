@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mxone_agent import paths
+from mxone_agent.files import fsync_dir as fsync_dir
 
 FILES = {"node": paths.NODE_JSON, "prev": paths.NODE_JSON_PREV, "key": paths.CLUSTER_KEY,
          "sync": paths.SYNC_KEY, "hosts": paths.KNOWN_HOSTS, "auth": paths.AUTHORIZED_KEYS}
@@ -21,14 +22,6 @@ DIRS = (paths.ETC, paths.AGENT_DIR, paths.ROOT_SSH)
 """The directories a change may create (removed again by a rollback if it did)."""
 
 Snapshot = dict[str, Any] | None
-
-
-def fsync_dir(d: str) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_atomic(full: str, data: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
