@@ -21,7 +21,7 @@ import pytest
 from mxone_maintenance import artefact
 
 FAKE_AGENT = Path(__file__).resolve().parent / "fake_agent" / "mxone_agent"
-NODE_SIDE = ("node", "netconfig", "paths.py")  # what the fake agent takes of the real one
+NODE_SIDE = ("node", "netconfig", "paths.py", "files.py")  # the fake agent takes these real ones
 KNOWN_HOSTS = "/etc/mxone/known_hosts"  # on lim1: the tool's default place
 SERVERS = ("lim1", "lim2", "lim3", "standby1")
 

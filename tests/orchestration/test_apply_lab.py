@@ -161,7 +161,7 @@ def test_a_rolled_back_upgrade_takes_back_the_release_it_unpacked(admin, lab,
         lab.exec("standby1", "umount /etc/mxone")
     assert r.returncode == 2, r.stdout + r.stderr
     for host in NODES:
-        assert f"{host}: agent release {new} uploaded and verified" in r.stderr
+        assert f"{host}: agent release {new} uploaded and verified" in r.stderr, r.stdout
     lines = outcomes(r.stdout)
     assert "FAILED" in lines["standby1"] and "rolled back to generation 6" in lines["standby1"]
     # every node back on its release, the new one gone again: as before, byte for byte
