@@ -1,0 +1,68 @@
+"""The contract between the operator's tool and what runs on each server of the pair.
+
+``webserver_config`` (the tool) gathers and validates a :class:`PairSettings` and hands it to
+the functions of :mod:`mxone_web.stack.apply`, which configure and start the components on
+*this* server only (each server is configured by the tool run on it: the master first,
+then the standby). Nothing here talks to the operator.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class PairRole(StrEnum):
+    """Which half of the pair this server is, as set up (not who is active now)."""
+
+    MASTER = "master"  # LIM 1's server: primary database and virtual IP when healthy
+    STANDBY = "standby"  # the cluster's standby server
+
+
+class WebFallback(StrEnum):
+    """Whether the master takes the virtual IP back by itself (the cluster's fallback type)."""
+
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True)
+class PairServer:
+    """One server of the pair: its name and its base address (never moved)."""
+
+    name: str
+    base_ip: ipaddress.IPv4Address
+
+
+@dataclass(frozen=True)
+class PairSettings:
+    """Everything one server needs to run its half of PM/SNM redundancy.
+
+    ``witnesses`` are base addresses of other servers of the system: a server that reaches
+    none of them is the one cut off, and never keeps a writable primary.
+    """
+
+    role: PairRole
+    master: PairServer
+    standby: PairServer
+    cluster: str
+    network: ipaddress.IPv4Network
+    interface: str
+    vip: ipaddress.IPv4Address
+    replication_user: str
+    replication_password: str
+    fallback: WebFallback
+    witnesses: tuple[ipaddress.IPv4Address, ...] = ()
+
+    @property
+    def local(self) -> PairServer:
+        return self.master if self.role is PairRole.MASTER else self.standby
+
+    @property
+    def peer(self) -> PairServer:
+        return self.standby if self.role is PairRole.MASTER else self.master
+
+    def __repr__(self) -> str:  # the replication password never reaches a log or a traceback
+        return (f"PairSettings(role={self.role.value}, master={self.master.name}, "
+                f"standby={self.standby.name}, vip={self.vip}, user={self.replication_user})")
