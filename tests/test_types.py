@@ -14,7 +14,7 @@ from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[1]
 PACKAGES = {"mxone_maintenance": "mxone_maintenance", "mxone_menus": "menus",
-            "mxone_agent": "agent"}
+            "mxone_agent": "agent", "mxone_web": "web"}
 
 
 def test_product_packages_are_type_clean(tmp_path: Path) -> None:
