@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko  # type: ignore[import-untyped]
-
 from mxone_agent.files import atomic_write
-from mxone_maintenance.knownhosts import fingerprint
-from mxone_maintenance.synckeys import SyncKey
 from mxone_web import remote
 from mxone_web.errors import Refused, WebError
 from mxone_web.remote import Ran, Shell
 from mxone_web.stack.api import PairServer
+
+from mxone_maintenance.knownhosts import fingerprint
+from mxone_maintenance.synckeys import SyncKey
 
 MANAGER = "mxone_manager"
 PACKAGE = "mxone-snm"
@@ -168,8 +168,8 @@ def silent_login(account: Account, local: PairServer, peer: PairServer,
     with remote.Session(peer, MANAGER, host_key, key=key) as s:
         _checked(s.run("true"), peer.name, "the silent login")
     return [f"key pair of {MANAGER} on {local.name}: ed25519 {fingerprint(key)}",
-            f"{peer.name}'s host key pinned for {MANAGER}: {host_key.get_name()} "
-            f"{fingerprint(host_key)}",
+            (f"{peer.name}'s host key pinned for {MANAGER}: {host_key.get_name()} "
+            f"{fingerprint(host_key)}"),
             f"silent login {MANAGER}@{local.name} -> {MANAGER}@{peer.name}: works"]
 
 

@@ -20,14 +20,14 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Self
 
 import paramiko  # type: ignore[import-untyped]
-
 from mxone_agent import paths
-from mxone_maintenance.knownhosts import fingerprint
 from mxone_web.errors import Refused, WebError
 from mxone_web.stack.api import PairServer
+
+from mxone_maintenance.knownhosts import fingerprint
 
 HOST_KEY_FILES = (Path(paths.KNOWN_HOSTS), Path("/etc/mxone/known_hosts"))
 CONNECT_TIMEOUT = 10.0
@@ -181,7 +181,7 @@ class Session:
     def close(self) -> None:
         self.transport.close()
 
-    def __enter__(self) -> Session:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,7 +8,6 @@ import stat
 
 import paramiko
 import pytest
-
 from mxone_web import manager, remote
 from mxone_web.errors import Refused
 from mxone_web.remote import Ran
