@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import pwd
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import paramiko  # type: ignore[import-untyped]
 from mxone_agent.files import atomic_write
@@ -157,19 +159,26 @@ def authorize(as_manager: Shell, line: str) -> None:
              f"authorizing the key of {MANAGER}")
 
 
+class Connect(Protocol):
+    """Opens a login on the peer (:meth:`mxone_web.context.Web.session`)."""
+
+    def __call__(self, user: str, *, password: str | None = None,
+                 key: paramiko.PKey | None = None) -> AbstractContextManager[Shell]: ...
+
+
 def silent_login(account: Account, local: PairServer, peer: PairServer,
-                 host_key: paramiko.PKey, peer_password: str) -> list[str]:
-    """Set up and prove the silent login ``mxone_manager``@here -> ``mxone_manager``@peer;
-    what was done, one line each."""
+                 host_key: paramiko.PKey, peer_password: str, connect: Connect) -> list[str]:
+    """Set up and prove the silent login ``mxone_manager``@here -> ``mxone_manager``@peer
+    (``connect`` logs in there, the host key already pinned); what was done, one line each."""
     key = key_pair(account)
     trust_host_key(account, peer, host_key)
-    with remote.Session(peer, MANAGER, host_key, password=peer_password) as s:
+    with connect(MANAGER, password=peer_password) as s:
         authorize(s, public_line(key, f"{MANAGER}@{local.name}"))
-    with remote.Session(peer, MANAGER, host_key, key=key) as s:
+    with connect(MANAGER, key=key) as s:
         _checked(s.run("true"), peer.name, "the silent login")
     return [f"key pair of {MANAGER} on {local.name}: ed25519 {fingerprint(key)}",
             (f"{peer.name}'s host key pinned for {MANAGER}: {host_key.get_name()} "
-            f"{fingerprint(host_key)}"),
+             f"{fingerprint(host_key)}"),
             f"silent login {MANAGER}@{local.name} -> {MANAGER}@{peer.name}: works"]
 
 

@@ -35,6 +35,7 @@ def node_doc(node: str = "lim1", lims: tuple[int, ...] = (1, 2), fallback: str =
 
 
 def write_node(tmp: Path, **kw: Any) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / "node.json"
     path.write_text(json.dumps(node_doc(**kw)))
     return path
