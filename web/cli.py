@@ -143,5 +143,5 @@ def main(argv: Sequence[str] | None = None, web: Web | None = None) -> int:
             return 2
         p.print_help()
         return 2
-    except (Exception, KeyboardInterrupt) as exc:  # the one guard: every error explained
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one guard: every error explained
         return _said(args, exc)

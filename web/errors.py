@@ -7,7 +7,7 @@ refusal (exit 1), a :class:`WebError` as a failure of the work tried (exit 2).
 
 from __future__ import annotations
 
-from mxone_maintenance.commands.base import InputRefused
+from mxone_maintenance.commands.base import Failure, InputRefused, crash_line, explain
 from mxone_maintenance.errors import MxoneError
 
 
@@ -20,3 +20,14 @@ class Refused(InputRefused):
 
     The message names the field (or the server), the value and the rule.
     """
+
+
+def failure_lines(exc: BaseException) -> list[str]:
+    """What a screen shows of ``exc``: the shared mapping's lines, as the CLI words them (an
+    unexpected error in one line, its traceback in the log the line names)."""
+    shown = explain(exc)
+    if shown.failure is Failure.INTERNAL:
+        return [crash_line(exc)]
+    if shown.failure is Failure.UNAVAILABLE:
+        return [f"not available yet: {shown.text}"]
+    return list(shown.lines)

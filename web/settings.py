@@ -124,7 +124,7 @@ def password_matches(password: str, stored: str) -> bool:
 def master_answers(s: PairSettings) -> dict[str, Any]:
     """What the master leaves for its standby's check (no password, only its hash)."""
     return {"format": FORMAT, "master": s.master.name, "vip": str(s.vip),
-            "replication_user": s.replication_user,
+            "replication_user": s.replication_user, "fallback": str(s.fallback),
             "replication_password_scrypt": password_hash(s.replication_password)}
 
 

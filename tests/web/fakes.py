@@ -155,12 +155,16 @@ class FakeWeb(context.Web):
 def web(tmp: Path, node: str = "lim1", peer: Peer | None = None,
         answered: Mapping[str, set[str]] | None = None, **node_kw: Any) -> FakeWeb:
     answered = answered or {}
+    tmp.mkdir(parents=True, exist_ok=True)
+    known = tmp / "known_hosts"
+    known.write_text(f"10.77.0.20 ssh-ed25519 {HOST_KEY.get_base64()}\n"
+                     f"10.77.0.11 ssh-ed25519 {HOST_KEY.get_base64()}\n")
     w = FakeWeb(node_json=write_node(tmp, node=node, **node_kw),
                 system_config=tmp / "no-system.toml",
                 settings_path=tmp / "web" / "pair.json",
                 answers_path=tmp / "web" / "master-answers.json",
                 probe=lambda interface, address: set(answered.get(str(address), set())),
-                stack=Stack(),
+                stack=Stack(), host_key_files=(known,),
                 account=lambda: manager.Account(tmp / "home", None))
     (tmp / "home").mkdir(exist_ok=True)
     w.peer = peer or Peer("sb" if node == "lim1" else "lim1")
