@@ -32,7 +32,9 @@ from mxone_maintenance.synckeys import SyncKey
 
 MANAGER = "mxone_manager"
 PACKAGE = "mxone-snm"
-APP_VERSION_FILE = "/opt/mxone_snm/VERSION"
+APP_VERSION_FILES = ("/opt/mxone_snm/VERSION", "/opt/mxone/snm/VERSION")
+"""The application's version file: as packaged, and as the stack installs the reference
+application (:mod:`mxone_web.stack`); either one means the application is there."""
 KEY_NAME = "id_ed25519"
 
 _ENSURE_USER = (f"id -u {MANAGER} >/dev/null 2>&1 || "
@@ -200,13 +202,15 @@ class PackageState:
 
 
 def package_state(shell: Shell) -> PackageState:
-    """Whether :data:`PACKAGE` is installed where ``shell`` runs (dpkg), and its version
-    (the application's VERSION file when it has one)."""
+    """Whether the management application is installed where ``shell`` runs: the Debian
+    package :data:`PACKAGE` (dpkg) or an application version file, and its version (the
+    version file's when there is one)."""
+    files = " || ".join(f"cat {f} 2>/dev/null" for f in APP_VERSION_FILES)
     ran = shell.run(f"dpkg-query -W -f='${{Status}}\\t${{Version}}' {PACKAGE} 2>/dev/null; "
-                    f"echo; cat {APP_VERSION_FILE} 2>/dev/null")
+                    f"echo; {files}")
     first, _, rest = ran.out.partition("\n")
     status, _, version = first.partition("\t")
-    installed = status.strip().endswith("install ok installed")
+    installed = status.strip().endswith("install ok installed") or bool(rest.strip())
     return PackageState(shell.where, installed, rest.strip() or version.strip())
 
 

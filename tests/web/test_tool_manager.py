@@ -128,3 +128,10 @@ def test_pinned_key_by_base_address_then_name(tmp_path):
     assert remote.pinned_key(SB, [tool_hosts]) == key
     assert remote.pinned_key(PairServer("x", ipaddress.IPv4Address("10.0.0.1")),
                              [agent_hosts]) is None
+
+
+def test_the_application_installed_by_the_stack_counts_too():
+    shell = Shell(answers={"dpkg-query": Ran(0, "\n7.0.0.1\n", "")})
+    state = manager.package_state(shell)
+    assert state.installed and state.version == "7.0.0.1"
+    assert "/opt/mxone/snm/VERSION" in shell.calls[0][0]
