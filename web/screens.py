@@ -235,14 +235,15 @@ class Setup:
                 self.app.web, self.pair, answers, key),
                 lambda lines: self.restart(answers, lines), self.form_errors)
 
-        fields = [steps.TextField("user", "User name for replication role:"),
+        fields = [steps.TextField("user", "Replication user name:"),
                   steps.TextField("password", "Replication role password:", secret=True)]
         if self.master:
             fields.append(steps.TextField("again", "Retype password:", secret=True))
-        self.app.form("Replication role", "The PostgreSQL role the standby's database "
-                      "replicates with. " + ("Give the same user name and password when "
-                                             "setting up the standby." if self.master else
-                                             "The same as given on the master."), fields, submit)
+        same = ("Give the same user name and password when setting up the standby."
+                if self.master else "The same as given on the master.")
+        self.app.form("Replication role", "User name and password for the replication role: "
+                      "the PostgreSQL role the standby's database replicates with. " + same,
+                      fields, submit)
 
     def plan(self, answers: setup.Answers) -> None:
         self.app.confirm(self.title, ["This will do:", "",
@@ -315,7 +316,7 @@ def utility(app: WebApp, name: str, base: int) -> None:
 
         app.form(cmd.label, cmd.help + ". " + LIMITATIONS[2], (
             steps.TextField("vip", "Virtual IP:", str(saved.vip)),
-            steps.TextField("user", "User name for replication role:", saved.replication_user),
+            steps.TextField("user", "Replication user name:", saved.replication_user),
             steps.TextField("password", "Replication role password:", secret=True),
             steps.TextField("again", "Retype password:", secret=True)), submit)
     else:

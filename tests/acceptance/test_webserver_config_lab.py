@@ -1,7 +1,7 @@
 """webserver_config's SSH half for real, on two lab hosts: lim1 (LIM 1, the master) and
 standby1 (its cluster's standby).
 
-The lab's own sshd takes keys only, so standby1 gets a second sshd (port 2222, password
+The lab's own sshd takes keys only, so each host gets a second sshd (port 2222, password
 logins, the host's own host key, ended by its PID) for the logins the seed makes with
 passwords: the administrator's (sudo) and mxone_manager's (before the silent login). The
 accounts live in each host's overlaid /etc and /var, never the machine's. The PM/SNM
@@ -11,10 +11,16 @@ stack is not called: the runs stop at the management package, which no lab host 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import sys
 import textwrap
 
+import pexpect
+import pyte
 import pytest
+
+from tests.acceptance.conftest import COLS, ENTER, ROWS, Tui
 
 pytestmark = pytest.mark.lab
 
@@ -58,44 +64,51 @@ RUN = textwrap.dedent(f"""
 
 @pytest.fixture
 def pair(lab):
-    """lim1 and standby1 with their node configs, accounts and pinned keys; standby1's
-    password sshd on PORT (ended by its PID)."""
+    """lim1 and standby1 with their node configs, accounts and pinned keys, and a password
+    sshd on PORT on each (ended by its PID)."""
     hosts = lab.hosts
     for name in ("lim1", "standby1"):
         lab.exec(name, ACCOUNTS)
         lab.exec(name, f"cat > {WORK}/node.json", input=json.dumps({**NODE, "node": name}))
         peer = hosts["standby1" if name == "lim1" else "lim1"]
         lab.exec(name, f"cat > {WORK}/known_hosts", input=f"{peer.ip} {peer.host_key}\n")
-    hd = lab.state.host_dir("standby1")
+    sshds = [password_sshd(lab, name) for name in ("lim1", "standby1")]
+    try:
+        for name, peer in (("lim1", "10.77.0.20"), ("standby1", "10.77.0.11")):
+            lab.run_python(name, textwrap.dedent(f"""
+                import socket, time
+                for _ in range(100):
+                    try:
+                        socket.create_connection(("{peer}", {PORT}), timeout=1).close()
+                        break
+                    except OSError:
+                        time.sleep(0.1)
+                else:
+                    raise SystemExit("no sshd on {peer} port {PORT}")
+            """), timeout=20)
+        yield lab
+    finally:
+        for sshd in sshds:
+            sshd.terminate()
+            sshd.wait(timeout=10)
+        for name in ("lim1", "standby1"):  # the hosts as built: no account of ours left
+            lab.exec(name, "for u in mxone_manager mxadmin mxuser; do userdel -r $u "
+                     f"2>/dev/null; done; rm -rf {WORK} /etc/mxone/web "
+                     "/etc/sudoers.d/mxone-webserver-status /opt/mxone/snm", check=False)
+
+
+def password_sshd(lab, name):
+    """A second sshd on ``name`` (PORT, password logins, the host's own host key)."""
+    hd = lab.state.host_dir(name)
     config = (f"ListenAddress 0.0.0.0\nPort {PORT}\nHostKey {hd / 'ssh_host_ed25519_key'}\n"
               f"PidFile {WORK}/sshd.pid\nPermitRootLogin no\nPasswordAuthentication yes\n"
               "PubkeyAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM no\n"
               "StrictModes no\nUseDNS no\n")
-    lab.exec("standby1", f"cat > {WORK}/sshd_config", input=config)
-    sshd = lab.commands.host_popen("standby1", ["/usr/sbin/sshd", "-D", "-f",
-                                                f"{WORK}/sshd_config", "-E", f"{WORK}/sshd.log"],
+    lab.exec(name, f"cat > {WORK}/sshd_config", input=config)
+    return lab.commands.host_popen(name, ["/usr/sbin/sshd", "-D", "-f", f"{WORK}/sshd_config",
+                                          "-E", f"{WORK}/sshd.log"],
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-    try:
-        lab.run_python("lim1", textwrap.dedent(f"""
-            import socket, time
-            for _ in range(100):
-                try:
-                    socket.create_connection(("10.77.0.20", {PORT}), timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            else:
-                raise SystemExit("no sshd on standby1 port {PORT}")
-        """), timeout=20)
-        yield lab
-    finally:
-        sshd.terminate()
-        sshd.wait(timeout=10)
-        for name in ("lim1", "standby1"):  # the hosts as built: no account of ours left
-            lab.exec(name, "for u in mxone_manager mxadmin mxuser; do userdel -r $u "
-                     f"2>/dev/null; done; rm -rf {WORK} /etc/sudoers.d/mxone-webserver-status",
-                     check=False)
 
 
 def tool(lab, host, *argv, stdin=""):
@@ -147,3 +160,114 @@ def test_master_then_standby_passwords_and_silent_logins_for_real(pair):
     sudoers = lab.exec("standby1", "cat /etc/sudoers.d/mxone-webserver-status 2>/dev/null || "
                        "echo none").stdout
     assert "none" in sudoers or "redundancy status --here --json" in sudoers
+
+
+# ---- the real menus, driven by keys and read from the screen -----------------------------------
+
+TUI_RUN = textwrap.dedent(f"""
+    from pathlib import Path
+    from mxone_web import context, tui
+    work = Path("{WORK}")
+    raise SystemExit(tui.run(context.Web(node_json=work / "node.json",
+                                         system_config=work / "none.toml",
+                                         host_key_files=(work / "known_hosts",),
+                                         ssh_port={PORT})))
+""")
+
+
+class WebTui(Tui):
+    """webserver_config's menus on ``host`` in a pseudo terminal (the maintenance menus'
+    acceptance driver: keys in, screen text out)."""
+
+    def __init__(self, lab, host: str) -> None:  # the driver's own spawn, on ``host``
+        self.lab = lab
+        env = lab.host_env(host, {"TERM": "xterm", "ESCDELAY": "25"})
+        argv = lab.nsenter_argv(host) + [sys.executable, "-c", TUI_RUN]
+        self.screen = pyte.Screen(COLS, ROWS)
+        self.stream = pyte.ByteStream(self.screen)
+        self.child = pexpect.spawn(argv[0], argv[1:], env=env, dimensions=(ROWS, COLS),
+                                   timeout=10)
+        self.seen_traceback = False
+
+
+def test_master_and_standby_configuration_through_the_menus(pair):
+    lab = pair
+    lab.exec("standby1", "mkdir -p /opt/mxone/snm && echo 7.0.0.0.58 > /opt/mxone/snm/VERSION")
+    t = WebTui(lab, "lim1")
+    try:
+        t.wait_for("MX-ONE Web Server Configuration - lim1")
+        t.open("Redundancy")
+        t.yes("Continue?")
+        t.wait_for("System is automatically fetching details of master and its standby")
+        assert "Standby:       standby1 10.77.0.20" in t.text
+        t.yes("Continue?")
+        # mxone_manager's password: pwquality's own refusals, then a good one
+        t.wait_for("Enter the new or existing password for", flat=True)
+        for bad, said in (("abc", "The password is shorter than 8 characters"),
+                          ("abcdefgh", "The password fails the dictionary check - it is too simplistic/systematic")):
+            t.field("provide password:", bad)
+            t.field("Retype new password:", bad)
+            t.submit()
+            t.wait_for(f"BAD PASSWORD: {said}", flat=True)
+        t.field("provide password:", MANAGER_PW)
+        t.field("Retype new password:", MANAGER_PW)
+        t.submit()
+        # the standby's sudo password: a wrong one refused on the form
+        t.wait_for("[sudo] password:")
+        t.field("administrator account:", "mxadmin")
+        t.field("[sudo] password:", "Wr0ng-Pass-1")
+        t.submit()
+        t.wait_for("refused with the password given; nothing was changed", flat=True)
+        t.field("[sudo] password:", ADMIN_PW)
+        t.submit()
+        t.wait_for("password of mxone_manager set on standby1", timeout=30)
+        t.send(ENTER)
+        t.yes("Set up the silent login now?")
+        t.wait_for("silent login mxone_manager@lim1 -> mxone_manager@standby1: works",
+                   timeout=30, flat=True)
+        t.send(ENTER)
+        t.wait_for("standby1: mxone-snm-7.0.0.0.58", timeout=30)
+        t.send(ENTER)
+        t.field("Virtual IP:", "10.77.0.12")  # lim2's base: answered on the wire
+        t.submit()
+        t.wait_for("virtual IP = 10.77.0.12: in use: answered on eth0", flat=True, timeout=10)
+        t.field("Virtual IP:", "10.77.0.50")
+        t.submit()
+        t.field("Replication user name:", "replicator")
+        t.field("Replication role password:", REPL_PW)
+        t.field("Retype password:", REPL_PW)
+        t.submit()
+        t.yes("Configure now?")
+        # the PM/SNM stack is another part: its absence is said, the answers are kept
+        t.wait_for(re.compile(r"pair settings saved|not available yet"), timeout=30)
+    finally:
+        t.close()
+    assert lab.exec("lim1", "stat -c %a /etc/mxone/web/pair.json").stdout.strip() == "600"
+
+    t = WebTui(lab, "standby1")
+    try:
+        t.wait_for("MX-ONE Web Server Configuration - standby1")
+        t.open("Redundancy")
+        t.yes("Continue?")
+        t.yes("Continue?")
+        t.field("password of mxone_manager:", MANAGER_PW)
+        t.submit()
+        t.yes("Set up the silent login now?")
+        t.wait_for("silent login mxone_manager@standby1 -> mxone_manager@lim1: works",
+                   timeout=30, flat=True)
+        t.send(ENTER)
+        t.field("Virtual IP:", "10.77.0.50")
+        t.submit()
+        t.field("Replication user name:", "replicator")
+        t.field("Replication role password:", "Wr0ng-Repl-Pass9")
+        t.submit()
+        t.wait_for("replication password: differs from the one given on the master (lim1)",
+                   flat=True, timeout=30)
+        t.field("Replication role password:", REPL_PW)
+        t.submit()
+        t.wait_for("Re-start webserver now?")
+        assert "SNM" in t.text
+        t.button("No")
+        t.wait_for("web server NOT restarted", timeout=30, flat=True)
+    finally:
+        t.close()

@@ -81,7 +81,7 @@ def test_the_master_configuration_screen_by_screen(tmp_path):
     d.fill(vip="10.77.1.5").submit()
     assert "not in the cluster's subnet 10.77.0.0/24" in d.flat
     d.fill(vip="10.77.0.50").submit()
-    assert "User name for replication role:" in d.flat
+    assert "Replication user name:" in d.flat
     d.fill(user="replicator", password=REPL, again=REPL).submit()
     assert "configure keepalived (virtual IP 10.77.0.50)" in d.flat and "Configure now?" in d.flat
     d.yes()
