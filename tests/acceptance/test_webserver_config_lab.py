@@ -115,8 +115,15 @@ def tool(lab, host, *argv, stdin=""):
     return lab.run_python(host, RUN, args=list(argv), input=stdin, check=False, timeout=60)
 
 
-def shadow(lab, host, user="mxone_manager"):
-    return lab.exec(host, f"getent shadow {user} | cut -d: -f2").stdout.strip()
+def shadows(lab):
+    """mxone_manager's password hash on each server of the pair."""
+    return {h: lab.exec(h, "getent shadow mxone_manager | cut -d: -f2").stdout.strip()
+            for h in ("lim1", "standby1")}
+
+
+def setup_master(lab, admin, admin_password):
+    return tool(lab, "lim1", *MASTER, "--standby-admin", admin,
+                stdin=f"{MANAGER_PW}\n{admin_password}\n{REPL_PW}\n")
 
 
 MASTER = ("redundancy", "setup-master", "--vip", "10.77.0.50", "--replication-user",
@@ -125,29 +132,26 @@ MASTER = ("redundancy", "setup-master", "--vip", "10.77.0.50", "--replication-us
 
 def test_a_refused_sudo_changes_nothing_on_either_server(pair):
     lab = pair
-    before = {h: shadow(lab, h) for h in ("lim1", "standby1")}
-    r = tool(lab, "lim1", *MASTER, "--standby-admin", "mxuser",
-             stdin=f"{MANAGER_PW}\n{ADMIN_PW}\n{REPL_PW}\n")
+    before = shadows(lab)
+    r = setup_master(lab, "mxuser", ADMIN_PW)  # mxuser may not use sudo
     assert r.returncode == 1, r.stdout + r.stderr
     assert "refused: sudo password of mxuser on standby1: refused by sudo" in r.stderr
     assert "nothing was changed" in r.stderr
-    r = tool(lab, "lim1", *MASTER, "--standby-admin", "mxadmin",
-             stdin=f"{MANAGER_PW}\nWr0ng-Pass-1\n{REPL_PW}\n")
+    r = setup_master(lab, "mxadmin", "Wr0ng-Pass-1")
     assert r.returncode == 1
     assert "refused: login of mxadmin on standby1 (10.77.0.20) refused with the password given" \
         in r.stderr
-    assert {h: shadow(lab, h) for h in ("lim1", "standby1")} == before
+    assert shadows(lab) == before
 
 
-def test_master_then_standby_passwords_and_silent_logins_for_real(pair):
+def test_master_passwords_and_silent_login_for_real(pair):
     lab = pair
-    before = {h: shadow(lab, h) for h in ("lim1", "standby1")}
-    r = tool(lab, "lim1", *MASTER, "--standby-admin", "mxadmin",
-             stdin=f"{MANAGER_PW}\n{ADMIN_PW}\n{REPL_PW}\n")
+    before = shadows(lab)
+    r = setup_master(lab, "mxadmin", ADMIN_PW)
     # everything up to the management package was done for real; no lab host has it
     assert r.returncode == 1, r.stdout + r.stderr
     assert "refused: standby1: mxone-snm is not installed; install it" in r.stderr
-    after = {h: shadow(lab, h) for h in ("lim1", "standby1")}
+    after = shadows(lab)
     assert all(after[h] != before[h] and after[h].startswith("$") for h in after)
     key = lab.exec("lim1", "stat -c %a /var/lib/mxone_manager/.ssh/id_ed25519").stdout.strip()
     assert key == "600"
