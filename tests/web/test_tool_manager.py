@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import stat
 
 import paramiko
@@ -135,3 +136,23 @@ def test_the_application_installed_by_the_stack_counts_too():
     state = manager.package_state(shell)
     assert state.installed and state.version == "7.0.0.1"
     assert "/opt/mxone/snm/VERSION" in shell.calls[0][0]
+
+
+def test_an_unpinned_peer_key_is_refused_with_its_fingerprint_until_confirmed(monkeypatch,
+                                                                             tmp_path):
+    from mxone_web import context
+
+    from mxone_maintenance.knownhosts import fingerprint
+    from tests.web import fakes
+    from tests.web.builders import pair
+
+    monkeypatch.setattr(remote, "offered_key", lambda server, port=22: fakes.HOST_KEY)
+    web = context.Web(host_key_files=(tmp_path / "none",))
+    shown = fingerprint(fakes.HOST_KEY)
+    with pytest.raises(Refused, match=f"peer host key: no host key of sb \\(10.77.0.20\\) is "
+                       f"pinned here .*; it offers ssh-ed25519 {re.escape(shown)}.*"
+                       "--peer-host-key"):
+        web.peer_host_key(pair(), None)
+    with pytest.raises(Refused):
+        web.peer_host_key(pair(), "SHA256:somethingelse")
+    assert web.peer_host_key(pair(), shown) == fakes.HOST_KEY

@@ -181,3 +181,21 @@ def test_the_entry_point_opens_the_menus_only_without_a_command():
     assert entry.menu_options(["--settings", "/tmp/x.json"]).settings == "/tmp/x.json"
     assert entry.menu_options(["redundancy", "status"]) is None
     assert entry.menu_options(["--json"]) is None
+
+
+def test_an_unpinned_host_key_is_shown_and_asked(tmp_path, monkeypatch):
+    from mxone_web import remote
+
+    from mxone_maintenance.knownhosts import fingerprint
+
+    w = fakes.web(tmp_path)
+    w.host_key_files = (tmp_path / "none",)
+    monkeypatch.setattr(remote, "offered_key", lambda server, port=22: fakes.HOST_KEY)
+    d = Driver(w).keys("enter").yes().yes()
+    text = d.flat
+    assert "The host key of server sb is not known yet." in text
+    assert f"fingerprint: {fingerprint(fakes.HOST_KEY)}" in text
+    d.keys("enter")  # Refuse has the focus: back to the found pair, nothing asked
+    assert "SNM Configuration" in d.flat
+    d.yes().yes()
+    assert "Enter the new or existing password for mxone_manager" in d.flat
