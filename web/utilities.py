@@ -60,10 +60,11 @@ def peer_status(web: Web, pair: Pair) -> Mapping[str, Any]:
 
 def check_status(web: Web, here_only: bool) -> tuple[list[Mapping[str, Any]], list[str]]:
     """The status of this server (and of the peer unless ``here_only``), and its lines."""
-    mine = dict(web.stack.status())
     if here_only:
+        mine = dict(web.stack.status())
         return [mine], status_lines(mine)
-    pair = web.pair()
+    pair = web.pair()  # refused first when LIM 1 is in no cluster
+    mine = dict(web.stack.status())
     found: list[Mapping[str, Any]] = [mine]
     if web.saved() is not None:
         found.append(peer_status(web, pair))

@@ -122,7 +122,7 @@ def test_redundancy_when_lim1_is_in_no_cluster(tmp_path, capsys, monkeypatch):
     w = fakes.web(tmp_path)
     w.node_json.unlink()
     for argv, stdin in (([*MASTER, "--dry-run"], (GOOD, "x", REPL)),
-                        (["redundancy", "fallback"], ())):
+                        (["redundancy", "fallback"], ()), (["redundancy", "status"], ())):
         code, _out, err = run(capsys, monkeypatch, w, argv, *stdin)
         assert code == 1
         assert "refused: Server redundancy must be set first: LIM 1 is not in a cluster" in err
