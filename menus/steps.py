@@ -35,6 +35,7 @@ class TextField:
     label: str
     default: str = ""
     help: str = ""
+    secret: bool = False  # a password: shown as * while typed
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ class _FieldWidget:
     def __init__(self, field: steps.Field) -> None:
         self.field = field
         if isinstance(field, steps.TextField):
-            self.edit = urwid.Edit("", field.default)
+            self.edit = urwid.Edit("", field.default, mask="*" if field.secret else None)
             widget: urwid.Widget = urwid.AttrMap(self.edit, "edit", focus_map="edit focus")
         elif isinstance(field, steps.CheckField):
             self.box = urwid.CheckBox("", field.default)
