@@ -1,0 +1,79 @@
+"""What ``webserver_config`` > Redundancy does on *this* server, run as root here.
+
+- :func:`configure` sets up this server's half of the pair from :class:`PairSettings`: the
+  master first (its database becomes the primary), then the standby (its database is
+  replaced by a base backup of the master's and follows it as a hot standby);
+- :func:`status` is what CheckStatus shows of this server;
+- :func:`remove` leaves this server stand-alone (master first, then standby).
+
+``say(line)`` gets one line per step for the operator; a failed step raises
+:class:`~mxone_web.stack.host.StackError` naming it. What each component does, and the
+rows a failover may lose, is told in :mod:`~mxone_web.stack.postgres`,
+:mod:`~mxone_web.stack.keepalived`, :mod:`~mxone_web.stack.webserver` and the hook
+(:mod:`~mxone_web.stack.hook`).
+"""
+
+from __future__ import annotations
+
+from mxone_web.stack import hook, hooks, host, keepalived, postgres, webserver
+from mxone_web.stack.api import PairRole, PairSettings, StackStatus
+from mxone_web.stack.host import Say
+
+
+def configure(settings: PairSettings, say: Say) -> None:
+    """Set up (or set up again: Reconfigure) this server's half of the pair."""
+    say(f"{settings.local.name}: configuring PM/SNM redundancy as {settings.role.value} "
+        f"(peer {settings.peer.name} {settings.peer.base_ip}, VIP {settings.vip})")
+    hooks.install(settings, say)
+    webserver.install_app(say)
+    postgres.install_files(settings, say)
+    if settings.role is PairRole.MASTER:
+        postgres.restart(say)
+        if hook.db_role() == "standby":  # a Reconfigure after a failover: refuse
+            raise host.StackError(
+                f"the database on {settings.local.name} is a standby: the peer holds the "
+                "primary; run Fallback before reconfiguring the master")
+        # Commits wait for the standby only once it streams (the watcher turns it on).
+        postgres.set_sync_names("")
+        postgres.ensure_replication_role(settings, say)
+        postgres.ensure_app_database(webserver.APP_USER, webserver.schema(), say)
+    else:
+        postgres.rebuild_as_standby(settings, say)
+    webserver.start(say)
+    hooks.start_watcher(say)
+    keepalived.install_and_start(settings, say)
+    say(f"{settings.local.name}: PM/SNM redundancy configured as {settings.role.value}")
+
+
+def remove(settings: PairSettings, say: Say) -> None:
+    """Remove redundancy here: keepalived stopped and disabled (the VIP leaves this
+    server), the watcher and hook gone, the database stand-alone and writable (a standby
+    is promoted), the page still served."""
+    say(f"{settings.local.name}: removing PM/SNM redundancy")
+    keepalived.remove(say)
+    hooks.remove(say)
+    postgres.remove_files(say)
+    say(f"{settings.local.name}: stand-alone; its page is served at "
+        f"http://{settings.local.base_ip}/mp")
+
+
+def status() -> StackStatus:
+    """This server as CheckStatus shows it (never raises for a component that is down)."""
+    rep = postgres.replication()
+    try:
+        pair: hook.Pair | None = hook.load_pair()
+    except (OSError, ValueError):  # not configured here (or removed)
+        pair = None
+    return StackStatus(
+        server=host.hostname(),
+        keepalived_running=keepalived.running(),
+        package=webserver.installed_package(),
+        db_role=rep.role,
+        replication=rep.state,
+        replication_peer=rep.peer,
+        lag_bytes=rep.lag_bytes,
+        lag_seconds=rep.lag_seconds,
+        vip=pair.vip if pair else "",
+        holds_vip=pair is not None and hook.holds_vip(pair.vip, pair.interface),
+    )
+
