@@ -29,6 +29,13 @@ def test_notify(state: str, role: str, actions: list[str], words: str) -> None:
     assert words in sentence
 
 
+@pytest.mark.parametrize(("role", "actions"), [("standby", []), ("primary", ["fence"])])
+def test_a_server_cut_off_never_promotes_nor_accepts_writes(role: str, actions: list[str]) -> None:
+    got, sentence = notify_actions("MASTER", role, cut_off=True)
+    assert got == actions
+    assert "reaches neither its peer nor any witness" in sentence
+
+
 def test_a_streaming_standby_turns_synchronous_mode_on_once() -> None:
     on = sync_step(primary=True, vip_here=True, streaming=True, names="", peer=PEER,
                    away_since=None, now=10.0)
@@ -39,7 +46,8 @@ def test_a_streaming_standby_turns_synchronous_mode_on_once() -> None:
 
 
 def test_a_standby_away_for_the_grace_period_degrades_to_asynchronous() -> None:
-    kw = {"primary": True, "vip_here": True, "streaming": False, "names": SYNC, "peer": PEER}
+    kw = {"primary": True, "vip_here": True, "streaming": False, "names": SYNC, "peer": PEER,
+          "grace": 3.0}
     first = sync_step(**kw, away_since=None, now=100.0)  # type: ignore[arg-type]
     assert (first.names, first.away_since, first.sentence) == (None, 100.0, "")
     waiting = sync_step(**kw, away_since=100.0, now=102.9)  # type: ignore[arg-type]

@@ -94,7 +94,7 @@ def get(url):
 def post(url, body):
     data = urllib.parse.urlencode({"body": body}).encode()
     try:
-        with urllib.request.urlopen(url + "?format=json", data=data, timeout=3) as r:
+        with urllib.request.urlopen(url + "?format=json", data=data, timeout=8) as r:
             return json.loads(r.read())
     except urllib.error.HTTPError as exc:
         return {"error": f"{exc.code} {exc.read().decode(errors='replace')}"}
@@ -109,8 +109,10 @@ elif cmd == "write":  # write rows for SECONDS, one line per answer
     end, n = time.monotonic() + seconds, 0
     while time.monotonic() < end:
         n += 1
+        before = time.monotonic()
         r = post(url, f"{prefix}-{n}")
         r["t"] = time.monotonic()
+        r["took"] = r["t"] - before
         print(json.dumps(r), flush=True)
         time.sleep(0.05)
 elif cmd == "until":  # poll GET every 50 ms until SERVER answers; the seconds it took
@@ -182,8 +184,39 @@ def test_configured_pair_serves_the_vip_from_the_master_with_sync_replication(
     assert "became MASTER" in journal and "synchronous replication on" in journal
 
 
+def test_standby_away_degrades_to_asynchronous_and_back_both_logged(pair: Lab) -> None:
+    lab = pair
+    lab.faults.cut(STANDBY)
+    t0 = time.monotonic()
+    # Commits wait for the vanished standby at most the watcher's grace period, then go on.
+    answers = client(lab, "write", f"http://{VIP}/mp", "degraded", "6.0")
+    waits = [a["took"] for a in answers]
+    assert committed(answers) and answers[-1].get("server") == MASTER, answers[-3:]
+
+    def journal() -> str:
+        return lab.exec(MASTER, "journalctl -t mxone-web --no-pager -o cat").stdout
+
+    eventually("lim1 logs the degradation", lambda: "degraded to asynchronous" in journal())
+    assert status(lab, MASTER)["replication"] == "no standby connected"
+    lab.faults.restore(STANDBY)
+    eventually("standby1 streams synchronously again",
+               lambda: status(lab, MASTER)["replication"] == "streaming (sync)", timeout=45)
+    assert journal().count("synchronous replication on") == 2
+    # Cut off, standby1 heard no master and took the VIP alone, but never promoted.
+    sb = status(lab, STANDBY)
+    assert sb["db_role"] == "standby" and not sb["holds_vip"], sb
+    print(f"\n[pmsnm] standby away and back: {time.monotonic() - t0:.1f} s; "
+          f"{len(committed(answers))} rows committed meanwhile, the longest commit "
+          f"{max(waits):.2f} s")
+    assert max(waits) < 8.0
+    # Every row committed while asynchronous reached the standby once it streamed again.
+    assert committed(answers) <= {r["id"] for r in page(lab, "10.77.0.20")["rows"]}
+
+
 def test_master_killed_the_standby_answers_with_every_committed_row(pair: Lab) -> None:
     lab = pair
+    eventually("standby1 streams synchronously",
+               lambda: status(lab, MASTER)["replication"] == "streaming (sync)")
     writer = lab.popen(CLIENT, [sys.executable, "-c", CLIENT_PY, "write", f"http://{VIP}/mp",
                                 "during", str(keepalived.DETECTION_SECONDS + TAKEOVER_MARGIN + 3)],
                        stdout=__import__("subprocess").PIPE, text=True)

@@ -10,8 +10,9 @@ one line in the journal with the tag ``mxone-web`` (``journalctl -t mxone-web``)
 
 Subcommands:
 
-- ``notify TYPE NAME STATE [PRIORITY]`` (keepalived's ``notify``): on MASTER the local
-  database is promoted if it is a standby, replication is set asynchronous until the peer
+- ``notify TYPE NAME STATE [PRIORITY]`` (keepalived's ``notify``): on MASTER - unless this
+  server is cut off (it reaches neither its peer nor a witness) - the local database is
+  promoted if it is a standby, replication is set asynchronous until the peer
   streams again (the watcher restores it), then the database accepts writes; on BACKUP,
   FAULT or STOP a primary here is fenced: it refuses writes (``default_transaction_read_only``
   in :data:`FENCE_FILE`, reloaded) and its client sessions are ended. A standby is left
@@ -49,7 +50,10 @@ HEALTH_URL = "http://127.0.0.1/health"
 LOG_TAG = "mxone-web"
 
 #: Seconds the standby may be away before the primary stops waiting for it.
-SYNC_GRACE = 3.0
+SYNC_GRACE = 2.0
+#: A standby whose last reply is older than this is away (it replies every second:
+#: ``wal_receiver_status_interval``), whether or not its connection has timed out yet.
+REPLY_FRESH = 2.0
 WATCH_INTERVAL = 0.5
 
 
@@ -106,9 +110,16 @@ def sync_step(
     return SyncStep(None, since, "")
 
 
-def notify_actions(state: str, db_role: str) -> tuple[list[str], str]:
-    """keepalived's new ``state`` and the local database's role -> the actions
-    (``promote``, ``async``, ``unfence``, ``fence``) and the sentence to log."""
+def notify_actions(state: str, db_role: str, cut_off: bool = False) -> tuple[list[str], str]:
+    """keepalived's new ``state``, the local database's role and whether this server is cut
+    off (:func:`cut_off`) -> the actions (``promote``, ``async``, ``unfence``, ``fence``)
+    and the sentence to log. A server cut off never promotes nor accepts writes: it took
+    the VIP only because it hears nobody, and the peer may be serving."""
+    if state == "MASTER" and cut_off:
+        return (["fence"] if db_role == "primary" else []), (
+            f"became MASTER but reaches neither its peer nor any witness: the {db_role} "
+            "database here is not promoted and refuses writes"
+        )
     if state == "MASTER":
         if db_role == "standby":
             return ["promote", "async", "unfence"], (
@@ -223,9 +234,11 @@ def set_sync_names(names: str) -> None:
 
 
 def peer_streaming(peer: str) -> bool:
+    """The peer streams from this primary and replied within :data:`REPLY_FRESH` s."""
     rows = psql(
         "SELECT count(*) FROM pg_stat_replication "
-        f"WHERE application_name = {sql_literal(peer)} AND state = 'streaming'"
+        f"WHERE application_name = {sql_literal(peer)} AND state = 'streaming' "
+        f"AND reply_time > now() - interval '{REPLY_FRESH:g} seconds'"
     )
     return rows not in ("", "0")
 
@@ -262,16 +275,17 @@ def answers_ping(address: str) -> bool:
 def cut_off(pair: Pair) -> bool:
     """True when this server reaches neither its peer nor any witness: it is the one cut
     off, and must not hold the VIP nor a writable primary (no witnesses: never)."""
-    if not pair.witnesses or answers_ping(pair.peer_ip):
+    if not pair.witnesses or any(answers_ping(w) for w in pair.witnesses):
         return False
-    return not any(answers_ping(w) for w in pair.witnesses)
+    return not answers_ping(pair.peer_ip)
 
 
 def cmd_notify(args: list[str]) -> int:
     """``args``: keepalived's TYPE NAME STATE [PRIORITY]."""
     state = args[2] if len(args) >= 3 else "?"
     pair = load_pair()
-    actions, sentence = notify_actions(state, db_role())
+    role = db_role()
+    actions, sentence = notify_actions(state, role, state == "MASTER" and cut_off(pair))
     log(f"keepalived {sentence}")
     for action in actions:
         try:

@@ -6,11 +6,13 @@ runs with ``synchronous_standby_names`` naming it and ``synchronous_commit = rem
 a commit returns to the application only once the standby has written *and applied* it,
 so a failover (the standby promoted by keepalived's hook) loses **no committed row**. When
 the standby has been away for :data:`~mxone_web.stack.hook.SYNC_GRACE` seconds and the
-primary holds the virtual IP, the watcher (``mxone-web-hook syncwatch``) degrades to
+primary holds the virtual IP (the standby replies every second; silent for
+:data:`~mxone_web.stack.hook.REPLY_FRESH` s counts as away), the watcher (``mxone-web-hook syncwatch``) degrades to
 asynchronous replication and logs it: from then on a commit returns once it is on the
 primary's disk only, and the rows committed until the standby streams again (the
 watcher then restores synchronous mode, logged too) are lost if the primary fails in that
-window. Writes issued while the standby vanishes wait at most that grace period.
+window. A commit issued while the standby vanishes waits at most about REPLY_FRESH +
+SYNC_GRACE (4 s), then returns.
 
 The two servers get the same settings (:func:`render_conf`): ``primary_conninfo`` names the
 peer (used only while the database is a standby), ``pg_hba`` accepts replication from the
@@ -106,6 +108,7 @@ def render_conf(settings: PairSettings, passfile: Path) -> str:
         "hot_standby = on\n"
         "hot_standby_feedback = on\n"
         "wal_receiver_timeout = '5s'\n"
+        "wal_receiver_status_interval = '1s'  # the primary's watcher sees a silent standby\n"
         "wal_sender_timeout = '5s'\n"
         "password_encryption = 'scram-sha-256'\n"
         "# The watcher sets synchronous_standby_names (ALTER SYSTEM) while the peer streams.\n"
