@@ -66,3 +66,32 @@ class PairSettings:
     def __repr__(self) -> str:  # the replication password never reaches a log or a traceback
         return (f"PairSettings(role={self.role.value}, master={self.master.name}, "
                 f"standby={self.standby.name}, vip={self.vip}, user={self.replication_user})")
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    """One server of the pair as CheckStatus shows it (``mxone_web.stack.apply.status``).
+
+    ``package`` is ``mxone_snm-<version>`` (None: not installed); ``db_role`` is
+    ``primary``, ``standby`` or ``down``; ``replication`` the stream's state in the
+    database's words (``streaming (sync)``, ``no standby connected``...) with
+    ``replication_peer`` the server at its other end; lags are None when unknown.
+    """
+
+    server: str
+    keepalived_running: bool
+    package: str | None
+    db_role: str
+    replication: str
+    replication_peer: str
+    lag_bytes: int | None
+    lag_seconds: float | None
+    vip: str
+    holds_vip: bool
+
+    def to_mapping(self) -> dict[str, object]:
+        return dict(vars(self))
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, object]) -> StackStatus:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
