@@ -190,6 +190,41 @@ def _fallback(web: Web, v: Values, report: Report) -> Result:
         report(line, 0.5)
 
     web.stack.fallback(saved, tell)
+    for line in utilities.peer_rejoin(web, web.pair()):
+        tell(line)
+    return _done(lines, {"server": saved.local.name})
+
+
+def _install_app(web: Web, v: Values, report: Report) -> Result:
+    lines: list[str] = []
+
+    def tell(line: str) -> None:
+        lines.append(line)
+        report(line, 0.5)
+
+    web.stack.install_app(tell)
+    return _done(lines, {"package": manager.PACKAGE})
+
+
+def _rejoin_plan(web: Web, v: Values) -> Result:
+    pair = web.pair()
+    web.need_saved("Rejoin")
+    lines = [(f"Rejoin on {pair.local.name}: if the virtual IP is on {pair.peer.name}, this "
+              f"server's database becomes a standby of {pair.peer.name}'s again (pg_rewind, "
+              "or a fresh base backup)")]
+    return Result(True, {"dry_run": True, "plan": lines}, tuple(lines))
+
+
+def _rejoin(web: Web, v: Values, report: Report) -> Result:
+    _rejoin_plan(web, v)
+    saved = web.need_saved("Rejoin")
+    lines: list[str] = []
+
+    def tell(line: str) -> None:
+        lines.append(line)
+        report(line, 0.5)
+
+    web.stack.rejoin(saved, tell)
     return _done(lines, {"server": saved.local.name})
 
 
@@ -276,6 +311,17 @@ COMMANDS: tuple[WebCommand, ...] = (
     WebCommand("redundancy.fallback", "Fallback, on the master after a manual fallback of "
                "the cluster: PM/SNM returns to the master", "Fallback", _fallback,
                plan=_fallback_plan),
+    WebCommand("redundancy.rejoin", "Rejoin, on the server that is not active: its "
+               "database follows the active server's again (the master's Fallback runs it "
+               "on the standby)", "Rejoin", _rejoin,
+               (Param("here", "this server only (what the master's Fallback asks)",
+                      kind="flag", flag="--here"),), plan=_rejoin_plan),
+    WebCommand("redundancy.install-app", f"Install the management application "
+               f"({manager.PACKAGE}, the reference mxone_snm) on this server, not started: "
+               "what the master's configuration offers when the standby lacks it",
+               "Install the management application", _install_app,
+               (Param("here", "this server (what the master's configuration asks)",
+                      kind="flag", flag="--here"),)),
     WebCommand("redundancy.reconfigure-fallback", "Reconfigure Fallback: PM/SNM follows the "
                "cluster's fallback type (master first, then standby)", "Reconfigure Fallback",
                _refallback, (HOST_KEY,), plan=_refallback_plan),

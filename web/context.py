@@ -4,8 +4,6 @@ peer, and the stack of this server. Tests replace the parts that reach the world
 
 from __future__ import annotations
 
-import shutil
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,10 @@ class Stack(Protocol):
     def remove(self, settings: PairSettings, say: Say) -> None: ...
 
     def fallback(self, settings: PairSettings, say: Say) -> None: ...
+
+    def rejoin(self, settings: PairSettings, say: Say) -> None: ...
+
+    def install_app(self, say: Say) -> None: ...
 
     def status(self) -> Mapping[str, object]: ...
 
@@ -61,16 +63,16 @@ class _AppliedStack:
     def fallback(self, settings: PairSettings, say: Say) -> None:
         self._call("fallback")(settings, say)
 
+    def rejoin(self, settings: PairSettings, say: Say) -> None:
+        self._call("rejoin")(settings, say)
+
+    def install_app(self, say: Say) -> None:
+        self._call("install_app")(say)
+
     def status(self) -> Mapping[str, object]:
         found = self._call("status")()
         to_mapping = getattr(found, "to_mapping", None)
         return dict(to_mapping()) if callable(to_mapping) else dict(vars(found))
-
-
-def entry_point() -> str:
-    """This server's ``webserver_config`` (the peer's CheckStatus runs it here by sudo)."""
-    return shutil.which("webserver_config") or str(Path(sys.executable).with_name(
-        "webserver_config"))
 
 
 @dataclass

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
+import sys
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,14 +216,40 @@ def package_state(shell: Shell) -> PackageState:
     return PackageState(shell.where, installed, rest.strip() or version.strip())
 
 
+def tool() -> str:
+    """Where ``webserver_config`` is on this server, as an absolute path. The pair's two
+    servers have the tool installed at the same place, so this is also the path the
+    commands run on the peer (by sudo, whose secure_path need not include it)."""
+    found = shutil.which("webserver_config")
+    return str(Path(found).absolute()) if found else str(
+        Path(sys.executable).with_name("webserver_config"))
+
+
+def peer_command(words: str, *, sudo: str = "sudo -n") -> str:
+    """``webserver_config WORDS`` run as root on the peer (:func:`tool`'s path)."""
+    return f"{sudo} {remote.quote([tool()])} {words}"
+
+
+#: Installs the reference management application with the server's own webserver_config
+#: (where the server's apt sources do not carry :data:`PACKAGE`); run through the admin's
+#: sudo, which adds its own prefix.
+INSTALL_APP_WORDS = "redundancy install-app --here"
+
+
 def install_package(root: Shell, deb: str | None = None) -> PackageState:
-    """Install :data:`PACKAGE` (from the server's apt sources, or the .deb at ``deb`` there)."""
-    what = remote.quote([deb]) if deb else PACKAGE
-    _checked(root.run(f"DEBIAN_FRONTEND=noninteractive apt-get install -y {what}"), root.where,
-             f"installing {PACKAGE}")
+    """Install :data:`PACKAGE`: the .deb at ``deb`` there, else from the server's apt
+    sources when they carry it, else the reference application that the server's own
+    ``webserver_config`` brings (:data:`INSTALL_APP_WORDS`)."""
+    if deb or root.run(f"apt-cache show {PACKAGE} >/dev/null 2>&1").ok:
+        what = remote.quote([deb]) if deb else PACKAGE
+        _checked(root.run(f"DEBIAN_FRONTEND=noninteractive apt-get install -y {what}"),
+                 root.where, f"installing {PACKAGE}")
+    else:
+        _checked(root.run(peer_command(INSTALL_APP_WORDS, sudo="")), root.where,
+                 f"installing {PACKAGE}")
     state = package_state(root)
     if not state.installed:
-        raise WebError(f"{root.where}: {PACKAGE} is still not installed after apt-get")
+        raise WebError(f"{root.where}: {PACKAGE} is still not installed")
     return state
 
 

@@ -22,6 +22,12 @@ from mxone_web.stack.api import PairRole, PairSettings
 
 MANAGER_PASSWORD = "mxone_manager password"
 SUDOERS = "/etc/sudoers.d/mxone-webserver-status"
+#: What mxone_manager may run as root on this server for its peer, without a password:
+#: the peer's CheckStatus reads this server's status; the master's Fallback has this
+#: server's database follow the master's again.
+STATUS_WORDS = "redundancy status --here --json"
+REJOIN_WORDS = "redundancy rejoin --here --json"
+PEER_COMMANDS = (STATUS_WORDS, REJOIN_WORDS)
 
 
 def require_role(pair: Pair, role: PairRole, what: str) -> None:
@@ -101,20 +107,21 @@ def manager_passwords(web: Web, pair: Pair, password: str, admin: str, admin_pas
 
 
 def status_rule(root: remote.Shell) -> list[str]:
-    """Let mxone_manager ask this server's status for the peer's CheckStatus (one
-    read-only command, by sudo without a password); skipped where the tool is not found."""
-    found = root.run("command -v webserver_config")
-    path = found.out.strip() if found.ok else ""
-    if not path.startswith("/"):
+    """Let mxone_manager run :data:`PEER_COMMANDS` here for the peer (by sudo without a
+    password, those two command lines only); skipped where the tool is not found."""
+    path = manager.tool()
+    if not root.run(f"test -x {remote.quote([path])}").ok:
         return [(f"{root.where}: webserver_config not found: CheckStatus from the peer "
                 "will not see this server")]
-    rule = f"{manager.MANAGER} ALL=(root) NOPASSWD: {path} redundancy status --here --json\n"
+    rule = "".join(f"{manager.MANAGER} ALL=(root) NOPASSWD: {path} {command}\n"
+                   for command in PEER_COMMANDS)
     tmp = SUDOERS + ".new"
     ran = root.run(f"umask 0337 && cat > {tmp} && visudo -cqf {tmp} && mv -f {tmp} {SUDOERS}",
                    rule)
     if not ran.ok:
         return [f"{root.where}: the status rule for the peer was not written: {ran.why()}"]
-    return [f"{root.where}: mxone_manager may ask this server's status ({SUDOERS})"]
+    return [f"{root.where}: mxone_manager may ask this server's status and have it rejoin "
+            f"({SUDOERS})"]
 
 
 def silent_login(web: Web, pair: Pair, peer_password: str,

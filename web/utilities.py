@@ -20,7 +20,6 @@ from mxone_web.discover import Pair
 from mxone_web.errors import Refused, WebError
 from mxone_web.stack.api import PairRole, PairSettings
 
-STATUS_COMMAND = "sudo -n webserver_config redundancy status --here --json"
 
 
 # ---- CheckStatus -------------------------------------------------------------------------
@@ -47,7 +46,7 @@ def peer_status(web: Web, pair: Pair) -> Mapping[str, Any]:
     try:
         host_key = web.peer_host_key(pair, None)
         with web.session(pair, manager.MANAGER, host_key, key=web.manager_key()) as s:
-            ran = s.run(STATUS_COMMAND)
+            ran = s.run(manager.peer_command(setup.STATUS_WORDS))
         if not ran.ok:
             raise WebError(ran.why())
         found = json.loads(ran.out)
@@ -77,6 +76,23 @@ def check_status(web: Web, here_only: bool) -> tuple[list[Mapping[str, Any]], li
             lines += status_lines(s)
         lines.append("")
     return order, lines
+
+
+def peer_rejoin(web: Web, pair: Pair) -> list[str]:
+    """Have the peer's database follow this server's again (the last step of the master's
+    Fallback), over the silent login; WebError naming the peer when it cannot."""
+    host_key = web.peer_host_key(pair, None)
+    with web.session(pair, manager.MANAGER, host_key, key=web.manager_key()) as s:
+        ran = s.run(manager.peer_command(setup.REJOIN_WORDS))
+    if not ran.ok:
+        raise WebError(f"{pair.peer.name}: rejoin failed: {ran.why()}; run `webserver_config "
+                       f"redundancy rejoin --here` there")
+    try:
+        found = json.loads(ran.out)
+    except json.JSONDecodeError:
+        found = {}
+    lines = found.get("lines", []) if isinstance(found, dict) else []
+    return [f"{pair.peer.name}: {line}" for line in lines if isinstance(line, str)]
 
 
 # ---- order across the pair ---------------------------------------------------------------

@@ -37,6 +37,7 @@ class Peer:
     authorized: list[str] = field(default_factory=list)
     calls: list[tuple[str, str, str]] = field(default_factory=list)  # user, command, stdin
     sudo_status: bool = True
+    rejoined: int = 0
 
     @contextlib.contextmanager
     def login(self, user: str, password: str | None, key: Any) -> Iterator[Shell]:
@@ -80,7 +81,10 @@ class Shell:
                 1, "", f"cat: {path}: No such file or directory")
         if command.startswith("dpkg-query"):
             return self.dpkg()
-        if command.startswith("sudo -n webserver_config"):
+        if command.startswith("sudo -n ") and "redundancy rejoin --here" in command:
+            p.rejoined += 1
+            return Ran(0, json.dumps({"ok": True, "lines": [f"{p.name}: follows lim1"]}), "")
+        if command.startswith("sudo -n ") and "redundancy status --here" in command:
             status = {"server": p.name, "keepalived_running": True,
                       "package": f"mxone_snm-{p.package}", "db_role": "standby",
                       "replication": "streaming", "replication_peer": "lim1",
@@ -98,11 +102,11 @@ class Shell:
         if "chpasswd" in command:
             user, _, password = stdin.strip().partition(":")
             self.peer.passwords[user] = password
-        if "apt-get install" in command:
+        if "apt-get install" in command or "install-app" in command:
             self.peer.package = "7.0.0.0.70"
         if command.startswith("dpkg-query"):
             return self.dpkg()
-        if "command -v webserver_config" in command:
+        if command.startswith("test -x "):  # no webserver_config on the fake servers
             return Ran(1, "", "")
         return Ran(0, "", "")
 
@@ -123,6 +127,10 @@ class Stack:
         self.calls.append(("fallback", s))
         say(f"{s.local.name}: primary again")
 
+    def rejoin(self, s: Any, say: Any) -> None:
+        self.calls.append(("rejoin", s))
+        say(f"{s.local.name}: follows {s.peer.name}")
+
     def status(self) -> Mapping[str, object]:
         return {"server": "lim1", "keepalived_running": True, "package": "mxone_snm-7.0.0.0.70",
                 "db_role": "primary", "replication": "streaming (sync)",
@@ -137,7 +145,7 @@ class LocalRoot:
 
     def run(self, command: str, stdin: str = "") -> Ran:
         self.calls.append((command, stdin))
-        return Ran(1, "", "") if "command -v" in command else Ran(0, "", "")
+        return Ran(1, "", "") if command.startswith("test -x ") else Ran(0, "", "")
 
 
 class FakeWeb(context.Web):

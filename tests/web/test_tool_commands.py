@@ -226,8 +226,11 @@ def test_reconfigure_on_the_master(tmp_path, capsys, monkeypatch):
 
 def test_fallback_runs_on_the_master_only(tmp_path, capsys, monkeypatch):
     w = configured(tmp_path)
+    from mxone_web import manager
+    w.peer.authorized.append(manager.public_line(manager.key_pair(w.account()), "mxone_manager@lim1"))
     code, out, err = run(capsys, monkeypatch, w, ["redundancy", "fallback"])
-    assert code == 0 and "lim1: primary again" in out
+    assert code == 0 and "lim1: primary again" in out, err
+    assert "sb: sb: follows lim1" in out  # then the standby was asked to rejoin
     w2 = configured(tmp_path / "sb", "sb", PairRole.STANDBY)
     code, out, err = run(capsys, monkeypatch, w2, ["redundancy", "fallback"])
     assert code == 1 and "Fallback runs on the master lim1 (10.77.0.11); this server sb" in err

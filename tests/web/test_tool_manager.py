@@ -73,10 +73,19 @@ def test_package_state_read_from_dpkg_and_the_version_file():
     assert not missing.installed and missing.line == "sb: mxone-snm is NOT installed"
 
 
-def test_install_goes_through_apt(monkeypatch):
+def test_install_goes_through_apt_when_its_sources_carry_the_package(monkeypatch):
     shell = Shell(answers={"dpkg-query": Ran(0, "install ok installed\t1.0\n\n", "")})
     assert manager.install_package(shell).version == "1.0"
-    assert "apt-get install -y mxone-snm" in shell.calls[0][0]
+    assert shell.calls[0][0].startswith("apt-cache show mxone-snm")
+    assert "apt-get install -y mxone-snm" in shell.calls[1][0]
+
+
+def test_install_brings_the_reference_application_when_apt_has_no_package(monkeypatch):
+    shell = Shell(answers={"apt-cache": Ran(100, "", "E: No packages found"),
+                           "dpkg-query": Ran(0, "\n7.0.0.0.70\n", "")})
+    assert manager.install_package(shell).version == "7.0.0.0.70"
+    assert [c[0] for c in shell.calls][1].endswith("webserver_config " + manager.INSTALL_APP_WORDS)
+    assert not any("apt-get" in c[0] for c in shell.calls)
 
 
 def test_key_pair_private_key_0600_from_its_first_byte(tmp_path, monkeypatch):

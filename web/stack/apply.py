@@ -48,6 +48,12 @@ def configure(settings: PairSettings, say: Say) -> None:
     say(f"{settings.local.name}: PM/SNM redundancy configured as {settings.role.value}")
 
 
+def install_app(say: Say) -> None:
+    """The management application (the reference ``mxone_snm``) installed on this server,
+    not started: what the master's configuration offers when the standby lacks it."""
+    webserver.install_app(say)
+
+
 def rejoin(settings: PairSettings, say: Say) -> None:
     """The database here (an old primary, fenced) becomes a hot standby of the peer's:
     after a failover on the master (the first half of Fallback), after Fallback on the
