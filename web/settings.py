@@ -1,7 +1,7 @@
 """The pair settings this server was configured with, and the master's answers the standby
 must repeat.
 
-``/etc/mxone/web/pair.json`` (:data:`SETTINGS`) holds this server's
+``/etc/mxone/web/settings.json`` (:data:`SETTINGS`) holds this server's
 :class:`~mxone_web.stack.api.PairSettings`, replication password included: it is written
 atomically (:func:`mxone_agent.files.atomic_write`) with mode 0600 from its first byte.
 
@@ -27,7 +27,7 @@ from mxone_web.errors import Refused, WebError
 from mxone_web.stack.api import PairRole, PairServer, PairSettings, WebFallback
 
 WEB_DIR = Path("/etc/mxone/web")
-SETTINGS = WEB_DIR / "pair.json"
+SETTINGS = WEB_DIR / "settings.json"  # beside the stack's pair.json (no secret, for its hook)
 MASTER_ANSWERS = WEB_DIR / "master-answers.json"
 FORMAT = 1
 _SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}

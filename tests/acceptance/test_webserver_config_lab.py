@@ -246,7 +246,7 @@ def test_master_and_standby_configuration_through_the_menus(pair):
         t.wait_for(re.compile(r"pair settings saved|not available yet"), timeout=30)
     finally:
         t.close()
-    assert lab.exec("lim1", "stat -c %a /etc/mxone/web/pair.json").stdout.strip() == "600"
+    assert lab.exec("lim1", "stat -c %a /etc/mxone/web/settings.json").stdout.strip() == "600"
 
     t = WebTui(lab, "standby1")
     try:
