@@ -1,17 +1,20 @@
-"""webserver_config's SSH half for real, on two lab hosts: lim1 (LIM 1, the master) and
-standby1 (its cluster's standby).
+"""webserver_config for real, on two lab hosts that boot systemd: lim1 (LIM 1, the master)
+and standby1 (its cluster's standby), with lim2 (a witness) and the client beside them.
 
 The lab's own sshd takes keys only, so each host gets a second sshd (port 2222, password
 logins, the host's own host key, ended by its PID) for the logins the seed makes with
 passwords: the administrator's (sudo) and mxone_manager's (before the silent login). The
-accounts live in each host's overlaid /etc and /var, never the machine's. The PM/SNM
-stack is not called: the runs stop at the management package, which no lab host has.
+accounts live in each host's overlaid /etc and /var, never the machine's. The first tests
+stop before anything is configured (a refused sudo; the management package missing); the
+walk through the menus then goes to the end of the seed's directions with the real PM/SNM
+stack (keepalived, PostgreSQL 15, nginx and the reference application as Debian units),
+checks CheckStatus's screen, the page through the virtual IP from the client, and removes
+redundancy with the CLI: master first, then standby.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import textwrap
@@ -19,8 +22,10 @@ import textwrap
 import pexpect
 import pyte
 import pytest
+from mxone_lab import LabSpec
 
 from tests.acceptance.conftest import COLS, ENTER, ROWS, Tui
+from tests.conftest import systemd_lab_up
 
 pytestmark = pytest.mark.lab
 
@@ -36,10 +41,14 @@ NODE = {"format": 1, "generation": 2, "cluster": "north", "fallback": "manual",
         "heartbeat_port": 7011,
         "servers": [{"name": "lim1", "base_ip": "10.77.0.11", "prefix": 24, "interface": "eth0",
                      "role": "regular"},
+                    {"name": "lim2", "base_ip": "10.77.0.12", "prefix": 24, "interface": "eth0",
+                     "role": "regular"},
                     {"name": "standby1", "base_ip": "10.77.0.20", "prefix": 24,
                      "interface": "eth0", "role": "standby"}],
         "lims": [{"lim": 1, "server": "lim1", "alias_ip": "10.77.0.111", "prefix": 24,
-                  "interface": "eth0", "priority": 1, "lock": "none"}]}
+                  "interface": "eth0", "priority": 1, "lock": "none"},
+                 {"lim": 2, "server": "lim2", "alias_ip": "10.77.0.112", "prefix": 24,
+                  "interface": "eth0", "priority": 2, "lock": "none"}]}
 
 ACCOUNTS = f"""
 set -e
@@ -56,16 +65,27 @@ RUN = textwrap.dedent(f"""
     from mxone_web import cli, context
     work = Path("{WORK}")
     web = context.Web(node_json=work / "node.json", system_config=work / "none.toml",
-                      settings_path=work / "pair.json", answers_path=work / "answers.json",
                       probe=None, host_key_files=(work / "known_hosts",), ssh_port={PORT})
     sys.exit(cli.main(sys.argv[1:], web=web))
 """)
 
 
+@pytest.fixture(scope="module")
+def pair_lab():
+    """lim1 and standby1 booting systemd, Debian's units unmasked on both (the lab masks
+    what the machine enables), lim2 and the client beside them."""
+    with systemd_lab_up(LabSpec.systemd_standby().with_systemd(["lim1"])) as lab:
+        for name in ("lim1", "standby1"):
+            lab.exec(name, "systemctl unmask keepalived.service postgresql.service "
+                           "postgresql@.service nginx.service && systemctl daemon-reload")
+        yield lab
+
+
 @pytest.fixture
-def pair(lab):
+def pair(pair_lab):
     """lim1 and standby1 with their node configs, accounts and pinned keys, and a password
     sshd on PORT on each (ended by its PID)."""
+    lab = pair_lab
     hosts = lab.hosts
     for name in ("lim1", "standby1"):
         lab.exec(name, ACCOUNTS)
@@ -196,7 +216,6 @@ class WebTui(Tui):
 
 def test_master_and_standby_configuration_through_the_menus(pair):
     lab = pair
-    lab.exec("standby1", "mkdir -p /opt/mxone/snm && echo 7.0.0.0.58 > /opt/mxone/snm/VERSION")
     t = WebTui(lab, "lim1")
     try:
         t.wait_for("MX-ONE Web Server Configuration - lim1")
@@ -230,11 +249,15 @@ def test_master_and_standby_configuration_through_the_menus(pair):
         t.wait_for("silent login mxone_manager@lim1 -> mxone_manager@standby1: works",
                    timeout=30, flat=True)
         t.send(ENTER)
-        t.wait_for("standby1: mxone-snm-7.0.0.0.58", timeout=30)
+        # seed step 12: the standby has no management package: offered, installed
+        t.wait_for("Install mxone-snm on standby1 now?", timeout=30)
+        assert "standby1: mxone-snm is not installed" in t.flat, t.dump()
+        t.button("Yes")
+        t.wait_for("standby1: mxone-snm-7.0.0.0.70", timeout=60, flat=True)
         t.send(ENTER)
-        t.field("Virtual IP:", "10.77.0.12")  # lim2's base: answered on the wire
+        t.field("Virtual IP:", "10.77.0.100")  # the client's address: answered on the wire
         t.submit()
-        t.wait_for("virtual IP = 10.77.0.12: in use: answered on eth0", flat=True, timeout=10)
+        t.wait_for("virtual IP = 10.77.0.100: in use: answered on eth0", flat=True, timeout=10)
         t.field("Virtual IP:", "10.77.0.50")
         t.submit()
         t.field("Replication user name:", "replicator")
@@ -242,8 +265,8 @@ def test_master_and_standby_configuration_through_the_menus(pair):
         t.field("Retype password:", REPL_PW)
         t.submit()
         t.yes("Configure now?")
-        # the PM/SNM stack is another part: its absence is said, the answers are kept
-        t.wait_for(re.compile(r"pair settings saved|not available yet"), timeout=30)
+        t.wait_for("lim1: PM/SNM redundancy configured as master", timeout=180, flat=True)
+        say("webserver_config on lim1: the master configuration's result", t.text)
     finally:
         t.close()
     assert lab.exec("lim1", "stat -c %a /etc/mxone/web/settings.json").stdout.strip() == "600"
@@ -271,7 +294,54 @@ def test_master_and_standby_configuration_through_the_menus(pair):
         t.submit()
         t.wait_for("Re-start webserver now?")
         assert "SNM" in t.text
-        t.button("No")
-        t.wait_for("web server NOT restarted", timeout=30, flat=True)
+        t.button("Yes")
+        t.wait_for("standby1: PM/SNM redundancy configured as standby", timeout=240, flat=True)
+        say("webserver_config on standby1: the standby configuration's result", t.text)
     finally:
         t.close()
+
+    # CheckStatus, on the master, through the menus
+    t = WebTui(lab, "lim1")
+    try:
+        t.wait_for("MX-ONE Web Server Configuration - lim1")
+        t.open("Redundancy")
+        t.open("CheckStatus")
+        t.wait_for("Checking servers in system, please wait", timeout=60)
+        t.wait_for(lambda s: s.flat.count("Keepalived (Redundancy) is") >= 2, timeout=60)
+        say("webserver_config on lim1: Redundancy > CheckStatus", t.text)
+        flat = t.flat
+        assert flat.count("Keepalived (Redundancy) is running") == 2, t.dump()
+        assert flat.count("mxone_snm-7.0.0.0.70") == 2, t.dump()
+        assert "database primary: streaming (sync) with standby1" in flat, t.dump()
+        assert "database standby" in flat and "virtual IP 10.77.0.50: held here" in flat
+    finally:
+        t.close()
+
+    # the client: the page through the virtual IP, a row written there
+    page = client_get(lab, "http://10.77.0.50/mp")
+    assert "lim1" in page, page
+
+    # Remove Redundancy with the CLI: the standby first is refused, then master, standby
+    r = tool(lab, "standby1", "redundancy", "remove")
+    assert r.returncode != 0 and "master" in r.stderr, r.stdout + r.stderr
+    for host in ("lim1", "standby1"):
+        r = tool(lab, host, "redundancy", "remove")
+        say(f"webserver_config redundancy remove on {host} (exit {r.returncode})",
+            r.stdout + r.stderr)
+        assert r.returncode == 0, r.stdout + r.stderr
+    for host, ip in (("lim1", "10.77.0.11"), ("standby1", "10.77.0.20")):
+        assert host in client_get(lab, f"http://{ip}/mp")
+        assert lab.exec(host, "systemctl is-enabled keepalived", check=False).stdout.strip() \
+            == "disabled"
+
+
+def client_get(lab, url: str) -> str:
+    """The page at ``url`` as the client host reads it (bounded)."""
+    return lab.exec("client", ["python3", "-c", (
+        "import sys, urllib.request; "
+        "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"),
+        url], timeout=20).stdout
+
+
+def say(title: str, text: str) -> None:
+    print(f"\n==== {title} ====\n{text}")
