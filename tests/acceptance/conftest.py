@@ -62,6 +62,9 @@ class Tui:
         self.stream = pyte.ByteStream(self.screen)
         self.child = pexpect.spawn(argv[0], argv[1:], env=env, dimensions=(ROWS, COLS),
                                    timeout=10)
+        # pexpect sleeps 50 ms before every send by default; keys here are paced by
+        # ``send``'s own pause and read back by ``pump``, so that sleep only costs time
+        self.child.delaybeforesend = None
         self.seen_traceback = False
 
     # ---- reading -------------------------------------------------------------------------
