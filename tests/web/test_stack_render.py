@@ -110,13 +110,15 @@ def test_hba_allows_replication_from_the_peer_only_and_is_replaced_not_repeated(
     twice = postgres.with_hba_block(once, postgres.render_hba_block(settings()))
     assert once == twice
     rules = [x.split() for x in once.splitlines() if x and not x.startswith("#")]
-    assert rules[-1] == ["host", "replication", "repl", "10.77.0.20/32", "scram-sha-256"]
+    assert rules[-2:] == [["host", "replication", "repl", "10.77.0.20/32", "scram-sha-256"],
+                          ["host", "postgres", "repl", "10.77.0.20/32", "scram-sha-256"]]
     assert postgres.with_hba_block(once, "") == hba
 
 
 def test_pgpass_escapes_colons_and_backslashes() -> None:
     text = postgres.pgpass_text(settings(password="a:b\\c"))
-    assert text == "*:5432:replication:repl:a\\:b\\\\c\n"
+    assert text == ("*:5432:replication:repl:a\\:b\\\\c\n"
+                    "*:5432:postgres:repl:a\\:b\\\\c\n")
 
 
 def test_scram_verifier_is_what_a_scram_client_proves() -> None:

@@ -12,6 +12,7 @@ remove redundancy: two stand-alone servers, each serving its own page.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -59,7 +60,10 @@ def stack(lab: Lab, host: str, action: str, role: str = "") -> str:
         timeout=240,
         check=False,
     )
-    assert r.returncode == 0, f"{host} {action}: {r.stdout}\n{r.stderr}"
+    if r.returncode != 0:
+        journals = {h: lab.exec(h, "journalctl -t mxone-web --no-pager -o cat | tail -20").stdout
+                    for h in (MASTER, STANDBY)}
+        pytest.fail(f"{host} {action}: {r.stdout}\n{r.stderr}\njournals: {journals}")
     return r.stdout
 
 
@@ -219,7 +223,7 @@ def test_master_killed_the_standby_answers_with_every_committed_row(pair: Lab) -
                lambda: status(lab, MASTER)["replication"] == "streaming (sync)")
     writer = lab.popen(CLIENT, [sys.executable, "-c", CLIENT_PY, "write", f"http://{VIP}/mp",
                                 "during", str(keepalived.DETECTION_SECONDS + TAKEOVER_MARGIN + 3)],
-                       stdout=__import__("subprocess").PIPE, text=True)
+                       stdout=subprocess.PIPE, text=True)
     time.sleep(1.0)  # the writer is committing rows on lim1 when it dies
     pids = lab.exec(MASTER, "for u in " + " ".join(UNITS) + "; do cat /sys/fs/cgroup"
                     "$(systemctl show -p ControlGroup --value $u)/cgroup.procs; done").stdout.split()
@@ -248,15 +252,40 @@ def test_master_killed_the_standby_answers_with_every_committed_row(pair: Lab) -
     assert "promoting the standby database" in journal
 
 
-def test_remove_leaves_two_stand_alone_servers(pair: Lab) -> None:
+def test_master_back_fallback_returns_the_vip_with_nothing_lost(pair: Lab) -> None:
     lab = pair
     # Plugged in, then powered on (the cut host's orphaned TCP connections would keep its
     # old network namespace alive through the power cycle).
     lab.faults.restore(MASTER)
     lab.reboot(MASTER)
-    # The old primary comes back fenced (manual fallback: the VIP stays on standby1).
+    # Manual fallback: the old primary comes back fenced and the VIP stays on standby1.
     eventually("lim1's keepalived runs", lambda: status(lab, MASTER)["keepalived_running"])
     assert page(lab, VIP)["server"] == STANDBY
+    before = {r["id"] for r in page(lab, VIP)["rows"]}
+    t0 = time.monotonic()
+    writer = lab.popen(CLIENT, [sys.executable, "-c", CLIENT_PY, "write", f"http://{VIP}/mp",
+                                "fallback", "25"], stdout=subprocess.PIPE, text=True)
+    out = stack(lab, MASTER, "fallback", "master")
+    took = time.monotonic() - t0
+    assert "rewound" in out or "base backup" in out, out
+    stack(lab, STANDBY, "rejoin", "standby")
+    writer.terminate()
+    answers = [json.loads(line) for line in writer.communicate(timeout=30)[0].splitlines()]
+    after = page(lab, VIP)
+    assert after["server"] == MASTER and after["role"] == "primary", after
+    stored = {r["id"] for r in after["rows"]}
+    lost = (before | committed(answers)) - stored
+    assert not lost, f"committed rows lost in the fallback: {sorted(lost)}"
+    eventually("standby1 streams synchronously from lim1",
+               lambda: status(lab, MASTER)["replication"] == "streaming (sync)")
+    assert status(lab, STANDBY)["db_role"] == "standby"
+    print(f"\n[pmsnm] fallback on lim1 took {took:.1f} s; {len(committed(answers))} rows "
+          "committed by the writer meanwhile, none lost")
+
+
+def test_remove_leaves_two_stand_alone_servers(pair: Lab) -> None:
+    lab = pair
+    assert page(lab, VIP)["server"] == MASTER
     stack(lab, MASTER, "remove", "master")
     stack(lab, STANDBY, "remove", "standby")
     for host, address in ((MASTER, "10.77.0.11"), (STANDBY, "10.77.0.20")):

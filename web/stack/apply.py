@@ -15,7 +15,7 @@ rows a failover may lose, is told in :mod:`~mxone_web.stack.postgres`,
 
 from __future__ import annotations
 
-from mxone_web.stack import hook, hooks, host, keepalived, postgres, webserver
+from mxone_web.stack import follow, hook, hooks, host, keepalived, postgres, webserver
 from mxone_web.stack.api import PairRole, PairSettings, StackStatus
 from mxone_web.stack.host import Say
 
@@ -38,11 +38,61 @@ def configure(settings: PairSettings, say: Say) -> None:
         postgres.ensure_replication_role(settings, say)
         postgres.ensure_app_database(webserver.APP_USER, webserver.schema(), say)
     else:
-        postgres.rebuild_as_standby(settings, say)
+        follow.base_backup(settings, settings.master, say)
     webserver.start(say)
     hooks.start_watcher(say)
     keepalived.install_and_start(settings, say)
     say(f"{settings.local.name}: PM/SNM redundancy configured as {settings.role.value}")
+
+
+def rejoin(settings: PairSettings, say: Say) -> None:
+    """The database here (an old primary, fenced) becomes a hot standby of the peer's:
+    after a failover on the master (the first half of Fallback), after Fallback on the
+    standby. See :mod:`~mxone_web.stack.follow`."""
+    follow.rejoin(settings, say)
+
+
+def fallback(settings: PairSettings, say: Say) -> None:
+    """On the master after a failover: PM/SNM back to the master with no committed row
+    lost. The master's database rejoins as the standby's standby and streams (the
+    standby's watcher makes commits wait for it again); then the master preempts the VIP
+    once: the standby's hook fences its primary (refuses writes, sessions ended) and the
+    master's hook promotes. Every commit acknowledged before the switch was applied here
+    (synchronous, remote_apply); a commit on the standby after the promotion waits for a
+    synchronous standby that is gone and is never acknowledged. Then run :func:`rejoin`
+    on the standby so it follows the master again."""
+    if settings.role is not PairRole.MASTER:
+        raise host.StackError("Fallback runs on the master")
+    vip = str(settings.vip)
+    if hook.holds_vip(vip, settings.interface) and hook.db_role() == "primary":
+        say(f"{settings.local.name} already holds the VIP with the primary database")
+        return
+    follow.rejoin(settings, say)
+    seen: list[str] = []
+    try:
+        host.wait_until("sync", lambda: _synchronous_with_peer(settings, seen), 30)
+    except host.StackError:
+        raise host.StackError(
+            f"commits on {settings.peer.name} not synchronous with {settings.local.name} "
+            f"within 30 s (its replication state: {seen[-1] if seen else 'unknown'})") from None
+    keepalived.preempt_once(settings, say)
+    host.wait_until(f"{settings.local.name} holding the VIP with the primary database",
+                    lambda: hook.holds_vip(vip, settings.interface)
+                    and hook.db_role() == "primary", 30)
+    keepalived.install_and_start(settings, say, restart=False)
+    say(f"{settings.local.name}: PM/SNM active again; run Fallback's rejoin on "
+        f"{settings.peer.name} so its database follows this one")
+
+
+def _synchronous_with_peer(settings: PairSettings, seen: list[str]) -> bool:
+    """The peer's primary lists this server as its synchronous standby."""
+    sql = ("SELECT sync_state FROM pg_stat_replication "
+           f"WHERE application_name = {hook.sql_literal(settings.local.name)}")
+    conninfo = follow.source_conninfo(settings, settings.peer, "check", "postgres")
+    r = host.run(host.as_user("postgres", ["psql", "-X", "-A", "-t", "-d", conninfo, "-c", sql]),
+                 check=False)
+    seen.append(r.stdout.strip() or r.stderr.strip())
+    return r.stdout.strip() == "sync"
 
 
 def remove(settings: PairSettings, say: Say) -> None:

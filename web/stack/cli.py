@@ -1,6 +1,6 @@
-"""``python3 -m mxone_web.stack {configure,remove,status}``: the stack's functions as a
+"""``python3 -m mxone_web.stack {configure,remove,status,fallback,rejoin}``: the stack's functions as a
 command on this server (root), for the tool run over SSH on the other server and for
-the lab. ``configure`` and ``remove`` read the :class:`PairSettings` as JSON on stdin (the
+the lab. The actions read the :class:`PairSettings` as JSON on stdin (the
 replication password is never an argument) and print the progress lines; ``status``
 prints :class:`StackStatus` as JSON. Exit 1 with the failed step on stderr.
 """
@@ -50,7 +50,7 @@ def settings_from_mapping(d: Mapping[str, Any]) -> PairSettings:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m mxone_web.stack", description=__doc__)
-    parser.add_argument("action", choices=("configure", "remove", "status"))
+    parser.add_argument("action", choices=("configure", "remove", "status", "fallback", "rejoin"))
     args = parser.parse_args(argv)
 
     def say(line: str) -> None:
@@ -61,10 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(apply.status().to_mapping()))
             return 0
         settings = settings_from_mapping(json.loads(sys.stdin.read()))
-        if args.action == "configure":
-            apply.configure(settings, say)
-        else:
-            apply.remove(settings, say)
+        {"configure": apply.configure, "remove": apply.remove, "fallback": apply.fallback,
+         "rejoin": apply.rejoin}[args.action](settings, say)
     except (KeyError, ValueError) as exc:
         print(f"bad settings on stdin: {exc}", file=sys.stderr)
         return 1

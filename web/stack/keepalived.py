@@ -41,9 +41,10 @@ def auth_pass(settings: PairSettings) -> str:
     return hashlib.sha256(seed).hexdigest()[:8]
 
 
-def render(settings: PairSettings) -> str:
-    """``keepalived.conf`` for this server (see the module docstring)."""
-    automatic = settings.fallback is WebFallback.AUTOMATIC
+def render(settings: PairSettings, preempt: bool = False) -> str:
+    """``keepalived.conf`` for this server (see the module docstring); ``preempt``: as if
+    the fallback were automatic (Fallback's switch)."""
+    automatic = preempt or settings.fallback is WebFallback.AUTOMATIC
     state = "MASTER" if automatic and settings.role is PairRole.MASTER else "BACKUP"
     hook = hooks.HOOK_PATH
     lines = [
@@ -91,14 +92,24 @@ def render(settings: PairSettings) -> str:
     return "\n".join(lines) + "\n"
 
 
-def install_and_start(settings: PairSettings, say: Say) -> None:
+def install_and_start(settings: PairSettings, say: Say, restart: bool = True,
+                      preempt: bool = False) -> None:
+    """Write the configuration; restart keepalived (or, with ``restart`` False, reload it:
+    the VIP stays where it is)."""
     # The VRRP password is in the file: root's only.
-    host.write(CONF, render(settings), 0o600)
+    host.write(CONF, render(settings, preempt), 0o600)
     host.run(["keepalived", "--config-test", "-f", str(CONF)])
     host.systemctl("enable", UNIT)
-    host.systemctl("restart", UNIT)
+    host.systemctl("restart" if restart else "reload", UNIT)
     say(f"keepalived running: VIP {settings.vip} on {settings.interface}, "
-        f"priority {PRIORITY[settings.role]}, fallback {settings.fallback.value}")
+        f"priority {PRIORITY[settings.role]}, fallback {settings.fallback.value}"
+        + (" (preempting once)" if preempt else ""))
+
+
+def preempt_once(settings: PairSettings, say: Say) -> None:
+    """The master takes the VIP now, whatever the fallback type (reloaded configuration
+    that preempts; :func:`install_and_start` puts the normal one back)."""
+    install_and_start(settings, say, restart=False, preempt=True)
 
 
 def remove(say: Say) -> None:

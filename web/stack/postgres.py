@@ -16,7 +16,8 @@ SYNC_GRACE (4 s), then returns.
 
 The two servers get the same settings (:func:`render_conf`): ``primary_conninfo`` names the
 peer (used only while the database is a standby), ``pg_hba`` accepts replication from the
-peer's base address only, with SCRAM. The replication role's password never reaches the
+peer's base address only (and, for pg_rewind, a connection to the ``postgres`` database
+with the few functions it reads granted), with SCRAM. The replication role's password never reaches the
 server in clear (:func:`scram_verifier`); the standby's copy lives in postgres's
 ``.pgpass``, 0600 from its first byte.
 """
@@ -27,15 +28,13 @@ import base64
 import hashlib
 import hmac
 import os
-import pwd
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from mxone_web.stack import hook, hooks, host
 from mxone_web.stack.api import PairSettings
-from mxone_web.stack.host import Say, StackError
+from mxone_web.stack.host import Say
 
 UNIT = "postgresql@15-main"
 ETC = Path("/etc/postgresql/15/main")
@@ -122,6 +121,7 @@ def render_hba_block(settings: PairSettings) -> str:
     return (
         f"{HBA_BEGIN}\n"
         f"host    replication     {user:<15} {settings.peer.base_ip}/32  scram-sha-256\n"
+        f"host    postgres        {user:<15} {settings.peer.base_ip}/32  scram-sha-256\n"
         f"{HBA_END}\n"
     )
 
@@ -139,8 +139,9 @@ def pgpass_text(settings: PairSettings) -> str:
     def esc(s: str) -> str:
         return s.replace("\\", "\\\\").replace(":", "\\:")
 
-    return f"*:{hook.PG_PORT}:replication:{esc(settings.replication_user)}:" \
-           f"{esc(settings.replication_password)}\n"
+    tail = f"{esc(settings.replication_user)}:{esc(settings.replication_password)}\n"
+    # replication: the stream and base backups; postgres: pg_rewind's source connection
+    return "".join(f"*:{hook.PG_PORT}:{db}:{tail}" for db in ("replication", "postgres"))
 
 
 def without_primary_settings(auto_conf: str) -> str:
@@ -186,6 +187,18 @@ def ensure_replication_role(settings: PairSettings, say: Say) -> None:
     exists = hook.psql(f"SELECT 1 FROM pg_roles WHERE rolname = {hook.sql_literal(user)}")
     verb = "ALTER" if exists == "1" else "CREATE"
     hook.psql(f"{verb} ROLE {ident} WITH REPLICATION LOGIN PASSWORD {verifier}", writable=True)
+    # What pg_rewind reads of the source (PostgreSQL's documented minimum), so an old
+    # primary can come back as a standby without a full base backup.
+    hook.psql(
+        f"GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO {ident};\n"
+        f"GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO {ident};\n"
+        f"GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO {ident};\n"
+        "GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, "
+        f"boolean) TO {ident};\n"
+        # Fallback on the master reads the peer's pg_stat_replication (sync_state).
+        f"GRANT pg_read_all_stats TO {ident};\n",
+        writable=True,
+    )
     say(f"PostgreSQL: replication role {user} {'updated' if exists else 'created'} (SCRAM)")
 
 
@@ -202,35 +215,6 @@ def ensure_app_database(owner: str, table_sql: str, say: Say) -> None:
         hook.psql(f"CREATE DATABASE {ident} OWNER {ident}", writable=True)
     hook.psql(f"SET ROLE {ident};\n{table_sql}", database=owner, writable=True)
     say(f"PostgreSQL: database {owner} ready")
-
-
-def rebuild_as_standby(settings: PairSettings, say: Say) -> None:
-    """Replace this server's database by a base backup of the master's; start it as a
-    hot standby following the master (application_name = this server's name)."""
-    say(f"PostgreSQL: stopping the local database; it is replaced by {settings.master.name}'s")
-    host.systemctl("stop", UNIT)
-    pw = pwd.getpwnam("postgres")
-    if DATA.exists():
-        shutil.rmtree(DATA)
-    DATA.mkdir(mode=0o700)
-    os.chown(DATA, pw.pw_uid, pw.pw_gid)
-    conninfo = (
-        f"host={conninfo_value(str(settings.master.base_ip))} port={hook.PG_PORT} "
-        f"user={conninfo_value(settings.replication_user)} "
-        f"passfile={conninfo_value(str(pgpass_path()))} "
-        f"application_name={conninfo_value(settings.local.name + '-basebackup')} "
-        "connect_timeout=5"
-    )
-    host.run(host.as_user("postgres", [
-        "pg_basebackup", "-d", conninfo, "-D", str(DATA), "-X", "stream", "-c", "fast", "-w",
-    ]), timeout=600)
-    auto = AUTO_CONF.read_text() if AUTO_CONF.exists() else ""
-    host.write(AUTO_CONF, without_primary_settings(auto), 0o600, owner="postgres")
-    host.write(DATA / "standby.signal", "", 0o600, owner="postgres")
-    say(f"PostgreSQL: base backup of {settings.master.name} copied (pg_basebackup)")
-    restart(say)
-    if hook.db_role() != "standby":
-        raise StackError("PostgreSQL: the database did not start as a hot standby")
 
 
 def promote_if_standby(say: Say) -> None:

@@ -1,0 +1,91 @@
+"""The local database made a hot standby of the peer's primary: from a fresh base backup
+(the standby's first configuration) or, for an old primary coming back, by ``pg_rewind``
+(only the blocks that changed since the timelines parted), a fresh base backup when
+rewind cannot. Either way the database then streams from the peer as this server's name,
+so the peer's watcher makes its commits synchronous again.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+
+from mxone_web.stack import hook, host, postgres
+from mxone_web.stack.api import PairServer, PairSettings
+from mxone_web.stack.host import Say, StackError
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+def source_conninfo(settings: PairSettings, source: PairServer, purpose: str,
+                    database: str = "") -> str:
+    values = {
+        "host": str(source.base_ip),
+        "port": str(hook.PG_PORT),
+        "user": settings.replication_user,
+        "passfile": str(postgres.pgpass_path()),
+        "application_name": f"{settings.local.name}-{purpose}",
+        "connect_timeout": "5",
+        **({"dbname": database} if database else {}),
+    }
+    return " ".join(f"{k}={postgres.conninfo_value(v)}" for k, v in values.items())
+
+
+def base_backup(settings: PairSettings, source: PairServer, say: Say) -> None:
+    """Replace the local database by a base backup of ``source``'s; start it as a hot
+    standby following the peer."""
+    say(f"PostgreSQL: the local database is replaced by {source.name}'s (pg_basebackup)")
+    host.systemctl("stop", postgres.UNIT)
+    pw = pwd.getpwnam("postgres")
+    if postgres.DATA.exists():
+        shutil.rmtree(postgres.DATA)
+    postgres.DATA.mkdir(mode=0o700)
+    os.chown(postgres.DATA, pw.pw_uid, pw.pw_gid)
+    host.run(host.as_user("postgres", [
+        "pg_basebackup", "-d", source_conninfo(settings, source, "basebackup"),
+        "-D", str(postgres.DATA), "-X", "stream", "-c", "fast", "-w",
+    ]), timeout=600)
+    start_as_standby(say)
+
+
+def rewind(settings: PairSettings, source: PairServer, say: Say) -> None:
+    """Bring the local (old primary's) database back onto ``source``'s timeline with
+    pg_rewind and start it as a hot standby; :class:`StackError` when rewind cannot."""
+    host.systemctl("stop", postgres.UNIT)
+    host.run(host.as_user("postgres", [
+        f"{PG_BIN}/pg_rewind", "-D", str(postgres.DATA),
+        f"--source-server={source_conninfo(settings, source, 'rewind', 'postgres')}",
+    ]), timeout=600)
+    say(f"PostgreSQL: the local database rewound onto {source.name}'s timeline (pg_rewind)")
+    start_as_standby(say)
+
+
+def start_as_standby(say: Say) -> None:
+    auto = postgres.AUTO_CONF
+    text = auto.read_text() if auto.exists() else ""
+    host.write(auto, postgres.without_primary_settings(text), 0o600, owner="postgres")
+    host.write(postgres.DATA / "standby.signal", "", 0o600, owner="postgres")
+    postgres.restart(say)
+    if hook.db_role() != "standby":
+        raise StackError("PostgreSQL: the database did not start as a hot standby")
+
+
+def streaming() -> bool:
+    return hook.psql("SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'") == "1"
+
+
+def rejoin(settings: PairSettings, say: Say) -> None:
+    """Make the local database a hot standby of the peer, streaming (pg_rewind, a fresh
+    base backup when rewind cannot). Refused while this server holds the VIP."""
+    if hook.holds_vip(str(settings.vip), settings.interface):
+        raise StackError(f"{settings.local.name} holds the virtual IP {settings.vip}: its "
+                         "database stays the primary (run this on the other server)")
+    if hook.db_role() != "standby":
+        try:
+            rewind(settings, settings.peer, say)
+        except StackError as exc:
+            say(f"PostgreSQL: pg_rewind could not ({exc}); a fresh base backup instead")
+            base_backup(settings, settings.peer, say)
+    host.wait_until(f"the database streaming from {settings.peer.name}", streaming, 60)
+    say(f"PostgreSQL: hot standby of {settings.peer.name}, streaming")
