@@ -60,7 +60,7 @@ def settings(lab: Lab, role: str, fallback: str = "manual") -> dict[str, Any]:
     }
 
 
-def eventually(what: str, check: Callable[[], T], timeout: float = 30.0) -> T:
+def eventually(what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
     """``check()``'s first true value, polled every 0.2 s; LabError after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -139,7 +139,11 @@ class Pair:
         """lim1 plugged in, then powered on (a power cycle also ends the dead processes'
         orphaned connections); returns once its keepalived runs again."""
         self.lab.faults.restore(MASTER)
-        self.lab.reboot(MASTER)
+        # The killed processes' TCP connections from the VIP linger, orphaned, for a minute
+        # of retransmissions (the client's resets go to the VIP's new owner) and keep the
+        # old network namespace alive; a power cycle ends them, so they are ended first.
+        self.lab.exec(MASTER, ["ss", "-K", "-t", "-a"], check=False)
+        self.lab.reboot(MASTER, timeout=30)
         eventually("lim1's keepalived runs",
                    lambda: self.status(MASTER)["keepalived_running"], timeout=60)
 
@@ -163,8 +167,11 @@ class Pair:
 
     def serves(self, server: str, timeout: float = 30.0) -> dict[str, Any]:
         """Wait until the VIP answers with ``server``'s page; that page."""
-        return eventually(f"the VIP answers from {server}",
-                          lambda: (p := self.page()).get("server") == server and p, timeout)
+        def answered() -> dict[str, Any] | None:
+            page = self.page()
+            return page if page.get("server") == server else None
+
+        return eventually(f"the VIP answers from {server}", answered, timeout)
 
     def client(self, command: str, *args: str) -> subprocess.Popen[str]:
         """``mxone_lab.web_client COMMAND http://VIP/mp ARGS`` started on the client host;

@@ -74,7 +74,7 @@ def poll(url: str, seconds: float, count: int, stop: threading.Event) -> None:
             record["error"] = page.get("error", "no server named")
         _emit(record)
 
-    threads = []
+    threads: list[threading.Thread] = []
     end = time.monotonic() + seconds
     tick = time.monotonic()
     while len(threads) < count and time.monotonic() < end and not stop.is_set():

@@ -2,7 +2,8 @@
 ``http://<VIP>/mp`` from the PM/SNM pair before and after the master dies, and the page
 names the server that served it: lim1, then standby1.
 
-One lab, one failover (the pair is :mod:`mxone_lab.pair`'s); the page texts are printed.
+A row stored through the VIP before the failover is on both pages. One lab, one failover
+(the pair is :mod:`mxone_lab.pair`'s); the page texts are printed.
 """
 
 from __future__ import annotations
@@ -23,28 +24,38 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 class _Text(html.parser.HTMLParser):
-    """The visible text of a page, a line per block, scripts and styles left out."""
+    """The visible text of a page, a line per block element (inline ones stay on their
+    line), the head, scripts and styles left out."""
+
+    BLOCKS = frozenset({"p", "h1", "h2", "li", "ul", "form", "footer", "div", "body"})
 
     def __init__(self) -> None:
         super().__init__()
-        self.lines: list[str] = []
+        self.lines: list[str] = [""]
         self._skip = 0
 
     def handle_starttag(self, tag: str, attrs: object) -> None:
         self._skip += tag in ("script", "style", "head")
+        self._break(tag)
 
     def handle_endtag(self, tag: str) -> None:
         self._skip -= tag in ("script", "style", "head")
+        self._break(tag)
 
     def handle_data(self, data: str) -> None:
-        if not self._skip and data.strip():
-            self.lines.append(" ".join(data.split()))
+        if not self._skip:
+            self.lines[-1] += data
+
+    def _break(self, tag: str) -> None:
+        if tag in self.BLOCKS:
+            self.lines.append("")
 
 
 def page_text(dom: str) -> str:
     parser = _Text()
     parser.feed(dom)
-    return "\n".join(parser.lines)
+    lines = (" ".join(line.split()) for line in parser.lines)
+    return "\n".join(line for line in lines if line)
 
 
 def browse(lab: Lab, url: str) -> str:
@@ -56,7 +67,7 @@ def browse(lab: Lab, url: str) -> str:
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
         "--no-first-run", "--disable-extensions", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--metrics-recording-only",
-        f"--user-data-dir={profile}", "--timeout=10000", "--dump-dom", url,
+        f"--user-data-dir={profile}", "--dump-dom", url,
     ], env={"HOME": str(profile)}, timeout=60, check=False)
     assert r.returncode == 0 and "</html>" in r.stdout, f"chromium: {r.returncode}\n{r.stderr}"
     return r.stdout
@@ -80,14 +91,21 @@ def test_chromium_on_the_client_names_lim1_then_standby1_after_the_failover(
     p = configured
     url = f"http://{pair.VIP}/mp"
     p.serves(pair.MASTER)
+    stored = [r for r in pair.records(p.client("write", "written-before-the-failover", "0.01"))
+              if "id" in r]
+    assert stored, "no row stored through the VIP"
     t0 = time.monotonic()
     before = page_text(browse(p.lab, url))
     took = time.monotonic() - t0
     print(f"\n[browser] {url} before the failover ({took:.1f} s):\n{before}")
     assert "Served by lim1" in before and "Database: primary" in before
+    assert f"#{stored[0]['id']} written-before-the-failover-1 (stored on lim1)" in before
     p.kill_master()
     p.serves(pair.STANDBY)
+    t0 = time.monotonic()
     after = page_text(browse(p.lab, url))
-    print(f"\n[browser] {url} after the failover:\n{after}")
+    took = time.monotonic() - t0
+    print(f"\n[browser] {url} after the failover ({took:.1f} s):\n{after}")
     assert "Served by standby1" in after and "Database: primary" in after
     assert "Served by lim1" not in after
+    assert f"#{stored[0]['id']} written-before-the-failover-1 (stored on lim1)" in after
