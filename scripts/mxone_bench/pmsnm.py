@@ -13,10 +13,12 @@ The pair is configured (master, then standby); then each cycle is
 During each event a client on the client host GETs ``http://VIP/mp`` every 50 ms (each
 request in its own thread, 1 s timeout; at most 1200 requests, 60 s) and another writes
 rows through the VIP with POSTs, one after the other. The outage is the longest gap
-between two consecutive pages answered (HTTP 200); a row is committed when its POST was
+between two consecutive pages answered (HTTP 200), the write outage the longest gap
+between two acknowledged writes; a row is committed when its POST was
 acknowledged (201 with its id), and lost when the new primary does not hold it once the
-event is over. Each fallback needs a kill before it: ``max(kills, fallbacks)`` kills run,
-a fallback after all but the last (so the next kill finds lim1 active again).
+event is over. Each fallback needs a kill before it, and each kill lim1 active:
+``max(kills, fallbacks)`` kills run, kill i followed by a fallback when i <= fallbacks or
+another kill follows.
 
 Figures only; nothing is asserted. Exit 2 if no lab could be built, 1 if a step of the
 stack failed (its output printed). Run it alone: ``flock /work/.lablock scripts/bench-pmsnm``.
@@ -48,6 +50,7 @@ class Event:
     kind: str  # "kill" | "fallback"
     number: int
     outage: float | None = None  # None: no page from the expected server was seen
+    write_gap: float | None = None  # longest gap between two acknowledged writes
     served_before: str = ""
     served_after: str = ""
     pages: int = 0  # GETs answered with a page
@@ -77,6 +80,12 @@ def _outage(polls: list[dict[str, Any]]) -> tuple[float | None, str, str, int]:
     return gap, answered[0][1], answered[-1][1], len(answered)
 
 
+def _write_gap(writes: list[dict[str, Any]]) -> float | None:
+    """The longest gap between two consecutive acknowledged writes (by their answers)."""
+    acked = sorted(w["t"] for w in writes if "id" in w)
+    return max((b - a for a, b in itertools.pairwise(acked)), default=None)
+
+
 def _measure(p: pair.Pair, event: Event, act: Any, new_server: str) -> None:
     """Run ``act()`` while the clients poll and write; fill ``event`` in."""
     poller = p.client("poll", str(POLL_SECONDS), str(POLL_COUNT))
@@ -94,6 +103,7 @@ def _measure(p: pair.Pair, event: Event, act: Any, new_server: str) -> None:
     if event.served_after != new_server:
         event.outage = None
     acked = {w["id"] for w in writes if "id" in w}
+    event.write_gap = _write_gap(writes)
     event.written, event.acked = len(writes), len(acked)
     rows = pair.eventually("a page with rows", lambda: p.page().get("rows"))
     stored = {r["id"] for r in rows}
@@ -136,13 +146,15 @@ def _spread(xs: list[float]) -> str:
 
 
 def report(events: list[Event], util: Utilities, detection: float | None) -> None:
-    print("\nVIP outage seen by the client (longest gap between two pages, GET every 50 ms)"
-          " and committed rows lost")
-    print(f"{'event':<12} {'outage s':>9}  {'before -> after':<20} {'written':>7} "
-          f"{'acked':>6} {'lost':>5} {'took s':>7}")
+    print("\nVIP outage seen by the client (longest gap between two pages, GET every 50 ms),"
+          "\nno-write: longest gap between two acknowledged writes (POSTs one after the other),"
+          "\ncommitted rows lost")
+    print(f"{'event':<12} {'outage s':>9} {'no-write s':>10}  {'before -> after':<20} "
+          f"{'written':>7} {'acked':>6} {'lost':>5} {'took s':>7}")
     for e in events:
         outage = "none seen" if e.outage is None else f"{e.outage:.3f}"
-        print(f"{e.kind + ' ' + str(e.number):<12} {outage:>9}  "
+        gap = "-" if e.write_gap is None else f"{e.write_gap:.3f}"
+        print(f"{e.kind + ' ' + str(e.number):<12} {outage:>9} {gap:>10}  "
               f"{e.served_before + ' -> ' + e.served_after:<20} {e.written:>7} "
               f"{e.acked:>6} {len(e.lost):>5} {e.took:>7.2f}")
     for kind in ("kill", "fallback"):
@@ -151,8 +163,10 @@ def report(events: list[Event], util: Utilities, detection: float | None) -> Non
             continue
         outages = [e.outage for e in mine if e.outage is not None]
         failed = len(mine) - len(outages)
-        print(f"{kind:<9} outage: {_spread(outages)}"
-              + (f"; {failed} without a takeover seen" if failed else "")
+        print(f"{kind:<9} outage:   {_spread(outages)}"
+              + (f"; {failed} without a takeover seen" if failed else ""))
+        print(f"{'':<9} no-write: "
+              + _spread([e.write_gap for e in mine if e.write_gap is not None])
               + f"; rows acked {sum(e.acked for e in mine)}, "
               f"lost {sum(len(e.lost) for e in mine)}")
     if detection is not None:
