@@ -15,14 +15,15 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from mxone_lab import Lab, LabSpec
 from mxone_web.stack import keepalived
 
 from tests.conftest import systemd_lab_up
+from tests.lab.test_lab_systemd import eventually
 
 pytestmark = pytest.mark.lab
 
@@ -32,8 +33,6 @@ VIP = "10.77.0.50"
 #: python, the first answered request - on a loaded 2-core machine.
 TAKEOVER_MARGIN = 6.0
 UNITS = ("keepalived", "postgresql@15-main", "nginx", "mxone-snm", "mxone-web-syncwatch")
-
-T = TypeVar("T")
 
 
 def settings(role: str) -> dict[str, Any]:
@@ -71,17 +70,6 @@ def status(lab: Lab, host: str) -> dict[str, Any]:
     out = lab.exec(host, [sys.executable, "-m", "mxone_web.stack", "status"]).stdout
     data: dict[str, Any] = json.loads(out)
     return data
-
-
-def eventually(what: str, check: Callable[[], T], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:g} s (last: {value!r})")
-        time.sleep(0.2)
 
 
 # The client's side: plain HTTP from the client host (urllib, the project's python).

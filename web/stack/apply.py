@@ -4,6 +4,9 @@
   master first (its database becomes the primary), then the standby (its database is
   replaced by a base backup of the master's and follows it as a hot standby);
 - :func:`status` is what CheckStatus shows of this server;
+- :func:`fallback` (on the master, after a failover) returns PM/SNM to the master with no
+  committed row lost; :func:`rejoin` then makes the standby's database follow it again;
+- :func:`reconfigure_fallback` makes keepalived follow the cluster's fallback type;
 - :func:`remove` leaves this server stand-alone (master first, then standby).
 
 ``say(line)`` gets one line per step for the operator; a failed step raises
@@ -93,6 +96,14 @@ def _synchronous_with_peer(settings: PairSettings, seen: list[str]) -> bool:
                  check=False)
     seen.append(r.stdout.strip() or r.stderr.strip())
     return r.stdout.strip() == "sync"
+
+
+def reconfigure_fallback(settings: PairSettings, say: Say) -> None:
+    """Follow the cluster's fallback type (``settings.fallback``): keepalived's
+    configuration rewritten and reloaded, the VIP left where it is. AUTOMATIC: the master
+    takes the VIP back by itself once healthy; MANUAL: it stays until Fallback."""
+    hooks.install(settings, say)
+    keepalived.install_and_start(settings, say, restart=False)
 
 
 def remove(settings: PairSettings, say: Say) -> None:

@@ -1,8 +1,9 @@
-"""``python3 -m mxone_web.stack {configure,remove,status,fallback,rejoin}``: the stack's functions as a
-command on this server (root), for the tool run over SSH on the other server and for
-the lab. The actions read the :class:`PairSettings` as JSON on stdin (the
-replication password is never an argument) and print the progress lines; ``status``
-prints :class:`StackStatus` as JSON. Exit 1 with the failed step on stderr.
+"""``python3 -m mxone_web.stack ACTION``: the stack's functions (:mod:`.apply`) as a
+command on this server (root), for the tool run over SSH on the other server and for the
+lab. ``configure``, ``remove``, ``fallback``, ``rejoin`` and ``reconfigure-fallback`` read
+the :class:`PairSettings` as JSON on stdin (the replication password is never an
+argument) and print the progress lines; ``status`` prints :class:`StackStatus` as JSON.
+Exit 1 with the failed step on stderr.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def settings_from_mapping(d: Mapping[str, Any]) -> PairSettings:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m mxone_web.stack", description=__doc__)
-    parser.add_argument("action", choices=("configure", "remove", "status", "fallback", "rejoin"))
+    parser.add_argument("action", choices=("configure", "remove", "status", "fallback", "rejoin",
+                                           "reconfigure-fallback"))
     args = parser.parse_args(argv)
 
     def say(line: str) -> None:
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         settings = settings_from_mapping(json.loads(sys.stdin.read()))
         {"configure": apply.configure, "remove": apply.remove, "fallback": apply.fallback,
-         "rejoin": apply.rejoin}[args.action](settings, say)
+         "rejoin": apply.rejoin, "reconfigure-fallback": apply.reconfigure_fallback,
+         }[args.action](settings, say)
     except (KeyError, ValueError) as exc:
         print(f"bad settings on stdin: {exc}", file=sys.stderr)
         return 1
