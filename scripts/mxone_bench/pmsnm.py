@@ -40,7 +40,8 @@ from mxone_lab.errors import LabError
 from mxone_lab.lab import Lab
 
 POLL_SECONDS, POLL_COUNT = 60.0, 1200
-SETTLE = 1.0  # the clients run this long before the event, and after the new server answers
+BEFORE = 1.0  # the clients run this long before the event...
+AFTER = 2.5  # ...and after the new server answers (a write stuck on the dead one gives up)
 
 
 @dataclass
@@ -50,7 +51,8 @@ class Event:
     kind: str  # "kill" | "fallback"
     number: int
     outage: float | None = None  # None: no page from the expected server was seen
-    write_gap: float | None = None  # longest gap between two acknowledged writes
+    write_gap: float | None = None  # longest gap between two acknowledged writes; None:
+    # no write was acknowledged by the new server
     served_before: str = ""
     served_after: str = ""
     pages: int = 0  # GETs answered with a page
@@ -80,8 +82,12 @@ def _outage(polls: list[dict[str, Any]]) -> tuple[float | None, str, str, int]:
     return gap, answered[0][1], answered[-1][1], len(answered)
 
 
-def _write_gap(writes: list[dict[str, Any]]) -> float | None:
-    """The longest gap between two consecutive acknowledged writes (by their answers)."""
+def _write_gap(writes: list[dict[str, Any]], started: float, server: str) -> float | None:
+    """The longest gap between two consecutive acknowledged writes (by their answers);
+    None unless ``server`` acknowledged a write after ``started`` (the gap would not
+    span the event)."""
+    if not any("id" in w and w["t"] > started and w.get("server") == server for w in writes):
+        return None
     acked = sorted(w["t"] for w in writes if "id" in w)
     return max((b - a for a, b in itertools.pairwise(acked)), default=None)
 
@@ -91,19 +97,19 @@ def _measure(p: pair.Pair, event: Event, act: Any, new_server: str) -> None:
     poller = p.client("poll", str(POLL_SECONDS), str(POLL_COUNT))
     writer = p.client("write", f"{event.kind}{event.number}", str(POLL_SECONDS))
     try:
-        time.sleep(SETTLE)
-        t0 = time.monotonic()
+        time.sleep(BEFORE)
+        t0 = time.monotonic()  # the same clock as the client's (one kernel)
         act()
         p.serves(new_server, timeout=30)
         event.took = time.monotonic() - t0
-        time.sleep(SETTLE)
+        time.sleep(AFTER)
     finally:
         polls, writes = pair.records(poller), pair.records(writer)
     event.outage, event.served_before, event.served_after, event.pages = _outage(polls)
     if event.served_after != new_server:
         event.outage = None
     acked = {w["id"] for w in writes if "id" in w}
-    event.write_gap = _write_gap(writes)
+    event.write_gap = _write_gap(writes, t0, new_server)
     event.written, event.acked = len(writes), len(acked)
     rows = pair.eventually("a page with rows", lambda: p.page().get("rows"))
     stored = {r["id"] for r in rows}
@@ -138,6 +144,16 @@ def _time_status(p: pair.Pair, util: Utilities) -> None:
         util.add(f"status ({host})", time.monotonic() - t0)
 
 
+def _time_reconfigure_fallback(p: pair.Pair, util: Utilities) -> None:
+    """Reconfigure Fallback to automatic and back to manual (the VIP stays on lim1), on
+    the master, then the standby."""
+    for fallback in ("automatic", "manual"):
+        for host, role in ((pair.MASTER, "master"), (pair.STANDBY, "standby")):
+            t0 = time.monotonic()
+            p.stack(host, "reconfigure-fallback", role, fallback=fallback)
+            util.add(f"reconfigure fallback ({role})", time.monotonic() - t0)
+
+
 def _spread(xs: list[float]) -> str:
     if not xs:
         return "no run"
@@ -153,7 +169,7 @@ def report(events: list[Event], util: Utilities, detection: float | None) -> Non
           f"{'written':>7} {'acked':>6} {'lost':>5} {'took s':>7}")
     for e in events:
         outage = "none seen" if e.outage is None else f"{e.outage:.3f}"
-        gap = "-" if e.write_gap is None else f"{e.write_gap:.3f}"
+        gap = "none after" if e.write_gap is None else f"{e.write_gap:.3f}"
         print(f"{e.kind + ' ' + str(e.number):<12} {outage:>9} {gap:>10}  "
               f"{e.served_before + ' -> ' + e.served_after:<20} {e.written:>7} "
               f"{e.acked:>6} {len(e.lost):>5} {e.took:>7.2f}")
@@ -211,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             util.add(f"configure {role}", seconds)
         p.serves(pair.MASTER)
         _time_status(p, util)
+        if "reconfigure-fallback" in p.actions():
+            _time_reconfigure_fallback(p, util)
         for i in range(1, cycles + 1):
             events.append(_kill(p, i))
             print(f"  kill {i}: outage {events[-1].outage}, lost {events[-1].lost}", flush=True)

@@ -80,12 +80,13 @@ class Pair:
 
     # -- the stack's commands ----------------------------------------------------------
 
-    def stack(self, host: str, action: str, role: str = "", timeout: float = 240.0) -> str:
-        """``python3 -m mxone_web.stack ACTION`` on ``host`` (with ``role``'s settings on
-        stdin when given); its output. LabError with the output and the last lines of both
+    def stack(self, host: str, action: str, role: str = "", timeout: float = 240.0,
+              fallback: str = "manual") -> str:
+        """``python3 -m mxone_web.stack ACTION`` on ``host`` (with ``role``'s settings, the
+        fallback type ``fallback``, on stdin when a role is given); its output. LabError with the output and the last lines of both
         servers' mxone-web journal when it fails."""
         r = self.lab.exec(host, [sys.executable, "-m", "mxone_web.stack", action],
-                          input=json.dumps(settings(self.lab, role)) if role else "",
+                          input=json.dumps(settings(self.lab, role, fallback)) if role else "",
                           timeout=timeout, check=False)
         if r.returncode != 0:
             journals = "\n".join(

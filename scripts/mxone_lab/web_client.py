@@ -7,7 +7,8 @@ client host (standard library only). One JSON object per line on stdout.
   until stdin closes (start it with stdin a pipe the caller holds open); a line per request: ``{"sent", "t", "server"}`` for a page (HTTP
   200), ``{"sent", "t", "error"}`` otherwise (times: ``time.monotonic()`` of the client).
 - ``write URL PREFIX SECONDS``: ``POST`` rows ``PREFIX-1``, ``PREFIX-2``... one after the
-  other (a pause of 50 ms between two) for SECONDS or until stdin closes; a line per
+  other (a pause of 50 ms between two; each given up after 2 s, so a write stuck on a dead
+  server does not hide the next) for SECONDS or until stdin closes; a line per
   write: ``{"n", "t", "took", "id", "server"}`` when acknowledged (201), ``{"n", "t",
   "took", "error"}`` otherwise. Only an acknowledged row counts as committed.
 """
@@ -92,7 +93,7 @@ def write(url: str, prefix: str, seconds: float, stop: threading.Event) -> None:
     while time.monotonic() < end and not stop.is_set():
         n += 1
         before = time.monotonic()
-        answer = post(url, f"{prefix}-{n}")
+        answer = post(url, f"{prefix}-{n}", timeout=2.0)
         record: dict[str, Any] = {"n": n, "t": time.monotonic()}
         record["took"] = record["t"] - before
         if "id" in answer:
