@@ -8,7 +8,7 @@ client host (standard library only). One JSON object per line on stdout.
   200), ``{"sent", "t", "error"}`` otherwise (times: ``time.monotonic()`` of the client).
 - ``write URL PREFIX SECONDS``: ``POST`` rows ``PREFIX-1``, ``PREFIX-2``... one after the
   other (a pause of 50 ms between two; each given up after 2 s, so a write stuck on a dead
-  server does not hide the next) for SECONDS or until stdin closes; a line per
+  server does not hide the next) for SECONDS or until stdin closes, one at least; a line per
   write: ``{"n", "t", "took", "id", "server"}`` when acknowledged (201), ``{"n", "t",
   "took", "error"}`` otherwise. Only an acknowledged row counts as committed.
 """
@@ -90,7 +90,7 @@ def poll(url: str, seconds: float, count: int, stop: threading.Event) -> None:
 
 def write(url: str, prefix: str, seconds: float, stop: threading.Event) -> None:
     end, n = time.monotonic() + seconds, 0
-    while time.monotonic() < end and not stop.is_set():
+    while n == 0 or (time.monotonic() < end and not stop.is_set()):  # one write at least
         n += 1
         before = time.monotonic()
         answer = post(url, f"{prefix}-{n}", timeout=2.0)
