@@ -246,7 +246,7 @@ def _refallback(web: Web, v: Values, report: Report) -> Result:
     host_key = (web.peer_host_key(pair, v.get("peer_host_key"))
                 if pair.role is PairRole.STANDBY else None)
     follows = utilities.fallback_follows(web, pair, saved, host_key)
-    lines = setup.apply(web, follows, _say(report))
+    lines = setup.apply_fallback(web, follows, _say(report))
     if pair.role is PairRole.MASTER:
         lines.append(f"Next: Reconfigure Fallback on the standby {pair.standby.name}")
     return _done(lines, {"fallback": str(follows.fallback)})

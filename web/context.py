@@ -34,6 +34,8 @@ class Stack(Protocol):
 
     def install_app(self, say: Say) -> None: ...
 
+    def reconfigure_fallback(self, settings: PairSettings, say: Say) -> None: ...
+
     def status(self) -> Mapping[str, object]: ...
 
 
@@ -68,6 +70,9 @@ class _AppliedStack:
 
     def install_app(self, say: Say) -> None:
         self._call("install_app")(say)
+
+    def reconfigure_fallback(self, settings: PairSettings, say: Say) -> None:
+        self._call("reconfigure_fallback")(settings, say)
 
     def status(self) -> Mapping[str, object]:
         found = self._call("status")()

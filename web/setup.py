@@ -177,6 +177,24 @@ def apply(web: Web, s: PairSettings, say: Say, restart: bool = True) -> list[str
     return [*lines, *shown]
 
 
+def apply_fallback(web: Web, s: PairSettings, say: Say) -> list[str]:
+    """Reconfigure Fallback: save the settings with their new fallback type (and, on the
+    master, its answers for the standby's check), then have this server's keepalived follow
+    it - and nothing else: the databases and the VIP stay as they are."""
+    settings.save(s, web.settings_path)
+    lines = [f"{s.local.name}: pair settings saved ({web.settings_path})"]
+    if s.role is PairRole.MASTER:
+        settings.save_master_answers(s, web.account().owner, web.answers_path)
+    shown: list[str] = []
+
+    def tell(line: str) -> None:
+        shown.append(line)
+        say(line)
+
+    web.stack.reconfigure_fallback(s, tell)
+    return [*lines, *shown, f"{s.local.name}: PM/SNM fallback is {s.fallback}"]
+
+
 # ---- the standby -------------------------------------------------------------------------
 
 def master_answers(web: Web, pair: Pair, host_key: paramiko.PKey) -> object:

@@ -131,6 +131,10 @@ class Stack:
         self.calls.append(("rejoin", s))
         say(f"{s.local.name}: follows {s.peer.name}")
 
+    def reconfigure_fallback(self, s: Any, say: Any) -> None:
+        self.calls.append(("reconfigure_fallback", s))
+        say(f"{s.local.name}: keepalived follows fallback {s.fallback}")
+
     def status(self) -> Mapping[str, object]:
         return {"server": "lim1", "keepalived_running": True, "package": "mxone_snm-7.0.0.0.70",
                 "db_role": "primary", "replication": "streaming (sync)",

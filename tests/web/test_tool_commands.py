@@ -248,6 +248,10 @@ def test_reconfigure_fallback_follows_the_cluster_master_first(tmp_path, capsys,
     assert code == 0 and "PM/SNM fallback manual -> automatic" in out
     code, out, err = run(capsys, monkeypatch, m, ["redundancy", "reconfigure-fallback"])
     assert code == 0 and settings.load(m.settings_path).fallback is WebFallback.AUTOMATIC
+    # only keepalived follows: no database is set up again (a standby holding the primary
+    # after a failover must never be cloned over)
+    assert [c[0] for c in m.stack.calls] == ["reconfigure_fallback"]
+    assert "lim1: keepalived follows fallback automatic" in out
 
 
 def test_remove_master_first_then_standby(tmp_path, capsys, monkeypatch):
