@@ -16,6 +16,10 @@ from mxone_web.stack.api import PairServer, PairSettings
 from mxone_web.stack.host import Say, StackError
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
+#: The local database as it was before the last base backup or rewind replaced it: what a
+#: replaced database held (rows of a split brain, a stand-alone server's own rows) is kept
+#: here until the next replacement, never silently dropped.
+PREVIOUS = postgres.DATA.with_name(postgres.DATA.name + ".previous")
 
 
 def source_conninfo(settings: PairSettings, source: PairServer, purpose: str,
@@ -32,14 +36,19 @@ def source_conninfo(settings: PairSettings, source: PairServer, purpose: str,
     return " ".join(f"{k}={postgres.conninfo_value(v)}" for k, v in values.items())
 
 
-def base_backup(settings: PairSettings, source: PairServer, say: Say) -> None:
+def base_backup(settings: PairSettings, source: PairServer, say: Say,
+                kept: bool = False) -> None:
     """Replace the local database by a base backup of ``source``'s; start it as a hot
-    standby following the peer."""
+    standby following the peer. The database replaced is kept as :data:`PREVIOUS` (or,
+    with ``kept``, is already there: a rewind that failed copied it first)."""
+    refuse_while_active(settings, "replaced by a base backup")
     say(f"PostgreSQL: the local database is replaced by {source.name}'s (pg_basebackup)")
     host.systemctl("stop", postgres.UNIT)
     pw = pwd.getpwnam("postgres")
-    if postgres.DATA.exists():
+    if postgres.DATA.exists() and kept:
         shutil.rmtree(postgres.DATA)
+    elif postgres.DATA.exists():
+        keep_previous(say, move=True)
     postgres.DATA.mkdir(mode=0o700)
     os.chown(postgres.DATA, pw.pw_uid, pw.pw_gid)
     host.run(host.as_user("postgres", [
@@ -49,16 +58,47 @@ def base_backup(settings: PairSettings, source: PairServer, say: Say) -> None:
     start_as_standby(say)
 
 
+class RewindFailed(StackError):
+    """pg_rewind could not: the database it was given is kept as :data:`PREVIOUS`."""
+
+
 def rewind(settings: PairSettings, source: PairServer, say: Say) -> None:
     """Bring the local (old primary's) database back onto ``source``'s timeline with
-    pg_rewind and start it as a hot standby; :class:`StackError` when rewind cannot."""
+    pg_rewind and start it as a hot standby; :class:`RewindFailed` when rewind cannot (the
+    database as it was is kept first)."""
+    refuse_while_active(settings, "rewound")
     host.systemctl("stop", postgres.UNIT)
-    host.run(host.as_user("postgres", [
-        f"{PG_BIN}/pg_rewind", "-D", str(postgres.DATA),
-        f"--source-server={source_conninfo(settings, source, 'rewind', 'postgres')}",
-    ]), timeout=600)
+    keep_previous(say, move=False)
+    try:
+        host.run(host.as_user("postgres", [
+            f"{PG_BIN}/pg_rewind", "-D", str(postgres.DATA),
+            f"--source-server={source_conninfo(settings, source, 'rewind', 'postgres')}",
+        ]), timeout=600)
+    except StackError as exc:
+        raise RewindFailed(str(exc)) from exc
     say(f"PostgreSQL: the local database rewound onto {source.name}'s timeline (pg_rewind)")
     start_as_standby(say)
+
+
+def refuse_while_active(settings: PairSettings, what: str) -> None:
+    """:class:`StackError` while this server holds the virtual IP: its database is the one
+    clients write to, and is never replaced."""
+    if hook.holds_vip(str(settings.vip), settings.interface):
+        raise StackError(f"{settings.local.name} holds the virtual IP {settings.vip}: its "
+                         f"database is the active one and is not {what} (run Fallback on "
+                         "the master first)")
+
+
+def keep_previous(say: Say, *, move: bool) -> None:
+    """The stopped local database kept as :data:`PREVIOUS` (moved away before a base
+    backup, copied before a rewind changes it in place); the one kept before is dropped."""
+    if PREVIOUS.exists():
+        shutil.rmtree(PREVIOUS)
+    if move:
+        postgres.DATA.rename(PREVIOUS)
+    else:
+        shutil.copytree(postgres.DATA, PREVIOUS, symlinks=True)
+    say(f"PostgreSQL: the database as it was kept in {PREVIOUS}")
 
 
 def start_as_standby(say: Say) -> None:
@@ -78,14 +118,12 @@ def streaming() -> bool:
 def rejoin(settings: PairSettings, say: Say) -> None:
     """Make the local database a hot standby of the peer, streaming (pg_rewind, a fresh
     base backup when rewind cannot). Refused while this server holds the VIP."""
-    if hook.holds_vip(str(settings.vip), settings.interface):
-        raise StackError(f"{settings.local.name} holds the virtual IP {settings.vip}: its "
-                         "database stays the primary (run this on the other server)")
+    refuse_while_active(settings, "made a standby")
     if hook.db_role() != "standby":
         try:
             rewind(settings, settings.peer, say)
-        except StackError as exc:
+        except RewindFailed as exc:
             say(f"PostgreSQL: pg_rewind could not ({exc}); a fresh base backup instead")
-            base_backup(settings, settings.peer, say)
+            base_backup(settings, settings.peer, say, kept=True)
     host.wait_until(f"the database streaming from {settings.peer.name}", streaming, 60)
     say(f"PostgreSQL: hot standby of {settings.peer.name}, streaming")

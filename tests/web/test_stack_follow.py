@@ -1,0 +1,63 @@
+"""The database replaced or rewound only where that loses nothing: never on the server that
+holds the virtual IP, and what it held kept as ``main.previous`` (a split brain's rows, a
+stand-alone server's own rows) until the next replacement."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+from mxone_web.stack import follow, host, postgres
+from mxone_web.stack.api import PairRole, PairServer, PairSettings, WebFallback
+from mxone_web.stack.host import StackError
+
+SETTINGS = PairSettings(
+    role=PairRole.STANDBY,
+    master=PairServer("lim1", ipaddress.IPv4Address("10.77.0.11")),
+    standby=PairServer("standby1", ipaddress.IPv4Address("10.77.0.20")),
+    cluster="north", network=ipaddress.IPv4Network("10.77.0.0/24"), interface="eth0",
+    vip=ipaddress.IPv4Address("10.77.0.50"), replication_user="replicator",
+    replication_password="Tr4in-Sh3d-Vault", fallback=WebFallback.MANUAL)
+
+
+@pytest.fixture
+def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The database directory under tmp_path; every systemctl and command recorded."""
+    d = tmp_path / "15" / "main"
+    d.mkdir(parents=True)
+    (d / "PG_VERSION").write_text("15\n")
+    monkeypatch.setattr(postgres, "DATA", d)
+    monkeypatch.setattr(follow, "PREVIOUS", d.with_name("main.previous"))
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(host, "systemctl", lambda *a: calls.append(("systemctl", *a)))
+    monkeypatch.setattr(follow.hook, "holds_vip", lambda vip, interface: True)
+    return calls
+
+
+@pytest.mark.parametrize("replace", [
+    lambda: follow.base_backup(SETTINGS, SETTINGS.master, lambda line: None),
+    lambda: follow.rewind(SETTINGS, SETTINGS.master, lambda line: None),
+    lambda: follow.rejoin(SETTINGS, lambda line: None),
+], ids=["base backup", "rewind", "rejoin"])
+def test_the_server_holding_the_virtual_ip_keeps_its_database(data, replace) -> None:
+    with pytest.raises(StackError, match="standby1 holds the virtual IP 10.77.0.50: its "
+                                         "database is the active one and is not"):
+        replace()
+    assert data == []  # not even stopped
+    assert (postgres.DATA / "PG_VERSION").exists() and not follow.PREVIOUS.exists()
+
+
+def test_a_replaced_database_is_kept_and_the_one_kept_before_dropped(data) -> None:
+    follow.PREVIOUS.mkdir()
+    (follow.PREVIOUS / "old").write_text("older")
+    said: list[str] = []
+    follow.keep_previous(said.append, move=False)  # before a rewind: a copy
+    assert (follow.PREVIOUS / "PG_VERSION").read_text() == "15\n"
+    assert not (follow.PREVIOUS / "old").exists()
+    assert (postgres.DATA / "PG_VERSION").exists()
+    (postgres.DATA / "PG_VERSION").write_text("changed")
+    follow.keep_previous(said.append, move=True)  # before a base backup: moved away
+    assert (follow.PREVIOUS / "PG_VERSION").read_text() == "changed"
+    assert not postgres.DATA.exists()
+    assert said == [f"PostgreSQL: the database as it was kept in {follow.PREVIOUS}"] * 2
