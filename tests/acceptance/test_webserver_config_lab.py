@@ -211,6 +211,7 @@ class WebTui(Tui):
         self.stream = pyte.ByteStream(self.screen)
         self.child = pexpect.spawn(argv[0], argv[1:], env=env, dimensions=(ROWS, COLS),
                                    timeout=10)
+        self.child.delaybeforesend = None  # as the driver's own: keys are paced by send()
         self.seen_traceback = False
 
 

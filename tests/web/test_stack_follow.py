@@ -61,3 +61,16 @@ def test_a_replaced_database_is_kept_and_the_one_kept_before_dropped(data) -> No
     assert (follow.PREVIOUS / "PG_VERSION").read_text() == "changed"
     assert not postgres.DATA.exists()
     assert said == [f"PostgreSQL: the database as it was kept in {follow.PREVIOUS}"] * 2
+
+
+def test_a_database_that_cannot_be_renamed_is_copied_then_removed(data, monkeypatch) -> None:
+    """On overlayfs a directory of the lower layer cannot be renamed (EXDEV)."""
+    import errno
+
+    def exdev(self, target):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(type(postgres.DATA), "rename", exdev)
+    follow.keep_previous(lambda line: None, move=True)
+    assert (follow.PREVIOUS / "PG_VERSION").read_text() == "15\n"
+    assert not postgres.DATA.exists()

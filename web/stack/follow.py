@@ -7,6 +7,7 @@ so the peer's watcher makes its commits synchronous again.
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import shutil
@@ -94,10 +95,18 @@ def keep_previous(say: Say, *, move: bool) -> None:
     backup, copied before a rewind changes it in place); the one kept before is dropped."""
     if PREVIOUS.exists():
         shutil.rmtree(PREVIOUS)
+    moved = False
     if move:
-        postgres.DATA.rename(PREVIOUS)
-    else:
+        try:
+            postgres.DATA.rename(PREVIOUS)
+            moved = True
+        except OSError as exc:  # EXDEV: e.g. a directory of an overlay's lower layer
+            if exc.errno != errno.EXDEV:
+                raise
+    if not moved:
         shutil.copytree(postgres.DATA, PREVIOUS, symlinks=True)
+        if move:
+            shutil.rmtree(postgres.DATA)
     say(f"PostgreSQL: the database as it was kept in {PREVIOUS}")
 
 
