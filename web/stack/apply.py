@@ -137,7 +137,8 @@ def status() -> StackStatus:
         package=webserver.installed_package(),
         db_role=rep.role,
         replication=rep.state,
-        replication_peer=rep.peer,
+        # a standby's stream names its sender by address: the peer's name where it is
+        replication_peer=(pair.peer if pair and rep.peer == pair.peer_ip else rep.peer),
         lag_bytes=rep.lag_bytes,
         lag_seconds=rep.lag_seconds,
         vip=pair.vip if pair else "",
