@@ -167,7 +167,7 @@ def test_configured_pair_serves_the_vip_from_the_master_with_sync_replication(
     assert st["replication_peer"] == STANDBY
     sb = status(lab, STANDBY)
     assert sb["db_role"] == "standby" and sb["keepalived_running"] and not sb["holds_vip"]
-    assert sb["replication"] == "streaming" and sb["replication_peer"] == "10.77.0.11"
+    assert sb["replication"] == "streaming" and sb["replication_peer"] == MASTER
     # remote_apply: every committed row is already readable on the standby.
     on_standby = page(lab, "10.77.0.20")
     assert on_standby["server"] == STANDBY and on_standby["role"] == "standby"
