@@ -62,6 +62,17 @@ def _say(report: Report) -> Callable[[str], None]:
     return lambda line: report(line, 0.5)
 
 
+def _kept(report: Report) -> tuple[list[str], Callable[[str], None]]:
+    """The lines a step tells (shown as they come, and kept for its result)."""
+    lines: list[str] = []
+
+    def tell(line: str) -> None:
+        lines.append(line)
+        report(line, 0.5)
+
+    return lines, tell
+
+
 def _done(lines: list[str], data: dict[str, Any], ok: bool = True) -> Result:
     return Result(ok, {"ok": ok, **data, "lines": lines}, tuple(lines))
 
@@ -183,12 +194,7 @@ def _fallback_plan(web: Web, v: Values) -> Result:
 def _fallback(web: Web, v: Values, report: Report) -> Result:
     _fallback_plan(web, v)
     saved = web.need_saved("Fallback")
-    lines: list[str] = []
-
-    def tell(line: str) -> None:
-        lines.append(line)
-        report(line, 0.5)
-
+    lines, tell = _kept(report)
     web.stack.fallback(saved, tell)
     for line in utilities.peer_rejoin(web, web.pair()):
         tell(line)
@@ -196,12 +202,7 @@ def _fallback(web: Web, v: Values, report: Report) -> Result:
 
 
 def _install_app(web: Web, v: Values, report: Report) -> Result:
-    lines: list[str] = []
-
-    def tell(line: str) -> None:
-        lines.append(line)
-        report(line, 0.5)
-
+    lines, tell = _kept(report)
     web.stack.install_app(tell)
     return _done(lines, {"package": manager.PACKAGE})
 
@@ -218,12 +219,7 @@ def _rejoin_plan(web: Web, v: Values) -> Result:
 def _rejoin(web: Web, v: Values, report: Report) -> Result:
     _rejoin_plan(web, v)
     saved = web.need_saved("Rejoin")
-    lines: list[str] = []
-
-    def tell(line: str) -> None:
-        lines.append(line)
-        report(line, 0.5)
-
+    lines, tell = _kept(report)
     web.stack.rejoin(saved, tell)
     return _done(lines, {"server": saved.local.name})
 
