@@ -20,7 +20,7 @@ from mxone_agent import config as agent_config
 from mxone_agent import paths
 from mxone_agent.contract import FallbackType, Role
 from mxone_web.errors import Refused, WebError
-from mxone_web.stack.api import PairRole, PairServer, WebFallback
+from mxone_web.stack.api import PairRole, PairServer, TwoSides, WebFallback
 
 NOT_IN_CLUSTER = "Server redundancy must be set first: LIM 1 is not in a cluster"
 """The refusal of Redundancy on a system whose LIM 1 is in no cluster (also the menu's)."""
@@ -29,7 +29,7 @@ MASTER_LIM = 1
 
 
 @dataclass(frozen=True)
-class Pair:
+class Pair(TwoSides):
     """The pair as found on this server: everything but the operator's answers.
 
     ``role`` is which half this server is; ``interface`` its own interface (the virtual IP
@@ -47,14 +47,6 @@ class Pair:
     fallback: WebFallback
     witnesses: tuple[ipaddress.IPv4Address, ...] = ()
     taken: Mapping[ipaddress.IPv4Address, str] = field(default_factory=dict)
-
-    @property
-    def local(self) -> PairServer:
-        return self.master if self.role is PairRole.MASTER else self.standby
-
-    @property
-    def peer(self) -> PairServer:
-        return self.standby if self.role is PairRole.MASTER else self.master
 
     def lines(self) -> tuple[str, ...]:
         """The found pair as the operator reads it (the seed's "SNM Configuration" screen)."""

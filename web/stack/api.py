@@ -35,8 +35,25 @@ class PairServer:
     base_ip: ipaddress.IPv4Address
 
 
+class TwoSides:
+    """This server's side of the pair and the other one, from ``role``, ``master`` and
+    ``standby`` (fields of the dataclasses that take this in)."""
+
+    role: PairRole
+    master: PairServer
+    standby: PairServer
+
+    @property
+    def local(self) -> PairServer:
+        return self.master if self.role is PairRole.MASTER else self.standby
+
+    @property
+    def peer(self) -> PairServer:
+        return self.standby if self.role is PairRole.MASTER else self.master
+
+
 @dataclass(frozen=True)
-class PairSettings:
+class PairSettings(TwoSides):
     """Everything one server needs to run its half of PM/SNM redundancy.
 
     ``witnesses`` are base addresses of other servers of the system: a server that reaches
@@ -54,14 +71,6 @@ class PairSettings:
     replication_password: str
     fallback: WebFallback
     witnesses: tuple[ipaddress.IPv4Address, ...] = ()
-
-    @property
-    def local(self) -> PairServer:
-        return self.master if self.role is PairRole.MASTER else self.standby
-
-    @property
-    def peer(self) -> PairServer:
-        return self.standby if self.role is PairRole.MASTER else self.master
 
     def __repr__(self) -> str:  # the replication password never reaches a log or a traceback
         return (f"PairSettings(role={self.role.value}, master={self.master.name}, "
