@@ -19,7 +19,7 @@ from mxone_web import manager, pwquality, setup, utilities
 from mxone_web.context import Web
 from mxone_web.stack.api import PairRole
 
-from mxone_maintenance.commands.base import Param, Report, Result, Values
+from mxone_maintenance.commands.base import Dotted, Param, Report, Result, Values
 
 GROUPS = {"redundancy": "PM/SNM redundancy: set up, check, reconfigure, fall back, remove"}
 
@@ -35,7 +35,7 @@ class Secret:
 
 
 @dataclass(frozen=True)
-class WebCommand:
+class WebCommand(Dotted):
     name: str
     help: str
     label: str  # the menu's words
@@ -43,14 +43,6 @@ class WebCommand:
     params: tuple[Param, ...] = ()
     secrets: tuple[Secret, ...] = ()
     plan: Callable[[Web, Values], Result] | None = None
-
-    @property
-    def group(self) -> str:
-        return self.name.split(".", 1)[0]
-
-    @property
-    def word(self) -> str:
-        return self.name.split(".", 1)[1]
 
 
 def again(v: Values, name: str) -> str:

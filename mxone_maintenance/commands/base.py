@@ -158,8 +158,23 @@ PlanFn = Callable[[System, Values], Result]
 RunFn = Callable[[Context, Values, Report], Result]
 
 
+class Dotted:
+    """A command named ``group.word`` (``cluster.add-lim``): the CLI's two levels and the
+    menus' grouping come from its name (``name`` is a field of the dataclass taking this in)."""
+
+    name: str
+
+    @property
+    def group(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def word(self) -> str:
+        return self.name.split(".", 1)[1]
+
+
 @dataclass(frozen=True)
-class Command:
+class Command(Dotted):
     """One maintenance action, defined once. ``name`` is ``GROUP.SUBCOMMAND``: the CLI's
     words (``cluster.add-lim`` is ``mxone_maintenance cluster add-lim``). ``only``: the one
     face (``cli`` or ``menu``) of a command the other face has no item for, and ``why``."""
@@ -174,14 +189,6 @@ class Command:
     run: RunFn | None = None
     only: str = ""
     why: str = ""
-
-    @property
-    def group(self) -> str:
-        return self.name.split(".", 1)[0]
-
-    @property
-    def word(self) -> str:
-        return self.name.split(".", 1)[1]
 
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
