@@ -40,10 +40,19 @@ Wire format, version 2 (big-endian)::
     count             u8        number of LIM entries that follow
     count x (lim u16, state u8) bit 0: preloaded (else active); bit 1: loading;
                                 bit 2: fenced (its lease lapsed: the alias does not answer)
+    heard             u8        number of peer entries that follow       (version 3 only)
+    heard x (name     u8 length + UTF-8   a peer of the sender, in name order
+             ms)      u16       how long ago the sender last heard it (65535: that or more)
     mac               32 bytes  HMAC-SHA256(secret, every byte before it)
 
-With ten LIMs and 63-byte names a heartbeat is 290 bytes (MAX_SIZE); a typical one
-is about 110.
+What a node hears of its peers (``heard``, version 3) is the *witness view*: a server cut
+off from one peer alone can still learn from the others that the peer is alive (the PM/SNM
+pair's hook asks it before it promotes a database). A node reads versions 2 and 3 and
+answers a peer in the version the peer last spoke (:data:`READS`), so a cluster upgrades
+one node at a time; a version-2 heartbeat carries no witness view.
+
+With ten LIMs, ten peers heard and 63-byte names a heartbeat is 951 bytes (MAX_SIZE);
+a typical one is about 160.
 
 This module is pure: no sockets, no clock. The maintenance tool may import it to read a
 node's heartbeats; it imports nothing from the maintenance tool.
@@ -62,15 +71,20 @@ from types import MappingProxyType
 from mxone_agent.errors import AgentError
 from mxone_agent.model import LimRun, Mode, Readiness, Role
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
+READS = (2, 3)
+"""The protocol versions this agent reads (and sends, to a peer that last spoke one)."""
 MAGIC = b"MXHB"
 MAC_SIZE = 32
 MIN_SECRET_BYTES = 16
 MAX_NAME_BYTES = 63
 MAX_LIMS = 16  # more than a cluster can hold (10); the wire allows 255
+MAX_HEARD = 16  # peers in a witness view: more than a cluster has (10)
+HEARD_CAP_MS = 0xFFFF  # "heard this long ago or longer"
 
 _FIXED = struct.Struct(">QQQIBBB")  # incarnation, seq, echo, generation, role, readiness, count
 _ENTRY = struct.Struct(">HB")  # lim, state
+_MS = struct.Struct(">H")  # ms since heard
 _ROLES = (Role.REGULAR, Role.STANDBY)
 _READINESS = (Readiness.LOADING, Readiness.READY)
 _PRELOADED_BIT = 0x01
@@ -78,8 +92,9 @@ _LOADING_BIT = 0x02
 _FENCED_BIT = 0x04
 
 MAX_SIZE = (len(MAGIC) + 1 + 3 * (1 + MAX_NAME_BYTES) + _FIXED.size + 10 * _ENTRY.size
-            + MAC_SIZE)
-"""The size of the largest heartbeat of a valid cluster (ten LIMs, longest names)."""
+            + 1 + 10 * (1 + MAX_NAME_BYTES + _MS.size) + MAC_SIZE)
+"""The size of the largest heartbeat of a valid cluster (ten LIMs, ten peers heard,
+longest names)."""
 
 
 class BadReason(StrEnum):
@@ -114,7 +129,10 @@ class Heartbeat:
     rely on it being complete (a regular server starts its LIM when the standby's heartbeat
     does not list it), so an agent must learn what runs locally before its first heartbeat.
     ``receiver`` and ``echo`` bind the datagram to one receiver's current incarnation
-    (empty / 0 where that does not matter, e.g. in tests of decisions).
+    (empty / 0 where that does not matter, e.g. in tests of decisions). ``heard`` is the
+    sender's witness view: ``(peer, ms since the sender last heard it)`` per peer heard
+    since the sender's loop last resumed, in name order; ``version`` the protocol version
+    it travels in (a version-2 datagram carries no witness view).
     """
 
     cluster: str
@@ -127,6 +145,7 @@ class Heartbeat:
     lims: tuple[LimRun, ...] = ()
     receiver: str = "?"
     echo: int = 0
+    heard: tuple[tuple[str, int], ...] = ()
     version: int = field(default=PROTOCOL_VERSION, compare=False)
 
     def __post_init__(self) -> None:
@@ -145,6 +164,18 @@ class Heartbeat:
         numbers = [r.lim for r in self.lims]
         if len(numbers) > MAX_LIMS or len(set(numbers)) != len(numbers):
             raise ValueError(f"LIM list {numbers} is too long or names a LIM twice")
+        object.__setattr__(self, "heard", tuple(sorted(self.heard)))
+        names = [name for name, _ in self.heard]
+        if len(names) > MAX_HEARD or len(set(names)) != len(names):
+            raise ValueError(f"witness view {names} is too long or names a peer twice")
+        for name, ms in self.heard:
+            if not 1 <= len(name.encode("utf-8")) <= MAX_NAME_BYTES or name == self.sender:
+                raise ValueError(f"witness view names {name!r}: not a peer's name")
+            if isinstance(ms, bool) or not isinstance(ms, int) or not 0 <= ms <= HEARD_CAP_MS:
+                raise ValueError(f"witness view of {name}: {ms!r} is not 0 to "
+                                 f"{HEARD_CAP_MS} ms")
+        if self.version not in READS:
+            raise ValueError(f"protocol version {self.version} is not one of {READS}")
 
     def runs(self, lim: int) -> LimRun | None:
         """How the sender runs ``lim``, or None when it does not run it."""
@@ -154,6 +185,11 @@ class Heartbeat:
         """True when the sender's alias of ``lim`` answers (active, not fenced)."""
         run = self.runs(lim)
         return run is not None and run.active
+
+    def heard_ms(self, peer: str) -> int | None:
+        """How many ms before sending the sender last heard ``peer`` (None: not heard since
+        its loop last resumed, or a version-2 heartbeat)."""
+        return next((ms for name, ms in self.heard if name == peer), None)
 
 
 def next_incarnation(previous: int, wall_us: int) -> int:
@@ -178,10 +214,11 @@ def _mac(secret: bytes, body: bytes) -> bytes:
 def encode(hb: Heartbeat, secret: bytes) -> bytes:
     """The datagram for ``hb``, authenticated with ``secret`` (at least 16 bytes).
 
-    ``decode(encode(hb, s), s) == hb`` for every valid heartbeat.
+    ``decode(encode(hb, s), s) == hb`` for every valid heartbeat (a version-2 one without
+    its witness view, which that version cannot carry).
     """
     _check_secret(secret)
-    parts = [MAGIC, bytes([PROTOCOL_VERSION])]
+    parts = [MAGIC, bytes([hb.version])]
     for name in (hb.cluster, hb.sender, hb.receiver):
         raw = name.encode("utf-8")
         parts += [bytes([len(raw)]), raw]
@@ -192,6 +229,11 @@ def encode(hb: Heartbeat, secret: bytes) -> bytes:
         state = ((_PRELOADED_BIT if run.mode is Mode.PRELOADED else 0)
                  | (_LOADING_BIT if run.loading else 0) | (_FENCED_BIT if run.fenced else 0))
         parts.append(_ENTRY.pack(run.lim, state))
+    if hb.version >= 3:
+        parts.append(bytes([len(hb.heard)]))
+        for name, ms in hb.heard:
+            raw = name.encode("utf-8")
+            parts += [bytes([len(raw)]), raw, _MS.pack(ms)]
     body = b"".join(parts)
     return body + _mac(secret, body)
 
@@ -214,9 +256,10 @@ def decode(data: bytes, secret: bytes, cluster: str | None = None, *,
         raise BadHeartbeat(BadReason.TRUNCATED, f"{len(data)} bytes")
     if data[:len(MAGIC)] != MAGIC:
         raise BadHeartbeat(BadReason.MALFORMED, "no heartbeat magic")
-    if data[len(MAGIC)] != PROTOCOL_VERSION:
-        raise BadHeartbeat(BadReason.BAD_VERSION, f"version {data[len(MAGIC)]}, this agent reads "
-                           f"{PROTOCOL_VERSION}")
+    version = data[len(MAGIC)]
+    if version not in READS:
+        raise BadHeartbeat(BadReason.BAD_VERSION, f"version {version}, this agent reads "
+                           + " and ".join(map(str, READS)))
 
     def take(n: int) -> bytes:
         nonlocal pos
@@ -232,6 +275,10 @@ def decode(data: bytes, secret: bytes, cluster: str | None = None, *,
     fixed = take(_FIXED.size)
     count = fixed[-1]
     entries = take(count * _ENTRY.size)
+    heard_raw: list[tuple[bytes, bytes]] = []
+    if version >= 3:
+        for _ in range(take(1)[0]):
+            heard_raw.append((take(take(1)[0]), take(_MS.size)))
     mac = take(MAC_SIZE)
     if pos != len(data):
         raise BadHeartbeat(BadReason.MALFORMED, f"{len(data) - pos} bytes after the MAC")
@@ -260,10 +307,14 @@ def decode(data: bytes, secret: bytes, cluster: str | None = None, *,
                                bool(state & _LOADING_BIT), bool(state & _FENCED_BIT)))
         if role >= len(_ROLES) or readiness >= len(_READINESS):
             raise ValueError(f"unknown role {role} or readiness {readiness}")
+        heard = [(name.decode("utf-8"), _MS.unpack(ms)[0]) for name, ms in heard_raw]
+        if [n for n, _ in heard] != sorted(n for n, _ in heard):
+            raise ValueError("witness view not in name order")
         return Heartbeat(cluster=raw_cluster.decode("utf-8"), sender=raw_sender.decode("utf-8"),
                          receiver=raw_receiver.decode("utf-8"), incarnation=incarnation,
                          seq=seq, echo=echo, generation=generation, role=_ROLES[role],
-                         readiness=_READINESS[readiness], lims=tuple(runs))
+                         readiness=_READINESS[readiness], lims=tuple(runs),
+                         heard=tuple(heard), version=version)
     except (ValueError, UnicodeDecodeError) as e:
         # Authentic but nonsensical: a peer with a bug. Refused all the same.
         raise BadHeartbeat(BadReason.MALFORMED, str(e)) from None

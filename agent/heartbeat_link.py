@@ -54,6 +54,7 @@ class HeartbeatLink:
         self.drops = {r: 0 for r in hbmod.DropReason}
         self.longest_silence: dict[str, float] = {}  # peer -> longest gap between heartbeats
         self.by_ip: dict[str, str] = {}  # base IP -> server name, of every cluster server
+        self.speaks: dict[str, int] = {}  # peer -> the protocol version it last spoke
         self.resumed = time.monotonic()  # peers are judged on local running time from here
         self.reset_peers()
 
@@ -132,6 +133,7 @@ class HeartbeatLink:
         runs = tuple(lims)
         assert self.udp is not None
         now = time.monotonic()
+        heard = self.witness_view(now)
         for s in cfg.servers:
             if s.name == cfg.node:
                 continue
@@ -151,13 +153,34 @@ class HeartbeatLink:
                                  incarnation=self.incarnation, seq=self.seq,
                                  echo=self.guards[s.name].known,
                                  generation=cfg.generation, role=cfg.role,
-                                 readiness=readiness, lims=runs)
+                                 readiness=readiness, lims=runs,
+                                 heard=tuple(h for h in heard if h[0] != s.name),
+                                 version=self.speaks.get(s.name, hbmod.PROTOCOL_VERSION))
             try:
                 self.udp.sendto(hbmod.encode(hb, self._secret()),
                                 socket.MSG_CONFIRM if confirm else 0,
                                 (str(s.base_ip), cfg.heartbeat_port))
             except OSError:
                 pass  # no route / link down: the peer will notice our silence
+
+    def witness_view(self, now: float) -> tuple[tuple[str, int], ...]:
+        """What this node tells its peers of the others: ``(peer, ms since last heard)``
+        for every peer heard since the loop last resumed (older evidence is void)."""
+        return tuple((name, min(hbmod.HEARD_CAP_MS, int((now - v.last_heard) * 1000)))
+                     for name, v in self.peers.items()
+                     if v.last_heard is not None and v.last_heard >= self.resumed)
+
+    def heard_by(self, name: str, now: float) -> dict[str, float]:
+        """How many seconds ago each other peer last heard ``name``, as its latest heartbeat
+        told (the report's own age added): the witnesses' view of a peer this node may not
+        reach itself. Witnesses that did not report ``name`` are left out."""
+        out = {}
+        for witness, v in self.peers.items():
+            hb = v.heartbeat
+            ms = None if hb is None or witness == name else hb.heard_ms(name)
+            if ms is not None and v.last_heard is not None:
+                out[witness] = round(ms / 1000 + (now - v.last_heard), 3)
+        return out
 
     # ---- receiving ---------------------------------------------------------------------------
 
@@ -205,6 +228,7 @@ class HeartbeatLink:
         if refused is not None:
             self.drops[refused] += 1
             return
+        self.speaks[sender] = hb.version
         before = self.peers[hb.sender]
         if before.last_heard is not None and before.last_heard >= self.resumed:
             gap = now - before.last_heard
@@ -239,5 +263,7 @@ class HeartbeatLink:
                 "generation": hb.generation if hb else None,
                 "readiness": str(hb.readiness) if hb else None,
                 "runs": [{"lim": r.lim, "mode": str(r.mode), "loading": r.loading,
-                          "fenced": r.fenced} for r in (hb.lims if hb else ())]})
+                          "fenced": r.fenced} for r in (hb.lims if hb else ())],
+                "protocol": self.speaks.get(name),
+                "heard_by_s_ago": self.heard_by(name, now)})
         return peers

@@ -89,6 +89,7 @@ def node_status(cfg: NodeConfig, *, incarnation: int, local: LocalState, link: H
         "generation": cfg.generation, "incarnation": incarnation,
         "behind": None if (lag := behind(cfg, link.peers)) is None else lag.as_status(),
         "readiness": str(local.readiness), "detection_s": cfg.detection,
+        "interval_s": cfg.timers.interval,
         "lease_s": None if fence is None else round(fence.lease, 3),
         "lease_lapses": leases.lapses,
         "tick_late_max_s": round(tick_late_max, 3),

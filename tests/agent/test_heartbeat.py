@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from mxone_agent import AgentError
 from mxone_agent.heartbeat import (
     MAC_SIZE,
+    HEARD_CAP_MS,
     MAX_SIZE,
     PROTOCOL_VERSION,
+    READS,
     BadHeartbeat,
     BadReason,
     DropReason,
@@ -84,22 +86,74 @@ def test_round_trip_any(cluster, sender, receiver, incarnation, seq, echo, gener
     assert decode(encode(hb, SECRET), SECRET, cluster, sender=sender, receiver=receiver) == hb
 
 
-def test_size_bound_for_ten_lims_and_longest_names() -> None:
+def test_size_bound_for_ten_lims_ten_peers_and_longest_names() -> None:
     hb = Heartbeat("c" * 63, "s" * 63, 2**64 - 1, 2**64 - 1, 2**32 - 1, Role.STANDBY,
                    Readiness.READY, tuple(active(n) for n in range(1, 11)), receiver="r" * 63,
-                   echo=2**64 - 1)
+                   echo=2**64 - 1, heard=tuple((f"{n}" * 63, HEARD_CAP_MS) for n in range(10)))
     data = encode(hb, SECRET)
-    assert len(data) == MAX_SIZE == 290
+    assert len(data) == MAX_SIZE == 951
     assert len(encode(SAMPLE, SECRET)) < 120
 
 
 def test_version_and_lim_state_bits() -> None:
     data = encode(Heartbeat(CLUSTER, "lim2", 1, 1, 1, Role.REGULAR, Readiness.READY,
                             (passive(2, loading=True), fenced(3))), SECRET)
-    assert data[4] == PROTOCOL_VERSION == 2
+    assert data[4] == PROTOCOL_VERSION == 3
     body = data[:-MAC_SIZE]
-    assert body[-6:] == struct.pack(">HBHB", 2, 0b011, 3, 0b100)
+    assert body[-7:] == struct.pack(">HBHBB", 2, 0b011, 3, 0b100, 0)  # no peer heard
     assert not fenced(3).active and fenced(3).describe() == "fenced"
+
+
+WITNESS = Heartbeat(CLUSTER, "lim2", 9, 3, 1, Role.REGULAR, Readiness.READY, (active(2),),
+                    receiver="sb", echo=4, heard=(("sb", 120), ("lim1", 80)))
+
+
+def test_the_witness_view_travels_in_version_3_in_name_order() -> None:
+    assert WITNESS.heard == (("lim1", 80), ("sb", 120))
+    back = decode(encode(WITNESS, SECRET), SECRET, CLUSTER)
+    assert back == WITNESS and back.version == 3
+    assert back.heard_ms("lim1") == 80 and back.heard_ms("lim3") is None
+    body = encode(WITNESS, SECRET)[:-MAC_SIZE]
+    assert body.endswith(b"\x02\x04lim1" + struct.pack(">H", 80) + b"\x02sb"
+                         + struct.pack(">H", 120))
+
+
+def test_a_version_2_peer_is_read_and_answered_in_version_2() -> None:
+    assert READS == (2, 3)
+    old = Heartbeat(CLUSTER, "lim2", 9, 3, 1, Role.REGULAR, Readiness.READY, (active(2),),
+                    receiver="sb", echo=4, heard=WITNESS.heard, version=2)
+    data = encode(old, SECRET)
+    assert data[4] == 2 and data == encode(
+        Heartbeat(CLUSTER, "lim2", 9, 3, 1, Role.REGULAR, Readiness.READY, (active(2),),
+                  receiver="sb", echo=4, version=2), SECRET)  # no room for the view in v2
+    back = decode(data, SECRET, CLUSTER)
+    assert back.version == 2 and back.heard == () and back.lims == (active(2),)
+
+
+@pytest.mark.parametrize("heard, why", [
+    ((("lim1", 1), ("lim1", 2)), "names a peer twice"),
+    ((("lim2", 1),), "not a peer's name"),  # the sender itself
+    ((("", 1),), "not a peer's name"),
+    ((("lim1", -1),), "is not 0 to 65535 ms"),
+    ((("lim1", HEARD_CAP_MS + 1),), "is not 0 to 65535 ms"),
+    (tuple((f"p{n}", 1) for n in range(17)), "too long"),
+])
+def test_a_bad_witness_view_is_refused_at_construction(heard, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        Heartbeat(CLUSTER, "lim2", 1, 1, 1, Role.REGULAR, Readiness.READY, heard=heard)
+
+
+def test_an_authentic_but_bad_witness_view_is_malformed() -> None:
+    body = encode(WITNESS, SECRET)[:-MAC_SIZE]
+    view = b"\x02\x04lim1" + struct.pack(">H", 80) + b"\x02sb" + struct.pack(">H", 120)
+    head = body[:-len(view)]
+    swapped = b"\x02\x02sb" + struct.pack(">H", 120) + b"\x04lim1" + struct.pack(">H", 80)
+    assert reason_of(remac(head + swapped)) is BadReason.MALFORMED  # not in name order
+    twice = b"\x02\x02sb" + struct.pack(">H", 1) + b"\x02sb" + struct.pack(">H", 2)
+    assert reason_of(remac(head + twice)) is BadReason.MALFORMED
+    assert reason_of(remac(head + b"\x03" + view[1:])) is BadReason.TRUNCATED
+    assert reason_of(remac(head + b"\x01\x02\xff\xfe" + struct.pack(">H", 1))) is \
+        BadReason.MALFORMED  # not UTF-8
 
 
 def test_only_an_active_lim_can_be_fenced() -> None:
@@ -155,7 +209,7 @@ def test_every_flipped_bit_is_refused() -> None:
 
 def test_flipped_bit_in_content_is_bad_mac() -> None:
     data = bytearray(encode(SAMPLE, SECRET))
-    data[-MAC_SIZE - 1] ^= 0x01  # the last LIM's state byte
+    data[-MAC_SIZE - 2] ^= 0x01  # the last LIM's state byte (before the empty view)
     assert reason_of(bytes(data)) is BadReason.BAD_MAC
     data = bytearray(encode(SAMPLE, SECRET))
     data[-1] ^= 0x80  # the MAC itself
@@ -200,19 +254,25 @@ def test_bad_magic_is_malformed() -> None:
     assert reason_of(b"XXXX" + encode(SAMPLE, SECRET)[4:]) is BadReason.MALFORMED
 
 
-def test_earlier_version_is_refused() -> None:
+def test_an_unread_version_is_refused() -> None:
     data = bytearray(encode(SAMPLE, SECRET))
-    data[4] = 1
-    assert reason_of(bytes(data)) is BadReason.BAD_VERSION
+    for version in (1, 4):
+        data[4] = version
+        assert reason_of(bytes(data)) is BadReason.BAD_VERSION
 
 
 def test_authentic_nonsense_is_malformed() -> None:
-    body = encode(heartbeat("lim2", [active(2)]), SECRET)[:-MAC_SIZE]
-    assert reason_of(remac(body[:-1] + b"\x08")) is BadReason.MALFORMED  # unknown state bit
-    assert reason_of(remac(body[:-1] + b"\x05")) is BadReason.MALFORMED  # fenced + preloaded
-    assert reason_of(remac(body[:-3] + b"\x00\x00\x00")) is BadReason.MALFORMED  # LIM 0
-    role_at = len(body) - 3 - 3
-    assert reason_of(remac(body[:role_at] + b"\x07" + body[role_at + 1:])) is BadReason.MALFORMED
+    lims = encode(heartbeat("lim2", [active(2)]), SECRET)[:-MAC_SIZE - 1]  # up to the LIMs
+
+    def signed(body: bytes) -> bytes:
+        return remac(body + b"\x00")  # no peer heard
+
+    assert reason_of(signed(lims[:-1] + b"\x08")) is BadReason.MALFORMED  # unknown state bit
+    assert reason_of(signed(lims[:-1] + b"\x05")) is BadReason.MALFORMED  # fenced + preloaded
+    assert reason_of(signed(lims[:-3] + b"\x00\x00\x00")) is BadReason.MALFORMED  # LIM 0
+    role_at = len(lims) - 3 - 3
+    assert reason_of(signed(lims[:role_at] + b"\x07" + lims[role_at + 1:])) is \
+        BadReason.MALFORMED
 
 
 def test_uses_constant_time_compare(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,7 +3,14 @@ tables of states in and actions + sentences out."""
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
+from pathlib import Path
+
 import pytest
+from mxone_agent import paths
+from mxone_web.stack import hook
 from mxone_web.stack.hook import notify_actions, quote_name, sync_step, unquote
 
 PEER = "standby1"
@@ -72,3 +79,65 @@ def test_no_degradation_without_the_vip_nor_on_a_standby() -> None:
 @pytest.mark.parametrize("name", ["standby1", "lim-1", 'odd"name'])
 def test_names_are_quoted_for_synchronous_standby_names(name: str) -> None:
     assert unquote(quote_name(name)) == name
+
+
+# ---- the partition rule ---------------------------------------------------------------------
+
+WINDOW = 2.5  # fast timers: 2 x 1 s + 0.5 s
+
+
+def view(**heard_by: float) -> hook.WitnessView:
+    return hook.WitnessView(dict(heard_by), WINDOW)
+
+
+@pytest.mark.parametrize(("reached", "witnesses", "partition"), [
+    (False, view(lim2=0.4, lim3=7.0), "lim1 is alive (lim2 heard it 0.4 s ago)"),
+    (False, view(lim3=2.5, lim2=2.0), "lim1 is alive (lim2 heard it 2.0 s ago)"),
+    (False, view(lim2=2.6), ""),  # dead for longer than a witness's word can be old
+    (False, view(), ""),  # no witness reported it at all
+    (True, view(lim2=0.1), ""),  # reached from here: its keepalived gave the VIP up
+    (False, None, ""),  # no agent to ask: no evidence either way
+])
+def test_a_standby_is_held_back_only_by_a_peer_it_cannot_reach_that_a_witness_heard(
+    reached: bool, witnesses: hook.WitnessView | None, partition: str,
+) -> None:
+    said = hook.partition_rule("lim1", peer_reached=reached, view=witnesses)
+    assert said.startswith(partition) and bool(said) == bool(partition)
+    if said:
+        assert said.endswith("but this server cannot reach it: a partition between the two")
+
+
+def test_a_standby_held_back_by_a_partition_is_not_promoted_and_gives_the_vip_up() -> None:
+    why = "lim1 is alive (lim2 heard it 0.4 s ago) but this server cannot reach it"
+    got, sentence = notify_actions("MASTER", "standby", partition=why)
+    assert got == ["hold"]
+    assert sentence == (f"became MASTER but {why}; the standby database here is not promoted "
+                        "and this server gives the VIP up until the partition ends")
+    # The pair's only primary goes on: a partition never leaves it with none.
+    assert notify_actions("MASTER", "primary", partition=why)[0] == ["unfence"]
+
+
+def test_the_hook_asks_the_agent_where_it_listens_and_reads_the_witness_view(
+    tmp_path: Path,
+) -> None:
+    assert hook.AGENT_SOCKET == paths.CONTROL
+    where = str(tmp_path / "agent.sock")
+    status = {"interval_s": 1.0, "peers": [
+        {"name": "lim2", "heard_by_s_ago": {}},
+        {"name": "lim1", "heard_by_s_ago": {"lim2": 0.35}}]}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(where)
+        server.listen(1)
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                assert json.loads(conn.makefile().readline()) == {"cmd": "status"}
+                conn.sendall(json.dumps(status).encode() + b"\n")
+
+        t = threading.Thread(target=answer)
+        t.start()
+        got = hook.witness_view("lim1", where)
+        t.join(timeout=5)
+    assert got == hook.WitnessView({"lim2": 0.35}, 2.5)
+    assert hook.witness_view("lim1", str(tmp_path / "nobody.sock")) is None

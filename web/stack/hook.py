@@ -11,7 +11,8 @@ one line in the journal with the tag ``mxone-web`` (``journalctl -t mxone-web``)
 Subcommands:
 
 - ``notify TYPE NAME STATE [PRIORITY]`` (keepalived's ``notify``): on MASTER - unless this
-  server is cut off (it reaches neither its peer nor a witness) - the local database is
+  server is cut off (it reaches neither its peer nor a witness), or is cut off from its
+  peer alone (:func:`partition_rule`) - the local database is
   promoted if it is a standby, replication is set asynchronous until the peer
   streams again (the watcher restores it), then the database accepts writes; on BACKUP,
   FAULT or STOP a primary here is fenced: it refuses writes (``default_transaction_read_only``
@@ -19,8 +20,23 @@ Subcommands:
   alone (it cannot be written).
 - ``check`` (keepalived's ``track_script``): exit 0 when the database accepts connections,
   the web page answers through the web server and this server is not cut off (it reaches
-  its peer or one of the witnesses): a server cut off goes to FAULT, so it neither takes
-  the VIP nor keeps a writable primary while the peer may be serving.
+  its peer or one of the witnesses), nor held back by a partition from its peer: a server
+  cut off goes to FAULT, so it neither takes the VIP nor keeps a writable primary while
+  the peer may be serving.
+
+The partition rule (two writable primaries are never made): a standby database is promoted
+only when its peer is gone - reachable from here (its keepalived gave the VIP up: the
+peer's own hook fenced it) or heard by none of the witnesses lately. The witnesses are the
+cluster's other servers; what they hear of the peer comes from this server's own cluster
+agent (its heartbeats carry each sender's witness view: ``mxone-agent ctl status``, peers'
+``heard_by_s_ago``). "Lately" is two of the cluster's heartbeat intervals plus
+:data:`WITNESS_MARGIN`: the most a witness's word can be old while the peer lives. So a
+dead master is promoted over as soon as keepalived says so (its detection is longer than
+that at the ``fast`` and ``fastest`` presets; at ``mxone``'s 5 s heartbeats the promotion
+waits up to 10.5 s), and a master alive behind a partition from the standby alone is not:
+the standby keeps its database a standby, marks the partition (:data:`PARTITION_FILE`) and
+fails its check until it reaches the peer again or the witnesses lose it. Without an agent
+to ask, the rule cannot be applied and keepalived's word alone decides (logged).
 - ``syncwatch``: on the primary, the loop of :func:`sync_step` every half second.
 - ``fence``: the database's unit runs it before every start (a drop-in), so a database that
   just started refuses writes until keepalived makes this server master.
@@ -31,6 +47,7 @@ The rules are pure functions (:func:`sync_step`, :func:`notify_actions`), tested
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -48,6 +65,12 @@ PG_PORT = 5432
 APP_DATABASE = "mxone_snm"
 HEALTH_URL = "http://127.0.0.1/health"
 LOG_TAG = "mxone-web"
+#: The cluster agent's control socket (``mxone_agent.paths.CONTROL``).
+AGENT_SOCKET = "/run/mxone/agent.sock"
+#: Added to two heartbeat intervals: how recently a witness must have heard the peer.
+WITNESS_MARGIN = 0.5
+#: Present while this server holds back from a peer alive behind a partition.
+PARTITION_FILE = Path("/run/mxone-web/partition")
 
 #: Seconds the standby may be away before the primary stops waiting for it.
 SYNC_GRACE = 2.0
@@ -110,11 +133,43 @@ def sync_step(
     return SyncStep(None, since, "")
 
 
-def notify_actions(state: str, db_role: str, cut_off: bool = False) -> tuple[list[str], str]:
-    """keepalived's new ``state``, the local database's role and whether this server is cut
-    off (:func:`cut_off`) -> the actions (``promote``, ``async``, ``unfence``, ``fence``)
-    and the sentence to log. A server cut off never promotes nor accepts writes: it took
-    the VIP only because it hears nobody, and the peer may be serving."""
+@dataclass(frozen=True)
+class WitnessView:
+    """What the cluster's other servers last heard of the peer: ``heard_by`` maps a
+    witness to the seconds since it last heard the peer; ``window`` is how recent that must
+    be for the peer to count as alive (two heartbeat intervals + :data:`WITNESS_MARGIN`)."""
+
+    heard_by: dict[str, float]
+    window: float
+
+
+def partition_rule(peer: str, *, peer_reached: bool, view: WitnessView | None) -> str:
+    """The sentence naming a partition from ``peer`` alone ('' when there is none): this
+    server cannot reach the peer while a witness heard it within the window. No view (no
+    agent answers) is no evidence either way: ''."""
+    if peer_reached or view is None:
+        return ""
+    recent = sorted((age, w) for w, age in view.heard_by.items() if age <= view.window)
+    if not recent:
+        return ""
+    age, witness = recent[0]
+    return (f"{peer} is alive ({witness} heard it {age:.1f} s ago) but this server cannot "
+            f"reach it: a partition between the two")
+
+
+def notify_actions(state: str, db_role: str, cut_off: bool = False,
+                   partition: str = "") -> tuple[list[str], str]:
+    """keepalived's new ``state``, the local database's role, whether this server is cut
+    off (:func:`cut_off`) and the partition from its peer it is held back by
+    (:func:`partition_rule`, '' for none) -> the actions (``promote``, ``async``,
+    ``unfence``, ``fence``, ``hold``) and the sentence to log. A server cut off never
+    promotes nor accepts writes: it took the VIP only because it hears nobody, and the peer
+    may be serving. A standby held back by a partition is not promoted and gives the VIP up
+    (``hold``: the check fails while the partition lasts); a primary is its pair's only
+    one and goes on."""
+    if state == "MASTER" and partition and db_role == "standby":
+        return ["hold"], (f"became MASTER but {partition}; the standby database here is not "
+                          "promoted and this server gives the VIP up until the partition ends")
     if state == "MASTER" and cut_off:
         return (["fence"] if db_role == "primary" else []), (
             f"became MASTER but reaches neither its peer nor any witness: the {db_role} "
@@ -280,16 +335,82 @@ def cut_off(pair: Pair) -> bool:
     return not answers_ping(pair.peer_ip)
 
 
+def witness_view(peer: str, path: str = AGENT_SOCKET, timeout: float = 2.0) -> WitnessView | None:
+    """What the cluster agent here says the witnesses last heard of ``peer``; None when
+    no agent answers or its answer has no row for the peer."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(path)
+            s.sendall(b'{"cmd": "status"}\n')
+            data = b""
+            while not data.endswith(b"\n") and len(data) < 1 << 22:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        status = json.loads(data)
+        row = next(r for r in status["peers"] if r["name"] == peer)
+        heard = {str(w): float(age) for w, age in row.get("heard_by_s_ago", {}).items()}
+        return WitnessView(heard, 2 * float(status["interval_s"]) + WITNESS_MARGIN)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration):
+        return None
+
+
+def partition_now(pair: Pair, view: WitnessView | None = None) -> str:
+    """:func:`partition_rule` for the pair's peer, as things stand (``view``: the
+    witnesses' word if already asked). The peer is pinged only when a witness heard it
+    lately: a dead peer costs no ping timeout."""
+    view = view if view is not None else witness_view(pair.peer)
+    if not partition_rule(pair.peer, peer_reached=False, view=view):
+        return ""
+    return partition_rule(pair.peer, peer_reached=answers_ping(pair.peer_ip), view=view)
+
+
+def settle_partition(pair: Pair) -> str:
+    """The partition this server is held back by, once the witnesses' word has had time to
+    settle: a peer that just died is still heard by them for up to the window, so the rule
+    is asked again until it clears or the window has passed ('' - no partition)."""
+    view = witness_view(pair.peer)
+    if view is None:
+        log(f"no cluster agent answers on {AGENT_SOCKET}: the witnesses cannot be asked "
+            f"whether {pair.peer} is alive; keepalived's word alone decides")
+        return ""
+    deadline = time.monotonic() + view.window
+    while True:
+        partition = partition_now(pair, view)
+        if not partition or time.monotonic() >= deadline:
+            return partition
+        time.sleep(0.2)
+        view = witness_view(pair.peer)
+
+
+def mark_partition(on: bool) -> None:
+    if on:
+        PARTITION_FILE.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        PARTITION_FILE.write_text(f"{time.time():.3f}\n")
+    else:
+        PARTITION_FILE.unlink(missing_ok=True)
+
+
 def cmd_notify(args: list[str]) -> int:
     """``args``: keepalived's TYPE NAME STATE [PRIORITY]."""
     state = args[2] if len(args) >= 3 else "?"
     pair = load_pair()
     role = db_role()
-    actions, sentence = notify_actions(state, role, state == "MASTER" and cut_off(pair))
+    cut = state == "MASTER" and cut_off(pair)
+    partition = settle_partition(pair) if state == "MASTER" and role == "standby" and not cut \
+        else ""
+    if partition and not holds_vip(pair.vip, pair.interface):
+        log(f"keepalived became MASTER, but the VIP is gone again: {partition}")
+        return 0
+    actions, sentence = notify_actions(state, role, cut, partition)
     log(f"keepalived {sentence}")
     for action in actions:
         try:
-            if action == "promote":
+            if action == "hold":
+                mark_partition(True)
+            elif action == "promote":
                 psql("SELECT pg_promote(true, 60)", timeout=70)
                 log("the database here is now the primary")
             elif action == "async":
@@ -306,7 +427,15 @@ def cmd_notify(args: list[str]) -> int:
 
 
 def cmd_check() -> int:
-    if db_role() == "down" or cut_off(load_pair()):
+    pair = load_pair()
+    if PARTITION_FILE.exists():
+        partition = partition_now(pair)
+        if partition:
+            return 1
+        mark_partition(False)
+        log(f"the partition from {pair.peer} is over (reached, or the witnesses lost it): "
+            "this server may take the VIP again")
+    if db_role() == "down" or cut_off(pair):
         return 1
     try:
         with urllib.request.urlopen(HEALTH_URL, timeout=2) as r:

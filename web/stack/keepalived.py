@@ -25,6 +25,8 @@ CONF = Path("/etc/keepalived/keepalived.conf")
 INSTANCE = "mxone_web"
 PRIORITY = {PairRole.MASTER: 150, PairRole.STANDBY: 100}
 ADVERT_INT = 1
+#: Seconds between the active server's repeated gratuitous ARPs for the VIP.
+GARP_REFRESH = 2
 #: keepalived's master-down interval: 3 adverts + skew (256 - priority) / 256 adverts.
 DETECTION_SECONDS = 3 * ADVERT_INT + (256 - PRIORITY[PairRole.STANDBY]) / 256 * ADVERT_INT
 
@@ -54,6 +56,9 @@ def render(settings: PairSettings, preempt: bool = False) -> str:
         f"    router_id mxone-web-{settings.local.name}",
         "    script_user root",
         "    enable_script_security",
+        # While MASTER, the VIP is announced again every GARP_REFRESH s: clients that a
+        # peer's brief claim (a partition's) pointed elsewhere come back within that.
+        f"    vrrp_garp_master_refresh {GARP_REFRESH}",
         "}",
         "",
         "vrrp_script mxone_web_check {",
