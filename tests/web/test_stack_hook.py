@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 from mxone_agent import paths
-from mxone_web.stack import hook
-from mxone_web.stack.hook import notify_actions, quote_name, sync_step, unquote
+from mxone_web.stack import hook, hook_rules, hooks
+from mxone_web.stack.hook_rules import (
+    PeerDatabase,
+    WitnessView,
+    notify_actions,
+    partition_rule,
+    quote_name,
+    sync_step,
+    takeover_rule,
+    unquote,
+)
 
 PEER = "standby1"
 SYNC = '"standby1"'
@@ -86,8 +96,8 @@ def test_names_are_quoted_for_synchronous_standby_names(name: str) -> None:
 WINDOW = 2.5  # fast timers: 2 x 1 s + 0.5 s
 
 
-def view(**heard_by: float) -> hook.WitnessView:
-    return hook.WitnessView(dict(heard_by), WINDOW)
+def view(**heard_by: float) -> WitnessView:
+    return WitnessView(dict(heard_by), WINDOW)
 
 
 @pytest.mark.parametrize(("reached", "witnesses", "partition"), [
@@ -99,9 +109,9 @@ def view(**heard_by: float) -> hook.WitnessView:
     (False, None, ""),  # no agent to ask: no evidence either way
 ])
 def test_a_standby_is_held_back_only_by_a_peer_it_cannot_reach_that_a_witness_heard(
-    reached: bool, witnesses: hook.WitnessView | None, partition: str,
+    reached: bool, witnesses: WitnessView | None, partition: str,
 ) -> None:
-    said = hook.partition_rule("lim1", peer_reached=reached, view=witnesses)
+    said = partition_rule("lim1", peer_reached=reached, view=witnesses)
     assert said.startswith(partition) and bool(said) == bool(partition)
     if said:
         assert said.endswith("but this server cannot reach it: a partition between the two")
@@ -109,12 +119,44 @@ def test_a_standby_is_held_back_only_by_a_peer_it_cannot_reach_that_a_witness_he
 
 def test_a_standby_held_back_by_a_partition_is_not_promoted_and_gives_the_vip_up() -> None:
     why = "lim1 is alive (lim2 heard it 0.4 s ago) but this server cannot reach it"
-    got, sentence = notify_actions("MASTER", "standby", partition=why)
+    got, sentence = notify_actions("MASTER", "standby", held=why)
     assert got == ["hold"]
     assert sentence == (f"became MASTER but {why}; the standby database here is not promoted "
-                        "and this server gives the VIP up until the partition ends")
-    # The pair's only primary goes on: a partition never leaves it with none.
-    assert notify_actions("MASTER", "primary", partition=why)[0] == ["unfence"]
+                        "and this server gives the VIP up until that changes")
+
+
+def test_an_old_primary_made_master_stays_fenced_and_gives_the_vip_up() -> None:
+    why = takeover_rule("standby1", db_role="primary", timeline=1,
+                        peer_db=PeerDatabase("primary", 2, ""))
+    assert why == ("the database here is an old primary (timeline 1) and standby1's primary "
+                   "is on timeline 2: Fallback brings it back as a standby of standby1's")
+    got, sentence = notify_actions("MASTER", "primary", held=why)
+    assert got == ["fence", "hold"]
+    assert sentence.endswith("the primary database here stays fenced and this server gives "
+                             "the VIP up until that changes")
+
+
+@pytest.mark.parametrize(("role", "timeline", "peer", "held"), [
+    ("primary", 2, PeerDatabase("primary", 1, ""), ""),  # the peer is the old one
+    ("primary", 2, PeerDatabase("primary", 2, ""), ""),
+    ("primary", 1, PeerDatabase("standby", 0, ""), ""),  # the usual pair
+    ("primary", 1, None, ""),  # the peer's database out of reach: nothing to compare
+    ("standby", 0, PeerDatabase("primary", 2, "sync"), ""),  # every commit applied here
+    ("standby", 0, PeerDatabase("primary", 2, "async"), "not its synchronous standby yet "
+     "(async): promoting it now could lose commits"),
+    ("standby", 0, PeerDatabase("primary", 2, ""), "(not streaming)"),
+    ("standby", 0, PeerDatabase("standby", 0, ""), ""),
+])
+def test_the_takeover_rule(role: str, timeline: int, peer: PeerDatabase | None,
+                           held: str) -> None:
+    said = takeover_rule("standby1", db_role=role, timeline=timeline, peer_db=peer)
+    assert (held in said) and bool(said) == bool(held)
+
+
+def test_the_only_primary_goes_on_whatever_holds_a_standby_back() -> None:
+    # A partition is asked of a standby only: the pair's only primary is never held by it.
+    assert notify_actions("MASTER", "primary")[0] == ["unfence"]
+    assert notify_actions("MASTER", "down", held="x")[0] == []
 
 
 def test_the_hook_asks_the_agent_where_it_listens_and_reads_the_witness_view(
@@ -139,5 +181,22 @@ def test_the_hook_asks_the_agent_where_it_listens_and_reads_the_witness_view(
         t.start()
         got = hook.witness_view("lim1", where)
         t.join(timeout=5)
-    assert got == hook.WitnessView({"lim2": 0.35}, 2.5)
+    assert got == WitnessView({"lim2": 0.35}, 2.5)
     assert hook.witness_view("lim1", str(tmp_path / "nobody.sock")) is None
+
+
+def test_the_installed_hook_runs_from_its_own_directory_with_its_rules_beside_it(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / hooks.HOOK_PATH.name
+    script.write_text(Path(hook.__file__).read_text())
+    (tmp_path / hooks.RULES_PATH.name).write_text(Path(hook_rules.__file__).read_text())
+    r = subprocess.run(["/usr/bin/python3", "-I", str(script), "nonsense"], capture_output=True,
+                       text=True, cwd="/", timeout=30, check=False)
+    assert r.returncode == 2 and r.stderr.startswith("usage: mxone-web-hook notify"), r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [script.name, hooks.RULES_PATH.name])  # no bytecode written beside it
+    (tmp_path / hooks.RULES_PATH.name).unlink()
+    r = subprocess.run(["/usr/bin/python3", "-I", str(script)], capture_output=True, text=True,
+                       cwd="/", timeout=30, check=False)
+    assert r.returncode == 1 and "mxone_web_hook_rules" in r.stderr

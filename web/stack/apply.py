@@ -18,7 +18,7 @@ rows a failover may lose, is told in :mod:`~mxone_web.stack.postgres`,
 
 from __future__ import annotations
 
-from mxone_web.stack import follow, hook, hooks, host, keepalived, postgres, webserver
+from mxone_web.stack import follow, hook, hook_rules, hooks, host, keepalived, postgres, webserver
 from mxone_web.stack.api import PairRole, PairSettings, StackStatus
 from mxone_web.stack.host import Say
 
@@ -96,7 +96,7 @@ def fallback(settings: PairSettings, say: Say) -> None:
 def _synchronous_with_peer(settings: PairSettings, seen: list[str]) -> bool:
     """The peer's primary lists this server as its synchronous standby."""
     sql = ("SELECT sync_state FROM pg_stat_replication "
-           f"WHERE application_name = {hook.sql_literal(settings.local.name)}")
+           f"WHERE application_name = {hook_rules.sql_literal(settings.local.name)}")
     conninfo = follow.source_conninfo(settings, settings.peer, "check", "postgres")
     r = host.run(host.as_user("postgres", ["psql", "-X", "-A", "-t", "-d", conninfo, "-c", sql]),
                  check=False)

@@ -34,7 +34,7 @@ agent (its heartbeats carry each sender's witness view: ``mxone-agent ctl status
 dead master is promoted over as soon as keepalived says so (its detection is longer than
 that at the ``fast`` and ``fastest`` presets; at ``mxone``'s 5 s heartbeats the promotion
 waits up to 10.5 s), and a master alive behind a partition from the standby alone is not:
-the standby keeps its database a standby, marks the partition (:data:`PARTITION_FILE`) and
+the standby keeps its database a standby, marks itself held (:data:`HOLD_FILE`) and
 fails its check until it reaches the peer again or the witnesses lose it. Without an agent
 to ask, the rule cannot be applied and keepalived's word alone decides (logged).
 - ``syncwatch``: on the primary, the loop of :func:`sync_step` every half second.
@@ -47,6 +47,7 @@ The rules are pure functions (:func:`sync_step`, :func:`notify_actions`), tested
 from __future__ import annotations
 
 import json
+import pwd
 import socket
 import subprocess
 import sys
@@ -54,6 +55,35 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+if __package__:  # imported: the stack, the tests
+    from mxone_web.stack.hook_rules import (
+        REPLY_FRESH,
+        SYNC_GRACE,
+        WITNESS_MARGIN,
+        PeerDatabase,
+        WitnessView,
+        notify_actions,
+        partition_rule,
+        sql_literal,
+        sync_step,
+        takeover_rule,
+    )
+else:  # run as the installed script: its rules are the file beside it
+    sys.dont_write_bytecode = True  # nothing written beside the script
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # also under -I or -P
+    from mxone_web_hook_rules import (  # type: ignore[import-not-found,no-redef]
+        REPLY_FRESH,
+        SYNC_GRACE,
+        WITNESS_MARGIN,
+        PeerDatabase,
+        WitnessView,
+        notify_actions,
+        partition_rule,
+        sql_literal,
+        sync_step,
+        takeover_rule,
+    )
 
 PAIR_FILE = Path("/etc/mxone/web/pair.json")
 PG_CONF_DIR = Path("/etc/postgresql/15/main/conf.d")
@@ -67,144 +97,10 @@ HEALTH_URL = "http://127.0.0.1/health"
 LOG_TAG = "mxone-web"
 #: The cluster agent's control socket (``mxone_agent.paths.CONTROL``).
 AGENT_SOCKET = "/run/mxone/agent.sock"
-#: Added to two heartbeat intervals: how recently a witness must have heard the peer.
-WITNESS_MARGIN = 0.5
-#: Present while this server holds back from a peer alive behind a partition.
-PARTITION_FILE = Path("/run/mxone-web/partition")
-
-#: Seconds the standby may be away before the primary stops waiting for it.
-SYNC_GRACE = 2.0
-#: A standby whose last reply is older than this is away (it replies every second:
-#: ``wal_receiver_status_interval``), whether or not its connection has timed out yet.
-REPLY_FRESH = 2.0
+#: Present while this server is held back (a partition, an old primary, a standby not
+#: yet synchronous): its check fails until the reason is gone.
+HOLD_FILE = Path("/run/mxone-web/held")
 WATCH_INTERVAL = 0.5
-
-
-# ------------------------------------------------------------------- pure rules
-
-
-@dataclass(frozen=True)
-class SyncStep:
-    """What the watcher does this round: the new ``synchronous_standby_names`` (None: keep
-    it), since when the standby is away (None: it streams), and the sentence to log ('')."""
-
-    names: str | None
-    away_since: float | None
-    sentence: str
-
-
-def sync_step(
-    *,
-    primary: bool,
-    vip_here: bool,
-    streaming: bool,
-    names: str,
-    peer: str,
-    away_since: float | None,
-    now: float,
-    grace: float = SYNC_GRACE,
-) -> SyncStep:
-    """One round of the synchronous-replication watcher (Patroni's synchronous mode).
-
-    While ``peer`` streams, commits wait for it (``names`` = the peer). Once it has been
-    away ``grace`` seconds and this primary holds the virtual IP, commits stop waiting
-    (``names`` = ''), said in one sentence; when it streams again, they wait again.
-    """
-    if not primary:
-        return SyncStep(None, None, "")
-    wanted = quote_name(peer)
-    if streaming:
-        if unquote(names) != peer:
-            return SyncStep(
-                wanted,
-                None,
-                f"standby {peer} streams: synchronous replication on "
-                "(a commit returns once the standby has applied it)",
-            )
-        return SyncStep(None, None, "")
-    since = away_since if away_since is not None else now
-    if names and vip_here and now - since >= grace:
-        return SyncStep(
-            "",
-            since,
-            f"standby {peer} not streaming for {now - since:.1f} s: degraded to asynchronous "
-            "replication (commits no longer wait for it; a failover now may lose them)",
-        )
-    return SyncStep(None, since, "")
-
-
-@dataclass(frozen=True)
-class WitnessView:
-    """What the cluster's other servers last heard of the peer: ``heard_by`` maps a
-    witness to the seconds since it last heard the peer; ``window`` is how recent that must
-    be for the peer to count as alive (two heartbeat intervals + :data:`WITNESS_MARGIN`)."""
-
-    heard_by: dict[str, float]
-    window: float
-
-
-def partition_rule(peer: str, *, peer_reached: bool, view: WitnessView | None) -> str:
-    """The sentence naming a partition from ``peer`` alone ('' when there is none): this
-    server cannot reach the peer while a witness heard it within the window. No view (no
-    agent answers) is no evidence either way: ''."""
-    if peer_reached or view is None:
-        return ""
-    recent = sorted((age, w) for w, age in view.heard_by.items() if age <= view.window)
-    if not recent:
-        return ""
-    age, witness = recent[0]
-    return (f"{peer} is alive ({witness} heard it {age:.1f} s ago) but this server cannot "
-            f"reach it: a partition between the two")
-
-
-def notify_actions(state: str, db_role: str, cut_off: bool = False,
-                   partition: str = "") -> tuple[list[str], str]:
-    """keepalived's new ``state``, the local database's role, whether this server is cut
-    off (:func:`cut_off`) and the partition from its peer it is held back by
-    (:func:`partition_rule`, '' for none) -> the actions (``promote``, ``async``,
-    ``unfence``, ``fence``, ``hold``) and the sentence to log. A server cut off never
-    promotes nor accepts writes: it took the VIP only because it hears nobody, and the peer
-    may be serving. A standby held back by a partition is not promoted and gives the VIP up
-    (``hold``: the check fails while the partition lasts); a primary is its pair's only
-    one and goes on."""
-    if state == "MASTER" and partition and db_role == "standby":
-        return ["hold"], (f"became MASTER but {partition}; the standby database here is not "
-                          "promoted and this server gives the VIP up until the partition ends")
-    if state == "MASTER" and cut_off:
-        return (["fence"] if db_role == "primary" else []), (
-            f"became MASTER but reaches neither its peer nor any witness: the {db_role} "
-            "database here is not promoted and refuses writes"
-        )
-    if state == "MASTER":
-        if db_role == "standby":
-            return ["promote", "async", "unfence"], (
-                "became MASTER: promoting the standby database to primary"
-            )
-        if db_role == "primary":
-            return ["unfence"], "became MASTER: the primary database accepts writes"
-        return [], f"became MASTER but the database is {db_role}: nothing to promote"
-    if db_role == "primary":
-        return ["fence"], f"became {state}: the primary database here refuses writes (fenced)"
-    return [], f"became {state}: the database here is {db_role}, nothing to fence"
-
-
-def quote_name(name: str) -> str:
-    """A server name as one entry of ``synchronous_standby_names``."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def unquote(names: str) -> str:
-    names = names.strip()
-    if len(names) >= 2 and names[0] == names[-1] == '"':
-        return names[1:-1].replace('""', '"')
-    return names
-
-
-def sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-# ---------------------------------------------------------------- the server
 
 
 def log(sentence: str) -> None:
@@ -308,6 +204,8 @@ class Pair:
     vip: str
     interface: str
     witnesses: tuple[str, ...]
+    replication_user: str = ""
+    role: str = ""  # master or standby: which server of the pair this is
 
 
 def load_pair() -> Pair:
@@ -316,7 +214,8 @@ def load_pair() -> Pair:
     try:
         return Pair(str(data["local"]), str(data["peer"]), str(data["peer_ip"]),
                     str(data["vip"]), str(data["interface"]),
-                    tuple(str(w) for w in data.get("witnesses", ())))
+                    tuple(str(w) for w in data.get("witnesses", ())),
+                    str(data.get("replication_user", "")), str(data.get("role", "")))
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{PAIR_FILE}: {exc!r}") from None
 
@@ -385,12 +284,59 @@ def settle_partition(pair: Pair) -> str:
         view = witness_view(pair.peer)
 
 
-def mark_partition(on: bool) -> None:
+def peer_database(pair: Pair) -> PeerDatabase | None:
+    """The peer's database as the replication role reads it over the network (the
+    ``.pgpass`` of postgres); None when it cannot be reached."""
+    if not pair.replication_user:
+        return None
+    conninfo = (f"host={pair.peer_ip} port={PG_PORT} dbname=postgres connect_timeout=2 "
+                f"user={pair.replication_user} application_name={pair.local}-hook "
+                f"passfile={pwd.getpwnam('postgres').pw_dir}/.pgpass")
+    sql = (f"SELECT {TIMELINE_SQL}, coalesce((SELECT sync_state FROM pg_stat_replication "
+           f"WHERE application_name = {sql_literal(pair.local)} LIMIT 1), '')")
+    try:
+        r = subprocess.run(
+            ["runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-q", "-w",
+             "-F", " ", "-d", conninfo, "-c", sql],
+            capture_output=True, text=True, timeout=5, check=False)
+        timeline, *state = r.stdout.split()
+        return PeerDatabase("standby" if timeline == "0" else "primary", int(timeline),
+                            state[0] if state else "")
+    except (subprocess.TimeoutExpired, ValueError):
+        return None
+
+
+#: The timeline a primary writes on (0 on a standby), in SQL.
+TIMELINE_SQL = ("CASE WHEN pg_is_in_recovery() THEN 0 ELSE ('x' || substr(pg_walfile_name("
+                "pg_current_wal_lsn()), 1, 8))::bit(32)::int END")
+
+
+def held_now(pair: Pair, role: str) -> str:
+    """Why this server, its database in ``role``, must not take writes now ('' - nothing
+    holds it back): a partition from the peer (a standby), an old primary, or - on the
+    master, whose keepalived takes the VIP from a running peer (automatic fallback,
+    Fallback) - a standby not yet synchronous with the peer's primary. The standby's
+    keepalived takes the VIP only from a peer that gave it up or died, so its database is
+    not compared then (a dead peer would cost a connection timeout)."""
+    if role not in ("primary", "standby"):
+        return ""
+    if role == "standby":
+        partition = partition_now(pair)
+        if partition or pair.role != "master":
+            return partition
+    try:
+        timeline = int(psql(f"SELECT {TIMELINE_SQL}"))
+    except (RuntimeError, subprocess.TimeoutExpired, ValueError):
+        return ""
+    return takeover_rule(pair.peer, db_role=role, timeline=timeline, peer_db=peer_database(pair))
+
+
+def mark_held(on: bool) -> None:
     if on:
-        PARTITION_FILE.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        PARTITION_FILE.write_text(f"{time.time():.3f}\n")
+        HOLD_FILE.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        HOLD_FILE.write_text(f"{time.time():.3f}\n")
     else:
-        PARTITION_FILE.unlink(missing_ok=True)
+        HOLD_FILE.unlink(missing_ok=True)
 
 
 def cmd_notify(args: list[str]) -> int:
@@ -399,17 +345,18 @@ def cmd_notify(args: list[str]) -> int:
     pair = load_pair()
     role = db_role()
     cut = state == "MASTER" and cut_off(pair)
-    partition = settle_partition(pair) if state == "MASTER" and role == "standby" and not cut \
-        else ""
-    if partition and not holds_vip(pair.vip, pair.interface):
-        log(f"keepalived became MASTER, but the VIP is gone again: {partition}")
+    held = ""
+    if state == "MASTER" and not cut:
+        held = (settle_partition(pair) if role == "standby" else "") or held_now(pair, role)
+    if held and not holds_vip(pair.vip, pair.interface):
+        log(f"keepalived became MASTER, but the VIP is gone again: {held}")
         return 0
-    actions, sentence = notify_actions(state, role, cut, partition)
+    actions, sentence = notify_actions(state, role, cut, held)
     log(f"keepalived {sentence}")
     for action in actions:
         try:
             if action == "hold":
-                mark_partition(True)
+                mark_held(True)
             elif action == "promote":
                 psql("SELECT pg_promote(true, 60)", timeout=70)
                 log("the database here is now the primary")
@@ -427,15 +374,25 @@ def cmd_notify(args: list[str]) -> int:
 
 
 def cmd_check() -> int:
+    """keepalived's health check (exit 0: healthy; see the module docstring). A server
+    held back, or one whose keepalived could take the VIP from a running peer with a
+    database that must not take writes (a fenced primary; the master's standby), fails it
+    while the reason lasts: it never takes the VIP to give it up again."""
     pair = load_pair()
-    if PARTITION_FILE.exists():
-        partition = partition_now(pair)
-        if partition:
+    role = db_role()
+    if HOLD_FILE.exists() or (not holds_vip(pair.vip, pair.interface) and (
+            role == "primary" or (role == "standby" and pair.role == "master"))):
+        held = held_now(pair, role)
+        if held:
+            if not HOLD_FILE.exists():
+                mark_held(True)
+                log(f"held back: {held}")
             return 1
-        mark_partition(False)
-        log(f"the partition from {pair.peer} is over (reached, or the witnesses lost it): "
-            "this server may take the VIP again")
-    if db_role() == "down" or cut_off(pair):
+        if HOLD_FILE.exists():
+            mark_held(False)
+            log("no longer held back (the partition is over, or the database here caught "
+                "up): this server may take the VIP again")
+    if role == "down" or cut_off(pair):
         return 1
     try:
         with urllib.request.urlopen(HEALTH_URL, timeout=2) as r:

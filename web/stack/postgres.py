@@ -5,9 +5,9 @@
 runs with ``synchronous_standby_names`` naming it and ``synchronous_commit = remote_apply``:
 a commit returns to the application only once the standby has written *and applied* it,
 so a failover (the standby promoted by keepalived's hook) loses **no committed row**. When
-the standby has been away for :data:`~mxone_web.stack.hook.SYNC_GRACE` seconds and the
+the standby has been away for :data:`~mxone_web.stack.hook_rules.SYNC_GRACE` seconds and the
 primary holds the virtual IP (the standby replies every second; silent for
-:data:`~mxone_web.stack.hook.REPLY_FRESH` s counts as away), the watcher (``mxone-web-hook syncwatch``) degrades to
+:data:`~mxone_web.stack.hook_rules.REPLY_FRESH` s counts as away), the watcher (``mxone-web-hook syncwatch``) degrades to
 asynchronous replication and logs it: from then on a commit returns once it is on the
 primary's disk only, and the rows committed until the standby streams again (the
 watcher then restores synchronous mode, logged too) are lost if the primary fails in that
@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mxone_web.stack import hook, hooks, host
+from mxone_web.stack import hook, hook_rules, hooks, host
 from mxone_web.stack.api import PairSettings
 from mxone_web.stack.host import Say
 
@@ -112,7 +112,7 @@ def render_conf(settings: PairSettings, passfile: Path) -> str:
         "password_encryption = 'scram-sha-256'\n"
         "# The watcher sets synchronous_standby_names (ALTER SYSTEM) while the peer streams.\n"
         "synchronous_commit = remote_apply\n"
-        f"primary_conninfo = {hook.sql_literal(conninfo)}\n"
+        f"primary_conninfo = {hook_rules.sql_literal(conninfo)}\n"
     )
 
 
@@ -183,8 +183,8 @@ def restart(say: Say) -> None:
 def ensure_replication_role(settings: PairSettings, say: Say) -> None:
     user = settings.replication_user
     ident = '"' + user.replace('"', '""') + '"'
-    verifier = hook.sql_literal(scram_verifier(settings.replication_password))
-    exists = hook.psql(f"SELECT 1 FROM pg_roles WHERE rolname = {hook.sql_literal(user)}")
+    verifier = hook_rules.sql_literal(scram_verifier(settings.replication_password))
+    exists = hook.psql(f"SELECT 1 FROM pg_roles WHERE rolname = {hook_rules.sql_literal(user)}")
     verb = "ALTER" if exists == "1" else "CREATE"
     hook.psql(f"{verb} ROLE {ident} WITH REPLICATION LOGIN PASSWORD {verifier}", writable=True)
     # What pg_rewind reads of the source (PostgreSQL's documented minimum), so an old
@@ -209,9 +209,9 @@ def set_sync_names(names: str) -> None:
 def ensure_app_database(owner: str, table_sql: str, say: Say) -> None:
     """The management application's role and database (peer login over the socket)."""
     ident = '"' + owner + '"'
-    if hook.psql(f"SELECT 1 FROM pg_roles WHERE rolname = {hook.sql_literal(owner)}") != "1":
+    if hook.psql(f"SELECT 1 FROM pg_roles WHERE rolname = {hook_rules.sql_literal(owner)}") != "1":
         hook.psql(f"CREATE ROLE {ident} LOGIN", writable=True)
-    if hook.psql(f"SELECT 1 FROM pg_database WHERE datname = {hook.sql_literal(owner)}") != "1":
+    if hook.psql(f"SELECT 1 FROM pg_database WHERE datname = {hook_rules.sql_literal(owner)}") != "1":
         hook.psql(f"CREATE DATABASE {ident} OWNER {ident}", writable=True)
     hook.psql(f"SET ROLE {ident};\n{table_sql}", database=owner, writable=True)
     say(f"PostgreSQL: database {owner} ready")
