@@ -15,6 +15,7 @@ from mxone_web.stack import hook, hook_rules, hooks
 from mxone_web.stack.hook_rules import (
     PeerDatabase,
     WitnessView,
+    conflict_rule,
     notify_actions,
     partition_rule,
     quote_name,
@@ -200,3 +201,22 @@ def test_the_installed_hook_runs_from_its_own_directory_with_its_rules_beside_it
     r = subprocess.run(["/usr/bin/python3", "-I", str(script)], capture_output=True, text=True,
                        cwd="/", timeout=30, check=False)
     assert r.returncode == 1 and "mxone_web_hook_rules" in r.stderr
+
+
+@pytest.mark.parametrize(("role", "timeline", "peer", "conflict"), [
+    ("primary", 2, PeerDatabase("primary", 1, ""), True),  # both wrote while apart
+    ("primary", 2, PeerDatabase("primary", 2, ""), False),
+    ("primary", 1, PeerDatabase("primary", 2, ""), False),  # an old primary: held back
+    ("primary", 2, PeerDatabase("standby", 0, ""), False),
+    ("primary", 2, None, False),
+    ("standby", 0, PeerDatabase("primary", 1, ""), False),
+])
+def test_a_split_brain_healed_the_wrong_way_round_is_reported(
+    role: str, timeline: int, peer: PeerDatabase | None, conflict: bool,
+) -> None:
+    said = conflict_rule("lim1", db_role=role, timeline=timeline, peer_db=peer)
+    assert bool(said) == conflict
+    if said:
+        assert said.startswith("conflict: lim1's primary (timeline 1) serves the VIP while the "
+                               "database here is a primary on timeline 2")
+        assert "kept" in said or "stay here" in said

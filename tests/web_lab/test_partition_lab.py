@@ -180,3 +180,44 @@ def test_automatic_fallback_takes_the_vip_back_only_once_the_master_caught_up(
     print(f"\n[pmsnm] automatic fallback: lim1 held back while its database was the old "
           f"primary; rejoined, it took the VIP back by itself {took:.1f} s after the rejoin "
           f"began; {len(ids)} rows committed meanwhile, none lost")
+
+
+def test_without_an_agent_to_ask_a_split_brain_is_reported_and_no_row_dropped(
+    pair: tuple[Pair, Cluster],
+) -> None:
+    """The standby's cluster agent is dead, so the partition rule cannot be applied: the
+    standby promotes on keepalived's word alone (logged) while the master writes on. Healed,
+    the master keeps the VIP, the standby's primary is fenced, and the hook reports the
+    conflict; every row acknowledged by either side is still on that side."""
+    p, cluster = pair
+    lab = p.lab
+    p.synchronous()
+    p.serves(MASTER)
+    cluster.kill_agent(STANDBY)
+    writer = p.client("write", "split", "60")
+    time.sleep(1.0)
+    lab.faults.partition(MASTER, STANDBY)
+    eventually("standby1 promotes on keepalived's word alone", lambda: "no cluster agent "
+               "answers" in journal(lab, STANDBY) and p.status(STANDBY)["db_role"] == "primary",
+               timeout=30)
+    time.sleep(6.0)  # both write, each on its own timeline
+    lab.faults.restore()
+    report = eventually("standby1 reports the conflict", lambda: next(
+        (line for line in journal(lab, STANDBY).splitlines() if line.startswith("conflict: ")),
+        None), timeout=30)
+    answers = records(writer)
+    assert report.startswith("conflict: lim1's primary (timeline ") and \
+        "rows written here since are not on lim1's" in report, report
+    p.serves(MASTER)
+    by_server: dict[str, set[int]] = {MASTER: set(), STANDBY: set()}
+    for a in answers:
+        if "id" in a:
+            by_server[a["server"]].add(a["id"])
+    kept = {MASTER: {r["id"] for r in p.page(str(lab.host(MASTER).ip))["rows"]},
+            STANDBY: {r["id"] for r in p.page(str(lab.host(STANDBY).ip))["rows"]}}
+    for server, ids in by_server.items():
+        assert ids <= kept[server], f"{server} dropped rows it acknowledged: {ids - kept[server]}"
+    assert p.status(STANDBY)["db_role"] == "primary" and not holds_vip(lab, STANDBY)
+    print(f"\n[pmsnm] split brain without the standby's agent: lim1 acknowledged "
+          f"{len(by_server[MASTER])} rows, standby1 {len(by_server[STANDBY])}; healed, lim1 "
+          f"keeps the VIP and standby1 reported: {report}")

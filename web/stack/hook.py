@@ -63,6 +63,7 @@ if __package__:  # imported: the stack, the tests
         WITNESS_MARGIN,
         PeerDatabase,
         WitnessView,
+        conflict_rule,
         notify_actions,
         partition_rule,
         sql_literal,
@@ -78,6 +79,7 @@ else:  # run as the installed script: its rules are the file beside it
         WITNESS_MARGIN,
         PeerDatabase,
         WitnessView,
+        conflict_rule,
         notify_actions,
         partition_rule,
         sql_literal,
@@ -100,6 +102,8 @@ AGENT_SOCKET = "/run/mxone/agent.sock"
 #: Present while this server is held back (a partition, an old primary, a standby not
 #: yet synchronous): its check fails until the reason is gone.
 HOLD_FILE = Path("/run/mxone-web/held")
+#: The split brain reported (once per boot): what :func:`conflict_rule` said.
+CONFLICT_FILE = Path("/run/mxone-web/conflict")
 WATCH_INTERVAL = 0.5
 
 
@@ -328,7 +332,13 @@ def held_now(pair: Pair, role: str) -> str:
         timeline = int(psql(f"SELECT {TIMELINE_SQL}"))
     except (RuntimeError, subprocess.TimeoutExpired, ValueError):
         return ""
-    return takeover_rule(pair.peer, db_role=role, timeline=timeline, peer_db=peer_database(pair))
+    peer_db = peer_database(pair)
+    conflict = conflict_rule(pair.peer, db_role=role, timeline=timeline, peer_db=peer_db)
+    if conflict and not CONFLICT_FILE.exists():
+        CONFLICT_FILE.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        CONFLICT_FILE.write_text(conflict + "\n")
+        log(conflict)
+    return takeover_rule(pair.peer, db_role=role, timeline=timeline, peer_db=peer_db)
 
 
 def mark_held(on: bool) -> None:

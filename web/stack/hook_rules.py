@@ -128,6 +128,23 @@ def takeover_rule(peer: str, *, db_role: str, timeline: int,
     return ""
 
 
+def conflict_rule(peer: str, *, db_role: str, timeline: int,
+                  peer_db: PeerDatabase | None) -> str:
+    """The sentence reporting a split brain that healed the wrong way round ('' when
+    there is none): this server's primary is on a newer timeline than the primary the peer
+    serves - both took writes while apart (only when keepalived alone decided: no cluster
+    agent answered). Rows written here since are not on the peer's; nothing here is
+    dropped until an operator's rejoin, and that keeps this database as it was."""
+    if db_role != "primary" or peer_db is None or peer_db.role != "primary":
+        return ""
+    if peer_db.timeline >= timeline:
+        return ""
+    return (f"conflict: {peer}'s primary (timeline {peer_db.timeline}) serves the VIP while "
+            f"the database here is a primary on timeline {timeline}; both took writes while "
+            f"apart, and rows written here since are not on {peer}'s. They stay here (fenced); "
+            "a rejoin keeps this database as it was in main.previous")
+
+
 def notify_actions(state: str, db_role: str, cut_off: bool = False,
                    held: str = "") -> tuple[list[str], str]:
     """keepalived's new ``state``, the local database's role, whether this server is cut
