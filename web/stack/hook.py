@@ -2,46 +2,51 @@
 """The PM/SNM pair's hook on each server: keepalived's notify and health check, the
 synchronous-replication watcher and the boot-time fence of the database.
 
-Standard library only, and nothing of the project: the stack installs this file as
-``/opt/mxone/web/bin/mxone-web-hook`` and the server's own ``/usr/bin/python3`` runs it
-(keepalived as root, systemd for the watcher and the fence). What it knows of the pair
-comes from ``/etc/mxone/web/pair.json`` (no secret in it). Every transition it acts on is
-one line in the journal with the tag ``mxone-web`` (``journalctl -t mxone-web``).
+Standard library only, and nothing of the project but its own rules
+(:mod:`mxone_web.stack.hook_rules`, installed beside it as ``mxone_web_hook_rules.py``):
+the stack installs this file as ``/opt/mxone/web/bin/mxone-web-hook`` and the server's own
+``/usr/bin/python3`` runs it (keepalived as root, systemd for the watcher and the fence).
+What it knows of the pair comes from ``/etc/mxone/web/pair.json`` (no secret in it). Every
+transition it acts on is one line in the journal with the tag ``mxone-web``
+(``journalctl -t mxone-web``).
 
 Subcommands:
 
 - ``notify TYPE NAME STATE [PRIORITY]`` (keepalived's ``notify``): on MASTER - unless this
-  server is cut off (it reaches neither its peer nor a witness), or is cut off from its
-  peer alone (:func:`partition_rule`) - the local database is
-  promoted if it is a standby, replication is set asynchronous until the peer
-  streams again (the watcher restores it), then the database accepts writes; on BACKUP,
-  FAULT or STOP a primary here is fenced: it refuses writes (``default_transaction_read_only``
-  in :data:`FENCE_FILE`, reloaded) and its client sessions are ended. A standby is left
-  alone (it cannot be written).
+  server is cut off (it reaches neither its peer nor a witness) or held back (below) - the
+  local database is promoted if it is a standby, replication is set asynchronous until
+  the peer streams again (the watcher restores it), then the database accepts writes; on
+  BACKUP, FAULT or STOP a primary here is fenced: it refuses writes
+  (``default_transaction_read_only`` in :data:`FENCE_FILE`, reloaded) and its client
+  sessions are ended. A standby is left alone (it cannot be written).
 - ``check`` (keepalived's ``track_script``): exit 0 when the database accepts connections,
-  the web page answers through the web server and this server is not cut off (it reaches
-  its peer or one of the witnesses), nor held back by a partition from its peer: a server
-  cut off goes to FAULT, so it neither takes the VIP nor keeps a writable primary while
-  the peer may be serving.
-
-The partition rule (two writable primaries are never made): a standby database is promoted
-only when its peer is gone - reachable from here (its keepalived gave the VIP up: the
-peer's own hook fenced it) or heard by none of the witnesses lately. The witnesses are the
-cluster's other servers; what they hear of the peer comes from this server's own cluster
-agent (its heartbeats carry each sender's witness view: ``mxone-agent ctl status``, peers'
-``heard_by_s_ago``). "Lately" is two of the cluster's heartbeat intervals plus
-:data:`WITNESS_MARGIN`: the most a witness's word can be old while the peer lives. So a
-dead master is promoted over as soon as keepalived says so (its detection is longer than
-that at the ``fast`` and ``fastest`` presets; at ``mxone``'s 5 s heartbeats the promotion
-waits up to 10.5 s), and a master alive behind a partition from the standby alone is not:
-the standby keeps its database a standby, marks itself held (:data:`HOLD_FILE`) and
-fails its check until it reaches the peer again or the witnesses lose it. Without an agent
-to ask, the rule cannot be applied and keepalived's word alone decides (logged).
-- ``syncwatch``: on the primary, the loop of :func:`sync_step` every half second.
+  the web page answers through the web server, this server is not cut off (it reaches
+  its peer or one of the witnesses) and nothing holds it back: otherwise it goes to FAULT,
+  so it neither takes the VIP nor keeps a writable primary while the peer may be serving.
+- ``syncwatch``: on the primary, the loop of ``sync_step`` every half second.
 - ``fence``: the database's unit runs it before every start (a drop-in), so a database that
   just started refuses writes until keepalived makes this server master.
 
-The rules are pure functions (:func:`sync_step`, :func:`notify_actions`), tested alone.
+Held back (:data:`HOLD_FILE` while it lasts; the rules are ``partition_rule`` and
+``takeover_rule``):
+
+- *A partition from the peer alone* (two writable primaries are never made): a standby
+  database is promoted only when its peer is gone - reachable from here (its keepalived
+  gave the VIP up: the peer's own hook fenced it) or heard by none of the witnesses
+  lately. The witnesses are the cluster's other servers; what they hear of the peer comes
+  from this server's own cluster agent (its heartbeats carry each sender's witness view:
+  ``mxone-agent ctl status``, peers' ``heard_by_s_ago``). "Lately" is two of the cluster's
+  heartbeat intervals plus ``WITNESS_MARGIN``: the most a witness's word can be old while
+  the peer lives. So a dead master is promoted over as soon as keepalived says so (its
+  detection is longer than that at the ``fast`` and ``fastest`` presets; at ``mxone``'s
+  5 s heartbeats the promotion waits up to 10.5 s), and a master alive behind a partition
+  from the standby alone is not. Without an agent to ask, keepalived's word alone decides
+  (logged); a split brain that then heals the other way round is reported
+  (``conflict_rule``, once, in :data:`CONFLICT_FILE` and the journal).
+- *An old primary*: a primary on an older timeline than the peer's primary stays fenced.
+- *The master's standby not yet synchronous*: the master's keepalived may take the VIP
+  from a running peer (automatic fallback, Fallback); its database is promoted only once
+  it is the peer's synchronous standby.
 """
 
 from __future__ import annotations
