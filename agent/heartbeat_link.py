@@ -225,10 +225,14 @@ class HeartbeatLink:
         refused, self.guards[sender] = self.guards[sender].admit(hb, self.incarnation)
         if self.guards[sender].known != before_known and before_known:
             log.info("%s hears a new incarnation of %s", cfg.node, sender)
+        if refused in (None, hbmod.DropReason.STALE):
+            # Answer in the version it speaks. A stale echo counts: an agent that reads
+            # version 2 only never learns this incarnation from a version-3 datagram, so it
+            # echoes an old one until it is answered in its own version. A replay does not.
+            self.speaks[sender] = hb.version
         if refused is not None:
             self.drops[refused] += 1
             return
-        self.speaks[sender] = hb.version
         before = self.peers[hb.sender]
         if before.last_heard is not None and before.last_heard >= self.resumed:
             gap = now - before.last_heard

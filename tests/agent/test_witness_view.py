@@ -80,3 +80,24 @@ def test_a_long_silence_is_reported_as_the_cap() -> None:
     lk.incarnation, lk.resumed = 3, 0.0
     lk.accept(from_peer(lk, "lim3", 1), IP["lim3"], 1.0)
     assert lk.witness_view(1.0 + 3600) == (("lim3", hbmod.HEARD_CAP_MS),)
+
+
+def test_a_version_2_agent_that_never_read_us_is_answered_in_version_2() -> None:
+    lk = link()
+    lk.incarnation, lk.resumed = 3, 100.0
+    old = hbmod.encode(hbmod.Heartbeat(
+        CLUSTER, "lim2", 7, 1, 1, Role.REGULAR, Readiness.READY, receiver="sb", echo=0,
+        version=2), SECRET)  # it dropped our version-3 datagrams: it echoes nothing yet
+    lk.accept(old, IP["lim2"], 100.5)
+    assert lk.drops[hbmod.DropReason.STALE] == 1 and lk.speaks["lim2"] == 2
+    sent = Sent()
+    lk.udp = sent  # type: ignore[assignment]
+    lk.send((), Readiness.READY)
+    to2 = hbmod.decode(sent.by["lim2"], SECRET, CLUSTER)
+    assert to2.version == 2 and to2.echo == 7  # now it can learn this incarnation
+    recorded = from_peer(lk, "lim3", 5, version=2)  # lim3 before its upgrade
+    lk.accept(recorded, IP["lim3"], 100.6)
+    lk.accept(from_peer(lk, "lim3", 6), IP["lim3"], 100.7)  # upgraded
+    assert lk.speaks["lim3"] == 3
+    lk.accept(recorded, IP["lim3"], 100.8)  # replayed: refused, and changes nothing
+    assert lk.drops[hbmod.DropReason.REPLAYED] == 1 and lk.speaks["lim3"] == 3
