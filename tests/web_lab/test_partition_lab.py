@@ -81,8 +81,8 @@ def test_partition_master_standby_alone_keeps_one_primary_and_every_row(
         t_gave_up = time.monotonic()
         roles = []
         while time.monotonic() < t0 + PARTITION:
-            roles.append(lab.exec(STANDBY, ["su", "postgres", "-c",
-                                            "psql -tAc 'SELECT pg_is_in_recovery()'"]).stdout.strip())
+            roles.append(lab.exec(STANDBY, ["su", "postgres", "-c", "psql -tAc 'SELECT "
+                                            "pg_is_in_recovery()'"]).stdout.strip())
             time.sleep(0.5)
         t_heal = time.monotonic()
         lab.faults.restore()

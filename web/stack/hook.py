@@ -62,35 +62,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 if __package__:  # imported: the stack, the tests
-    from mxone_web.stack.hook_rules import (
-        REPLY_FRESH,
-        SYNC_GRACE,
-        WITNESS_MARGIN,
-        PeerDatabase,
-        WitnessView,
-        conflict_rule,
-        notify_actions,
-        partition_rule,
-        sql_literal,
-        sync_step,
-        takeover_rule,
-    )
+    from mxone_web.stack import hook_rules as rules
 else:  # run as the installed script: its rules are the file beside it
     sys.dont_write_bytecode = True  # nothing written beside the script
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # also under -I or -P
-    from mxone_web_hook_rules import (  # type: ignore[import-not-found,no-redef]
-        REPLY_FRESH,
-        SYNC_GRACE,
-        WITNESS_MARGIN,
-        PeerDatabase,
-        WitnessView,
-        conflict_rule,
-        notify_actions,
-        partition_rule,
-        sql_literal,
-        sync_step,
-        takeover_rule,
-    )
+    import mxone_web_hook_rules as rules  # type: ignore[import-not-found,no-redef]
 
 PAIR_FILE = Path("/etc/mxone/web/pair.json")
 PG_CONF_DIR = Path("/etc/postgresql/15/main/conf.d")
@@ -107,7 +83,7 @@ AGENT_SOCKET = "/run/mxone/agent.sock"
 #: Present while this server is held back (a partition, an old primary, a standby not
 #: yet synchronous): its check fails until the reason is gone.
 HOLD_FILE = Path("/run/mxone-web/held")
-#: The split brain reported (once per boot): what :func:`conflict_rule` said.
+#: The split brain reported (once per boot): what :func:`~mxone_web.stack.hook_rules.conflict_rule` said.
 CONFLICT_FILE = Path("/run/mxone-web/conflict")
 WATCH_INTERVAL = 0.5
 
@@ -178,7 +154,7 @@ def fence() -> None:
     # Sessions opened before the fence keep their writable transactions: end them.
     psql(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        f"WHERE datname = {sql_literal(APP_DATABASE)} AND pid <> pg_backend_pid()"
+        f"WHERE datname = {rules.sql_literal(APP_DATABASE)} AND pid <> pg_backend_pid()"
     )
 
 
@@ -189,16 +165,16 @@ def unfence() -> None:
 
 def set_sync_names(names: str) -> None:
     """On a primary: commits wait for ``names`` ('' - for nobody) from now on."""
-    psql(f"ALTER SYSTEM SET synchronous_standby_names = {sql_literal(names)}", writable=True)
+    psql(f"ALTER SYSTEM SET synchronous_standby_names = {rules.sql_literal(names)}", writable=True)
     psql("SELECT pg_reload_conf()")
 
 
 def peer_streaming(peer: str) -> bool:
-    """The peer streams from this primary and replied within :data:`REPLY_FRESH` s."""
+    """The peer streams from this primary and replied within :data:`~mxone_web.stack.hook_rules.REPLY_FRESH` s."""
     rows = psql(
         "SELECT count(*) FROM pg_stat_replication "
-        f"WHERE application_name = {sql_literal(peer)} AND state = 'streaming' "
-        f"AND reply_time > now() - interval '{REPLY_FRESH:g} seconds'"
+        f"WHERE application_name = {rules.sql_literal(peer)} AND state = 'streaming' "
+        f"AND reply_time > now() - interval '{rules.REPLY_FRESH:g} seconds'"
     )
     return rows not in ("", "0")
 
@@ -243,7 +219,8 @@ def cut_off(pair: Pair) -> bool:
     return not answers_ping(pair.peer_ip)
 
 
-def witness_view(peer: str, path: str = AGENT_SOCKET, timeout: float = 2.0) -> WitnessView | None:
+def witness_view(peer: str, path: str = AGENT_SOCKET,
+                 timeout: float = 2.0) -> rules.WitnessView | None:
     """What the cluster agent here says the witnesses last heard of ``peer``; None when
     no agent answers or its answer has no row for the peer."""
     try:
@@ -260,19 +237,19 @@ def witness_view(peer: str, path: str = AGENT_SOCKET, timeout: float = 2.0) -> W
         status = json.loads(data)
         row = next(r for r in status["peers"] if r["name"] == peer)
         heard = {str(w): float(age) for w, age in row.get("heard_by_s_ago", {}).items()}
-        return WitnessView(heard, 2 * float(status["interval_s"]) + WITNESS_MARGIN)
+        return rules.WitnessView(heard, 2 * float(status["interval_s"]) + rules.WITNESS_MARGIN)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration):
         return None
 
 
-def partition_now(pair: Pair, view: WitnessView | None = None) -> str:
-    """:func:`partition_rule` for the pair's peer, as things stand (``view``: the
+def partition_now(pair: Pair, view: rules.WitnessView | None = None) -> str:
+    """:func:`~mxone_web.stack.hook_rules.partition_rule` for the pair's peer, as things stand (``view``: the
     witnesses' word if already asked). The peer is pinged only when a witness heard it
     lately: a dead peer costs no ping timeout."""
     view = view if view is not None else witness_view(pair.peer)
-    if not partition_rule(pair.peer, peer_reached=False, view=view):
+    if not rules.partition_rule(pair.peer, peer_reached=False, view=view):
         return ""
-    return partition_rule(pair.peer, peer_reached=answers_ping(pair.peer_ip), view=view)
+    return rules.partition_rule(pair.peer, peer_reached=answers_ping(pair.peer_ip), view=view)
 
 
 def settle_partition(pair: Pair) -> str:
@@ -293,7 +270,7 @@ def settle_partition(pair: Pair) -> str:
         view = witness_view(pair.peer)
 
 
-def peer_database(pair: Pair) -> PeerDatabase | None:
+def peer_database(pair: Pair) -> rules.PeerDatabase | None:
     """The peer's database as the replication role reads it over the network (the
     ``.pgpass`` of postgres); None when it cannot be reached."""
     if not pair.replication_user:
@@ -302,14 +279,14 @@ def peer_database(pair: Pair) -> PeerDatabase | None:
                 f"user={pair.replication_user} application_name={pair.local}-hook "
                 f"passfile={pwd.getpwnam('postgres').pw_dir}/.pgpass")
     sql = (f"SELECT {TIMELINE_SQL}, coalesce((SELECT sync_state FROM pg_stat_replication "
-           f"WHERE application_name = {sql_literal(pair.local)} LIMIT 1), '')")
+           f"WHERE application_name = {rules.sql_literal(pair.local)} LIMIT 1), '')")
     try:
         r = subprocess.run(
             ["runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-q", "-w",
              "-F", " ", "-d", conninfo, "-c", sql],
             capture_output=True, text=True, timeout=5, check=False)
         timeline, *state = r.stdout.split()
-        return PeerDatabase("standby" if timeline == "0" else "primary", int(timeline),
+        return rules.PeerDatabase("standby" if timeline == "0" else "primary", int(timeline),
                             state[0] if state else "")
     except (subprocess.TimeoutExpired, ValueError):
         return None
@@ -338,12 +315,12 @@ def held_now(pair: Pair, role: str) -> str:
     except (RuntimeError, subprocess.TimeoutExpired, ValueError):
         return ""
     peer_db = peer_database(pair)
-    conflict = conflict_rule(pair.peer, db_role=role, timeline=timeline, peer_db=peer_db)
+    conflict = rules.conflict_rule(pair.peer, db_role=role, timeline=timeline, peer_db=peer_db)
     if conflict and not CONFLICT_FILE.exists():
         CONFLICT_FILE.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         CONFLICT_FILE.write_text(conflict + "\n")
         log(conflict)
-    return takeover_rule(pair.peer, db_role=role, timeline=timeline, peer_db=peer_db)
+    return rules.takeover_rule(pair.peer, db_role=role, timeline=timeline, peer_db=peer_db)
 
 
 def mark_held(on: bool) -> None:
@@ -366,7 +343,7 @@ def cmd_notify(args: list[str]) -> int:
     if held and not holds_vip(pair.vip, pair.interface):
         log(f"keepalived became MASTER, but the VIP is gone again: {held}")
         return 0
-    actions, sentence = notify_actions(state, role, cut, held)
+    actions, sentence = rules.notify_actions(state, role, cut, held)
     log(f"keepalived {sentence}")
     for action in actions:
         try:
@@ -419,13 +396,13 @@ def cmd_check() -> int:
 def cmd_syncwatch() -> int:
     pair = load_pair()
     peer, vip, interface = pair.peer, pair.vip, pair.interface
-    log(f"synchronous-replication watcher started (standby {peer}, grace {SYNC_GRACE:g} s)")
+    log(f"synchronous-replication watcher started (standby {peer}, grace {rules.SYNC_GRACE:g} s)")
     away: float | None = None
     while True:
         try:
             primary = db_role() == "primary"
             names = psql("SHOW synchronous_standby_names") if primary else ""
-            step = sync_step(
+            step = rules.sync_step(
                 primary=primary,
                 vip_here=holds_vip(vip, interface),
                 streaming=primary and peer_streaming(peer),
