@@ -83,7 +83,7 @@ AGENT_SOCKET = "/run/mxone/agent.sock"
 #: Present while this server is held back (a partition, an old primary, a standby not
 #: yet synchronous): its check fails until the reason is gone.
 HOLD_FILE = Path("/run/mxone-web/held")
-#: The split brain reported (once per boot): what :func:`~mxone_web.stack.hook_rules.conflict_rule` said.
+#: The split brain reported (once per boot): what ``rules.conflict_rule`` said.
 CONFLICT_FILE = Path("/run/mxone-web/conflict")
 WATCH_INTERVAL = 0.5
 
@@ -170,7 +170,7 @@ def set_sync_names(names: str) -> None:
 
 
 def peer_streaming(peer: str) -> bool:
-    """The peer streams from this primary and replied within :data:`~mxone_web.stack.hook_rules.REPLY_FRESH` s."""
+    """The peer streams from this primary and replied within ``rules.REPLY_FRESH`` s."""
     rows = psql(
         "SELECT count(*) FROM pg_stat_replication "
         f"WHERE application_name = {rules.sql_literal(peer)} AND state = 'streaming' "
@@ -243,7 +243,7 @@ def witness_view(peer: str, path: str = AGENT_SOCKET,
 
 
 def partition_now(pair: Pair, view: rules.WitnessView | None = None) -> str:
-    """:func:`~mxone_web.stack.hook_rules.partition_rule` for the pair's peer, as things stand (``view``: the
+    """``rules.partition_rule`` for the pair's peer, as things stand (``view``: the
     witnesses' word if already asked). The peer is pinged only when a witness heard it
     lately: a dead peer costs no ping timeout."""
     view = view if view is not None else witness_view(pair.peer)
