@@ -140,10 +140,6 @@ class Pair:
         """lim1 plugged in, then powered on (a power cycle also ends the dead processes'
         orphaned connections); returns once its keepalived runs again."""
         self.lab.faults.restore(MASTER)
-        # The killed processes' TCP connections from the VIP linger, orphaned, for a minute
-        # of retransmissions (the client's resets go to the VIP's new owner) and keep the
-        # old network namespace alive; a power cycle ends them, so they are ended first.
-        self.lab.exec(MASTER, ["ss", "-K", "-t", "-a"], check=False)
         self.lab.reboot(MASTER, timeout=30)
         eventually("lim1's keepalived runs",
                    lambda: self.status(MASTER)["keepalived_running"], timeout=60)
