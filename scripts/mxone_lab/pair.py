@@ -127,14 +127,16 @@ class Pair:
 
     # -- faults ------------------------------------------------------------------------
 
-    def kill_master(self) -> None:
-        """lim1 dies: its switch port cut, every process of its units SIGKILLed by PID."""
+    def kill_master(self) -> list[str]:
+        """lim1 dies: its switch port cut, every process of its units SIGKILLed by PID;
+        those PIDs."""
         pids = self.lab.exec(MASTER, "for u in " + " ".join(UNITS) + "; do cat /sys/fs/cgroup"
                              "$(systemctl show -p ControlGroup --value $u)/cgroup.procs; done",
                              check=False).stdout.split()
         self.lab.faults.cut(MASTER)
         if pids:
             self.lab.exec(MASTER, ["kill", "-KILL", *pids], check=False)
+        return pids
 
     def bring_back(self) -> None:
         """lim1 plugged in, then powered on (a power cycle also ends the dead processes'
