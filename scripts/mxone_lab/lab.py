@@ -237,10 +237,11 @@ class Lab:
         Kept, as on a server's disks: the host's own /etc, /var, /root and /opt (its
         overlay upper dirs). Lost, as in a power cycle: every process (its PID 1 is killed,
         so the kernel ends everything in its PID namespace, the lab's sshd there too),
-        /run, /tmp, /dev, and the kernel's network state: the host's network namespace is
-        replaced by a new one with a fresh eth0 (same name, MAC and switch port), so its
-        addresses, routes, neighbours, nftables and sysctls are gone. Faults in force on
-        its switch port stay in force. Then systemd boots again from the host's own files:
+        /run, /tmp, /dev, and the kernel's network state: the connections its processes
+        left are ended (``ss -K``) and the host's network namespace is replaced by a new
+        one with a fresh eth0 (same name, MAC and switch port), so its addresses, routes,
+        neighbours, nftables and sysctls are gone. Faults in force on its switch port stay
+        in force. Then systemd boots again from the host's own files:
         on a ``networkd`` host systemd-networkd brings up whatever the host's network
         configuration says (not necessarily the lab's base address); on another the lab
         adds the base address as at build. Returns once boot is over, eth0 has an address

@@ -127,23 +127,21 @@ class Pair:
 
     # -- faults ------------------------------------------------------------------------
 
-    def kill_master(self) -> None:
-        """lim1 dies: its switch port cut, every process of its units SIGKILLed by PID."""
+    def kill_master(self) -> list[str]:
+        """lim1 dies: its switch port cut, every process of its units SIGKILLed by PID;
+        those PIDs."""
         pids = self.lab.exec(MASTER, "for u in " + " ".join(UNITS) + "; do cat /sys/fs/cgroup"
                              "$(systemctl show -p ControlGroup --value $u)/cgroup.procs; done",
                              check=False).stdout.split()
         self.lab.faults.cut(MASTER)
         if pids:
             self.lab.exec(MASTER, ["kill", "-KILL", *pids], check=False)
+        return pids
 
     def bring_back(self) -> None:
         """lim1 plugged in, then powered on (a power cycle also ends the dead processes'
         orphaned connections); returns once its keepalived runs again."""
         self.lab.faults.restore(MASTER)
-        # The killed processes' TCP connections from the VIP linger, orphaned, for a minute
-        # of retransmissions (the client's resets go to the VIP's new owner) and keep the
-        # old network namespace alive; a power cycle ends them, so they are ended first.
-        self.lab.exec(MASTER, ["ss", "-K", "-t", "-a"], check=False)
         self.lab.reboot(MASTER, timeout=30)
         eventually("lim1's keepalived runs",
                    lambda: self.status(MASTER)["keepalived_running"], timeout=60)

@@ -17,7 +17,7 @@ from mxone_lab.commands import link_exists, run
 from mxone_lab.errors import LabError
 from mxone_lab.faults import Faults
 from mxone_lab.sshd import Sshd
-from mxone_lab.state import LabState, Processes
+from mxone_lab.state import NETNS_DIR, LabState, Processes
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,13 +97,15 @@ class Rebooter:
         port; the faults on that port are applied to it again."""
         st = self.state
         h = st.records[name]
+        left = self._end_connections(name)
         run(["ip", "netns", "del", h["ns"]], f"host {name}: removing its network namespace")
         deadline = time.monotonic() + timeout
         port = h["switch_port"]
         while link_exists(st.switch_ns, port):
             if time.monotonic() > deadline:
                 raise LabError(f"host {name}: its switch port {port} was not gone within "
-                               f"{timeout:g} s of its network namespace")
+                               f"{timeout:g} s of its network namespace (TCP sockets left in "
+                               f"it: {left or 'none'})")
             time.sleep(0.01)
         run(["ip", "netns", "add", h["ns"]], f"host {name}: creating its network namespace")
         batch = st.host_dir(name) / "replug.batch"
@@ -111,3 +113,19 @@ class Rebooter:
         run(["ip", "-n", st.switch_ns, "-batch", str(batch)],
             f"host {name}: plugging its eth0 into the switch")
         self.faults.replug(name)
+
+    def _end_connections(self, name: str) -> str:
+        """End every TCP socket left in host ``name``'s network namespace once its
+        processes are gone, as a power cycle does; the sockets still there after (``ss``
+        lines, '' for none).
+
+        A dead process's connection lingers, orphaned, while the kernel retransmits its
+        unacknowledged data and FIN (a minute or two when the peer no longer answers, e.g.
+        a connection from an address that has moved to another host), and such a socket
+        holds the namespace - and with it eth0 and its switch port - alive that long.
+        Only TCP sockets outlive their process; ``ss -K`` aborts them (no wait)."""
+        path = NETNS_DIR / self.state.records[name]["ns"]
+        enter = ["nsenter", f"--net={path}", "--"]
+        run([*enter, "ss", "-K", "-t", "-a", "-n"], f"host {name}: ending its TCP connections")
+        left = run([*enter, "ss", "-t", "-a", "-n", "-H"], f"host {name}: listing its sockets")
+        return " | ".join(" ".join(line.split()) for line in left.stdout.splitlines())

@@ -122,6 +122,55 @@ def test_reboot_keeps_the_disks_and_nothing_else(netlab: Lab) -> None:
     assert lab.addresses("alpha") == ["10.77.0.12/24"]
 
 
+#: On lim1: accept one connection and hold it, reading nothing.
+LISTEN = """
+import socket, time
+server = socket.create_server(("", 7070))
+print("listening", flush=True)
+conn, _ = server.accept()
+time.sleep(600)
+"""
+#: On alpha: connect to lim1, then (alpha's port cut meanwhile) send and exit: the
+#: connection outlives the process, orphaned, retransmitting into the cut port.
+ORPHAN = """
+import socket, sys
+s = socket.create_connection(("10.77.0.11", 7070), 5)
+print("connected", flush=True)
+sys.stdin.readline()
+s.sendall(b"x" * 10000)
+"""
+
+
+@pytest.mark.lab
+def test_reboot_ends_the_connections_a_dead_process_left(netlab: Lab) -> None:
+    # An orphaned TCP connection holds its network namespace (and the host's switch port)
+    # alive for as long as the kernel retransmits - a minute or two, more than the
+    # reboot's 10 s - unless the power cycle ends it as a real one does.
+    lab = netlab
+    listener = lab.popen("lim1", [sys.executable, "-c", LISTEN], stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert listener.stdout is not None and listener.stdout.readline() == "listening\n"
+        sender = lab.popen("alpha", [sys.executable, "-c", ORPHAN], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+        assert sender.stdout is not None and sender.stdout.readline() == "connected\n"
+        lab.faults.cut("alpha")
+        sender.communicate("go\n", timeout=10)
+        assert sender.returncode == 0
+        orphans = lab.exec("alpha", "ss -tnH state fin-wait-1 dst 10.77.0.11").stdout
+        assert orphans.strip(), "no orphaned connection: the test would prove nothing"
+        t0 = time.monotonic()
+        lab.reboot("alpha")
+        print(f"\n[lab] alpha rebooted in {time.monotonic() - t0:.1f} s, its orphaned "
+              "connection ended")
+        assert lab.exec("alpha", "ss -tnH dst 10.77.0.11").stdout.strip() == ""
+        assert lab.exec("alpha", ["systemctl", "is-system-running"]).stdout.strip() == "running"
+    finally:
+        lab.faults.restore()
+        listener.kill()
+        listener.communicate(timeout=10)
+
+
 @pytest.mark.lab
 def test_only_a_systemd_host_can_be_rebooted(netlab: Lab) -> None:
     with pytest.raises(LabError, match="host lim1 does not boot systemd: only a systemd host "
