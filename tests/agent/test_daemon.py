@@ -426,10 +426,21 @@ def test_the_status_file_shows_an_order_at_once_and_stays_fresh(tmp_path: Path) 
 
 # ---- LIMs that leave the cluster, and fallback orders ----------------------------------------
 
+STALL_PROOF = {"interval": 0.5, "misses": 3}
+"""Timers for tests whose assertions read a peer's death or a lease that must not lapse. The
+agent runs in this (large) pytest process, and a loaded 2-core machine stops its loop for
+0.2-0.5 s now and then. A loop that did not run for 2 intervals judges its peers afresh (a
+dead peer is unknown for a detection period: "not heard yet" instead of "has not been heard
+since this agent started"), and one that did not run for the lease (2.5 intervals) fences
+its LIMs. With 0.5 s intervals those take stalls of 1 s and 1.25 s."""
+
+
 def standby_doc(tmp_path: Path, port: int, fallback: str = "automatic") -> dict:
-    """The standby alone on loopback (its regular servers stay silent, so they count as dead
-    after 0.15 s): it takes over LIM 2 (priority 1). Each LIM's service is a flag file."""
+    """The standby alone on loopback, on STALL_PROOF timers (its regular servers stay silent,
+    so they count as dead after 1.5 s): it takes over LIM 2 (priority 1). Each LIM's service
+    is a flag file."""
     doc = loopback_doc("sb", port=port)
+    doc["timers"] = dict(STALL_PROOF)
     doc["fallback"] = fallback
     for lim in doc["lims"]:
         flag = str(tmp_path / f"lim{lim['lim']}-running")
@@ -567,6 +578,7 @@ def test_fallback_orders_are_refused_pending_cancelled_or_expire(tmp_path: Path)
             "fallback of LIM 2 refused: lim2 has not been heard since this agent started; "
             "LIM 2 stays on sb. Order it again once lim2 is back, or order it with a wait")
         assert ask(sb, cmd="status")["fallback_orders"] == []
+        wait_for(lambda: sb.peers["lim2"].dead)
         reply = ask(sb, cmd="fallback", lim=2, wait=30)
         assert reply["ok"] is True and reply["pending"] is True
         assert reply["result"] == "fallback pending" and reply["expires_in_s"] == 30
@@ -584,6 +596,7 @@ def test_fallback_orders_are_refused_pending_cancelled_or_expire(tmp_path: Path)
             bad = ask(sb, cmd="fallback", lim=2, wait=wait)
             assert bad["ok"] is False and bad["error"].startswith(f"wait = {wait}: give the "
                                                                   "seconds"), bad
+        wait_for(lambda: sb.peers["lim2"].dead)
         assert ask(sb, cmd="fallback", lim=2, wait=1)["pending"] is True
         wait_for(lambda: ask(sb, cmd="status")["fallback_orders_ended"][-1:] != [] and ask(
             sb, cmd="status")["fallback_orders_ended"][-1]["outcome"].startswith(
