@@ -39,6 +39,16 @@ def loopback_doc(node: str, generation: int = 1, port: int = 17011) -> dict:
     return doc
 
 
+STALL_PROOF = {"interval": 0.5, "misses": 3}
+"""Timers for tests whose assertions read a peer's liveness or a lease that must not lapse.
+The agent runs in this (large) pytest process, and a loaded 2-core machine stops its loop
+for 0.2-0.5 s now and then. A loop that did not run for 2 intervals judges its peers afresh
+(a dead peer is unknown for a detection period: "not heard yet" instead of "has not been
+heard since this agent started"; an alive one is no longer "heard lately"), and one that
+did not run for the lease (2.5 intervals) fences its LIMs. With 0.5 s intervals those take
+stalls of 1 s and 1.25 s."""
+
+
 def write_files(tmp_path: Path, doc: dict, key: str = KEY, mode: int = 0o600) -> tuple[str, str]:
     cfg, sec = tmp_path / "node.json", tmp_path / "cluster.key"
     cfg.write_text(json.dumps(doc))
@@ -80,7 +90,9 @@ def agent_thread(tmp_path: Path, doc: dict) -> Iterator[daemon.Agent]:
 
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[daemon.Agent]:
-    with agent_thread(tmp_path, loopback_doc("lim2", port=17000 + os.getpid() % 900)) as agent:
+    doc = loopback_doc("lim2", port=17000 + os.getpid() % 900)
+    doc["timers"] = dict(STALL_PROOF)
+    with agent_thread(tmp_path, doc) as agent:
         yield agent
 
 
@@ -120,7 +132,7 @@ def test_status_has_the_contract_keys(running: daemon.Agent) -> None:
     assert set(st["peers"][0]) >= {"name", "role", "liveness", "incarnation",
                                    "last_heard_s_ago", "generation", "readiness", "runs"}
     assert st["drops"] == {"forged": 0, "replayed": 0, "stale": 0, "malformed": 0}
-    assert st["lease_s"] == 0.125 and st["lease_lapses"] == 0  # 0.05 s x 3 - 0.025 s
+    assert st["lease_s"] == 1.25 and st["lease_lapses"] == 0  # 0.5 s x 3 - 0.25 s
     assert st["incarnation"] == running.incarnation > 0
 
 
@@ -336,6 +348,7 @@ def start_agent(tmp_path: Path, node: str, port: int) -> tuple[daemon.Agent, thr
     d = tmp_path / node
     d.mkdir()
     doc = loopback_doc(node, port=port)
+    doc["timers"] = dict(STALL_PROOF)
     doc["lims"] = [x for x in doc["lims"] if x["lim"] == 2]
     doc["servers"] = [s for s in doc["servers"] if s["name"] in ("lim2", "sb")]
     flag = str(d / "service-running")
@@ -425,15 +438,6 @@ def test_the_status_file_shows_an_order_at_once_and_stays_fresh(tmp_path: Path) 
 
 
 # ---- LIMs that leave the cluster, and fallback orders ----------------------------------------
-
-STALL_PROOF = {"interval": 0.5, "misses": 3}
-"""Timers for tests whose assertions read a peer's death or a lease that must not lapse. The
-agent runs in this (large) pytest process, and a loaded 2-core machine stops its loop for
-0.2-0.5 s now and then. A loop that did not run for 2 intervals judges its peers afresh (a
-dead peer is unknown for a detection period: "not heard yet" instead of "has not been heard
-since this agent started"), and one that did not run for the lease (2.5 intervals) fences
-its LIMs. With 0.5 s intervals those take stalls of 1 s and 1.25 s."""
-
 
 def standby_doc(tmp_path: Path, port: int, fallback: str = "automatic") -> dict:
     """The standby alone on loopback, on STALL_PROOF timers (its regular servers stay silent,
