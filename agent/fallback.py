@@ -20,8 +20,9 @@ In a manual cluster an order for a regular server that is alive but not ready ye
 not heard is refused unless the operator asked it to wait. In an automatic cluster an order
 is carried out when the automatic fallback may happen now, and refused with the reason
 otherwise (the hold-down's remaining time, say): the automatic fallback follows by itself.
-The daemon drops an order once the LIM no longer runs actively on the standby, when it
-expires, or when it is cancelled.
+The daemon drops an order once the LIM no longer holds its alias on the standby (a fenced
+LIM, whose lease lapsed while the loop stalled, still does), when it expires, or when it is
+cancelled.
 
 Pure: no I/O, no clock.
 """
@@ -179,7 +180,8 @@ def judge_fallback_order(config: NodeConfig, peers: Mapping[str, PeerView], loca
     if lim in local.retiring:
         return OrderVerdict(False, f"LIM {lim} is leaving cluster {config.cluster}; it runs on "
                             f"{home.name} once it has left")
-    if lim not in local.active_lims():
+    # A fenced LIM (its lease lapsed in a stall) is still the standby's to give back.
+    if lim not in local.alias_lims():
         return OrderVerdict(False, f"LIM {lim} does not run on {me}: there is nothing to hand "
                             f"back to {home.name}")
     if x.lock is Lock.STANDBY:

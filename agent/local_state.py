@@ -116,6 +116,11 @@ class LocalState:
         """The LIMs whose alias answers here."""
         return tuple(r.lim for r in self.runs if r.active)
 
+    def alias_lims(self) -> tuple[int, ...]:
+        """The LIMs whose alias is up here: answering, or fenced (its lease lapsed while
+        the loop stalled; a decision takes it again or lets it go)."""
+        return tuple(r.lim for r in self.runs if r.mode is Mode.ACTIVE)
+
     def held(self, lim: int, now: float) -> Failure | None:
         """The failure that holds LIM ``lim`` back at ``now`` (None: it may be acted on)."""
         f = self.failures.get(lim)

@@ -118,17 +118,18 @@ class Orders:
 
     def drop_done(self, cfg: NodeConfig, peers: Mapping[str, PeerView], local: LocalState,
                   now: float) -> bool:
-        """End fallback orders whose LIM no longer runs actively here (carried out, or gone
-        otherwise), that expired or whose LIM left the config; end retire orders that
-        expired. True when a fallback order ended."""
+        """End fallback orders whose LIM no longer holds its alias here (carried out, or
+        gone otherwise; a fenced LIM, whose lease lapsed in a stall, still holds it), that
+        expired or whose LIM left the config; end retire orders that expired. True when a
+        fallback order ended."""
         ended = False
         if self.fallback:
-            active = set(local.active_lims())
+            here = set(local.alias_lims())
             known = {x.lim for x in cfg.lims}
             for n, o in list(self.fallback.items()):
                 if n not in known:
                     self.end(cfg, n, f"LIM {n} left the cluster")
-                elif n not in active:
+                elif n not in here:
                     self.end(cfg, n, f"done: LIM {n} no longer runs on {cfg.node}")
                 elif now >= o.expires:
                     why = fallback_blocker(cfg, peers, local, n, now)

@@ -333,8 +333,10 @@ def test_a_slowloris_is_cut_at_the_deadline_and_never_served(
         served: tuple[ControlServer, Loop, Echo]) -> None:
     server, loop, echo = served
     request = b'{"cmd": "slow", "pad": "' + b"x" * 100 + b'"}\n'
-    s = connect(server.path)
+    # t0 before connecting: the server counts the deadline from its accept, which may come
+    # before connect() has returned to this thread on a loaded machine
     t0 = time.monotonic()
+    s = connect(server.path)
     reply = None
     for byte in request:
         try:

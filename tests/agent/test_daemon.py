@@ -39,6 +39,16 @@ def loopback_doc(node: str, generation: int = 1, port: int = 17011) -> dict:
     return doc
 
 
+STALL_PROOF = {"interval": 0.5, "misses": 3}
+"""Timers for tests whose assertions read a peer's liveness or a lease that must not lapse.
+The agent runs in this (large) pytest process, and a loaded 2-core machine stops its loop
+for 0.2-0.5 s now and then. A loop that did not run for 2 intervals judges its peers afresh
+(a dead peer is unknown for a detection period: "not heard yet" instead of "has not been
+heard since this agent started"; an alive one is no longer "heard lately"), and one that
+did not run for the lease (2.5 intervals) fences its LIMs. With 0.5 s intervals those take
+stalls of 1 s and 1.25 s."""
+
+
 def write_files(tmp_path: Path, doc: dict, key: str = KEY, mode: int = 0o600) -> tuple[str, str]:
     cfg, sec = tmp_path / "node.json", tmp_path / "cluster.key"
     cfg.write_text(json.dumps(doc))
@@ -80,7 +90,9 @@ def agent_thread(tmp_path: Path, doc: dict) -> Iterator[daemon.Agent]:
 
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[daemon.Agent]:
-    with agent_thread(tmp_path, loopback_doc("lim2", port=17000 + os.getpid() % 900)) as agent:
+    doc = loopback_doc("lim2", port=17000 + os.getpid() % 900)
+    doc["timers"] = dict(STALL_PROOF)
+    with agent_thread(tmp_path, doc) as agent:
         yield agent
 
 
@@ -120,7 +132,7 @@ def test_status_has_the_contract_keys(running: daemon.Agent) -> None:
     assert set(st["peers"][0]) >= {"name", "role", "liveness", "incarnation",
                                    "last_heard_s_ago", "generation", "readiness", "runs"}
     assert st["drops"] == {"forged": 0, "replayed": 0, "stale": 0, "malformed": 0}
-    assert st["lease_s"] == 0.125 and st["lease_lapses"] == 0  # 0.05 s x 3 - 0.025 s
+    assert st["lease_s"] == 1.25 and st["lease_lapses"] == 0  # 0.5 s x 3 - 0.25 s
     assert st["incarnation"] == running.incarnation > 0
 
 
@@ -336,6 +348,7 @@ def start_agent(tmp_path: Path, node: str, port: int) -> tuple[daemon.Agent, thr
     d = tmp_path / node
     d.mkdir()
     doc = loopback_doc(node, port=port)
+    doc["timers"] = dict(STALL_PROOF)
     doc["lims"] = [x for x in doc["lims"] if x["lim"] == 2]
     doc["servers"] = [s for s in doc["servers"] if s["name"] in ("lim2", "sb")]
     flag = str(d / "service-running")
@@ -427,9 +440,11 @@ def test_the_status_file_shows_an_order_at_once_and_stays_fresh(tmp_path: Path) 
 # ---- LIMs that leave the cluster, and fallback orders ----------------------------------------
 
 def standby_doc(tmp_path: Path, port: int, fallback: str = "automatic") -> dict:
-    """The standby alone on loopback (its regular servers stay silent, so they count as dead
-    after 0.15 s): it takes over LIM 2 (priority 1). Each LIM's service is a flag file."""
+    """The standby alone on loopback, on STALL_PROOF timers (its regular servers stay silent,
+    so they count as dead after 1.5 s): it takes over LIM 2 (priority 1). Each LIM's service
+    is a flag file."""
     doc = loopback_doc("sb", port=port)
+    doc["timers"] = dict(STALL_PROOF)
     doc["fallback"] = fallback
     for lim in doc["lims"]:
         flag = str(tmp_path / f"lim{lim['lim']}-running")
@@ -567,6 +582,7 @@ def test_fallback_orders_are_refused_pending_cancelled_or_expire(tmp_path: Path)
             "fallback of LIM 2 refused: lim2 has not been heard since this agent started; "
             "LIM 2 stays on sb. Order it again once lim2 is back, or order it with a wait")
         assert ask(sb, cmd="status")["fallback_orders"] == []
+        wait_for(lambda: sb.peers["lim2"].dead)
         reply = ask(sb, cmd="fallback", lim=2, wait=30)
         assert reply["ok"] is True and reply["pending"] is True
         assert reply["result"] == "fallback pending" and reply["expires_in_s"] == 30
@@ -584,6 +600,7 @@ def test_fallback_orders_are_refused_pending_cancelled_or_expire(tmp_path: Path)
             bad = ask(sb, cmd="fallback", lim=2, wait=wait)
             assert bad["ok"] is False and bad["error"].startswith(f"wait = {wait}: give the "
                                                                   "seconds"), bad
+        wait_for(lambda: sb.peers["lim2"].dead)
         assert ask(sb, cmd="fallback", lim=2, wait=1)["pending"] is True
         wait_for(lambda: ask(sb, cmd="status")["fallback_orders_ended"][-1:] != [] and ask(
             sb, cmd="status")["fallback_orders_ended"][-1]["outcome"].startswith(

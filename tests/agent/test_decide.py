@@ -863,6 +863,8 @@ ON_STANDBY = local(active(2), standby=True)
      "lim2 is a regular server; order a fallback on the standby"),
     (manual(), ALL_ALIVE, local(active(3), standby=True), None, False, False,
      "LIM 2 does not run on sb: there is nothing to hand back to lim2"),
+    (manual(), regs(lim2=alive("lim2", ready=False)), local(fenced(2), standby=True), None,
+     True, True, "waits for lim2 to be ready: lim2 is alive but its agent is still loading"),
     (manual(lims=((3, 1), (4, 1))), peers(alive("lim3"), alive("lim4")), ON_STANDBY, None,
      False, False, "LIM 2 is not in cluster cluster1"),
     (manual(locks={2: "standby"}), ALL_ALIVE, ON_STANDBY, None, False, False,
@@ -872,7 +874,7 @@ ON_STANDBY = local(active(2), standby=True)
 ], ids=["ready", "down-refused", "down-waits", "unknown-refused", "loading-pending",
         "hold-down-pending", "hold-down-longer-than-wait", "automatic-hold-down-refused",
         "automatic-down-refused", "automatic-ready", "on-a-regular", "not-running-here",
-        "unknown-lim", "locked-to-standby", "leaving"])
+        "fenced-here", "unknown-lim", "locked-to-standby", "leaving"])
 def test_fallback_orders_are_judged(cfg, views, state, wait, accepted, pending, says) -> None:
     v = judge_fallback_order(cfg, views, state, 2, NOW, wait)
     assert (v.accepted, v.pending) == (accepted, pending), v.text
