@@ -284,19 +284,14 @@ def peer_database(pair: Pair) -> rules.PeerDatabase | None:
         r = subprocess.run(
             ["runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-q", "-w",
              "-F", " ", "-d", conninfo, "-c", sql],
-            # A peer on the pair's LAN answers in milliseconds; one that does not within
-            # PEER_TIMEOUT is out of reach (libpq's own connect_timeout is 2 s at least, and
-            # keepalived gives the whole check 3 s).
-            capture_output=True, text=True, timeout=PEER_TIMEOUT, check=False)
+            capture_output=True, text=True, timeout=5, check=False)
         timeline, *state = r.stdout.split()
         return rules.PeerDatabase("standby" if timeline == "0" else "primary", int(timeline),
-                                  state[0] if state else "")
+                            state[0] if state else "")
     except (subprocess.TimeoutExpired, ValueError):
         return None
 
 
-#: Seconds the peer's database has to answer :func:`peer_database`.
-PEER_TIMEOUT = 1.5
 #: The timeline a primary writes on (0 on a standby), in SQL.
 TIMELINE_SQL = ("CASE WHEN pg_is_in_recovery() THEN 0 ELSE ('x' || substr(pg_walfile_name("
                 "pg_current_wal_lsn()), 1, 8))::bit(32)::int END")
