@@ -83,8 +83,9 @@ class Pair:
     def stack(self, host: str, action: str, role: str = "", timeout: float = 240.0,
               fallback: str = "manual") -> str:
         """``python3 -m mxone_web.stack ACTION`` on ``host`` (with ``role``'s settings, the
-        fallback type ``fallback``, on stdin when a role is given); its output. LabError with the output and the last lines of both
-        servers' mxone-web journal when it fails."""
+        fallback type ``fallback``, on stdin when a role is given); its output. LabError with
+        the output, the last lines of both servers' mxone-web journal and of ``host``'s
+        PostgreSQL log when it fails."""
         r = self.lab.exec(host, [sys.executable, "-m", "mxone_web.stack", action],
                           input=json.dumps(settings(self.lab, role, fallback)) if role else "",
                           timeout=timeout, check=False)
@@ -93,8 +94,11 @@ class Pair:
                 f"--- {h}:\n" + self.lab.exec(h, "journalctl -t mxone-web --no-pager -o cat "
                                               "| tail -15", check=False).stdout
                 for h in (MASTER, STANDBY))
+            pg_log = self.lab.exec(host, "tail -25 /var/log/postgresql/postgresql-15-main.log",
+                                   check=False).stdout
             raise LabError(f"{host}: mxone_web.stack {action} failed (exit {r.returncode}):\n"
-                           f"{r.stdout}{r.stderr}{journals}")
+                           f"{r.stdout}{r.stderr}{journals}\n--- {host}'s PostgreSQL log:\n"
+                           f"{pg_log}")
         return r.stdout
 
     def actions(self) -> tuple[str, ...]:
