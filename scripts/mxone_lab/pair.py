@@ -91,11 +91,13 @@ class Pair:
                           timeout=timeout, check=False)
         if r.returncode != 0:
             journals = "\n".join(
-                f"--- {h}:\n" + self.lab.exec(h, "journalctl -t mxone-web --no-pager -o cat "
-                                              "| tail -15", check=False).stdout
+                f"--- {h}:\n" + self.lab.exec(h, "journalctl -t mxone-web --no-pager "
+                                              "-o short-precise | tail -15", check=False).stdout
                 for h in (MASTER, STANDBY))
-            pg_log = self.lab.exec(host, "tail -25 /var/log/postgresql/postgresql-15-main.log",
-                                   check=False).stdout
+            pg_log = self.lab.exec(
+                host, "tail -25 /var/log/postgresql/postgresql-15-main.log; echo '--- systemd:'; "
+                "journalctl -u 'postgresql@15-main' --no-pager -o short-precise | tail -15",
+                check=False).stdout
             raise LabError(f"{host}: mxone_web.stack {action} failed (exit {r.returncode}):\n"
                            f"{r.stdout}{r.stderr}{journals}\n--- {host}'s PostgreSQL log:\n"
                            f"{pg_log}")

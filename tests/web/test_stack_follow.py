@@ -74,3 +74,42 @@ def test_a_database_that_cannot_be_renamed_is_copied_then_removed(data, monkeypa
     follow.keep_previous(lambda line: None, move=True)
     assert (follow.PREVIOUS / "PG_VERSION").read_text() == "15\n"
     assert not postgres.DATA.exists()
+
+
+@pytest.fixture
+def rewinding(data, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """As ``data``, on a server without the VIP; every command run recorded (all succeed)."""
+    monkeypatch.setattr(follow.hook, "holds_vip", lambda vip, interface: False)
+    monkeypatch.setattr(follow.postgres, "pgpass_path", lambda: Path("/nonexistent/.pgpass"))
+
+    def run(argv, **kwargs):
+        data.append(tuple(argv))
+
+    monkeypatch.setattr(host, "run", run)
+    return data
+
+
+def test_a_rewind_makes_its_source_checkpoint_first(rewinding, monkeypatch) -> None:
+    """A primary promoted moments ago has its old timeline in its control file until its
+    first checkpoint, and pg_rewind reads it there: the source checkpoints before."""
+    monkeypatch.setattr(follow, "start_as_standby", lambda say: rewinding.append(("started",)))
+    follow.rewind(SETTINGS, SETTINGS.master, lambda line: None)
+    commands = [c[4] if c[0] == "runuser" else c[0] for c in rewinding]
+    assert commands == ["systemctl", "psql", f"{follow.PG_BIN}/pg_rewind", "started"]
+    checkpoint = rewinding[1]
+    assert checkpoint[-2:] == ("-c", "CHECKPOINT") and "host='10.77.0.11'" in " ".join(checkpoint)
+    assert (follow.PREVIOUS / "PG_VERSION").exists()  # kept before the rewind touched it
+
+
+def test_a_rewound_database_that_does_not_start_is_a_failed_rewind(rewinding,
+                                                                   monkeypatch) -> None:
+    """What rewind made must start as a standby; if not, the rejoin falls back to a base
+    backup (the database as it was already kept)."""
+    def fails(say):
+        raise StackError("PostgreSQL: the database did not start as a hot standby")
+
+    monkeypatch.setattr(follow, "start_as_standby", fails)
+    with pytest.raises(follow.RewindFailed, match="the rewound database did not start as a "
+                                                  "standby: PostgreSQL: the database did not"):
+        follow.rewind(SETTINGS, SETTINGS.master, lambda line: None)
+    assert (follow.PREVIOUS / "PG_VERSION").exists()

@@ -65,20 +65,30 @@ class RewindFailed(StackError):
 
 def rewind(settings: PairSettings, source: PairServer, say: Say) -> None:
     """Bring the local (old primary's) database back onto ``source``'s timeline with
-    pg_rewind and start it as a hot standby; :class:`RewindFailed` when rewind cannot (the
-    database as it was is kept first)."""
+    pg_rewind and start it as a hot standby; :class:`RewindFailed` when rewind cannot, or
+    when what it made does not start (the database as it was is kept first)."""
     refuse_while_active(settings, "rewound")
     host.systemctl("stop", postgres.UNIT)
     keep_previous(say, move=False)
+    conninfo = source_conninfo(settings, source, "rewind", "postgres")
     try:
+        # A primary promoted moments ago still has its old timeline in its control file
+        # until its first checkpoint, and pg_rewind reads the timeline there: without this
+        # it computes the wrong point of divergence and the result cannot start.
         host.run(host.as_user("postgres", [
-            f"{PG_BIN}/pg_rewind", "-D", str(postgres.DATA),
-            f"--source-server={source_conninfo(settings, source, 'rewind', 'postgres')}",
+            "psql", "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-d", conninfo,
+            "-c", "CHECKPOINT",
+        ]), timeout=600)
+        host.run(host.as_user("postgres", [
+            f"{PG_BIN}/pg_rewind", "-D", str(postgres.DATA), f"--source-server={conninfo}",
         ]), timeout=600)
     except StackError as exc:
         raise RewindFailed(str(exc)) from exc
     say(f"PostgreSQL: the local database rewound onto {source.name}'s timeline (pg_rewind)")
-    start_as_standby(say)
+    try:
+        start_as_standby(say)
+    except StackError as exc:
+        raise RewindFailed(f"the rewound database did not start as a standby: {exc}") from exc
 
 
 def refuse_while_active(settings: PairSettings, what: str) -> None:

@@ -116,8 +116,10 @@ def psql(sql: str, database: str = "postgres", timeout: float = 10.0,
 
 def db_role() -> str:
     """``primary``, ``standby`` or ``down`` for the local database."""
+    # As postgres, whose role exists: as root every probe left a FATAL line in the log.
     ready = subprocess.run(
-        ["pg_isready", "-q", "-h", PG_SOCKET_DIR, "-p", str(PG_PORT)], check=False, timeout=5
+        ["runuser", "-u", "postgres", "--", "pg_isready", "-q", "-h", PG_SOCKET_DIR,
+         "-p", str(PG_PORT)], check=False, timeout=5
     )
     if ready.returncode != 0:
         return "down"

@@ -196,7 +196,9 @@ def ensure_replication_role(settings: PairSettings, say: Say) -> None:
         "GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, "
         f"boolean) TO {ident};\n"
         # Fallback on the master reads the peer's pg_stat_replication (sync_state).
-        f"GRANT pg_read_all_stats TO {ident};\n",
+        f"GRANT pg_read_all_stats TO {ident};\n"
+        # A rewind first makes its source checkpoint (a fresh primary's timeline).
+        f"GRANT pg_checkpoint TO {ident};\n",
         writable=True,
     )
     say(f"PostgreSQL: replication role {user} {'updated' if exists else 'created'} (SCRAM)")
