@@ -187,7 +187,8 @@ def serve(words: Sequence[str], root: Path, stdin: BinaryIO, stdout: BinaryIO,
                     raise xdata.XdataError(f"sent manifest: lim is {manifest.lim}, not {lim} "
                                            "(the LIM of the request)")
                 xdata.sweep_temporaries(root)
-                fetcher = xdata_wire.StreamFetcher(stdin, "the sending server")
+                # the sender planned against what we held when it asked: we may want less
+                fetcher = xdata_wire.StreamFetcher(stdin, "the sending server", manifest)
                 got = xdata.receive(root, manifest, fetcher, keep=scope.keep)
                 fetcher.finish()
                 if not got.already_had:

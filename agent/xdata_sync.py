@@ -265,7 +265,10 @@ def _sync_lim(lim: int, root: Path, local_name: str, peer: Peer, clock_bound_s: 
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     try:
-        fetcher = xdata_wire.StreamFetcher(cast(BinaryIO, proc.stdout), peer.name)
+        # planned against what we held a moment ago: should a concurrent push have brought
+        # more since, files asked for that receive() no longer wants are read and dropped
+        asked = dataclasses.replace(there, files=plan.fetch)
+        fetcher = xdata_wire.StreamFetcher(cast(BinaryIO, proc.stdout), peer.name, asked)
         got_here = xdata.receive(root, there, fetcher, keep=keep_here)
         fetcher.finish()
     except BaseException:

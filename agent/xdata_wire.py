@@ -9,6 +9,14 @@ silently. Neither side follows a symbolic link: the sender opens each file below
 version directory with :func:`~mxone_agent.xdata_beneath.open_beneath`, the receiver
 creates each file new (mode 0600) and never opens one that already exists.
 
+The sender plans what to stream against the receiver's newest version as it was when it
+asked; by the time the stream arrives the receiver may hold more (the same version, or a
+newer base, brought meanwhile by another sync) and want fewer files. A fetcher that knows
+the version's manifest therefore reads and discards a file it does not want, provided it
+is one the sender could have planned: a file of the manifest, in the manifest's order,
+not seen before, with exactly the manifest's size (so at most the manifest's total is
+ever read). Anything else is refused, naming what was sent.
+
 Standard library only.
 """
 
@@ -30,12 +38,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mxone_agent.xdata_beneath import FILE_MODE, open_beneath
-from mxone_agent.xdata_manifest import FileEntry, XdataError, shown
+from mxone_agent.xdata_manifest import FileEntry, Manifest, XdataError, shown
 
 CHUNK = 1 << 20
 MAX_HEADER = 4096
 PIPE_SIZE = 1 << 20  # a larger pipe to/from ssh: fewer, larger reads and writes
 HASH_QUEUE = 8  # chunks waiting for the hashing thread (bounds memory: 8 MiB)
+_RETRY = "; the sender planned against other data here, the next sync sends it"
 
 
 def widen_pipe(fd: int, size: int = PIPE_SIZE) -> None:
@@ -135,12 +144,28 @@ def send_files(version_dir: Path, paths: Sequence[str], out: BinaryIO) -> int:
 
 
 class StreamFetcher:
-    """Reads files from a :func:`send_files` stream, one per call, in the expected order."""
+    """Reads files from a :func:`send_files` stream, one per call, in the expected order.
 
-    def __init__(self, stream: BinaryIO, source: str = "sender") -> None:
+    Without ``manifest`` the stream must hold exactly the files asked for, in the order
+    asked. With it (the manifest of the version being received, whose files the sender
+    streams a selection of, in the manifest's order) a file this side no longer wants is
+    read and discarded when it is a file of the manifest, after the last one read, not
+    sent before, of exactly the manifest's size; :attr:`discarded_files` and
+    :attr:`discarded_bytes` count those.
+    """
+
+    def __init__(self, stream: BinaryIO, source: str = "sender",
+                 manifest: Manifest | None = None) -> None:
         self.stream = stream
         self.source = source
         self.bytes = 0
+        self.discarded_files = 0
+        self.discarded_bytes = 0
+        self._manifest = manifest
+        self._order = ({f.path: (i, f) for i, f in enumerate(manifest.files)}
+                       if manifest is not None else None)
+        self._seen: set[str] = set()
+        self._last: str | None = None  # the last file read from the stream, kept or not
         with contextlib.suppress(OSError, AttributeError, io.UnsupportedOperation):
             widen_pipe(stream.fileno())
 
@@ -156,14 +181,73 @@ class StreamFetcher:
             raise XdataError(f"the stream from {self.source} is garbled: {line[:80]!r}")
         return header
 
+    def _advance(self, want: FileEntry | None) -> None:
+        """Read headers until the one of ``want`` (its body is next), or, ``want`` None,
+        until the end marker; files the sender may send but this side does not want are
+        discarded on the way (with a manifest only)."""
+        while True:
+            header = self._header()
+            if header == {"end": True}:
+                if want is None:
+                    return
+                raise XdataError(f"{self.source} did not send {want.path!r} ({want.size} "
+                                 f"bytes), which this side needs: its stream ended{_RETRY}")
+            path, size = header.get("path"), header.get("size")
+            # the size must be the very integer expected: true or 3.0 is a confused sender
+            if want is not None and path == want.path and type(size) is int \
+                    and size == want.size and path not in self._seen:
+                self._note_read(want.path)
+                return
+            self._discard(self._unwanted(path, size, want))
+
+    def _note_read(self, path: str) -> None:
+        self._seen.add(path)
+        self._last = path
+
+    def _unwanted(self, path: object, size: object, want: FileEntry | None) -> FileEntry:
+        """The manifest's entry of a file sent that this side does not want, when it may be
+        discarded; XdataError naming the file and the rule it breaks otherwise."""
+        order = self._order
+        if order is None or not isinstance(path, str) or path not in order \
+                or (want is not None and path == want.path and path not in self._seen):
+            if want is not None:
+                raise XdataError(f"{self.source} sent {shown(path)} ({shown(size)} bytes), "
+                                 f"expected {want.path!r} ({want.size} bytes)")
+            if order is None:
+                raise XdataError(f"{self.source} sent more files than were asked for")
+            assert self._manifest is not None
+            raise XdataError(f"{self.source} sent {shown(path)} ({shown(size)} bytes), which "
+                             f"is not a file of version {self._manifest.version}")
+        index, listed = order[path]
+        if path in self._seen:
+            raise XdataError(f"{self.source} sent {path!r} twice")
+        if self._last is not None and index < order[self._last][0]:
+            raise XdataError(f"{self.source} sent {path!r} after {self._last!r}, out of the "
+                             "manifest's order")
+        if want is not None and want.path in order and index > order[want.path][0]:
+            raise XdataError(f"{self.source} sent {path!r} ({shown(size)} bytes), expected "
+                             f"{want.path!r} ({want.size} bytes), which this side needs and "
+                             f"which the manifest lists before it: it was not sent{_RETRY}")
+        if type(size) is not int or size != listed.size:
+            raise XdataError(f"{self.source} sent {path!r} with {shown(size)} bytes, the "
+                             f"manifest lists it with {listed.size} bytes")
+        return listed
+
+    def _discard(self, entry: FileEntry) -> None:
+        """Read ``entry``'s body (its manifest size, no more) from the stream and drop it."""
+        self._note_read(entry.path)
+        left = entry.size
+        while left:
+            chunk = self.stream.read(min(CHUNK, left))
+            if not chunk:
+                raise self._short(entry, left)
+            left -= len(chunk)
+        self.discarded_files += 1
+        self.discarded_bytes += entry.size
+
     def __call__(self, entry: FileEntry, target: Path) -> str:
-        """Write the next file of the stream to ``target``; returns its sha256."""
-        header = self._header()
-        path, size = header.get("path"), header.get("size")
-        # the size must be the very integer expected: true or 3.0 is a confused sender
-        if path != entry.path or type(size) is not int or size != entry.size:
-            raise XdataError(f"{self.source} sent {shown(path)} ({shown(size)} bytes), "
-                             f"expected {entry.path!r} ({entry.size} bytes)")
+        """Write the next wanted file of the stream to ``target``; returns its sha256."""
+        self._advance(entry)
         # new, 0600 from its first byte, never through a symbolic link; read too: spliced
         # data is hashed back
         fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -234,6 +318,6 @@ class StreamFetcher:
         return True
 
     def finish(self) -> None:
-        """Check the stream ends where it should (after the last expected file)."""
-        if self._header() != {"end": True}:
-            raise XdataError(f"{self.source} sent more files than were asked for")
+        """Check the stream ends where it should: after the last expected file, or, with a
+        manifest, after files this side did not want (discarded as in a call)."""
+        self._advance(None)

@@ -570,6 +570,10 @@ HOSTILE_STATUSES: dict[str, tuple[dict[str, Any], bytes, str]] = {
         manifest(files=[entry("a") | {"mtime_ns": NEWER}]),
         b'{"path": "../../etc/passwd", "size": 1}\nx{"end": true}\n',
         "standby1 sent '../../etc/passwd' (1 bytes), expected 'a' (1 bytes)"),
+    "a stream that sends a file twice": (
+        manifest(files=[entry("a") | {"mtime_ns": NEWER}, entry("b") | {"mtime_ns": NEWER}]),
+        b'{"path": "a", "size": 1}\nx{"path": "a", "size": 1}\nx{"end": true}\n',
+        "standby1 sent 'a' twice"),
 }
 
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,6 +151,76 @@ def test_a_pull_only_sync_leaves_a_push_for_later(tmp_path: Path) -> None:
     r = xdata_sync.sync_lim(2, reg, "lim2", local_peer(sb), pull_only=True)
     assert (r.direction, r.version, r.push_left) == ("none", m.version, True)
     assert xdata.versions(sb, 2) == []
+
+
+# ---- a race: the receiver's versions change between the sender's plan and the transfer --------
+
+def race(monkeypatch: pytest.MonkeyPatch, request: str, version_dir: Path, into: Path) -> None:
+    """Just before this side starts the peer's ``request`` (``receive``: a push, ``send``:
+    a pull), another sync brings ``version_dir`` into the versions root ``into`` (the
+    standby's, or this side's)."""
+    popen = subprocess.Popen
+
+    def racing(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        if request in argv:
+            shutil.copytree(version_dir, into / version_dir.name)
+        return popen(argv, **kwargs)
+
+    monkeypatch.setattr(xdata_sync.subprocess, "Popen", racing)
+
+
+def test_a_push_to_a_standby_that_got_the_version_meanwhile_succeeds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The standby's status said it holds the first version, so both files of the second
+    are streamed; by the time they arrive it has the second (a concurrent sync brought
+    it): it reads the stream to its end and answers that it had it."""
+    reg, sb = tmp_path / "lim2", tmp_path / "standby1"
+    xdata.write_version(reg, 2, {"ext": b"2001\n", "db": b"A" * 3000}, T0)
+    xdata_sync.sync_lim(2, reg, "lim2", local_peer(sb))
+    m = xdata.write_version(reg, 2, {"ext": b"2001\n2002\n", "db": b"B" * 3000},
+                            T0 + timedelta(hours=1))
+    race(monkeypatch, "receive", reg / m.version, sb)
+    r = xdata_sync.sync_lim(2, reg, "lim2", local_peer(sb))
+    assert (r.direction, r.version, r.fetched_files, r.fetched_bytes, r.reused_files) == (
+        "to-standby", m.version, 0, 0, 2)
+    assert xdata.newest_valid(sb, 2)[1] == m
+
+
+def test_a_push_to_a_standby_whose_base_got_newer_fetches_less(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planned against the first version (both files change), received beside a newer
+    one that another sync brought meanwhile (the database file as in the version sent):
+    the standby keeps the reload file, discards the database file sent and copies its own."""
+    reg, sb, other = tmp_path / "lim2", tmp_path / "standby1", tmp_path / "other"
+    xdata.write_version(reg, 2, {"ext": b"2001\n", "db": b"A" * 3000}, T0)
+    xdata_sync.sync_lim(2, reg, "lim2", local_peer(sb))
+    meanwhile = xdata.write_version(other, 2, {"ext": b"2001\n", "db": b"B" * 3000},
+                                    T0 + timedelta(hours=1))
+    m = xdata.write_version(reg, 2, {"ext": b"2001\n2002\n", "db": b"B" * 3000},
+                            T0 + timedelta(hours=2))
+    race(monkeypatch, "receive", other / meanwhile.version, sb)
+    r = xdata_sync.sync_lim(2, reg, "lim2", local_peer(sb))
+    assert (r.direction, r.version, r.fetched_files, r.fetched_bytes, r.reused_files) == (
+        "to-standby", m.version, 1, 10, 1)
+    assert xdata.verify(sb / m.version) == []
+
+
+def test_a_pull_while_a_push_brings_the_version_here_succeeds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This side plans which files of the standby's newer version to ask for; just as it
+    asks, a push from the standby brings that very version here: the files asked for are
+    read and discarded."""
+    reg, sb = tmp_path / "lim2", tmp_path / "standby1"
+    xdata.write_version(reg, 2, {"ext": b"2001\n", "db": b"A" * 3000}, T0)
+    xdata_sync.sync_lim(2, reg, "lim2", local_peer(sb))
+    time.sleep(0.01)  # the standby's backup is written later: its mtimes are newer
+    m = xdata.write_version(sb, 2, {"ext": b"2001\n2003\n", "db": b"A" * 3000},
+                            T0 + timedelta(hours=1))
+    race(monkeypatch, "send", sb / m.version, reg)
+    r = xdata_sync.sync_lim(2, reg, "lim2", local_peer(sb))
+    assert (r.direction, r.version, r.fetched_files, r.reused_files) == (
+        "to-regular", m.version, 0, 2)
+    assert xdata.newest_valid(reg, 2)[1] == m
 
 
 # ---- a peer's unexpected answers: a clear refusal naming the field, never another exception --

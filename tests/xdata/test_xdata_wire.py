@@ -68,6 +68,21 @@ def test_extra_files_are_noticed(tmp_path: Path) -> None:
         fetcher.finish()
 
 
+def test_with_the_manifest_files_no_longer_wanted_are_read_and_dropped(tmp_path: Path) -> None:
+    """The receiver got the version meanwhile: it wants none of the files streamed, and
+    reads them (no more than their manifest sizes) to the end marker."""
+    m = make(tmp_path / "src")
+    buf = io.BytesIO()
+    xdata_wire.send_files(tmp_path / "src" / m.version, [f.path for f in m.files], buf)
+    xdata.receive(tmp_path / "dst", m, xdata_wire.StreamFetcher(io.BytesIO(buf.getvalue())))
+    buf.seek(0)
+    fetcher = xdata_wire.StreamFetcher(buf, "lim2", m)
+    assert xdata.receive(tmp_path / "dst", m, fetcher).already_had
+    fetcher.finish()
+    assert (fetcher.bytes, fetcher.discarded_files, fetcher.discarded_bytes) == (0, 3, 3_000_003)
+    assert buf.read() == b""
+
+
 def _through_a_pipe() -> subprocess.Popen[bytes]:
     """A process copying its stdin to a pipe (from which the receiving side splices)."""
     return subprocess.Popen([sys.executable, "-c",
