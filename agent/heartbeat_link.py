@@ -246,7 +246,7 @@ class HeartbeatLink:
             self._on_news()
             if not before.alive:
                 log.info("%s hears %s (%s)", cfg.node, hb.sender,
-                         "again" if before.dead else "for the first time")
+                         "again" if before.dead or before.lost else "for the first time")
         if reappeared(before, after):
             self._on_back(hb.sender, now)
 

@@ -69,13 +69,16 @@ class PeerView:
 
     ``liveness`` is the verdict of the last :meth:`judged` (or ALIVE right after
     :meth:`heard`). ``heartbeat`` is the last accepted heartbeat, kept even when the peer
-    is dead (for status); decisions read it only while the peer is alive.
+    is dead (for status); decisions read it only while the peer is alive. ``lost``: the
+    peer was judged dead and has not been heard since - also once a stall of the local
+    loop has made it unknown again, so that its return still counts as a reappearance.
     """
 
     name: str
     liveness: Liveness = Liveness.UNKNOWN
     last_heard: float | None = None
     heartbeat: Heartbeat | None = None
+    lost: bool = False
 
     @classmethod
     def unknown(cls, name: str) -> PeerView:
@@ -84,12 +87,15 @@ class PeerView:
 
     def heard(self, hb: Heartbeat, now: float) -> PeerView:
         """This view after accepting heartbeat ``hb`` at ``now``."""
-        return replace(self, liveness=Liveness.ALIVE, last_heard=now, heartbeat=hb)
+        return replace(self, liveness=Liveness.ALIVE, last_heard=now, heartbeat=hb, lost=False)
 
     def judged(self, now: float, timers: Timers, resumed: float) -> PeerView:
         """This view with its liveness judged at ``now`` (see :func:`judge`)."""
         verdict = judge(self.last_heard, now, timers, resumed)
-        return self if verdict is self.liveness else replace(self, liveness=verdict)
+        lost = self.lost or verdict is Liveness.DEAD
+        if verdict is self.liveness and lost == self.lost:
+            return self
+        return replace(self, liveness=verdict, lost=lost)
 
     @property
     def alive(self) -> bool:
@@ -122,8 +128,9 @@ class PeerView:
 
 
 def reappeared(before: PeerView | None, after: PeerView) -> bool:
-    """True when ``after`` shows a peer coming back: alive again after being judged dead,
-    or alive with a new incarnation (its agent restarted, perhaps faster than detection).
+    """True when ``after`` shows a peer coming back: alive again after being judged dead
+    (even if a stall of the local loop has made it unknown since: ``lost``), or alive with
+    a new incarnation (its agent restarted, perhaps faster than detection).
 
     The daemon records such moments per LIM (``decide.record_appearance``); they drive the
     hold-down of automatic fallback towards a flapping regular server. A peer heard for the
@@ -131,7 +138,7 @@ def reappeared(before: PeerView | None, after: PeerView) -> bool:
     """
     if before is None or not after.alive:
         return False
-    if before.dead:
+    if before.dead or before.lost:
         return True
     old, new = before.heartbeat, after.heartbeat
     return old is not None and new is not None and old.incarnation != new.incarnation

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mxone_agent.config import Timers
+from mxone_agent.local_state import HOLD_DOWN_BASE, hold_down, record_appearance
 from mxone_agent.peers import STALL_FACTOR, Liveness, PeerView, judge, reappeared, resumed_at
 
 from tests.agent.builders import active, heartbeat
@@ -120,3 +121,50 @@ def test_not_a_reappearance(before: PeerView | None) -> None:
 def test_a_dead_peer_has_not_reappeared() -> None:
     before = PeerView("lim2", DEAD, START, heartbeat("lim2"))
     assert not reappeared(before, before)
+
+
+def test_reappearance_after_death_across_a_local_stall() -> None:
+    """lim2 is judged dead; then this node's loop stalls, which makes lim2 unknown (no
+    evidence for the stalled time); lim2 heard again is still back from the dead. (Seen
+    in the lab under load: the standby stalled while lim2 was down, counted no
+    reappearance, and gave a flapping lim2 its LIM back with no hold-down.)"""
+    view = PeerView.unknown("lim2").heard(heartbeat("lim2", [active(2)]), START + 1)
+    view = view.judged(START + 5, T, resumed=START)
+    assert view.dead and view.lost
+    stalled = resumed_at(START + 5, START, START + 20, T)
+    assert stalled == START + 20
+    view = view.judged(START + 20, T, resumed=stalled)
+    assert view.liveness is UNKNOWN and view.lost  # the late-wakeup rule still holds
+    back = view.heard(heartbeat("lim2", seq=9), START + 20.05)
+    assert reappeared(view, back) and not back.lost
+    assert not reappeared(back, back.heard(heartbeat("lim2", seq=10), START + 20.1))
+
+
+def test_a_local_stall_alone_is_no_reappearance() -> None:
+    view = PeerView.unknown("lim2").heard(heartbeat("lim2"), START + 1)
+    view = view.judged(START + 20, T, resumed=START + 20)
+    assert view.liveness is UNKNOWN and not view.lost
+    assert not reappeared(view, view.heard(heartbeat("lim2", seq=9), START + 20.05))
+
+
+def test_flapping_with_a_stall_in_between_still_gets_a_hold_down() -> None:
+    """Two outages of lim2 seen by the standby, its loop stalling during the second: the
+    second return is counted, and the fallback is held down."""
+    appearances: dict[int, tuple[float, ...]] = {}
+    view = PeerView.unknown("lim2").heard(heartbeat("lim2"), START)
+    seq = 1
+    for down, stall in ((START + 10, None), (START + 30, START + 34.5)):
+        view = view.judged(down + 4, T, resumed=START)  # silent since ``down``: dead
+        assert view.dead
+        resumed = START
+        if stall is not None:
+            resumed = stall
+            view = view.judged(stall, T, resumed=resumed)
+            assert not view.dead
+        seq += 1
+        back = view.heard(heartbeat("lim2", seq=seq), down + 5)
+        if reappeared(view, back):
+            appearances = record_appearance(appearances, 2, down + 5)
+        view = back
+    hd = hold_down(2, appearances.get(2, ()), START + 36, T.detection)
+    assert hd.appearances == 2 and hd.seconds == HOLD_DOWN_BASE and hd.remaining > 0

@@ -12,6 +12,7 @@ serve`` (run the way the lab runs the agent). The lab's reset removes those file
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -19,7 +20,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,17 @@ class Cluster:
 
     def log(self, node: str) -> str:
         return self.lab.exec(node, "cat /var/log/mxone/agent.log 2>/dev/null; true").stdout
+
+    @contextlib.contextmanager
+    def logs_on_failure(self, *nodes: str) -> Iterator[None]:
+        """Print the agents' logs of ``nodes`` (tails) when the block fails: a failure
+        seen only under CI load then says which agent did what."""
+        try:
+            yield
+        except BaseException:
+            for n in nodes:
+                print(f"--- {n}'s log:\n{self.log(n)[-8000:]}")
+            raise
 
     def kill_agent(self, node: str, sig: int = 9) -> None:
         p = self.procs[node]
