@@ -9,6 +9,7 @@ The scene and the double's side of the wire are :mod:`tests.xdata.test_hostile_p
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +58,7 @@ def test_files_not_wanted_are_skipped_only_as_the_manifest_lists_them(
     and drop the others, but only files of the manifest, each once, in the manifest's
     order, of the manifest's size; a refusal installs nothing."""
     s = scene(tmp_path)
-    before = snapshot(s.world)
-    done = s.serve("receive 2", wire(doc, bodies))
-    assert done.returncode == 1 and done.stdout == b""
-    assert done.stderr.decode() == f"xdata serve: {error}\n"
-    assert snapshot(s.world) == before
+    assert_refused(s, lambda: wire(doc, bodies), error)
 
 
 def test_a_stream_ending_inside_a_file_not_wanted_is_refused(tmp_path: Path) -> None:
@@ -83,6 +80,16 @@ def test_files_sent_to_a_receiver_whose_base_holds_them_are_dropped(tmp_path: Pa
     assert json.loads(done.stdout) == {"version": V, "fetched_files": 1, "fetched_bytes": 3,
                                        "reused_files": 2, "already_had": False}
     assert xdata.verify(s.root / V) == []
+
+
+def assert_refused(s: Scene, stream: Callable[[], bytes], error: str) -> None:
+    """``stream`` (made once the world is photographed) is refused with ``error``; the
+    world as it was."""
+    before = snapshot(s.world)
+    done = s.serve("receive 2", stream())
+    assert done.returncode == 1 and done.stdout == b""
+    assert done.stderr.decode() == f"xdata serve: {error}\n"
+    assert snapshot(s.world) == before
 
 
 def held(s: Scene, bodies: list[tuple[object, bytes]]) -> bytes:
@@ -121,8 +128,4 @@ HELD_STREAMS: dict[str, tuple[list[tuple[object, bytes]], str]] = {
 def test_a_hostile_stream_of_a_version_held_already_is_refused(
         tmp_path: Path, bodies: list[tuple[object, bytes]], error: str) -> None:
     s = scene(tmp_path)
-    before = snapshot(s.world)
-    done = s.serve("receive 2", held(s, bodies))
-    assert done.returncode == 1 and done.stdout == b""
-    assert done.stderr.decode() == f"xdata serve: {error}\n"
-    assert snapshot(s.world) == before
+    assert_refused(s, lambda: held(s, bodies), error)
