@@ -276,7 +276,9 @@ class Agent:
         self._decide(now)
         if self.cycle.busy is None:
             self._start_reloads()
-            self.watch.due(now, self.local)
+            self.watch.due(now, self.local, {
+                r.lim for r in self.local.runs if any(p.runs_active(r.lim)
+                                                      for p in self.peers.values())})
 
     def _sync_fences(self) -> None:
         """Mark as fenced every active LIM here whose alias holds no lease."""

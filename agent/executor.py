@@ -9,7 +9,8 @@ retry hold, an input of the next decisions):
   started and the outcome names that MAC); then the alias's lease granted, alias up, the
   service started bound to it, a gratuitous ARP burst. A second burst follows
   ``garp.second_burst_after`` seconds later and refreshes every ``garp.refresh_interval``
-  (see :meth:`Executor.announce_due`).
+  (see :meth:`Executor.announce_due`); a split brain over, the side that keeps the LIM
+  announces it again at once (:meth:`Executor.claims_ended`).
 * ``StartLim`` preloaded: the alias up but blocked in the kernel (nftables), the service
   started bound to it; nobody can reach it.
 * ``ActivateLim``: probe, lease granted, unblock, gratuitous ARP burst (also what makes a
@@ -40,7 +41,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mxone_agent import service_node
@@ -395,6 +396,25 @@ class Executor:
                     sent += 1
                 except NetworkError:
                     pass
+        return sent
+
+    def claims_ended(self, config: NodeConfig, lims: Collection[int]) -> int:
+        """Another server no longer claims these LIMs, which answer here (a split brain is
+        over): its copy may have pointed neighbours at itself (its own gratuitous ARP, its
+        ARP replies), so each alias is announced again at once, a second burst following.
+        Returns how many bursts were sent."""
+        now = self._mono()
+        sent = 0
+        for n in sorted(lims):
+            a = self._announce.get(n)
+            if a is None:
+                continue  # no longer up here
+            a.second_at = now + config.garp.second_burst_after
+            try:
+                self.network.garp(a.interface, a.alias, config.garp.burst)
+                sent += 1
+            except NetworkError:
+                pass
         return sent
 
     def forget(self, lim: int) -> None:

@@ -2,7 +2,8 @@
 the status command of every LIM service here (every HEALTH_POLL s, and every LOADING_POLL s
 while one is loading), the MACs of the cluster's servers in the neighbour table (every
 MAC_REFRESH s: the executor's ARP probe tells them from a foreign host on an alias), and
-the gratuitous ARP bursts that are due.
+the gratuitous ARP bursts that are due - also at once for a LIM kept here when another
+server's copy of it (a split brain) is gone.
 
 What a poll finds is an input of the next decision (:meth:`ServiceWatch.found`): a LIM done
 loading, or a service no longer running - no longer in ``LocalState.runs`` but in
@@ -45,15 +46,28 @@ class ServiceWatch:
         self._next_loading_poll = 0.0
         self._next_health_poll = 0.0
         self._next_mac_refresh = 0.0
+        self._contested: frozenset[int] = frozenset()
 
     def poll_soon(self) -> None:
         """Poll the loading LIMs at the next turn (a service was just started)."""
         self._next_loading_poll = 0.0
 
-    def due(self, now: float, local: LocalState) -> None:
-        """Hand the action worker the jobs due at ``now``."""
+    def due(self, now: float, local: LocalState,
+            claimed: Collection[int] = frozenset()) -> None:
+        """Hand the action worker the jobs due at ``now``. ``claimed``: the LIMs another
+        server holds live. One that answers here too is contested (a split brain); once
+        the other server lets it go and it still answers here, its alias is announced
+        again at once."""
         ex = self.executor
         assert ex is not None
+        here = {r.lim for r in local.runs if r.active}
+        ended = (self._contested & here) - set(claimed)
+        self._contested = frozenset(here.intersection(claimed))
+        if ended:
+            log.info("%s: LIM %s no longer claimed elsewhere (the split brain is over): its "
+                     "alias is announced again here", self._config().node,
+                     ", ".join(str(n) for n in sorted(ended)))
+            self._submit("announce", lambda: ex.claims_ended(self._config(), ended))
         nxt = ex.next_announce()
         if nxt is not None and now >= nxt:
             self._submit("announce", lambda: ex.announce_due(self._config()))

@@ -158,6 +158,30 @@ def test_garp_second_burst_and_refresh(tmp_path: Path) -> None:
     assert [c for c in net.calls if c[0] == "garp"][-1] == ("garp", "eth0", "10.77.0.12", 2)
 
 
+def test_a_split_brain_over_the_kept_alias_is_announced_again(tmp_path: Path) -> None:
+    """The other side's copy may have pointed the neighbours at itself: the alias that
+    stays here is announced at once, and once more after the second-burst delay."""
+    clock = [100.0]
+    doc = config_dict("sb")
+    doc["garp"] = {"burst": 2, "second_burst_after": 1.5, "refresh_interval": 10.0}
+    cfg = load_node_config(doc)
+    net = RecordingNetwork()
+    ex = Executor(net, AlarmBook(None, None, use_syslog=False), fence(net), run=Services(),
+                  mono=lambda: clock[0])
+    ex.apply(cfg, [StartLim(2)], CLUSTER_MACS)
+    clock[0] = 105.0
+    ex.announce_due(cfg)  # the second burst of the start
+    garps = [c for c in net.calls if c[0] == "garp"]
+    assert ex.claims_ended(cfg, {2, 3}) == 1  # LIM 3 does not run here: nothing for it
+    assert [c for c in net.calls if c[0] == "garp"] == [*garps, ("garp", "eth0", "10.77.0.12",
+                                                                 2)]
+    assert ex.next_announce() == 106.5
+    clock[0] = 106.5
+    assert ex.announce_due(cfg) == 1
+    ex.apply(cfg, [StopLim(2)], CLUSTER_MACS)
+    assert ex.claims_ended(cfg, {2}) == 0  # gone from here: never announced again
+
+
 def test_no_refresh_when_off(tmp_path: Path) -> None:
     doc = config_dict("sb")
     doc["garp"] = {"burst": 1, "second_burst_after": 1.0, "refresh_interval": None}

@@ -9,7 +9,14 @@ from collections.abc import Iterator
 import pytest
 from mxone_lab import Lab
 
-from tests.agent_lab.cluster import STANDBY, Cluster, answers_during, eventually, wait_answer
+from tests.agent_lab.cluster import (
+    STANDBY,
+    Cluster,
+    alias,
+    answers_during,
+    eventually,
+    wait_answer,
+)
 
 pytestmark = pytest.mark.lab
 MARGIN = 5.0  # generous: process start-up on a loaded 2-core machine
@@ -85,6 +92,41 @@ def test_link_down_then_up(cluster: Cluster) -> None:
     kinds = [t["kind"] for t in cluster.status("lim2")["transitions"]]
     assert "split-brain" in kinds, kinds
     eventually(lambda: cluster.runs(STANDBY) == {}, MARGIN, "the standby gives LIM 2 back")
+
+
+def client_entry(lab: Lab, lim: int) -> str:
+    """The MAC the client's neighbour table gives for LIM ``lim``'s alias ('' if none)."""
+    words = lab.exec("client", f"ip neigh show {alias(lim)} dev eth0").stdout.split()
+    return words[words.index("lladdr") + 1].lower() if "lladdr" in words else ""
+
+
+def test_a_split_brain_over_the_client_is_pointed_at_the_side_that_keeps(lab: Lab) -> None:
+    """lim2, cut off, kept LIM 2 while the standby took it over. Back, its copy may point
+    the client at itself before it stops (its refresh or an ARP reply: here the client's
+    entry is set to lim2's MAC). The standby keeps LIM 2 (manual fallback) and announces
+    it again the moment lim2's copy is gone, so the client reaches it at once rather than
+    when its entry goes stale. This cluster has no periodic refresh to hide the gap."""
+    cluster = Cluster(lab, interval=0.5, fallback="manual",
+                      garp={"burst": 3, "second_burst_after": 1.0, "refresh_interval": None})
+    try:
+        cluster.start()
+        assert wait_answer(lab, 2, "lim2")[0]
+        lab.faults.link_down("lim2")
+        assert wait_answer(lab, 2, STANDBY, timeout=cluster.detection + MARGIN)[0]
+        time.sleep(1.5)  # the standby's second burst is over: nothing more is due from it
+        lim2_mac, standby_mac = lab.hosts["lim2"].mac.lower(), lab.hosts[STANDBY].mac.lower()
+        lab.exec("client", f"ip neigh replace {alias(2)} lladdr {lim2_mac} dev eth0 "
+                           "nud reachable")
+        assert client_entry(lab, 2) == lim2_mac
+        lab.faults.link_up("lim2")
+        eventually(lambda: cluster.runs("lim2") == {}, cluster.detection + MARGIN,
+                   "lim2 stops its copy after hearing the standby runs LIM 2")
+        eventually(lambda: client_entry(lab, 2) == standby_mac, 2.0,
+                   "the standby announces LIM 2 again")
+        assert answers_during(lab, 2, 1.0) == {"LIM 2 on standby1"}
+        assert "no longer claimed elsewhere" in cluster.log(STANDBY)
+    finally:
+        cluster.stop_all()
 
 
 @pytest.mark.parametrize("stop_service", [True, False], ids=["whole-server", "agent-only"])
