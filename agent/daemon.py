@@ -77,7 +77,7 @@ from mxone_agent.model import Readiness, Role
 from mxone_agent.network import NetworkBackend
 from mxone_agent.orders import Orders
 from mxone_agent.peers import PeerView, resumed_at
-from mxone_agent.service_watch import ServiceWatch
+from mxone_agent.service_watch import ServiceWatch, contested
 from mxone_agent.status_report import STATUS_FILE_AT_LEAST, StatusFile, node_status
 
 log = logging.getLogger("mxone_agent")
@@ -276,9 +276,7 @@ class Agent:
         self._decide(now)
         if self.cycle.busy is None:
             self._start_reloads()
-            self.watch.due(now, self.local, {
-                r.lim for r in self.local.runs if any(p.runs_active(r.lim)
-                                                      for p in self.peers.values())})
+            self.watch.due(now, self.local, contested(self.config, self.peers, self.local))
 
     def _sync_fences(self) -> None:
         """Mark as fenced every active LIM here whose alias holds no lease."""

@@ -3,7 +3,7 @@ the status command of every LIM service here (every HEALTH_POLL s, and every LOA
 while one is loading), the MACs of the cluster's servers in the neighbour table (every
 MAC_REFRESH s: the executor's ARP probe tells them from a foreign host on an alias), and
 the gratuitous ARP bursts that are due - also at once for a LIM kept here when another
-server's copy of it (a split brain) is gone.
+server's possible copy of it (a split brain, a regular server cut off) is gone.
 
 What a poll finds is an input of the next decision (:meth:`ServiceWatch.found`): a LIM done
 loading, or a service no longer running - no longer in ``LocalState.runs`` but in
@@ -22,12 +22,30 @@ from mxone_agent.config import LimConfig, NodeConfig
 from mxone_agent.decide import LocalState
 from mxone_agent.executor import Executor
 from mxone_agent.model import LimRun
+from mxone_agent.peers import PeerView
 
 log = logging.getLogger("mxone_agent")
 
 LOADING_POLL = 0.25
 HEALTH_POLL = 2.0
 MAC_REFRESH = 5.0
+
+
+def contested(config: NodeConfig, peers: Mapping[str, PeerView],
+              local: LocalState) -> frozenset[int]:
+    """The LIMs answering here that another server may answer for too: one a heard peer
+    holds live, or one whose own (regular) server is not heard - cut off, it may still run
+    its copy, and its refresh or ARP replies point neighbours at itself."""
+    homes = {x.lim: x.server for x in config.lims}
+    out = set()
+    for r in local.runs:
+        if not r.active:
+            continue
+        home = peers.get(homes.get(r.lim, ""))
+        if (home is not None and not home.alive) or any(
+                p.runs_active(r.lim) for p in peers.values()):
+            out.add(r.lim)
+    return frozenset(out)
 
 
 class ServiceWatch:
@@ -53,18 +71,17 @@ class ServiceWatch:
         self._next_loading_poll = 0.0
 
     def due(self, now: float, local: LocalState,
-            claimed: Collection[int] = frozenset()) -> None:
-        """Hand the action worker the jobs due at ``now``. ``claimed``: the LIMs another
-        server holds live. One that answers here too is contested (a split brain); once
-        the other server lets it go and it still answers here, its alias is announced
-        again at once."""
+            disputed: frozenset[int] = frozenset()) -> None:
+        """Hand the action worker the jobs due at ``now``. ``disputed``: what
+        :func:`contested` gives now. A LIM that was and no longer is, and still answers
+        here, has its alias announced again at once: the other copy is gone."""
         ex = self.executor
         assert ex is not None
         here = {r.lim for r in local.runs if r.active}
-        ended = (self._contested & here) - set(claimed)
-        self._contested = frozenset(here.intersection(claimed))
+        ended = (self._contested & here) - disputed
+        self._contested = disputed
         if ended:
-            log.info("%s: LIM %s no longer claimed elsewhere (the split brain is over): its "
+            log.info("%s: LIM %s no longer claimed elsewhere (the other copy is gone): its "
                      "alias is announced again here", self._config().node,
                      ", ".join(str(n) for n in sorted(ended)))
             self._submit("announce", lambda: ex.claims_ended(self._config(), ended))
