@@ -391,18 +391,24 @@ class Executor:
                     a.refresh_at = None
                 due = True
             if due:
-                try:
-                    self.network.garp(a.interface, a.alias, config.garp.burst)
-                    sent += 1
-                except NetworkError:
-                    pass
+                sent += self._burst(config, a)
         return sent
 
+    def _burst(self, config: NodeConfig, a: _Announce) -> int:
+        """One burst for ``a``: 1 when sent, 0 when the network refused it (the next
+        announcement tries again)."""
+        try:
+            self.network.garp(a.interface, a.alias, config.garp.burst)
+            return 1
+        except NetworkError:
+            return 0
+
     def claims_ended(self, config: NodeConfig, lims: Collection[int]) -> int:
-        """Another server no longer claims these LIMs, which answer here (a split brain is
-        over): its copy may have pointed neighbours at itself (its own gratuitous ARP, its
-        ARP replies), so each alias is announced again at once, a second burst following.
-        Returns how many bursts were sent."""
+        """No other server may answer for these LIMs any more, which answer here (a split
+        brain is over, or their regular server is heard again): its copy may have pointed
+        neighbours at itself (its own gratuitous ARP, its ARP replies), so each alias is
+        announced again at once, a second burst following. Returns how many bursts were
+        sent."""
         now = self._mono()
         sent = 0
         for n in sorted(lims):
@@ -410,11 +416,7 @@ class Executor:
             if a is None:
                 continue  # no longer up here
             a.second_at = now + config.garp.second_burst_after
-            try:
-                self.network.garp(a.interface, a.alias, config.garp.burst)
-                sent += 1
-            except NetworkError:
-                pass
+            sent += self._burst(config, a)
         return sent
 
     def forget(self, lim: int) -> None:

@@ -17,7 +17,13 @@ from mxone_agent.actions import (
     StopLim,
 )
 from mxone_agent.alarms import AlarmBook
-from mxone_agent.config import Companion, CompanionKind, ServiceCommands, load_node_config
+from mxone_agent.config import (
+    Companion,
+    CompanionKind,
+    NodeConfig,
+    ServiceCommands,
+    load_node_config,
+)
 from mxone_agent.executor import Executor, reference_service
 from mxone_agent.lease import Fence
 from mxone_agent.model import LimRun, Mode
@@ -139,8 +145,10 @@ def test_preloaded_start_blocks_before_the_alias_goes_up(tmp_path: Path) -> None
     assert not ex.fence.holds("10.77.0.12")
 
 
-def test_garp_second_burst_and_refresh(tmp_path: Path) -> None:
-    clock = [100.0]
+def started_at_100(clock: list[float]) -> tuple[Executor, RecordingNetwork, NodeConfig]:
+    """An executor on ``clock`` (set to 100.0) that started LIM 2 (active) then; bursts of
+    2, the second after 1.5 s, refreshes every 10 s."""
+    clock[:] = [100.0]
     doc = config_dict("sb")
     doc["garp"] = {"burst": 2, "second_burst_after": 1.5, "refresh_interval": 10.0}
     cfg = load_node_config(doc)
@@ -148,6 +156,12 @@ def test_garp_second_burst_and_refresh(tmp_path: Path) -> None:
     ex = Executor(net, AlarmBook(None, None, use_syslog=False), fence(net), run=Services(),
                   mono=lambda: clock[0])
     ex.apply(cfg, [StartLim(2)], CLUSTER_MACS)
+    return ex, net, cfg
+
+
+def test_garp_second_burst_and_refresh(tmp_path: Path) -> None:
+    clock: list[float] = []
+    ex, net, cfg = started_at_100(clock)
     assert ex.next_announce() == 101.5
     assert ex.announce_due(cfg) == 0
     clock[0] = 101.6
@@ -161,14 +175,8 @@ def test_garp_second_burst_and_refresh(tmp_path: Path) -> None:
 def test_a_split_brain_over_the_kept_alias_is_announced_again(tmp_path: Path) -> None:
     """The other side's copy may have pointed the neighbours at itself: the alias that
     stays here is announced at once, and once more after the second-burst delay."""
-    clock = [100.0]
-    doc = config_dict("sb")
-    doc["garp"] = {"burst": 2, "second_burst_after": 1.5, "refresh_interval": 10.0}
-    cfg = load_node_config(doc)
-    net = RecordingNetwork()
-    ex = Executor(net, AlarmBook(None, None, use_syslog=False), fence(net), run=Services(),
-                  mono=lambda: clock[0])
-    ex.apply(cfg, [StartLim(2)], CLUSTER_MACS)
+    clock: list[float] = []
+    ex, net, cfg = started_at_100(clock)
     clock[0] = 105.0
     ex.announce_due(cfg)  # the second burst of the start
     garps = [c for c in net.calls if c[0] == "garp"]
