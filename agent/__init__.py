@@ -15,6 +15,7 @@ nothing of the tool):
 * :mod:`~mxone_agent.paths` (*pure*) - where the agent's files live on a node
 * :mod:`~mxone_agent.files` - the one atomic file write
 * :mod:`~mxone_agent.errors` - :class:`AgentError`, the root of every error raised on purpose
+* :mod:`~mxone_agent.version` (*pure*) - the project's version, written once
 
 The node config (*pure*): :mod:`~mxone_agent.config` (NodeConfig and its loader) built of
 :mod:`~mxone_agent.config_types` (its parts), :mod:`~mxone_agent.config_rules` (the

@@ -14,7 +14,7 @@ import mxone_agent
 AGENT_DIR = Path(mxone_agent.__file__).parent
 PURE = ["config", "config_rules", "config_types", "contract", "jsonreader", "heartbeat", "peers",
         "decide", "local_state", "situation", "fallback", "takeover", "explain", "actions",
-        "model", "errors", "sync_policy", "paths"]
+        "model", "errors", "sync_policy", "paths", "version"]
 # The modules with side effects (sockets, processes, files); stdlib + pyroute2 only.
 IO = ["action_worker", "alarms", "config_reload", "control", "control_client", "control_service",
       "daemon", "data_reloads", "decision_cycle", "outcomes", "service_watch",
