@@ -22,8 +22,9 @@ from enum import StrEnum
 
 __all__ = [
     "DEFAULT_HEARTBEAT_PORT", "FORMAT", "LIM_NUMBERS", "MAX_LIMS_PER_CLUSTER", "MISSES",
-    "PRIORITIES", "TIMER_INTERVAL", "TIMER_PRESETS", "FailoverBehaviour", "FallbackType",
-    "Lock", "Role", "Timers", "alias_in_subnet", "is_interface_name", "is_name", "subnet_of",
+    "PRIORITIES", "RESERVED_INTERFACE_NAMES", "TIMER_INTERVAL", "TIMER_PRESETS",
+    "FailoverBehaviour", "FallbackType", "Lock", "Role", "Timers", "alias_in_subnet",
+    "interface_name_problem", "is_interface_name", "is_name", "subnet_of",
 ]
 
 FORMAT = 1  # the node.json format this agent reads and the tool writes
@@ -36,6 +37,12 @@ MISSES = range(2, 101)  # missed heartbeats an operator may set before a peer is
 
 _NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+#: Names an interface must not have although they match the characters: ``.`` and ``..``
+#: (path components) and ``all`` and ``default`` (the directories of /proc/sys/net/ipv4/conf
+#: that set every interface and the interfaces created later; the agent writes one
+#: interface's settings there). The lab's kernel (6.18) refuses all four as device names;
+#: the rule does not count on every kernel doing so.
+RESERVED_INTERFACE_NAMES = (".", "..", "all", "default")
 
 
 class Role(StrEnum):
@@ -97,9 +104,24 @@ def is_name(value: object) -> bool:
     return isinstance(value, str) and _NAME.fullmatch(value) is not None
 
 
+def interface_name_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a Linux network interface name (1-15 of A-Z a-z 0-9
+    _ . -, not one of :data:`RESERVED_INTERFACE_NAMES`); None when it is one. A VLAN
+    interface (``eth0.100``, ``bond0.100``) is one."""
+    if not isinstance(value, str) or _IFNAME.fullmatch(value) is None:
+        return "not a network interface name (1-15 of A-Z a-z 0-9 _ . -)"
+    if value in (".", ".."):
+        return "not a network interface name: . and .. are path components, never a device"
+    if value in RESERVED_INTERFACE_NAMES:
+        which = "every interface" if value == "all" else "interfaces created later"
+        return (f"not a network interface name: {value} is reserved, "
+                f"/proc/sys/net/ipv4/conf/{value} holds the settings of {which}, not of one")
+    return None
+
+
 def is_interface_name(value: object) -> bool:
-    """A Linux network interface name: 1-15 of A-Z a-z 0-9 _ . -."""
-    return isinstance(value, str) and _IFNAME.fullmatch(value) is not None
+    """A Linux network interface name (see :func:`interface_name_problem`)."""
+    return interface_name_problem(value) is None
 
 
 def subnet_of(address: ipaddress.IPv4Address, prefix: int) -> ipaddress.IPv4Network:

@@ -138,8 +138,11 @@ class Reader:
                               "letters, digits and -, not starting or ending with -)")
 
     def interface(self, obj: Mapping[str, Any], key: str, parent: str) -> str | None:
-        return self._matching(obj, key, parent, contract.is_interface_name,
-                              "is not a network interface name (1-15 of A-Z a-z 0-9 _ . -)")
+        v = self._string(obj, key, parent)
+        if v is not None and (problem := contract.interface_name_problem(v)) is not None:
+            self.problem(f"{parent}.{key}", f"{v!r} is {problem}")
+            return None
+        return v
 
     def absolute_path(self, obj: Mapping[str, Any], key: str, parent: str) -> str | None:
         return self._matching(obj, key, parent, _is_absolute_path,

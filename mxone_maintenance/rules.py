@@ -113,8 +113,15 @@ def _each_lim(key: str, ok: Callable[[object], bool], detail: str) -> _Check:
 _server_names = _each_server("name", contract.is_name, "not a valid host name")
 _base_ip_syntax = _each_server("base_ip", lambda v: _iface(v) is not None,
                                "not an IPv4 address with a prefix length from 8 to 30")
-_interface_names = _each_server("interface", contract.is_interface_name,
-                                "not a network interface name (1-15 of A-Z a-z 0-9 _ . -)")
+
+
+def _interface_names(system: SystemValues, _f: Mapping[str, NodeFacts]) -> _Found:
+    for i, s in enumerate(system.servers):
+        if (problem := contract.interface_name_problem(s.interface)) is not None:
+            f, loc = _srv(i, s, "interface")
+            yield f, s.interface, problem, loc
+
+
 _alias_ip_syntax = _each_lim("alias_ip", lambda v: _addr(v) is not None,
                              "not an IPv4 address (dotted quad, no prefix)")
 _priorities = _each_lim("priority", lambda v: _is_int(v) and v in contract.PRIORITIES,
@@ -411,7 +418,8 @@ RULES: tuple[Rule, ...] = (
     Rule("unique-server-name", "server names are unique in the system", _unique_server_names),
     Rule("server-role", "a server is a LIM server, a standby server or a free server", _roles),
     Rule("lim-number", "every LIM server has its own LIM number, 1 to 124", _lim_numbers),
-    Rule("interface-name", "the interface is a valid Linux interface name", _interface_names),
+    Rule("interface-name", "the interface is a valid Linux interface name, not . .. all "
+         "default", _interface_names),
     Rule("base-ip-syntax", "a base IP is an IPv4 address with its prefix, e.g. 10.0.2.11/24",
          _base_ip_syntax),
     Rule("alias-ip-syntax", "an alias IP is an IPv4 address, e.g. 10.0.2.21", _alias_ip_syntax),

@@ -98,6 +98,18 @@ SINGLE_RULE_CASES: list[tuple[str, Mutation, str, str]] = [
      "lim-number", "only a LIM server has a LIM number; this one is free"),
     ("interface name too long", lambda s: replace_server(s, "spare", interface="a-very-long-ifname"),
      "interface-name", "server[spare].interface = a-very-long-ifname"),
+    ("interface named ..", lambda s: replace_server(s, "spare", interface=".."),
+     "interface-name", "server[spare].interface = ..: not a network interface name: . and .. "
+     "are path components, never a device (rule interface-name: the interface is a valid "
+     "Linux interface name, not . .. all default)"),
+    ("interface named .", lambda s: replace_server(s, "spare", interface="."),
+     "interface-name", "server[spare].interface = .: not a network interface name"),
+    ("interface named all", lambda s: replace_server(s, "spare", interface="all"),
+     "interface-name", "server[spare].interface = all: not a network interface name: all is "
+     "reserved, /proc/sys/net/ipv4/conf/all holds the settings of every interface, not of one"),
+    ("interface named default", lambda s: replace_server(s, "spare", interface="default"),
+     "interface-name", "/proc/sys/net/ipv4/conf/default holds the settings of interfaces "
+     "created later"),
     ("base IP octet 300", lambda s: replace_server(s, "spare", base_ip="10.0.2.300/24"),
      "base-ip-syntax", "server[spare].base_ip = 10.0.2.300/24: not an IPv4 address"),
     ("base IP without prefix", lambda s: replace_server(s, "spare", base_ip="10.0.2.40"),
@@ -281,3 +293,8 @@ def test_rules_and_model_do_not_import_each_other() -> None:
     assert tool_imports("rules") == {"mxone_maintenance.errors", "mxone_maintenance.values"}
     assert tool_imports("values") == set()
     assert tool_imports("errors") == set()
+
+
+@pytest.mark.parametrize("name", ["eth0.100", "bond0", "bond0.100", "ens1f0", "all0", "..x"])
+def test_vlan_and_bond_interfaces_break_no_rule(name: str) -> None:
+    assert rules.check(replace_server(valid_system(), "spare", interface=name)) == []

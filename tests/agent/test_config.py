@@ -163,6 +163,12 @@ def test_unknown_keys_are_refused_everywhere(where: str, key: str) -> None:
     (lambda d: d["servers"][0].update(prefix=33), "$.servers[0].prefix", "above the maximum 32"),
     (lambda d: d["servers"][0].update(interface="eth0 with spaces"), "$.servers[0].interface",
      "not a network interface name"),
+    (lambda d: d["servers"][0].update(interface=".."), "$.servers[0].interface",
+     "'..' is not a network interface name: . and .. are path components"),
+    (lambda d: d["lims"][0].update(interface="all"), "$.lims[0].interface",
+     "'all' is not a network interface name: all is reserved, /proc/sys/net/ipv4/conf/all"),
+    (lambda d: d["servers"][0].update(interface="default"), "$.servers[0].interface",
+     "/proc/sys/net/ipv4/conf/default holds the settings of interfaces created later"),
     (lambda d: d["servers"][0].update(role="primary"), "$.servers[0].role", "regular, standby"),
     (lambda d: d["lims"][0].update(lim=0), "$.lims[0].lim", "below the minimum 1"),
     (lambda d: d["lims"][0].update(priority=100), "$.lims[0].priority", "above the maximum 99"),
@@ -314,3 +320,13 @@ def test_a_load_checks_the_cross_field_rules_once(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ConfigError, match="is not one of the servers"):
         dataclasses.replace(cfg, node="ghost")
     assert calls == ["rules", "rules"]
+
+
+def test_vlan_and_bond_interfaces_load() -> None:
+    doc = config_dict()
+    for s in doc["servers"]:
+        s["interface"] = "bond0.100"
+    for x in doc["lims"]:
+        x["interface"] = "eth0.100"
+    cfg = load_node_config(doc)
+    assert cfg.local.interface == "bond0.100" and cfg.lims[0].interface == "eth0.100"
