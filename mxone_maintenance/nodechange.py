@@ -4,6 +4,7 @@ release switched, agent started or reloaded and verified (:class:`NodeChanger`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
@@ -122,6 +123,9 @@ class NodeChanger:
                 b = node.add_base
                 step(node, f"new base address {b['address']}/{b['prefix']} configured on "
                            f"{b['interface']} (at run time)", tracker, r)
+                with contextlib.suppress(ValueError, AttributeError):  # an older node
+                    if warning := json.loads(r.stdout).get("warning"):
+                        tracker.add(0, f"{t.name}: WARNING {warning}")
             self.write_network_config(node, tracker)
             # Unpacked before the first node operation (NodeCalls.ensure_release).
             if self.uploaded(t):

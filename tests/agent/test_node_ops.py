@@ -291,3 +291,28 @@ def test_base_addresses_go_through_netlink(monkeypatch: pytest.MonkeyPatch) -> N
     assert missing == {"ok": False, "added": False, "error": "cannot add 10.77.0.52/24 on "
                        "eth9: interface eth9 does not exist on this host"}
     assert address.del_base("eth9", "10.77.0.52", 24) == {"ok": True}
+    monkeypatch.setattr(address, "promote_secondaries", lambda interface: "cannot, for a test")
+    assert address.add_base("eth0", "10.77.0.53", 24) == {"ok": True, "added": True,
+                                                          "warning": "cannot, for a test"}
+
+
+def test_promote_secondaries_writes_the_interfaces_own_directory_dot_and_all(
+        tmp_path: Path) -> None:
+    """A VLAN's /proc directory keeps its dot (conf/eth0.100); only a `sysctl -w` key writes
+    it as "/", and the dot written there is the bug that once lost the setting."""
+    conf = tmp_path / "conf"
+    for name in ("eth0", "eth0.100", "all", "default"):
+        (conf / name).mkdir(parents=True)
+        (conf / name / "promote_secondaries").write_text("0\n")
+    assert address.conf_path("eth0.100", "promote_secondaries") == \
+        "/proc/sys/net/ipv4/conf/eth0.100/promote_secondaries"
+    assert address.promote_secondaries("eth0.100", str(conf)) is None
+    assert (conf / "eth0.100/promote_secondaries").read_text() == "1\n"
+    assert (conf / "eth0/promote_secondaries").read_text() == "0\n"
+    said = address.promote_secondaries("eth9.7", str(conf))
+    assert said is not None and said.startswith("promote_secondaries not set on eth9.7: ")
+    for name in ("all", "default", ".."):
+        said = address.promote_secondaries(name, str(conf))
+        assert said is not None and "not a network interface name" in said
+    assert (conf / "all/promote_secondaries").read_text() == "0\n"
+    assert (conf / "default/promote_secondaries").read_text() == "0\n"
