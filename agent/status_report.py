@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mxone_agent import bonding
 from mxone_agent.alarms import AlarmBook
 from mxone_agent.config import NodeConfig
 from mxone_agent.decide import HoldDown, LocalState, behind, explain_down, hold_down
@@ -25,6 +26,7 @@ from mxone_agent.model import LimRun, Role
 from mxone_agent.node_files import HeldLims
 from mxone_agent.orders import Orders
 from mxone_agent.sync_worker import SyncWorker
+from mxone_agent.version import VERSION
 
 log = logging.getLogger("mxone_agent")
 
@@ -85,7 +87,7 @@ def node_status(cfg: NodeConfig, *, incarnation: int, local: LocalState, link: H
     active, alarm_log = alarms.status()
     retiring = orders.retiring_until
     out = {
-        "node": cfg.node, "cluster": cfg.cluster, "role": str(cfg.role),
+        "node": cfg.node, "cluster": cfg.cluster, "role": str(cfg.role), "version": VERSION,
         "generation": cfg.generation, "incarnation": incarnation,
         "behind": None if (lag := behind(cfg, link.peers)) is None else lag.as_status(),
         "readiness": str(local.readiness), "detection_s": cfg.detection,
@@ -108,6 +110,8 @@ def node_status(cfg: NodeConfig, *, incarnation: int, local: LocalState, link: H
                      for n in sorted(set(retiring) | set(held.retired))
                      for x in [held.lim_config(cfg, n)]],
         "sync": sync.status(),
+        # The bond (or VLAN over a bond) under the cluster interface: a few sysfs reads.
+        "network": bonding.read_network(cfg.local.interface),
         "pid": os.getpid(),
     }
     if cycle.foreign_mac:

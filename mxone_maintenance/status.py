@@ -19,7 +19,10 @@ class ServerHealth:
     """One server as its own agent reports it, and as its peers see it.
 
     ``agent``: ``running``, ``not running``, ``unreachable`` or ``error``. ``seen_by``:
-    peer name -> the liveness that peer reports for this server.
+    peer name -> the liveness that peer reports for this server. ``version``: the running
+    agent's version (``unknown`` from an agent too old to say; empty when it did not
+    answer). ``network``: the bond under its cluster interface, as the agent reads it
+    (:func:`mxone_agent.bonding.read_network`; None from an older agent).
     """
 
     server: str
@@ -30,6 +33,8 @@ class ServerHealth:
     seen_by: dict[str, str] = field(default_factory=dict)
     error: str = ""
     seconds: float = 0.0
+    version: str = ""
+    network: dict[str, Any] | None = None
 
     @property
     def liveness(self) -> str:
@@ -77,6 +82,15 @@ class ClusterStatus:
     def healthy(self) -> bool:
         return all(s.agent == "running" and s.generation == self.generation for s in self.servers)
 
+    @property
+    def versions(self) -> dict[str, list[str]]:
+        """Agent version -> the servers whose running agent reports it."""
+        out: dict[str, list[str]] = {}
+        for s in self.servers:
+            if s.agent == "running":
+                out.setdefault(s.version or "unknown", []).append(s.server)
+        return out
+
 
 @dataclass(frozen=True)
 class SystemStatus:
@@ -113,9 +127,13 @@ def cluster_status(system: System, c: Cluster, results: ssh.GroupResult,
         r = results.get(s.name)
         rep = reports.get(s.name)
         if rep is not None:
+            version, network = rep.get("version"), rep.get("network")
             servers.append(ServerHealth(s.name, str(s.role), "running", rep.get("generation"),
                                         str(rep.get("readiness", "")), seen[s.name],
-                                        seconds=r.seconds if r else 0.0))
+                                        seconds=r.seconds if r else 0.0,
+                                        version=version if isinstance(version, str) and version
+                                        else "unknown",
+                                        network=network if isinstance(network, dict) else None))
         elif r is not None and r.error:
             servers.append(ServerHealth(s.name, str(s.role), "unreachable", seen_by=seen[s.name],
                                         error=r.error, seconds=r.seconds))
@@ -199,15 +217,19 @@ def render(status: SystemStatus) -> list[str]:
                          f"{lim.lock:<8} {lim.priority}")
             if lim.why:
                 lines.append(f"        LIM {lim.lim} runs nowhere: {lim.why}")
-        lines.append(f"  {'server':<12} {'role':<8} {'agent':<12} {'gen':>4}  {'ready':<10} seen by peers")
+        lines.append(f"  {'server':<12} {'role':<8} {'agent':<12} {'version':<9} {'gen':>4}  "
+                     f"{'ready':<10} seen by peers")
         for s in c.servers:
             gen = "-" if s.generation is None else str(s.generation)
             if s.generation is not None and s.generation != c.generation:
                 gen += "!"
-            lines.append(f"  {s.server:<12} {s.role:<8} {s.agent:<12} {gen:>4}  "
-                         f"{s.readiness or '-':<10} {s.liveness}")
+            lines.append(f"  {s.server:<12} {s.role:<8} {s.agent:<12} {s.version or '-':<9} "
+                         f"{gen:>4}  {s.readiness or '-':<10} {s.liveness}")
             if s.error:
                 lines.append(f"      {s.error}")
+            lines += network_lines(s.server, s.network)
+        if len(versions := c.versions) > 1:
+            lines.append(mixed_versions_text(versions))
         if c.alarms:
             lines.append("  Active alarms:")
             for a in c.alarms:
@@ -238,6 +260,45 @@ def render(status: SystemStatus) -> list[str]:
         if c.last_decision:
             lines.append(f"  Last decision: {c.last_decision}")
     return lines
+
+
+def mixed_versions_text(versions: dict[str, list[str]]) -> str:
+    """The one line that flags agents of different versions in a cluster, the version most
+    servers run first."""
+    parts = [f"{v} on {', '.join(names)}" for v, names in
+             sorted(versions.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+    return f"  [ATTENTION] agents of different versions: {'; '.join(parts)} - redeploy"
+
+
+def _slave_text(x: object) -> str:
+    if not isinstance(x, dict):
+        return "unknown"
+    failures = x.get("link_failures")
+    said = str(x.get("mii_status") or "unknown")
+    if said != "up" and isinstance(failures, int) and failures > 0:
+        said += f" ({failures} link failure{'' if failures == 1 else 's'})"
+    return f"{x.get('name', '?')} {said}"
+
+
+def network_lines(server: str, network: dict[str, Any] | None) -> list[str]:
+    """The bond under a server's cluster interface (nothing when there is none): one line
+    of its state, then a [WARNING] line per way its redundancy is degraded."""
+    bond = (network or {}).get("bond")
+    if network is None or not isinstance(bond, dict):
+        return []
+    name = str(bond.get("name") or "?")
+    head = f"{network.get('interface')} over {name}" if network.get("over") else name
+    mode = str(bond.get("mode") or "unknown")
+    if bond.get("mii_status") != "up":
+        mode += f", {bond.get('mii_status') or 'unknown'}"
+    if bond.get("active_slave"):
+        mode += f", active {bond['active_slave']}"
+    slaves = bond.get("slaves")
+    listed = ", ".join(_slave_text(x) for x in slaves) if isinstance(slaves, list) else ""
+    out = [f"      {head}: {mode}; {listed or 'no slaves'}"]
+    for why in bond.get("degraded") or []:
+        out.append(f"      [WARNING] {server}: network redundancy degraded: {why}")
+    return out
 
 
 def sync_status_text(row: dict[str, Any]) -> str:

@@ -115,3 +115,78 @@ def test_fallback_answers_say_ok_pending_or_failed() -> None:
     assert operations.answer_lines([done, pending])[0] == (
         "standby1     OK      fallback of LIM 2 ordered")
     assert operations.answer_lines([pending])[0].startswith("standby1     PENDING fallback")
+
+
+def _north() -> tuple[object, object]:
+    from pathlib import Path
+
+    from mxone_maintenance import configfile
+
+    system = configfile.parse(Path("examples/system.toml").read_text())
+    return system, system.cluster("north")
+
+
+def test_status_shows_each_agents_version_and_flags_a_mixed_cluster() -> None:
+    system, cluster = _north()
+    reports = {"lim2": {"version": "0.1.0"}, "lim3": {"version": "0.1.0"},
+               "standby1": {"version": "0.0.9"}}
+    status = agent_status.cluster_status(system, cluster, _group(), reports)  # type: ignore[arg-type]
+    assert [(s.server, s.version) for s in status.servers] == [
+        ("lim2", "0.1.0"), ("lim3", "0.1.0"), ("standby1", "0.0.9")]
+    lines = agent_status.render(agent_status.SystemStatus(1, (status,)))
+    assert "  server       role     agent        version    gen  ready      seen by peers" in lines
+    assert any(line.startswith("  standby1     standby  running      0.0.9") for line in lines)
+    assert ("  [ATTENTION] agents of different versions: 0.1.0 on lim2, lim3; 0.0.9 on standby1 "
+            "- redeploy") in lines
+    assert agent_status.SystemStatus(1, (status,)).to_dict()["clusters"][0]["servers"][2][
+        "version"] == "0.0.9"
+
+
+def test_an_agent_without_a_version_is_unknown_and_one_version_is_not_flagged() -> None:
+    system, cluster = _north()
+    same = agent_status.cluster_status(system, cluster, _group(), {  # type: ignore[arg-type]
+        "lim2": {"version": "0.1.0"}, "lim3": {"version": "0.1.0"}})
+    lines = agent_status.render(agent_status.SystemStatus(1, (same,)))
+    assert not any("different versions" in line for line in lines)
+    assert any(line.startswith("  standby1     standby  error        -") for line in lines)
+    old = agent_status.cluster_status(system, cluster, _group(), {  # type: ignore[arg-type]
+        "lim2": {"version": "0.1.0"}, "lim3": {}, "standby1": {"version": 7}})
+    assert [s.version for s in old.servers] == ["0.1.0", "unknown", "unknown"]
+    assert ("  [ATTENTION] agents of different versions: unknown on lim3, standby1; 0.1.0 on "
+            "lim2 - redeploy") in agent_status.render(agent_status.SystemStatus(1, (old,)))
+
+
+def _bond(*slaves: tuple[str, str, int], mode: str = "active-backup", active: str | None = "eth1",
+          degraded: tuple[str, ...] = ()) -> dict[str, object]:
+    return {"name": "bond0", "mode": mode, "mii_status": "up", "active_slave": active,
+            "aggregator": None, "degraded": list(degraded),
+            "slaves": [{"name": n, "mii_status": m, "link_failures": f, "state": "backup",
+                        "aggregator": None} for n, m, f in slaves]}
+
+
+def test_status_shows_the_bond_under_a_server_and_warns_when_degraded() -> None:
+    system, cluster = _north()
+    down = "bond0: slave eth0 is down, 2 link failures"
+    reports = {
+        "lim2": {"network": {"interface": "bond0", "over": None, "bond": _bond(
+            ("eth0", "down", 2), ("eth1", "up", 0), degraded=(down,))}},
+        "lim3": {"network": {"interface": "bond0.100", "over": "bond0", "bond": _bond(
+            ("eth0", "up", 0), ("eth1", "up", 3), mode="802.3ad", active=None)}},
+        "standby1": {"network": {"interface": "eth0", "over": None, "bond": None}}}
+    status = agent_status.cluster_status(system, cluster, _group(), reports)  # type: ignore[arg-type]
+    lines = agent_status.render(agent_status.SystemStatus(1, (status,)))
+    at = next(i for i, line in enumerate(lines) if line.startswith("  lim2 "))
+    assert lines[at + 1:at + 3] == [
+        "      bond0: active-backup, active eth1; eth0 down (2 link failures), eth1 up",
+        f"      [WARNING] lim2: network redundancy degraded: {down}"]
+    assert "      bond0.100 over bond0: 802.3ad; eth0 up, eth1 up" in lines
+    at = next(i for i, line in enumerate(lines) if line.startswith("  standby1 "))
+    assert not lines[at + 1].startswith("      ")  # a plain interface adds nothing
+
+
+def test_odd_network_reports_do_not_break_the_status() -> None:
+    assert agent_status.network_lines("lim2", None) == []
+    assert agent_status.network_lines("lim2", {"bond": "garbage"}) == []
+    assert agent_status.network_lines("lim2", {"interface": "bond0", "bond": {
+        "slaves": ["x", {"name": "eth0"}], "mii_status": "down"}}) == [
+        "      ?: unknown, down; unknown, eth0 unknown"]

@@ -16,7 +16,8 @@ PURE = ["config", "config_rules", "config_types", "contract", "jsonreader", "hea
         "decide", "local_state", "situation", "fallback", "takeover", "explain", "actions",
         "model", "errors", "sync_policy", "paths", "version"]
 # The modules with side effects (sockets, processes, files); stdlib + pyroute2 only.
-IO = ["action_worker", "alarms", "config_reload", "control", "control_client", "control_service",
+IO = ["action_worker", "alarms", "bonding", "config_reload", "control", "control_client",
+      "control_service",
       "daemon", "data_reloads", "decision_cycle", "outcomes", "service_watch",
       "executor", "files", "heartbeat_link", "lease", "lease_upkeep", "leave",
       "network", "node_files", "orders", "lease_nft", "sdnotify", "service_node", "status_report",

@@ -22,6 +22,7 @@ from mxone_agent.heartbeat import Heartbeat, encode
 from mxone_agent.control_client import ctl_request
 from mxone_agent.model import Readiness, Role
 from mxone_agent.network import RecordingNetwork
+from mxone_agent.version import VERSION
 
 from tests.agent.builders import config_dict
 
@@ -134,6 +135,8 @@ def test_status_has_the_contract_keys(running: daemon.Agent) -> None:
     assert st["drops"] == {"forged": 0, "replayed": 0, "stale": 0, "malformed": 0}
     assert st["lease_s"] == 1.25 and st["lease_lapses"] == 0  # 0.5 s x 3 - 0.25 s
     assert st["incarnation"] == running.incarnation > 0
+    assert st["version"] == VERSION
+    assert st["network"]["interface"] == "eth0" and st["network"]["bond"] is None
 
 
 def test_lock_and_unlock_take_effect_at_once(running: daemon.Agent) -> None:

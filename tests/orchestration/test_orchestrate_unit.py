@@ -166,7 +166,7 @@ def test_status_rendering_flags_what_needs_attention() -> None:
     text = "\n".join(lines)
     assert "Cluster north: standby standby1, fallback manual, failover regular  [ATTENTION]" in text
     assert "     2  lim2         10.77.0.12      standby   none     1" in text
-    assert "  lim2         lim      unreachable     -  -          dead" in text
+    assert "  lim2         lim      unreachable  -            -  -          dead" in text
     assert "lim-running-on-standby 3 LIM is running on standby server LIM 2: LIM 2 runs on standby1" in text
     assert "Last transition: LIM 2 failover (lim2 dead)" in text
 
