@@ -64,11 +64,18 @@ def _heading(text: str) -> urwid.Widget:
 
 
 class MenuView(View):
+    """The numbered items of one menu. A digit moves the focus to the item with that number
+    and opens it; where a longer number starts with that digit (1 in a menu of 12 items)
+    the view waits for the next key: a digit completing an item's number opens that item,
+    Enter opens the focused one, any other key works as usual."""
+
     keyctx = "menu"
 
     def __init__(self, menu: tree.SubMenu, on_choose: Callable[[tree.Item], None]) -> None:
         self.menu = menu
         self.title = menu.label
+        self._on_choose = on_choose
+        self.typed = ""  # the first digit of a number still being typed
         self.menu_rows = [_Row(f"{i}. {item.label}" + ("  >" if isinstance(item, tree.SubMenu) else ""),
                                functools.partial(on_choose, item), item.help)
                           for i, item in enumerate(menu.items, start=1)]
@@ -77,6 +84,27 @@ class MenuView(View):
 
     def focused_item(self) -> tree.Item:
         return self.menu.items[self.listbox.focus_position]
+
+    def keypress(self, size: Size, key: str) -> str | None:
+        if len(key) == 1 and key.isdigit():
+            return self._digit(key)
+        self.typed = ""
+        return super().keypress(size, key)
+
+    def _digit(self, digit: str) -> str | None:
+        count = len(self.menu.items)
+        number = int(self.typed + digit)
+        if not (self.typed and number <= count):  # not the end of a number: a number of its own
+            number = int(digit)
+        self.typed = ""
+        if not 1 <= number <= count:
+            return digit  # no such item: left to the window, which ignores it
+        self.listbox.focus_position = number - 1
+        if number * 10 <= count:
+            self.typed = digit  # 1 of 10..12: wait for the next key
+        else:
+            self._on_choose(self.menu.items[number - 1])
+        return None
 
     def help_text(self) -> str:
         item = self.focused_item()

@@ -81,3 +81,26 @@ def test_add_a_server_in_a_real_terminal(tmp_path: Path) -> None:
     assert t.child.exitstatus == 0
     server = Maintenance(config).system().server("lim1")
     assert (server.base_ip, server.lim, server.role) == ("10.0.2.11/24", 1, "lim")
+
+
+def test_number_keys_in_a_real_terminal(tmp_path: Path) -> None:
+    t = Terminal(tmp_path / "system.toml")
+    try:
+        t.wait_for("4. Exit")
+        t.send("3")
+        t.wait_for("12. Sync exchange data within cluster")
+        t.send("1", "2")  # two digits: item 12
+        t.wait_for("Sync exchange data within cluster")
+        screen = t.wait_for("There is no cluster in the system yet.")
+        assert "12. Sync" not in screen
+        t.send(ESC)
+        t.wait_for("12. Sync exchange data within cluster")
+        time.sleep(0.1)
+        t.send(ESC)
+        t.wait_for("4. Exit")
+        time.sleep(0.1)
+        t.send("4")
+        t.child.expect(pexpect.EOF)
+    finally:
+        t.child.close(force=True)
+    assert t.child.exitstatus == 0
