@@ -12,13 +12,18 @@ from collections.abc import Callable, Sequence
 import urwid
 from urwid.widget.widget import AbstractFlowWidget
 
-from mxone_menus import steps, tree
+from mxone_menus import colours, steps, tree
 
 Size = tuple[()] | tuple[int] | tuple[int, int]
 """What urwid hands a widget's keypress and render: (), (columns,) or (columns, rows)."""
 Walker = urwid.SimpleFocusListWalker[AbstractFlowWidget]
 Markup = str | tuple[str, str]
 """A line of text, or (palette attribute, text)."""
+
+
+def _line(line: Markup) -> urwid.Text:
+    """A line to read; the words of state in a plain one coloured (:mod:`colours`)."""
+    return urwid.Text(colours.markup(line) if isinstance(line, str) else line)
 
 
 class View(urwid.WidgetWrap[urwid.Widget]):
@@ -237,7 +242,7 @@ class ConfirmView(View):
                                         focus_map="focus")),
         ], dividechars=2)
         self.yes_no.focus_position = 1
-        walker = Walker([*(urwid.Text(line) for line in lines), urwid.Divider(),
+        walker = Walker([*(_line(line) for line in lines), urwid.Divider(),
                          urwid.Text(question), self.yes_no])
         body = urwid.ListBox(walker)
         body.focus_position = len(walker) - 1
@@ -300,7 +305,7 @@ class ProgressView(View):
 
     def update(self, line: str, fraction: float) -> None:
         self.bar.set_completion(int(max(0.0, min(1.0, fraction)) * 100))
-        self.log.append(urwid.Text(line))
+        self.log.append(_line(line))
 
     def on_back(self) -> bool:
         return True  # the work cannot be abandoned halfway
@@ -315,7 +320,7 @@ class TextView(View):
         self.keyctx = keyctx
         self._on_close = on_close
         self.lines = lines
-        self.walker = Walker([urwid.Text(line) for line in lines])
+        self.walker = Walker([_line(line) for line in lines])
         self.listbox = urwid.ListBox(self.walker)
         super().__init__(urwid.Padding(self.listbox, left=2, right=2))
 
@@ -350,7 +355,7 @@ class StatusView(TextView):
 
     def show(self, lines: Sequence[Markup], stamp: str) -> None:
         self.lines = lines
-        self.walker[:] = [urwid.Text(line) for line in lines]
+        self.walker[:] = [_line(line) for line in lines]
         self.set_stamp(stamp)
 
     def set_stamp(self, stamp: str) -> None:
