@@ -81,7 +81,9 @@ class MenuView(View):
         self.title = menu.label
         self._on_choose = on_choose
         self.typed = ""  # the first digit of a number still being typed
-        self.menu_rows = [_Row(f"{i}. {item.label}" + ("  >" if isinstance(item, tree.SubMenu) else ""),
+        width = len(str(len(menu.items)))  # numbers right-aligned, as dialog aligns its tags
+        self.menu_rows = [_Row(f"{i:>{width}}. {item.label}"
+                               + ("  >" if isinstance(item, tree.SubMenu) else ""),
                                functools.partial(on_choose, item), item.help)
                           for i, item in enumerate(menu.items, start=1)]
         self.listbox = urwid.ListBox(Walker(list(self.menu_rows)))

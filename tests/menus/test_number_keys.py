@@ -22,7 +22,8 @@ def focused_rows(d) -> list[str]:
 def test_a_digit_opens_the_item_with_that_number(drive) -> None:
     d = drive().keys("3")
     assert d.top.title == "Cluster handling"
-    assert "12. Sync exchange data within cluster" in d.text
+    assert "\n   9. Move LIM from standby to regular server" in d.text  # numbers right-aligned
+    assert "\n  12. Sync exchange data within cluster" in d.text
     d.keys("esc", "1")
     assert d.top.title == "Server in system"
     d.keys("3")
