@@ -254,8 +254,8 @@ def update(text: str, system: System) -> str:
     unless the system orders them otherwise.
 
     The result always reads back as ``system``: a file in a form this writer does not edit
-    (an array of inline tables, tables out of order, a cluster's timers as a sub-table) is
-    written in the canonical layout of :func:`dump` instead.
+    (servers or LIMs as an array of inline tables, say), or an edit that would not read
+    back as ``system``, gives the canonical layout of :func:`dump` instead.
     """
     try:
         old = parse(text)
