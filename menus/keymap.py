@@ -23,6 +23,9 @@ class Binding:
 BINDINGS: tuple[Binding, ...] = (
     Binding("up", "↑↓", "move", None, "move between items", ("menu", "form", "table", "pick", "message",
                                                    "plan", "status")),
+    Binding("1", "1-9", "choose", None, "open the item with that number at once; in a menu of "
+            "ten or more items, 1 waits for a second digit (1 then 2 opens item 12) and Enter "
+            "then opens item 1", ("menu",)),
     Binding("tab", "Tab", "next field", None, "next field", ("form",)),
     Binding("enter", "Enter", "select", None, "open the item / press the button", ("menu", "pick", "form",
                                                                       "plan")),

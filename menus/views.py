@@ -12,13 +12,18 @@ from collections.abc import Callable, Sequence
 import urwid
 from urwid.widget.widget import AbstractFlowWidget
 
-from mxone_menus import steps, tree
+from mxone_menus import colours, steps, tree
 
 Size = tuple[()] | tuple[int] | tuple[int, int]
 """What urwid hands a widget's keypress and render: (), (columns,) or (columns, rows)."""
 Walker = urwid.SimpleFocusListWalker[AbstractFlowWidget]
 Markup = str | tuple[str, str]
 """A line of text, or (palette attribute, text)."""
+
+
+def _line(line: Markup) -> urwid.Text:
+    """A line to read; the words of state in a plain one coloured (:mod:`colours`)."""
+    return urwid.Text(colours.markup(line) if isinstance(line, str) else line)
 
 
 class View(urwid.WidgetWrap[urwid.Widget]):
@@ -64,12 +69,21 @@ def _heading(text: str) -> urwid.Widget:
 
 
 class MenuView(View):
+    """The numbered items of one menu. A digit moves the focus to the item with that number
+    and opens it; where a longer number starts with that digit (1 in a menu of 12 items)
+    the view waits for the next key: a digit completing an item's number opens that item,
+    Enter opens the focused one, any other key works as usual."""
+
     keyctx = "menu"
 
     def __init__(self, menu: tree.SubMenu, on_choose: Callable[[tree.Item], None]) -> None:
         self.menu = menu
         self.title = menu.label
-        self.menu_rows = [_Row(f"{i}. {item.label}" + ("  >" if isinstance(item, tree.SubMenu) else ""),
+        self._on_choose = on_choose
+        self.typed = ""  # the first digit of a number still being typed
+        width = len(str(len(menu.items)))  # numbers right-aligned, as dialog aligns its tags
+        self.menu_rows = [_Row(f"{i:>{width}}. {item.label}"
+                               + ("  >" if isinstance(item, tree.SubMenu) else ""),
                                functools.partial(on_choose, item), item.help)
                           for i, item in enumerate(menu.items, start=1)]
         self.listbox = urwid.ListBox(Walker(list(self.menu_rows)))
@@ -77,6 +91,27 @@ class MenuView(View):
 
     def focused_item(self) -> tree.Item:
         return self.menu.items[self.listbox.focus_position]
+
+    def keypress(self, size: Size, key: str) -> str | None:
+        if len(key) == 1 and key.isdigit():
+            return self._digit(key)
+        self.typed = ""
+        return super().keypress(size, key)
+
+    def _digit(self, digit: str) -> str | None:
+        count = len(self.menu.items)
+        number = int(self.typed + digit)
+        if not (self.typed and number <= count):  # not the end of a number: a number of its own
+            number = int(digit)
+        self.typed = ""
+        if not 1 <= number <= count:
+            return digit  # no such item: left to the window, which ignores it
+        self.listbox.focus_position = number - 1
+        if number * 10 <= count:
+            self.typed = digit  # 1 of 10..12: wait for the next key
+        else:
+            self._on_choose(self.menu.items[number - 1])
+        return None
 
     def help_text(self) -> str:
         item = self.focused_item()
@@ -209,7 +244,7 @@ class ConfirmView(View):
                                         focus_map="focus")),
         ], dividechars=2)
         self.yes_no.focus_position = 1
-        walker = Walker([*(urwid.Text(line) for line in lines), urwid.Divider(),
+        walker = Walker([*(_line(line) for line in lines), urwid.Divider(),
                          urwid.Text(question), self.yes_no])
         body = urwid.ListBox(walker)
         body.focus_position = len(walker) - 1
@@ -272,7 +307,7 @@ class ProgressView(View):
 
     def update(self, line: str, fraction: float) -> None:
         self.bar.set_completion(int(max(0.0, min(1.0, fraction)) * 100))
-        self.log.append(urwid.Text(line))
+        self.log.append(_line(line))
 
     def on_back(self) -> bool:
         return True  # the work cannot be abandoned halfway
@@ -287,7 +322,7 @@ class TextView(View):
         self.keyctx = keyctx
         self._on_close = on_close
         self.lines = lines
-        self.walker = Walker([urwid.Text(line) for line in lines])
+        self.walker = Walker([_line(line) for line in lines])
         self.listbox = urwid.ListBox(self.walker)
         super().__init__(urwid.Padding(self.listbox, left=2, right=2))
 
@@ -322,7 +357,7 @@ class StatusView(TextView):
 
     def show(self, lines: Sequence[Markup], stamp: str) -> None:
         self.lines = lines
-        self.walker[:] = [urwid.Text(line) for line in lines]
+        self.walker[:] = [_line(line) for line in lines]
         self.set_stamp(stamp)
 
     def set_stamp(self, stamp: str) -> None:

@@ -6,21 +6,24 @@ from collections.abc import Callable
 
 import urwid
 
-from mxone_menus import keymap
+from mxone_menus import colours, keymap
 from mxone_menus.views import HelpBox, Size, View
 
+# (name, foreground, background, mono): on a monochrome terminal urwid draws the mono
+# column, so the focus, the bars and the states stay visible without colour.
 PALETTE = [
-    ("header", "black", "light gray"),
-    ("heading", "bold", ""),
-    ("focus", "black", "light cyan"),
-    ("edit", "", ""),
-    ("edit focus", "black", "light cyan"),
-    ("button", "", ""),
-    ("error", "light red", ""),
-    ("status", "yellow", ""),
-    ("keys", "black", "light gray"),
-    ("bar normal", "", "dark gray"),
-    ("bar done", "black", "light green"),
+    ("header", "black", "light gray", "standout"),
+    ("heading", "bold", "", "bold"),
+    ("focus", "black", "light cyan", "standout"),
+    ("edit", "", "", ""),
+    ("edit focus", "black", "light cyan", "standout"),
+    ("button", "", "", ""),
+    ("error", "light red", "", "bold"),
+    ("status", "yellow", "", ""),
+    ("keys", "black", "light gray", "standout"),
+    ("bar normal", "", "dark gray", ""),
+    ("bar done", "black", "light green", "standout"),
+    *colours.PALETTE,
 ]
 
 

@@ -5,8 +5,10 @@ every syntax or shape problem with its line (and column, for syntax). Unknown ke
 refused, never ignored: a misspelt ``priorty`` must not silently become the default.
 Values are taken as written; whether they make sense is for :mod:`mxone_maintenance.rules`.
 
-``dump`` writes a system back in one canonical layout, so that ``parse(dump(s)) == s``
-for every system whose values have the types the model declares.
+``dump`` writes a system in one canonical layout, so that ``parse(dump(s)) == s`` for
+every system whose values have the types the model declares. ``update`` changes a file
+that exists (perhaps written or commented by an administrator) to hold a new system,
+keeping its comments, blank lines and order; it too always reads back as the system.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import tomlkit
+from tomlkit.container import Container
+from tomlkit.items import AoT, Comment, InlineTable, Item, Table, Whitespace
 
 from mxone_maintenance.errors import ConfigFileError
 from mxone_maintenance.model import Cluster, ClusterLim, Server, System, Timers
@@ -232,6 +238,191 @@ def dump(system: System) -> str:
             out += ["[[cluster.lim]]", *_pairs([("lim", cl.lim), ("alias_ip", cl.alias_ip),
                                                   ("priority", cl.priority), ("lock", cl.lock)]), ""]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+# ---- rewriting a file that exists: change only what changed ------------------------------
+
+def update(text: str, system: System) -> str:
+    """The config file ``text`` changed to hold ``system``, as written where it can be.
+
+    A server, cluster or LIM table is matched by its name or LIM number. A value that
+    changed is replaced in place (a comment on its line stays); one that did not is left as
+    written, also when the file leaves it out for its default. A new table is added in the
+    canonical layout, after the tables of its kind; a removed one goes with the comment
+    lines right above it (except above the first of its kind: those stay). Every other
+    comment, blank line, key order and spelling is kept, and tables keep the file's order
+    unless the system orders them otherwise.
+
+    The result always reads back as ``system``: a file in a form this writer does not edit
+    (servers or LIMs as an array of inline tables, say), or an edit that would not read
+    back as ``system``, gives the canonical layout of :func:`dump` instead.
+    """
+    try:
+        old = parse(text)
+        doc = tomlkit.parse(text)
+        if old.generation != system.generation:
+            doc["generation"] = system.generation
+        _update_tables(doc, "server", "name", {s.name: s for s in old.servers},
+                       [(s.name, s) for s in system.servers], _update_server, _server_table)
+        _update_tables(doc, "cluster", "name", {c.name: c for c in old.clusters},
+                       [(c.name, c) for c in system.clusters], _update_cluster, _cluster_table)
+        new_text = tomlkit.dumps(doc)
+        if parse(new_text) == system:
+            return new_text
+    except Exception:  # any layout this writer cannot edit: the canonical one
+        pass
+    return dump(system)
+
+
+_BLANK_LINES = re.compile(r"\A(?:[ \t]*\r?\n)+")
+
+
+class _Unedited(Exception):
+    """The file holds a table in a form :func:`update` does not edit."""
+
+
+def _update_tables(parent: Container | Table, key: str, id_key: str, old: Mapping[Any, Any],
+                   new: Sequence[tuple[Any, Any]], edit: Any, make: Any) -> None:
+    """Make the array of tables ``parent[key]`` hold ``new`` (id, value) in that order.
+
+    Comment lines between two tables belong to the one below (tomlkit keeps them at the
+    end of the one above): they are moved into that table's header, and those after the
+    last table (what follows the section) go back after the last table at the end.
+    """
+    aot = parent.get(key)
+    if aot is None:
+        if not new:
+            return
+        aot = tomlkit.aot()
+        parent.append(key, aot)
+    if not isinstance(aot, AoT) or any(not isinstance(t, Table) for t in aot):
+        raise _Unedited(key)
+    tables: list[Table] = list(aot)
+    tails = [_detach_tail(t) for t in tables]
+    headers = {id(t): "".join(i.as_string() for i in tail)
+               for t, tail in zip(tables[1:], tails, strict=False)}
+    by_id = {t.get(id_key): t for t in tables}
+    final: list[Table] = []
+    for ident, value in new:
+        table = by_id.get(ident)
+        if table is None:
+            table = make(value)
+        else:
+            edit(table, old[ident], value)
+        final.append(table)
+    if not final:
+        del parent[key]
+        _body(parent).extend((None, item) for item in (tails[-1] if tails else []))
+        return
+    if [id(t) for t in final] != [id(t) for t in tables]:
+        del aot[:]
+        for table in final:
+            aot.append(table)
+    for position, table in enumerate(final):
+        header = headers.get(id(table), "\n")
+        if position == 0 and tables:  # in the first table's place, right below what precedes
+            if table is tables[0]:
+                continue
+            header = _BLANK_LINES.sub("", header)
+        table.trivia.indent = header + table.trivia.indent
+    _attach_tail(final[-1], tails[-1] if tails else [])
+
+
+def _body(container: Container | Table) -> list[tuple[Any, Item]]:
+    return container.value.body if isinstance(container, Table) else container.body
+
+
+def _leaf(table: Table) -> Table:
+    """The table whose end is the end of ``table`` in the file (a cluster's last LIM)."""
+    body = table.value.body
+    if body and isinstance(body[-1][1], AoT) and len(body[-1][1]) > 0:
+        last = body[-1][1][-1]
+        if isinstance(last, Table):
+            return _leaf(last)
+    return table
+
+
+def _detach_tail(table: Table) -> list[Item]:
+    """Take the blank and comment lines off the end of ``table`` (they precede what follows)."""
+    body = _leaf(table).value.body
+    tail: list[Item] = []
+    while body and body[-1][0] is None and isinstance(body[-1][1], Whitespace | Comment):
+        tail.insert(0, body.pop()[1])
+    return tail
+
+
+def _attach_tail(table: Table, items: Sequence[Item]) -> None:
+    _leaf(table).value.body.extend((None, item) for item in items)
+
+
+def _toml(value: object) -> object:
+    if isinstance(value, Timers):
+        if value.preset is not None:
+            return value.preset
+        inline: InlineTable = tomlkit.inline_table()
+        inline.update({k: v for k, v in (("interval", value.interval), ("misses", value.misses))
+                       if v is not None})
+        return inline
+    if isinstance(value, tuple):
+        return value[0] if len(value) == 1 else list(value)
+    return value
+
+
+def _edit(table: Table, old: object, new: object, fields: Sequence[str]) -> None:
+    """Replace in ``table`` the values of ``fields`` that differ between ``old`` and ``new``."""
+    for f in fields:
+        value = getattr(new, f)
+        if getattr(old, f) == value:
+            continue
+        if value is None:
+            if f in table:
+                del table[f]
+        elif f in table:
+            table[f] = _toml(value)
+        else:  # after the field before it in the canonical order (the name comes first)
+            before = next(p for p in reversed(fields[:fields.index(f)]) if p in table)
+            table.value._insert_after(before, f, _toml(value))
+
+
+def _new_table(pairs: Iterable[tuple[str, object]]) -> Table:
+    table = tomlkit.table()
+    for k, v in pairs:
+        if v is not None:
+            table.add(k, _toml(v))
+    return table
+
+
+_SERVER_FIELDS = ("name", "base_ip", "interface", "role", "lim")
+_CLUSTER_FIELDS = ("name", "standby", "fallback", "failover", "timers", "split_brain_stop")
+_LIM_FIELDS = ("lim", "alias_ip", "priority", "lock")
+
+
+def _update_server(table: Table, old: Server, new: Server) -> None:
+    _edit(table, old, new, _SERVER_FIELDS)
+
+
+def _server_table(s: Server) -> Table:
+    return _new_table((f, getattr(s, f)) for f in _SERVER_FIELDS)
+
+
+def _update_lim(table: Table, old: ClusterLim, new: ClusterLim) -> None:
+    _edit(table, old, new, _LIM_FIELDS)
+
+
+def _lim_table(cl: ClusterLim) -> Table:
+    return _new_table((f, getattr(cl, f)) for f in _LIM_FIELDS)
+
+
+def _update_cluster(table: Table, old: Cluster, new: Cluster) -> None:
+    _edit(table, old, new, _CLUSTER_FIELDS)
+    _update_tables(table, "lim", "lim", {cl.lim: cl for cl in old.lims},
+                   [(cl.lim, cl) for cl in new.lims], _update_lim, _lim_table)
+
+
+def _cluster_table(c: Cluster) -> Table:
+    table = _new_table((f, getattr(c, f)) for f in _CLUSTER_FIELDS)
+    _update_tables(table, "lim", "lim", {}, [(cl.lim, cl) for cl in c.lims], _update_lim, _lim_table)
+    return table
 
 
 def describe(violations: Sequence[Violation], text: str, path: str) -> list[str]:

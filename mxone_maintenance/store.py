@@ -55,19 +55,27 @@ def save(path: Path, system: System) -> None:
     and the write happen under an exclusive lock on the file's directory, so of two tools
     saving the same next generation at once, one writes and the other is refused. The
     system must break no rule. The old file is kept as .prev.
+
+    A file that exists is changed only where the system changed: the administrator's
+    comments, blank lines and order stay (:func:`configfile.update`); a new file is
+    written in the canonical layout (:func:`configfile.dump`).
     """
     system.validated()
     path.parent.mkdir(parents=True, exist_ok=True)
     with _directory_locked(path.parent):
         if path.exists():
-            current = load(path).generation
+            text = read_text(path)
+            current = configfile.parse(text, str(path)).generation
             if system.generation != current + 1:
                 raise MxoneError(
                     f"{path} is at generation {current}; refusing to write generation "
                     f"{system.generation} (someone changed the system meanwhile: read it again)"
                 )
             atomic_write(path.with_name(path.name + ".prev"), path.read_bytes())
-        atomic_write(path, configfile.dump(system).encode("utf-8"))
+            new_text = configfile.update(text, system)
+        else:
+            new_text = configfile.dump(system)
+        atomic_write(path, new_text.encode("utf-8"))
 
 
 @contextlib.contextmanager

@@ -38,6 +38,15 @@ print(m.version)
 """
 
 
+def colour(t: Tui, text: str) -> str:
+    """The foreground colour of the first place ``text`` is on the screen (pyte's name)."""
+    for y, line in enumerate(t.lines):
+        x = line.find(text)
+        if x >= 0:
+            return str(t.screen.buffer[y][x].fg)
+    raise AssertionError(f"{text!r} not on the screen:\n" + t.dump())
+
+
 def lim_row(lim: int, server: str, alias: str, owner: str) -> re.Pattern[str]:
     """A LIM's row of the status table."""
     return re.compile(rf"^\s+{lim}\s+{server}\s+{re.escape(alias)}\s+{owner}\b", re.M)
@@ -173,10 +182,17 @@ def test_operator_walk_through_the_menus(lab, tui_factory) -> None:
 
     # ---- lim2 cut off: LIM 2 runs on the standby, the alarm is raised ----------------------
     lab.faults.cut("lim2")
-    t.open("Show status")
+    t.wait_for(re.compile(r"\b2\. Show status"))
+    t.send("2")  # Show status by its number
     t.wait_for(lambda s: bool(lim_row(2, "lim2", "10.77.0.12", "standby").search(s.text))
                and "LIM is running on standby server" in s.text, timeout=60)
     assert lim_row(3, "lim3", "10.77.0.13", "regular").search(t.text), t.dump()
+    # the states in colour: the cluster needs attention (yellow), lim2 cannot be reached
+    # and the major alarm (red)
+    assert colour(t, "[ATTENTION]") == "brightbrown", t.dump()
+    assert colour(t, "LIM is running on standby server") == "brightred", t.dump()
+    lim2 = re.search(r"^\s+lim2\s+lim\s+(unreachable|not running|error)\b", t.text, re.M)
+    assert lim2 and colour(t, lim2.group(1)) == "brightred", t.dump()
     t.send(ESC)
 
     # ---- lim2 back; manual fallback moves LIM 2 home ---------------------------------------

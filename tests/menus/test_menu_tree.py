@@ -31,7 +31,7 @@ def test_main_menu_screen(drive):
     assert lines[0].startswith("MX-ONE Maintenance Utility - lim1 - system generation 0")
     assert "1. Server in system  >" in d.text
     assert "4. Exit" in d.text
-    assert lines[-1].strip() == "↑↓ move  Enter select  Esc back  ? help  F1 help  ^X exit"
+    assert lines[-1].strip() == "↑↓ move  1-9 choose  Enter select  Esc back  ? help  F1 help  ^X exit"
 
 
 def test_cluster_handling_lists_twelve_actions_and_esc_goes_back(drive):

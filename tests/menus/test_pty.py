@@ -17,10 +17,10 @@ PYTHON = str(Path(sys.executable))
 
 
 class Terminal:
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, **env_changes: str) -> None:
         self.screen = pyte.Screen(COLS, ROWS)
         self.stream = pyte.ByteStream(self.screen)
-        env = {**os.environ, "TERM": "xterm", "ESCDELAY": "25"}
+        env = {**os.environ, "TERM": "xterm", "ESCDELAY": "25", **env_changes}
         self.child = pexpect.spawn(PYTHON, ["-m", "mxone_menus", "--config", str(config)],
                                    env=env, dimensions=(ROWS, COLS), timeout=5)
 
@@ -81,3 +81,47 @@ def test_add_a_server_in_a_real_terminal(tmp_path: Path) -> None:
     assert t.child.exitstatus == 0
     server = Maintenance(config).system().server("lim1")
     assert (server.base_ip, server.lim, server.role) == ("10.0.2.11/24", 1, "lim")
+
+
+def test_number_keys_in_a_real_terminal(tmp_path: Path) -> None:
+    t = Terminal(tmp_path / "system.toml")
+    try:
+        t.wait_for("4. Exit")
+        t.send("3")
+        t.wait_for("12. Sync exchange data within cluster")
+        t.send("1", "2")  # two digits: item 12
+        t.wait_for("Sync exchange data within cluster")
+        screen = t.wait_for("There is no cluster in the system yet.")
+        assert "12. Sync" not in screen
+        t.send(ESC)
+        t.wait_for("12. Sync exchange data within cluster")
+        time.sleep(0.1)
+        t.send(ESC)
+        t.wait_for("4. Exit")
+        time.sleep(0.1)
+        t.send("4")
+        t.child.expect(pexpect.EOF)
+    finally:
+        t.child.close(force=True)
+    assert t.child.exitstatus == 0
+
+
+def test_a_monochrome_terminal_still_shows_the_focus(tmp_path: Path) -> None:
+    """Without colours (NO_COLOR, or a monochrome TERM) urwid draws the palette's mono
+    column: the title bar and the focused item are in reverse video, with no colour."""
+    t = Terminal(tmp_path / "system.toml", NO_COLOR="1")
+    try:
+        t.wait_for("4. Exit")
+        t.send(DOWN)
+        t.wait_for("2. Standby server in system")
+        time.sleep(0.2)
+        t.pump()
+        reverse = [y for y in range(ROWS) if any(t.screen.buffer[y][x].reverse for x in range(COLS))]
+        rows = [t.screen.display[y].strip() for y in reverse]
+        assert "2. Standby server in system  >" in rows
+        assert rows[0].startswith("MX-ONE Maintenance Utility")  # the title bar
+        colours = {c.fg for y in range(ROWS) for c in t.screen.buffer[y].values()}
+        colours |= {c.bg for y in range(ROWS) for c in t.screen.buffer[y].values()}
+        assert colours == {"default"}
+    finally:
+        t.child.close(force=True)
