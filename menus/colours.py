@@ -6,7 +6,8 @@ state stands out, without changing a character:
 
 - a server that cannot be reached or whose agent is not running or in error, a failed
   exchange-data sync: red;
-- a cluster that needs attention (``[ATTENTION]``), a server BEHIND: yellow;
+- a cluster that needs attention (``[ATTENTION]``), a server BEHIND, a degraded network
+  redundancy (``[WARNING]``): yellow;
 - an active alarm, the whole line, by its severity (4 critical, 3 major: red; 2 minor,
   1 warning: yellow; 0 cleared: as any line).
 
@@ -47,6 +48,7 @@ _WORDS: list[tuple[str, str]] = [
     (r"(?<= )error(?= {2})", BAD),  # the agent column of a server row (not "error" in a sentence)
     (r"\bLAST SYNC FAILED\b", BAD),
     (r"\[ATTENTION\]", ATTENTION),
+    (r"\[WARNING\]", ATTENTION),
     (r"\bBEHIND\b", ATTENTION),
 ]
 _ANY = re.compile("|".join(f"(?P<w{i}>{pattern})" for i, (pattern, _attr) in enumerate(_WORDS)))

@@ -83,6 +83,8 @@ def test_each_word_of_state_and_each_severity() -> None:
     assert colours.markup("Cluster north: standby sb1  [ATTENTION]")[-1] == (
         "state attention", "[ATTENTION]")
     assert colours.markup("BEHIND: lim2 has generation 3")[0] == ("state attention", "BEHIND")
+    warning = "    [WARNING] lim2: network redundancy degraded: bond0: slave eth0 is down"
+    assert ("state attention", "[WARNING]") in colours.markup(warning)
     assert colours.markup("  Exchange data LIM 2: LAST SYNC FAILED (10:00): rsync")[1] == (
         "state bad", "LAST SYNC FAILED")
     for severity, attr in [("4", "alarm critical"), ("critical", "alarm critical"),
