@@ -226,14 +226,17 @@ def _say(args: argparse.Namespace, exc: BaseException) -> int:
     shown = explain(exc)
     if shown.failure is Failure.INTERNAL:
         shown = dataclasses.replace(shown, lines=(crash_line(exc),))
-    if getattr(args, "json", False):
-        print(json.dumps(error_data(shown), indent=2))
     if shown.failure is Failure.REFUSED:
         print(f"{PROG}: refused: {shown.text}", file=sys.stderr)
     elif shown.failure is Failure.UNUSABLE:
         print(shown.text, file=sys.stderr)
     else:
         print(f"{PROG}: {shown.text}", file=sys.stderr)
+    if getattr(args, "json", False):  # after stderr: a closed stdout cannot hide the reason
+        try:
+            print(json.dumps(error_data(shown), indent=2), flush=True)
+        except BrokenPipeError:  # the exit code still says what went wrong
+            _stdout_to_devnull()
     return shown.exit_code
 
 
@@ -257,22 +260,28 @@ def _run(argv: Sequence[str] | None) -> int:
         return _say(args, exc)
 
 
+def _stdout_to_devnull() -> None:
+    """After a closed pipe: nothing more reaches the reader, and Python's own flush at exit
+    finds nothing to complain about (the Python docs' note on SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor behind stdout (a test's capture)
+        pass
+
+
 def quiet_on_closed_pipe(run: Callable[[], int]) -> int:
     """``run()``, its output flushed; when the reader went away (``| head -1``) it ends
-    quietly with 141, as a tool killed by SIGPIPE does: no error line, no traceback in the
-    error log. stdout is pointed at /dev/null so that Python's own flush at exit finds
-    nothing to complain about (the Python docs' note on SIGPIPE)."""
+    quietly, as a tool killed by SIGPIPE does: no error line, no traceback in the error log,
+    exit code 141 (or the command's own when it failed: its reason went to stderr)."""
+    code = EXIT_CLOSED_PIPE  # when run() itself meets the closed pipe
     try:
         code = run()
         sys.stdout.flush()
         return code
     except BrokenPipeError:
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):  # no file descriptor behind stdout (a test's capture)
-            pass
-        return EXIT_CLOSED_PIPE
+        _stdout_to_devnull()
+        return code or EXIT_CLOSED_PIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -176,6 +176,17 @@ def test_a_closed_pipe_ends_quietly(config: Path, args: tuple[str, ...]) -> None
     assert log_size() == before
 
 
+def test_a_failure_with_a_closed_pipe_keeps_its_reason_and_exit_code(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    p = subprocess.Popen([*TOOL, "cluster", "list", "--json", "--config", str(missing)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 2, err
+    assert err.startswith(f"{missing}: no such file") and "BrokenPipe" not in err
+
+
 def test_a_shell_pipe_closed_early_ends_quietly() -> None:
     before = log_size()
     r = subprocess.run(["bash", "-o", "pipefail", "-c",

@@ -37,7 +37,8 @@ def parser() -> argparse.ArgumentParser:
         "them on a new, empty system.",
         parents=[_global_options()],
     )
-    p.add_argument("--version", action="version", version=VERSION_LINE)
+    p.add_argument("--version", action="version", version=VERSION_LINE,
+                   help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     configtools.add_parsers(sub)
     add_system_parsers(sub)
