@@ -6,7 +6,12 @@ the menus use the core, the core never imports the menus.
 The menus take only options (no command word)::
 
     mxone_maintenance [--config FILE] [--known-hosts FILE] [--ssh-key FILE]
-                      [--agent-artefact FILE] [--status-refresh SECONDS]
+                      [--agent-artefact FILE] [--status-refresh SECONDS] [--new]
+
+They open on the system config file, which must exist; ``--new`` opens them on a new, empty
+system instead (refused when the file exists), and its first change writes the file. They
+need a terminal: without one (cron, ``ssh host mxone_maintenance`` without ``-t``) the tool
+says so and names the subcommands instead.
 
 A server whose SSH host key the tool has never seen is shown in the menus (address, key
 type, SHA256 fingerprint) and pinned only when the operator accepts it.
@@ -18,10 +23,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mxone_maintenance import cli
-from mxone_maintenance.commands.base import crash_line
+from mxone_maintenance import cli, store
+from mxone_maintenance.commands import registry
+from mxone_maintenance.commands.base import EXIT_FAILED, EXIT_REFUSED, crash_line, missing_config
 
-MENU_OPTIONS = ("--config", "--known-hosts", "--ssh-key", "--agent-artefact", "--status-refresh")
+MENU_OPTIONS = ("--config", "--known-hosts", "--ssh-key", "--agent-artefact", "--status-refresh",
+                "--new")
 
 
 def _menu_parser() -> argparse.ArgumentParser:
@@ -31,6 +38,7 @@ def _menu_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssh-key")
     p.add_argument("--agent-artefact")
     p.add_argument("--status-refresh", type=float)
+    p.add_argument("--new", action="store_true")
     return p
 
 
@@ -50,11 +58,37 @@ def menu_options(args: Sequence[str]) -> argparse.Namespace | None:
     return ns
 
 
+def no_terminal() -> str:
+    """What the tool says when the menus are wanted but there is no terminal."""
+    words = ", ".join(" ".join(c.name.split(".")) for c in registry.COMMANDS if c.only != "menu")
+    return (f"{cli.PROG}: the menus need a terminal (stdin and stdout are not one here); "
+            f"run them with `ssh -t`, or use a subcommand: {words} "
+            f"(`{cli.PROG} --help` lists them all)")
+
+
+def _refusal(opts: argparse.Namespace) -> tuple[str, int] | None:
+    """Why the menus do not open on this config file, and the exit code (None: they do)."""
+    path = store.config_path(opts.config)
+    if opts.new and path.exists():
+        return (f"{cli.PROG}: refused: --new: {path} exists already: this is not a new system "
+                "(leave out --new to open the menus on it)", EXIT_REFUSED)
+    if not opts.new and not path.exists():
+        return "\n".join(missing_config(path, opts.config).problems), EXIT_FAILED
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     opts = menu_options(args)
     if opts is None:
         return cli.main(args)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print(no_terminal(), file=sys.stderr)
+        return EXIT_FAILED
+    refused = _refusal(opts)
+    if refused is not None:
+        print(refused[0], file=sys.stderr)
+        return refused[1]
     from mxone_maintenance import operations
     from mxone_menus import app  # urwid is imported only when the menus are wanted
     from mxone_maintenance.hostkeys import ask_before_pinning

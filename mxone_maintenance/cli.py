@@ -2,12 +2,17 @@
 
 The server/standby/cluster subcommands are a view of the command registry
 (:mod:`mxone_maintenance.commands.registry`): their words, help and options are built by
-walking it, and each runs its command. The file tools (validate, node-config, rules) are
-in :mod:`mxone_maintenance.configtools`.
+walking it (:mod:`mxone_maintenance.commands.argv`), and each runs its command. The file
+tools (validate, node-config, rules) are in :mod:`mxone_maintenance.configtools`.
+
+Global options (``--config``, ``--json``, ...: :data:`~mxone_maintenance.commands.argv.
+GLOBAL_OPTIONS`) go before or after the command words. Every ``--json`` output is one JSON object whose ``"schema"`` is the
+version of its shape (docs/json.md), errors included.
 
 Exit codes: 0 success; 1 the input is refused (broken rules, a missing server, an invalid
-file); 2 the command could not do its work (usage, unreadable file, a server unreachable,
-rolled back, internal error); 130 interrupted. No traceback ever reaches the operator: an
+file); 2 the command could not do its work (usage, a missing or unreadable file, a server
+unreachable, rolled back, internal error); 130 interrupted; 141 the reader of the output
+went away (``| head``), said nothing more. No traceback ever reaches the operator: an
 unexpected error prints one line and the traceback goes to a log file named in that line
 (:func:`mxone_maintenance.commands.base.explain`).
 """
@@ -17,12 +22,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mxone_maintenance import actions, configtools, store
-from mxone_maintenance.commands import registry
+from mxone_maintenance import store
+from mxone_maintenance.commands.argv import parser as _parser  # tests walk it as cli._parser
+from mxone_maintenance.commands.argv import add_param, settle_globals
 from mxone_maintenance.commands.base import (
     EXIT_FAILED,
     EXIT_REFUSED,
@@ -32,147 +39,41 @@ from mxone_maintenance.commands.base import (
     Failure,
     InputRefused,
     Kind,
-    Param,
     Result,
     Values,
     crash_line,
+    error_data,
     explain,
+    missing_config,
     ok_word,
     outcome_line,
+    with_schema,
 )
 from mxone_maintenance.service import Maintenance
 
-__all__ = ["EXIT_FAILED", "EXIT_REFUSED", "PROG", "main"]
+__all__ = ["EXIT_CLOSED_PIPE", "EXIT_FAILED", "EXIT_REFUSED", "PROG", "main"]
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="MX-ONE server redundancy maintenance: servers, standby servers and clusters. "
-        "Without a command (or with only --config FILE) it opens the menus.",
-    )
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    configtools.add_parsers(sub)
-    add_system_parsers(sub)
-    return p
+_add_param = add_param  # mxone_web's CLI turns its Params into options the same way
 
-
-def _common_options() -> argparse.ArgumentParser:
-    c = argparse.ArgumentParser(add_help=False)
-    g = c.add_argument_group("common options")
-    g.add_argument("--config", metavar="FILE",
-                   help="the system config file (default $MXONE_SYSTEM_CONFIG or /etc/mxone/system.toml)")
-    g.add_argument("--known-hosts", metavar="FILE",
-                   help="the pinned SSH host keys of the servers (default /etc/mxone/known_hosts)")
-    g.add_argument("--ssh-key", metavar="FILE",
-                   help="the private key to log in to the servers as root (default /root/.ssh/id_ed25519)")
-    g.add_argument("--accept-new-host-key", action="store_true",
-                   help="pin the host key of a server never seen before (its fingerprint is "
-                   "printed); a changed key is always refused")
-    g.add_argument("--agent-artefact", metavar="FILE",
-                   help="deploy this agent tarball instead of one built from the installed agent")
-    g.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
-                   help="the longest wait for one command on one server (default 60)")
-    g.add_argument("--json", action="store_true", help="print the result as JSON")
-    return c
-
-
-def _change_options() -> argparse.ArgumentParser:
-    c = argparse.ArgumentParser(add_help=False)
-    c.add_argument("--dry-run", action="store_true",
-                   help="print what would be done, server by server, and change nothing")
-    c.add_argument("--degraded", action="store_true",
-                   help="make the change although a server cannot be reached (lock, unlock, "
-                   "fallback type or priority, remove LIM, delete cluster, remove server "
-                   "only): the plan names what each unreachable server misses; it is marked "
-                   "behind and brought current the next time the tool reaches it")
-    return c
-
-
-def _lim_spec(text: str) -> actions.NewLim:
-    parts = text.split(":")
-    if len(parts) not in (2, 3):
-        raise argparse.ArgumentTypeError(
-            f"--lim = {text}: expected LIM:NEW_BASE_IP or LIM:NEW_BASE_IP:PRIORITY (e.g. 2:10.0.2.52:1)")
-    try:
-        lim = int(parts[0])
-        priority = int(parts[2]) if len(parts) == 3 else 1
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--lim = {text}: LIM and PRIORITY must be whole numbers (LIM:NEW_BASE_IP[:PRIORITY])") from None
-    return actions.NewLim(lim, parts[1], priority)
-
-
-def _priority_spec(text: str) -> tuple[int, int]:
-    try:
-        lim, prio = text.split(":")
-        return int(lim), int(prio)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--priority = {text}: expected LIM:PRIORITY, e.g. 2:1") from None
-
-
-TYPES: dict[str, Callable[[str], Any]] = {
-    "int": int, "float": float, "new-lim": _lim_spec, "lim-priority": _priority_spec}
-"""How a parameter of each kind is read from its word (text: as it is)."""
-
-
-def _add_param(target: Any, p: Param) -> None:
-    kw: dict[str, Any] = {}
-    if p.help:
-        kw["help"] = p.help
-    if p.kind == "flag":
-        target.add_argument(p.flag, action="store_true", dest=p.name, **kw)
-        return
-    if p.kind in TYPES:
-        kw["type"] = TYPES[p.kind]
-    if p.metavar:
-        kw["metavar"] = p.metavar
-    if p.choices:
-        kw["choices"] = p.choices
-    if p.flag is None:
-        target.add_argument(p.name, **kw)
-        return
-    if p.repeat:
-        kw["action"] = "append"
-    if p.required:
-        kw["required"] = True
-    if p.default is not None:
-        kw["default"] = p.default
-    target.add_argument(p.flag, dest=p.name, **kw)
-
-
-def add_system_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """One subcommand per command of the registry, under its group's word."""
-    common, change = _common_options(), _change_options()
-    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
-    for word, help in registry.GROUPS.items():
-        g = sub.add_parser(word, help=help, description=help)
-        g.set_defaults(group_parser=g)
-        groups[word] = g.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
-    for cmd in registry.COMMANDS:
-        if cmd.only == "menu":
-            continue
-        changes = cmd.kind is Kind.CHANGE or cmd.plan is not None
-        c = groups[cmd.group].add_parser(cmd.word, help=cmd.help, description=cmd.help,
-                                         parents=[common, change] if changes else [common])
-        c.set_defaults(run=cmd)
-        exclusive: dict[str, Any] = {}
-        for p in cmd.params:
-            if p.group and p.group not in exclusive:
-                exclusive[p.group] = c.add_mutually_exclusive_group()
-            _add_param(exclusive[p.group] if p.group else c, p)
+EXIT_CLOSED_PIPE = 141
+"""128 + SIGPIPE: what a shell shows for a tool whose reader went away (``| head -1``)."""
 
 
 class _Session:
     """One command's backend, plus the host keys it accepted (for the output)."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, schema: int) -> None:
         from mxone_maintenance import operations  # the SSH stack, for this command only
 
         self.args = args
+        self.schema = schema
         self.accepted: list[dict[str, str]] = []
+        # a dry run pins no host key: a server never seen before is refused as without
+        # --accept-new-host-key, and known_hosts is left as it is
         self.backend = operations.backend(
             args.config, args.known_hosts, args.ssh_key,
-            accept_new_host_key=args.accept_new_host_key, on_accept=self._accepted,
+            accept_new_host_key=args.accept_new_host_key and not getattr(args, "dry_run", False),
+            on_accept=self._accepted,
             agent_artefact=args.agent_artefact, command_timeout=args.timeout)
         self.maintenance = self.backend.maintenance
         self.ops = self.backend.operations
@@ -194,7 +95,7 @@ class _Session:
         if self.args.json:
             if self.accepted:
                 data["accepted_host_keys"] = self.accepted
-            print(json.dumps(data, indent=2, default=str))
+            print_json(self.schema, data)
         else:
             for line in lines:
                 print(line)
@@ -209,7 +110,7 @@ def _run_change(args: argparse.Namespace, cmd: Command, values: Values) -> int:
     from mxone_maintenance import orchestrate
 
     assert cmd.change is not None
-    with _Session(args) as s:
+    with _Session(args, cmd.schema) as s:
         change = s.maintenance.preview(cmd.change, values)
         plan = s.maintenance.plan(change)
         unreachable: dict[str, str] = {}
@@ -269,9 +170,14 @@ def _run_change(args: argparse.Namespace, cmd: Command, values: Values) -> int:
         return 0 if ok else EXIT_FAILED
 
 
-def _print(args: argparse.Namespace, result: Result) -> None:
+def print_json(schema: int, data: dict[str, Any]) -> None:
+    """The one way a ``--json`` output is printed: one object, ``"schema"`` first."""
+    print(json.dumps(with_schema(schema, data), indent=2, default=str))
+
+
+def _print(args: argparse.Namespace, schema: int, result: Result) -> None:
     if args.json:
-        print(json.dumps(result.data, indent=2, default=str))
+        print_json(schema, result.data)
     else:
         for line in result.lines:
             print(line)
@@ -281,43 +187,63 @@ def run_command(args: argparse.Namespace) -> int:
     """Run one command of the registry with the values parsed from the command line."""
     cmd: Command = args.run
     values = {p.name: getattr(args, p.name) for p in cmd.params}
+    _config_there(args)
     if cmd.kind is Kind.CHANGE:
         return _run_change(args, cmd, values)
     assert cmd.run is not None
     if cmd.kind is Kind.READ:  # the config on LIM 1 only: no server is reached
         result = cmd.run(Context(Maintenance(store.config_path(args.config))), values,
                          lambda _line, _fraction: None)
-        _print(args, result)
+        _print(args, cmd.schema, result)
         return 0 if result.ok else EXIT_FAILED
-    with _Session(args) as s:
+    with _Session(args, cmd.schema) as s:
         if getattr(args, "dry_run", False) and cmd.plan is not None:
-            planned = cmd.plan(s.maintenance.system().validated(), values)
-            s.emit(planned.data, [*planned.lines, "Dry run: nothing was changed."])
+            planned = cmd.plan(Context(s.maintenance, s.ops), values)
+            lines = list(planned.lines)
+            if "Dry run: nothing was changed." not in lines:
+                lines.append("Dry run: nothing was changed.")
+            s.emit({"dry_run": True, **planned.data}, lines)
             return 0
         result = cmd.run(Context(s.maintenance, s.ops), values, s.progress)
         s.emit(result.data, result.lines)
         return 0 if result.ok else EXIT_FAILED
 
 
+def _config_there(args: argparse.Namespace) -> None:
+    """The system config file must exist, unless ``server add --new`` starts a new system
+    (and then it must not)."""
+    path = store.config_path(args.config)
+    if getattr(args, "new", False):
+        if path.exists():
+            raise InputRefused(f"--new: {path} exists already: this is not a new system "
+                               "(leave out --new to add a server to it)")
+    elif not path.exists():
+        raise missing_config(path, args.config)
+
+
 def _say(args: argparse.Namespace, exc: BaseException) -> int:
     """What the operator sees of an error (the shared mapping), and the exit code."""
     shown = explain(exc)
+    if shown.failure is Failure.INTERNAL:
+        shown = dataclasses.replace(shown, lines=(crash_line(exc),))
     if shown.failure is Failure.REFUSED:
-        if getattr(args, "json", False):
-            print(json.dumps({"ok": False, "refused": str(exc).splitlines()}, indent=2))
-        print(f"{PROG}: refused: {exc}", file=sys.stderr)
+        print(f"{PROG}: refused: {shown.text}", file=sys.stderr)
     elif shown.failure is Failure.UNUSABLE:
         print(shown.text, file=sys.stderr)
-    elif shown.failure is Failure.INTERNAL:
-        print(f"{PROG}: {crash_line(exc)}", file=sys.stderr)
     else:
         print(f"{PROG}: {shown.text}", file=sys.stderr)
+    if getattr(args, "json", False):  # after stderr: a closed stdout cannot hide the reason
+        try:
+            print(json.dumps(error_data(shown), indent=2), flush=True)
+        except BrokenPipeError:  # the exit code still says what went wrong
+            _stdout_to_devnull()
     return shown.exit_code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _run(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    settle_globals(parser, args)
     try:
         if getattr(args, "tool", None) is not None:
             return int(args.tool(args))
@@ -328,8 +254,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         parser.print_help()
         return 2
+    except BrokenPipeError:
+        raise  # the reader went away: nothing to explain (main)
     except (Exception, KeyboardInterrupt) as exc:  # the one guard: every error explained
         return _say(args, exc)
+
+
+def _stdout_to_devnull() -> None:
+    """After a closed pipe: nothing more reaches the reader, and Python's own flush at exit
+    finds nothing to complain about (the Python docs' note on SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor behind stdout (a test's capture)
+        pass
+
+
+def quiet_on_closed_pipe(run: Callable[[], int]) -> int:
+    """``run()``, its output flushed; when the reader went away (``| head -1``) it ends
+    quietly, as a tool killed by SIGPIPE does: no error line, no traceback in the error log,
+    exit code 141 (or the command's own when it failed: its reason went to stderr)."""
+    code = EXIT_CLOSED_PIPE  # when run() itself meets the closed pipe
+    try:
+        code = run()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return code or EXIT_CLOSED_PIPE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return quiet_on_closed_pipe(lambda: _run(argv))
 
 
 if __name__ == "__main__":

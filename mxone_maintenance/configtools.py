@@ -10,8 +10,13 @@ import tomllib
 from pathlib import Path
 
 from mxone_maintenance import configfile, rules, store
+from mxone_maintenance.commands.base import with_schema
 from mxone_maintenance.errors import ConfigFileError, MxoneError
 from mxone_maintenance.model import NodeFacts
+
+
+VALIDATE_SCHEMA = RULES_SCHEMA = 1
+"""The versions of the shapes `validate --json` and `rules --json` print (docs/json.md)."""
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,14 +80,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
         system = configfile.parse(text, str(path))
     except ConfigFileError as exc:
         if args.json:
-            print(json.dumps({"file": str(path), "valid": False, "problems": list(exc.problems)}, indent=2))
+            print(json.dumps(with_schema(VALIDATE_SCHEMA, {
+                "file": str(path), "valid": False, "problems": list(exc.problems)}), indent=2))
         else:
             print("\n".join(exc.problems))
             print(f"{path}: {len(exc.problems)} problem(s) in the file's shape; rules not checked")
         return 1
     violations = rules.check(system, facts)
     if args.json:
-        print(json.dumps({
+        print(json.dumps(with_schema(VALIDATE_SCHEMA, {
             "file": str(path),
             "valid": not violations,
             "generation": system.generation,
@@ -91,7 +97,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                  "rule_text": v.rule_text, "line": configfile.Locator(text).line_of(v.loc)}
                 for v in violations
             ],
-        }, indent=2, default=str))
+        }), indent=2, default=str))
         return 1 if violations else 0
     if violations:
         print("\n".join(configfile.describe(violations, text, str(path))))
@@ -118,7 +124,8 @@ def cmd_node_config(args: argparse.Namespace) -> int:
 
 def cmd_rules(args: argparse.Namespace) -> int:
     if args.json:
-        print(json.dumps([{"rule": r.code, "text": r.text} for r in rules.RULES], indent=2))
+        print(json.dumps(with_schema(RULES_SCHEMA, {"rules": [
+            {"rule": r.code, "text": r.text} for r in rules.RULES]}), indent=2))
     else:
         width = max(len(r.code) for r in rules.RULES)
         for r in rules.RULES:

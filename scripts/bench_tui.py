@@ -165,7 +165,8 @@ def bench_status(runs: int) -> list[str]:
             return r.stdout
 
         for i in range(1, 18):
-            admin("server", "add", f"lim{i}", lab.hosts[f"lim{i}"].cidr, "--lim", str(i))
+            admin("server", "add", f"lim{i}", lab.hosts[f"lim{i}"].cidr, "--lim", str(i),
+                  *(("--new",) if i == 1 else ()))
         for sb in ("lim18", "lim19"):
             admin("server", "add", sb, lab.hosts[sb].cidr)
             admin("standby", "convert", sb)

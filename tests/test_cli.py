@@ -78,6 +78,6 @@ def test_disk_facts_are_checked_when_given(tmp_path: Path) -> None:
 def test_rules_lists_every_rule() -> None:
     r = run("rules", "--json")
     assert r.returncode == 0
-    codes = {x["rule"] for x in json.loads(r.stdout)}
+    codes = {x["rule"] for x in json.loads(r.stdout)["rules"]}
     assert {"cluster-max-lims", "one-standby", "standby-one-cluster", "lim-one-cluster",
             "cluster-count", "same-subnet", "alias-subnet", "preloaded-1+1", "standby-disk"} <= codes

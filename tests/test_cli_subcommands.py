@@ -110,7 +110,7 @@ def test_refused_input_exits_one_naming_field_and_rule(config: Path, args: tuple
 def test_refusal_as_json(config: Path) -> None:
     r = run("server", "remove", "nobody", "--json", config=config)
     assert r.returncode == 1
-    assert json.loads(r.stdout) == {"ok": False, "refused": [
+    assert json.loads(r.stdout) == {"schema": 1, "ok": False, "failure": "refused", "lines": [
         "server = nobody: no server with this name is in the system"]}
 
 

@@ -48,9 +48,10 @@ class RollingBack(Protocol):
 
 # ---- Show status / cluster status ----------------------------------------------------------
 
-def _status(ctx: Context, v: Values, report: Report) -> Result:
+def _status(ctx: Context, v: Values, report: Report, catch_up: bool = True) -> Result:
     """Servers marked behind that answer now are brought current first (a status refresh is
-    one of the times the tool reaches them); those still behind are named."""
+    one of the times the tool reaches them); those still behind are named. Without
+    ``catch_up`` (the dry run) no server is changed: the status says which would be."""
     from mxone_maintenance import orchestrate, status
 
     agents = ctx.need_agents()
@@ -59,7 +60,8 @@ def _status(ctx: Context, v: Values, report: Report) -> Result:
     caught: list[Outcome] = []
     behind: dict[str, dict[str, Any]] = {}
     if isinstance(applier, CatchingUp):
-        caught = applier.catch_up(system, report)
+        if catch_up:
+            caught = applier.catch_up(system, report)
         behind = applier.behind()
     state = agents.status(system)
     pending = applier.pending_rollbacks() if isinstance(applier, RollingBack) else {}
@@ -75,8 +77,18 @@ def _status(ctx: Context, v: Values, report: Report) -> Result:
     data["caught_up"] = [{"server": o.server, "ok": o.ok, "message": o.message} for o in caught]
     data["behind"] = behind
     data["pending_rollbacks"] = {k: p.get("generation") for k, p in pending.items()}
+    if not catch_up:
+        data["dry_run"] = True
+        data["plan"] = [{"server": k, "what": f"bring current: generation {b.get('has')} -> "
+                         f"{system.generation}"} for k, b in sorted(behind.items())]
+        lines += ["", *(f"Would bring current first: {p['server']} ({p['what']})"
+                        for p in data["plan"]), "Dry run: nothing was changed."]
     screen = [*(f"{o.server}: {o.message}" for o in caught), *rendered, *behind_lines]
     return Result(True, data, tuple(lines), tuple(screen))
+
+
+def _status_plan(ctx: Context, v: Values) -> Result:
+    return _status(ctx, v, SILENT, catch_up=False)
 
 
 # ---- Move LIM from standby to regular server / cluster fallback ----------------------------
@@ -110,8 +122,8 @@ def _fallback_target(system: System, v: Values) -> Cluster:
     return cluster
 
 
-def _fallback_plan(system: System, v: Values) -> Result:
-    cluster, lim = _fallback_target(system, v), v["lim"]
+def _fallback_plan(ctx: Context, v: Values) -> Result:
+    cluster, lim = _fallback_target(ctx.system(), v), v["lim"]
     wait, cancel = v.get("wait"), bool(v.get("cancel"))
     what = (f"ctl fallback {lim} --cancel" if cancel else f"ctl fallback {lim}"
             + (f" --wait {wait:g}" if wait is not None else ""))
@@ -157,7 +169,8 @@ def _sync_order(c: Cluster) -> list[int]:
     return [cl.lim for cl in sorted(c.lims, key=lambda cl: (cl.priority, cl.lim))]
 
 
-def _sync_plan(system: System, v: Values) -> Result:
+def _sync_plan(ctx: Context, v: Values) -> Result:
+    system = ctx.system()
     cluster = _sync_cluster(system, v)
     plan = [{"server": system.server_for_lim(lim).name, "what": f"ctl sync {lim}"}
             for lim in _sync_order(cluster)]
@@ -193,13 +206,61 @@ def _sync(ctx: Context, v: Values, report: Report) -> Result:
 
 # ---- cluster repair ------------------------------------------------------------------------
 
-def _repair(ctx: Context, v: Values, report: Report) -> Result:
+def undo_steps(plan: dict[str, Any]) -> list[str]:
+    """What finishing one kept rollback does on its server, in order (as
+    :func:`mxone_maintenance.rollback.undo` does it): the files it puts back, byte for byte,
+    and what happens to the agent."""
+    snap = plan.get("snapshot") or {}
+    steps = []
+    if not snap.get("running"):
+        steps.append("stop the agent the change started and remove its fence")
+    network = plan.get("network") or {}
+    if network:
+        steps.append("put back the network files: " + ", ".join(
+            sorted({*network.get("files", {}), *network.get("dirs", {})})))
+    files = sorted({*(snap.get("files") or {}), *(snap.get("dirs") or {})})
+    steps.append("put back, byte for byte: " + (", ".join(files) or "(no file)"))
+    if plan.get("remove_base"):
+        steps.append(f"remove the base address {plan['remove_base']}")
+    if plan.get("unretire") and snap.get("running") and not plan.get("retired"):
+        steps.append("let the agent take LIM(s) " + ", ".join(map(str, plan["unretire"]))
+                     + " again")
+    if plan.get("switched"):
+        steps.append(f"switch the agent release back to {snap.get('current')}")
+    if snap.get("running") and (plan.get("switched") or plan.get("retired")):
+        steps.append("restart the agent")
+    elif snap.get("running") and plan.get("agent_changed"):
+        steps.append("reload the agent")
+    return steps
+
+
+def _pending(ctx: Context) -> dict[str, dict[str, Any]]:
     from mxone_maintenance import orchestrate
 
     applier = ctx.maintenance.applier
     if not isinstance(applier, orchestrate.SshApplier):
         raise NotImplementedError("rollbacks are finished over SSH")
-    pending = applier.pending_rollbacks()
+    return applier.pending_rollbacks()
+
+
+def _repair_plan(ctx: Context, v: Values) -> Result:
+    pending = _pending(ctx)
+    plan = [{"server": k, "what": f"roll back to generation {p.get('generation')}",
+             "steps": undo_steps(p)} for k, p in pending.items()]
+    lines = [f"Plan: finish {len(plan)} unfinished rollback(s)" if plan else
+             "No unfinished rollback."]
+    for p in plan:
+        lines.append(f"  {p['server']:<12} {p['what']}")
+        lines += [f"  {'':<12}   {step}" for step in p["steps"]]
+    return Result(True, {"dry_run": True, "plan": plan}, tuple(lines))
+
+
+def _repair(ctx: Context, v: Values, report: Report) -> Result:
+    from mxone_maintenance import orchestrate
+
+    applier = ctx.maintenance.applier
+    pending = _pending(ctx)
+    assert isinstance(applier, orchestrate.SshApplier)
     if not pending:
         return Result(True, {"ok": True, "finished": {}}, ("No unfinished rollback.",))
     res = applier.finish_rollbacks(orchestrate.targets(ctx.maintenance.system()))
@@ -215,8 +276,9 @@ def _repair(ctx: Context, v: Values, report: Report) -> Result:
 FALLBACK_LIM = Param("lim", kind="int", metavar="LIM", offer=fallback_lims)
 
 AGENT_COMMANDS = (
-    Command("cluster.status", "ask every agent of every cluster for its status", Kind.AGENT,
-            run=_status),
+    Command("cluster.status", "ask every agent of every cluster for its status (a server "
+            "marked behind that answers is brought current first)", Kind.AGENT,
+            plan=_status_plan, run=_status),
     Command("cluster.fallback", "move a LIM that runs on the standby back to its regular "
             "server (manual fallback, clusters with fallback type manual): carried out once "
             "that server is ready, refused with the reason, or left pending (shown in "
@@ -233,7 +295,7 @@ AGENT_COMMANDS = (
             "standby now (manual ordered sync), one LIM after the other", Kind.AGENT,
             (Param("name", metavar="CLUSTER", offer=all_clusters),), plan=_sync_plan, run=_sync),
     Command("cluster.repair", "finish the rollbacks that could not reach a server (kept on "
-            "LIM 1)", Kind.AGENT, run=_repair, only="cli",
+            "LIM 1)", Kind.AGENT, plan=_repair_plan, run=_repair, only="cli",
             why="the real utility has no menu item for it: an unfinished rollback also "
             "finishes with the next change; `cluster status` names it and this command"),
 )

@@ -154,7 +154,7 @@ class Context:
 
 ChangeFn = Callable[[System, Values], Change]
 TellFn = Callable[["ClusterOperations", System, Values, frozenset[str]], "list[AgentAnswer]"]
-PlanFn = Callable[[System, Values], Result]
+PlanFn = Callable[[Context, Values], Result]
 RunFn = Callable[[Context, Values, Report], Result]
 
 
@@ -177,7 +177,10 @@ class Dotted:
 class Command(Dotted):
     """One maintenance action, defined once. ``name`` is ``GROUP.SUBCOMMAND``: the CLI's
     words (``cluster.add-lim`` is ``mxone_maintenance cluster add-lim``). ``only``: the one
-    face (``cli`` or ``menu``) of a command the other face has no item for, and ``why``."""
+    face (``cli`` or ``menu``) of a command the other face has no item for, and ``why``.
+    ``plan``: what the command would do, checked against the system, changing nothing (its
+    ``--dry-run``). ``schema``: the version of the shape its ``--json`` prints (docs/json.md),
+    raised when a key changes meaning or goes away."""
 
     name: str
     help: str
@@ -189,6 +192,7 @@ class Command(Dotted):
     run: RunFn | None = None
     only: str = ""
     why: str = ""
+    schema: int = 1
 
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
@@ -264,6 +268,33 @@ def explain(exc: BaseException) -> Explained:
         return Explained(Failure.INTERRUPTED, ("interrupted",), EXIT_INTERRUPTED)
     return Explained(Failure.INTERNAL, (f"internal error: {type(exc).__name__}: {exc}",),
                      EXIT_FAILED)
+
+
+ERROR_SCHEMA = 1
+"""The version of the shape ``--json`` prints when a command ends in an error (docs/json.md)."""
+
+
+def with_schema(schema: int, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with ``"schema": schema`` first: the version of the shape, for scripts."""
+    return {"schema": schema, **{k: v for k, v in data.items() if k != "schema"}}
+
+
+def error_data(shown: Explained) -> dict[str, Any]:
+    """What ``--json`` prints for an error: its kind and its lines (each names the field or
+    option and the rule when it is a refusal)."""
+    return with_schema(ERROR_SCHEMA, {"ok": False, "failure": shown.failure.value,
+                                      "lines": list(shown.lines)})
+
+
+def missing_config(path: Path, named: str | None = None) -> ConfigFileError:
+    """The error for a system config file that is not there, with the way to start anew
+    (``named``: the ``--config`` the operator gave, repeated in the commands shown)."""
+    config = f" --config {named}" if named else ""
+    return ConfigFileError(str(path), [
+        f"{path}: no such file: no system config here (--config FILE or $MXONE_SYSTEM_CONFIG "
+        "name another file)",
+        f"to start a new system here: `{PROG} server add NAME BASE_IP/PREFIX --lim 1 --new"
+        f"{config}` (its first server writes the file), or `{PROG} --new{config}` for the menus"])
 
 
 def crash_line(exc: BaseException) -> str:

@@ -108,7 +108,7 @@ def create_cluster(t: Tui) -> None:
 
 
 def test_operator_walk_through_the_menus(lab, tui_factory) -> None:
-    t = tui_factory(refresh=1.0)
+    t = tui_factory(refresh=1.0, extra=("--new",))  # a new system: no config file yet
     t.wait_for("1. Server in system")
     assert t.generation() == 0
 

@@ -104,7 +104,8 @@ class Admin:
         """lim1..lim3 as LIMs 1..3, standby1 a standby, and cluster c1 of LIMs 2 and 3."""
         lab = self.lab
         for i, n in enumerate(("lim1", "lim2", "lim3"), start=1):
-            self.run("server", "add", n, lab.hosts[n].cidr, "--lim", str(i), check=True)
+            new = ("--new",) if i == 1 else ()  # the first server starts the system
+            self.run("server", "add", n, lab.hosts[n].cidr, "--lim", str(i), *new, check=True)
         self.run("server", "add", "standby1", lab.hosts["standby1"].cidr, check=True)
         self.run("standby", "convert", "standby1", check=True)
         # The new base addresses of LIMs 2 and 3 are entered here only: the tool configures

@@ -92,7 +92,7 @@ def admin(netlab: Lab, real_artefact) -> Admin:
     """lim1 (LIM 1), lim2 (LIM 2) and standby1 (standby) in the system, no cluster yet."""
     lab = netlab
     admin = Admin(lab, real_artefact, servers=("lim1", "lim2", "standby1"))
-    admin.run("server", "add", "lim1", lab.hosts["lim1"].cidr, "--lim", "1", check=True)
+    admin.run("server", "add", "lim1", lab.hosts["lim1"].cidr, "--lim", "1", "--new", check=True)
     admin.run("server", "add", "lim2", lab.hosts["lim2"].cidr, "--lim", "2", check=True)
     admin.run("server", "add", "standby1", lab.hosts["standby1"].cidr, check=True)
     admin.run("standby", "convert", "standby1", check=True)
