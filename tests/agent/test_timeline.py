@@ -15,7 +15,7 @@ from mxone_agent import timeline
 from mxone_agent.outcomes import Transition
 from mxone_agent.timeline import Timeline
 
-from tests.agent.test_daemon import agent_thread, ask, loopback_doc
+from tests.agent.test_daemon import agent_thread, ask, loopback_doc, start_agent, wait_for
 
 
 def transition(n: int, ok: bool = True) -> Transition:
@@ -169,3 +169,28 @@ def test_status_shows_the_transitions_of_before_a_restart(tmp_path: Path) -> Non
     with agent_thread(tmp_path, doc) as agent:
         after = ask(agent, cmd="status")["transitions"]
     assert after[:len(before)] == before
+
+
+def test_a_failover_is_logged_with_its_lim_and_written_to_the_standbys_timeline(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    port = 20000 + os.getpid() % 900
+    with caplog.at_level(logging.INFO, logger="mxone_agent"):
+        sb, sb_thread = start_agent(tmp_path, "sb", port)
+        lim2, lim2_thread = start_agent(tmp_path, "lim2", port)
+        try:
+            wait_for(lambda: ask(sb, cmd="status")["lims"][0]["owner"] == "regular")
+            lim2.stop_flag = True  # the regular's agent goes silent
+            lim2_thread.join(timeout=5)
+            wait_for(lambda: ask(sb, cmd="status")["transitions"],
+                     timeout=sb.config.detection + 5)
+        finally:
+            for agent, thread in ((sb, sb_thread), (lim2, lim2_thread)):
+                agent.stop_flag = True
+                thread.join(timeout=5)
+                agent.close()
+    takeover = [r for r in caplog.records if "sb takes over LIM 2" in r.getMessage()]
+    assert takeover and getattr(takeover[0], "mxone_lim", None) == (2,)
+    dead = [r for r in caplog.records if "sb declares lim2 dead" in r.getMessage()]
+    assert dead and getattr(dead[0], "mxone_lim", None) == 2
+    [line] = lines(tmp_path / "sb" / "state" / timeline.FILE)
+    assert (line["lim"], line["kind"]) == (2, "failover") and line["first_garp"]
