@@ -206,6 +206,8 @@ def test_a_log_file_is_reopened_after_logrotate_moved_it(tmp_path: Path) -> None
 def test_the_shipped_logrotate_config_names_the_agents_files() -> None:
     import mxone_agent
 
-    text = (Path(mxone_agent.__file__).parent / "logrotate" / "mxone-agent").read_text()
+    shipped = Path(mxone_agent.__file__).parent / "logrotate" / "mxone-agent"
+    assert shipped.name == Path(paths.LOGROTATE).name
+    text = shipped.read_text()
     assert f"{paths.LOG} {paths.ALARMS_LOG} {{" in text
     assert "copytruncate" not in text.replace("no copytruncate", "")

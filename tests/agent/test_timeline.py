@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mxone_agent import timeline
+from mxone_agent import paths, timeline
 from mxone_agent.outcomes import Transition
 from mxone_agent.timeline import Timeline
 
@@ -28,6 +28,10 @@ def transition(n: int, ok: bool = True) -> Transition:
 
 def lines(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_the_file_is_where_paths_says() -> None:
+    assert f"{paths.STATE_DIR}/{timeline.FILE}" == paths.TIMELINE
 
 
 def test_a_line_carries_every_field_and_when_it_was_written() -> None:
