@@ -44,7 +44,10 @@ The running agent (sockets, processes, the kernel; standard library + pyroute2 o
   :mod:`~mxone_agent.data_reloads` (a preloaded LIM reloading new data),
   :mod:`~mxone_agent.config_reload` (SIGHUP), :mod:`~mxone_agent.alarms`,
   :mod:`~mxone_agent.node_files` (the config, secret and state files it reads and keeps),
-  :mod:`~mxone_agent.sdnotify` (systemd readiness, watchdog, the unit text)
+  :mod:`~mxone_agent.sdnotify` (systemd readiness, watchdog, the unit text),
+  :mod:`~mxone_agent.timeline` (the transitions, kept in the state dir across restarts)
+* the log - :mod:`~mxone_agent.agent_log` (journal, file or stderr) and
+  :mod:`~mxone_agent.journal` (journald's native protocol: priorities, MXONE_* fields)
 * side effects off the loop - :mod:`~mxone_agent.action_worker` (one thread, one job at a
   time) running :mod:`~mxone_agent.executor` (a Decision's actions) through
   :mod:`~mxone_agent.network` (LinuxNetwork: pyroute2, nftables, ARP frames;
@@ -74,7 +77,7 @@ The node's lifecycle, for the maintenance tool:
   address that survives a reboot)
 * :mod:`~mxone_agent.leave` - a node leaving its cluster (``mxone-agent leave``)
 * :mod:`~mxone_agent.main` - the ``mxone-agent`` command (run, ctl, service, xdata, fence,
-  leave, node, ...)
+  leave, node, ...), its parser and help in :mod:`~mxone_agent.command_line`
 
 Every error this package raises on purpose derives from :class:`AgentError`.
 """

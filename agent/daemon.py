@@ -134,7 +134,7 @@ class Agent:
             lambda: self.config, self.alarms, self.link.alive,
             lambda: set(self.local.active_lims()), self._pulled)
         self.status_file = StatusFile(control_path, self.status)
-        self.cycle = DecisionCycle(self.worker.submit, self.sync)
+        self.cycle = DecisionCycle(self.worker.submit, self.sync, state_dir)
 
     @property
     def peers(self) -> dict[str, PeerView]:

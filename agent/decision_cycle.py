@@ -8,6 +8,10 @@ While a Decision is being applied no new one is taken (:attr:`DecisionCycle.busy
 heartbeats list the LIMs of both the state before and the state after it
 (:meth:`DecisionCycle.advertised`): a LIM is claimed until it is really gone, and from the
 moment it starts.
+
+The transitions made (:attr:`DecisionCycle.transitions`, a :class:`~mxone_agent.timeline.Timeline`)
+are written to the state dir once the actions are done, and read back at start: status
+shows them across a restart.
 """
 
 from __future__ import annotations
@@ -15,22 +19,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+from mxone_agent import journal
 from mxone_agent.actions import Action, StartLim
 from mxone_agent.config import LimConfig, NodeConfig
 from mxone_agent.decide import Decision, HoldDown, LocalState, decide
 from mxone_agent.executor import Executor, Outcome
 from mxone_agent.model import LimRun, Role, TransitionKind
-from mxone_agent.outcomes import Transition, cleaned_up, read_outcomes
+from mxone_agent.outcomes import cleaned_up, read_outcomes
 from mxone_agent.peers import PeerView
 from mxone_agent.sync_worker import SyncWorker
+from mxone_agent.timeline import Timeline
 
 log = logging.getLogger("mxone_agent")
 
-TRANSITIONS_KEPT = 20
 PULL_BEFORE_START_S = 30.0
 """At most this long a regular server waits for newer data from the standby before it
 starts its own LIM (fallback, boot); then it starts with the data it has."""
@@ -41,16 +45,18 @@ Applied = tuple[Decision, float, NodeConfig, str, list[Outcome]]
 class DecisionCycle:
     """The decisions of one node: the one being applied (``busy``: the Decision, the runs
     before and after it), the last sentence (``last_decision``), the hold-downs in force,
-    the transitions made and the foreign hosts found on aliases (for status)."""
+    the transitions made (kept in ``state_dir``, loaded here; None: in memory only) and the
+    foreign hosts found on aliases (for status)."""
 
     def __init__(self, submit: Callable[[str, Callable[[], Any]], None],
-                 sync: SyncWorker) -> None:
+                 sync: SyncWorker, state_dir: str | None = None) -> None:
         self._submit = submit
         self._sync = sync
         self.busy: tuple[Decision, tuple[LimRun, ...], tuple[LimRun, ...]] | None = None
         self.last_decision = ""
         self.hold_downs: tuple[HoldDown, ...] = ()
-        self.transitions: deque[Transition] = deque(maxlen=TRANSITIONS_KEPT)
+        self.transitions = Timeline(state_dir)
+        self.transitions.load()
         self.foreign_mac: dict[int, str] = {}
 
     def advertised(self, local: LocalState) -> tuple[LimRun, ...]:
@@ -83,7 +89,8 @@ class DecisionCycle:
         self.last_decision = decision.reason
         if not actions:
             return
-        log.info("%s", decision.reason)
+        log.info("%s", decision.reason,
+                 extra=journal.about(a.lim for a in actions if a.lim is not None))
         after = local.applied(actions, now)
         self.busy = (decision, local.runs, after.runs)
         decided = time.time()

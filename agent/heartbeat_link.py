@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from mxone_agent import heartbeat as hbmod
+from mxone_agent import journal
 from mxone_agent.config import NodeConfig
 from mxone_agent.model import LimRun, Readiness
 from mxone_agent.node_files import StartupError
@@ -111,7 +112,8 @@ class HeartbeatLink:
                 on_change()
                 if judged.dead:
                     log.info("%s declares %s dead (silent for %.1f s)", cfg.node, name,
-                             now - max(view.last_heard or self.resumed, self.resumed))
+                             now - max(view.last_heard or self.resumed, self.resumed),
+                             extra=journal.about(x.lim if (x := cfg.lim_of(name)) else None))
             self.peers[name] = judged
 
     # ---- sending -----------------------------------------------------------------------------

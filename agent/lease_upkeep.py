@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+from mxone_agent import journal
 from mxone_agent.config import NodeConfig
 from mxone_agent.lease import Fence, LeaseError, LeaseKernel, lease_seconds
 from mxone_agent.model import LimRun, Mode
@@ -51,7 +52,8 @@ class LeaseUpkeep:
                 alias = cfg.lim(r.lim).alias_ip
                 self.fence.grant(alias)
                 log.info("%s: LIM %d ran here before this node joined cluster %s; it keeps "
-                         "answering on %s", cfg.node, r.lim, cfg.cluster, alias)
+                         "answering on %s", cfg.node, r.lim, cfg.cluster, alias,
+                         extra=journal.about(r.lim))
                 r = LimRun(r.lim, r.mode, r.loading)
             out.append(r)
         return tuple(out)
@@ -78,7 +80,8 @@ class LeaseUpkeep:
             log.warning("%s: the lease of alias %s (LIM %s) lapsed: it was not renewed for "
                         "%.3f s (lease %.3f s); the alias is silent until this node knows it "
                         "owns the LIM", cfg.node, lapse.alias,
-                        by_alias.get(lapse.alias, "?"), lapse.unrenewed_for, self.fence.lease)
+                        by_alias.get(lapse.alias, "?"), lapse.unrenewed_for, self.fence.lease,
+                        extra=journal.about(by_alias.get(lapse.alias)))
         return True
 
     def fenced_runs(self, runs: Sequence[LimRun]) -> tuple[LimRun, ...] | None:

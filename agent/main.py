@@ -4,11 +4,12 @@ does the work (the package's map: :mod:`mxone_agent`).
 * ``mxone-agent check-config FILE`` - load a node config and name every problem in it
   (:mod:`mxone_agent.config`).
 * ``mxone-agent run [--config F] [--secret F] [--state-dir D] [--daemon --pidfile F]
-  [--log F] [--control SOCK]`` - the agent. In the foreground by default; ``--daemon``
-  double-forks and writes the pidfile (atomically) once the control socket listens, so an
-  existing pidfile means the agent is ready. Under systemd (NOTIFY_SOCKET) it sends
-  READY=1 and watchdog pings. Exit 1 with a clear message when it cannot start. The agent
-  itself: :class:`mxone_agent.daemon.Agent`.
+  [--log F|journal|stderr] [--control SOCK]`` - the agent. In the foreground by default;
+  ``--daemon`` double-forks and writes the pidfile (atomically) once the control socket
+  listens, so an existing pidfile means the agent is ready. Under systemd (NOTIFY_SOCKET)
+  it sends READY=1 and watchdog pings, and logs to the journal; where else the log goes:
+  :mod:`mxone_agent.agent_log`. Exit 1 with a clear message when it cannot start. The
+  agent itself: :class:`mxone_agent.daemon.Agent`.
 * ``mxone-agent ctl status | fallback LIM [--wait SECONDS] [--cancel] | lock LIM
   regular|standby | unlock LIM | retire LIM [--cancel] | reload | sync [LIM]`` - talk to
   the running agent over its control socket (root only, mode 0600); prints the JSON
@@ -47,7 +48,9 @@ does the work (the package's map: :mod:`mxone_agent`).
   write, switch, start, stop, add-base, retire, net-apply, ...), run over SSH with a JSON
   request on stdin; one JSON answer on stdout (:mod:`mxone_agent.node.cli`).
 
-The agent needs only the standard library and pyroute2.
+``mxone-agent --version`` prints the version; every subcommand has ``--help``
+(:mod:`mxone_agent.command_line`, the parser). The agent needs only the standard library
+and pyroute2.
 """
 
 from __future__ import annotations
@@ -115,23 +118,6 @@ def check_config(path: str) -> int:
 
 # ---- run -------------------------------------------------------------------------------------
 
-def _setup_logging(path: str | None) -> None:
-    handler: logging.Handler
-    if path:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        handler = logging.FileHandler(path)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    # Under systemd stderr is the journal, which stamps each line itself.
-    fmt = "%(levelname)s %(message)s" if not path and os.environ.get("JOURNAL_STREAM") else \
-        "%(asctime)s %(levelname)s %(message)s"
-    handler.setFormatter(logging.Formatter(fmt))
-    root = logging.getLogger("mxone_agent")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
-
-
 def _write_pidfile(path: str) -> None:
     from pathlib import Path
 
@@ -163,18 +149,20 @@ def _daemonize() -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mxone_agent import daemon
+    from mxone_agent import agent_log, daemon
     from mxone_agent.network import LinuxNetwork
 
-    _setup_logging(args.log)
+    dest = agent_log.destination(args.log, args.daemon, os.environ)
+    handler = agent_log.set_up(dest)
     try:
         agent = daemon.Agent(args.config, args.secret, args.state_dir, args.control,
                              LinuxNetwork, run_dir=args.run_dir, alarm_file=args.alarm_file)
     except (AgentError, ConfigError) as e:
         print(f"mxone-agent: cannot start: {e}", file=sys.stderr)
         return EXIT_INVALID
+    agent_log.set_context(handler, agent.config.cluster, agent.config.node)
     ready_fd = _daemonize() if args.daemon else None
-    if ready_fd is not None and not args.log:
+    if ready_fd is not None and dest.kind == agent_log.STDERR:
         os.dup2(os.open(os.devnull, os.O_RDWR), 2)
 
     def on_signal(signum: int, frame: object) -> None:
@@ -376,72 +364,20 @@ def ctl(args: argparse.Namespace) -> int:
 
 # ---- entry -----------------------------------------------------------------------------------
 
-def _parser() -> argparse.ArgumentParser:
-    from mxone_agent import daemon, service_node
-
-    parser = argparse.ArgumentParser(prog="mxone-agent",
-                                     description="MX-ONE server redundancy node agent.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    check = sub.add_parser("check-config", help="validate a node config file and list every "
-                           "problem in it (exit 1 if there is any)")
-    check.add_argument("file", metavar="FILE", help="the node config (JSON) to check")
-    r = sub.add_parser("run", help="run the agent")
-    r.add_argument("--config", default=daemon.DEFAULT_CONFIG)
-    r.add_argument("--secret", default=daemon.DEFAULT_SECRET)
-    r.add_argument("--state-dir", default=daemon.DEFAULT_STATE_DIR)
-    r.add_argument("--daemon", action="store_true")
-    r.add_argument("--pidfile", default=DEFAULT_PIDFILE)
-    r.add_argument("--log", default=None, help="log file (default: stderr)")
-    r.add_argument("--control", default=daemon.DEFAULT_CONTROL)
-    r.add_argument("--run-dir", default=service_node.DEFAULT_RUN_DIR,
-                   help="where the reference Service Node keeps its pidfiles")
-    r.add_argument("--alarm-file", default=paths.ALARMS_LOG)
-    c = sub.add_parser("ctl", help="talk to the running agent")
-    c.add_argument("verb", choices=("status", "fallback", "lock", "unlock", "retire", "reload",
-                                    "sync"))
-    c.add_argument("args", nargs="*")
-    c.add_argument("--control", default=daemon.DEFAULT_CONTROL)
-    c.add_argument("--wait", type=float, default=None, metavar="SECONDS",
-                   help="fallback: how long the order may wait for the regular server to be "
-                   "ready")
-    c.add_argument("--cancel", action="store_true",
-                   help="fallback: withdraw a pending order; retire: keep the LIM after all")
-    s = sub.add_parser("service", help="the reference Service Node")
-    service_node.add_arguments(s)
-    sub.add_parser("unit", help="print the systemd unit file")
-    f = sub.add_parser("fence", help="the self-fencing leases: `fence show` lists them, `fence "
-                       "release` removes the fence when this node leaves its cluster")
-    f.add_argument("action", choices=("show", "release"))
-    lv = sub.add_parser("leave", help="this node leaves its cluster (the agent stopped): its "
-                        "own LIM keeps running outside any cluster, other LIMs are stopped, "
-                        "the fence is removed")
-    lv.add_argument("--config", default=daemon.DEFAULT_CONFIG)
-    lv.add_argument("--state-dir", default=daemon.DEFAULT_STATE_DIR)
-    lv.add_argument("--control", default=daemon.DEFAULT_CONTROL)
-    lv.add_argument("--run-dir", default=service_node.DEFAULT_RUN_DIR)
-    f.add_argument("--config", default=daemon.DEFAULT_CONFIG)
-    f.add_argument("--state-dir", default=daemon.DEFAULT_STATE_DIR)
-    f.add_argument("--control", default=daemon.DEFAULT_CONTROL)
-    x = sub.add_parser("xdata", help="exchange data: `xdata serve [--root DIR] REQUEST...` "
-                       "answers a syncing peer (usable as an SSH forced command); `xdata "
-                       "keep-newest [--root DIR] LIM...` keeps only each LIM's newest version")
-    x.add_argument("words", nargs=argparse.REMAINDER)
-    from mxone_agent.node import cli as node_cli
-    node_cli.add_parser(sub)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mxone-agent``; returns the process exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["xdata"]:
+    asks_help = args_list[1:2] in (["-h"], ["--help"])
+    if args_list[:1] == ["xdata"] and not asks_help:
         # The peer side of a sync speaks on stdin/stdout: no argparse, no daemon imports.
         from mxone_agent import xdata_serve
         return xdata_serve.main(args_list[1:])
-    if args_list[:1] == ["node"]:  # the maintenance tool's node operations: JSON in and out
+    if args_list[:1] == ["node"] and not asks_help:  # the tool's node operations: JSON in/out
         from mxone_agent.node import cli as node_cli
         return node_cli.main(args_list[1:])
-    parser = _parser()
+    from mxone_agent import command_line
+
+    parser = command_line.parser()
     if not args_list:
         parser.print_usage(sys.stderr)
         return EXIT_NOT_RUNNING

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from mxone_agent import control
+from mxone_agent import control, journal
 from mxone_agent.alarms import iso_now
 from mxone_agent.config import NodeConfig
 from mxone_agent.decide import (
@@ -96,13 +96,13 @@ class Orders:
             wait = float(raw)
         v = judge_fallback_order(cfg, peers, local, lim, now, wait)
         if not v.accepted:
-            log.info("%s: %s", cfg.node, v.text)
+            log.info("%s: %s", cfg.node, v.text, extra=journal.about(lim))
             return {"ok": False, "lim": lim, "error": v.text}, False
         seconds = v.wait if v.wait is not None else (wait or ORDER_WAIT_DEFAULT)
         renewed = lim in self.fallback
         self.fallback[lim] = FallbackOrder(lim, time.time(), now + seconds, seconds, v.pending)
         log.info("%s: %s (ordered by the operator%s)", cfg.node, v.text,
-                 "; it replaces the pending order" if renewed else "")
+                 "; it replaces the pending order" if renewed else "", extra=journal.about(lim))
         return {"ok": True, "lim": lim, "pending": v.pending,
                 "result": "fallback pending" if v.pending else "fallback ordered",
                 "text": v.text, "expires_in_s": round(seconds, 1)}, True
@@ -114,7 +114,8 @@ class Orders:
             return
         self.ended.append({"lim": lim, "ordered_at": iso_now(order.ordered_at),
                            "ended_at": iso_now(time.time()), "outcome": outcome})
-        log.info("%s: fallback order of LIM %d ends: %s", cfg.node, lim, outcome)
+        log.info("%s: fallback order of LIM %d ends: %s", cfg.node, lim, outcome,
+                 extra=journal.about(lim))
 
     def drop_done(self, cfg: NodeConfig, peers: Mapping[str, PeerView], local: LocalState,
                   now: float) -> bool:
@@ -142,7 +143,7 @@ class Orders:
             del self.retiring_until[n]
             log.warning("%s: LIM %d was to leave cluster %s, but no config without it came "
                         "within %.0f s; it may run here again", cfg.node, n, cfg.cluster,
-                        RETIRE_HOLD)
+                        RETIRE_HOLD, extra=journal.about(n))
         return ended
 
     def status(self, cfg: NodeConfig, peers: Mapping[str, PeerView], local: LocalState,
@@ -183,7 +184,7 @@ class Orders:
                 return {"ok": True, "lim": n,
                         "text": f"LIM {n} was not retiring on {cfg.node}"}, False
             log.info("%s: LIM %d stays in cluster %s (the retire order was cancelled)",
-                     cfg.node, n, cfg.cluster)
+                     cfg.node, n, cfg.cluster, extra=journal.about(n))
             return {"ok": True, "lim": n, "text": f"LIM {n} stays in cluster {cfg.cluster}; "
                     f"{cfg.node} may take it over again"}, True
         runs = n in {r.lim for r in local.runs}
@@ -201,7 +202,8 @@ class Orders:
         text = (f"LIM {n} is leaving cluster {cfg.cluster}: {cfg.node} "
                 + ("stops it for good and removes its alias" if runs else "does not run it")
                 + ", and takes it over no more")
-        log.info("%s: %s (ordered by the maintenance tool)", cfg.node, text)
+        log.info("%s: %s (ordered by the maintenance tool)", cfg.node, text,
+                 extra=journal.about(n))
         return {"ok": True, "lim": n, "runs_here": runs, "text": text}, True
 
     def reloaded(self, cfg: NodeConfig) -> None:

@@ -9,6 +9,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 
+from mxone_agent import journal
 from mxone_agent.actions import ActivateLim, RetireLim, StartLim
 from mxone_agent.alarms import iso_now
 from mxone_agent.config import LimConfig, NodeConfig
@@ -67,7 +68,7 @@ def read_outcomes(decision: Decision, cfg: NodeConfig, outcomes: Iterable[Outcom
                 foreign_mac.pop(lim, None)
             if isinstance(a, RetireLim):
                 log.info("%s: LIM %d is stopped for good here; its alias no longer answers "
-                         "on this node", cfg.node, lim)
+                         "on this node", cfg.node, lim, extra=journal.about(lim))
         else:
             if o.foreign_mac:
                 foreign_mac[lim] = o.foreign_mac
@@ -79,7 +80,7 @@ def read_outcomes(decision: Decision, cfg: NodeConfig, outcomes: Iterable[Outcom
                 why = f"{kind} of LIM {lim} failed: {o.error}"
             failures[lim] = Failure(why, now + RETRY_AFTER)
             log.warning("%s: %s; LIM %d runs nowhere here and is tried again in %.0f s",
-                        cfg.node, why, lim, RETRY_AFTER)
+                        cfg.node, why, lim, RETRY_AFTER, extra=journal.about(lim))
         at = {k: iso_now(v) for k, v in o.steps.items()}
         out.append(Transition(
             lim=lim, kind=str(kind), reason=f"{decision.reason} {pulled}".strip(),

@@ -368,16 +368,24 @@ def _data_backup_main(args: argparse.Namespace) -> int:
 # ---- command line ----------------------------------------------------------------------------
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=("start", "stop", "status", "data_backup"))
-    p.add_argument("--lim", type=int, required=True)
+    p.add_argument("action", choices=("start", "stop", "status", "data_backup"),
+                   help="start or stop the LIM's service, its status (exit 0 running, 3 "
+                   "stopped, 150 loading), or a data backup of its live data")
+    p.add_argument("--lim", type=int, required=True, help="the LIM number (required)")
     p.add_argument("--alias", help="the LIM's alias IP (start)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT)
-    p.add_argument("--run-dir", "--state-dir", dest="run_dir", default=DEFAULT_RUN_DIR)
-    p.add_argument("--load-seconds", type=float, default=0.0)
+    p.add_argument("--port", type=int, default=DEFAULT_PORT,
+                   help="the UDP port it answers on (default: %(default)s)")
+    p.add_argument("--run-dir", "--state-dir", dest="run_dir", default=DEFAULT_RUN_DIR,
+                   help="where its pidfile is (default: %(default)s)")
+    p.add_argument("--load-seconds", type=float, default=0.0,
+                   help="start: seconds it takes to load before it answers (default: "
+                   "%(default)s)")
     p.add_argument("--xdata-root", default=DEFAULT_XDATA_ROOT,
-                   help="where exchange-data versions are (start loads, data_backup writes)")
+                   help="where exchange-data versions are (start loads, data_backup writes; "
+                   "default: %(default)s)")
     p.add_argument("--control", default=DEFAULT_CONTROL,
-                   help="the local agent's control socket (data_backup tells it)")
+                   help="the local agent's control socket (data_backup tells it; default: "
+                   "%(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from mxone_agent import service_node
+from mxone_agent import journal, service_node
 from mxone_agent.config import LimConfig, NodeConfig
 from mxone_agent.decide import LocalState
 from mxone_agent.executor import Executor
@@ -83,7 +83,7 @@ class ServiceWatch:
         if ended:
             log.info("%s: LIM %s no longer claimed elsewhere (the other copy is gone): its "
                      "alias is announced again here", self._config().node,
-                     ", ".join(str(n) for n in sorted(ended)))
+                     ", ".join(str(n) for n in sorted(ended)), extra=journal.about(ended))
             self._submit("announce", lambda: ex.claims_ended(self._config(), ended))
         nxt = ex.next_announce()
         if nxt is not None and now >= nxt:
@@ -134,7 +134,7 @@ class ServiceWatch:
                 changed = True
             elif code not in (0, service_node.STATUS_LOADING):
                 log.warning("%s: the service of LIM %d is no longer running; it counts as "
-                            "stopped here", self._config().node, n)
+                            "stopped here", self._config().node, n, extra=journal.about(n))
                 runs.pop(n)
                 died.add(n)
                 changed = True

@@ -146,4 +146,4 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("node", help="the maintenance tool's operations on this node (JSON "
                        "request on stdin, JSON answer on stdout)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("op", choices=sorted(OPS))
+    p.add_argument("op", choices=sorted(OPS), help="the operation (its request on stdin)")

@@ -23,7 +23,8 @@ IO = ["action_worker", "alarms", "bonding", "config_reload", "control", "control
       "network", "node_files", "orders", "lease_nft", "sdnotify", "service_node", "status_report",
       "sync_worker", "xdata", "xdata_serve", "xdata_sync", "xdata_wire",
       "control_request", "control_socket",
-      "xdata_beneath", "xdata_manifest", "xdata_store", "xdata_transfer"]
+      "xdata_beneath", "xdata_manifest", "xdata_store", "xdata_transfer",
+      "journal", "agent_log", "timeline", "command_line"]
 # What a pure module may import: the standard library's data tools, and the agent itself.
 ALLOWED = {"__future__", "collections", "dataclasses", "enum", "hashlib", "hmac", "ipaddress",
            "math", "re", "secrets", "struct", "types", "typing", "mxone_agent"}
