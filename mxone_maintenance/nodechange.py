@@ -86,6 +86,16 @@ def leave_lines(r: ssh.Result) -> list[str]:
     return [str(x) for x in said] if isinstance(said, list) else []
 
 
+def warnings(r: ssh.Result) -> list[str]:
+    """What starting the agent warned about (e.g. a unit file of the administrator's that
+    shadows the deployed one)."""
+    try:
+        said = json.loads(r.stdout).get("warnings") if r.ok else None
+    except (json.JSONDecodeError, AttributeError):
+        return []
+    return [str(x) for x in said] if isinstance(said, list) else []
+
+
 class NodeFailed(Exception):
     pass
 
@@ -166,6 +176,8 @@ class NodeChanger:
             if not r.ok and r.error.startswith(node_service.REFUSED):
                 node.agent_changed = False
             step(node, what, tracker, r)
+            for warning in warnings(r):
+                tracker(f"{t.name}: WARNING: {warning}", None)
             step(node, f"agent reports generation {gen1}", tracker,
                        self.verify(t, gen1))
         except NodeFailed:
