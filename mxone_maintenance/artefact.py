@@ -10,6 +10,7 @@ Layout::
     MIN_PYTHON           the lowest Python the agent runs on ("3.11")
     VERSION              the project's version and the artefact's ("0.1.0+<content id>")
     LICENSE              the project's licence (Apache-2.0)
+    LICENSES/pyroute2/   the licence files of each library it carries
 
 The tarball is deterministic: entries sorted, mtimes, owners and modes fixed, no
 ``__pycache__``, gzip header without time or name. Its SHA256 therefore changes only when
@@ -147,10 +148,26 @@ def license_text() -> bytes:
                             "it") from None
 
 
+def library_licenses(names: list[str]) -> list[tuple[str, bytes]]:
+    """``LICENSES/<distribution>/<file>`` of each library the artefact carries (pyroute2),
+    from its installed metadata (none when it is not installed as a distribution)."""
+    out = []
+    for name in sorted(names):
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for f in sorted(dist.files or [], key=str):
+            if f.parent.name == "licenses" or f.name.upper().startswith(("LICENSE", "COPYING")):
+                out.append((f"LICENSES/{name}/{f.name}", f.read_binary()))
+    return out
+
+
 def _about(members: list[tuple[str, bytes, int]]) -> list[tuple[str, bytes]]:
-    """The files at the top of the artefact: its lowest Python, versions and licence."""
+    """The files at the top of the artefact: its lowest Python, versions and licences."""
     version = f"{VERSION}+{content_id(members)}"
-    return [("LICENSE", license_text()),
+    libraries = sorted({arc.split("/")[1] for arc, _, _ in members} - {"mxone_agent"})
+    return [("LICENSE", license_text()), *library_licenses(libraries),
             ("MIN_PYTHON", (".".join(map(str, MIN_PYTHON)) + "\n").encode()),
             ("VERSION", f"mxone-agent {version}\nproject {DISTRIBUTION} {VERSION}\n".encode())]
 
@@ -160,16 +177,18 @@ def build_bytes(sources: Mapping[str, Path] | None = None) -> bytes:
     sources = sources or {name: package_dir(name) for name in PACKAGES}
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        members = [(arc, path.read_bytes(), 0o755 if os.access(path, os.X_OK) else 0o644)
+                   for arc, path in sorted(_files(sources))]
+        about = _about(members)
         dirs = sorted({"bin", "lib", *(f"lib/{n}" for n in sources)} | {
-            str(Path(arc).parent) for arc, _ in _files(sources)})
+            str(Path(arc).parent) for arc, _, _ in members} | {
+            str(p) for arc, _ in about for p in Path(arc).parents if str(p) != "."})
         for d in dirs:
             tar.addfile(_info(d, 0, 0o755, tarfile.DIRTYPE))
         tar.addfile(_info("bin/mxone-agent", len(LAUNCHER), 0o755), io.BytesIO(LAUNCHER))
-        members = [(arc, path.read_bytes(), 0o755 if os.access(path, os.X_OK) else 0o644)
-                   for arc, path in sorted(_files(sources))]
         for arc, data, mode in members:
             tar.addfile(_info(arc, len(data), mode), io.BytesIO(data))
-        for arc, data in _about(members):
+        for arc, data in about:
             tar.addfile(_info(arc, len(data), 0o644), io.BytesIO(data))
     out = io.BytesIO()
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="", compresslevel=6) as gz:

@@ -91,6 +91,7 @@ def test_the_artefact_states_its_lowest_python_its_versions_and_licence() -> Non
     assert re.fullmatch(rf"mxone-agent {re.escape(VERSION)}\+[0-9a-f]{{12}}", agent), agent
     assert files["LICENSE"] == (ROOT / "LICENSE").read_bytes()
     assert b"Apache License" in files["LICENSE"]
+    assert "LICENSES/pyroute2/LICENSE" in files  # the library it carries, with its licence
     # The content id follows the code, not the build: a changed file changes it.
     fake = _members(artefact.build_bytes({"mxone_agent": FAKE}))["VERSION"]
     assert fake.split(b"\n")[0] != agent.encode()
