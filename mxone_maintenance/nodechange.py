@@ -48,7 +48,7 @@ class Node:
     error: str = ""
     rolled_back: str = ""
     retired_lims: list[int] = field(default_factory=list)  # its agent let these go (ctl retire)
-    said: list[str] = field(default_factory=list)  # what leaving its cluster did here
+    said: list[str] = field(default_factory=list)  # what leaving its cluster did, warnings
 
 
 class Tracker:
@@ -177,6 +177,7 @@ class NodeChanger:
                 node.agent_changed = False
             step(node, what, tracker, r)
             for warning in warnings(r):
+                node.said.append(f"WARNING: {warning}")
                 tracker(f"{t.name}: WARNING: {warning}", None)
             step(node, f"agent reports generation {gen1}", tracker,
                        self.verify(t, gen1))

@@ -306,7 +306,8 @@ class SshApplier:
                                             f"; {line}" for line in n.said)))
             else:
                 outcomes.append(Outcome(name, True, f"agent runs generation {gen1} "
-                                        f"({n.config.role} in cluster {n.config.cluster})"))
+                                        f"({n.config.role} in cluster {n.config.cluster})"
+                                        + "".join(f"; {line}" for line in n.said)))
         for name in joining:
             outcomes.append(Outcome(name, True, "reached over SSH, host key pinned"))
         for name, what in sorted(missed.items()):

@@ -101,7 +101,10 @@ def shipped_units(root: str = "") -> set[str]:
                 found.add(_sha256(f.read()))
         except OSError:
             continue
-    found.add(_sha256(sdnotify.unit_text().encode()))
+    try:
+        found.add(_sha256(sdnotify.unit_text().encode()))
+    except OSError:
+        pass
     return found
 
 
