@@ -397,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return leave(args)
     if args.command == "unit":
         from mxone_agent import sdnotify
-        print(sdnotify.UNIT, end="")
+        print(sdnotify.unit_text(), end="")
         return EXIT_OK
     parser.print_usage(sys.stderr)
     return EXIT_NOT_RUNNING

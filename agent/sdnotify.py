@@ -75,31 +75,13 @@ class Watchdog:
         self.next = now + self.period
 
 
-UNIT = """\
-[Unit]
-Description=MX-ONE server redundancy agent
-Documentation=file:///opt/mxone/agent/current/README
-After=network-online.target
-Wants=network-online.target
+UNIT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "systemd",
+                         "mxone-agent.service")
+"""The systemd unit of this release, the one copy of its text (``mxone-agent unit`` prints
+it; the deployer installs it as :data:`mxone_agent.paths.UNIT`)."""
 
-[Service]
-Type=notify
-NotifyAccess=main
-# The log goes to the journal (journalctl -u mxone-agent).
-ExecStart=/opt/mxone/agent/current/bin/mxone-agent run
-ExecReload=/opt/mxone/agent/current/bin/mxone-agent ctl reload
-# The agent pings every WatchdogSec/4 from its own loop; a frozen loop is killed and
-# restarted. Stopping the agent leaves the LIM services running, so KillMode=process; the
-# self-fencing lease silences their aliases until an agent owns them again.
-WatchdogSec=10s
-Restart=on-failure
-RestartSec=1s
-KillMode=process
-RuntimeDirectory=mxone
-RuntimeDirectoryPreserve=yes
 
-[Install]
-WantedBy=multi-user.target
-"""
-"""The systemd unit the deployer installs as ``mxone-agent.service`` (also shipped as the
-file ``systemd/mxone-agent.service`` of this package)."""
+def unit_text(path: str = UNIT_FILE) -> str:
+    """The unit file's text (:data:`UNIT_FILE`)."""
+    with open(path, encoding="utf-8") as f:
+        return f.read()

@@ -49,7 +49,7 @@ class Node:
     error: str = ""
     rolled_back: str = ""
     retired_lims: list[int] = field(default_factory=list)  # its agent let these go (ctl retire)
-    said: list[str] = field(default_factory=list)  # what leaving its cluster did here
+    said: list[str] = field(default_factory=list)  # what leaving its cluster did, warnings
 
 
 class Tracker:
@@ -82,6 +82,16 @@ def leave_lines(r: ssh.Result) -> list[str]:
     """What leaving its cluster did on a node (its ``retire`` answer)."""
     try:
         said = json.loads(r.stdout).get("leave") if r.ok else None
+    except (json.JSONDecodeError, AttributeError):
+        return []
+    return [str(x) for x in said] if isinstance(said, list) else []
+
+
+def warnings(r: ssh.Result) -> list[str]:
+    """What starting the agent warned about (e.g. a unit file of the administrator's that
+    shadows the deployed one)."""
+    try:
+        said = json.loads(r.stdout).get("warnings") if r.ok else None
     except (json.JSONDecodeError, AttributeError):
         return []
     return [str(x) for x in said] if isinstance(said, list) else []
@@ -170,6 +180,9 @@ class NodeChanger:
             if not r.ok and r.error.startswith(node_service.REFUSED):
                 node.agent_changed = False
             step(node, what, tracker, r)
+            for warning in warnings(r):
+                node.said.append(f"WARNING: {warning}")
+                tracker(f"{t.name}: WARNING: {warning}", None)
             step(node, f"agent reports generation {gen1}", tracker,
                        self.verify(t, gen1))
         except NodeFailed:

@@ -6,6 +6,8 @@ Applying a change runs in phases, each in parallel over the servers it touches:
 1. connect: every touched server is reached and its host key checked before anything is
    changed; a server that cannot be reached stops the change with nothing changed anywhere
    (unless the operator confirmed a degraded change: :mod:`~mxone_maintenance.degraded`);
+   so does one that lacks what the agent needs (its Python, nft, ssh:
+   :mod:`~mxone_maintenance.preflight`);
 2. snapshot: the tool's agent release is unpacked on each node beside the others (upload
    skipped when the node has it, checksum verified on the node; never ``current`` yet): all
    node operations run from it (:mod:`~mxone_maintenance.nodecalls`). Then each node's
@@ -57,6 +59,7 @@ from mxone_maintenance import (
     nodecalls,
     nodechange,
     phases,
+    preflight,
     rollback,
     ssh,
     store,
@@ -107,6 +110,7 @@ class SshApplier:
     ``artefact``: a callable returning the agent artefact to deploy (built lazily, once).
     ``secrets_dir``: the cluster keys on LIM 1 (default: ``secrets/`` beside the config).
     ``local_name``: this server's name, for the plan line about system.toml.
+    ``checks``: what each node must have before anything changes (:func:`preflight.check`).
 
     Every server in a cluster gets each new generation (also when its own config did not
     change), so that every agent reports the system's generation and a node that missed a
@@ -115,7 +119,9 @@ class SshApplier:
 
     def __init__(self, pool: ssh.Pool, config_path: Path, artefact: Callable[[], Artefact],
                  *, secrets_dir: Path | None = None, local_name: str | None = None,
-                 verify_timeout: float = VERIFY_TIMEOUT, lock_path: Path = DEFAULT_LOCK) -> None:
+                 verify_timeout: float = VERIFY_TIMEOUT, lock_path: Path = DEFAULT_LOCK,
+                 checks: Callable[[ssh.Pool, list[ssh.Target]], dict[str, str]] = preflight.check
+                 ) -> None:
         self.pool = pool
         self.config_path = config_path
         self._artefact_source = artefact
@@ -127,6 +133,7 @@ class SshApplier:
         self.local_name = local_name or socket.gethostname()
         self.verify_timeout = verify_timeout
         self.lock_path = lock_path
+        self.checks = checks
         self.calls = nodecalls.NodeCalls(pool, self.artefact)
 
     def artefact(self) -> Artefact:
@@ -216,6 +223,8 @@ class SshApplier:
                                     f"(unreachable: {why[name]})")
                     del nodes[name]
                 tracker(f"{', '.join(sorted(why))} unreachable: marked behind", None)
+            if lacking := self.checks(self.pool, [n.target for n in nodes.values()]):
+                return fail_all_untouched(lacking)
             finished = self.finish_rollbacks(reach, set(nodes))
             if finished:
                 tracker("finished an earlier rollback on " + ", ".join(finished.succeeded)
@@ -297,7 +306,8 @@ class SshApplier:
                                             f"; {line}" for line in n.said)))
             else:
                 outcomes.append(Outcome(name, True, f"agent runs generation {gen1} "
-                                        f"({n.config.role} in cluster {n.config.cluster})"))
+                                        f"({n.config.role} in cluster {n.config.cluster})"
+                                        + "".join(f"; {line}" for line in n.said)))
         for name in joining:
             outcomes.append(Outcome(name, True, "reached over SSH, host key pinned"))
         for name, what in sorted(missed.items()):

@@ -74,13 +74,13 @@ def _stop(req: Request) -> Answer:
 
 
 def _start(req: Request) -> Answer:
-    ok, why = service.start()
-    return {"ok": ok, "error": why}
+    ok, why, warnings = service.start()
+    return {"ok": ok, "error": why, "warnings": warnings}
 
 
 def _restart(req: Request) -> Answer:
-    service.stop()
-    return _start(req)
+    ok, why, warnings = service.restart()
+    return {"ok": ok, "error": why, "warnings": warnings}
 
 
 def _status(req: Request) -> Answer:

@@ -15,9 +15,11 @@ for a change that was then refused or rolled back is removed again - only a
 ``releases/<12 hex>`` directory (never a link) holding that artefact, and never the one
 ``current`` (beside ``DIR``) points to; answers ``{"ok": true, "removed": bool}`` (false:
 it was not there); ``"dirs": [PATH]`` (a probe's ``created``) are then removed while empty.
-"""
 
-from __future__ import annotations
+It runs on the node's ``python3`` whatever its version (SUSE Linux Enterprise 15's is 3.6,
+the agent itself then runs on a newer one beside it): no ``from __future__ import
+annotations`` (3.7), annotations that are not evaluated, f-strings (3.6) at most.
+"""
 
 import hashlib
 import json
@@ -48,7 +50,7 @@ def sync_dir(path: str) -> None:
         os.close(fd)
 
 
-def install(releases: str, release: str, sha256: str, upload: str) -> dict[str, Any]:
+def install(releases: str, release: str, sha256: str, upload: str) -> "dict[str, Any]":
     h = hashlib.sha256()
     with open(upload, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -75,7 +77,7 @@ def install(releases: str, release: str, sha256: str, upload: str) -> dict[str, 
     return {"ok": True}
 
 
-def remove(releases: str, release: str, sha256: str) -> dict[str, Any]:
+def remove(releases: str, release: str, sha256: str) -> "dict[str, Any]":
     if not re.fullmatch(r"[0-9a-f]{12}", release):
         return {"ok": False, "error": f"{release!r} is not a release name: not removed"}
     final = os.path.join(releases, release)
@@ -99,7 +101,7 @@ def remove(releases: str, release: str, sha256: str) -> dict[str, Any]:
     return {"ok": True, "removed": True}
 
 
-def remove_dirs(releases: str, dirs: list[str]) -> None:
+def remove_dirs(releases: str, dirs: "list[str]") -> None:
     """Remove those of ``dirs`` that are ``releases`` or hold it, deepest first, while they
     are empty (``rmdir`` removes nothing else, and no link)."""
     inner = os.path.abspath(releases)
@@ -114,7 +116,7 @@ def remove_dirs(releases: str, dirs: list[str]) -> None:
             return
 
 
-def handle(req: dict[str, Any]) -> dict[str, Any]:
+def handle(req: "dict[str, Any]") -> "dict[str, Any]":
     releases, release, sha = str(req["releases"]), str(req["release"]), str(req["sha256"])
     if req.get("remove"):
         answer = remove(releases, release, sha)

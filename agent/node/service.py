@@ -9,6 +9,8 @@ they belong to the state that release keeps.
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
 import signal
@@ -17,24 +19,19 @@ import tempfile
 import time
 from typing import Any
 
-from mxone_agent import paths
+from mxone_agent import paths, sdnotify
 from mxone_agent.node import files
 
-DEFAULT_UNIT = f"""[Unit]
-Description=MX-ONE server redundancy agent
-After=network-online.target
-
-[Service]
-ExecStart={paths.AGENT_BIN} run --log {paths.LOG}
-Restart=always
-RestartSec=2
-
-[Install]
-WantedBy=multi-user.target
-"""
-"""The unit written when the release carries none (an old release)."""
-UNIT_SOURCES = (f"{paths.CURRENT}/lib/mxone_agent/systemd/mxone-agent.service",
-                f"{paths.CURRENT}/lib/mxone_agent/mxone-agent.service")
+UNIT_SOURCE = "lib/mxone_agent/systemd/mxone-agent.service"
+"""A release's unit, under its directory (the file :data:`mxone_agent.sdnotify.UNIT_FILE`)."""
+SHIPPED_UNITS = frozenset({
+    # The texts earlier deployers wrote to OLD_UNIT (sha256): the first fallback, and the
+    # first two versions of the shipped unit file.
+    "aec3fb8ec0e9a6d8b319761344cd6f640f3f7873daba409d584f4782c0c3ea7c",
+    "3f15c5375a98755a00a9c77d5efeae795de79d61c4f1d403a12e59587669c0a4",
+    "adab58c266d914cfc4b35e159610fd5578f81bc033590dee5c8990defc0766d3",
+})
+"""Units this project shipped before any release on a node carried one of its own."""
 REFUSED = "agent refused the reload"
 """How a clean refusal of ``reload`` begins (the tool then knows the agent kept its config)."""
 
@@ -81,27 +78,102 @@ def stop() -> None:
 
 
 def _unit_text() -> str:
-    for source in UNIT_SOURCES:
-        if os.path.exists(source):
-            with open(source) as f:
-                return f.read()
-    return DEFAULT_UNIT
+    """The unit of the release in ``current`` (the one that will run); this release's own
+    when that one carries none."""
+    try:
+        with open(os.path.join(paths.CURRENT, UNIT_SOURCE), encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return sdnotify.unit_text()
 
 
-def start() -> tuple[bool, str]:
-    """Start the agent of ``current``; (started, why not)."""
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def shipped_units(root: str = "") -> set[str]:
+    """The sha256 of every unit this project shipped that may sit on this node: the known
+    old ones and those of the releases unpacked here."""
+    found = set(SHIPPED_UNITS)
+    for release in glob.glob(os.path.join(root + paths.RELEASES, "*", UNIT_SOURCE)):
+        try:
+            with open(release, "rb") as f:
+                found.add(_sha256(f.read()))
+        except OSError:
+            continue
+    try:
+        found.add(_sha256(sdnotify.unit_text().encode()))
+    except OSError:
+        pass
+    return found
+
+
+def install_unit(unit: str, root: str = "") -> tuple[bool, list[str]]:
+    """Put ``unit`` at :data:`~mxone_agent.paths.UNIT` (rewritten only when it differs) and
+    remove a copy an earlier deployer left at :data:`~mxone_agent.paths.OLD_UNIT`, which
+    would shadow it - only when it is byte for byte one this project shipped; an
+    administrator's own file there is left in place, with a warning. (changed, warnings)."""
+    changed, warnings = False, []
+    target = root + paths.UNIT
+    old = files.read(root, paths.UNIT)
+    if old is None or bytes.fromhex(old["data"]) != unit.encode():
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        files.write_atomic(target, unit.encode(), 0o644)
+        changed = True
+    stale = root + paths.OLD_UNIT
+    if os.path.islink(stale):
+        warnings.append(f"{paths.OLD_UNIT} is a link to {os.readlink(stale)}: left in place; "
+                        f"it shadows {paths.UNIT} (remove it, or `systemctl unmask "
+                        "mxone-agent` when it masks the unit)")
+    elif os.path.exists(stale):
+        with open(stale, "rb") as f:
+            data = f.read()
+        if _sha256(data) in shipped_units(root):
+            os.unlink(stale)
+            files.fsync_dir(os.path.dirname(stale))
+            changed = True
+        else:
+            warnings.append(f"{paths.OLD_UNIT} is not a unit this tool wrote: left in place; "
+                            f"it shadows {paths.UNIT}, so the agent runs as that file says "
+                            "(remove it and keep your settings in a drop-in: `systemctl edit "
+                            "mxone-agent`)")
+    return changed, warnings
+
+
+def _systemctl(*args: str) -> tuple[bool, str]:
+    """``systemctl ARGS``: (succeeded, what it said when it did not)."""
+    try:
+        r = subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"systemctl {' '.join(args)}: {e}"
+    if r.returncode == 0:
+        return True, ""
+    words = (r.stderr.strip() or r.stdout.strip() or f"exit status {r.returncode}")[-300:]
+    return False, f"systemctl {' '.join(args)} failed: {words}"
+
+
+def start_unit(unit: str) -> tuple[bool, str, list[str]]:
+    """The unit installed, enabled, and then restarted when it ran or started when it did
+    not; every systemctl result checked. (ok, why not: systemctl's words, warnings)."""
+    changed, warnings = install_unit(unit)
+    steps: list[tuple[str, ...]] = [("daemon-reload",)] if changed else []
+    was_running = subprocess.run(["systemctl", "is-active", "--quiet", "mxone-agent"],
+                                 stdin=subprocess.DEVNULL, check=False).returncode == 0
+    steps += [("enable", "--quiet", "mxone-agent"),
+              ("restart" if was_running else "start", "mxone-agent")]
+    for args in steps:
+        ok, why = _systemctl(*args)
+        if not ok:
+            return False, why, warnings
+    return True, "", warnings
+
+
+def start() -> tuple[bool, str, list[str]]:
+    """Start the agent of ``current`` (restart it when it runs under systemd); (started,
+    why not, warnings)."""
     if systemd():
-        unit = _unit_text()
-        old = files.read("", paths.UNIT)
-        if old is None or bytes.fromhex(old["data"]) != unit.encode():
-            files.write_atomic(paths.UNIT, unit.encode(), 0o644)
-            subprocess.run(["systemctl", "daemon-reload"], capture_output=True, timeout=30,
-                           check=False)
-        subprocess.run(["systemctl", "enable", "--now", "mxone-agent"], capture_output=True,
-                       text=True, timeout=30, check=False)
-        r = subprocess.run(["systemctl", "restart", "mxone-agent"], capture_output=True,
-                           text=True, timeout=30, check=False)
-        return r.returncode == 0, r.stderr.strip()
+        return start_unit(_unit_text())
     os.makedirs(paths.RUN_DIR, exist_ok=True)
     os.makedirs(paths.LOG_DIR, exist_ok=True)
     try:
@@ -115,17 +187,25 @@ def start() -> tuple[bool, str]:
                                   "--log", paths.LOG], stdout=err, stderr=err, timeout=30,
                                  stdin=subprocess.DEVNULL, check=False)
         except (OSError, subprocess.TimeoutExpired) as e:
-            return False, f"mxone-agent run: {e}"
+            return False, f"mxone-agent run: {e}", []
         err.seek(0)
         said = err.read().decode(errors="replace").strip()
     if ran.returncode != 0:
-        return False, f"mxone-agent run exited {ran.returncode}: {said[-300:]}"
+        return False, f"mxone-agent run exited {ran.returncode}: {said[-300:]}", []
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if agent_pid() is not None:
-            return True, ""
+            return True, "", []
         time.sleep(0.05)
-    return False, f"mxone-agent run: no pidfile {paths.PIDFILE} within 15 s (see {paths.LOG})"
+    return False, f"mxone-agent run: no pidfile {paths.PIDFILE} within 15 s (see {paths.LOG})", []
+
+
+def restart() -> tuple[bool, str, list[str]]:
+    """The agent of ``current`` restarted (``systemctl restart`` under systemd); as
+    :func:`start`."""
+    if not systemd():
+        stop()
+    return start()
 
 
 def ctl(*args: str) -> dict[str, Any]:
@@ -199,8 +279,8 @@ def reload() -> dict[str, Any]:
         return {"ok": False, "error": f"no agent installed ({paths.AGENT_BIN} missing)"}
     r = ctl("reload")
     if r["rc"] == 2 or (r["rc"] == 0 and not running()):
-        ok, why = start()
-        return {"ok": ok, "error": why, "started": True}
+        ok, why, warnings = start()
+        return {"ok": ok, "error": why, "started": True, "warnings": warnings}
     if r["rc"] != 0:
         return {"ok": False, "error": f"{REFUSED} (exit {r['rc']}): {said(r)}"}
     return {"ok": True}

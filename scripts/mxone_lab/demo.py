@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import shlex
 import subprocess
 import sys
 import time
@@ -38,6 +39,8 @@ def shell_command(lab: Lab, host: str, first: str = "") -> list[str]:
         "# mxone-lab demo shell (lab-only; removed with the lab)\n"
         f"export PATH={venv_bin()}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
         f"export MXONE_LAB={lab.id}\n"
+        # The lab is no console script of the installed product: run from the checkout.
+        f"mxone-lab() {{ {shlex.quote(sys.executable)} -m mxone_lab \"$@\"; }}\n"
         f"PS1='(lab {lab.id}) \\u@\\h:\\w\\$ '\n"
         "cd ~\n"
         + first

@@ -33,8 +33,9 @@ from mxone_lab.spec import LabSpec
 NETNS_DIR = Path("/run/netns")
 ID_RE = re.compile(r"^mx[0-9a-f]{6}$")
 STATE_VERSION = 1
-#: Directories each host sees through its own overlay (writes stay on that host).
-OVERLAID = ("/etc", "/var", "/root", "/opt")
+#: Directories each host sees through its own overlay (writes stay on that host): also where
+#: the deployer puts the agent's unit and where an install links its commands.
+OVERLAID = ("/etc", "/var", "/root", "/opt", "/usr/lib/systemd/system", "/usr/local")
 #: Every host's own network configuration (systemd-networkd's format): what a server's
 #: /etc says about its address. Only a ``networkd`` host reads it at boot.
 NETWORK_FILE = "/etc/systemd/network/10-eth0.network"

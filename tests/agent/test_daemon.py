@@ -239,13 +239,6 @@ def test_sd_notify_without_systemd_does_nothing() -> None:
         in (None, 2.5)
 
 
-def test_unit_file_matches_the_shipped_text() -> None:
-    shipped = Path(daemon.__file__).parent / "systemd" / "mxone-agent.service"
-    assert shipped.read_text() == sdnotify.UNIT
-    assert "Type=notify" in sdnotify.UNIT and "WatchdogSec=" in sdnotify.UNIT
-    assert "Restart=on-failure" in sdnotify.UNIT
-
-
 @contextlib.contextmanager
 def under_notify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, watchdog_usec: int,
                  timers: dict | None = None) -> Iterator[socket.socket]:

@@ -18,7 +18,7 @@ from mxone_maintenance import actions, cli, degraded, orchestrate, ssh, store
 from mxone_maintenance.errors import MxoneError
 from mxone_maintenance.service import Maintenance
 from tests.menus.conftest import Driver
-from tests.orchestration.test_orchestrate_unit import StubPool, system
+from tests.orchestration.test_orchestrate_unit import StubPool, no_checks, system
 
 
 class Recording(orchestrate.SshApplier):
@@ -30,7 +30,7 @@ class Recording(orchestrate.SshApplier):
         art = SimpleNamespace(release="test-release", sha256="0" * 64)
         super().__init__(self.stub, tmp_path / "system.toml", lambda: art,  # type: ignore[arg-type,return-value]
                          secrets_dir=tmp_path / "secrets", local_name="lim1",
-                         lock_path=tmp_path / "apply.lock")
+                         lock_path=tmp_path / "apply.lock", checks=no_checks)
         self.fail = set(fail)
         self.changed: list[tuple[str, int, str]] = []
         self.undone: list[tuple[str, int]] = []

@@ -137,6 +137,72 @@ def test_kill_9_is_followed_by_a_restart(deployed: Admin) -> None:
     eventually(lambda: agent_answers(lab), 10, "the restarted agent answers")
 
 
+PACKAGE_UNIT = "/usr/lib/systemd/system/mxone-agent.service"
+# The same file where /lib is /usr/lib (Debian 12): systemd may name it by either path.
+PACKAGE_UNITS = (PACKAGE_UNIT, PACKAGE_UNIT.removeprefix("/usr"))
+OLD_UNIT = "/etc/systemd/system/mxone-agent.service"
+DROP_IN = "/etc/systemd/system/mxone-agent.service.d/site.conf"
+# The unit the first deployers wrote to /etc/systemd/system (one this project shipped).
+OLD_FALLBACK = ("[Unit]\nDescription=MX-ONE server redundancy agent\n"
+                "After=network-online.target\n\n[Service]\n"
+                "ExecStart=/opt/mxone/agent/current/bin/mxone-agent run --log "
+                "/var/log/mxone/agent.log\nRestart=always\nRestartSec=2\n\n[Install]\n"
+                "WantedBy=multi-user.target\n")
+
+
+def test_the_unit_is_a_package_unit_and_hardened(deployed: Admin) -> None:
+    lab = deployed.lab
+    props = show(lab, "FragmentPath", "ProtectSystem", "RestrictAddressFamilies",
+                 "ProtectKernelModules", "ProtectClock", "LockPersonality", "ExecStart")
+    assert props["FragmentPath"] in PACKAGE_UNITS
+    assert lab.exec(SB, ["test", "-e", OLD_UNIT], check=False).returncode == 1
+    assert props["ProtectSystem"] == "yes" and props["LockPersonality"] == "yes"
+    assert props["ProtectKernelModules"] == "yes" and props["ProtectClock"] == "yes"
+    assert set(props["RestrictAddressFamilies"].split()) == {
+        "AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET"}
+    assert "--log" not in props["ExecStart"]
+    report = lab.exec(SB, ["systemd-analyze", "security", "--no-pager", UNIT]).stdout
+    print("\n".join(report.splitlines()[-1:]))
+    score = float(re.search(r"Overall exposure level for mxone-agent.service: ([\d.]+)",
+                            report).group(1))  # type: ignore[union-attr]
+    assert score < 9.6  # 9.6 without any hardening
+    assert agent_answers(lab)
+
+
+def test_a_redeploy_keeps_the_drop_in_and_removes_an_old_copy_of_ours(deployed: Admin) -> None:
+    """The admin's `systemctl edit` drop-in survives; the copy the first deployers wrote to
+    /etc/systemd/system (it would shadow the package unit) is removed when it is ours, and
+    an admin's own file there is left in place with a warning."""
+    lab = deployed.lab
+    lab.exec(SB, f"mkdir -p {DROP_IN.rsplit('/', 1)[0]} && cat > {DROP_IN}",
+             input="[Service]\nEnvironment=MXONE_SITE=kept\n")
+    lab.exec(SB, f"cat > {OLD_UNIT}", input=OLD_FALLBACK)
+    lab.exec(SB, ["systemctl", "daemon-reload"])
+    lab.exec(SB, ["systemctl", "stop", UNIT])  # the next change starts it: the unit is installed
+    try:
+        deployed.run("cluster", "lock", "2", "--to", "regular", check=True, timeout=300)
+        assert lab.exec(SB, ["test", "-e", OLD_UNIT], check=False).returncode == 1
+        props = show(lab, "FragmentPath", "DropInPaths", "Environment", "ActiveState")
+        assert props["FragmentPath"] in PACKAGE_UNITS
+        assert props["DropInPaths"] == DROP_IN and "MXONE_SITE=kept" in props["Environment"]
+        assert props["ActiveState"] == "active"
+
+        # An admin's own full copy: left, and the change says so.
+        lab.exec(SB, f"cat > {OLD_UNIT}", input=OLD_FALLBACK + "# mine\n")
+        lab.exec(SB, ["systemctl", "daemon-reload"])
+        lab.exec(SB, ["systemctl", "stop", UNIT])
+        r = deployed.run("cluster", "unlock", "2", check=True, timeout=300)
+        assert lab.exec(SB, ["cat", OLD_UNIT]).stdout.endswith("# mine\n")
+        assert f"standby1: WARNING: {OLD_UNIT} is not a unit this tool wrote: left in place" \
+            in r.stdout + r.stderr, r.stdout + r.stderr
+    finally:
+        lab.exec(SB, ["rm", "-rf", OLD_UNIT, DROP_IN.rsplit("/", 1)[0]])
+        lab.exec(SB, ["systemctl", "daemon-reload"])
+        lab.exec(SB, ["systemctl", "restart", UNIT])
+    eventually(lambda: agent_answers(lab), 15, "the agent answers under the package unit")
+    assert show(lab, "FragmentPath")["FragmentPath"] in PACKAGE_UNITS
+
+
 def test_the_journal_has_the_failover_sentences(deployed: Admin) -> None:
     lab = deployed.lab
     eventually(lambda: agent_answers(lab), 10, "the agent answers")
