@@ -181,6 +181,8 @@ out = {"import": t_import - t0, "config": t_config - t_import, "connect": t_conn
        "cpu_connect": cpu_connect, "servers": len(names), "failed": len(failed),
        "workers": b.pool.max_workers,
        "per_connect": statistics.median(b.pool.connect_seconds.values() or [0.0])}
+t = next(iter(b.pool._conns.values())).transport
+out["algorithms"] = f"{t.remote_version}: {t.host_key_type} {t.local_cipher} {t.local_mac}"
 phases = getattr(b.pool, "connect_phases", None)  # tcp, kex + host key, auth (when kept)
 if phases:
     out["split"] = [statistics.median(p[i] for p in phases.values()) for i in range(3)]
@@ -204,7 +206,7 @@ def _phases(lab: Any, key: str, workers: int) -> str:
             f"({r['connect'] * 1e3 / n:.1f} ms/server; each {r['per_connect'] * 1e3:.0f} ms"
             f"{split}), status round {r['status']:.2f}, JSON {r['render']:.3f} s; CPU "
             f"{r['cpu']:.2f} s ({(r['cpu_connect']) * 1e3 / n:.1f} ms/server up to connected; "
-            f"{r['failed']} failed)")
+            f"{r['failed']} failed; {r['algorithms']})")
 
 
 def _layout(hosts: int) -> list[tuple[str, list[int]]]:
