@@ -43,13 +43,17 @@ class _Server(paramiko.ServerInterface):
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         def answer() -> None:
+            # Only once the client has its exec reply (it then ends its input), as sshd
+            # answers after its reply: an answer before it would close the channel first.
+            end = time.monotonic() + 10
+            while not channel.eof_received and time.monotonic() < end:
+                time.sleep(0.001)
             channel.sendall(f"{self.name}\n".encode())
             channel.send_exit_status(0)
             channel.shutdown_write()
             channel.close()
 
-        # After paramiko has sent the exec request's success (as sshd does).
-        threading.Timer(0.01, answer).start()
+        threading.Thread(target=answer, daemon=True).start()
         return True
 
 
