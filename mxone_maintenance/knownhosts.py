@@ -68,12 +68,21 @@ class KnownHosts:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._cache: tuple[bytes | None, paramiko.HostKeys] | None = None
 
     def _load(self) -> paramiko.HostKeys:
-        keys = paramiko.HostKeys()
-        if self.path.exists():
-            keys.load(str(self.path))
-        return keys
+        # Read every time, parsed again only when its text changed: one status of N
+        # servers checks N keys, and parsing the N lines for each was N^2 on LIM 1.
+        try:
+            text: bytes | None = self.path.read_bytes()
+        except FileNotFoundError:
+            text = None
+        if self._cache is None or self._cache[0] != text:
+            keys = paramiko.HostKeys()
+            if text is not None:
+                keys.load(str(self.path))
+            self._cache = (text, keys)
+        return self._cache[1]
 
     def holder(self, key: paramiko.PKey) -> str | None:
         """The server (first name on its line) this key is pinned for, if any."""

@@ -145,12 +145,23 @@ WAIT_MIN, WAIT_MAX = 1.0, 86400.0  # the agent's bounds for a fallback order's w
 
 STATUS_FILE = paths.STATUS
 STATUS_FRESH_S = 5.0  # the agent rewrites it at least every 2 s
-# The status file when its agent is alive: the server's clock, then the file (line 1 "pid
-# written", line 2 the JSON of ctl status). Otherwise ctl status itself, which also says
-# "not running" (exit 2) when no agent runs.
-STATUS_COMMAND = (
-    f"f={STATUS_FILE}; if read -r p t < $f 2>/dev/null && kill -0 \"$p\" 2>/dev/null; "
-    f"then date +%s.%N && cat $f; else exec {AGENT} ctl status; fi")
+
+
+def status_command(status_file: str = STATUS_FILE) -> str:
+    """The status file when its agent is alive: the server's clock, then the file (line 1
+    "pid written", line 2 the JSON of ctl status, one line). Otherwise ctl status itself,
+    which also says "not running" (exit 2) when no agent runs.
+
+    Shell builtins only on that path (the clock from bash's EPOCHREALTIME where it has it):
+    no process is started on the server for a status it has already written.
+    """
+    return (f"f={status_file}; if {{ read -r p t && IFS= read -r j; }} < $f 2>/dev/null && "
+            f"kill -0 \"$p\" 2>/dev/null; then printf '%s\\n%s %s\\n%s\\n' "
+            f"\"${{EPOCHREALTIME:-$(date +%s.%N)}}\" \"$p\" \"$t\" \"$j\"; "
+            f"else exec {AGENT} ctl status; fi")
+
+
+STATUS_COMMAND = status_command()
 
 
 def _from_status_files(results: ssh.GroupResult) -> dict[str, ssh.Result | None]:
@@ -161,13 +172,14 @@ def _from_status_files(results: ssh.GroupResult) -> dict[str, ssh.Result | None]
         lines = r.stdout.split("\n", 2) if r.ok else []
         if len(lines) == 3 and lines[1].count(" ") == 1:
             try:
-                age = float(lines[0]) - float(lines[1].split()[1])
+                # EPOCHREALTIME has the locale's decimal point (a comma in some)
+                age = float(lines[0].replace(",", ".")) - float(lines[1].split()[1])
             except ValueError:
                 out[name] = None
                 continue
             out[name] = (dataclasses.replace(r, stdout=lines[2])
                          if -STATUS_FRESH_S < age < STATUS_FRESH_S else None)
-        elif r.ok and _is_number(lines[0] if lines else ""):
+        elif r.ok and _is_number(lines[0].replace(",", ".") if lines else ""):
             out[name] = None  # the clock line without a whole file after it: ask again
         else:
             out[name] = r  # ctl status answered (or the server could not be reached)

@@ -15,6 +15,11 @@ address moves with its LIM, so another pinned server's key there means "not here
 
 Every wait is bounded: TCP connect, SSH handshake, authentication, each command.
 
+What a server costs LIM 1 is kept small, since a 124-LIM system has 137 servers: up to
+:data:`MAX_WORKERS` servers are reached at once, the login key is read once per pool, the
+pinned keys are parsed once per change of their file, and a command's output is waited for
+(woken by paramiko when it arrives), never polled.
+
 This module is the one name callers use (``from mxone_maintenance import ssh``): it also
 gives the names of the results and of the host-key modules.
 """
@@ -25,6 +30,7 @@ import logging
 import os
 import shlex
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,8 +39,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-import paramiko  # type: ignore[import-untyped]
-from paramiko import sftp as sftp_const
+# paramiko imports invoke (~45 ms of every start) only to run ssh_config's "Match exec",
+# which this tool never reads (every connection is set up here): hidden while paramiko is
+# imported, paramiko notes the ImportError and goes on; importable again afterwards.
+_hide_invoke = "invoke" not in sys.modules
+if _hide_invoke:
+    sys.modules["invoke"] = None  # type: ignore[assignment]
+try:
+    import paramiko  # type: ignore[import-untyped]
+    from paramiko import sftp as sftp_const
+finally:
+    if _hide_invoke:
+        del sys.modules["invoke"]
 
 from mxone_maintenance.errors import MxoneError
 from mxone_maintenance.knownhosts import (
@@ -47,7 +63,7 @@ from mxone_maintenance.knownhosts import (
 from mxone_maintenance.sshresult import GroupError, GroupResult, Result, SshError
 
 __all__ = [
-    "COMMAND_TIMEOUT", "CONNECT_TIMEOUT", "DEFAULT_KNOWN_HOSTS", "DEFAULT_USER_KEY",
+    "COMMAND_TIMEOUT", "CONNECT_TIMEOUT", "DEFAULT_KNOWN_HOSTS", "DEFAULT_USER_KEY", "MAX_WORKERS",
     "ChangedHostKey", "GroupError", "GroupResult", "HostKeyError", "KnownHosts", "Pool",
     "Result", "SshError", "Target", "UnknownHostKey", "fingerprint", "load_user_key",
     "user_key_default",
@@ -60,6 +76,9 @@ DEFAULT_KNOWN_HOSTS = Path("/etc/mxone/known_hosts")
 DEFAULT_USER_KEY = Path("/root/.ssh/id_ed25519")
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 60.0
+MAX_WORKERS = 64
+"""Servers reached at once: a 124-LIM system's 137 servers in three waves, each server's
+connection mostly waiting on the network and the server, not on LIM 1's CPU."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +136,7 @@ class Pool:
 
     def __init__(self, known_hosts: Path = DEFAULT_KNOWN_HOSTS, user_key: Path = DEFAULT_USER_KEY,
                  *, user: str = "root", connect_timeout: float = CONNECT_TIMEOUT,
-                 command_timeout: float = COMMAND_TIMEOUT, max_workers: int = 16,
+                 command_timeout: float = COMMAND_TIMEOUT, max_workers: int = MAX_WORKERS,
                  accept_new: bool = False,
                  on_accept: Callable[[UnknownHostKey], None] | None = None) -> None:
         self.known_hosts = KnownHosts(known_hosts)
@@ -130,7 +149,11 @@ class Pool:
         self.on_accept = on_accept
         self.connects = 0  # TCP+SSH sessions opened, for tests and figures
         self.connect_seconds: dict[str, float] = {}
+        # per server: seconds of TCP connect, key exchange + host key check, login
+        self.connect_phases: dict[str, tuple[float, float, float]] = {}
+        self.key_loads = 0  # times the login key was read, for tests
         self._key: paramiko.PKey | None = None
+        self._key_lock = threading.Lock()
         self._conns: dict[str, _Connection] = {}
         self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -138,9 +161,12 @@ class Pool:
     # ---- connections --------------------------------------------------------------------
 
     def _user_key(self) -> paramiko.PKey:
-        if self._key is None:
-            self._key = load_user_key(self.user_key_path)
-        return self._key
+        # Once per pool, however many servers log in at the same moment.
+        with self._key_lock:
+            if self._key is None:
+                self._key = load_user_key(self.user_key_path)
+                self.key_loads += 1
+            return self._key
 
     def _host_lock(self, name: str) -> threading.Lock:
         with self._lock:
@@ -166,6 +192,7 @@ class Pool:
             except OSError as exc:
                 problems.append(f"{address}: {_socket_reason(exc)}")
                 continue
+            connected = time.monotonic()
             transport = paramiko.Transport(sock)
             try:
                 transport.banner_timeout = self.connect_timeout
@@ -188,8 +215,10 @@ class Pool:
                     self.known_hosts.add(target.name, address if not alias else "", key)
                     if self.on_accept:
                         self.on_accept(unknown)
+                user_key = self._user_key()
+                verified = time.monotonic()
                 transport.auth_timeout = self.connect_timeout
-                transport.auth_publickey(self.user, self._user_key())
+                transport.auth_publickey(self.user, user_key)
             except HostKeyError:
                 transport.close()
                 raise
@@ -202,9 +231,12 @@ class Pool:
                 transport.close()
                 problems.append(f"{address}: SSH handshake failed: {exc or type(exc).__name__}")
                 continue
+            done = time.monotonic()
             with self._lock:
                 self.connects += 1
-                self.connect_seconds[target.name] = time.monotonic() - started
+                self.connect_seconds[target.name] = done - started
+                self.connect_phases[target.name] = (connected - started, verified - connected,
+                                                    done - verified)
             return _Connection(transport, address)
         raise SshError(f"server {target.name} unreachable: " + "; ".join(problems))
 
@@ -261,27 +293,31 @@ class Pool:
             chan.shutdown_write()
             out, err = bytearray(), bytearray()
             deadline = started + timeout
+            # Set by paramiko's thread when output arrives or ends, cleared by a read that
+            # empties a buffer; both buffers are read before each wait: nothing is missed.
+            arrived = threading.Event()
+            chan.in_buffer.set_event(arrived)
+            chan.in_stderr_buffer.set_event(arrived)
             while True:
-                busy = False
                 if chan.recv_ready():
                     out += chan.recv(65536)
-                    busy = True
                 if chan.recv_stderr_ready():
                     err += chan.recv_stderr(65536)
-                    busy = True
                 # The exit status may arrive before the last output: done only once the
                 # server has also ended the output (EOF, or the channel closed) and all of
                 # it has been read.
                 if (chan.exit_status_ready() and (chan.eof_received or chan.closed)
                         and not chan.recv_ready() and not chan.recv_stderr_ready()):
                     break
-                if time.monotonic() > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     return Result(name, False, out.decode(errors="replace"),
                                   err.decode(errors="replace"), None,
                                   f"server {name}: command did not finish within {timeout:g} s",
                                   time.monotonic() - started)
-                if not busy:
-                    time.sleep(0.002)
+                if not (chan.recv_ready() or chan.recv_stderr_ready()):
+                    # Once the output has ended, only the exit status is still to come.
+                    (chan.status_event if chan.eof_received or chan.closed else arrived).wait(left)
             status = chan.recv_exit_status()
         finally:
             chan.close()

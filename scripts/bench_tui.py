@@ -5,13 +5,17 @@ Start: time from spawning `mxone_maintenance` in a pty until the main menu is on
 Keystroke: time from a typed character until it shows on screen (pty + pyte), and the
 same without a terminal (App.keypress + render) to separate urwid's drawing from the tty.
 Status: on lim1 of a 20-host lab with the real agent deployed, for one cluster (9
-servers) and two (18 servers):
+servers) and two (18 servers); with ``--status-hosts N`` on a lab of N hosts, one more
+cluster of 9 servers at a time up to the largest that fits (N=47: 45 servers):
   * cold: the whole `mxone_maintenance cluster status --json` command (a new process, a new
     SSH connection to every server), as a script would run it;
   * refresh: one more status of an open tool (its SSH connections kept), as the menus' Show
     status refreshes itself; with LIM 1's CPU time per server.
-For each, the per-server cost and a linear projection for MX-ONE's largest system, 124 LIMs
-(13 clusters, 137 servers). All hosts share this machine's cores, so the per-server figures
+For each, the per-server cost and a linear projection (least squares over the points) for
+MX-ONE's largest system, 124 LIMs (13 clusters, 137 servers). At the largest point, where
+the cold command's time goes: one fresh process on lim1 timing its phases (imports, config,
+connecting to every server, the status round over the open connections), once with the
+pool's parallelism and once one server at a time (the per-server cost without overlap). All hosts share this machine's cores, so the per-server figures
 also carry the servers' own work, which on real servers runs in parallel.
 """
 
@@ -24,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pexpect
 import pyte
@@ -138,22 +143,93 @@ def _children_cpu() -> float:
 
 
 def _projection(name: str, points: list[tuple[int, float]]) -> str:
-    (n1, t1), (n2, t2) = points
-    per = (t2 - t1) / (n2 - n1)
-    fixed = t1 - per * n1
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    per = (sum((x - mean_x) * (y - mean_y) for x, y in points)
+           / sum((x - mean_x) ** 2 for x, _ in points))
+    fixed = mean_y - per * mean_x
     projected = fixed + per * STATUS_SERVERS_124
     return (f"{name}: per-server cost {per * 1e3:.1f} ms (fixed {fixed:.2f} s); projection for "
             f"124 LIMs ({STATUS_SERVERS_124} servers): {projected:.2f} s (target 2 s; "
             f"projection/target {projected / 2.0:.2f})")
 
 
-def bench_status(runs: int) -> list[str]:
+# Where a cold status's time goes, in one fresh process on lim1 (argv: key, workers).
+PHASES = """
+import time
+t0 = time.perf_counter()
+import json, statistics, sys
+from mxone_maintenance import operations, orchestrate
+t_import = time.perf_counter()
+b = operations.backend(ssh_key=sys.argv[1])
+if int(sys.argv[2]):
+    b.pool.max_workers = int(sys.argv[2])
+system = b.maintenance.system().validated()
+reach = orchestrate.targets(system)
+names = [s.name for c in system.clusters for s in system.cluster_servers(c)]
+t_config = time.perf_counter()
+failed = b.pool.connect_all([reach[n] for n in names])
+t_connect = time.perf_counter()
+cpu_connect = time.process_time()
+st = b.operations.status(system)
+t_status = time.perf_counter()
+text = json.dumps(st.to_dict())
+t_done = time.perf_counter()
+out = {"import": t_import - t0, "config": t_config - t_import, "connect": t_connect - t_config,
+       "status": t_status - t_connect, "render": t_done - t_status, "cpu": time.process_time(),
+       "cpu_connect": cpu_connect, "servers": len(names), "failed": len(failed),
+       "workers": b.pool.max_workers,
+       "per_connect": statistics.median(b.pool.connect_seconds.values() or [0.0])}
+t = next(iter(b.pool._conns.values())).transport
+out["algorithms"] = f"{t.remote_version}: {t.host_key_type} {t.local_cipher} {t.local_mac}"
+phases = getattr(b.pool, "connect_phases", None)  # tcp, kex + host key, auth (when kept)
+if phases:
+    out["split"] = [statistics.median(p[i] for p in phases.values()) for i in range(3)]
+again = b.pool.run_all([reach[n] for n in names], operations.STATUS_COMMAND, timeout=20)
+out["from_file"] = sum(1 for r in again.values() if r.ok and r.stdout.split()[0].replace(
+    ",", ".").replace(".", "", 1).isdigit())
+print(json.dumps(out))
+b.close()
+"""
+
+
+def _phases(lab: Any, key: str, workers: int) -> str:
+    t0 = time.perf_counter()
+    r = json.loads(lab.run_python("lim1", PHASES, args=[key, str(workers)], timeout=300).stdout)
+    wall = time.perf_counter() - t0
+    n = r["servers"]
+    split = ""
+    if "split" in r:
+        split = (" (per connection, median: TCP {:.1f} ms, key exchange + host key {:.1f} ms, "
+                 "login {:.1f} ms)".format(*(x * 1e3 for x in r["split"])))
+    return (f"  cold phases, {n} servers, {r['workers']} at a time: whole {wall:.2f} s (process "
+            f"start + exit {wall - sum(r[k] for k in ('import', 'config', 'connect', 'status', 'render')):.2f}), "
+            f"imports {r['import']:.2f}, config {r['config']:.2f}, connect {r['connect']:.2f} "
+            f"({r['connect'] * 1e3 / n:.1f} ms/server; each {r['per_connect'] * 1e3:.0f} ms"
+            f"{split}), status round {r['status']:.2f}, JSON {r['render']:.3f} s; CPU "
+            f"{r['cpu']:.2f} s ({(r['cpu_connect']) * 1e3 / n:.1f} ms/server up to connected; "
+            f"{r['failed']} failed; {r['algorithms']}; {r['from_file']} answered from "
+            f"the agent's status file)")
+
+
+def _layout(hosts: int) -> list[tuple[str, list[int]]]:
+    """Clusters of 9 servers (8 LIMs + a standby) on lim2..: (standby, LIM hosts) each;
+    hosts=20 gives the original (lim18: 2..9, lim19: 10..17)."""
+    count = (hosts - 2) // 9
+    first_standby = hosts - count
+    return [(f"lim{first_standby + k}", list(range(2 + 8 * k, 10 + 8 * k))) for k in range(count)]
+
+
+def bench_status(runs: int, hosts: int = 20) -> list[str]:
     from mxone_lab.lab import Lab
     from mxone_lab.spec import LabSpec
 
     out = []
-    with Lab.up(LabSpec.with_hosts(20)) as lab:
-        names = [f"lim{i}" for i in range(1, 20)]
+    layout = _layout(hosts)
+    standbys = [sb for sb, _ in layout]
+    with Lab.up(LabSpec.with_hosts(hosts), timeout=max(10.0, hosts / 2)) as lab:
+        names = [f"lim{i}" for i in range(1, hosts)]
         lab.exec("lim1", "mkdir -p /etc/mxone && cat > /etc/mxone/known_hosts",
                  input="".join(lab.hosts[n].known_hosts_line + "\n" for n in names))
 
@@ -164,14 +240,14 @@ def bench_status(runs: int) -> list[str]:
                 raise SystemExit(f"bench-tui: {' '.join(args)} failed:\n{r.stdout}{r.stderr}")
             return r.stdout
 
-        for i in range(1, 18):
+        for i in range(1, hosts - len(standbys)):
             admin("server", "add", f"lim{i}", lab.hosts[f"lim{i}"].cidr, "--lim", str(i),
                   *(("--new",) if i == 1 else ()))
-        for sb in ("lim18", "lim19"):
+        for sb in standbys:
             admin("server", "add", sb, lab.hosts[sb].cidr)
             admin("standby", "convert", sb)
-        points, refresh = [], []
-        for k, (sb, lims) in enumerate((("lim18", range(2, 10)), ("lim19", range(10, 18)))):
+        points, refresh, cpu = [], [], []
+        for k, (sb, lims) in enumerate(layout):
             admin("cluster", "create", f"c{k + 1}", "--standby", sb, "--timers", "fast",
                   *[a for n in lims for a in ("--lim", f"{n}:10.77.0.{100 + n}")])
             servers = 9 * (k + 1)
@@ -184,6 +260,7 @@ def bench_status(runs: int) -> list[str]:
                 times.append(time.perf_counter() - t0)
             cold_cpu = (_children_cpu() - cpu0) / runs  # the tool's process on lim1 (+ nsenter)
             points.append((servers, statistics.median(times)))
+            cpu.append((servers, cold_cpu))
             healthy = sum(1 for c in data["clusters"] for srv in c["servers"] if srv["agent"] == "running")
             out.append(f"cold cluster status, {servers:>2} servers ({k + 1} cluster(s)): median "
                        f"{points[-1][1]:.2f} s over {runs} runs (whole command on lim1; LIM 1 CPU "
@@ -191,11 +268,20 @@ def bench_status(runs: int) -> list[str]:
             r = json.loads(lab.run_python("lim1", REFRESH, args=[str(lab.user_key_path), str(runs * 4)],
                                           timeout=300).stdout)
             refresh.append((servers, r["median"]))
+            if k == len(layout) - 1 and hosts > 20:
+                out.append(f"cold cluster status measured at {servers} servers ({hosts}-host "
+                           f"lab): median {points[-1][1]:.2f} s")
+                out.append(_phases(lab, str(lab.user_key_path), 0))
+                out.append(_phases(lab, str(lab.user_key_path), 1))
             out.append(f"status refresh,      {servers:>2} servers: median {r['median'] * 1e3:.0f} ms "
                        f"over {runs * 4} refreshes; LIM 1 CPU {r['cpu'] * 1e3 / servers:.1f} ms per "
                        f"server ({r['running']} agents answered)")
     out.append(_projection("cold command", points))
     out.append(_projection("refresh (Show status)", refresh))
+    # LIM 1's own share: the servers' sshd work above runs on these same cores, on a real
+    # system each server does it on its own.
+    out.append(_projection("LIM 1 CPU of the cold command", cpu).replace(
+        "projection for", "CPU seconds for"))
     return out
 
 
@@ -205,7 +291,26 @@ def line(name: str, xs: list[float], target: float) -> str:
             f"(n={len(xs)}; target {target * 1e3:.0f} ms; median/target {med / target:.2f})")
 
 
+def _hosts(argv: list[str]) -> int:
+    if "--status-hosts" not in argv:
+        return 20
+    hosts = int(argv[argv.index("--status-hosts") + 1])
+    if not 20 <= hosts <= 90:
+        raise SystemExit("bench-tui: --status-hosts N: a lab of 20 to 90 hosts")
+    return hosts
+
+
 def main() -> int:
+    hosts = _hosts(sys.argv)
+    if "--status-only" not in sys.argv:
+        menus()
+    if "--no-status" not in sys.argv:
+        for text in bench_status(runs=5, hosts=hosts):
+            print(text, flush=True)
+    return 0
+
+
+def menus() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-tui-") as d:
         config = Path(d) / "system.toml"
         seed(config)
@@ -213,10 +318,6 @@ def main() -> int:
         print(line("start to main menu drawn (pty)", bench_start(config, 10), TARGET_START))
         print(line("keystroke to character shown (pty)", bench_keys(config, 60), TARGET_KEY))
         print(line("keystroke + render, headless", bench_headless(config, 200), TARGET_KEY))
-    if "--no-status" not in sys.argv:
-        for text in bench_status(runs=5):
-            print(text)
-    return 0
 
 
 if __name__ == "__main__":

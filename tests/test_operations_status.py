@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
 from mxone_maintenance import operations, ssh
 from mxone_maintenance import status as agent_status
 
@@ -190,3 +197,48 @@ def test_odd_network_reports_do_not_break_the_status() -> None:
     assert agent_status.network_lines("lim2", {"interface": "bond0", "bond": {
         "slaves": ["x", {"name": "eth0"}], "mii_status": "down"}}) == [
         "      ?: unknown, down; unknown, eth0 unknown"]
+
+
+def _run_status_command(shell: str, status_file: Path, env: dict[str, str]) -> ssh.Result:
+    p = subprocess.run([shell, "-c", operations.status_command(str(status_file))],
+                       capture_output=True, text=True, env=env, timeout=10, check=False)
+    return ssh.Result("lim2", p.returncode == 0, p.stdout, p.stderr, p.returncode)
+
+
+@pytest.mark.parametrize("shell", ["bash", "sh"])
+def test_the_status_command_reads_a_live_agents_file_with_the_servers_clock(
+        shell: str, tmp_path: Path) -> None:
+    body = '{"node": "lim2", "ok": true, "text": "a \\\\ and a \\"quote\\""}'
+    f = tmp_path / "status.json"
+    f.write_text(f"{os.getpid()} {time.time():.3f}\n{body}\n")
+    env = {"PATH": os.environ["PATH"], "LANG": "C"}
+    out = operations._from_status_files(_group(lim2=_run_status_command(shell, f, env)))
+    assert out["lim2"] is not None and out["lim2"].stdout == body + "\n"
+
+
+def test_the_status_file_of_an_agent_that_is_gone_means_asking_the_agent(
+        tmp_path: Path) -> None:
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    f = tmp_path / "status.json"
+    f.write_text(f"{dead} {time.time():.3f}\n" + '{"ok": true}\n')
+    r = _run_status_command("bash", f, {"PATH": os.environ["PATH"]})
+    # exec of ctl status (not installed here): not the file
+    assert not r.ok and '{"ok": true}' not in r.stdout
+
+
+def test_a_clock_with_a_decimal_comma_is_read() -> None:
+    out = operations._from_status_files(_group(
+        lim2=ssh.Result("lim2", True, '1000,5\n4242 999.0\n{"ok": true}\n', "", 0)))
+    assert out["lim2"] is not None and out["lim2"].stdout == '{"ok": true}\n'
+
+
+def test_bash_reads_a_live_agents_file_without_starting_a_program(tmp_path: Path) -> None:
+    # Nothing on PATH: only shell builtins can answer (bash 5's EPOCHREALTIME for the clock).
+    f = tmp_path / "status.json"
+    f.write_text(f"{os.getpid()} {time.time():.3f}\n" + '{"ok": true}\n')
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = _run_status_command("/bin/bash", f, {"PATH": str(empty)})
+    out = operations._from_status_files(_group(lim2=r))
+    assert out["lim2"] is not None and out["lim2"].stdout == '{"ok": true}\n', r

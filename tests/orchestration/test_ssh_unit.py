@@ -9,6 +9,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from paramiko.buffered_pipe import BufferedPipe
 
 from mxone_maintenance import ssh
 
@@ -120,50 +121,92 @@ def test_known_hosts_writes_are_safe_from_threads(tmp_path: Path) -> None:
         kh.check(f"s{i}", f"10.0.0.{i}", k)
 
 
-class _LateOutputChannel:
-    """A channel whose exit status arrives before its output (sshd may send them so)."""
+class _ScriptedChannel:
+    """A channel fed from another thread as paramiko's transport feeds one: its output into
+    paramiko's own buffers, then the exit status and the end of output in a given order."""
 
-    def __init__(self) -> None:
-        self.polls = 0
+    def __init__(self, steps: list[tuple[float, str, bytes]]) -> None:
+        self.in_buffer = BufferedPipe()
+        self.in_stderr_buffer = BufferedPipe()
+        self.status_event = threading.Event()
         self.eof_received = False
         self.closed = False
-        self._out = b""
+        self._steps = steps
+        self._status = -1
 
     def settimeout(self, t: float) -> None: ...
-    def exec_command(self, c: str) -> None: ...
     def shutdown_write(self) -> None: ...
     def close(self) -> None: ...
 
+    def exec_command(self, c: str) -> None:
+        threading.Thread(target=self._feed, daemon=True).start()
+
+    def _feed(self) -> None:
+        for delay, what, data in self._steps:
+            time.sleep(delay)
+            if what == "out":
+                self.in_buffer.feed(data)
+            elif what == "err":
+                self.in_stderr_buffer.feed(data)
+            elif what == "status":
+                self._status = int(data)
+                self.status_event.set()
+            elif what == "eof":
+                self.eof_received = True
+                self.in_buffer.close()
+                self.in_stderr_buffer.close()
+
     def exit_status_ready(self) -> bool:
-        return True
+        return self.closed or self.status_event.is_set()
 
     def recv_exit_status(self) -> int:
-        return 0
+        self.status_event.wait()
+        return self._status
 
     def recv_ready(self) -> bool:
-        self.polls += 1
-        if self.polls == 5:  # the output arrives a little after the exit status ...
-            self._out = b'{"ok": true}\n'
-        if self.polls == 8:  # ... then the end of it
-            self.eof_received = True
-        return bool(self._out)
+        return self.in_buffer.read_ready()
 
     def recv(self, n: int) -> bytes:
-        out, self._out = self._out, b""
-        return out
+        return bytes(self.in_buffer.read(n))
 
     def recv_stderr_ready(self) -> bool:
-        return False
+        return self.in_stderr_buffer.read_ready()
+
+    def recv_stderr(self, n: int) -> bytes:
+        return bytes(self.in_stderr_buffer.read(n))
 
 
-def test_output_that_arrives_after_the_exit_status_is_not_lost(tmp_path: Path) -> None:
+def _exec_on(tmp_path: Path, chan: _ScriptedChannel, timeout: float = 5.0) -> ssh.Result:
     pool = ssh.Pool(tmp_path / "known_hosts", tmp_path / "key")
-    chan = _LateOutputChannel()
 
     class Transport:
-        def open_session(self, timeout: float) -> _LateOutputChannel:
+        def open_session(self, timeout: float) -> _ScriptedChannel:
             return chan
 
     conn = ssh._Connection(Transport(), "10.0.0.1")  # type: ignore[arg-type]
-    r = pool._exec("lim2", conn, "true", None, 5.0, time.monotonic())
+    return pool._exec("lim2", conn, "true", None, timeout, time.monotonic())
+
+
+def test_output_that_arrives_after_the_exit_status_is_not_lost(tmp_path: Path) -> None:
+    # sshd may send the exit status before the output: done only once the output ended.
+    chan = _ScriptedChannel([(0.01, "status", b"0"), (0.05, "out", b'{"ok": true}\n'),
+                             (0.05, "eof", b"")])
+    r = _exec_on(tmp_path, chan, timeout=10.0)
     assert r.ok and r.stdout == '{"ok": true}\n'
+    assert r.seconds < 5.0  # woken by the output's arrival, not at the command's timeout
+
+
+def test_output_and_errors_in_pieces_are_all_read_then_the_status_after_the_end(
+        tmp_path: Path) -> None:
+    chan = _ScriptedChannel([(0.02, "out", b"a"), (0.02, "err", b"x"), (0.02, "out", b"b"),
+                             (0.02, "eof", b""), (0.05, "status", b"3")])
+    r = _exec_on(tmp_path, chan, timeout=10.0)
+    assert (r.ok, r.stdout, r.stderr, r.exit_status) == (False, "ab", "x", 3)
+    assert r.seconds < 5.0  # woken by the exit status after the end, not at the timeout
+
+
+def test_a_command_still_running_at_its_timeout_is_reported_with_what_it_wrote(
+        tmp_path: Path) -> None:
+    chan = _ScriptedChannel([(0.01, "out", b"partial"), (30, "eof", b"")])
+    r = _exec_on(tmp_path, chan, timeout=0.3)
+    assert not r.ok and r.stdout == "partial" and "did not finish within 0.3 s" in r.error
