@@ -30,7 +30,7 @@ AGENT = "/opt/mxone/agent/current/bin/mxone-agent"
 def deployed(systemd_lab_module: Lab, real_artefact: Path) -> Iterator[Admin]:  # noqa: F811
     lab = systemd_lab_module
     admin = Admin(lab, real_artefact, servers=("lim1", "lim2", SB))
-    admin.run("server", "add", "lim1", lab.hosts["lim1"].cidr, "--lim", "1", check=True)
+    admin.run("server", "add", "lim1", lab.hosts["lim1"].cidr, "--lim", "1", "--new", check=True)
     admin.run("server", "add", "lim2", lab.hosts["lim2"].cidr, "--lim", "2", check=True)
     admin.run("server", "add", SB, lab.hosts[SB].cidr, check=True)
     admin.run("standby", "convert", SB, check=True)

@@ -122,7 +122,7 @@ def test_on_a_real_system_as_the_readme_says(lab: Lab, wheels: Path, old_python:
         t.run("lim1", "sudo -H mxone_maintenance --help")
         t.run("lim1", "ls -l /usr/local/bin/mxone_maintenance "
                       "/opt/mxone_install/bin/mxone_maintenance", literal=False)
-        t.run("lim1", "sudo -H mxone_maintenance server add lim1 10.77.0.11/24 --lim 1 "
+        t.run("lim1", "sudo -H mxone_maintenance server add lim1 10.77.0.11/24 --lim 1 --new "
                       "--accept-new-host-key")
         t.run("lim1", "sudo -H mxone_maintenance server add lim2 10.77.0.12/24 --lim 2 "
                       "--accept-new-host-key")
