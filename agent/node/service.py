@@ -140,6 +140,30 @@ def install_unit(unit: str, root: str = "") -> tuple[bool, list[str]]:
     return changed, warnings
 
 
+LOGROTATE_SOURCE = "lib/mxone_agent/logrotate/mxone-agent"
+"""A release's logrotate config, under its directory (installed at :data:`paths.LOGROTATE`)."""
+
+
+def install_logrotate(release: str, root: str = "") -> list[str]:
+    """The logrotate config of ``release`` (a release directory) at
+    :data:`~mxone_agent.paths.LOGROTATE`, rewritten only when it differs, when logrotate's
+    directory is there (the agent's log files and alarms.log rotate by it). Warnings."""
+    if not os.path.isdir(root + os.path.dirname(paths.LOGROTATE)):
+        return []
+    try:
+        with open(os.path.join(release, LOGROTATE_SOURCE), "rb") as f:
+            text = f.read()
+    except OSError as e:
+        return [f"{paths.LOGROTATE} not installed: the release's config: {e.strerror}"]
+    old = files.read(root, paths.LOGROTATE)
+    if old is None or bytes.fromhex(old["data"]) != text:
+        try:
+            files.write_atomic(root + paths.LOGROTATE, text, 0o644)
+        except OSError as e:
+            return [f"{paths.LOGROTATE} not installed: {e.strerror}"]
+    return []
+
+
 def _systemctl(*args: str) -> tuple[bool, str]:
     """``systemctl ARGS``: (succeeded, what it said when it did not)."""
     try:
@@ -172,8 +196,10 @@ def start_unit(unit: str) -> tuple[bool, str, list[str]]:
 def start() -> tuple[bool, str, list[str]]:
     """Start the agent of ``current`` (restart it when it runs under systemd); (started,
     why not, warnings)."""
+    rotate = install_logrotate(paths.CURRENT)
     if systemd():
-        return start_unit(_unit_text())
+        ok, why, warnings = start_unit(_unit_text())
+        return ok, why, rotate + warnings
     os.makedirs(paths.RUN_DIR, exist_ok=True)
     os.makedirs(paths.LOG_DIR, exist_ok=True)
     try:
@@ -191,11 +217,11 @@ def start() -> tuple[bool, str, list[str]]:
         err.seek(0)
         said = err.read().decode(errors="replace").strip()
     if ran.returncode != 0:
-        return False, f"mxone-agent run exited {ran.returncode}: {said[-300:]}", []
+        return False, f"mxone-agent run exited {ran.returncode}: {said[-300:]}", rotate
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if agent_pid() is not None:
-            return True, "", []
+            return True, "", rotate
         time.sleep(0.05)
     return False, f"mxone-agent run: no pidfile {paths.PIDFILE} within 15 s (see {paths.LOG})", []
 

@@ -166,3 +166,26 @@ def test_a_failing_systemctl_is_reported_in_its_words(fake_unit_dir: Path, step:
             "start": "start mxone-agent"}[step]
     assert why == f"systemctl {args} failed: {words}"
     assert fake.calls[-1][0] == step  # nothing after the step that failed
+
+
+def test_the_release_logrotate_config_is_installed_once_where_logrotate_reads(
+        tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    source = release / service.LOGROTATE_SOURCE
+    source.parent.mkdir(parents=True)
+    source.write_bytes(b"/var/log/mxone/agent.log {\n    weekly\n}\n")
+    root = tmp_path / "root"
+    target = root / paths.LOGROTATE.lstrip("/")
+    # No logrotate on the node: nothing written, nothing said.
+    assert service.install_logrotate(str(release), str(root)) == []
+    assert not target.exists()
+    target.parent.mkdir(parents=True)
+    assert service.install_logrotate(str(release), str(root)) == []
+    assert target.read_bytes() == source.read_bytes()
+    assert target.stat().st_mode & 0o777 == 0o644
+    first = target.stat().st_ino
+    assert service.install_logrotate(str(release), str(root)) == []
+    assert target.stat().st_ino == first  # unchanged: not rewritten
+    source.unlink()
+    [warning] = service.install_logrotate(str(release), str(root))
+    assert paths.LOGROTATE in warning and "No such file" in warning
