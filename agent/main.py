@@ -9,6 +9,8 @@ does the work (the package's map: :mod:`mxone_agent`).
   existing pidfile means the agent is ready. Under systemd (NOTIFY_SOCKET) it sends
   READY=1 and watchdog pings. Exit 1 with a clear message when it cannot start. The agent
   itself: :class:`mxone_agent.daemon.Agent`.
+* ``mxone-agent ctl metrics`` prints the agent's metrics, Prometheus text format
+  (:mod:`mxone_agent.metrics`).
 * ``mxone-agent ctl status | fallback LIM [--wait SECONDS] [--cancel] | lock LIM
   regular|standby | unlock LIM | retire LIM [--cancel] | reload | sync [LIM]`` - talk to
   the running agent over its control socket (root only, mode 0600); prints the JSON
@@ -370,6 +372,9 @@ def ctl(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"mxone-agent: the agent did not answer: {e}", file=sys.stderr)
         return EXIT_NOT_RUNNING
+    if args.verb == "metrics" and reply.get("ok") and isinstance(reply.get("text"), str):
+        print(reply["text"], end="")  # the Prometheus text as it is
+        return EXIT_OK
     print(json.dumps(reply, indent=2))
     return EXIT_OK if reply.get("ok") else EXIT_REFUSED
 
@@ -398,7 +403,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--alarm-file", default=paths.ALARMS_LOG)
     c = sub.add_parser("ctl", help="talk to the running agent")
     c.add_argument("verb", choices=("status", "fallback", "lock", "unlock", "retire", "reload",
-                                    "sync"))
+                                    "sync", "metrics"))
     c.add_argument("args", nargs="*")
     c.add_argument("--control", default=daemon.DEFAULT_CONTROL)
     c.add_argument("--wait", type=float, default=None, metavar="SECONDS",
