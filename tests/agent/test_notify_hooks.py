@@ -167,9 +167,9 @@ def test_a_full_queue_drops_counts_and_warns_once(hooks_dir: Path,
     r = runner(hooks_dir, queue_size=2)  # not started: nothing takes events out
     with caplog.at_level(logging.WARNING, "mxone_agent"):
         t0 = time.monotonic()
-        assert [r.submit(EVENT) for _ in range(5)] == [True, True, False, False, False]
+        assert [r.submit(EVENT) for _ in range(50)] == [True, True] + [False] * 48
         assert time.monotonic() - t0 < 0.5  # never blocks
-    assert r.counts.dropped == 3
+    assert r.counts.dropped == 48
     assert len(caplog.records) == 1 and "dropped" in caplog.text
 
 
@@ -269,3 +269,27 @@ def test_only_the_transitions_recorded_within_the_block_are_notified() -> None:
     with notifier.watching(empty):
         empty.extend([failover(2), failover(3), failover(4)])  # more than it keeps
     assert [e.env["MXONE_LIM"] for e in submitted[2:]] == ["3", "4"]
+
+
+@pytest.mark.skipif(ME != 0, reason="the agent runs hooks owned by root only")
+def test_the_agent_runs_its_hooks_on_an_alarm(hooks_dir: Path, tmp_path: Path) -> None:
+    from mxone_agent import daemon
+    from mxone_agent.network import RecordingNetwork
+
+    from tests.agent.test_daemon import loopback_doc, write_files
+
+    out = tmp_path / "ran"
+    hook(hooks_dir, "10-log", f'echo "$MXONE_EVENT $MXONE_ALARM $MXONE_ALARM_STATE" >> {out}')
+    cfg, sec = write_files(tmp_path, loopback_doc("lim2"))
+    agent = daemon.Agent(cfg, sec, str(tmp_path / "state"), str(tmp_path / "a.sock"),
+                         RecordingNetwork, alarm_file=None, notify_dir=str(hooks_dir),
+                         metrics_file=None)
+    agent.hooks.start()
+    try:
+        agent.alarms.raise_(AlarmCode.STANDBY_OUT_OF_ORDER, None, "sb is dead")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not out.exists():
+            time.sleep(0.02)
+    finally:
+        agent.hooks.stop()
+    assert out.read_text() == "alarm standby-out-of-order raised\n"
