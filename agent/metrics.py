@@ -180,7 +180,7 @@ def heartbeat_families(cfg: NodeConfig, link: HeartbeatLink,
         if isinstance(p.get("last_heard_s_ago"), (int, float)):
             heard.add(p["last_heard_s_ago"], peer=str(p.get("name")))
     period = Family("mxone_detection_period_seconds", "gauge", "Silence after which a peer "
-                    "is declared dead").add(cfg.detection)
+                    "is declared dead").add(round(cfg.detection, 3))
     return [received, lost, refused, alive, heard, deaths, detection, period]
 
 
