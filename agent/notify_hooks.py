@@ -362,7 +362,9 @@ class HookRunner:
             timed_out = True
             _kill(proc.pid)
             code = proc.wait()
-        text = kept.decode("utf-8", errors="replace").strip().replace("\n", " | ")
+        lines = kept.decode("utf-8", errors="replace").strip().splitlines()
+        # one log line, with no control characters of the hook's (escape sequences, CR)
+        text = " | ".join("".join(c if c.isprintable() else "?" for c in x) for x in lines)
         if more:
             text += f" ... ({more} more bytes)"
         return HookResult(path.name, code, text, timed_out, time.monotonic() - start)
