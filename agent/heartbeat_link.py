@@ -6,8 +6,8 @@ incarnation (the loop sends HEARTBEAT_COPIES of them back to back each tick).
 :meth:`HeartbeatLink.receive` reads at most DATAGRAMS_PER_TURN datagrams per loop turn; a
 datagram from an address that is no peer's is refused before any HMAC is computed, and
 every refusal is counted by reason (``drops``), and per peer (``refused``; the peer ``""``:
-an address that is no peer's). :meth:`HeartbeatLink.judge` judges every
-peer at a moment of local running time counted from ``resumed`` (the late-wakeup rule of
+an address that is no peer's). :meth:`HeartbeatLink.judge` judges every peer at a moment of
+local running time counted from ``resumed`` (the late-wakeup rule of
 :mod:`mxone_agent.peers`).
 
 The link tells the loop what matters to a decision through the callbacks it is given: a
