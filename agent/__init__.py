@@ -57,9 +57,12 @@ The running agent (sockets, processes, the kernel; standard library + pyroute2 o
 * what operators and the tool see - the control socket: :mod:`~mxone_agent.control`
   (served without blocking the loop), :mod:`~mxone_agent.control_socket` (its OS side),
   :mod:`~mxone_agent.control_request` (the protocol), :mod:`~mxone_agent.control_service`
-  (every verb dispatched), :mod:`~mxone_agent.control_client` (the client side); and
+  (every verb dispatched), :mod:`~mxone_agent.control_client` (the client side);
   :mod:`~mxone_agent.status_report` (``ctl status`` and the status file) with
-  :mod:`~mxone_agent.bonding` (the bond under the cluster interface, read from sysfs)
+  :mod:`~mxone_agent.bonding` (the bond under the cluster interface, read from sysfs);
+  :mod:`~mxone_agent.metrics` (``ctl metrics`` and the node_exporter textfile, Prometheus
+  text format); and :mod:`~mxone_agent.notify_hooks` (the administrator's executables run
+  on every transition and alarm)
 * exchange data - :mod:`~mxone_agent.xdata` (the one name callers use) over
   :mod:`~mxone_agent.xdata_manifest` (names, manifests, checks),
   :mod:`~mxone_agent.xdata_beneath` (the versions root, never through a link),

@@ -5,8 +5,8 @@ Each raised alarm gets a handle: a rising integer persisted in the state dir (fi
 the alarm log with severity 0 (the last LOG_KEPT entries). Every raise and clear is one line
 appended (a single ``write`` on an O_APPEND file, so lines never interleave) to the alarm
 file (default :data:`~mxone_agent.paths.ALARMS_LOG`) and sent to syslog when /dev/log exists; neither
-may fail the agent. The book is shared by the action worker and the sync worker: every
-method holds its lock.
+may fail the agent, nor may the listener told of each (``on_change``: the notify hooks). The
+book is shared by the action worker and the sync worker: every method holds its lock.
 
 The active alarms and the alarm log survive a restart of the agent: every raise and clear
 rewrites ``alarms.json`` in the state dir atomically (temp file, fsync, rename, fsync of the
@@ -25,7 +25,7 @@ import os
 import syslog
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,6 +107,8 @@ class AlarmBook:
         self.log: deque[Alarm] = deque(maxlen=LOG_KEPT)
         self._lock = threading.RLock()
         self._save_errors: dict[Path, str] = {}  # per file, the last failure to save it
+        # told of every raise and clear ("raised"/"cleared"), under the lock: must not block
+        self.on_change: Callable[[Alarm, str], None] | None = None
         self._handle = self._load_handle()
         self._restore()
 
@@ -259,6 +261,11 @@ class AlarmBook:
                 prio = syslog.LOG_NOTICE if alarm.severity == 0 else (
                     syslog.LOG_CRIT if alarm.severity >= 4 else syslog.LOG_WARNING)
                 syslog.syslog(syslog.LOG_DAEMON | prio, line.strip())
+        if self.on_change is not None:
+            try:
+                self.on_change(alarm, what)
+            except Exception:  # a listener's bug must not fail raising the alarm
+                log.exception("telling of alarm %d %s failed", alarm.handle, what)
 
     def status(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(active alarms, alarm log) as JSON-ready lists."""

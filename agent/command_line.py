@@ -8,7 +8,7 @@ import argparse
 from mxone_agent import paths
 from mxone_agent.version import VERSION
 
-CTL_VERBS = ("status", "fallback", "lock", "unlock", "retire", "reload", "sync")
+CTL_VERBS = ("status", "fallback", "lock", "unlock", "retire", "reload", "sync", "metrics")
 CTL_HELP = """\
 verbs:
   status                 this node's status (JSON): LIMs, peers, alarms, transitions
@@ -22,6 +22,8 @@ verbs:
   reload                 load the node config and the cluster key again (as SIGHUP)
   sync [LIM]             sync LIM's exchange data now (default: every LIM this node is
                          regular for) and wait for the result
+  metrics                the agent's metrics in the Prometheus text format (printed as
+                         text, not JSON)
 
 exit status: 0 done, 1 refused, 2 the agent is not running
 """

@@ -2,11 +2,12 @@
 data commands) checked and dispatched to the agent (:class:`Commands`); the socket itself is
 served without ever blocking the loop by :mod:`mxone_agent.control`.
 
-Verbs: ``status``; ``reload`` (config and secret); ``backup`` / ``received`` (new exchange
-data here); ``retire LIM [cancel]``; ``fallback LIM [wait] [cancel]``; ``lock LIM regular|
-standby`` / ``unlock LIM``; ``sync [LIM]``, answered once the sync is done, by the sync
-worker through the loop (the loop never waits for a sync). After an order (any verb but
-``status``) the status file shows its effect before the answer goes out.
+Verbs: ``status``; ``metrics`` (``{"ok": true, "text": ...}``: the Prometheus text of
+:mod:`mxone_agent.metrics`); ``reload`` (config and secret); ``backup`` / ``received`` (new
+exchange data here); ``retire LIM [cancel]``; ``fallback LIM [wait] [cancel]``; ``lock LIM
+regular|standby`` / ``unlock LIM``; ``sync [LIM]``, answered once the sync is done, by the
+sync worker through the loop (the loop never waits for a sync). After an order (any verb but
+``status`` and ``metrics``) the status file shows its effect before the answer goes out.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mxone_agent import control, sync_policy
 from mxone_agent.config import Lock, NodeConfig
 from mxone_agent.decide import LocalState
 from mxone_agent.heartbeat_link import HeartbeatLink
+from mxone_agent.metrics import AgentMetrics
 from mxone_agent.orders import Orders
 from mxone_agent.sync_worker import SyncWorker
 
@@ -36,6 +38,7 @@ class Commands(Protocol):
     link: HeartbeatLink
     orders: Orders
     sync: SyncWorker
+    metrics: AgentMetrics
 
     def status(self) -> Reply: ...
 
@@ -67,7 +70,7 @@ class ControlService:
         if req.get("cmd") == "sync":
             return self._order_sync(req, ticket)
         reply = self.handle(req)
-        if req.get("cmd") != "status":
+        if req.get("cmd") not in ("status", "metrics"):
             # an order: the status file shows it before the answer goes out
             self._commands.publish_status()
         return reply
@@ -110,6 +113,8 @@ class ControlService:
         cmd = req.get("cmd")
         if cmd == "status":
             return {"ok": True, **agent.status()}
+        if cmd == "metrics":
+            return {"ok": True, "text": agent.metrics.text()}
         if cmd == "reload":
             return agent.reload()
         if cmd in ("backup", "received"):

@@ -15,12 +15,14 @@ The loop (main thread) owns every piece of state. At each heartbeat interval it
 gathers the inputs of ``decide`` - the peers; what runs here, as the status polls
 (:mod:`~mxone_agent.service_watch`: a dead service is ``LocalState.died``) and the
 executor's outcomes (:mod:`~mxone_agent.outcomes`: a failure is a retry hold) tell; the
-orders (:mod:`~mxone_agent.orders`) - and records what came of each decision. The control
-socket (:mod:`~mxone_agent.control_service`) and the status file
-(:mod:`~mxone_agent.status_report`) are served in the loop without ever blocking it; the
-slow work runs on the action worker (:mod:`~mxone_agent.action_worker`), exchange-data
-syncs on a thread of their own (:mod:`~mxone_agent.sync_worker`), so no sync ever delays a
-failover; systemd's watchdog is pinged on a clock of its own.
+orders (:mod:`~mxone_agent.orders`) - and records what came of each decision, which the
+notify hooks hear of (:mod:`~mxone_agent.notify_hooks`, on a thread of their own). The
+control socket (:mod:`~mxone_agent.control_service`), the status file
+(:mod:`~mxone_agent.status_report`) and the metrics (:mod:`~mxone_agent.metrics`) are served
+in the loop without ever blocking it; the slow work runs on the action worker
+(:mod:`~mxone_agent.action_worker`), exchange-data syncs on a thread of their own
+(:mod:`~mxone_agent.sync_worker`), so no sync ever delays a failover; systemd's watchdog is
+pinged on a clock of its own.
 
 Signals only set flags. SIGTERM/SIGINT: the agent stops and leaves every service as it is,
 so an agent restart or upgrade causes no outage *if it is back within the lease*
@@ -52,7 +54,9 @@ from typing import Any
 from mxone_agent import (
     control,
     control_client,
+    metrics,
     node_files,
+    notify_hooks,
     paths,
     sdnotify,
     service_node,
@@ -96,7 +100,9 @@ class Agent:
     def __init__(self, config_path: str, secret_path: str, state_dir: str,
                  control_path: str, network_factory: Callable[[], NetworkBackend],
                  run_dir: str = service_node.DEFAULT_RUN_DIR,
-                 alarm_file: str | None = paths.ALARMS_LOG) -> None:
+                 alarm_file: str | None = paths.ALARMS_LOG,
+                 notify_dir: str | None = paths.NOTIFY_DIR,
+                 metrics_file: str | None = paths.METRICS_TEXTFILE) -> None:
         self.config_path = config_path
         self.secret_path = secret_path
         self.state_dir = state_dir
@@ -126,8 +132,7 @@ class Agent:
         self.orders = Orders()
         self.reloads = DataReloads()
         self.worker = ActionWorker()
-        self.watch = ServiceWatch(lambda: self.config, run_dir,
-                                  lambda n: self.held.lim_config(self.config, n),
+        self.watch = ServiceWatch(lambda: self.config, run_dir, self._lim_config,
                                   self.worker.submit)
         self.control = ControlService(control_path, self)
         self.sync = sync_worker.SyncWorker(
@@ -135,6 +140,9 @@ class Agent:
             lambda: set(self.local.active_lims()), self._pulled)
         self.status_file = StatusFile(control_path, self.status)
         self.cycle = DecisionCycle(self.worker.submit, self.sync, state_dir)
+        self.hooks = notify_hooks.Notifier(lambda: self.config, self._lim_config, notify_dir)
+        self.alarms.on_change = self.hooks.alarm
+        self.metrics = metrics.AgentMetrics(self, metrics_file)
 
     @property
     def peers(self) -> dict[str, PeerView]:
@@ -193,6 +201,7 @@ class Agent:
             pass
         self.worker.start()
         self.sync.start()
+        self.hooks.start()
         here = ", ".join(f"LIM {r.lim} {r.describe()}" for r in runs) or "no LIM"
         log.info("%s (%s) of cluster %s started, generation %d, detection %.1f s, lease "
                  "%.2f s, incarnation %d; runs %s here", cfg.node, cfg.role, cfg.cluster,
@@ -200,6 +209,8 @@ class Agent:
 
     def close(self) -> None:
         self.sync.stop()
+        self.hooks.stop()
+        self.metrics.stop()
         self.worker.close()
         self.link.close()
         self.control.server.close()
@@ -260,6 +271,7 @@ class Agent:
             elif self._dirty:
                 self._decide(now)
             self.status_file.publish(time.monotonic())
+            self.metrics.publish(time.monotonic())
         log.info("%s stops; LIM services are left as they are", self.config.node)
 
     def _tick(self, now: float) -> None:
@@ -343,9 +355,13 @@ class Agent:
             elif kind == "macs":
                 self.watch.merge_macs(result, self.link.by_ip)
 
+    def _lim_config(self, lim: int) -> LimConfig | None:
+        return self.held.lim_config(self.config, lim)
+
     def _applied(self, result: Applied) -> None:
-        self.local = self.cycle.applied(self.local, result, self.last_change_wall,
-                                        lambda n: self.held.lim_config(self.config, n))
+        with self.hooks.watching(self.cycle.transitions):
+            self.local = self.cycle.applied(self.local, result, self.last_change_wall,
+                                            self._lim_config)
         self.watch.poll_soon()  # learn soon whether started services are up
         if self.retired:
             self.held.forget(self.config, {r.lim for r in self.local.runs})
@@ -404,8 +420,9 @@ class Agent:
 
     def _reloaded(self, lim: int, version: str, decided: float, outcome: Outcome) -> None:
         self.watch.poll_soon()  # learn soon when it has loaded
-        self.cycle.transitions.append(
-            self.reloads.reloaded(self.config.node, lim, version, decided, outcome))
+        with self.hooks.watching(self.cycle.transitions):
+            self.cycle.transitions.append(
+                self.reloads.reloaded(self.config.node, lim, version, decided, outcome))
         self._start_reloads()
         self._dirty = True
 

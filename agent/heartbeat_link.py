@@ -5,8 +5,9 @@ and their liveness.
 incarnation (the loop sends HEARTBEAT_COPIES of them back to back each tick).
 :meth:`HeartbeatLink.receive` reads at most DATAGRAMS_PER_TURN datagrams per loop turn; a
 datagram from an address that is no peer's is refused before any HMAC is computed, and
-every refusal is counted by reason (``drops``). :meth:`HeartbeatLink.judge` judges every
-peer at a moment of local running time counted from ``resumed`` (the late-wakeup rule of
+every refusal is counted by reason (``drops``), and per peer (``refused``; the peer ``""``:
+an address that is no peer's). :meth:`HeartbeatLink.judge` judges every peer at a moment of
+local running time counted from ``resumed`` (the late-wakeup rule of
 :mod:`mxone_agent.peers`).
 
 The link tells the loop what matters to a decision through the callbacks it is given: a
@@ -39,7 +40,13 @@ renewing its leases and sending its own heartbeats (the rest waits in the socket
 
 class HeartbeatLink:
     """The peers of one node as its heartbeats see them (``peers``, judged; ``guards``, the
-    replay guard per peer; ``drops``, refusals by reason; ``longest_silence``)."""
+    replay guard per peer; ``drops``, refusals by reason; ``longest_silence``) and the
+    counters of each peer for metrics: heartbeats accepted (``received``), lost (``lost``:
+    gaps in the sender's sequence numbers within one incarnation of it - it numbers the
+    heartbeats to all its peers in turn, so a gap counts ``gap / number of peers - 1`` -
+    discarded ones after a stall of this loop included), refused by reason (``refused``),
+    times declared dead (``deaths``) and how long it was silent then (``silent_at_death``:
+    the detection time)."""
 
     def __init__(self, config: Callable[[], NodeConfig], secret: Callable[[], bytes],
                  on_news: Callable[[], None], on_back: Callable[[str, float], None]) -> None:
@@ -56,6 +63,12 @@ class HeartbeatLink:
         self.longest_silence: dict[str, float] = {}  # peer -> longest gap between heartbeats
         self.by_ip: dict[str, str] = {}  # base IP -> server name, of every cluster server
         self.speaks: dict[str, int] = {}  # peer -> the protocol version it last spoke
+        self.received: dict[str, int] = {}
+        self.lost: dict[str, int] = {}
+        self.refused: dict[str, dict[hbmod.DropReason, int]] = {}
+        self.deaths: dict[str, int] = {}
+        self.silent_at_death: dict[str, float] = {}
+        self._numbered: dict[str, tuple[int, int]] = {}  # peer -> newest (incarnation, seq)
         self.resumed = time.monotonic()  # peers are judged on local running time from here
         self.reset_peers()
 
@@ -111,8 +124,10 @@ class HeartbeatLink:
             if judged.liveness is not view.liveness:
                 on_change()
                 if judged.dead:
-                    log.info("%s declares %s dead (silent for %.1f s)", cfg.node, name,
-                             now - max(view.last_heard or self.resumed, self.resumed),
+                    silent = now - max(view.last_heard or self.resumed, self.resumed)
+                    self.deaths[name] = self.deaths.get(name, 0) + 1
+                    self.silent_at_death[name] = silent
+                    log.info("%s declares %s dead (silent for %.1f s)", cfg.node, name, silent,
                              extra=journal.about(x.lim if (x := cfg.lim_of(name)) else None))
             self.peers[name] = judged
 
@@ -215,14 +230,15 @@ class HeartbeatLink:
         sender = self.by_ip.get(ip)
         if sender is None or sender not in self.peers:
             # Not from a peer's address: refused before any cryptography is spent on it.
-            self.drops[hbmod.DropReason.FORGED] += 1
+            self._refuse("", hbmod.DropReason.FORGED)
             return
         try:
             hb = hbmod.decode(data, self._secret(), cfg.cluster, sender=sender,
                               receiver=cfg.node)
         except hbmod.BadHeartbeat as e:
-            self.drops[hbmod.drop_reason(e)] += 1
+            self._refuse(sender, hbmod.drop_reason(e))
             return
+        self._count_lost(sender, hb.incarnation, hb.seq)
         before_known = self.guards[sender].known
         refused, self.guards[sender] = self.guards[sender].admit(hb, self.incarnation)
         if self.guards[sender].known != before_known and before_known:
@@ -233,8 +249,9 @@ class HeartbeatLink:
             # echoes an old one until it is answered in its own version. A replay does not.
             self.speaks[sender] = hb.version
         if refused is not None:
-            self.drops[refused] += 1
+            self._refuse(sender, refused)
             return
+        self.received[sender] = self.received.get(sender, 0) + 1
         before = self.peers[hb.sender]
         if before.last_heard is not None and before.last_heard >= self.resumed:
             gap = now - before.last_heard
@@ -251,6 +268,24 @@ class HeartbeatLink:
                          "again" if before.dead or before.lost else "for the first time")
         if reappeared(before, after):
             self._on_back(hb.sender, now)
+
+    def _refuse(self, sender: str, reason: hbmod.DropReason) -> None:
+        self.drops[reason] += 1
+        counts = self.refused.get(sender)
+        if counts is None:
+            counts = self.refused[sender] = dict.fromkeys(hbmod.DropReason, 0)
+        counts[reason] += 1
+
+    def _count_lost(self, sender: str, incarnation: int, seq: int) -> None:
+        """Count the heartbeats missing between this authentic one and the newest before."""
+        newest = self._numbered.get(sender)
+        if newest is not None and incarnation == newest[0] and seq > newest[1]:
+            stride = max(1, len(self.peers))
+            missing = (seq - newest[1] + stride // 2) // stride - 1
+            if missing > 0:
+                self.lost[sender] = self.lost.get(sender, 0) + missing
+        if newest is None or (incarnation, seq) > newest:
+            self._numbered[sender] = (incarnation, seq)
 
     # ---- status ------------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ does the work (the package's map: :mod:`mxone_agent`).
   it sends READY=1 and watchdog pings, and logs to the journal; where else the log goes:
   :mod:`mxone_agent.agent_log`. Exit 1 with a clear message when it cannot start. The
   agent itself: :class:`mxone_agent.daemon.Agent`.
+* ``mxone-agent ctl metrics`` prints the agent's metrics, Prometheus text format
+  (:mod:`mxone_agent.metrics`).
 * ``mxone-agent ctl status | fallback LIM [--wait SECONDS] [--cancel] | lock LIM
   regular|standby | unlock LIM | retire LIM [--cancel] | reload | sync [LIM]`` - talk to
   the running agent over its control socket (root only, mode 0600); prints the JSON
@@ -358,6 +360,9 @@ def ctl(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"mxone-agent: the agent did not answer: {e}", file=sys.stderr)
         return EXIT_NOT_RUNNING
+    if args.verb == "metrics" and reply.get("ok") and isinstance(reply.get("text"), str):
+        print(reply["text"], end="")  # the Prometheus text as it is
+        return EXIT_OK
     print(json.dumps(reply, indent=2))
     return EXIT_OK if reply.get("ok") else EXIT_REFUSED
 

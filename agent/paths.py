@@ -57,5 +57,11 @@ UNIT = "/usr/lib/systemd/system/mxone-agent.service"
 ``/etc/systemd/system/mxone-agent.service.d/``) survives every redeploy."""
 OLD_UNIT = "/etc/systemd/system/mxone-agent.service"
 """Where earlier deployers wrote the unit; a copy left there would shadow :data:`UNIT`."""
+NOTIFY_DIR = f"{ETC}/notify.d"
+"""The notify hooks: executables run on every LIM transition and alarm
+(:mod:`mxone_agent.notify_hooks`)."""
+METRICS_TEXTFILE = "/var/lib/node_exporter/textfile_collector/mxone_agent.prom"
+"""The metrics for node_exporter's textfile collector, written only while its directory
+exists (:mod:`mxone_agent.metrics`)."""
 NETCONFIG_BACKUP = f"{ETC}/netconfig"
 """Where a network config file the tool changed keeps its previous content, at its own path."""

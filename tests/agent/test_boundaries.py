@@ -19,6 +19,7 @@ PURE = ["config", "config_rules", "config_types", "contract", "jsonreader", "hea
 IO = ["action_worker", "alarms", "bonding", "config_reload", "control", "control_client",
       "control_service",
       "daemon", "data_reloads", "decision_cycle", "outcomes", "service_watch",
+      "notify_hooks", "metrics",
       "executor", "files", "heartbeat_link", "lease", "lease_upkeep", "leave",
       "network", "node_files", "orders", "lease_nft", "sdnotify", "service_node", "status_report",
       "sync_worker", "xdata", "xdata_serve", "xdata_sync", "xdata_wire",
