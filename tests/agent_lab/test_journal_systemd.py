@@ -48,6 +48,12 @@ def entries(lab: Lab, *matches: str) -> list[dict[str, str]]:
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
+HOOK = """#!/bin/sh
+{ echo "== $MXONE_EVENT"; env | grep '^MXONE_' | sort; } >> /var/opt/mxone/notify-record
+echo "recorded the $MXONE_EVENT of LIM $MXONE_LIM"
+"""
+
+
 def status(lab: Lab) -> dict:
     return json.loads(lab.exec(SB, [AGENT, "ctl", "status"], timeout=20).stdout)
 
@@ -66,6 +72,9 @@ def test_the_failover_is_in_the_journal_filterable_by_lim_and_kept_across_a_rest
     assert e["_TRANSPORT"] == "journal" and "MXONE_LIM" not in e
     assert e["MESSAGE"].startswith(f"{SB} (standby) of cluster c1 started")
 
+    lab.exec(SB, ["sh", "-c", "install -d -m 0755 /etc/mxone/notify.d && cat > "
+                  "/etc/mxone/notify.d/10-record && chmod 0755 /etc/mxone/notify.d/10-record"],
+             input=HOOK)
     lab.faults.cut("lim2")
     try:
         eventually(lambda: "takes over LIM 2" in journalctl(lab, "-o", "cat", "MXONE_LIM=2"),
@@ -84,6 +93,19 @@ def test_the_failover_is_in_the_journal_filterable_by_lim_and_kept_across_a_rest
     failover = eventually(lambda: [t for t in status(lab)["transitions"]
                                    if t["lim"] == 2 and t["kind"] == "failover"],
                           20, "the failover among the transitions")
+    # The hook ran for this very failover: its timeline is the transition's.
+    record = eventually(lambda: lab.exec(SB, ["cat", "/var/opt/mxone/notify-record"],
+                                         check=False).stdout, 20, "the hook's record")
+    hook_env = dict(line.split("=", 1) for line in record.splitlines() if "=" in line)
+    assert hook_env["MXONE_EVENT"] in ("transition", "alarm")
+    assert "MXONE_KIND=failover" in record and "MXONE_LIM=2" in record
+    assert "MXONE_FROM=lim2" in record and f"MXONE_TO={SB}" in record
+    decided = failover[0]["decided"]
+    assert f'"decided": "{decided}"' in record
+    hook_log = eventually(lambda: [x for x in journalctl(lab, "-o", "cat").splitlines()
+                                   if "notify hook 10-record for the failover of LIM 2" in x],
+                          20, "the hook's run in the journal")
+    assert "recorded the transition of LIM 2" in hook_log[0]
     lines = lab.exec(SB, ["cat", "/var/opt/mxone/agent/timeline.jsonl"]).stdout.splitlines()
     assert any(json.loads(x)["decided"] == failover[0]["decided"] for x in lines)
     pid = lab.exec(SB, ["systemctl", "show", "-p", "MainPID", "--value", UNIT]).stdout.strip()
@@ -100,5 +122,7 @@ def test_the_failover_is_in_the_journal_filterable_by_lim_and_kept_across_a_rest
         print(f"\n$ journalctl -u {UNIT} MXONE_LIM=2\n{shown}")
         print("fields of the takeover's entry: " + json.dumps(
             {k: v for k, v in verbose.items() if not k.startswith("__")}, indent=1))
+        print(f"\n$ cat /var/opt/mxone/notify-record   # the notify hook's output\n{record}")
+        print("the hook's run in the journal: " + hook_log[0])
         print("after the restart, ctl status transitions: "
               + json.dumps(status(lab)["transitions"], indent=1))
