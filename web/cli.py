@@ -1,7 +1,8 @@
 """``webserver_config redundancy ...``: every step and utility as a subcommand.
 
 A view of :data:`mxone_web.commands.COMMANDS`, with the maintenance tool's conventions:
-``--json`` prints the result as JSON, ``--dry-run`` checks every answer and prints the
+``--json`` prints the result as one JSON object, ``"schema"`` first (docs/json.md; an
+error too, in the maintenance tool's shape), ``--dry-run`` checks every answer and prints the
 plan, changing nothing; exit 0 done, 1 refused (nothing changed), 2 failed, 130
 interrupted; no traceback reaches the operator (the shared
 :func:`~mxone_maintenance.commands.base.explain`). Passwords are never arguments: each is
@@ -12,6 +13,7 @@ stdin one line each, in the order ``--help`` lists them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import json
 import sys
@@ -25,8 +27,8 @@ from mxone_web.commands import WebCommand
 from mxone_web.context import Web
 from mxone_web.errors import Refused
 
-from mxone_maintenance.cli import _add_param  # one way to turn a Param into an option
-from mxone_maintenance.commands.base import Failure, Values, crash_line, explain
+from mxone_maintenance.cli import _add_param, print_json  # a Param as an option; the JSON
+from mxone_maintenance.commands.base import Failure, Values, crash_line, error_data, explain
 
 PROG = "webserver_config"
 
@@ -91,9 +93,10 @@ def web_for(args: argparse.Namespace) -> Web:
                answers_path=path.with_name(settings.MASTER_ANSWERS.name))
 
 
-def _emit(args: argparse.Namespace, data: dict[str, Any], lines: Sequence[str]) -> None:
+def _emit(args: argparse.Namespace, cmd: WebCommand, data: dict[str, Any],
+          lines: Sequence[str]) -> None:
     if args.json:
-        print(json.dumps(data, indent=2, default=str))
+        print_json(cmd.schema, data)
     else:
         for line in lines:
             print(line)
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace, web: Web | None = None) -> int:
     v: Values = values
     if getattr(args, "dry_run", False) and cmd.plan is not None:
         planned = cmd.plan(web, v)
-        _emit(args, planned.data, [*planned.lines, "Dry run: nothing was changed."])
+        _emit(args, cmd, planned.data, [*planned.lines, "Dry run: nothing was changed."])
         return 0
 
     def progress(line: str, fraction: float) -> None:
@@ -115,20 +118,22 @@ def run(args: argparse.Namespace, web: Web | None = None) -> int:
             print(f"[{fraction * 100:3.0f}%] {line}", file=sys.stderr, flush=True)
 
     result = cmd.run(web, v, progress)
-    _emit(args, result.data, result.lines)
+    _emit(args, cmd, result.data, result.lines)
     return 0 if result.ok else 2
 
 
 def _said(args: argparse.Namespace, exc: BaseException) -> int:
+    """Every error, told on stderr and, with ``--json``, as the shared error object on stdout
+    (``{"schema": 1, "ok": false, "failure": ..., "lines": [...]}``)."""
     shown = explain(exc)
+    if shown.failure is Failure.INTERNAL:
+        shown = dataclasses.replace(shown, lines=(crash_line(exc),))
     if shown.failure is Failure.REFUSED:
-        if getattr(args, "json", False):
-            print(json.dumps({"ok": False, "refused": shown.lines}, indent=2))
         print(f"{PROG}: refused: {shown.text}", file=sys.stderr)
-    elif shown.failure is Failure.INTERNAL:
-        print(f"{PROG}: {crash_line(exc)}", file=sys.stderr)
     else:
         print(f"{PROG}: {shown.text}", file=sys.stderr)
+    if getattr(args, "json", False):  # after stderr: a closed stdout cannot hide the reason
+        print(json.dumps(error_data(shown), indent=2), flush=True)
     return shown.exit_code
 
 

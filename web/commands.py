@@ -43,6 +43,7 @@ class WebCommand(Dotted):
     params: tuple[Param, ...] = ()
     secrets: tuple[Secret, ...] = ()
     plan: Callable[[Web, Values], Result] | None = None
+    schema: int = 1  # the version of the shape its --json prints (docs/json.md)
 
 
 def again(v: Values, name: str) -> str:

@@ -52,7 +52,7 @@ def peer_status(web: Web, pair: Pair) -> Mapping[str, Any]:
         found = json.loads(ran.out)
         if not isinstance(found, dict):
             raise WebError("not a status")
-        return found
+        return {k: v for k, v in found.items() if k != "schema"}  # the peer's --json version
     except (WebError, Refused, ValueError) as e:
         return {"server": pair.peer.name, "unknown": str(e)}
 

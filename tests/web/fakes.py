@@ -83,9 +83,10 @@ class Shell:
             return self.dpkg()
         if command.startswith("sudo -n ") and "redundancy rejoin --here" in command:
             p.rejoined += 1
-            return Ran(0, json.dumps({"ok": True, "lines": [f"{p.name}: follows lim1"]}), "")
+            return Ran(0, json.dumps({"schema": 1, "ok": True,
+                                     "lines": [f"{p.name}: follows lim1"]}), "")
         if command.startswith("sudo -n ") and "redundancy status --here" in command:
-            status = {"server": p.name, "keepalived_running": True,
+            status = {"schema": 1, "server": p.name, "keepalived_running": True,
                       "package": f"mxone_snm-{p.package}", "db_role": "standby",
                       "replication": "streaming", "replication_peer": "lim1",
                       "lag_bytes": 0, "lag_seconds": None, "vip": "10.77.0.50",
@@ -134,6 +135,10 @@ class Stack:
     def reconfigure_fallback(self, s: Any, say: Any) -> None:
         self.calls.append(("reconfigure_fallback", s))
         say(f"{s.local.name}: keepalived follows fallback {s.fallback}")
+
+    def install_app(self, say: Any) -> None:
+        self.calls.append(("install_app", None))
+        say("mxone_snm installed, not started")
 
     def status(self) -> Mapping[str, object]:
         return {"server": "lim1", "keepalived_running": True, "package": "mxone_snm-7.0.0.0.70",
