@@ -13,6 +13,7 @@ import re
 import time
 
 import pytest
+from mxone_agent.version import VERSION
 
 from tests.acceptance.conftest import (
     AGENT,
@@ -200,7 +201,8 @@ def test_operator_walk_through_the_menus(lab, tui_factory) -> None:
     t.open("Show status")
     # lim2 heard again; it may run LIM 2 too for a moment (split brain, the agents settle
     # it: lim2 stops); fallback manual: LIM 2 stays on the standby.
-    t.wait_for(lambda s: bool(re.search(r"^\s+lim2\s+lim\s+running\s+8\s+\S+\s+alive", s.text, re.M)
+    back = re.compile(rf"^\s+lim2\s+lim\s+running\s+{re.escape(VERSION)}\s+8\s+\S+\s+alive", re.M)
+    t.wait_for(lambda s: bool(back.search(s.text)
                               and lim_row(2, "lim2", "10.77.0.12", "standby").search(s.text)),
                timeout=60)
     t.send(ESC)
