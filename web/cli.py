@@ -27,7 +27,12 @@ from mxone_web.commands import WebCommand
 from mxone_web.context import Web
 from mxone_web.errors import Refused
 
-from mxone_maintenance.cli import _add_param, print_json  # a Param as an option; the JSON
+from mxone_maintenance.cli import (  # a Param as an option, the JSON printer, a closed pipe
+    _add_param,
+    _stdout_to_devnull,
+    print_json,
+    quiet_on_closed_pipe,
+)
 from mxone_maintenance.commands.base import Failure, Values, crash_line, error_data, explain
 
 PROG = "webserver_config"
@@ -133,11 +138,20 @@ def _said(args: argparse.Namespace, exc: BaseException) -> int:
     else:
         print(f"{PROG}: {shown.text}", file=sys.stderr)
     if getattr(args, "json", False):  # after stderr: a closed stdout cannot hide the reason
-        print(json.dumps(error_data(shown), indent=2), flush=True)
+        try:
+            print(json.dumps(error_data(shown), indent=2), flush=True)
+        except BrokenPipeError:  # the exit code still says what went wrong
+            _stdout_to_devnull()
     return shown.exit_code
 
 
 def main(argv: Sequence[str] | None = None, web: Web | None = None) -> int:
+    """The command line; a reader that went away (``| head``) ends it quietly, as it does
+    ``mxone_maintenance`` (exit 141, or the command's own code when it failed)."""
+    return quiet_on_closed_pipe(lambda: _main(argv, web))
+
+
+def _main(argv: Sequence[str] | None, web: Web | None) -> int:
     p = parser()
     args = p.parse_args(argv)
     try:
@@ -148,5 +162,7 @@ def main(argv: Sequence[str] | None = None, web: Web | None = None) -> int:
             return 2
         p.print_help()
         return 2
+    except BrokenPipeError:
+        raise  # the reader went away: nothing to explain (main)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one guard: every error explained
         return _said(args, exc)

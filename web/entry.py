@@ -1,7 +1,8 @@
 """The ``webserver_config`` command: the menus without a command, the CLI with one.
 
 The menus take only these options: ``webserver_config [--node-config FILE] [--settings
-FILE]``. urwid is imported only when the menus are wanted.
+FILE]``, and need a terminal (without one the tool says so and exits 2). urwid is imported
+only when the menus are wanted.
 """
 
 from __future__ import annotations
@@ -11,11 +12,20 @@ import sys
 from collections.abc import Sequence
 
 from mxone_agent import paths
-from mxone_web import cli, settings
+from mxone_web import cli, commands, settings
 
 from mxone_maintenance.commands.base import crash_line
 
 MENU_OPTIONS = ("--node-config", "--settings")
+
+
+def no_terminal() -> str:
+    """What the tool says when the menus are wanted but there is no terminal (cron, ``ssh
+    host webserver_config`` without ``-t``)."""
+    words = sorted(c.name.replace(".", " ") for c in commands.COMMANDS)
+    return (f"{cli.PROG}: the menus need a terminal (stdin and stdout are not one here); run "
+            f"them with `ssh -t`, or use a subcommand: {', '.join(words)} "
+            f"(`{cli.PROG} --help` lists them all)")
 
 
 def menu_options(args: Sequence[str]) -> argparse.Namespace | None:
@@ -37,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = menu_options(args)
     if opts is None:
         return cli.main(args)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print(no_terminal(), file=sys.stderr)
+        return 2
     from mxone_web import tui  # urwid only for the menus
 
     try:
