@@ -21,7 +21,8 @@ class Terminal:
         self.screen = pyte.Screen(COLS, ROWS)
         self.stream = pyte.ByteStream(self.screen)
         env = {**os.environ, "TERM": "xterm", "ESCDELAY": "25", **env_changes}
-        self.child = pexpect.spawn(PYTHON, ["-m", "mxone_menus", "--config", str(config)],
+        new = () if config.exists() else ("--new",)
+        self.child = pexpect.spawn(PYTHON, ["-m", "mxone_menus", "--config", str(config), *new],
                                    env=env, dimensions=(ROWS, COLS), timeout=5)
 
     def pump(self) -> None:
