@@ -80,6 +80,12 @@ def _run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--alarm-file", default=paths.ALARMS_LOG, metavar="FILE",
                    help="every alarm raised and cleared, one line each, appended (default: "
                    "%(default)s)")
+    r.add_argument("--notify-dir", default=paths.NOTIFY_DIR, metavar="DIR",
+                   help="the notify hooks: root-owned executables run on every transition and "
+                   "alarm (default: %(default)s)")
+    r.add_argument("--metrics-file", default=paths.METRICS_TEXTFILE, metavar="FILE",
+                   help="the metrics for node_exporter's textfile collector, rewritten every "
+                   "few seconds while its directory exists (default: %(default)s)")
 
 
 def _ctl(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

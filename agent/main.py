@@ -158,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
     handler = agent_log.set_up(dest)
     try:
         agent = daemon.Agent(args.config, args.secret, args.state_dir, args.control,
-                             LinuxNetwork, run_dir=args.run_dir, alarm_file=args.alarm_file)
+                             LinuxNetwork, run_dir=args.run_dir, alarm_file=args.alarm_file,
+                             notify_dir=args.notify_dir, metrics_file=args.metrics_file)
     except (AgentError, ConfigError) as e:
         print(f"mxone-agent: cannot start: {e}", file=sys.stderr)
         return EXIT_INVALID

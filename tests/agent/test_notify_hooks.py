@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mxone_agent import notify_hooks
+from mxone_agent import notify_hooks, paths
 from mxone_agent.actions import AlarmCode
 from mxone_agent.alarms import AlarmBook
 from mxone_agent.model import Role
@@ -296,3 +296,25 @@ def test_the_agent_runs_its_hooks_on_an_alarm(hooks_dir: Path, tmp_path: Path) -
     finally:
         agent.hooks.stop()
     assert out.read_text() == "alarm standby-out-of-order raised\n"
+
+
+def test_run_hands_the_notify_dir_and_the_metrics_file_to_the_agent(monkeypatch) -> None:
+    from mxone_agent import agent_log, daemon, main
+    from mxone_agent.errors import AgentError
+
+    given: dict[str, object] = {}
+    # The agent's logger as the other tests have it: no handler of run's own.
+    monkeypatch.setattr(agent_log, "set_up", lambda dest: logging.NullHandler())
+
+    def agent(*args: object, **kwargs: object) -> None:
+        given.update(kwargs)
+        raise AgentError("stop here")
+    monkeypatch.setattr(daemon, "Agent", agent)
+    code = main.main(["run", "--log", "stderr", "--notify-dir", "/srv/hooks",
+                      "--metrics-file", "/srv/textfile/mxone.prom"])
+    assert code != 0
+    assert (given["notify_dir"], given["metrics_file"]) == ("/srv/hooks",
+                                                             "/srv/textfile/mxone.prom")
+    main.main(["run", "--log", "stderr"])
+    assert (given["notify_dir"], given["metrics_file"]) == (paths.NOTIFY_DIR,
+                                                             paths.METRICS_TEXTFILE)
