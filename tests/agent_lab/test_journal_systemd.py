@@ -11,32 +11,16 @@ status`` still lists the failover among its transitions (read back from the stat
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from mxone_lab import Lab
 
 from tests.agent_lab.cluster import eventually
 from tests.orchestration.conftest import Admin, real_artefact  # noqa: F401 (a fixture)
+# The cluster of the systemd lab's own tests: lim2 and standby1 (systemd) in c1.
+from tests.orchestration.test_systemd_lab import AGENT, SB, UNIT, deployed  # noqa: F401
 
 pytestmark = pytest.mark.lab
-SB = "standby1"
-UNIT = "mxone-agent.service"
-AGENT = "/opt/mxone/agent/current/bin/mxone-agent"
-
-
-@pytest.fixture(scope="module")
-def deployed(systemd_lab_module: Lab, real_artefact: Path) -> Iterator[Admin]:  # noqa: F811
-    lab = systemd_lab_module
-    admin = Admin(lab, real_artefact, servers=("lim1", "lim2", SB))
-    admin.run("server", "add", "lim1", lab.hosts["lim1"].cidr, "--lim", "1", "--new", check=True)
-    admin.run("server", "add", "lim2", lab.hosts["lim2"].cidr, "--lim", "2", check=True)
-    admin.run("server", "add", SB, lab.hosts[SB].cidr, check=True)
-    admin.run("standby", "convert", SB, check=True)
-    admin.run("cluster", "create", "c1", "--standby", SB, "--lim", "2:10.77.0.52",
-              "--timers", "fast", check=True)
-    yield admin
 
 
 def journalctl(lab: Lab, *args: str) -> str:
@@ -59,7 +43,7 @@ def status(lab: Lab) -> dict:
 
 
 def test_the_failover_is_in_the_journal_filterable_by_lim_and_kept_across_a_restart(
-        deployed: Admin, capsys: pytest.CaptureFixture[str]) -> None:
+        deployed: Admin, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     lab = deployed.lab
     eventually(lambda: lab.exec(SB, [AGENT, "ctl", "status"], check=False,
                                 timeout=20).returncode == 0, 30, "the agent answers")

@@ -22,7 +22,7 @@ from mxone_maintenance import artefact
 
 FAKE_AGENT = Path(__file__).resolve().parent / "fake_agent" / "mxone_agent"
 # The fake agent takes these real ones (the node operations, and the unit they install).
-NODE_SIDE = ("node", "netconfig", "paths.py", "files.py", "sdnotify.py", "systemd")
+NODE_SIDE = ("node", "netconfig", "paths.py", "files.py", "sdnotify.py", "systemd", "contract.py")
 KNOWN_HOSTS = "/etc/mxone/known_hosts"  # on lim1: the tool's default place
 SERVERS = ("lim1", "lim2", "lim3", "standby1")
 
