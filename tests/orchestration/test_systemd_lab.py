@@ -4,8 +4,13 @@ mxone_maintenance on lim1 builds a cluster of lim2 (a plain host: the agent runs
 daemon) and standby1 (systemd 252 as PID 1: the tool installs and enables
 mxone-agent.service). Shown under real systemd, in this order: the unit is active only
 once the agent is ready; it survives three WatchdogSec at every preset; a frozen loop
-(SIGSTOP) is killed and restarted by the watchdog; kill -9 is followed by a restart; and
-the journal holds the agent's failover sentences.
+(SIGSTOP) is killed and restarted by the watchdog; kill -9 is followed by a restart; the
+unit is a hardened package unit, and a redeploy keeps the administrator's drop-in. Last,
+lim2 is cut off: the standby's failover is in ``journalctl -u mxone-agent``, each sentence
+with its syslog priority and the fields MXONE_CLUSTER, MXONE_NODE and MXONE_LIM
+(``journalctl -u mxone-agent MXONE_LIM=2`` shows the LIM's story and nothing else); a
+notify hook in /etc/mxone/notify.d records the same failover; and after a restart ``ctl
+status`` still lists it among its transitions (read back from the state dir).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -203,15 +209,107 @@ def test_a_redeploy_keeps_the_drop_in_and_removes_an_old_copy_of_ours(deployed: 
     assert show(lab, "FragmentPath")["FragmentPath"] in PACKAGE_UNITS
 
 
-def test_the_journal_has_the_failover_sentences(deployed: Admin) -> None:
+def journalctl(lab: Lab, *args: str) -> str:
+    return lab.exec(SB, ["journalctl", "-u", UNIT, "--no-pager", *args]).stdout
+
+
+def entries(lab: Lab, *matches: str) -> list[dict[str, str]]:
+    out = journalctl(lab, "-o", "json", *matches)
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+HOOK = """#!/bin/sh
+{ echo "== $MXONE_EVENT"; env | grep '^MXONE_' | sort; } >> /var/opt/mxone/notify-record
+echo "recorded the $MXONE_EVENT of LIM $MXONE_LIM"
+"""
+
+
+def takeovers(lab: Lab) -> list[dict[str, str]]:
+    """The standby's takeovers of LIM 2 in the journal, oldest first."""
+    return [x for x in entries(lab, "MXONE_LIM=2") if "takes over LIM 2" in x["MESSAGE"]]
+
+
+def status(lab: Lab) -> dict:
+    return json.loads(lab.exec(SB, [AGENT, "ctl", "status"], timeout=20).stdout)
+
+
+def test_the_failover_is_in_the_journal_filterable_by_lim_and_kept_across_a_restart(
+        deployed: Admin, capsys: pytest.CaptureFixture[str]) -> None:
     lab = deployed.lab
-    eventually(lambda: agent_answers(lab), 10, "the agent answers")
+    eventually(lambda: lab.exec(SB, [AGENT, "ctl", "status"], check=False,
+                                timeout=20).returncode == 0, 30, "the agent answers")
+    started = eventually(lambda: [e for e in entries(lab, "SYSLOG_IDENTIFIER=mxone-agent")
+                                  if "of cluster c1 started" in e["MESSAGE"]],
+                         20, "the agent's start in the journal")
+    e = started[0]
+    # Sent natively: the entry's fields are the agent's, not a line of stderr.
+    assert (e["PRIORITY"], e["MXONE_CLUSTER"], e["MXONE_NODE"]) == ("6", "c1", SB)
+    assert e["_TRANSPORT"] == "journal" and "MXONE_LIM" not in e
+    assert e["MESSAGE"].startswith(f"{SB} (standby) of cluster c1 started")
+
+    # lim2 heard alive first (the agent may have just been restarted): then its silence is
+    # a failover of a server that was there, as a site sees it.
+    eventually(lambda: [p for p in status(lab)["peers"]
+                        if p["name"] == "lim2" and p["liveness"] == "alive"],
+               20, "standby1 hears lim2 alive", step=0.3)
+    lab.exec(SB, ["sh", "-c", "install -d -m 0755 /etc/mxone/notify.d && cat > "
+                  "/etc/mxone/notify.d/10-record && chmod 0755 /etc/mxone/notify.d/10-record"],
+             input=HOOK)
+    # Earlier tests of this module may have failed LIM 2 over already: this one is new.
+    before = len(takeovers(lab))
+    cut_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")  # as the transitions say it
     lab.faults.cut("lim2")
     try:
-        eventually(lambda: "takes over LIM 2" in journal(lab), 30,
-                   "the standby's takeover in the journal", step=0.5)
+        eventually(lambda: len(takeovers(lab)) > before, 30,
+                   "the standby's takeover under MXONE_LIM=2", step=0.5)
     finally:
         lab.faults.restore("lim2")
     text = journal(lab)
     assert re.search(r"lim2 missed \d+ heartbeats \([\d.]+ s\); standby1 takes over LIM 2", text)
     assert "standby1 raises the alarm 'LIM is running on standby server' for LIM 2" in text
+    by_lim = journalctl(lab, "-o", "cat", "MXONE_LIM=2")
+    assert f"{SB} declares lim2 dead" in by_lim
+    assert f"{SB} takes over LIM 2" in by_lim
+    assert "of cluster c1 started" not in by_lim  # not about LIM 2: not under its field
+    takeover = takeovers(lab)[-1]
+    assert takeover["PRIORITY"] == "6"
+    assert takeover["MXONE_CLUSTER"] == "c1" and takeover["_TRANSPORT"] == "journal"
+    assert entries(lab, "MXONE_LIM=3") == []
+
+    failover = eventually(lambda: [t for t in status(lab)["transitions"]
+                                   if t["lim"] == 2 and t["kind"] == "failover"
+                                   and t["decided"] > cut_at],
+                          20, "the failover among the transitions")
+    # The hook ran for this very failover: its timeline is the transition's.
+    record = eventually(lambda: lab.exec(SB, ["cat", "/var/opt/mxone/notify-record"],
+                                         check=False).stdout, 20, "the hook's record")
+    hook_env = dict(line.split("=", 1) for line in record.splitlines() if "=" in line)
+    assert hook_env["MXONE_EVENT"] in ("transition", "alarm")
+    assert "MXONE_KIND=failover" in record and "MXONE_LIM=2" in record
+    assert "MXONE_FROM=lim2" in record and f"MXONE_TO={SB}" in record
+    decided = failover[-1]["decided"]
+    assert f'"decided": "{decided}"' in record
+    hook_log = eventually(lambda: [x for x in journalctl(lab, "-o", "cat").splitlines()
+                                   if "notify hook 10-record for the failover of LIM 2" in x],
+                          20, "the hook's run in the journal")
+    assert "recorded the transition of LIM 2" in hook_log[0]
+    lines = lab.exec(SB, ["cat", "/var/opt/mxone/agent/timeline.jsonl"]).stdout.splitlines()
+    assert any(json.loads(x)["decided"] == decided for x in lines)
+    pid = lab.exec(SB, ["systemctl", "show", "-p", "MainPID", "--value", UNIT]).stdout.strip()
+    lab.exec(SB, ["systemctl", "restart", UNIT])
+    assert lab.exec(SB, ["systemctl", "show", "-p", "MainPID", "--value",
+                         UNIT]).stdout.strip() != pid
+    eventually(lambda: lab.exec(SB, [AGENT, "ctl", "status"], check=False,
+                                timeout=20).returncode == 0, 30, "the restarted agent answers")
+    assert failover[-1] in status(lab)["transitions"]
+
+    shown = journalctl(lab, "-o", "short-precise", "MXONE_LIM=2")
+    verbose = takeovers(lab)[-1]
+    with capsys.disabled():
+        print(f"\n$ journalctl -u {UNIT} MXONE_LIM=2\n{shown}")
+        print("fields of the takeover's entry: " + json.dumps(
+            {k: v for k, v in verbose.items() if not k.startswith("__")}, indent=1))
+        print(f"\n$ cat /var/opt/mxone/notify-record   # the notify hook's output\n{record}")
+        print("the hook's run in the journal: " + hook_log[0])
+        print("after the restart, ctl status transitions: "
+              + json.dumps(status(lab)["transitions"], indent=1))
