@@ -44,8 +44,10 @@ detection.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import selectors
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +60,7 @@ from mxone_agent import (
     node_files,
     notify_hooks,
     paths,
+    priority,
     sdnotify,
     service_node,
     sync_worker,
@@ -88,6 +91,8 @@ log = logging.getLogger("mxone_agent")
 
 DECIDED_ALARMS = frozenset({AlarmCode.LIM_ON_STANDBY, AlarmCode.STANDBY_OUT_OF_ORDER})
 """The alarms decisions raise and clear (the sync alarm is the sync worker's)."""
+SWITCH_INTERVAL = 0.001
+"""Seconds a thread holds the interpreter before another may take it (Python's default: 5 ms)."""
 DEFAULT_CONFIG = paths.NODE_JSON
 DEFAULT_SECRET = paths.CLUSTER_KEY
 DEFAULT_STATE_DIR = paths.STATE_DIR
@@ -125,6 +130,7 @@ class Agent:
         self._sel = selectors.DefaultSelector()
         self._watchdog = sdnotify.Watchdog()
         self._dirty = True
+        self._early_due = float("inf")
         self.link = HeartbeatLink(lambda: self.config, lambda: self.secret, self._news,
                                   self._reappeared)
         self.leases = LeaseUpkeep(lambda: self.config)
@@ -217,6 +223,7 @@ class Agent:
         if self.leases.fence is not None:
             self.leases.fence.close()  # the leases run out on their own: see mxone_agent.lease
         if self.executor is not None:
+            self.executor.early.close()
             self.executor.network.close()
         self.status_file.remove()
 
@@ -229,11 +236,16 @@ class Agent:
         # Silence is counted from now: start-up (imports, status commands) is no evidence.
         self.started = self.link.resumed = next_tick
         self.control.server.register(self._sel)  # on the loop's thread: replies are given there
+        log.info("%s: %s", self.config.node, priority.apply(interval))
+        # The worker takes over an alias the moment the loop hands it a decision: it need
+        # not wait 5 ms (the default) for the loop to let go of the interpreter.
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        gc.freeze()  # what start-up made is never collected: shorter collections
         if on_ready is not None:
             on_ready()
         sdnotify.notify("READY=1")
         while not self.stop_flag:
-            wake = min(next_tick, self.link.next_death(), self._watchdog.next,
+            wake = min(next_tick, self.link.next_death(), self._early_due, self._watchdog.next,
                        self.status_file.written + STATUS_FILE_AT_LEAST,
                        self.control.server.next_deadline() or float("inf"))
             timeout = max(0.0, wake - time.monotonic())
@@ -257,6 +269,8 @@ class Agent:
                 self.reload()
                 self.status_file.force()
             now = time.monotonic()
+            if now >= self._early_due:
+                self._early_due = self._probe_early(now)
             if now >= self.link.next_death():
                 self._dirty = True  # a peer's detection period just ran out: judge it now
             if now >= next_tick:
@@ -285,10 +299,20 @@ class Agent:
         lims = self.cycle.advertised(self.local)
         for _ in range(HEARTBEAT_COPIES):
             self.link.send(lims, self.local.readiness)
+        self._early_due = self._probe_early(now)
         self._decide(now)
         if self.cycle.busy is None:
             self._start_reloads()
             self.watch.due(now, self.local, contested(self.config, self.peers, self.local))
+
+    def _probe_early(self, now: float) -> float:
+        """Open the takeover probes now due, close the stale ones (:mod:`~mxone_agent.
+        early_probe`); returns when the next falls due."""
+        ex, cfg = self.executor, self.config
+        assert ex is not None
+        return ex.early.upkeep(now, cfg, self.peers, self.link.resumed, ex.guarded(cfg),
+                               lambda x: ex.interface(cfg, x),
+                               {r.lim for r in self.local.runs if r.active})
 
     def _sync_fences(self) -> None:
         """Mark as fenced every active LIM here whose alias holds no lease."""
@@ -314,12 +338,14 @@ class Agent:
         self.judge(now)
         self._dirty = False
         if self.cycle.busy is not None:
+            self.link.flush_log()
             return
         self._drop_done_requests()
         assert self.executor is not None
         macs = {*self.watch.macs.values(), self.own_mac}
         self.cycle.take(self.config, self.peers, self.local, now, self.executor, macs,
                         self.retired)
+        self.link.flush_log()
 
     def _liveness_changed(self) -> None:
         self.last_change_wall = time.time()
@@ -448,8 +474,8 @@ class Agent:
             self.executor.xdata_root = cfg.sync_settings.xdata_root
         self.link.reset_peers()
         self._dirty = True
-        log.info("%s loads config generation %d (was %d)", cfg.node, cfg.generation,
-                 old.generation)
+        log.info("%s loads config generation %d (was %d); %s", cfg.node, cfg.generation,
+                 old.generation, priority.apply(cfg.timers.interval))
         return {"ok": True, "generation": cfg.generation,
                 "previous_generation": old.generation}
 

@@ -89,8 +89,6 @@ class DecisionCycle:
         self.last_decision = decision.reason
         if not actions:
             return
-        log.info("%s", decision.reason,
-                 extra=journal.about(a.lim for a in actions if a.lim is not None))
         after = local.applied(actions, now)
         self.busy = (decision, local.runs, after.runs)
         decided = time.time()
@@ -107,6 +105,9 @@ class DecisionCycle:
             return decision, decided, cfg, pulled, cleared + ex.apply(cfg, rest, macs, retired)
 
         self._submit("apply", apply)
+        # Logged once the actions are on their way: the worker does not wait for the log.
+        log.info("%s", decision.reason,
+                 extra=journal.about(a.lim for a in actions if a.lim is not None))
 
     def _pull_before_start(self, cfg: NodeConfig, peers: Mapping[str, PeerView],
                            actions: Sequence[Action]) -> Callable[[], str]:

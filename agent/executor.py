@@ -57,6 +57,7 @@ from mxone_agent.actions import (
 )
 from mxone_agent.alarms import AlarmBook
 from mxone_agent.config import Companion, LimConfig, NodeConfig, ServiceCommands
+from mxone_agent.early_probe import EarlyProbes, probe_wait
 from mxone_agent.lease import Fence, LeaseError
 from mxone_agent.model import LimRun, Mode, Role
 from mxone_agent.network import NetworkBackend, NetworkError
@@ -90,13 +91,6 @@ def reference_service(lim: LimConfig, run_dir: str = service_node.DEFAULT_RUN_DI
     tail = ["--lim", str(lim.lim), "--run-dir", run_dir, "--xdata-root", xdata_root]
     return ServiceCommands(start=(*base, "start", *tail, "--alias", str(lim.alias_ip)),
                            stop=(*base, "stop", *tail), status=(*base, "status", *tail))
-
-
-def probe_wait(config: NodeConfig) -> float:
-    """How long the ARP probe before a takeover waits for an answer: a sixth of the
-    detection time, from 50 to 250 ms (a LAN answers within a few ms; the wait is part of
-    the outage)."""
-    return min(0.25, max(0.05, config.detection / 6))
 
 
 @dataclass
@@ -134,6 +128,7 @@ class Executor:
         self._clock = clock
         self._mono = mono
         self._announce: dict[int, _Announce] = {}
+        self.early = EarlyProbes(network)  # the loop opens them, takeovers use them
         self.xdata_root = service_node.DEFAULT_XDATA_ROOT  # the daemon sets the config's
 
     # ---- helpers --------------------------------------------------------------------------
@@ -267,7 +262,23 @@ class Executor:
 
     def _foreign(self, config: NodeConfig, lim: LimConfig, iface: str, cluster_macs: set[str],
                  o: Outcome) -> bool:
-        answers = self.network.probe(iface, lim.alias_ip, probe_wait(config))
+        """True (and ``o`` failed, naming the MAC) when a host outside the cluster answers
+        an ARP probe for ``lim``'s alias: the early probe's window up to now when there is
+        one (:mod:`mxone_agent.early_probe`), else a probe made now."""
+        wait = probe_wait(config)
+        answers = None
+        early = self.early.take(iface, lim.alias_ip)
+        if early is not None:
+            try:
+                left = early.started + wait - time.monotonic()
+                if left > 0:
+                    early.wait(left)
+                answers = early.answers()
+            finally:
+                early.close()
+        if answers is None:
+            answers = self.network.probe(iface, lim.alias_ip, wait)
+        self._mark(o, "probed")
         foreign = sorted(m for m in answers if m not in cluster_macs)
         if foreign:
             o.ok, o.foreign_mac = False, foreign[0]

@@ -32,6 +32,9 @@ from mxone_agent.peers import PeerView, reappeared
 log = logging.getLogger("mxone_agent")
 
 HEARTBEAT_COPIES = 5
+NEAR_MISS = 2 / 3
+"""A peer silent for longer than this share of the detection time, then heard, was a near
+miss (status counts them per peer): how close a link comes to a false failover."""
 """Datagrams sent per heartbeat interval to each peer, back to back (see Agent._tick)."""
 DATAGRAMS_PER_TURN = 256
 """At most this many datagrams are read per loop turn: a flood cannot keep the loop from
@@ -61,6 +64,7 @@ class HeartbeatLink:
         self.guards: dict[str, hbmod.ReplayGuard] = {}
         self.drops = {r: 0 for r in hbmod.DropReason}
         self.longest_silence: dict[str, float] = {}  # peer -> longest gap between heartbeats
+        self.near_misses: dict[str, int] = {}  # peer -> gaps longer than NEAR_MISS x detection
         self.by_ip: dict[str, str] = {}  # base IP -> server name, of every cluster server
         self.speaks: dict[str, int] = {}  # peer -> the protocol version it last spoke
         self.received: dict[str, int] = {}
@@ -68,6 +72,7 @@ class HeartbeatLink:
         self.refused: dict[str, dict[hbmod.DropReason, int]] = {}
         self.deaths: dict[str, int] = {}
         self.silent_at_death: dict[str, float] = {}
+        self._unlogged: list[tuple[str, tuple[object, ...], dict[str, object]]] = []
         self._numbered: dict[str, tuple[int, int]] = {}  # peer -> newest (incarnation, seq)
         self.resumed = time.monotonic()  # peers are judged on local running time from here
         self.reset_peers()
@@ -127,9 +132,18 @@ class HeartbeatLink:
                     silent = now - max(view.last_heard or self.resumed, self.resumed)
                     self.deaths[name] = self.deaths.get(name, 0) + 1
                     self.silent_at_death[name] = silent
-                    log.info("%s declares %s dead (silent for %.1f s)", cfg.node, name, silent,
-                             extra=journal.about(x.lim if (x := cfg.lim_of(name)) else None))
+                    # Logged once the decision is on its way (flush_log): no logging
+                    # between a death and the takeover's first gratuitous ARP.
+                    self._unlogged.append((
+                        "%s declares %s dead (silent for %.1f s)", (cfg.node, name, silent),
+                        journal.about(x.lim if (x := cfg.lim_of(name)) else None)))
             self.peers[name] = judged
+
+    def flush_log(self) -> None:
+        """Log the deaths judged since the last call."""
+        lines, self._unlogged = self._unlogged, []
+        for fmt, args, extra in lines:
+            log.info(fmt, *args, extra=extra)
 
     # ---- sending -----------------------------------------------------------------------------
 
@@ -257,6 +271,8 @@ class HeartbeatLink:
             gap = now - before.last_heard
             if gap > self.longest_silence.get(hb.sender, 0.0):
                 self.longest_silence[hb.sender] = gap
+            if gap > cfg.detection * NEAR_MISS:
+                self.near_misses[hb.sender] = self.near_misses.get(hb.sender, 0) + 1
         after = before.heard(hb, now)
         self.peers[hb.sender] = after
         old = before.heartbeat
@@ -301,6 +317,7 @@ class HeartbeatLink:
                 "incarnation": self.guards[name].known if name in self.guards else None,
                 "last_heard_s_ago": None if v.last_heard is None else round(now - v.last_heard, 3),
                 "longest_silence_s": round(self.longest_silence.get(name, 0.0), 3),
+                "near_misses": self.near_misses.get(name, 0),
                 "generation": hb.generation if hb else None,
                 "readiness": str(hb.readiness) if hb else None,
                 "runs": [{"lim": r.lim, "mode": str(r.mode), "loading": r.loading,

@@ -32,6 +32,7 @@ NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFNL_MSG_BATCH_BEGIN = 0x10
 NFNL_MSG_BATCH_END = 0x11
+NFT_MSG_DELTABLE = 2
 NFT_MSG_NEWSETELEM = 12
 NFT_MSG_GETSETELEM = 13
 NFT_MSG_DELSETELEM = 14
@@ -41,6 +42,7 @@ NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
 NLM_F_CREATE = 0x400
 NLA_F_NESTED = 0x8000
+NFTA_TABLE_NAME = 1
 NFTA_SET_ELEM_LIST_TABLE = 1
 NFTA_SET_ELEM_LIST_SET = 2
 NFTA_SET_ELEM_LIST_ELEMENTS = 3
@@ -222,6 +224,18 @@ class NftLeases(LeaseKernel):
                 return None
             left.append(ms / 1000)
         return min(left) if left else None
+
+    def delete_table(self, family: str, table: str) -> bool:
+        """Delete nftables table ``family table`` over netlink (no ``nft`` process: the
+        takeover path uses it); False when there was no such table."""
+        code = self._batch([(NFT_MSG_DELTABLE, 0, family,
+                             _nla(NFTA_TABLE_NAME, table.encode() + b"\0"))])
+        if code == errno.ENOENT:
+            return False
+        if code:
+            raise LeaseError(f"cannot delete nftables table {family} {table}: "
+                             f"{os.strerror(code)}")
+        return True
 
     def release(self) -> None:
         for f in NFPROTO:

@@ -64,11 +64,15 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from mxone_agent import paths
-from mxone_agent.config import ConfigError, NodeConfig, load_node_config
-from mxone_agent.control_client import ctl_request
 from mxone_agent.errors import AgentError
+
+if TYPE_CHECKING:
+    from mxone_agent.config import NodeConfig
+# The node config and the control client are imported where they are used: the reference
+# service's commands (run on the takeover path) need neither.
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -94,6 +98,8 @@ def _summary(path: str, cfg: NodeConfig) -> str:
 
 def check_config(path: str) -> int:
     """Load and validate the node config at ``path``; print the verdict. Returns the exit code."""
+    from mxone_agent.config import ConfigError, load_node_config
+
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -152,6 +158,7 @@ def _daemonize() -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     from mxone_agent import agent_log, daemon
+    from mxone_agent.config import ConfigError
     from mxone_agent.network import LinuxNetwork
 
     dest = agent_log.destination(args.log, args.daemon, os.environ)
@@ -212,6 +219,8 @@ def fence(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mxone_agent import node_files
+    from mxone_agent.config import ConfigError
+    from mxone_agent.control_client import ctl_request
     from mxone_agent.lease import GUARDED, TABLE, LeaseError
     from mxone_agent.lease_nft import NftLeases
     from mxone_agent.model import Role
@@ -278,6 +287,8 @@ def leave(args: argparse.Namespace) -> int:
 
     from mxone_agent import leave as leave_mod
     from mxone_agent import node_files
+    from mxone_agent.config import ConfigError
+    from mxone_agent.control_client import ctl_request
     from mxone_agent.lease import LeaseError
     from mxone_agent.lease_nft import NftLeases
     from mxone_agent.network import LinuxNetwork, NetworkError
@@ -326,6 +337,8 @@ def leave(args: argparse.Namespace) -> int:
 
 
 def ctl(args: argparse.Namespace) -> int:
+    from mxone_agent.control_client import ctl_request
+
     if args.wait is not None and args.verb != "fallback":
         print("mxone-agent ctl: --wait goes with fallback only", file=sys.stderr)
         return EXIT_REFUSED
@@ -378,6 +391,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The peer side of a sync speaks on stdin/stdout: no argparse, no daemon imports.
         from mxone_agent import xdata_serve
         return xdata_serve.main(args_list[1:])
+    if args_list[:1] == ["service"] and not asks_help:
+        # The reference service starts on the takeover path: its own small parser, none of
+        # the agent's modules imported.
+        from mxone_agent import service_node
+        return service_node.main(args_list[1:])
     if args_list[:1] == ["node"] and not asks_help:  # the tool's node operations: JSON in/out
         from mxone_agent.node import cli as node_cli
         return node_cli.main(args_list[1:])

@@ -28,7 +28,8 @@ The metrics (labels in braces; ``peer=""``: a datagram from an address that is n
 * transitions made here, the last one of each LIM and kind:
   ``mxone_transition_timestamp_seconds{lim,kind}`` (when decided),
   ``mxone_transition_ok{lim,kind}``, ``mxone_transition_step_seconds{lim,kind,step}``
-  (seconds from detection to each step: decided, alias_up, first_garp, service_up) and
+  (seconds from detection to each step: decided, probed, alias_up, first_garp,
+  service_up) and
   ``mxone_transition_takeover_seconds{lim,kind}`` (detection to the last step: the service
   up, else the first gratuitous ARP, else the alias up, else the decision)
 * ``mxone_alarms_active{code,severity}`` (every alarm code, 0 when none),

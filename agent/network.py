@@ -25,19 +25,17 @@ from __future__ import annotations
 import abc
 import ipaddress
 import os
-import select
 import socket
-import struct
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from mxone_agent.arp import ETH_P_ARP, ArpProbe, garp_frame
 from mxone_agent.errors import AgentError
-from mxone_agent.lease import LeaseKernel, RecordingLeases
+from mxone_agent.lease import LeaseError, LeaseKernel, RecordingLeases
 from mxone_agent.lease_nft import NftLeases
 
-ETH_P_ARP = 0x0806
 PROBE_WAIT = 0.25
 """Seconds an ARP probe waits for an answer before the address counts as free."""
 NFT_TIMEOUT = 5.0
@@ -64,6 +62,22 @@ def block_ruleset(lim: int, alias: ipaddress.IPv4Address) -> str:
         f"  chain input {{ type filter hook input priority -300; ip daddr {alias} drop; }};\n"
         f"  chain output {{ type filter hook output priority -300; ip saddr {alias} drop; }};\n"
         "}\n")
+
+
+class Probe(Protocol):
+    """An ARP probe that goes on listening until it is closed: ``started`` (monotonic) is
+    when its request went out; :meth:`wait` collects answers for up to ``seconds``;
+    :meth:`answers` gives the MACs (lower case, this host's own left out) that answered
+    since it started, or None when the kernel dropped frames meanwhile (the window is not
+    whole: probe again)."""
+
+    started: float
+
+    def wait(self, seconds: float) -> None: ...
+
+    def answers(self) -> set[str] | None: ...
+
+    def close(self) -> None: ...
 
 
 class NetworkBackend(abc.ABC):
@@ -102,6 +116,11 @@ class NetworkBackend(abc.ABC):
               wait: float = PROBE_WAIT) -> set[str]:
         """MACs (lower-case ``aa:bb:..``) of the hosts that answer an ARP probe for ``alias``
         within ``wait`` seconds; empty when nobody does."""
+
+    @abc.abstractmethod
+    def open_probe(self, interface: str, alias: ipaddress.IPv4Address) -> Probe:
+        """Send an ARP probe for ``alias`` now and keep listening for answers until the
+        returned probe is read and closed (:mod:`mxone_agent.early_probe`)."""
 
     @abc.abstractmethod
     def mac_of(self, interface: str) -> str:
@@ -176,6 +195,10 @@ class RecordingNetwork(NetworkBackend):
         self._call("probe", interface, str(alias))
         return set(self.answers.get(str(alias), set()))
 
+    def open_probe(self, interface: str, alias: ipaddress.IPv4Address) -> Probe:
+        self._call("open_probe", interface, str(alias))
+        return RecordingProbe(self, str(alias), time.monotonic())
+
     def mac_of(self, interface: str) -> str:
         return self.local_mac
 
@@ -187,33 +210,29 @@ class RecordingNetwork(NetworkBackend):
         return [c[0] for c in self.calls]
 
 
+@dataclass
+class RecordingProbe:
+    """A probe of :class:`RecordingNetwork`: its answers are the network's ``answers`` for
+    the alias when read; ``dropped`` makes it report an incomplete window."""
+
+    network: RecordingNetwork
+    alias: str
+    started: float
+    dropped: bool = False
+    closed: bool = False
+
+    def wait(self, seconds: float) -> None:
+        self.network.calls.append(("probe_wait", self.alias))
+
+    def answers(self) -> set[str] | None:
+        self.network.calls.append(("probe_read", self.alias))
+        return None if self.dropped else set(self.network.answers.get(self.alias, set()))
+
+    def close(self) -> None:
+        self.closed = True
+
+
 # ---- Linux backend ------------------------------------------------------------------------
-
-def _mac_bytes(mac: str) -> bytes:
-    return bytes(int(x, 16) for x in mac.split(":"))
-
-
-def arp_frame(op: int, src_mac: str, sender_ip: str, target_ip: str,
-              dst_mac: str = "ff:ff:ff:ff:ff:ff") -> bytes:
-    """An Ethernet ARP frame (IPv4 over Ethernet): ``op`` 1 request, 2 reply; the target
-    hardware address is left zero."""
-    eth = _mac_bytes(dst_mac) + _mac_bytes(src_mac) + struct.pack(">H", ETH_P_ARP)
-    arp = struct.pack(">HHBBH", 1, 0x0800, 6, 4, op) + _mac_bytes(src_mac) + \
-        ipaddress.IPv4Address(sender_ip).packed + bytes(6) + \
-        ipaddress.IPv4Address(target_ip).packed
-    return eth + arp
-
-
-def garp_frame(mac: str, alias: str) -> bytes:
-    """A gratuitous ARP announcement: a broadcast request with sender = target = alias, the
-    form every stack updates an existing cache entry from."""
-    return arp_frame(1, mac, alias, alias)
-
-
-def probe_frame(mac: str, alias: str) -> bytes:
-    """An RFC 5227 ARP probe: sender IP 0.0.0.0, so no cache anywhere learns from it."""
-    return arp_frame(1, mac, "0.0.0.0", alias)
-
 
 class LinuxNetwork(NetworkBackend):
     """pyroute2 + nftables + ARP frames on an AF_PACKET socket."""
@@ -225,11 +244,20 @@ class LinuxNetwork(NetworkBackend):
         self._blocked: dict[int, bool] = {}  # what nft said or we did, to skip nft calls
         self._sockets: dict[str, socket.socket] = {}
         self._index: dict[str, int] = {}
+        self._nl: NftLeases | None = None  # nf_tables over netlink, for the block tables
 
     def lease_kernel(self) -> LeaseKernel:
         return NftLeases()
 
+    def _netlink(self) -> NftLeases:
+        if self._nl is None:
+            self._nl = NftLeases()
+        return self._nl
+
     def close(self) -> None:
+        if self._nl is not None:
+            self._nl.close()
+            self._nl = None
         for s in self._sockets.values():
             s.close()
         self._sockets.clear()
@@ -298,12 +326,14 @@ class LinuxNetwork(NetworkBackend):
         # process starts on the takeover path.
         if not self.is_blocked(lim):
             return
-        self._blocked[lim] = False
+        # Over netlink, not `nft delete table`: no process start when a preloaded LIM is
+        # activated on the takeover path.
         for family in ("arp", "ip"):
-            r = self._nft(["delete", "table", family, block_table(lim)])
-            if r.returncode != 0 and "No such file" not in r.stderr:
-                raise NetworkError(f"cannot delete nftables table {family} {block_table(lim)}: "
-                                   f"{r.stderr.strip()}")
+            try:
+                self._netlink().delete_table(family, block_table(lim))
+            except LeaseError as e:
+                raise NetworkError(str(e)) from e
+        self._blocked[lim] = False
 
     def _socket(self, interface: str) -> socket.socket:
         s = self._sockets.get(interface)
@@ -330,34 +360,24 @@ class LinuxNetwork(NetworkBackend):
 
     def probe(self, interface: str, alias: ipaddress.IPv4Address,
               wait: float = PROBE_WAIT) -> set[str]:
-        mac = self.mac_of(interface)
-        s = self._socket(interface)
-        while True:  # drain what queued up since the last use
+        for _ in range(2):  # frames dropped while it listened: listen once more
+            p = self.open_probe(interface, alias)
             try:
-                s.recv(2048)
-            except BlockingIOError:
-                break
-        frame = probe_frame(mac, str(alias))
+                p.wait(wait)
+                found = p.answers()
+            finally:
+                p.close()
+            if found is not None:
+                return found
+        raise NetworkError(f"the ARP probe for {alias} on {interface} lost frames in the "
+                           "kernel twice: whether a foreign host answers is unknown")
+
+    def open_probe(self, interface: str, alias: ipaddress.IPv4Address) -> Probe:
         try:
-            s.send(frame)
+            return ArpProbe(interface, alias, self.mac_of(interface))
         except OSError as e:
             raise NetworkError(f"cannot send an ARP probe for {alias} on {interface}: "
-                               f"{e.strerror}") from e
-        found: set[str] = set()
-        target = ipaddress.IPv4Address(alias).packed
-        deadline = time.monotonic() + wait
-        while (left := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([s], [], [], left)
-            if not ready:
-                break
-            try:
-                data = s.recv(2048)
-            except BlockingIOError:
-                continue
-            answer = arp_reply_from(data, target)
-            if answer is not None and answer != mac:
-                found.add(answer)
-        return found
+                               f"{e.strerror or e}") from e
 
     def neighbour_macs(self, interface: str) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -366,17 +386,6 @@ class LinuxNetwork(NetworkBackend):
             if ip and ll:
                 out[ip] = str(ll).lower()
         return out
-
-
-def arp_reply_from(frame: bytes, target: bytes) -> str | None:
-    """The sender MAC of ``frame`` if it is an ARP reply (or announcement) for ``target``."""
-    if len(frame) < 42 or frame[12:14] != b"\x08\x06":
-        return None
-    op = struct.unpack_from(">H", frame, 20)[0]
-    sha, spa = frame[22:28], frame[28:32]
-    if op == 2 and spa == target:
-        return ":".join(f"{b:02x}" for b in sha)
-    return None
 
 
 def rss_kb(pid: int | None = None) -> int:

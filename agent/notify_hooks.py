@@ -41,7 +41,8 @@ MXONE_TO            a transition: the server the LIM moves to (empty: it runs no
 MXONE_RESULT        a transition: ``ok`` or ``failed``
 MXONE_ERROR         a failed transition: why
 MXONE_TIMELINE      a transition: a JSON object of its timed steps (UTC, ISO 8601):
-                    ``detected``, ``decided``, ``alias_up``, ``first_garp``, ``service_up``
+                    ``detected``, ``decided``, ``probed``, ``alias_up``, ``first_garp``,
+                    ``service_up``
                     (a step that did not happen is left out)
 MXONE_ALARM         an alarm: its code (e.g. ``lim-running-on-standby``)
 MXONE_ALARM_NAME    an alarm: its title
@@ -86,7 +87,7 @@ HOOK_TIMEOUT_S = 10.0
 QUEUE_SIZE = 64
 OUTPUT_KEPT = 4096
 HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-TIMELINE_STEPS = ("detected", "decided", "alias_up", "first_garp", "service_up")
+TIMELINE_STEPS = ("detected", "decided", "probed", "alias_up", "first_garp", "service_up")
 RESULTS = ("ok", "failed", "timeout")
 
 T = TypeVar("T")

@@ -34,6 +34,7 @@ class Transition:
     reason: str
     detected: str
     decided: str
+    probed: str | None = None
     alias_up: str | None = None
     first_garp: str | None = None
     service_up: str | None = None
@@ -85,6 +86,7 @@ def read_outcomes(decision: Decision, cfg: NodeConfig, outcomes: Iterable[Outcom
         out.append(Transition(
             lim=lim, kind=str(kind), reason=f"{decision.reason} {pulled}".strip(),
             detected=iso_now(detected), decided=iso_now(decided),
-            alias_up=at.get("alias_up"), first_garp=at.get("first_garp"),
+            probed=at.get("probed"), alias_up=at.get("alias_up"),
+            first_garp=at.get("first_garp"),
             service_up=at.get("service_up"), ok=o.ok, error=o.error))
     return out

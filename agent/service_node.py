@@ -388,6 +388,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "%(default)s)")
 
 
+def main(argv: list[str]) -> int:
+    """``mxone-agent service ...`` (main hands it over before anything else is imported)."""
+    p = argparse.ArgumentParser(prog="mxone-agent service",
+                                description="The reference Service Node (a LIM stand-in).")
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
 def run(args: argparse.Namespace) -> int:
     if args.action == "start":
         if not args.alias:

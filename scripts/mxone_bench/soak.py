@@ -2,14 +2,16 @@
 
 Figures, not a test. Two parts, each in its own lab:
 
-* soak: a cluster of lim1..lim3 + standby1 with the ``fastest`` preset (0.1 s x 3), 10% of
-  frames dropped in the switch on every cluster port (both directions), both cores kept busy
-  by two spinning processes, for SECONDS (default 600). A false failover is any LIM started
-  on the standby, or any LIM not answering from its own regular server at the end.
+* soak: a cluster of lim1..lim3 + standby1 with the ``fastest`` preset (0.1 s x 3; ``--preset
+  bfd``: 0.05 s x 3), 10% of frames dropped in the switch on every cluster port (both
+  directions), both cores kept busy by two spinning processes, for SECONDS (default 600). A
+  false failover is any LIM started on the standby, or any LIM not answering from its own
+  regular server at the end. Near misses: a peer heard again after more than 2/3 of the
+  detection time of silence (summed over every node's view of every peer).
 * cost: 10 regular servers + standby1 with 1 s heartbeats (``fast``); the standby agent's
   RSS and CPU % over 60 s (it hears and judges all 10 peers).
 
-Run: ``scripts/bench-failover-soak [--seconds N] [--only soak|cost]``.
+Run: ``scripts/bench-failover-soak [--seconds N] [--only soak|cost] [--preset fastest|bfd]``.
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ from tests.agent_lab.cluster import Cluster, answers_during  # noqa: E402
 SPIN = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end:\n    pass\n"
 
 
-def soak(seconds: float) -> None:
+PRESETS = {"fastest": 0.1, "bfd": 0.05}
+
+
+def soak(seconds: float, preset: str = "fastest") -> None:
+    interval = PRESETS[preset]
     with Lab.up() as lab:
-        cluster = Cluster(lab, interval=0.1, misses=3, fallback="manual")
+        cluster = Cluster(lab, interval=interval, misses=3, fallback="manual")
         cluster.start()
         for lim, host in ((1, "lim1"), (2, "lim2"), (3, "lim3")):
             got = answers_during(lab, lim, 1.0)
@@ -49,8 +55,8 @@ def soak(seconds: float) -> None:
         spinners = [subprocess.Popen([sys.executable, "-c", SPIN, str(seconds + 5)]) for _ in range(2)]
         started = time.monotonic()
         try:
-            print(f"soak: fastest (0.1 s x 3), 10% loss on every cluster port, 2 spinning "
-                  f"processes, {seconds:.0f} s ...", flush=True)
+            print(f"soak: {preset} ({interval} s x 3), 10% loss on every cluster port, 2 "
+                  f"spinning processes, {seconds:.0f} s ...", flush=True)
             time.sleep(seconds)
         finally:
             for p in spinners:
@@ -74,19 +80,28 @@ def soak(seconds: float) -> None:
         lapses = {h: n.get("lease_lapses") for h, n in nodes.items()}
         late = {h: n.get("tick_late_max_s") for h, n in nodes.items()}
         silences = {p["name"]: p.get("longest_silence_s") for p in st["peers"]}
+        near = sum(p.get("near_misses", 0) for n in nodes.values() for p in n["peers"])
+        longest = max((p.get("longest_silence_s") or 0.0, f"{h}<-{p['name']}")
+                      for h, n in nodes.items() for p in n["peers"])
         declared = [line for h in ("lim1", "lim2", "lim3", "standby1") for line in
                     cluster.log(h).splitlines() if " dead (silent for " in line
                     or "did not run for a while" in line or "lapsed" in line]
+        sched = {h: next((line.split(": ", 2)[-1] for line in cluster.log(h).splitlines()
+                          if "for the loop thread" in line or "ordinary scheduling" in line),
+                         "not said") for h in ("lim1", "lim2", "lim3", "standby1")}
         still = {lim: answers_during(lab, lim, 1.0) for lim in (1, 2, 3)}
         ok = all(still[lim] == {f"LIM {lim} on lim{lim}"} for lim in (1, 2, 3))
-        print(f"soak: {elapsed:.0f} s: false failovers {len(failovers)} (transitions on the "
+        print(f"soak: {preset}, {elapsed:.0f} s: false failovers {len(failovers)} (transitions on the "
               f"standby), 'LIM is running on standby server' alarms {len(ran_on_standby)}; "
               f"every LIM still on its own server: {'yes' if ok else 'NO: ' + json.dumps({k: sorted(v) for k, v in still.items()})}; "
               f"heartbeats dropped as bad at the standby: {drops}; lease lapses on the "
               f"healthy nodes: {lapses} (total {sum(v or 0 for v in lapses.values())}); "
-              f"longest silence of each peer at the standby (s): {silences}; the latest "
+              f"longest silence of each peer at the standby (s): {silences}; longest "
+              f"silence anywhere {longest[0]:.3f} s ({longest[1]}) of {3 * interval:.2f} s "
+              f"detection; near misses (silences over 2/3 of it) {near}; the latest "
               f"tick of each node (s): {late}; neighbour entries of the cluster ports "
               f"seen INCOMPLETE or FAILED on each node: {failed}")
+        print(f"soak: the loop thread's scheduling: {sched}")
         for line in declared[-10:]:
             print(f"soak: {line}")
         for line in [x for lines in unresolved.values() for x in lines][-10:]:
@@ -122,11 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench-failover-soak", description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=600.0, help="soak duration (default 600)")
     ap.add_argument("--only", choices=("soak", "cost"))
+    ap.add_argument("--preset", choices=tuple(PRESETS), default="fastest",
+                    help="the soak's timers (default: fastest)")
     args = ap.parse_args(argv)
     if args.only in (None, "cost"):
         cost()
     if args.only in (None, "soak"):
-        soak(args.seconds)
+        soak(args.seconds, args.preset)
     return 0
 
 

@@ -84,7 +84,7 @@ def test_start_active_probes_then_alias_garp_service(tmp_path: Path) -> None:
     assert net.calls[2] == ("add_alias", "eth0", "10.77.0.12", 24)
     assert net.calls[3] == ("garp", "eth0", "10.77.0.12", cfg.garp.burst)
     assert services.names() == ["lim2-start"]
-    assert set(o.steps) == {"alias_up", "first_garp", "service_up"}
+    assert set(o.steps) == {"probed", "alias_up", "first_garp", "service_up"}
     assert o.steps["alias_up"] <= o.steps["first_garp"] <= o.steps["service_up"]
 
 

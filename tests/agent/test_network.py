@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scapy.layers.l2 import ARP, Ether
 
-from mxone_agent.network import arp_frame, arp_reply_from, garp_frame, probe_frame
+from mxone_agent.arp import arp_frame, arp_reply_from, garp_frame, probe_frame
 
 MAC = "02:aa:bb:cc:dd:01"
 
