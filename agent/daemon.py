@@ -181,6 +181,8 @@ class Agent:
                                                        run_dir=self._run_dir)
         self.executor.xdata_root = cfg.sync_settings.xdata_root
         self.own_mac = self.executor.network.mac_of(cfg.local.interface)
+        for iface in {self.executor.interface(cfg, x) for x in self.executor.guarded(cfg)}:
+            network.prepare(iface)  # a takeover opens nothing
         runs = self.executor.learn_local(cfg, self.retired)
         self.held.forget(cfg, {r.lim for r in runs}, force=True)
         if not existed and not node_files.joined(self.state_dir, cfg.cluster):

@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from mxone_agent import journal
-from mxone_agent.actions import Action, StartLim
+from mxone_agent.actions import Action, ClearAlarm, RaiseAlarm, StartLim
 from mxone_agent.config import LimConfig, NodeConfig
 from mxone_agent.decide import Decision, HoldDown, LocalState, decide
 from mxone_agent.executor import Executor, Outcome
@@ -98,16 +98,37 @@ class DecisionCycle:
         # regular server waits for newer data to start its LIM again.
         cleanup = [a for a in actions if decision.kind(a) is TransitionKind.CLEANUP]
         rest = [a for a in actions if decision.kind(a) is not TransitionKind.CLEANUP]
+        claimed = self._claim(cfg, ex, macs, cleanup, rest)
 
         def apply() -> Applied:
             cleared = ex.apply(cfg, cleanup, macs, retired) if cleanup else []
             pulled = pull()
-            return decision, decided, cfg, pulled, cleared + ex.apply(cfg, rest, macs, retired)
+            return decision, decided, cfg, pulled, cleared + ex.apply(cfg, rest, macs, retired,
+                                                                      claimed)
 
         self._submit("apply", apply)
         # Logged once the actions are on their way: the worker does not wait for the log.
         log.info("%s", decision.reason,
                  extra=journal.about(a.lim for a in actions if a.lim is not None))
+
+    @staticmethod
+    def _claim(cfg: NodeConfig, ex: Executor, macs: set[str], cleanup: Sequence[Action],
+               rest: Sequence[Action]) -> dict[Action, Outcome]:
+        """A takeover's alias, up on this thread (:meth:`Executor.claim`): only the first
+        LIM action of the decision, and only when nothing is cleared for its LIM first (the
+        worker keeps the decision's order for everything else). An unexpected error here
+        leaves the whole action to the worker."""
+        first = next((a for a in rest if a.lim is not None
+                      and not isinstance(a, RaiseAlarm | ClearAlarm)), None)
+        if first is None or any(a.lim == first.lim for a in cleanup):
+            return {}
+        try:
+            o = ex.claim(cfg, first, macs)
+        except Exception:  # noqa: BLE001 - the worker does it then, and logs what fails
+            log.exception("taking LIM %s's alias on the loop failed; the worker does it",
+                          first.lim)
+            return {}
+        return {} if o is None else {first: o}
 
     def _pull_before_start(self, cfg: NodeConfig, peers: Mapping[str, PeerView],
                            actions: Sequence[Action]) -> Callable[[], str]:

@@ -107,6 +107,14 @@ class EarlyProbes:
             probe.close()
         return due
 
+    def ready(self, interface: str, alias: ipaddress.IPv4Address, wait: float) -> bool:
+        """True when an open probe of ``alias`` has listened for ``wait`` seconds (and is
+        not too old to use): reading it needs no waiting."""
+        with self._lock:
+            found = self._open.get((interface, alias))
+        age = None if found is None else time.monotonic() - found[1].started
+        return age is not None and wait <= age <= MAX_AGE
+
     def take(self, interface: str, alias: ipaddress.IPv4Address) -> Probe | None:
         """The open probe of ``alias`` on ``interface``, now the caller's (it closes it);
         None when there is none or it is too old to use."""

@@ -36,7 +36,6 @@ Every step is timed (wall clock, for status) so transitions can show where time 
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import subprocess
 import sys
@@ -56,6 +55,7 @@ from mxone_agent.actions import (
     StopLim,
 )
 from mxone_agent.alarms import AlarmBook
+from mxone_agent.announce import Announcements
 from mxone_agent.config import Companion, LimConfig, NodeConfig, ServiceCommands
 from mxone_agent.early_probe import EarlyProbes, probe_wait
 from mxone_agent.lease import Fence, LeaseError
@@ -104,14 +104,6 @@ class Outcome:
     steps: dict[str, float] = field(default_factory=dict)  # step -> time.time()
 
 
-@dataclass
-class _Announce:
-    interface: str
-    alias: ipaddress.IPv4Address
-    second_at: float | None
-    refresh_at: float | None
-
-
 class Executor:
     """Applies actions for one node. Not thread-safe: one caller (the daemon's worker)."""
 
@@ -127,7 +119,7 @@ class Executor:
         self._run_dir = run_dir
         self._clock = clock
         self._mono = mono
-        self._announce: dict[int, _Announce] = {}
+        self.announcements = Announcements(network, mono)  # the bursts after the first
         self.early = EarlyProbes(network)  # the loop opens them, takeovers use them
         self.xdata_root = service_node.DEFAULT_XDATA_ROOT  # the daemon sets the config's
 
@@ -189,7 +181,7 @@ class Executor:
                 fenced = False
                 if mode is Mode.ACTIVE:
                     fenced = self.fence.adopt(lim.alias_ip) is None
-                    self._schedule(config, lim, iface)
+                    self.announcements.schedule(config, lim, iface)
                 else:
                     self.fence.revoke(lim.alias_ip)
                 runs.append(LimRun(lim.lim, mode, loading=code != 0, fenced=fenced))
@@ -205,15 +197,21 @@ class Executor:
     # ---- applying ---------------------------------------------------------------------------
 
     def apply(self, config: NodeConfig, actions: Iterable[Action], cluster_macs: set[str],
-              retired: Mapping[int, LimConfig] | None = None) -> list[Outcome]:
+              retired: Mapping[int, LimConfig] | None = None,
+              claimed: Mapping[Action, Outcome] | None = None) -> list[Outcome]:
         """Apply ``actions`` in order. A failed LIM action does not stop the others.
 
         ``retired``: the last known LimConfig of LIMs the config no longer names (for
-        RetireLim and StopLim of such a LIM)."""
+        RetireLim and StopLim of such a LIM). ``claimed``: the outcomes of :meth:`claim`
+        (an active start then only starts the service; an activation is done)."""
         retired = retired or {}
+        claimed = claimed or {}
         out = []
         for a in actions:
-            o = Outcome(a)
+            o = claimed.get(a) or Outcome(a)
+            if a in claimed and not (o.ok and isinstance(a, StartLim)):
+                out.append(o)
+                continue
             try:
                 if isinstance(a, RaiseAlarm):
                     self.alarms.raise_(a.code, a.lim, a.text)
@@ -227,7 +225,7 @@ class Executor:
                                    f"{config.cluster} nor among the LIMs that left it: nothing "
                                    "is known of its alias or its service here")
                     elif isinstance(a, StartLim):
-                        self._start(config, lim, a.mode, cluster_macs, o)
+                        self._start(config, lim, a.mode, cluster_macs, o, a in claimed)
                     elif isinstance(a, StopLim):
                         self._stop(config, lim, o)
                     elif isinstance(a, RetireLim):
@@ -299,16 +297,38 @@ class Executor:
                 o.error = f"companion {c.name} of LIM {lim.lim} did not start"
         return True
 
-    def _start(self, config: NodeConfig, lim: LimConfig, mode: Mode, cluster_macs: set[str],
-               o: Outcome) -> None:
+    def claim(self, config: NodeConfig, action: Action, cluster_macs: set[str]) -> Outcome | None:
+        """The first part of a takeover, done by the caller (the loop, at its priority, no
+        hand-over to the worker): for a StartLim (active) or ActivateLim whose early probe
+        has listened long enough (:mod:`mxone_agent.early_probe`), the probe read, the lease,
+        the block lifted, the alias up and the first gratuitous ARP. None when it would have
+        to wait (no early probe ready): :meth:`apply` then does the whole action. The
+        outcome, failed or not, goes to :meth:`apply` with the action (``claimed``), which
+        starts the service."""
+        if not isinstance(action, StartLim | ActivateLim) or (
+                isinstance(action, StartLim) and action.mode is not Mode.ACTIVE):
+            return None
+        lim = self._lim(config, action.lim, {})
+        if lim is None:
+            return None
         iface = self.interface(config, lim)
-        if mode is Mode.PRELOADED:
-            self.network.block(lim.lim, lim.alias_ip)
-            self.network.add_alias(iface, lim.alias_ip, lim.prefix)
-            self._start_services(config, lim, o)
-            return
+        if not self.early.ready(iface, lim.alias_ip, probe_wait(config)):
+            return None
+        o = Outcome(action)
+        try:
+            if isinstance(action, StartLim):
+                self._up(config, lim, iface, cluster_macs, o)
+            else:
+                self._activate(config, lim, cluster_macs, o)
+        except (NetworkError, LeaseError) as e:
+            o.ok, o.error = False, str(e)
+        return o
+
+    def _up(self, config: NodeConfig, lim: LimConfig, iface: str, cluster_macs: set[str],
+            o: Outcome) -> bool:
+        """An active start up to the first gratuitous ARP (the service comes after)."""
         if self._foreign(config, lim, iface, cluster_macs, o):
-            return
+            return False
         self.fence.grant(lim.alias_ip)  # before the alias is up: it answers from its first moment
         self.network.unblock(lim.lim)
         self.network.add_alias(iface, lim.alias_ip, lim.prefix)
@@ -317,15 +337,27 @@ class Executor:
         # once, and the service answers as soon as it binds.
         self.network.garp(iface, lim.alias_ip, config.garp.burst)
         self._mark(o, "first_garp")
-        self._schedule(config, lim, iface)
+        self.announcements.schedule(config, lim, iface)
+        return True
+
+    def _start(self, config: NodeConfig, lim: LimConfig, mode: Mode, cluster_macs: set[str],
+               o: Outcome, claimed: bool = False) -> None:
+        iface = self.interface(config, lim)
+        if mode is Mode.PRELOADED:
+            self.network.block(lim.lim, lim.alias_ip)
+            self.network.add_alias(iface, lim.alias_ip, lim.prefix)
+            self._start_services(config, lim, o)
+            return
+        if not claimed and not self._up(config, lim, iface, cluster_macs, o):
+            return
         if not self._start_services(config, lim, o):
-            self._announce.pop(lim.lim, None)
+            self.announcements.forget(lim.lim)
             self.fence.revoke(lim.alias_ip)
             self.network.remove_alias(iface, lim.alias_ip, lim.prefix)
 
     def _stop(self, config: NodeConfig, lim: LimConfig, o: Outcome) -> None:
         iface = self.interface(config, lim)
-        self._announce.pop(lim.lim, None)
+        self.announcements.forget(lim.lim)
         # Lease and address first: from now on no client traffic reaches a half-stopped
         # service.
         self.fence.revoke(lim.alias_ip)
@@ -349,7 +381,7 @@ class Executor:
         self._mark(o, "alias_up")
         self.network.garp(iface, lim.alias_ip, config.garp.burst)
         self._mark(o, "first_garp")
-        self._schedule(config, lim, iface)
+        self.announcements.schedule(config, lim, iface)
 
     def reload_service(self, config: NodeConfig, lim: LimConfig) -> Outcome:
         """Restart ``lim``'s service in place so it loads its newest exchange data (a
@@ -368,67 +400,21 @@ class Executor:
         return o
 
     def _deactivate(self, config: NodeConfig, lim: LimConfig, o: Outcome) -> None:
-        self._announce.pop(lim.lim, None)
+        self.announcements.forget(lim.lim)
         self.network.block(lim.lim, lim.alias_ip)
         self.fence.revoke(lim.alias_ip)  # passive: the block holds it, no lease needed
         self._mark(o, "blocked")
 
-    # ---- gratuitous ARP after the first burst ------------------------------------------------
-
-    def _schedule(self, config: NodeConfig, lim: LimConfig, iface: str) -> None:
-        now = self._mono()
-        g = config.garp
-        self._announce[lim.lim] = _Announce(
-            iface, lim.alias_ip, now + g.second_burst_after,
-            None if g.refresh_interval is None else now + g.refresh_interval)
+    # ---- gratuitous ARP after the first burst (mxone_agent.announce) -------------------------
 
     def next_announce(self) -> float | None:
-        """Monotonic time of the next due announcement, or None."""
-        times = [t for a in self._announce.values() for t in (a.second_at, a.refresh_at)
-                 if t is not None]
-        return min(times) if times else None
+        return self.announcements.next()
 
     def announce_due(self, config: NodeConfig) -> int:
-        """Send the second bursts and refreshes that are due; returns how many bursts."""
-        now = self._mono()
-        sent = 0
-        for n, a in list(self._announce.items()):
-            due = False
-            if a.second_at is not None and now >= a.second_at:
-                a.second_at, due = None, True
-            if a.refresh_at is not None and now >= a.refresh_at:
-                a.refresh_at = now + (config.garp.refresh_interval or 0)
-                if config.garp.refresh_interval is None:
-                    a.refresh_at = None
-                due = True
-            if due:
-                sent += self._burst(config, a)
-        return sent
-
-    def _burst(self, config: NodeConfig, a: _Announce) -> int:
-        """One burst for ``a``: 1 when sent, 0 when the network refused it (the next
-        announcement tries again)."""
-        try:
-            self.network.garp(a.interface, a.alias, config.garp.burst)
-            return 1
-        except NetworkError:
-            return 0
+        return self.announcements.due(config)
 
     def claims_ended(self, config: NodeConfig, lims: Collection[int]) -> int:
-        """No other server may answer for these LIMs any more, which answer here (a split
-        brain is over, or their regular server is heard again): its copy may have pointed
-        neighbours at itself (its own gratuitous ARP, its ARP replies), so each alias is
-        announced again at once, a second burst following. Returns how many bursts were
-        sent."""
-        now = self._mono()
-        sent = 0
-        for n in sorted(lims):
-            a = self._announce.get(n)
-            if a is None:
-                continue  # no longer up here
-            a.second_at = now + config.garp.second_burst_after
-            sent += self._burst(config, a)
-        return sent
+        return self.announcements.claims_ended(config, lims)
 
     def forget(self, lim: int) -> None:
-        self._announce.pop(lim, None)
+        self.announcements.forget(lim)

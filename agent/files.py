@@ -9,7 +9,6 @@ directory. On any failure the temp file is removed and the target is untouched.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 
@@ -21,7 +20,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, *,
     ``sync_directory`` False skips the fsync of the directory, for a file rewritten every
     few seconds whose loss in a crash costs nothing (the rename is still atomic).
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         # A buffered file writes every byte or raises (a short write on a full disk

@@ -27,6 +27,7 @@ import ipaddress
 import os
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ from mxone_agent.arp import ETH_P_ARP, ArpProbe, garp_frame
 from mxone_agent.errors import AgentError
 from mxone_agent.lease import LeaseError, LeaseKernel, RecordingLeases
 from mxone_agent.lease_nft import NftLeases
+from mxone_agent.rtnl import AddressAdder
 
 PROBE_WAIT = 0.25
 """Seconds an ARP probe waits for an answer before the address counts as free."""
@@ -133,6 +135,10 @@ class NetworkBackend(abc.ABC):
     @abc.abstractmethod
     def lease_kernel(self) -> LeaseKernel:
         """Where this backend keeps the self-fencing leases (:mod:`mxone_agent.lease`)."""
+
+    def prepare(self, interface: str) -> None:
+        """Open now what a takeover on ``interface`` needs (sockets, caches), so that it is
+        not opened on the takeover's path. Optional."""
 
     def close(self) -> None:
         """Release sockets (idempotent)."""
@@ -245,6 +251,11 @@ class LinuxNetwork(NetworkBackend):
         self._sockets: dict[str, socket.socket] = {}
         self._index: dict[str, int] = {}
         self._nl: NftLeases | None = None  # nf_tables over netlink, for the block tables
+        self._adder = AddressAdder()
+        # pyroute2's socket is not for two threads at once; a takeover on the loop and the
+        # action worker may both touch the network (mxone_agent.executor.Executor.claim)
+        self._ipr_lock = threading.Lock()
+        self._sysfs: dict[str, bool] = {}  # interface -> its sysfs entry is this namespace's
 
     def lease_kernel(self) -> LeaseKernel:
         return NftLeases()
@@ -258,6 +269,7 @@ class LinuxNetwork(NetworkBackend):
         if self._nl is not None:
             self._nl.close()
             self._nl = None
+        self._adder.close()
         for s in self._sockets.values():
             s.close()
         self._sockets.clear()
@@ -268,7 +280,8 @@ class LinuxNetwork(NetworkBackend):
 
     def _ifindex(self, interface: str) -> int:
         if interface not in self._index:
-            found = self._ipr.link_lookup(ifname=interface)
+            with self._ipr_lock:
+                found = self._ipr.link_lookup(ifname=interface)
             if not found:
                 raise NetworkError(f"interface {interface} does not exist on this host")
             self._index[interface] = found[0]
@@ -276,25 +289,35 @@ class LinuxNetwork(NetworkBackend):
 
     def has_alias(self, interface: str, alias: ipaddress.IPv4Address) -> bool:
         idx = self._ifindex(interface)
-        for msg in self._ipr.get_addr(family=socket.AF_INET, index=idx):
+        with self._ipr_lock:
+            msgs = self._ipr.get_addr(family=socket.AF_INET, index=idx)
+        for msg in msgs:
             if msg.get_attr("IFA_ADDRESS") == str(alias):
                 return True
         return False
 
     def add_alias(self, interface: str, alias: ipaddress.IPv4Address, prefix: int) -> None:
-        if self.has_alias(interface, alias):
-            return
-        try:
-            self._ipr.addr("add", index=self._ifindex(interface), address=str(alias),
-                           prefixlen=prefix)
-        except Exception as e:  # pyroute2 NetlinkError and friends
-            raise NetworkError(f"cannot add alias {alias}/{prefix} on {interface}: {e}") from e
+        try:  # one rtnetlink message; an address already there is no error
+            self._adder.add(self._ifindex(interface), alias, prefix)
+        except OSError as e:
+            raise NetworkError(f"cannot add alias {alias}/{prefix} on {interface}: "
+                               f"{e.strerror or e}") from e
+
+    def prepare(self, interface: str) -> None:
+        # What a takeover on ``interface`` needs, opened now: its index, its MAC source,
+        # the ARP socket, the rtnetlink socket.
+        self._ifindex(interface)
+        self.mac_of(interface)
+        self._socket(interface)
+        self._adder.open()
 
     def remove_alias(self, interface: str, alias: ipaddress.IPv4Address, prefix: int) -> None:
         if not self.has_alias(interface, alias):
             return
         try:
-            self._ipr.addr("del", index=self._ifindex(interface), address=str(alias),
+            index = self._ifindex(interface)
+            with self._ipr_lock:
+                self._ipr.addr("del", index=index, address=str(alias),
                            prefixlen=prefix)
         except Exception as e:
             raise NetworkError(f"cannot remove alias {alias} from {interface}: {e}") from e
@@ -345,7 +368,25 @@ class LinuxNetwork(NetworkBackend):
         return s
 
     def mac_of(self, interface: str) -> str:
-        links = self._ipr.get_links(self._ifindex(interface))
+        # sysfs is read each time (a bond's MAC may change), when this process's sysfs shows
+        # this network namespace's interface (same index as netlink's); else netlink.
+        sysfs = self._sysfs.get(interface)
+        if sysfs is None:
+            try:
+                with open(f"/sys/class/net/{interface}/ifindex", encoding="ascii") as f:
+                    sysfs = int(f.read()) == self._ifindex(interface)
+            except (OSError, ValueError):
+                sysfs = False
+            self._sysfs[interface] = sysfs
+        if sysfs:
+            try:
+                with open(f"/sys/class/net/{interface}/address", encoding="ascii") as f:
+                    return f.read().strip().lower()
+            except OSError:
+                pass
+        index = self._ifindex(interface)
+        with self._ipr_lock:
+            links = self._ipr.get_links(index)
         return str(links[0].get_attr("IFLA_ADDRESS")).lower()
 
     def garp(self, interface: str, alias: ipaddress.IPv4Address, count: int) -> None:
@@ -381,7 +422,10 @@ class LinuxNetwork(NetworkBackend):
 
     def neighbour_macs(self, interface: str) -> dict[str, str]:
         out: dict[str, str] = {}
-        for n in self._ipr.get_neighbours(family=socket.AF_INET, ifindex=self._ifindex(interface)):
+        index = self._ifindex(interface)
+        with self._ipr_lock:
+            found = self._ipr.get_neighbours(family=socket.AF_INET, ifindex=index)
+        for n in found:
             ip, ll = n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR")
             if ip and ll:
                 out[ip] = str(ll).lower()

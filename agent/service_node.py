@@ -43,7 +43,15 @@ import sys
 import time
 from pathlib import Path
 
-from mxone_agent import files, paths, xdata
+from typing import TYPE_CHECKING
+
+from mxone_agent import files, paths
+from mxone_agent.errors import AgentError
+
+if TYPE_CHECKING:
+    from mxone_agent import xdata
+# xdata is imported where it is used: starting the service (on a takeover's path) needs it
+# only when there is data to load.
 
 DEFAULT_PORT = 7100
 DEFAULT_RUN_DIR = paths.RUN_DIR
@@ -129,6 +137,8 @@ def sysdb_data(lim: int, extensions: set[str]) -> bytes:
 
 def parse_reload_data(data: bytes, lim: int, where: str) -> set[str]:
     """The extensions of a reload data file; XdataError naming the file and what is wrong."""
+    from mxone_agent import xdata
+
     try:
         doc = json.loads(data)
         if doc.get("format") != DATA_FORMAT or doc.get("lim") != lim:
@@ -146,6 +156,10 @@ def parse_reload_data(data: bytes, lim: int, where: str) -> set[str]:
 def newest_loadable(root: Path, lim: int) -> tuple[str, set[str]] | None:
     """The newest version of ``lim`` that passes the full check (every sha256) and whose
     reload data parses: (its name, its extensions); None when there is none."""
+    if not root.is_dir():  # no data at all: nothing to import or read
+        return None
+    from mxone_agent import xdata
+
     for path in xdata.versions(root, lim):
         if xdata.verify(path):
             continue
@@ -286,7 +300,7 @@ def stop(lim: int, run_dir: str, timeout: float = 3.0) -> int:
 
 # ---- data backup ---------------------------------------------------------------------------
 
-class BackupError(xdata.XdataError):
+class BackupError(AgentError):
     """A data backup was not written; the message says why. Older versions are intact."""
 
 
@@ -311,6 +325,8 @@ def data_backup(lim: int, run_dir: str, xdata_root: str) -> xdata.Manifest:
     """Write a new version of the running LIM's live data under ``xdata_root`` and keep the
     newest :data:`xdata.KEEP_ON_REGULAR`. BackupError naming the cause; on any failure no
     version was added and the existing ones are untouched."""
+    from mxone_agent import xdata
+
     extensions = live_extensions(run_dir, lim)
     files = {RELOAD_FILE: reload_data(lim, extensions), sysdb_file(lim): sysdb_data(lim, extensions)}
     root = Path(xdata_root)

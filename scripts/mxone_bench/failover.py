@@ -1,17 +1,21 @@
 """Failover benchmark: client-visible outage, agent vs keepalived, in one lab.
 
-Settings: the agent in regular failover (the standby *starts* the LIM's service) with the
-fast and fastest presets, the agent in preloaded failover (the passive service already
-runs, only the alias is unblocked) with fastest, and keepalived with advert_int 1 and 0.1
-(its backup's service is already running too: compare it with preloaded first).
+Settings: the agent with the fast (1 s x 3), fastest (0.1 s x 3) and bfd (0.05 s x 3)
+presets, each in regular failover (the standby *starts* the LIM's service) and in preloaded
+failover (the passive service already runs, only the alias is unblocked); keepalived with
+advert_int 1, 0.1 and 0.05 (its backup's service is already running, as preloaded's is).
 
 For each system and timer setting, and each scenario (``killed``: the daemon and the
 service of the active server are SIGKILLed; ``link-down``: its switch port goes down), it
 runs N times: set up lim1 (active) + standby1, let it settle, start a UDP prober on the
 client (a probe every 10 ms), inject the fault, and measure the outage: from the last reply
 of lim1 to the first reply of standby1. It prints the median and max outage, the takeover
-overhead (outage - configured detection time) and the ratio agent/keepalived, plus the
-agent's RSS and CPU% at idle. Figures only; nothing is asserted. Exit 2 if no lab.
+overhead (outage - configured detection time) and the ratio agent/keepalived at the equal
+interval for every agent mode, the overhead split into its steps (from the standby agent's
+own timeline of each run, matched with the client's replies on the wall clock: the last
+reply -> the decision -> the foreign-owner probe read -> the alias up -> the first
+gratuitous ARP -> the service up -> the client's first reply), plus the agent's RSS and
+CPU% at idle. Figures only; nothing is asserted. Exit 2 if no lab.
 
 keepalived: 2.2.7 from Debian, VRRPv3 (``vrrp_version 3``) over multicast in the lab
 bridge, lim1 priority 150, standby1 100; the same reference Service Node runs on both,
@@ -22,6 +26,7 @@ bound to the VIP with IP_FREEBIND. Its detection is 3 x advert_int + skew (skew 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import secrets
 import signal
@@ -34,6 +39,9 @@ from dataclasses import asdict, dataclass, field
 from mxone_lab import Lab, LabError
 
 ALIAS = "10.77.0.51"
+PRESETS = (("fast", 1.0), ("fastest", 0.1), ("bfd", 0.05))
+"""The agent's presets measured, with their heartbeat interval (3 misses each); keepalived
+runs at each interval too."""
 PORT = 7100
 SERVICE_STOPPED = 3
 
@@ -59,7 +67,7 @@ while time.monotonic() < end:
         try:
             while True:
                 data = s.recv(200)
-                out.append(f"{time.monotonic():.4f} {data.decode().rsplit(' ', 1)[-1]}")
+                out.append(f"{time.time():.4f} {data.decode().rsplit(' ', 1)[-1]}")
         except (BlockingIOError, ConnectionRefusedError, OSError):
             pass
 print("\n".join(out))
@@ -75,6 +83,7 @@ class Setting:
     failover: str = "regular"  # the agent's failover behaviour
     outages: dict[str, list[float]] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
+    steps: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # scenario -> runs
 
 
 def _agent_doc(lab: Lab, node: str, interval: float, failover: str = "regular") -> dict:
@@ -167,9 +176,47 @@ def _fault(lab: Lab, system: str, scenario: str, procs: dict[str, subprocess.Pop
              "kill -9 $(cat /run/mxone/service-lim1.pid)", check=False)
 
 
-def _one_run(lab: Lab, s: Setting, scenario: str) -> float | None:
+STEPS = ("decided", "probed", "alias_up", "first_garp", "service_up")
+
+
+def _iso(text: str | None) -> float | None:
+    if not text:
+        return None
+    from datetime import datetime
+
+    return datetime.fromisoformat(text).timestamp()
+
+
+def _transition(lab: Lab) -> dict | None:
+    """The standby agent's last transition (its timed steps)."""
+    r = lab.exec("standby1", [sys.executable, "-m", "mxone_agent", "ctl", "status"], check=False)
+    try:
+        got = json.loads(r.stdout).get("transitions") or []
+    except ValueError:
+        return None
+    return got[-1] if got else None
+
+
+def _split(t: dict | None, last_old: float, first_new: float) -> dict[str, float]:
+    """The outage's parts in seconds: silence (the last reply to the decision), then each
+    step of the agent's timeline, then the client (the last step to the first reply)."""
+    if t is None:
+        return {}
+    at = [(k, _iso(t.get(k))) for k in STEPS]
+    marks = [(k, v) for k, v in at if v is not None]
+    if not marks:
+        return {}
+    out = {"silence": marks[0][1] - last_old}
+    for (_, a), (k, b) in itertools.pairwise(marks):
+        out[k] = b - a
+    out["client"] = first_new - marks[-1][1]
+    return out
+
+
+def _one_run(lab: Lab, s: Setting, scenario: str) -> tuple[float | None, dict[str, float]]:
     procs = (_start_agents(lab, s.interval, s.failover) if s.system == "agent"
              else _start_keepalived(lab, s.interval))
+    t = None
     try:
         time.sleep(max(1.0, 3 * s.interval))  # settle
         window = s.detection + 4.0
@@ -178,6 +225,8 @@ def _one_run(lab: Lab, s: Setting, scenario: str) -> float | None:
         time.sleep(1.0)
         _fault(lab, s.system, scenario, procs)
         out, _ = prober.communicate(timeout=window + 30)
+        if s.system == "agent":
+            t = _transition(lab)
     finally:
         for p in procs.values():
             if p.poll() is None:
@@ -191,9 +240,11 @@ def _one_run(lab: Lab, s: Setting, scenario: str) -> float | None:
     replies = [(float(t), h) for t, h in (line.split() for line in out.splitlines() if line)]
     first_new = next((t for t, h in replies if h == "standby1"), None)
     if first_new is None:
-        return None
+        return None, {}
     last_old = max((t for t, h in replies if h == "lim1" and t < first_new), default=None)
-    return None if last_old is None else first_new - last_old
+    if last_old is None:
+        return None, {}
+    return first_new - last_old, _split(t, last_old, first_new)
 
 
 def _agent_cost(lab: Lab, interval: float) -> tuple[int, float]:
@@ -230,18 +281,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench-failover", description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--only", choices=("agent", "preloaded", "keepalived"))
+    ap.add_argument("--preset", choices=[n for n, _ in PRESETS],
+                    help="only this preset and keepalived at its interval")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
     settings = []
+    presets = [(n, i) for n, i in PRESETS if args.preset in (None, n)]
     if args.only in (None, "agent"):
-        settings += [Setting("agent", "fast", 1.0, 3.0), Setting("agent", "fastest", 0.1, 0.3)]
+        settings += [Setting("agent", n, i, 3 * i) for n, i in presets]
     if args.only in (None, "preloaded"):
         # the passive side already runs the service, as keepalived's backup does here
-        settings += [Setting("agent", "fastest prel.", 0.1, 0.3, failover="preloaded")]
+        settings += [Setting("agent", f"{n} prel.", i, 3 * i, failover="preloaded")
+                     for n, i in presets]
     if args.only in (None, "keepalived"):
         skew = (256 - 100) / 256
-        settings += [Setting("keepalived", "advert 1 s", 1.0, 3 + skew),
-                     Setting("keepalived", "advert 0.1 s", 0.1, 0.1 * (3 + skew))]
+        settings += [Setting("keepalived", f"advert {i:g} s", i, i * (3 + skew))
+                     for _, i in presets]
     scenarios = ("killed", "link-down")
     try:
         lab = Lab.up()
@@ -254,16 +309,20 @@ def main(argv: list[str] | None = None) -> int:
             for sc in scenarios:
                 xs = []
                 for i in range(args.runs):
-                    o = _one_run(lab, s, sc)
-                    print(f"  {s.system:10} {s.name:12} {sc:9} run {i + 1}: "
-                          + ("no takeover seen" if o is None else f"{o:.3f} s"), flush=True)
+                    o, parts = _one_run(lab, s, sc)
+                    print(f"  {s.system:10} {s.name:13} {sc:9} run {i + 1}: "
+                          + ("no takeover seen" if o is None else f"{o:.3f} s")
+                          + ("  (" + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in parts.items())
+                             + " ms)" if parts else ""), flush=True)
                     if o is None:
                         s.failed[sc] = s.failed.get(sc, 0) + 1
                     else:
                         xs.append(o)
+                        if parts:
+                            s.steps.setdefault(sc, []).append(parts)
                 s.outages[sc] = xs
         if args.only in (None, "agent"):
-            for name, interval in (("fast", 1.0), ("fastest", 0.1)):
+            for name, interval in presets:
                 costs[name] = _agent_cost(lab, interval)
     finally:
         lab.down()
@@ -277,17 +336,33 @@ def main(argv: list[str] | None = None) -> int:
                   + (f"; takeover overhead median {statistics.median(over):.3f} s"
                      if over else "") + (f"; {s.failed[sc]} runs failed"
                                          if s.failed.get(sc) else ""))
-    pairs = (("fast", "advert 1 s"), ("fastest", "advert 0.1 s"),
-             ("fastest prel.", "advert 0.1 s"))
-    by = {(s.system, s.name): s for s in settings}
-    for ours, theirs in pairs:
-        a, k = by.get(("agent", ours)), by.get(("keepalived", theirs))
-        if a is None or k is None:
+    by_interval = {s.interval: s for s in settings if s.system == "keepalived"}
+    print("\nratio agent / keepalived at the equal interval (median outage; <= 1.00: the "
+          "agent is at or ahead of keepalived)")
+    for a in settings:
+        k = by_interval.get(a.interval)
+        if a.system != "agent" or k is None:
             continue
         for sc in scenarios:
             if a.outages.get(sc) and k.outages.get(sc):
-                ratio = statistics.median(a.outages[sc]) / statistics.median(k.outages[sc])
-                print(f"ratio agent {ours} / keepalived {theirs}, {sc}: {ratio:.2f}")
+                ours, theirs = statistics.median(a.outages[sc]), statistics.median(k.outages[sc])
+                print(f"ratio agent {a.name:13} / keepalived {k.name:12} {sc:9}: "
+                      f"{ours / theirs:.2f} ({ours:.3f} / {theirs:.3f} s)"
+                      + ("  AHEAD" if ours <= theirs else "  BEHIND"))
+    print("\ntakeover split, median ms over the runs (silence: the last reply of lim1 to the "
+          "decision; then each step of the standby agent's timeline; client: the last step "
+          "to the first reply of standby1)")
+    for a in settings:
+        for sc in scenarios:
+            runs = a.steps.get(sc) or []
+            if not runs:
+                continue
+            keys = [k for k in ("silence", *STEPS[1:], "client") if any(k in r for r in runs)]
+            parts = ", ".join(f"{k} {statistics.median([r[k] for r in runs if k in r]) * 1e3:.0f}"
+                              for k in keys)
+            after = [sum(v for k, v in r.items() if k != "silence") for r in runs]
+            print(f"{a.name:13} {sc:9}: {parts}; decision to first reply "
+                  f"{statistics.median(after) * 1e3:.0f} ms")
     for name, (rss, cpu) in costs.items():
         print(f"agent ({name} timers, idle standby): RSS {rss / 1024:.1f} MB, CPU {cpu:.1f} %")
     if args.json:
