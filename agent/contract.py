@@ -89,6 +89,8 @@ class Timers:
 # "mxone" follows the vendor: a preloaded cluster detects a failed server in 30 s, a regular
 # cluster takes longer (60 s here). "fast" and "fastest" trade false alarms for speed and
 # need a sound network (the seed: a shorter detection time raises the risk of false failover).
+# "bfd" runs at the 50 ms x 3 of BFD in routers (0.15 s): the tool's rules allow it only with
+# a warning of what it demands (mxone_maintenance.warning_rules, rule short-detection).
 TIMER_PRESETS: Mapping[str, Mapping[FailoverBehaviour, Timers]] = {
     "mxone": {
         FailoverBehaviour.REGULAR: Timers(interval=5.0, misses=12),
@@ -96,6 +98,7 @@ TIMER_PRESETS: Mapping[str, Mapping[FailoverBehaviour, Timers]] = {
     },
     "fast": {b: Timers(interval=1.0, misses=3) for b in FailoverBehaviour},
     "fastest": {b: Timers(interval=0.1, misses=3) for b in FailoverBehaviour},
+    "bfd": {b: Timers(interval=0.05, misses=3) for b in FailoverBehaviour},
 }
 
 

@@ -69,8 +69,9 @@ def lease_seconds(timers: Timers) -> float:
     The lease is renewed right before each heartbeat goes out, so it ends at most this long
     after the last heartbeat this node sent; a peer declares the node dead no earlier than
     the detection time after it *received* that heartbeat. Half an interval is the margin
-    (0.25 s for the 0.3 s ``fastest`` preset, 2.5 s for ``fast``); a renewal may come up
-    to 1.5 intervals late before a healthy node loses its lease.
+    (0.25 s for the 0.3 s ``fastest`` preset, 0.125 s for the 0.15 s of ``bfd``, 2.5 s for
+    ``fast``); a renewal may come up to 1.5 intervals late before a healthy node loses its
+    lease.
     """
     return timers.detection - timers.interval / 2
 

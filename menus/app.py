@@ -27,7 +27,7 @@ from mxone_maintenance.actions import Change
 from mxone_maintenance.commands.base import Context, ok_word, outcome_line
 from mxone_maintenance.errors import MxoneError
 from mxone_maintenance.service import ApplyResult, Maintenance
-from mxone_menus import flows, steps, tree, views
+from mxone_menus import colours, flows, steps, tree, views
 from mxone_menus.failures import failure_lines
 from mxone_menus.operations import NoOperations, Operations
 from mxone_menus.runner import Done, InlineRunner, Job, PipeRunner, Progress, Runner, T
@@ -169,8 +169,8 @@ class App:
             return
         view.show_errors([])  # type: ignore[attr-defined]
 
-        def plan_lines(unreachable: dict[str, str]) -> list[str]:
-            lines = ["This change will do:", ""]
+        def plan_lines(unreachable: dict[str, str]) -> list[views.Markup]:
+            lines: list[views.Markup] = ["This change will do:", ""]
             lines += [f"  {step.server}: {step.what}" for step in plan
                       if step.server not in unreachable]
             if change.removes_old_xdata:
@@ -178,6 +178,9 @@ class App:
                           "data) are removed; only one version is kept."]
             if form.then is not None:
                 lines += ["", "Then the cluster's agents are told."]
+            # last, next to the question: allowed, but the operator must read it before Yes
+            for warning in change.after.warnings(since=change.before):
+                lines += ["", (colours.ATTENTION, f"[WARNING] {warning}")]
             return lines
 
         applier = self.maintenance.applier
@@ -205,7 +208,7 @@ class App:
         self._start(job, lambda line, f: self._progress(progress, line, f), done)
 
     def _confirm(self, form: steps.Form, values: dict[str, Any], change: Change, base: int,
-                 lines: list[str], unreachable: dict[str, str]) -> None:
+                 lines: list[views.Markup], unreachable: dict[str, str]) -> None:
         """The plan and "Apply this change?"; when servers cannot be reached, a second
         screen names them and what they miss, and only its Yes applies (degraded)."""
         if not unreachable:

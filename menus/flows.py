@@ -18,7 +18,6 @@ from mxone_maintenance.commands.base import Option, Result, Values, whole
 from mxone_maintenance.commands.changes import all_clusters, cluster_label, lim_options, new_lim
 from mxone_maintenance.model import (
     MAX_LIM_NUMBER,
-    TIMER_PRESETS,
     Cluster,
     FailoverBehaviour,
     FallbackType,
@@ -216,7 +215,7 @@ def create_cluster(system: System) -> Step:
                      ChoiceField("fallback", "Fallback type", _options(command.offer("fallback", system)),
                                  help="automatic: a LIM goes back to its regular server when that "
                                  "is functional again; manual: an operator orders the fallback."),
-                     ChoiceField("timers", "Detection timers", tuple((p, p) for p in TIMER_PRESETS),
+                     ChoiceField("timers", "Detection timers", _options(command.offer("timers", system)),
                                  help="How fast a failed regular server is detected."),
                      *_new_lim_fields(system, lims),
                  ),

@@ -130,10 +130,11 @@ def _run_change(args: argparse.Namespace, cmd: Command, values: Values) -> int:
                 plan = [p for p in plan if p.server not in unreachable]
                 plan += orchestrate.degraded_plan(change, unreachable)
                 change = dataclasses.replace(change, accept_behind=tuple(sorted(unreachable)))
+        warned = [str(w) for w in change.after.warnings(since=change.before)]
         data: dict[str, Any] = {
             "command": f"{args.command} {args.subcommand}", "dry_run": args.dry_run,
             "generation_before": change.before.generation, "generation_after": change.after.generation,
-            "effects": list(change.effects),
+            "effects": list(change.effects), "warnings": warned,
             "plan": [{"server": p.server, "what": p.what} for p in plan],
         }
         head = [f"Plan: generation {change.before.generation} -> {change.after.generation}"]
@@ -144,6 +145,7 @@ def _run_change(args: argparse.Namespace, cmd: Command, values: Values) -> int:
             data["unreachable"] = dict(unreachable)
             head.append(f"  DEGRADED: {', '.join(sorted(unreachable))} cannot be reached and "
                         "will miss this change (confirmed by --degraded)")
+        head += [f"[WARNING] {w}" for w in warned]  # allowed, but the operator must know
         if args.dry_run:
             s.emit(data, [*head, "Dry run: nothing was changed."])
             return 0

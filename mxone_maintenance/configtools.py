@@ -9,7 +9,7 @@ import json
 import tomllib
 from pathlib import Path
 
-from mxone_maintenance import configfile, rules, store
+from mxone_maintenance import configfile, rules, store, warning_rules
 from mxone_maintenance.commands.base import with_schema
 from mxone_maintenance.errors import ConfigFileError, MxoneError
 from mxone_maintenance.model import NodeFacts
@@ -25,7 +25,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "validate",
         help="check a system config file against every prerequisite rule",
         description="Check a system config file: syntax, known keys, and every prerequisite "
-        "rule of server redundancy. Prints every problem found, each with its line.",
+        "rule of server redundancy. Prints every problem found, each with its line, and "
+        "every warning (a value allowed that demands more of the system; exit 0 when only "
+        "warnings).",
     )
     v.add_argument("file", help="the system config file (TOML)")
     v.add_argument(
@@ -87,23 +89,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{path}: {len(exc.problems)} problem(s) in the file's shape; rules not checked")
         return 1
     violations = rules.check(system, facts)
+    warned = warning_rules.warnings(system, facts)
     if args.json:
+        locator = configfile.Locator(text)
         print(json.dumps(with_schema(VALIDATE_SCHEMA, {
             "file": str(path),
             "valid": not violations,
             "generation": system.generation,
-            "violations": [
-                {"rule": v.rule, "field": v.field, "value": v.value, "detail": v.detail,
-                 "rule_text": v.rule_text, "line": configfile.Locator(text).line_of(v.loc)}
-                for v in violations
-            ],
+            **{key: [{"rule": v.rule, "field": v.field, "value": v.value, "detail": v.detail,
+                      "rule_text": v.rule_text, "line": locator.line_of(v.loc)} for v in found]
+               for key, found in (("violations", violations), ("warnings", warned))},
         }), indent=2, default=str))
         return 1 if violations else 0
     if violations:
         print("\n".join(configfile.describe(violations, text, str(path))))
+    for line in configfile.describe(warned, text, str(path)):
+        print(f"[WARNING] {line}")
+    if violations:
         print(f"{path}: {len(violations)} broken rule(s)")
         return 1
     note = "" if facts is not None else "; disk rule not checked (no --facts)"
+    note += f"; {len(warned)} warning(s)" if warned else ""
     print(f"{path}: valid: generation {system.generation}, {len(system.servers)} server(s), "
           f"{len(system.clusters)} cluster(s){note}")
     return 0
@@ -124,10 +130,14 @@ def cmd_node_config(args: argparse.Namespace) -> int:
 
 def cmd_rules(args: argparse.Namespace) -> int:
     if args.json:
-        print(json.dumps(with_schema(RULES_SCHEMA, {"rules": [
-            {"rule": r.code, "text": r.text} for r in rules.RULES]}), indent=2))
+        print(json.dumps(with_schema(RULES_SCHEMA, {
+            key: [{"rule": r.code, "text": r.text} for r in table]
+            for key, table in (("rules", rules.RULES), ("warnings", warning_rules.WARNINGS))}),
+            indent=2))
     else:
-        width = max(len(r.code) for r in rules.RULES)
+        width = max(len(r.code) for r in (*rules.RULES, *warning_rules.WARNINGS))
         for r in rules.RULES:
             print(f"{r.code:<{width}}  {r.text}")
+        for r in warning_rules.WARNINGS:  # allowed, with a warning
+            print(f"{r.code:<{width}}  [WARNING] {r.text}")
     return 0

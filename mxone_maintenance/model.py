@@ -4,7 +4,8 @@ The values are plain immutable data (:mod:`mxone_maintenance.values`, all re-exp
 here). A value is not valid merely by existing: a system read from a file may hold any
 value the file held (a malformed address stays a string, a priority may be a float).
 :func:`mxone_maintenance.rules.check` names every broken prerequisite at once, and
-:meth:`System.validated` returns the system only when there is none. Code past validation
+:meth:`System.validated` returns the system only when there is none (and
+:meth:`System.warnings` what it allows but warns of). Code past validation
 may rely on the typed accessors (:meth:`Server.interface_address`,
 :meth:`System.server_for_lim`, ...).
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 from mxone_agent.contract import FailoverBehaviour, FallbackType, Lock
 
-from mxone_maintenance import rules
+from mxone_maintenance import rules, warning_rules
 from mxone_maintenance.errors import ValidationError
 from mxone_maintenance.values import (
     MAX_LIM_NUMBER,
@@ -58,3 +59,13 @@ class System(SystemValues):
         if violations:
             raise ValidationError(violations)
         return self
+
+    def warnings(self, since: SystemValues | None = None) -> list[warning_rules.FieldWarning]:
+        """What the warning rules say of this system (values allowed that demand more of it);
+        with ``since`` (the system a change starts from), only the warnings it did not have
+        already: those the change brings."""
+        found = warning_rules.warnings(self)
+        if since is None:
+            return found
+        before = {str(w) for w in warning_rules.warnings(since)}
+        return [w for w in found if str(w) not in before]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mxone_maintenance import cli, configtools, operations
+from mxone_maintenance import cli, configtools, operations, ssh
 from mxone_maintenance.commands import argv, registry
 from mxone_maintenance.commands.base import ERROR_SCHEMA
 from mxone_maintenance.operations import AgentAnswer
@@ -60,6 +60,10 @@ def tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capture
     shutil.copy(ROOT / "examples" / "system.toml", config)
     applier = Recording(tmp_path)
     monkeypatch.setattr(operations, "backend", lambda *_a, **_k: Backend(applier))
+
+    def no_network(target: ssh.Target) -> None:  # the recording applier's later phases
+        raise ssh.SshError(f"server {target.name}: no network in this test")
+    monkeypatch.setattr(applier.stub, "_open", no_network)
 
     def run(*args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
         extra = [] if args[0] in ("validate", "rules") else ["--config", str(config)]
@@ -158,3 +162,16 @@ def test_the_document_names_every_command_with_json_and_its_schema() -> None:
     for words in json_commands():
         assert f"Schema {schema_of(words)}." in sections[words], words
     assert f'{{"schema": {ERROR_SCHEMA}, "ok": false, "failure": "refused"' in DOC.read_text()
+
+
+@pytest.mark.parametrize("args", [c for c in CASES if c[0] in ("server", "standby", "cluster")
+                                  and registry.command(".".join(c[:2])).kind.value == "change"],
+                         ids=" ".join)
+def test_every_key_a_change_prints_is_documented(tool, args: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    _code, data = tool(*args)
+    if "failure" in data:
+        return  # an error's shape has a section of its own
+    section = doc_sections()[" ".join(args[:2])]
+    assert "warnings" in data  # every change says what it warns of (empty when nothing)
+    missing = [key for key in data if f"`{key}`" not in section]
+    assert not missing, f"docs/json.md does not document {missing} of {' '.join(args[:2])}"

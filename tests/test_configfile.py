@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mxone_maintenance import configfile, rules
 from mxone_maintenance.errors import ConfigFileError
-from mxone_maintenance.model import Cluster, ClusterLim, Server, System, Timers
+from mxone_maintenance.model import TIMER_PRESETS, Cluster, ClusterLim, Server, System, Timers
 
 from tests.test_rules import valid_system
 
@@ -158,7 +158,7 @@ def valid_systems(draw: st.DrawFn) -> System:
             for n in members
         )
         timers = draw(st.one_of(
-            st.sampled_from([Timers("mxone"), Timers("fast"), Timers("fastest")]),
+            st.sampled_from([Timers(p) for p in TIMER_PRESETS]),
             st.builds(Timers.explicit, st.floats(0.05, 60, allow_nan=False), st.integers(2, 100)),
         ))
         clusters.append(Cluster(

@@ -179,7 +179,7 @@ SINGLE_RULE_CASES: list[tuple[str, Mutation, str, str]] = [
     ("split brain both", lambda s: replace_cluster(s, split_brain_stop="both"),
      "choice", "split_brain_stop = both"),
     ("unknown timer preset", lambda s: replace_cluster(s, timers=Timers("slow")),
-     "timers", "cluster[north].timers = slow: unknown preset; use one of mxone, fast, fastest"),
+     "timers", "cluster[north].timers = slow: unknown preset; use one of mxone, fast, fastest, bfd"),
     ("interval zero", lambda s: replace_cluster(s, timers=Timers.explicit(0, 3)),
      "timers", "cluster[north].timers.interval = 0: heartbeat interval must be 0.05 to 60 seconds"),
     ("one miss", lambda s: replace_cluster(s, timers=Timers.explicit(1.0, 1)),
@@ -270,7 +270,7 @@ def test_the_contract_with_the_agent_is_written_once() -> None:
     assert [str(w) for w in contract.FailoverBehaviour] == ["regular", "preloaded"]
     assert [str(w) for w in contract.Lock] == ["none", "regular", "standby"]
     assert [str(w) for w in contract.Role] == ["regular", "standby"]
-    assert model.TIMER_PRESETS == tuple(config.TIMER_PRESETS) == ("mxone", "fast", "fastest")
+    assert model.TIMER_PRESETS == tuple(config.TIMER_PRESETS) == ("mxone", "fast", "fastest", "bfd")
     assert model.MAX_LIMS_PER_CLUSTER == config.MAX_LIMS_PER_CLUSTER == 10
     assert model.MAX_LIM_NUMBER == config.LIM_NUMBERS.stop - 1 == 124
     assert model.PRIORITY_RANGE == config.PRIORITIES == range(100)

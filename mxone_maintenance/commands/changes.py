@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mxone_agent import contract
+
 from mxone_maintenance import actions
 from mxone_maintenance.actions import Change, NewLim
 from mxone_maintenance.commands.base import (
@@ -31,11 +33,20 @@ from mxone_maintenance.model import (
     System,
     Timers,
 )
+from mxone_maintenance.warning_rules import is_short
 
 if TYPE_CHECKING:
     from mxone_maintenance.operations import AgentAnswer, ClusterOperations
 
 FALLBACK_TYPES = (FallbackType.MANUAL.value, FallbackType.AUTOMATIC.value)
+_WARNED = [f"{p} ({min(t.detection for t in per.values()):g} s)"
+           for p, per in contract.TIMER_PRESETS.items()
+           if is_short(min(t.detection for t in per.values()))]
+TIMERS_HELP = ("failure detection preset: " + ", ".join(
+    f"{p} (default)" if p == "mxone" else p for p in TIMER_PRESETS)
+    + (f"; {', '.join(_WARNED)} is allowed with a warning: it demands a dedicated, low-loss "
+       "LAN, servers not overloaded and the agent at a raised scheduling priority"
+       if _WARNED else ""))
 
 
 # ---- what the system offers now ------------------------------------------------------------
@@ -89,6 +100,20 @@ def free_standbys(system: System) -> tuple[Option, ...]:
 def free_lims(system: System) -> tuple[Option, ...]:
     return tuple(Option(server_label(s), s.lim) for s in
                  sorted(unclustered(system, Role.LIM), key=lambda s: s.lim or 0))
+
+
+def timer_presets(_system: System) -> tuple[Option, ...]:
+    """Every timer preset with the failure detection it gives (per failover behaviour when
+    they differ); one the rules warn of says so."""
+    options = []
+    for name, per in contract.TIMER_PRESETS.items():
+        seconds = {b: t.detection for b, t in per.items()}
+        when = (f"{min(seconds.values()):g} s" if len(set(seconds.values())) == 1 else
+                ", ".join(f"{d:g} s {b}" for b, d in seconds.items()))
+        warned = is_short(min(seconds.values()))
+        options.append(Option(f"{name}: detection in {when}"
+                              + ("; allowed with a warning" if warned else ""), name))
+    return tuple(options)
 
 
 def all_clusters(system: System) -> tuple[Option, ...]:
@@ -199,8 +224,8 @@ CLUSTER_CHANGES = (
               flag="--lim", required=True, repeat=True, metavar="N:NEW_IP[:PRIORITY]",
               offer=free_lims),
         Param("fallback", flag="--fallback", choices=FALLBACK_TYPES, default="manual"),
-        Param("timers", "failure detection preset: mxone (default), fast, fastest",
-              flag="--timers", metavar="PRESET", default="mxone"),
+        Param("timers", TIMERS_HELP, flag="--timers", metavar="PRESET", default="mxone",
+              offer=timer_presets),
     ), change=_create),
     Command("cluster.add-lim", "add a LIM to a cluster", Kind.CHANGE,
             (Param("name", metavar="CLUSTER", offer=clusters_taking_lims), NEW_LIM),

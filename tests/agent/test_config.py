@@ -282,11 +282,25 @@ def test_input_is_not_modified() -> None:
     ("mxone", "regular", 60.0), ("mxone", "preloaded", 30.0),
     ("fast", "regular", 3.0), ("fast", "preloaded", 3.0),
     ("fastest", "regular", 0.1 * 3), ("fastest", "preloaded", 0.1 * 3),
+    ("bfd", "regular", 0.15), ("bfd", "preloaded", 0.15),
 ])
 def test_presets(name: str, failover: str, detection: float) -> None:
     timers = timers_for_preset(name, failover)
     assert timers.detection == pytest.approx(detection)
     assert timers.misses >= 2
+
+
+def test_the_bfd_preset_is_a_node_config_the_agent_loads() -> None:
+    """The tool writes a preset's numbers into node.json: the agent's loader takes the
+    smallest interval the rules allow (0.05 s) with three misses, for both behaviours."""
+    for failover in FailoverBehaviour:
+        bfd = timers_for_preset("bfd", failover)
+        doc = config_dict()
+        doc["timers"] = {"interval": bfd.interval, "misses": bfd.misses}
+        cfg = load_node_config(doc)
+        assert cfg.timers == Timers(0.05, 3)
+        assert cfg.detection == pytest.approx(0.15)
+        assert cfg.to_dict()["timers"] == {"interval": 0.05, "misses": 3}
 
 
 def test_preloaded_cluster_detects_faster_than_regular_with_mxone_preset() -> None:

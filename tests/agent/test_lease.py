@@ -40,6 +40,16 @@ def test_fastest_lease_is_under_the_detection_time() -> None:
     assert lease_seconds(Timers(60.0, 2)) == 90.0  # the largest interval the rules take
 
 
+def test_bfd_lease_is_under_the_detection_time() -> None:
+    """bfd (0.05 s x 3 = 0.15 s): the lease lasts 0.125 s, 25 ms under the detection time,
+    and a renewal may come 75 ms (1.5 intervals) late before a healthy node loses it."""
+    bfd = TIMER_PRESETS["bfd"]
+    assert {t.interval for t in bfd.values()} == {0.05} and {t.misses for t in bfd.values()} == {3}
+    for timers in bfd.values():
+        assert lease_seconds(timers) == pytest.approx(0.125)
+        assert timers.detection - lease_seconds(timers) == pytest.approx(0.025)
+
+
 def test_ruleset_guards_arp_and_ip_both_ways_and_keeps_leases() -> None:
     text = ruleset(["10.77.0.13", "10.77.0.12"])
     for family in ("arp", "ip"):

@@ -38,10 +38,10 @@ Held back (:data:`HOLD_FILE` while it lasts; the rules are ``partition_rule`` an
   ``mxone-agent ctl status``, peers' ``heard_by_s_ago``). "Lately" is two of the cluster's
   heartbeat intervals plus ``WITNESS_MARGIN``: the most a witness's word can be old while
   the peer lives. So a dead master is promoted over as soon as keepalived says so (its
-  detection is longer than that at the ``fast`` and ``fastest`` presets; at ``mxone``'s
-  5 s heartbeats the promotion waits up to 10.5 s), and a master alive behind a partition
-  from the standby alone is not. Without an agent to ask, keepalived's word alone decides
-  (logged); a split brain that then heals the other way round is reported
+  detection is longer than that at the ``fast``, ``fastest`` and ``bfd`` presets; at
+  ``mxone``'s 5 s heartbeats the promotion waits up to 10.5 s), and a master alive behind
+  a partition from the standby alone is not. Without an agent to ask, keepalived's word
+  alone decides (logged); a split brain that then heals the other way round is reported
   (``conflict_rule``, once, in :data:`CONFLICT_FILE` and the journal).
 - *An old primary*: a primary on an older timeline than the peer's primary stays fenced.
 - *The master's standby not yet synchronous*: the master's keepalived may take the VIP
