@@ -71,8 +71,8 @@ def _short_detection(system: SystemValues, _f: Mapping[str, NodeFacts]
         yield f"cluster[{c.name}].timers", value, (
             f"{who[0]} a failed server in {timers.detection:g} s ({timers.misses} missed "
             f"heartbeats {timers.interval:g} s apart); {who[1]} a dedicated, low-loss LAN "
-            "between the cluster's servers, servers that are not overloaded, and the agent "
-            "running with a raised scheduling priority, or a late or lost heartbeat causes a "
+            "between the cluster's servers, servers that are not overloaded and that let the "
+            "agent run its loop real-time (SCHED_FIFO), or a late or lost heartbeat causes a "
             "false failover"), ("cluster", i, "timers")
 
 

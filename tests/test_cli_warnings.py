@@ -23,8 +23,8 @@ from tests.test_cli_json import Backend
 ROOT = Path(__file__).resolve().parent.parent
 WARNING = ("[WARNING] cluster[south].timers = bfd: preset bfd detects a failed server in 0.15 s "
            "(3 missed heartbeats 0.05 s apart); it demands a dedicated, low-loss LAN between the "
-           "cluster's servers, servers that are not overloaded, and the agent running with a "
-           "raised scheduling priority, or a late or lost heartbeat causes a false failover "
+           "cluster's servers, servers that are not overloaded and that let the agent run its "
+           "loop real-time (SCHED_FIFO), or a late or lost heartbeat causes a false failover "
            "(rule short-detection: a failure detection time under 0.3 s raises the risk of false "
            "failover; allowed, with this warning)")
 CREATE = ("cluster", "create", "south", "--standby", "standby1", "--lim", "2:10.77.0.52")

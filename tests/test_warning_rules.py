@@ -13,8 +13,8 @@ from tests.test_rules import replace_cluster, valid_system
 BFD_WARNING = (
     "cluster[north].timers = bfd: preset bfd detects a failed server in 0.15 s (3 missed "
     "heartbeats 0.05 s apart); it demands a dedicated, low-loss LAN between the cluster's "
-    "servers, servers that are not overloaded, and the agent running with a raised scheduling "
-    "priority, or a late or lost heartbeat causes a false failover (rule short-detection: a "
+    "servers, servers that are not overloaded and that let the agent run its loop real-time "
+    "(SCHED_FIFO), or a late or lost heartbeat causes a false failover (rule short-detection: a "
     "failure detection time under 0.3 s raises the risk of false failover; allowed, with this "
     "warning)")
 

@@ -45,7 +45,7 @@ _WARNED = [f"{p} ({min(t.detection for t in per.values()):g} s)"
 TIMERS_HELP = ("failure detection preset: " + ", ".join(
     f"{p} (default)" if p == "mxone" else p for p in TIMER_PRESETS)
     + (f"; {', '.join(_WARNED)} is allowed with a warning: it demands a dedicated, low-loss "
-       "LAN, servers not overloaded and the agent at a raised scheduling priority"
+       "LAN, servers not overloaded and real-time scheduling for the agent's loop"
        if _WARNED else ""))
 
 
