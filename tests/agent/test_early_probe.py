@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mxone_agent.actions import StartLim
+from mxone_agent.actions import StartLim, StopLim
 from mxone_agent.alarms import AlarmBook
 from mxone_agent.config import LimConfig, NodeConfig
 from mxone_agent.early_probe import MAX_AGE, EarlyProbes, lead, probe_wait
@@ -145,3 +145,68 @@ def test_an_early_probe_that_lost_frames_is_not_trusted(tmp_path: Path) -> None:
     [o] = ex.apply(c, [StartLim(2)], CLUSTER_MACS)
     assert not o.ok and o.foreign_mac == FOREIGN
     assert net.names().index("probe_read") < net.names().index("probe")
+
+
+def services_run(ex: Executor) -> list[tuple[str, ...]]:
+    calls: list[tuple[str, ...]] = []
+    ex._run = lambda argv, timeout: calls.append(tuple(argv)) or 0  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_ready_probe_lets_the_caller_take_the_alias_and_the_worker_starts_the_service(
+        tmp_path: Path) -> None:
+    ex, net, c = executor(tmp_path)
+    started = services_run(ex)
+    open_early(ex, c, time.monotonic() - 1.0)
+    action = StartLim(2)
+    claimed = ex.claim(c, action, CLUSTER_MACS)
+    assert claimed is not None and claimed.ok
+    assert set(claimed.steps) == {"probed", "alias_up", "first_garp"}
+    assert net.names()[-4:] == ["probe_read", "unblock", "add_alias", "garp"]
+    assert started == []  # no process start before the first gratuitous ARP
+    [o] = ex.apply(c, [action], CLUSTER_MACS, claimed={action: claimed})
+    assert o is claimed and o.ok and "service_up" in o.steps
+    assert len(started) == 1 and "start" in started[0]  # the reference service, once
+    assert net.names().count("add_alias") == 1 and net.names().count("garp") == 1
+
+
+def test_without_a_ready_probe_nothing_is_claimed_and_the_worker_does_it_all(
+        tmp_path: Path) -> None:
+    ex, net, c = executor(tmp_path)
+    assert ex.claim(c, StartLim(2), CLUSTER_MACS) is None  # no early probe at all
+    open_early(ex, c, time.monotonic())  # one that has not listened long enough
+    assert ex.claim(c, StartLim(2), CLUSTER_MACS) is None
+    assert "add_alias" not in net.names()
+    assert ex.claim(c, StopLim(2), CLUSTER_MACS) is None  # only takeovers are claimed
+
+
+def test_a_claimed_takeover_refused_for_a_foreign_host_starts_no_service(tmp_path: Path) -> None:
+    ex, net, c = executor(tmp_path)
+    started = services_run(ex)
+    open_early(ex, c, time.monotonic() - 1.0)
+    net.answers["10.77.0.12"] = {FOREIGN}
+    action = StartLim(2)
+    claimed = ex.claim(c, action, CLUSTER_MACS)
+    assert claimed is not None and not claimed.ok and claimed.foreign_mac == FOREIGN
+    [o] = ex.apply(c, [action], CLUSTER_MACS, claimed={action: claimed})
+    assert o is claimed and started == [] and "add_alias" not in net.names()
+
+
+def test_the_cycle_claims_only_the_first_lim_action_and_none_after_a_cleanup_of_its_lim(
+        ) -> None:
+    from mxone_agent.decision_cycle import DecisionCycle
+
+    class Claims:
+        def __init__(self) -> None:
+            self.asked: list[object] = []
+
+        def claim(self, cfg: object, action: object, macs: object) -> object:
+            self.asked.append(action)
+            return "claimed"
+
+    ex = Claims()
+    got = DecisionCycle._claim(cfg(), ex, set(), [], [StopLim(3), StartLim(2)])  # type: ignore[arg-type]
+    assert ex.asked == [StopLim(3)] and got == {StopLim(3): "claimed"}
+    ex.asked.clear()
+    got = DecisionCycle._claim(cfg(), ex, set(), [StopLim(2)], [StartLim(2)])  # type: ignore[arg-type]
+    assert ex.asked == [] and got == {}
