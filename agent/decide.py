@@ -92,6 +92,7 @@ from mxone_agent.actions import (
     StopLim,
 )
 from mxone_agent.config import FallbackType, Lock, NodeConfig
+from mxone_agent.contract import seconds
 from mxone_agent.explain import explain_down
 from mxone_agent.fallback import (
     ORDER_WAIT_DEFAULT,
@@ -312,7 +313,7 @@ def _regular(c: Situation) -> Step:
 
     if fenced and not sb.alive and not sb.dead:
         return [], [f"LIM {n}'s {LAPSED[4:]}; {me} waits to hear {sb.name} before it answers "
-                    f"for it again (at most {cfg.detection:.1f} s)"]
+                    f"for it again (at most {seconds(cfg.detection, cfg.detection)} s)"]
     holds_fenced = standby_holds and not standby_runs
     if lag is not None:
         if fenced and standby_runs:
@@ -339,7 +340,7 @@ def _regular(c: Situation) -> Step:
                 "to take it again or let it go")
     elif not sb.alive:
         wait = (f"{me} waits to hear {sb.name} before it runs LIM {n} actively (at most "
-                f"{cfg.detection:.1f} s)")
+                f"{seconds(cfg.detection, cfg.detection)} s)")
     elif cfg.fallback is FallbackType.AUTOMATIC:
         wait = f"{sb.name} runs LIM {n}; {me} waits for the automatic fallback"
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mxone_agent.config import Lock, NodeConfig
+from mxone_agent.contract import seconds
 from mxone_agent.local_state import LocalState
 from mxone_agent.model import Role
 from mxone_agent.peers import PeerView
@@ -36,7 +37,7 @@ def explain_down(config: NodeConfig, peers: Mapping[str, PeerView], local: Local
             continue
         if not other.alive and not other.dead:
             out[n] = f"{other.name} is not heard yet (it counts as dead only after " \
-                     f"{config.detection:.1f} s of silence)"
+                     f"{seconds(config.detection, config.detection)} s of silence)"
         elif (f := local.held(n, now)) is not None:
             out[n] = f"{f.reason}; tried again in {max(0.0, f.retry_at - now):.0f} s"
         elif c.behind is not None:

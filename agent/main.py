@@ -87,13 +87,15 @@ CTL_SYNC_TIMEOUT = 2 * 3600.0 + 120.0
 
 
 def _summary(path: str, cfg: NodeConfig) -> str:
+    from mxone_agent.contract import seconds
+
     role = cfg.role
     lim = cfg.lim_of(cfg.node)
     runs = f", LIM {lim.lim}" if lim is not None else ""
     return (f"{path}: valid node config (format 1, generation {cfg.generation}) for {cfg.node} "
             f"({role}{runs}) in cluster {cfg.cluster}: {len(cfg.regulars)} regular server(s), "
             f"{cfg.failover} failover, {cfg.fallback} fallback, failure detection "
-            f"{cfg.detection:.1f} s ({cfg.timers.misses} x {cfg.timers.interval:g} s)")
+            f"{seconds(cfg.detection, cfg.detection)} s ({cfg.timers.misses} x {cfg.timers.interval:g} s)")
 
 
 def check_config(path: str) -> int:

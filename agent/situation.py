@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 
 from mxone_agent.actions import Action
 from mxone_agent.config import LimConfig, Lock, NodeConfig
+from mxone_agent.contract import seconds
 from mxone_agent.local_state import Failure, HoldDown, LocalState, hold_down
 from mxone_agent.model import Role
 from mxone_agent.peers import PeerView
@@ -161,7 +162,7 @@ class Situation:
         if silent is None:
             return f"{view.name} has not been heard since this agent started"
         missed = math.floor(round(silent / self.config.timers.interval, 6))
-        return f"{view.name} missed {missed} heartbeats ({silent:.1f} s)"
+        return f"{view.name} missed {missed} heartbeats ({seconds(silent, self.config.detection)} s)"
 
 
 Step = tuple[list[Action], list[str]]

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 from mxone_agent.actions import Action, ActivateLim, DeactivateLim, StartLim, StopLim
 from mxone_agent.config import LimConfig, Lock
+from mxone_agent.contract import seconds
 from mxone_agent.fallback import gives_back
 from mxone_agent.model import Mode
 from mxone_agent.situation import LAPSED, Situation, Step
@@ -170,7 +171,7 @@ def _standby_idle(c: Situation) -> str:
     unknown = [r for r in regulars if not c.peer(r).alive and not c.peer(r).dead]
     if unknown:
         return (f"{me} runs no LIM; waiting to hear {', '.join(unknown)} (a peer counts as dead "
-                f"only after {c.config.detection:.1f} s of silence)")
+                f"only after {seconds(c.config.detection, c.config.detection)} s of silence)")
     return f"{me} runs no LIM; all {len(regulars)} regular servers are alive"
 
 
