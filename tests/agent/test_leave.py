@@ -22,7 +22,7 @@ class Services:
         self.calls: list[tuple[str, int]] = []
 
     def __call__(self, argv: Sequence[str], timeout: float) -> int:
-        verb, lim = argv[4], int(argv[argv.index("--lim") + 1])
+        verb, lim = argv[argv.index("service") + 1], int(argv[argv.index("--lim") + 1])
         self.calls.append((verb, lim))
         if verb == "status":
             return 0 if lim in self.running else 3
@@ -66,7 +66,7 @@ def test_the_standby_stops_every_lim_before_the_fence_goes(tmp_path) -> None:
     run_before = run.__call__
 
     def traced(argv: Sequence[str], timeout: float) -> int:
-        order.append(argv[4])
+        order.append(argv[argv.index("service") + 1])
         return run_before(argv, timeout)
 
     lines = leave.leave(cluster_config(), retired, net, lambda: order.append("fence"),
