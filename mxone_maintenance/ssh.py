@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import socket
 import sys
 import threading
 import time
@@ -52,6 +51,7 @@ finally:
     if _hide_invoke:
         del sys.modules["invoke"]
 
+from mxone_maintenance import sshwire
 from mxone_maintenance.errors import MxoneError
 from mxone_maintenance.knownhosts import (
     ChangedHostKey,
@@ -187,13 +187,13 @@ class Pool:
         for address, alias in target.candidates():
             started = time.monotonic()
             try:
-                sock = socket.create_connection((address, target.port),
-                                                timeout=self.connect_timeout)
+                sock = sshwire.connect(address, target.port, self.connect_timeout)
             except OSError as exc:
-                problems.append(f"{address}: {_socket_reason(exc)}")
+                problems.append(f"{address}: {sshwire.socket_reason(exc)}")
                 continue
             connected = time.monotonic()
-            transport = paramiko.Transport(sock)
+            transport = sshwire.transport(sock, self.known_hosts.pinned_types(
+                target.name, address if not alias else ""))
             try:
                 transport.banner_timeout = self.connect_timeout
                 transport.handshake_timeout = self.connect_timeout
@@ -438,12 +438,6 @@ def _create(sftp: paramiko.SFTPClient, path: str, mode: int) -> paramiko.SFTPFil
     if kind != sftp_const.CMD_HANDLE:
         raise paramiko.SFTPError("Expected handle")
     return paramiko.SFTPFile(sftp, msg.get_binary(), "wb")
-
-
-def _socket_reason(exc: OSError) -> str:
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "no answer (connect timed out)"
-    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def user_key_default() -> Path:
