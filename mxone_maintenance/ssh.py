@@ -104,7 +104,7 @@ class Target:
 
 @dataclass
 class _Connection:
-    transport: paramiko.Transport
+    transport: sshwire.Transport
     address: str
     sftp: paramiko.SFTPClient | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -287,7 +287,7 @@ class Pool:
         chan = conn.transport.open_session(timeout=self.connect_timeout)
         try:
             chan.settimeout(timeout)
-            chan.exec_command(command)
+            conn.transport.exec_nowait(chan, command)
             if input is not None:
                 chan.sendall(input.encode() if isinstance(input, str) else input)
             chan.shutdown_write()
@@ -321,8 +321,9 @@ class Pool:
             status = chan.recv_exit_status()
         finally:
             chan.close()
+        why = "" if status != -1 else f"server {name}: the command was refused or killed (no exit status)"
         return Result(name, status == 0, out.decode(errors="replace"), err.decode(errors="replace"),
-                      status, "", time.monotonic() - started)
+                      status, why, time.monotonic() - started)
 
     def put(self, target: Target, path: str, data: bytes | Iterable[bytes],
             mode: int = 0o644) -> Result:

@@ -8,6 +8,7 @@ an OpenSSH server does, and presents the one the client asks for first.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,3 +116,22 @@ def test_a_tcp_connection_sends_and_acknowledges_at_once() -> None:
             assert sock.getsockopt(socket.IPPROTO_TCP, sshwire._QUICKACK)  # set again
     finally:
         listener.close()
+
+
+class _Refusing(_Server):
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        return paramiko.OPEN_SUCCEEDED
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        return False
+
+
+def test_a_refused_command_is_reported_at_once(server: dict[str, paramiko.PKey], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # The exec request's answer is not awaited: a refusal closes the channel instead.
+    monkeypatch.setattr(sys.modules[__name__], "_Server", _Refusing)
+    key = server["ssh-ed25519"]
+    (tmp_path / "known_hosts").write_text(f"s1,10.0.0.1 {key.get_name()} {key.get_base64()}\n")
+    with ssh.Pool(tmp_path / "known_hosts", tmp_path / "user") as pool:
+        r = pool.run(ssh.Target("s1", ("10.0.0.1",)), "true", timeout=10)
+    assert not r.ok and "refused" in r.error and r.seconds < 5
