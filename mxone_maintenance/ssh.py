@@ -18,7 +18,9 @@ Every wait is bounded: TCP connect, SSH handshake, authentication, each command.
 What a server costs LIM 1 is kept small, since a 124-LIM system has 137 servers: up to
 :data:`MAX_WORKERS` servers are reached at once, the login key is read once per pool, the
 pinned keys are parsed once per change of their file, and a command's output is waited for
-(woken by paramiko when it arrives), never polled.
+(woken by paramiko when it arrives), never polled. How a connection goes on the wire (its
+algorithms, its socket's options, a command without waiting for the request's answer) is
+:mod:`mxone_maintenance.sshwire`.
 
 This module is the one name callers use (``from mxone_maintenance import ssh``): it also
 gives the names of the results and of the host-key modules.

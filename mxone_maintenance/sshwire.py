@@ -29,6 +29,7 @@ for the next message it had to send (delayed ACK) - on any network, however fast
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterable
 
@@ -65,6 +66,12 @@ class Transport(paramiko.Transport):  # type: ignore[misc]
     _preferred_macs = MACS
     _preferred_keys: tuple[str, ...] = HOST_KEYS
     _preferred_compression = ("none",)
+
+    def _parse_debug(self, m: paramiko.Message) -> None:
+        # sshd sends one a login (the key's options); paramiko formats it byte by byte
+        # for its debug log even when nothing logs it.
+        if self.logger.isEnabledFor(logging.DEBUG):
+            super()._parse_debug(m)
 
     def exec_nowait(self, chan: paramiko.Channel, command: str) -> None:
         """Ask the server to run ``command`` on ``chan`` without waiting for its answer to

@@ -7,6 +7,7 @@ an OpenSSH server does, and presents the one the client asks for first.
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 import threading
@@ -135,3 +136,28 @@ def test_a_refused_command_is_reported_at_once(server: dict[str, paramiko.PKey],
     with ssh.Pool(tmp_path / "known_hosts", tmp_path / "user") as pool:
         r = pool.run(ssh.Target("s1", ("10.0.0.1",)), "true", timeout=10)
     assert not r.ok and "refused" in r.error and r.seconds < 5
+
+
+def test_a_debug_message_is_formatted_only_for_a_debug_log(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    formatted: list[bytes] = []
+    monkeypatch.setattr(paramiko.util, "safe_string",
+                        lambda s: formatted.append(s) or s)
+    t = sshwire.Transport(socket.socketpair()[0])
+
+    def debug() -> paramiko.Message:
+        m = paramiko.Message()
+        m.add_boolean(False)
+        m.add_string("/root/.ssh/authorized_keys:1: key options: agent-forwarding")
+        m.add_string("")
+        m.rewind()
+        return m
+
+    t.logger.setLevel(logging.WARNING)
+    t._parse_debug(debug())
+    assert formatted == []
+    t.logger.setLevel(logging.DEBUG)
+    t._parse_debug(debug())
+    assert len(formatted) == 1
+    t.logger.setLevel(logging.NOTSET)
+    t.close()
