@@ -17,8 +17,8 @@ the cold command's time goes: one fresh process on lim1 timing its phases (impor
 connecting to every server, the status round over the open connections), once with the
 pool's parallelism and once one server at a time (the per-server cost without overlap). All
 hosts share this machine's cores, so the per-server figures also carry the servers' own work
-(each server's sshd CPU a connection is measured from /proc), which on real servers runs in
-parallel. The last lines give the verdict for 124 LIMs: (a) the cold time measured at the
+(each server's sshd CPU a connection is measured from /proc, and how busy the cores were),
+which on real servers runs in parallel. The last lines give the verdict for 124 LIMs: (a) the cold time measured at the
 largest lab, (b) the naive linear projection of the lab's points (every server's sshd on
 these 2 cores), (c) a model of a real system, each server on its own CPU, built from the
 measured pieces (LIM 1's fixed start and CPU per server, one server's latency, the
@@ -260,12 +260,13 @@ def bench_status(runs: int, hosts: int = 20) -> list[str]:
             servers = 9 * (k + 1)
             admin("cluster", "status", "--json")  # warm: connections, caches
             times = []
-            cpu0, sshd0 = _children_cpu(), _sshd_cpu(lab)
+            cpu0, sshd0, busy0 = _children_cpu(), _sshd_cpu(lab), _machine_busy()
             for _ in range(runs):
                 t0 = time.perf_counter()
                 data = json.loads(admin("cluster", "status", "--json"))
                 times.append(time.perf_counter() - t0)
             cold_cpu = (_children_cpu() - cpu0) / runs  # the tool's process on lim1 (+ nsenter)
+            busy = _busy_share(busy0, _machine_busy())
             time.sleep(0.3)  # each sshd reaps its connections' processes
             sshd_cpu = (_sshd_cpu(lab) - sshd0) / (runs * servers)
             points.append((servers, statistics.median(times)))
@@ -274,7 +275,8 @@ def bench_status(runs: int, hosts: int = 20) -> list[str]:
             out.append(f"cold cluster status, {servers:>2} servers ({k + 1} cluster(s)): median "
                        f"{points[-1][1]:.2f} s over {runs} runs (whole command on lim1; LIM 1 CPU "
                        f"{cold_cpu:.2f} s a run; the servers' sshd CPU {sshd_cpu * 1e3:.1f} ms a "
-                       f"connection; {healthy} agents answered)")
+                       f"connection; this machine's cores {busy:.0%} busy meanwhile; {healthy} "
+                       f"agents answered)")
             r = json.loads(lab.run_python("lim1", REFRESH, args=[str(lab.user_key_path), str(runs * 4)],
                                           timeout=300).stdout)
             refresh.append((servers, r["median"]))
@@ -286,7 +288,7 @@ def bench_status(runs: int, hosts: int = 20) -> list[str]:
                 text, seq = _phases(lab, str(lab.user_key_path), 1)
                 out.append(text)
                 final = {"servers": servers, "hosts": hosts, "measured": points[-1][1],
-                         "runs": runs, "sshd": sshd_cpu, "par": par, "seq": seq}
+                         "runs": runs, "sshd": sshd_cpu, "par": par, "seq": seq, "busy": busy}
             out.append(f"status refresh,      {servers:>2} servers: median {r['median'] * 1e3:.0f} ms "
                        f"over {runs * 4} refreshes; LIM 1 CPU {r['cpu'] * 1e3 / servers:.1f} ms per "
                        f"server ({r['running']} agents answered)")
@@ -312,6 +314,17 @@ def _sshd_cpu(lab: Any) -> float:
             continue
         total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy() -> tuple[int, int]:
+    """(busy, all) jiffies of this machine's cores so far, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    return (after[0] - before[0]) / max(1, after[1] - before[1])
 
 
 def _fit(points: list[tuple[int, float]]) -> tuple[float, float]:
@@ -344,8 +357,9 @@ def _verdict(f: dict[str, Any], naive: tuple[float, float]) -> list[str]:
     latency = (seq["connect"] + seq["status"]) / n
     workers, big = par["workers"], STATUS_SERVERS_124
     model = real_system(fixed, cpu, latency, workers, big)
-    shared = fixed + n * (cpu + f["sshd"]) / 2
+    shared = fixed + n * (cpu + f["sshd"]) / (os.cpu_count() or 1)
     naive_big = naive[0] + naive[1] * big
+    rest = " (the rest: the agents, and waiting for a core)" if shared < f["measured"] else ""
     return [
         f"COLD STATUS FOR 124 LIMs ({big} servers), target 2 s:",
         f"  (a) measured: {n} servers on a {f['hosts']}-host lab, median {f['measured']:.2f} s "
@@ -353,8 +367,10 @@ def _verdict(f: dict[str, Any], naive: tuple[float, float]) -> list[str]:
         f"  (b) naive linear projection from the lab's points: {naive_big:.2f} s "
         f"({naive[1] * 1e3:.1f} ms a server); not the figure compared with the target: in the "
         f"lab every server's sshd ({f['sshd'] * 1e3:.1f} ms CPU a connection, measured) runs on "
-        f"this machine's 2 cores beside LIM 1 (check: fixed + N x (LIM 1 CPU + sshd CPU) / 2 "
-        f"= {shared:.2f} s at {n}, measured {f['measured']:.2f} s)",
+        f"this machine's {os.cpu_count()} cores beside LIM 1 and every host's agent: the cores "
+        f"were {f['busy']:.0%} busy during the cold runs at {n}, and LIM 1's and the sshds' "
+        f"CPU alone come to fixed + N x (c + sshd) / cores = {shared:.2f} s of the measured "
+        f"{f['measured']:.2f} s{rest})",
         f"  (c) real system, each server on its own CPU: T = F + max(N x c / k + L, "
         f"ceil(N / W) x L), LIM 1's fixed start F = {fixed:.2f} s, LIM 1's CPU c = "
         f"{cpu * 1e3:.1f} ms a server (measured at {workers} at a time) on k = {LIM1_CORES} "
