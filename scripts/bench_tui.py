@@ -370,7 +370,7 @@ def _verdict(f: dict[str, Any], naive: tuple[float, float]) -> list[str]:
         f"this machine's {os.cpu_count()} cores beside LIM 1 and every host's agent: the cores "
         f"were {f['busy']:.0%} busy during the cold runs at {n}, and LIM 1's and the sshds' "
         f"CPU alone come to fixed + N x (c + sshd) / cores = {shared:.2f} s of the measured "
-        f"{f['measured']:.2f} s{rest})",
+        f"{f['measured']:.2f} s{rest}",
         f"  (c) real system, each server on its own CPU: T = F + max(N x c / k + L, "
         f"ceil(N / W) x L), LIM 1's fixed start F = {fixed:.2f} s, LIM 1's CPU c = "
         f"{cpu * 1e3:.1f} ms a server (measured at {workers} at a time) on k = {LIM1_CORES} "
