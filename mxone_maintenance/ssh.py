@@ -323,7 +323,9 @@ class Pool:
             status = chan.recv_exit_status()
         finally:
             chan.close()
-        why = "" if status != -1 else f"server {name}: the command was refused or killed (no exit status)"
+        # No status, closed before the output's end: refused (a killed one ran: error '').
+        refused = status == -1 and not chan.eof_received
+        why = f"server {name}: the server refused the command" if refused else ""
         return Result(name, status == 0, out.decode(errors="replace"), err.decode(errors="replace"),
                       status, why, time.monotonic() - started)
 
