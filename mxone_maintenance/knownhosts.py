@@ -100,6 +100,17 @@ class KnownHosts:
         found = keys.lookup(server)
         return next(iter(found.values())) if found else None
 
+    def pinned_types(self, server: str, address: str) -> tuple[str, ...]:
+        """The key types pinned for the server by name, else by ``address`` ('' for none):
+        the types to ask the server for, so it presents the pinned key."""
+        with self._lock:
+            keys = self._load()
+        for name in (server, address):
+            pinned = keys.lookup(name) if name else None
+            if pinned:
+                return tuple(pinned.keys())
+        return ()
+
     def check(self, server: str, address: str, key: paramiko.PKey) -> None:
         """Return when ``key`` is pinned for the server; raise Unknown/ChangedHostKey.
 

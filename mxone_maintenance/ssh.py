@@ -18,7 +18,9 @@ Every wait is bounded: TCP connect, SSH handshake, authentication, each command.
 What a server costs LIM 1 is kept small, since a 124-LIM system has 137 servers: up to
 :data:`MAX_WORKERS` servers are reached at once, the login key is read once per pool, the
 pinned keys are parsed once per change of their file, and a command's output is waited for
-(woken by paramiko when it arrives), never polled.
+(woken by paramiko when it arrives), never polled. How a connection goes on the wire (its
+algorithms, its socket's options, a command without waiting for the request's answer) is
+:mod:`mxone_maintenance.sshwire`.
 
 This module is the one name callers use (``from mxone_maintenance import ssh``): it also
 gives the names of the results and of the host-key modules.
@@ -29,7 +31,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import socket
 import sys
 import threading
 import time
@@ -52,6 +53,7 @@ finally:
     if _hide_invoke:
         del sys.modules["invoke"]
 
+from mxone_maintenance import sshwire
 from mxone_maintenance.errors import MxoneError
 from mxone_maintenance.knownhosts import (
     ChangedHostKey,
@@ -104,7 +106,7 @@ class Target:
 
 @dataclass
 class _Connection:
-    transport: paramiko.Transport
+    transport: sshwire.Transport
     address: str
     sftp: paramiko.SFTPClient | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -187,13 +189,13 @@ class Pool:
         for address, alias in target.candidates():
             started = time.monotonic()
             try:
-                sock = socket.create_connection((address, target.port),
-                                                timeout=self.connect_timeout)
+                sock = sshwire.connect(address, target.port, self.connect_timeout)
             except OSError as exc:
-                problems.append(f"{address}: {_socket_reason(exc)}")
+                problems.append(f"{address}: {sshwire.socket_reason(exc)}")
                 continue
             connected = time.monotonic()
-            transport = paramiko.Transport(sock)
+            transport = sshwire.transport(sock, self.known_hosts.pinned_types(
+                target.name, address if not alias else ""))
             try:
                 transport.banner_timeout = self.connect_timeout
                 transport.handshake_timeout = self.connect_timeout
@@ -287,7 +289,7 @@ class Pool:
         chan = conn.transport.open_session(timeout=self.connect_timeout)
         try:
             chan.settimeout(timeout)
-            chan.exec_command(command)
+            conn.transport.exec_nowait(chan, command)
             if input is not None:
                 chan.sendall(input.encode() if isinstance(input, str) else input)
             chan.shutdown_write()
@@ -321,8 +323,11 @@ class Pool:
             status = chan.recv_exit_status()
         finally:
             chan.close()
+        # No status, closed before the output's end: refused (a killed one ran: error '').
+        refused = status == -1 and not chan.eof_received
+        why = f"server {name}: the server refused the command" if refused else ""
         return Result(name, status == 0, out.decode(errors="replace"), err.decode(errors="replace"),
-                      status, "", time.monotonic() - started)
+                      status, why, time.monotonic() - started)
 
     def put(self, target: Target, path: str, data: bytes | Iterable[bytes],
             mode: int = 0o644) -> Result:
@@ -438,12 +443,6 @@ def _create(sftp: paramiko.SFTPClient, path: str, mode: int) -> paramiko.SFTPFil
     if kind != sftp_const.CMD_HANDLE:
         raise paramiko.SFTPError("Expected handle")
     return paramiko.SFTPFile(sftp, msg.get_binary(), "wb")
-
-
-def _socket_reason(exc: OSError) -> str:
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "no answer (connect timed out)"
-    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def user_key_default() -> Path:

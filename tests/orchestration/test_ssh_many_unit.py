@@ -18,7 +18,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from mxone_maintenance import knownhosts, ssh
+from mxone_maintenance import knownhosts, ssh, sshwire
 
 
 def _keygen(path: Path) -> paramiko.Ed25519Key:
@@ -98,7 +98,7 @@ def servers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server
 
     def make(count: int, silent: frozenset[str] = frozenset()) -> _Servers:
         s = _Servers(tmp_path, count, silent)
-        monkeypatch.setattr(ssh.socket, "create_connection", s.connect)
+        monkeypatch.setattr(sshwire.socket, "create_connection", s.connect)
         made.append(s)
         return s
 

@@ -183,6 +183,9 @@ def _exec_on(tmp_path: Path, chan: _ScriptedChannel, timeout: float = 5.0) -> ss
         def open_session(self, timeout: float) -> _ScriptedChannel:
             return chan
 
+        def exec_nowait(self, c: _ScriptedChannel, command: str) -> None:
+            c.exec_command(command)
+
     conn = ssh._Connection(Transport(), "10.0.0.1")  # type: ignore[arg-type]
     return pool._exec("lim2", conn, "true", None, timeout, time.monotonic())
 
