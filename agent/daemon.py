@@ -75,6 +75,7 @@ from mxone_agent.control_service import ControlService, Reply
 from mxone_agent.data_reloads import DataReloads
 from mxone_agent.decide import LocalState
 from mxone_agent.decision_cycle import Applied, DecisionCycle, forget_answered
+from mxone_agent.early_probe import close_all
 from mxone_agent.errors import AgentError
 from mxone_agent.executor import Executor, Outcome
 from mxone_agent.heartbeat_link import HEARTBEAT_COPIES, HeartbeatLink
@@ -181,6 +182,8 @@ class Agent:
                                                        run_dir=self._run_dir)
         self.executor.xdata_root = cfg.sync_settings.xdata_root
         self.own_mac = self.executor.network.mac_of(cfg.local.interface)
+        self.executor.early.dispose_with(
+            lambda probes: self.worker.submit("close", lambda: close_all(probes)))
         for iface in {self.executor.interface(cfg, x) for x in self.executor.guarded(cfg)}:
             network.prepare(iface)  # a takeover opens nothing
         runs = self.executor.learn_local(cfg, self.retired)

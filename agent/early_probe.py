@@ -55,11 +55,24 @@ class EarlyProbes:
 
     def __init__(self, network: NetworkBackend) -> None:
         self._network = network
+        # Closing an AF_PACKET socket waits for an RCU grace period in the kernel (10-20 ms
+        # measured): off the loop and off the takeover's path, on whatever dispose_with gave
+        # (the daemon: the action worker, after the takeover's job). By default: at once.
+        self._dispose: Callable[[list[Probe]], None] = close_all
         self._lock = threading.Lock()
         self._open: dict[Key, tuple[str, Probe]] = {}  # key -> (peer, probe)
         self._spent: set[tuple[str, Key]] = set()  # aged out; not again until heard again
         self.opened = 0  # how many were opened since start, for status
         self.used = 0  # how many a takeover used
+
+    def dispose_with(self, dispose: Callable[[list[Probe]], None]) -> None:
+        """Where the probes done with are closed from now on."""
+        self._dispose = dispose
+
+    def dispose(self, *probes: Probe) -> None:
+        """Close ``probes`` (a takeover read them) where closing costs nothing to wait for."""
+        if probes:
+            self._dispose(list(probes))
 
     def upkeep(self, now: float, config: NodeConfig, peers: Mapping[str, PeerView],
                resumed: float, guarded: Collection[LimConfig], interface: Callable[[LimConfig], str],
@@ -103,8 +116,7 @@ class EarlyProbes:
                     self.opened += 1
                 except AgentError:
                     pass  # the takeover probes inline, and says what failed
-        for probe in closing:
-            probe.close()
+        self.dispose(*closing)
         return due
 
     def ready(self, interface: str, alias: ipaddress.IPv4Address, wait: float) -> bool:
@@ -124,7 +136,7 @@ class EarlyProbes:
             return None
         probe = found[1]
         if time.monotonic() - probe.started > MAX_AGE:
-            probe.close()
+            self.dispose(probe)
             return None
         self.used += 1
         return probe
@@ -135,3 +147,9 @@ class EarlyProbes:
             self._open.clear()
         for p in probes:
             p.close()
+
+
+def close_all(probes: list[Probe]) -> None:
+    """Close each of ``probes``."""
+    for p in probes:
+        p.close()

@@ -284,7 +284,7 @@ class Executor:
                     early.wait(left)
                 answers = early.answers()
             finally:
-                early.close()
+                self.early.dispose(early)  # closed after this, not before the alias is up
         if answers is None:
             answers = self.network.probe(iface, lim.alias_ip, wait)
         self._mark(o, "probed")

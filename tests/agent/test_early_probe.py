@@ -210,3 +210,19 @@ def test_the_cycle_claims_only_the_first_lim_action_and_none_after_a_cleanup_of_
     ex.asked.clear()
     got = DecisionCycle._claim(cfg(), ex, set(), [StopLim(2)], [StartLim(2)])  # type: ignore[arg-type]
     assert ex.asked == [] and got == {}
+
+
+def test_probes_are_closed_where_dispose_says_never_on_the_takeover_path(tmp_path: Path) -> None:
+    ex, net, c = executor(tmp_path)
+    disposed: list[object] = []
+    ex.early.dispose_with(disposed.extend)
+    probe = open_early(ex, c, time.monotonic() - 1.0)
+    claimed = ex.claim(c, StartLim(2), CLUSTER_MACS)
+    assert claimed is not None and claimed.ok
+    assert disposed == [probe] and not probe.closed  # the worker closes it, later
+    early = EarlyProbes(net)
+    early.dispose_with(disposed.extend)
+    upkeep(early, 100.21, {"lim2": heard("lim2", 2, at=100.0)})
+    [(_, other)] = early._open.values()
+    upkeep(early, 100.3, {"lim2": heard("lim2", 2, at=100.29)})  # heard again
+    assert disposed == [probe, other] and not other.closed  # type: ignore[attr-defined]
