@@ -77,8 +77,9 @@ from mxone_agent.decide import LocalState
 from mxone_agent.decision_cycle import Applied, DecisionCycle, forget_answered
 from mxone_agent.early_probe import close_all
 from mxone_agent.errors import AgentError
-from mxone_agent.executor import Executor, Outcome
+from mxone_agent.executor import REFERENCE_PREFIX, Executor, Outcome, command_env
 from mxone_agent.heartbeat_link import HEARTBEAT_COPIES, HeartbeatLink
+from mxone_agent.warm_start import WarmStarter
 from mxone_agent.lease_upkeep import LeaseUpkeep
 from mxone_agent.local_state import record_appearance
 from mxone_agent.model import Readiness, Role
@@ -184,6 +185,9 @@ class Agent:
         self.own_mac = self.executor.network.mac_of(cfg.local.interface)
         self.executor.early.dispose_with(
             lambda probes: self.worker.submit("close", lambda: close_all(probes)))
+        if cfg.role is Role.STANDBY and any(x.service is None for x in cfg.lims):
+            self.executor.warm = WarmStarter(REFERENCE_PREFIX, command_env)
+            self.executor.warm.prepare()  # a regular failover starts no Python
         for iface in {self.executor.interface(cfg, x) for x in self.executor.guarded(cfg)}:
             network.prepare(iface)  # a takeover opens nothing
         runs = self.executor.learn_local(cfg, self.retired)
@@ -228,6 +232,8 @@ class Agent:
         if self.leases.fence is not None:
             self.leases.fence.close()  # the leases run out on their own: see mxone_agent.lease
         if self.executor is not None:
+            if self.executor.warm is not None:
+                self.executor.warm.close()
             self.executor.early.close()
             self.executor.network.close()
         self.status_file.remove()

@@ -61,6 +61,7 @@ from mxone_agent.early_probe import EarlyProbes, probe_wait
 from mxone_agent.lease import Fence, LeaseError
 from mxone_agent.model import LimRun, Mode, Role
 from mxone_agent.network import NetworkBackend, NetworkError
+from mxone_agent.warm_start import WarmStarter
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -70,11 +71,17 @@ CommandRunner = Callable[[Sequence[str], float], int]
 """Runs an argv with a timeout; returns its exit status (-1: could not run or timed out)."""
 
 
+def command_env() -> dict[str, str]:
+    """The environment of a service command: ours, and the reference Service Node (this
+    package) found by its python the way we found it."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env
+
+
 def run_command(argv: Sequence[str], timeout: float) -> int:
     """Run ``argv`` (no shell) with stdin/stdout closed; -1 if it cannot run or times out."""
-    env = dict(os.environ)
-    # The reference Service Node is this package: let its python find it the way we did.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env = command_env()
     try:
         return subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, timeout=timeout, env=env,
@@ -84,21 +91,22 @@ def run_command(argv: Sequence[str], timeout: float) -> int:
 
 
 # The reference service's commands start Python without ``site`` (-S: no .pth files, no
-# sitecustomize; 15-25 ms less on a takeover's path) and load this package from where the
-# agent found it: argv[1] is the package directory, argv[2] "service".
-_BOOT = ("import sys,importlib.util as u;p=sys.argv.pop(1);sys.argv.pop(1);"
-         "s=u.spec_from_file_location('mxone_agent',p+'/__init__.py',"
-         "submodule_search_locations=[p]);m=u.module_from_spec(s);"
-         "sys.modules['mxone_agent']=m;s.loader.exec_module(m);"
+# sitecustomize; 15-25 ms less on a takeover's path) and find this package's modules where
+# the agent found them (its __init__, a docstring, is not run): argv[1] is the package
+# directory, argv[2] "service".
+_BOOT = ("import sys,types;p=sys.argv.pop(1);sys.argv.pop(1);m=types.ModuleType('mxone_agent');"
+         "m.__path__=[p];sys.modules['mxone_agent']=m;"
          "from mxone_agent.service_node import main;sys.exit(main(sys.argv[1:]))")
 PACKAGE_DIR = os.path.dirname(os.path.abspath(service_node.__file__))
+REFERENCE_PREFIX = (sys.executable, "-S", "-c", _BOOT, PACKAGE_DIR, "service")
+"""Every command of the reference Service Node begins so (:mod:`mxone_agent.warm_start`)."""
 
 
 def reference_service(lim: LimConfig, run_dir: str = service_node.DEFAULT_RUN_DIR,
                       xdata_root: str = service_node.DEFAULT_XDATA_ROOT) -> ServiceCommands:
     """The commands of the reference Service Node for ``lim`` (it loads its exchange data
     from ``xdata_root``)."""
-    base = [sys.executable, "-S", "-c", _BOOT, PACKAGE_DIR, "service"]
+    base = list(REFERENCE_PREFIX)
     tail = ["--lim", str(lim.lim), "--run-dir", run_dir, "--xdata-root", xdata_root]
     return ServiceCommands(start=(*base, "start", *tail, "--alias", str(lim.alias_ip)),
                            stop=(*base, "stop", *tail), status=(*base, "status", *tail))
@@ -132,6 +140,7 @@ class Executor:
         self._mono = mono
         self.announcements = Announcements(network, mono)  # the bursts after the first
         self.early = EarlyProbes(network)  # the loop opens them, takeovers use them
+        self.warm: WarmStarter | None = None  # the daemon's, for the reference service
         self.xdata_root = service_node.DEFAULT_XDATA_ROOT  # the daemon sets the config's
 
     # ---- helpers --------------------------------------------------------------------------
@@ -297,7 +306,10 @@ class Executor:
         return False
 
     def _start_services(self, config: NodeConfig, lim: LimConfig, o: Outcome) -> bool:
-        code = self._run(self.service(lim).start, START_TIMEOUT)
+        code = None if self.warm is None else self.warm.run(self.service(lim).start,
+                                                             START_TIMEOUT)
+        if code is None:
+            code = self._run(self.service(lim).start, START_TIMEOUT)
         if code != 0:
             o.ok = False
             o.error = f"the service of LIM {lim.lim} did not start (exit status {code})"

@@ -405,7 +405,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``mxone-agent service ...`` (main hands it over before anything else is imported)."""
+    """``mxone-agent service ...`` (main hands it over before anything else is imported).
+    ``service warm`` waits for one JSON list of these arguments on stdin and runs them
+    (:mod:`mxone_agent.warm_start`); end-of-file: exit 0."""
+    if argv[:1] == ["warm"]:
+        line = sys.stdin.buffer.readline()
+        if not line:
+            return 0
+        args = json.loads(line)
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args) or \
+                args[:1] == ["warm"]:
+            print("service warm: not a list of arguments", file=sys.stderr)
+            return 2
+        argv = args
     p = argparse.ArgumentParser(prog="mxone-agent service",
                                 description="The reference Service Node (a LIM stand-in).")
     add_arguments(p)

@@ -16,7 +16,7 @@ PURE = ["config", "config_rules", "config_types", "contract", "jsonreader", "hea
         "decide", "local_state", "situation", "fallback", "takeover", "explain", "actions",
         "model", "errors", "sync_policy", "paths", "version"]
 # The modules with side effects (sockets, processes, files); stdlib + pyroute2 only.
-IO = ["action_worker", "alarms", "arp", "early_probe", "priority", "rtnl", "announce", "bonding", "config_reload", "control", "control_client",
+IO = ["action_worker", "alarms", "arp", "early_probe", "priority", "rtnl", "announce", "warm_start", "bonding", "config_reload", "control", "control_client",
       "control_service",
       "daemon", "data_reloads", "decision_cycle", "outcomes", "service_watch",
       "notify_hooks", "metrics",
