@@ -79,7 +79,6 @@ from mxone_agent.early_probe import close_all
 from mxone_agent.errors import AgentError
 from mxone_agent.executor import REFERENCE_PREFIX, Executor, Outcome, command_env
 from mxone_agent.heartbeat_link import HEARTBEAT_COPIES, HeartbeatLink
-from mxone_agent.warm_start import WarmStarter
 from mxone_agent.lease_upkeep import LeaseUpkeep
 from mxone_agent.local_state import record_appearance
 from mxone_agent.model import Readiness, Role
@@ -88,6 +87,7 @@ from mxone_agent.orders import Orders
 from mxone_agent.peers import PeerView, resumed_at
 from mxone_agent.service_watch import ServiceWatch, contested
 from mxone_agent.status_report import STATUS_FILE_AT_LEAST, StatusFile, node_status
+from mxone_agent.warm_start import WarmStarter
 
 log = logging.getLogger("mxone_agent")
 
@@ -248,7 +248,7 @@ class Agent:
         self.started = self.link.resumed = next_tick
         self.control.server.register(self._sel)  # on the loop's thread: replies are given there
         log.info("%s: %s", self.config.node, priority.apply(interval))
-        # The worker takes over an alias the moment the loop hands it a decision: it need
+        # The worker starts a takeover's service the moment the loop hands it over: it need
         # not wait 5 ms (the default) for the loop to let go of the interpreter.
         sys.setswitchinterval(SWITCH_INTERVAL)
         gc.freeze()  # what start-up made is never collected: shorter collections
