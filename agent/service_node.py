@@ -42,7 +42,6 @@ import socket
 import sys
 import time
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from mxone_agent import files, paths
